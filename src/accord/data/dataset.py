@@ -1,0 +1,304 @@
+"""The in-memory data contract: :class:`SplitData`, :class:`MultimodalDataset` and batching.
+
+Every loader (MMSA pickle, MOSI-U, ConflictBench, the safe on-disk format) produces a ``MultimodalDataset``;
+models and the trainer only ever see :class:`accord.types.Batch` objects made from it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from accord.errors import DataError
+from accord.types import MODALITIES, Batch
+
+SPLITS: tuple[str, str, str] = ("train", "valid", "test")
+MetricFamily = Literal["mosi", "sims"]
+
+
+@dataclass
+class SplitData:
+    """One split: padded features ``[N, T_m, D_m]``, lengths ``[N]``, labels and per-sample metadata.
+
+    Attributes:
+        features: modality -> float32 ``[N, T_m, D_m]``; steps at or past ``lengths[m][i]`` are zero.
+        lengths: modality -> long ``[N]`` with 0 < length <= T_m (0 marks a missing modality).
+        labels: float32 ``[N]`` regression scores.
+        class_labels: optional long ``[N]`` class indices (for ``task.kind = classification``).
+        unimodal_labels: optional modality -> float32 ``[N]`` (CH-SIMS ``regression_labels_T/A/V``).
+        ids: ``N`` sample ids.
+        raw_text: ``N`` transcripts ('' where unknown).
+        extras: optional per-sample tensors ``[N, ...]`` (ConflictBench ground truth, ...).
+    """
+
+    features: dict[str, Tensor]
+    lengths: dict[str, Tensor]
+    labels: Tensor
+    ids: list[str]
+    raw_text: list[str] = field(default_factory=list)
+    class_labels: Tensor | None = None
+    unimodal_labels: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def dims(self) -> dict[str, int]:
+        """Feature dimension per modality."""
+        return {m: int(self.features[m].shape[2]) for m in MODALITIES}
+
+    def seq_lens(self) -> dict[str, int]:
+        """Padded sequence length per modality."""
+        return {m: int(self.features[m].shape[1]) for m in MODALITIES}
+
+    def subset(self, index: Tensor | list[int]) -> SplitData:
+        """Rows ``index`` of this split (a new object; tensors are indexed, not shared)."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        pos = idx.tolist()
+        return SplitData(
+            features={m: v[idx] for m, v in self.features.items()},
+            lengths={m: v[idx] for m, v in self.lengths.items()},
+            labels=self.labels[idx],
+            ids=[self.ids[i] for i in pos],
+            raw_text=[self.raw_text[i] for i in pos] if self.raw_text else [],
+            class_labels=None if self.class_labels is None else self.class_labels[idx],
+            unimodal_labels={m: v[idx] for m, v in self.unimodal_labels.items()},
+            extras={k: v[idx] for k, v in self.extras.items()},
+        )
+
+    def batch(self, index: Tensor, task: str = "regression", trim: bool = True) -> Batch:
+        """Assemble rows ``index`` into a :class:`Batch`.
+
+        ``trim`` cuts each modality's padding to the longest real sequence in the batch (fewer wasted steps for
+        sequence models). For ``task == "classification"`` the label is ``class_labels``.
+        """
+        feats: dict[str, Tensor] = {}
+        masks: dict[str, Tensor] = {}
+        present = torch.zeros(len(index), len(MODALITIES), dtype=torch.bool)
+        for k, m in enumerate(MODALITIES):
+            x = self.features[m][index]
+            lens = self.lengths[m][index]
+            t_max = x.shape[1]
+            if trim:
+                t_max = max(int(lens.max().item()), 1) if len(lens) else 1
+                x = x[:, :t_max]
+            steps = torch.arange(t_max).unsqueeze(0)
+            mask = steps < lens.unsqueeze(1)
+            feats[m] = x
+            masks[m] = mask
+            present[:, k] = lens > 0
+        if task == "classification":
+            if self.class_labels is None:
+                raise DataError("task.kind is 'classification' but this dataset has no class labels")
+            label = self.class_labels[index]
+        else:
+            label = self.labels[index]
+        return Batch(
+            features=feats,
+            mask=masks,
+            present=present,
+            label=label,
+            unimodal_labels={m: v[index] for m, v in self.unimodal_labels.items()},
+            ids=[self.ids[i] for i in index.tolist()],
+            extras={k: v[index] for k, v in self.extras.items()},
+        )
+
+    def iter_batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        task: str = "regression",
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Yield batches over the split, shuffled with ``generator`` when ``shuffle`` is True."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = (n // batch_size) * batch_size if drop_last and n >= batch_size else n
+        for start in range(0, stop, batch_size):
+            yield self.batch(order[start : start + batch_size], task=task)
+
+    def num_batches(self, batch_size: int) -> int:
+        return math.ceil(len(self) / batch_size)
+
+
+@dataclass
+class MultimodalDataset:
+    """A named dataset with ``train``/``valid``/``test`` splits and the metadata models and metrics need.
+
+    Attributes:
+        name: dataset name (shown in tables).
+        splits: split name -> :class:`SplitData`.
+        metric_family: which regression metric set applies: ``"mosi"`` (MOSI/MOSEI, labels in [-3, 3]) or
+            ``"sims"`` (CH-SIMS, labels in [-1, 1]).
+        label_range: inclusive bounds of the regression labels; loaders reject labels outside it.
+        class_names: names of the class labels, when the dataset has them.
+        source: the file or generator it came from (used in error messages).
+        meta: free-form provenance (generator parameters, split seeds, feature extractor names).
+    """
+
+    name: str
+    splits: dict[str, SplitData]
+    metric_family: MetricFamily = "mosi"
+    label_range: tuple[float, float] = (-3.0, 3.0)
+    class_names: list[str] = field(default_factory=list)
+    source: str = "<memory>"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, split: str) -> SplitData:
+        try:
+            return self.splits[split]
+        except KeyError:
+            raise DataError(f"{self.source}: no split {split!r}; has {sorted(self.splits)}") from None
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return self.splits["train"].dims()
+
+    def validate(self) -> MultimodalDataset:
+        """Check the whole data contract; raise a one-line :class:`DataError` naming the source and problem.
+
+        Checks: all three splits present and non-empty; three modalities with 3-D float tensors; same feature
+        dims across splits; one row count per split across features, lengths, labels, ids, raw text and extras;
+        lengths within ``[0, T_m]``; finite features and labels; labels within ``label_range``; class labels in
+        ``[0, len(class_names))``; no sample with every modality missing.
+        """
+        src = self.source
+        for split in SPLITS:
+            if split not in self.splits:
+                raise DataError(f"{src}: missing split {split!r} (expected train, valid and test)")
+        ref_dims: dict[str, int] | None = None
+        for split in SPLITS:
+            part = self.splits[split]
+            where = f"{src}: split {split!r}"
+            n = int(part.labels.shape[0]) if part.labels.ndim == 1 else -1
+            if part.labels.ndim != 1:
+                raise DataError(f"{where}: labels must be 1-D [N], got shape {tuple(part.labels.shape)}")
+            if n == 0:
+                raise DataError(f"{where}: is empty (0 samples)")
+            for m in MODALITIES:
+                if m not in part.features or m not in part.lengths:
+                    raise DataError(f"{where}: modality {m!r} is missing (expected text, audio and visual)")
+                x = part.features[m]
+                if x.ndim != 3:
+                    raise DataError(f"{where}: {m} features must be [N, T, D], got shape {tuple(x.shape)}")
+                if not torch.is_floating_point(x):
+                    raise DataError(f"{where}: {m} features must be floating point, got {x.dtype}")
+                if x.shape[0] != n:
+                    raise DataError(f"{where}: {m} features have {x.shape[0]} rows but there are {n} labels")
+                lens = part.lengths[m]
+                if lens.shape != (n,):
+                    raise DataError(f"{where}: {m} lengths have shape {tuple(lens.shape)}, expected ({n},)")
+                if bool((lens < 0).any()) or bool((lens > x.shape[1]).any()):
+                    bad = int(lens.max().item()) if bool((lens > x.shape[1]).any()) else int(lens.min().item())
+                    raise DataError(f"{where}: {m} length {bad} outside [0, {x.shape[1]}] (the padded length)")
+                if not bool(torch.isfinite(x).all()):
+                    count = int((~torch.isfinite(x)).sum().item())
+                    raise DataError(f"{where}: {m} features contain {count} NaN/Inf values")
+            if ref_dims is None:
+                ref_dims = part.dims()
+            elif part.dims() != ref_dims:
+                raise DataError(f"{where}: feature dims {part.dims()} differ from train's {ref_dims}")
+            if not bool(torch.isfinite(part.labels).all()):
+                raise DataError(f"{where}: labels contain NaN/Inf")
+            lo, hi = self.label_range
+            if bool((part.labels < lo).any()) or bool((part.labels > hi).any()):
+                bad_val = float(part.labels[(part.labels < lo) | (part.labels > hi)][0])
+                raise DataError(f"{where}: label {bad_val:g} outside the expected range [{lo:g}, {hi:g}]")
+            if len(part.ids) != n:
+                raise DataError(f"{where}: {len(part.ids)} ids for {n} samples")
+            if part.raw_text and len(part.raw_text) != n:
+                raise DataError(f"{where}: {len(part.raw_text)} raw_text entries for {n} samples")
+            if part.class_labels is not None:
+                if part.class_labels.shape != (n,):
+                    raise DataError(f"{where}: class labels have shape {tuple(part.class_labels.shape)}")
+                k = len(self.class_names)
+                if bool((part.class_labels < 0).any()) or bool((part.class_labels >= k).any()):
+                    raise DataError(f"{where}: class label outside [0, {k - 1}] ({k} classes)")
+            for m, y in part.unimodal_labels.items():
+                if y.shape != (n,) or not bool(torch.isfinite(y).all()):
+                    raise DataError(f"{where}: unimodal labels of {m} must be {n} finite values")
+            for key, v in part.extras.items():
+                if v.shape[0] != n:
+                    raise DataError(f"{where}: extra {key!r} has {v.shape[0]} rows for {n} samples")
+            all_missing = torch.stack([part.lengths[m] == 0 for m in MODALITIES]).all(dim=0)
+            if bool(all_missing.any()):
+                i = int(all_missing.nonzero()[0].item())
+                raise DataError(f"{where}: sample {part.ids[i]!r} has no modality at all (every length is 0)")
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """Per-split counts, shapes and label statistics (what ``accord data info`` prints)."""
+        out: dict[str, Any] = {"name": self.name, "source": self.source, "metric_family": self.metric_family}
+        for split, part in self.splits.items():
+            y = part.labels
+            info: dict[str, Any] = {
+                "n": len(part),
+                "shapes": {m: list(part.features[m].shape) for m in MODALITIES},
+                "mean_length": {m: round(float(part.lengths[m].float().mean()), 2) for m in MODALITIES},
+                "missing": {m: int((part.lengths[m] == 0).sum()) for m in MODALITIES},
+                "label": {
+                    "mean": round(float(y.mean()), 4),
+                    "std": round(float(y.std(unbiased=False)), 4),
+                    "min": round(float(y.min()), 4),
+                    "max": round(float(y.max()), 4),
+                    "zeros": int((y == 0).sum()),
+                    "positive": int((y > 0).sum()),
+                    "negative": int((y < 0).sum()),
+                },
+            }
+            if part.class_labels is not None:
+                counts = torch.bincount(part.class_labels, minlength=len(self.class_names)).tolist()
+                info["classes"] = dict(zip(self.class_names, counts, strict=True))
+            out[split] = info
+        return out
+
+
+def make_split(
+    features: dict[str, Tensor],
+    labels: Tensor,
+    ids: list[str] | None = None,
+    lengths: dict[str, Tensor] | None = None,
+    **kwargs: Any,
+) -> SplitData:
+    """Build a :class:`SplitData`, defaulting lengths to full length and ids to ``"0".."N-1"``."""
+    n = int(labels.shape[0])
+    if lengths is None:
+        lengths = {m: torch.full((n,), features[m].shape[1], dtype=torch.long) for m in MODALITIES}
+    return SplitData(
+        features={m: features[m].float() for m in MODALITIES},
+        lengths={m: lengths[m].long() for m in MODALITIES},
+        labels=labels.float(),
+        ids=ids if ids is not None else [str(i) for i in range(n)],
+        **kwargs,
+    )
+
+
+def standardize(ds: MultimodalDataset, eps: float = 1e-6) -> MultimodalDataset:
+    """Z-score every feature column with train-split statistics over real (unpadded) steps, in place.
+
+    Constant columns (std < eps) are centred but not scaled, so they become zeros instead of NaN. Padding stays
+    zero. The statistics are stored in ``ds.meta["standardize"]`` for use at prediction time.
+    """
+    stats: dict[str, dict[str, list[float]]] = {}
+    train = ds.splits["train"]
+    for m in MODALITIES:
+        x, lens = train.features[m], train.lengths[m]
+        mask = (torch.arange(x.shape[1]).unsqueeze(0) < lens.unsqueeze(1)).unsqueeze(-1)
+        count = mask.sum().clamp_min(1)
+        mean = (x * mask).sum(dim=(0, 1)) / count
+        var = (((x - mean) * mask) ** 2).sum(dim=(0, 1)) / count
+        std = var.sqrt()
+        std = torch.where(std < eps, torch.ones_like(std), std)
+        stats[m] = {"mean": mean.tolist(), "std": std.tolist()}
+        for part in ds.splits.values():
+            xs, ls = part.features[m], part.lengths[m]
+            pm = (torch.arange(xs.shape[1]).unsqueeze(0) < ls.unsqueeze(1)).unsqueeze(-1)
+            part.features[m] = ((xs - mean) / std) * pm
+    ds.meta["standardize"] = stats
+    return ds

@@ -1,0 +1,113 @@
+"""The model contract and the model registry (timm style: ``@register_model`` / ``create_model``).
+
+A model maps a :class:`~accord.types.Batch` to a :class:`~accord.types.ModelOutput`; it never runs its own
+training loop. Hyper-parameters live in a nested pydantic ``Params`` class (``extra="forbid"``), so an unknown or
+mistyped key in ``model.params`` is a one-line :class:`~accord.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from accord.errors import ConfigError
+from accord.registry import Registry
+from accord.types import Batch, ModelOutput
+
+
+class ModelParams(BaseModel):
+    """Base of every model's ``Params``: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccordModel(nn.Module):
+    """Base class of all Accord models.
+
+    Subclasses set ``Params`` and implement ``forward(batch) -> ModelOutput``. ``dims`` maps each modality to its
+    input feature size; ``out_dim`` is 1 for regression and the number of classes for classification (the head
+    then returns logits ``[B, C]`` instead of scores ``[B]``).
+
+    ``default_loss_weights`` gives the weight of each auxiliary prediction / loss the model emits when the config's
+    ``loss_weights`` does not name it (the main task loss is ``task`` with weight 1).
+    """
+
+    Params: ClassVar[type[ModelParams]] = ModelParams
+    default_loss_weights: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
+        super().__init__()
+        self.dims = dict(dims)
+        self.out_dim = out_dim
+        self.params = params
+
+    def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def trainer_hooks(self) -> list[Any]:
+        """Hooks (see :mod:`accord.train.hooks`) this method needs from the trainer; none by default."""
+        return []
+
+
+def squeeze_head(y: Any, out_dim: int) -> Any:
+    """``[B, 1] -> [B]`` for regression heads; class logits ``[B, C]`` are returned unchanged."""
+    return y.squeeze(-1) if out_dim == 1 else y
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its class plus fixed parameters (e.g. ``text`` = unimodal with modality=text)."""
+
+    cls: type[AccordModel]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def register_model(name: str, *, fixed: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    """Class decorator registering a model under ``name``; ``fixed`` pins some of its ``Params``.
+
+    Stack it to register one class under several names::
+
+        @register_model("text", fixed={"modality": "text"})
+        @register_model("unimodal")
+        class Unimodal(AccordModel): ...
+    """
+
+    def deco(cls: type[AccordModel]) -> type[AccordModel]:
+        MODELS.register(name)(ModelSpec(cls, dict(fixed or {})))
+        return cls
+
+    return deco
+
+
+def validate_params(name: str, params: dict[str, Any]) -> ModelParams:
+    """Validate ``params`` for model ``name``; raise a ConfigError naming the offending ``model.params`` key."""
+    spec = MODELS.get(name)
+    clash = sorted(set(params) & set(spec.fixed))
+    if clash:
+        raise ConfigError(f"model.params.{clash[0]}: fixed to {spec.fixed[clash[0]]!r} by model {name!r}")
+    try:
+        return spec.cls.Params(**{**params, **spec.fixed})
+    except ValidationError as err:
+        e = err.errors()[0]
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            known = ", ".join(sorted(spec.cls.Params.model_fields))
+            raise ConfigError(f"model.params.{key}: unknown key for model {name!r}; known: {known}") from None
+        raise ConfigError(f"model.params.{key}: {e['msg']} (got {e.get('input')!r})") from None
+
+
+def create_model(name: str, dims: dict[str, int], out_dim: int = 1, **params: Any) -> AccordModel:
+    """Build the registered model ``name`` for input ``dims`` and ``out_dim`` outputs."""
+    spec = MODELS.get(name)
+    return spec.cls(dims, out_dim, validate_params(name, params))
+
+
+def list_models() -> list[str]:
+    """Names of every registered model."""
+    return MODELS.names()

@@ -1,0 +1,89 @@
+"""Core types shared by data, models and the trainer: modalities, :class:`Batch` and :class:`ModelOutput`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import torch
+from torch import Tensor
+
+MODALITIES: Final[tuple[str, str, str]] = ("text", "audio", "visual")
+"""The three modalities, in the canonical order used for ``Batch.present`` columns and stacked tensors."""
+
+
+@dataclass
+class Batch:
+    """A mini-batch of padded multimodal sequences.
+
+    Attributes:
+        features: modality -> float tensor ``[B, T_m, D_m]`` (zero-padded after the real steps).
+        mask: modality -> bool tensor ``[B, T_m]``; True marks a real time step.
+        present: bool ``[B, 3]``; column ``k`` says whether modality ``MODALITIES[k]`` is available at all
+            (False for a dropped/missing modality, whose features are then all zero).
+        label: ``[B]`` float regression scores, or long class indices for classification.
+        unimodal_labels: optional modality -> ``[B]`` float labels (CH-SIMS).
+        ids: sample ids.
+        extras: optional per-sample tensors carried through (e.g. ConflictBench's ``conflict`` flag).
+    """
+
+    features: dict[str, Tensor]
+    mask: dict[str, Tensor]
+    present: Tensor
+    label: Tensor
+    unimodal_labels: dict[str, Tensor] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def text(self) -> Tensor:
+        return self.features["text"]
+
+    @property
+    def audio(self) -> Tensor:
+        return self.features["audio"]
+
+    @property
+    def visual(self) -> Tensor:
+        return self.features["visual"]
+
+    @property
+    def size(self) -> int:
+        return int(self.label.shape[0])
+
+    def lengths(self, modality: str) -> Tensor:
+        """Number of real steps per sample for ``modality`` (``[B]`` long)."""
+        return self.mask[modality].sum(dim=1)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Return a copy with every tensor on ``device``."""
+        dev = torch.device(device)
+        return Batch(
+            features={k: v.to(dev) for k, v in self.features.items()},
+            mask={k: v.to(dev) for k, v in self.mask.items()},
+            present=self.present.to(dev),
+            label=self.label.to(dev),
+            unimodal_labels={k: v.to(dev) for k, v in self.unimodal_labels.items()},
+            ids=list(self.ids),
+            extras={k: v.to(dev) for k, v in self.extras.items()},
+        )
+
+
+@dataclass
+class ModelOutput:
+    """What every model's ``forward(batch)`` returns.
+
+    Attributes:
+        prediction: ``[B]`` regression scores, or ``[B, C]`` class logits.
+        aux_predictions: named auxiliary predictions of the same shape as ``prediction`` (unimodal, shared,
+            private heads); the trainer applies the task loss to each, weighted by ``loss_weights[name]``.
+        losses: named unweighted auxiliary losses (scalars); weighted by ``loss_weights[name]``.
+        diagnostics: named per-sample values ``[B]`` or ``[B, k]`` saved at evaluation (conflict, trust, ...).
+        features: modality -> ``[B, d]`` representation at the fusion input (for gradient monitoring).
+    """
+
+    prediction: Tensor
+    aux_predictions: dict[str, Tensor] = field(default_factory=dict)
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    diagnostics: dict[str, Tensor] = field(default_factory=dict)
+    features: dict[str, Tensor] = field(default_factory=dict)

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real-data folder and small synthetic datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from accord.data.dataset import MultimodalDataset, make_split
+
+SHARED_DATA = Path(os.environ.get("ACCORD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data folder ``../shared/data``; tests that need it skip with the reason where it is absent."""
+    if not (SHARED_DATA / "mosi" / "bclstm").is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (set ACCORD_SHARED_DATA to its location)")
+    return SHARED_DATA
+
+
+def tiny_dataset(n: int = 24, dims: tuple[int, int, int] = (6, 4, 5), t: tuple[int, int, int] = (5, 7, 3),
+                 seed: int = 0) -> MultimodalDataset:
+    """A small random dataset with unaligned lengths, for unit tests."""
+    g = torch.Generator().manual_seed(seed)
+    splits = {}
+    for split in ("train", "valid", "test"):
+        feats = {m: torch.randn(n, tt, d, generator=g) for m, tt, d in zip(("text", "audio", "visual"), t, dims,
+                                                                          strict=True)}
+        lengths = {m: torch.randint(1, tt + 1, (n,), generator=g) for m, tt in zip(("text", "audio", "visual"), t,
+                                                                                     strict=True)}
+        for m in feats:
+            mask = torch.arange(feats[m].shape[1]).unsqueeze(0) < lengths[m].unsqueeze(1)
+            feats[m] = feats[m] * mask.unsqueeze(-1)
+        y = (torch.rand(n, generator=g) * 6 - 3).round(decimals=1)
+        splits[split] = make_split(feats, y, ids=[f"{split}_{i}" for i in range(n)], lengths=lengths,
+                                   raw_text=["" for _ in range(n)])
+    return MultimodalDataset("tiny", splits)
