@@ -1,0 +1,30 @@
+# Two entry points: `make demo` (set up + the main job on built-in data) and `make test` (set up + the tests).
+# Set-up installs the CPU wheel torch==2.13.0 BEFORE the project, so no multi-GB CUDA build is downloaded.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test lint bench clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/accord demo
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,215 @@
+"""The ``accord`` command line (typer). Every command is a thin layer over :mod:`accord.api` and friends.
+
+User errors (bad config key, bad file, missing run) print one line ``error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from accord.errors import AccordError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Accord: multimodal sentiment analysis that shows imbalance and conflict.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect, build and convert datasets.")
+app.add_typer(data_app, name="data")
+err_console = Console(stderr=True)
+out_console = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a config key: a.b=value")]
+
+
+def user_errors(fn: F) -> F:
+    """Turn AccordError (and FloatingPointError from training) into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (AccordError, FloatingPointError) as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_markdown(md: str) -> None:
+    if out_console.is_terminal:
+        from rich.markdown import Markdown
+
+        out_console.print(Markdown(md))
+    else:
+        sys.stdout.write(md)
+        sys.stdout.flush()
+
+
+def _seed_list(seeds: int | None) -> list[str]:
+    return [f"train.seeds={json.dumps(list(range(seeds)))}"] if seeds else []
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Path | None, typer.Argument(help="YAML config (optional with --method/--dataset)")] = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Registered model name")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Registered dataset name")] = None,
+    set_: SetOpt = None,
+    seeds: Annotated[int | None, typer.Option(help="Train seeds 0..N-1 (overrides train.seeds)")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing run of the same name first")] = False,
+) -> None:
+    """Train one method (all its seeds); writes the run directory and prints the summary."""
+    from accord import api
+    from accord.config import load_config
+
+    if config is None and method is None:
+        raise AccordError("give a config file or --method (and --dataset)")
+    cfg = load_config(config, [*(set_ or []), *_seed_list(seeds)], method=method, dataset=dataset)
+    api.train(cfg, resume=resume, overwrite=overwrite, console=err_console)
+    _print_markdown((cfg.run_dir / "summary.md").read_text())
+    err_console.print(f"run directory: {cfg.run_dir}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by accord train")],
+    corrupt: Annotated[list[str] | None, typer.Option(help="kind:modality:level, e.g. drop:audio:0.5")] = None,
+    split: Annotated[str, typer.Option(help="valid or test")] = "test",
+) -> None:
+    """Evaluate a trained run (every seed), optionally with corrupted inputs; prints mean ± std."""
+    from accord import api
+    from accord.evaluate.summary import markdown_table
+
+    res = api.evaluate(run_dir, corrupt=corrupt, split=split)
+    rows = {split: {k: (v["mean"], v["std"], v["n"]) for k, v in res["mean_std"].items()}}
+    tag = ", ".join(corrupt or []) or "clean"
+    _print_markdown(f"**{run_dir}** on {split} ({tag})\n\n" + markdown_table(rows, list(res["mean_std"]),
+                                                                             first_col="split", bold_best=False)
+                    + "\n")
+
+
+@app.command()
+@user_errors
+def benchmark(
+    methods: Annotated[str, typer.Option(help="Comma-separated registered model names")],
+    dataset: Annotated[str, typer.Option(help="Registered dataset name")] = "conflictbench",
+    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1 for every method")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Folder for the runs (default runs/benchmark_<dataset>)")] = None,
+    table: Annotated[Path | None, typer.Option(help="Also write the Markdown table here")] = None,
+    set_: SetOpt = None,
+    config: Annotated[list[Path] | None, typer.Option(help="Extra YAML merged into every method's config")] = None,
+    resume: Annotated[bool, typer.Option(help="Keep finished seeds and continue interrupted ones")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start every method's run over")] = False,
+) -> None:
+    """Train several methods with the same seeds and data; one table of test mean ± std."""
+    from accord.train.benchmark import run_benchmark
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    res = run_benchmark(names, dataset, list(range(seeds)), out or Path("runs") / f"benchmark_{dataset}",
+                        overrides=set_ or [], table=table, resume=resume, overwrite=overwrite,
+                        console=err_console, config_files=[str(c) for c in config or []])
+    _print_markdown(res["markdown"])
+
+
+DEMO_METHODS = "text,audio,visual,early_fusion,late_fusion,tfn,mult"
+
+
+@app.command()
+@user_errors
+def demo(
+    seeds: Annotated[int, typer.Option(help="Seeds per method")] = 2,
+    out: Annotated[Path, typer.Option(help="Folder for the demo runs")] = Path("runs/demo"),
+    methods: Annotated[str, typer.Option(help="Methods to compare")] = DEMO_METHODS,
+) -> None:
+    """The main job on the built-in data: baselines on ConflictBench (text dominates, 20% planted conflicts)."""
+    from accord.train.benchmark import run_benchmark
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    res = run_benchmark(names, "conflictbench", list(range(seeds)), out, overwrite=True, console=err_console,
+                        title="Demo")
+    _print_markdown(res["markdown"])
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Registered models and datasets."""
+    import accord.data
+    import accord.models
+
+    out_console.print("models:   " + ", ".join(accord.models.list_models()))
+    out_console.print("datasets: " + ", ".join(accord.data.DATASETS.names()))
+
+
+@data_app.command("info")
+@user_errors
+def data_info(
+    target: Annotated[str, typer.Argument(help="A .pkl, a safe-format folder, or a dataset name")],
+    set_: SetOpt = None,
+) -> None:
+    """Print splits, shapes and label statistics of a dataset."""
+    ds = _load_target(target, set_ or [])
+    out_console.print_json(json.dumps(ds.summary()))
+
+
+@data_app.command("build")
+@user_errors
+def data_build(
+    name: Annotated[str, typer.Argument(help="Dataset name: conflictbench, mosi-u, ...")],
+    out: Annotated[Path, typer.Option(help="Output folder (safe format)")],
+    path: Annotated[str | None, typer.Option(help="Source path for builders that read files")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Build a registered dataset (e.g. ConflictBench with custom params) and save it in the safe format."""
+    from accord.data.safe import save_dataset
+
+    ds = _load_target(name, set_ or [], path=path)
+    save_dataset(ds, out)
+    err_console.print(f"wrote {out} ({', '.join(f'{k} {len(v)}' for k, v in ds.splits.items())})")
+
+
+@data_app.command("convert")
+@user_errors
+def data_convert(
+    source: Annotated[Path, typer.Argument(help="An MMSA pickle (aligned_50.pkl, unaligned_50.pkl, ...)")],
+    out: Annotated[Path, typer.Argument(help="Output folder (safe format: manifest.json + <split>.npz)")],
+    nonfinite: Annotated[str, typer.Option(help="error or zero: what to do with NaN/Inf features")] = "error",
+) -> None:
+    """Convert an MMSA pickle to the safe format (no pickle needed to read it back)."""
+    from accord.data.safe import convert_mmsa
+
+    convert_mmsa(source, out, nonfinite=nonfinite)
+    err_console.print(f"wrote {out}")
+
+
+def _load_target(target: str, overrides: list[str], path: str | None = None) -> Any:
+    from accord.config import apply_override
+    from accord.data import DATASETS, build_dataset
+    from accord.data.safe import load_any
+
+    params: dict[str, Any] = {}
+    for o in overrides:
+        params = apply_override(params, o)
+    if target in DATASETS:
+        return build_dataset(target, path, params)
+    if Path(target).exists():
+        return load_any(target, **params)
+    raise AccordError(f"{target}: neither a file/folder nor a dataset name ({', '.join(DATASETS.names())})")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

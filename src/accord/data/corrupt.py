@@ -1,0 +1,193 @@
+"""Robustness corruptions applied at evaluation time: missing modalities, dropped time steps, feature noise.
+
+Every corruption returns a NEW :class:`~accord.data.dataset.SplitData` (the input is never modified) and is
+deterministic given its seed. Kinds:
+
+- ``drop``: remove the modality for exactly ``round(level * N)`` samples, chosen by a seeded permutation:
+  their features are zeroed and their length set to 0 (``Batch.present`` becomes False). With modality ``all``
+  each modality is dropped independently for its own share, so a sample may lose every modality (a corrupted
+  split is for evaluation only and need not pass ``MultimodalDataset.validate``).
+- ``temporal_drop``: zero each real time step independently with probability ``level``; the length is kept
+  (the zeroed steps stay inside the mask) unless every real step of a sample was dropped, in which case its
+  length becomes 0. With T = 1 this acts like ``drop`` with a random share.
+- ``noise``: add Gaussian noise with std ``level * s_j`` to the real steps, where ``s_j`` is the std of column
+  ``j`` of that modality over the real steps of this split; padding stays zero.
+
+Level 0 is the exact identity for every kind; level 1 of ``drop`` / ``temporal_drop`` removes everything.
+The string form is ``kind:modality:level[:seed]``, e.g. ``drop:audio:0.5`` or ``noise:all:0.3:7``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from torch import Tensor
+
+from accord.data.dataset import SplitData
+from accord.errors import ConfigError
+from accord.types import MODALITIES
+
+CorruptionKind = Literal["drop", "temporal_drop", "noise"]
+CorruptionModality = Literal["text", "audio", "visual", "all"]
+
+
+class CorruptionSpec(BaseModel):
+    """One corruption: ``kind`` applied to ``modality`` at ``level`` with ``seed``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: CorruptionKind
+    modality: CorruptionModality
+    level: float
+    """Share of samples (``drop``), per-step probability (``temporal_drop``), both in [0, 1]; noise std as a
+    multiple of the per-column std (``noise``, >= 0)."""
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_level(self) -> CorruptionSpec:
+        if not math.isfinite(self.level):
+            raise ValueError(f"level must be a finite number, got {self.level}")
+        if self.kind in ("drop", "temporal_drop") and not 0.0 <= self.level <= 1.0:
+            raise ValueError(f"level of {self.kind} must be in [0, 1], got {self.level:g}")
+        if self.kind == "noise" and self.level < 0.0:
+            raise ValueError(f"level of noise must be >= 0, got {self.level:g}")
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.modality}:{self.level:g}:{self.seed}"
+
+
+def _spec_error(source: str, err: ValidationError) -> ConfigError:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    where = f"{loc}: " if loc else ""
+    return ConfigError(f"corruption {source!r}: {where}{msg}")
+
+
+def parse_corruption(spec: str | Mapping[str, Any] | CorruptionSpec) -> CorruptionSpec:
+    """Parse ``"kind:modality:level[:seed]"`` (or a mapping) into a :class:`CorruptionSpec`.
+
+    Raises:
+        ConfigError: one line naming the text and what was expected.
+    """
+    if isinstance(spec, CorruptionSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        try:
+            return CorruptionSpec(**spec)
+        except ValidationError as err:
+            raise _spec_error(str(dict(spec)), err) from None
+    if not isinstance(spec, str):
+        raise ConfigError(f"corruption {spec!r}: expected a string 'kind:modality:level[:seed]'")
+    parts = spec.strip().split(":")
+    expected = "expected 'kind:modality:level[:seed]' such as 'drop:audio:0.5'"
+    if len(parts) not in (3, 4):
+        raise ConfigError(f"corruption {spec!r}: {expected}")
+    kind, modality, level_text = parts[0].strip(), parts[1].strip(), parts[2].strip()
+    if kind not in ("drop", "temporal_drop", "noise"):
+        raise ConfigError(
+            f"corruption {spec!r}: unknown kind {kind!r}; expected drop, temporal_drop or noise"
+        )
+    if modality not in (*MODALITIES, "all"):
+        raise ConfigError(
+            f"corruption {spec!r}: unknown modality {modality!r}; expected text, audio, visual or all"
+        )
+    try:
+        level = float(level_text)
+    except ValueError:
+        raise ConfigError(f"corruption {spec!r}: level {level_text!r} is not a number; {expected}") from None
+    seed = 0
+    if len(parts) == 4:
+        try:
+            seed = int(parts[3].strip())
+        except ValueError:
+            raise ConfigError(
+                f"corruption {spec!r}: seed {parts[3]!r} is not an integer; {expected}"
+            ) from None
+    try:
+        return CorruptionSpec(kind=kind, modality=modality, level=level, seed=seed)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise _spec_error(spec, err) from None
+
+
+def _generator(seed: int, modality: str) -> torch.Generator:
+    """A generator per (seed, modality), so ``all`` corrupts each modality independently and a single-modality
+    corruption draws exactly what ``all`` would draw for that modality."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + MODALITIES.index(modality) * 7_919 + 17)
+
+
+def _copy(split: SplitData) -> SplitData:
+    return SplitData(
+        features={m: v.clone() for m, v in split.features.items()},
+        lengths={m: v.clone() for m, v in split.lengths.items()},
+        labels=split.labels.clone(),
+        ids=list(split.ids),
+        raw_text=list(split.raw_text),
+        class_labels=None if split.class_labels is None else split.class_labels.clone(),
+        unimodal_labels={m: v.clone() for m, v in split.unimodal_labels.items()},
+        extras={k: v.clone() for k, v in split.extras.items()},
+    )
+
+
+def _real_mask(x: Tensor, lengths: Tensor) -> Tensor:
+    """``[N, T]`` True on real steps."""
+    return torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def _drop(out: SplitData, m: str, level: float, gen: torch.Generator) -> None:
+    n = len(out)
+    k = int(round(level * n))
+    if k == 0:
+        return
+    rows = torch.randperm(n, generator=gen)[:k].to(out.lengths[m].device)
+    out.features[m][rows] = 0.0
+    out.lengths[m][rows] = 0
+
+
+def _temporal_drop(out: SplitData, m: str, level: float, gen: torch.Generator) -> None:
+    x, lens = out.features[m], out.lengths[m]
+    real = _real_mask(x, lens)
+    dropped = (torch.rand(real.shape, generator=gen) < level).to(real.device) & real
+    x[dropped] = 0.0
+    emptied = (real.sum(dim=1) > 0) & ((real & ~dropped).sum(dim=1) == 0)
+    lens[emptied] = 0
+
+
+def _noise(out: SplitData, m: str, level: float, gen: torch.Generator) -> None:
+    x, lens = out.features[m], out.lengths[m]
+    real = _real_mask(x, lens).unsqueeze(-1)
+    count = real.sum().clamp_min(1)
+    mean = (x * real).sum(dim=(0, 1)) / count
+    std = ((((x - mean) * real) ** 2).sum(dim=(0, 1)) / count).sqrt()
+    eps = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    x.add_(eps * (level * std) * real)
+
+
+_APPLY = {"drop": _drop, "temporal_drop": _temporal_drop, "noise": _noise}
+
+
+def apply_corruption(split: SplitData, spec: CorruptionSpec | str | Mapping[str, Any]) -> SplitData:
+    """Return a corrupted copy of ``split`` (see the module docstring); ``split`` itself is not modified."""
+    spec = parse_corruption(spec)
+    out = _copy(split)
+    if spec.level == 0.0:
+        return out
+    modalities = MODALITIES if spec.modality == "all" else (spec.modality,)
+    for m in modalities:
+        _APPLY[spec.kind](out, m, spec.level, _generator(spec.seed, m))
+    return out
+
+
+def apply_corruptions(
+    split: SplitData, specs: Iterable[CorruptionSpec | str | Mapping[str, Any]]
+) -> SplitData:
+    """Apply ``specs`` in order; returns a new split (the input is not modified)."""
+    out = _copy(split)
+    for spec in specs:
+        out = apply_corruption(out, spec)
+    return out

@@ -1,0 +1,82 @@
+"""Early (feature-level) fusion: concatenate per-modality summary statistics of the raw inputs, then an MLP.
+
+Each modality's raw sequence ``[B, T_m, D_m]`` is summarised by its masked mean over valid steps (and, with
+``stats = "mean_std"``, its masked standard deviation), so unaligned lengths need no alignment; the summaries are
+concatenated and an MLP predicts. This is the classic feature-concatenation baseline (e.g. the EF baselines of
+Zadeh et al., EMNLP 2017, Sec. 5), with time handled by pooling rather than word alignment.
+
+By default the MLP's first layer is factorised per modality: each summary goes through its own ``Linear`` to
+``proj_dim`` channels before the concatenation (no non-linearity in between), which gives every modality a
+same-size representation ``z_m`` at the fusion input (``features[m]``; comparable gradient norms across
+modalities) and keeps a 1536-d text summary from dwarfing a 10-d audio one in parameter count. ``proj_dim = 0``
+concatenates the raw summaries directly; ``features[m]`` is then the raw summary, marked as requiring grad so
+a gradient monitor can still differentiate with respect to it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
+from accord.models.modules import MLPHead, masked_mean, masked_std
+from accord.types import MODALITIES, Batch, ModelOutput
+
+
+@register_model("early_fusion")
+class EarlyFusion(AccordModel):
+    """Concatenate masked mean (and std) of each modality's raw features; predict with an MLP."""
+
+    class Params(ModelParams):
+        stats: Literal["mean", "mean_std"] = Field("mean_std", description="summary statistics per modality")
+        proj_dim: int = Field(32, ge=0, description="per-modality projection width (0: concatenate raw)")
+        hidden: int = Field(128, ge=1, description="MLP hidden width")
+        hidden_layers: int = Field(2, ge=0, description="MLP hidden layers")
+        dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
+        super().__init__(dims, out_dim, params)
+        p = self.params
+        assert isinstance(p, EarlyFusion.Params)
+        k = 2 if p.stats == "mean_std" else 1
+        self.proj: nn.ModuleDict | None = None
+        if p.proj_dim > 0:
+            self.proj = nn.ModuleDict({m: nn.Linear(k * dims[m], p.proj_dim) for m in MODALITIES})
+            fused = 3 * p.proj_dim
+        else:
+            fused = sum(k * dims[m] for m in MODALITIES)
+        self.drop = nn.Dropout(p.dropout)
+        self.head = MLPHead(fused, out_dim, hidden=p.hidden, hidden_layers=p.hidden_layers, dropout=p.dropout)
+
+    def summarise(self, batch: Batch) -> dict[str, Tensor]:
+        """Modality -> ``[B, k * D_m]`` masked statistics of the raw input (zeros for a missing modality)."""
+        p = self.params
+        assert isinstance(p, EarlyFusion.Params)
+        out: dict[str, Tensor] = {}
+        for m in MODALITIES:
+            x, mask = batch.features[m], batch.mask[m]
+            parts = [masked_mean(x, mask)]
+            if p.stats == "mean_std":
+                parts.append(masked_std(x, mask))
+            out[m] = torch.cat(parts, dim=-1)
+        return out
+
+    def forward_features(self, batch: Batch) -> dict[str, Tensor]:
+        """Modality -> the representation the fusion MLP consumes (``[B, proj_dim]``, or the raw summary)."""
+        stats = self.summarise(batch)
+        if self.proj is None:
+            if torch.is_grad_enabled():
+                stats = {m: s if s.requires_grad else s.requires_grad_() for m, s in stats.items()}
+            return stats
+        return {m: self.proj[m](s) for m, s in stats.items()}
+
+    def forward_head(self, feats: dict[str, Tensor]) -> Tensor:
+        fused = torch.cat([feats[m] for m in MODALITIES], dim=-1)
+        return squeeze_head(self.head(self.drop(fused)), self.out_dim)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        feats = self.forward_features(batch)
+        return ModelOutput(prediction=self.forward_head(feats), features=feats)

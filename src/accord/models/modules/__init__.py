@@ -1,0 +1,58 @@
+"""Shared building blocks of Accord's models: pooling, attention, sequence encoders and heads.
+
+Every block takes padded ``[B, T, D]`` sequences with a ``[B, T]`` validity mask (True = real step), ignores
+padding exactly and never produces NaN for an empty (missing) modality.
+"""
+
+from accord.models.modules.attention import (
+    CrossmodalTransformer,
+    CrossmodalTransformerLayer,
+    Dropout,
+    FeedForward,
+    MultiheadAttention,
+    SinusoidalPositionalEmbedding,
+    safe_key_mask,
+    sinusoidal_positions,
+)
+from accord.models.modules.encoders import (
+    EncodedSequence,
+    EncoderParams,
+    SequenceEncoder,
+    TemporalConv1d,
+    build_encoder,
+)
+from accord.models.modules.heads import MLPHead, ResidualMLPHead
+from accord.models.modules.pooling import (
+    PoolMode,
+    downsample_mean,
+    last_valid,
+    masked_max,
+    masked_mean,
+    masked_std,
+    pool,
+)
+
+__all__ = [
+    "CrossmodalTransformer",
+    "CrossmodalTransformerLayer",
+    "EncodedSequence",
+    "EncoderParams",
+    "Dropout",
+    "FeedForward",
+    "MLPHead",
+    "MultiheadAttention",
+    "PoolMode",
+    "ResidualMLPHead",
+    "SequenceEncoder",
+    "SinusoidalPositionalEmbedding",
+    "TemporalConv1d",
+    "build_encoder",
+    "downsample_mean",
+    "last_valid",
+    "masked_max",
+    "masked_mean",
+    "masked_std",
+    "pool",
+    "safe_key_mask",
+    "sinusoidal_positions",
+]

@@ -1,0 +1,129 @@
+"""Per-modality sequence encoders: project ``[B, T, D_m]`` features to ``d`` channels and pool them over time.
+
+:class:`SequenceEncoder` is the shared unimodal encoder of the baselines (unimodal, late fusion, TFN) and a
+building block for later methods (CACR's decoupling encoders, EBMC's branches). It is deliberately light, so it
+runs on CPU at T = 500:
+
+1. projection to ``d``: a position-wise ``Linear`` or a 1-D convolution over time (no input LayerNorm: features
+   are expected to be standardised by the data pipeline);
+2. an optional temporal layer: a residual 1-D convolution (``x + Drop(GELU(Conv(x)))``) or one pre-LN
+   self-attention transformer layer with sinusoidal positions;
+3. masked pooling (mean by default).
+
+Padding is zeroed after every step that could make it non-zero, so a sample's result does not depend on how much
+padding follows it, and a missing modality (length 0) pools to zeros.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+from pydantic import Field
+from torch import Tensor, nn
+
+from accord.errors import ConfigError
+from accord.models.base import ModelParams
+from accord.models.modules.attention import CrossmodalTransformerLayer, sinusoidal_positions
+from accord.models.modules.pooling import PoolMode, pool
+
+Projection = Literal["linear", "conv"]
+Temporal = Literal["none", "conv", "transformer"]
+
+
+class EncodedSequence(NamedTuple):
+    """What :class:`SequenceEncoder` returns: ``seq [B, T, d]`` (zero at padding), its ``mask`` and ``pooled``."""
+
+    seq: Tensor
+    mask: Tensor
+    pooled: Tensor
+
+
+class TemporalConv1d(nn.Module):
+    """A 1-D convolution over time on ``[B, T, C_in]`` (channels last), ``same`` padding, output zeroed at padding.
+
+    Zero padding on both sides means a sample's valid outputs only see its own valid steps and zeros, so extra
+    trailing padding never changes them.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int = 3, bias: bool = True) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size, padding=kernel_size // 2, bias=bias)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return self.conv((x * m).transpose(1, 2)).transpose(1, 2) * m
+
+
+class SequenceEncoder(nn.Module):
+    """Project one modality to ``dim`` channels, optionally mix over time, and pool.
+
+    Args:
+        in_dim: input feature size ``D_m``.
+        dim: output channels ``d``.
+        projection: ``"linear"`` (position-wise) or ``"conv"`` (1-D conv of ``kernel_size`` over time).
+        temporal: ``"none"``, ``"conv"`` (residual conv block) or ``"transformer"`` (one self-attention layer).
+        kernel_size: odd kernel size of the convolutions.
+        heads: attention heads of the transformer layer (must divide ``dim``).
+        dropout: dropout after the projection and inside the temporal layer.
+        pool: ``"mean"``, ``"max"`` or ``"last"`` (see :mod:`accord.models.modules.pooling`).
+
+    ``forward(x [B, T, D_m], mask [B, T]) -> EncodedSequence(seq [B, T, d], mask, pooled [B, d])``.
+    """
+
+    def __init__(self, in_dim: int, dim: int, projection: Projection = "linear", temporal: Temporal = "conv",
+                 kernel_size: int = 3, heads: int = 4, dropout: float = 0.1, pool: PoolMode = "mean") -> None:
+        super().__init__()
+        self.dim, self.temporal, self.pool_mode = dim, temporal, pool
+        self.proj: nn.Module = (
+            TemporalConv1d(in_dim, dim, kernel_size) if projection == "conv" else nn.Linear(in_dim, dim)
+        )
+        self.projection = projection
+        self.drop = nn.Dropout(dropout)
+        self.act = nn.GELU()
+        self.mixer: nn.Module | None = None
+        if temporal == "conv":
+            self.mixer = TemporalConv1d(dim, dim, kernel_size)
+        elif temporal == "transformer":
+            self.mixer = CrossmodalTransformerLayer(dim, heads, attn_dropout=0.0, relu_dropout=dropout,
+                                                    res_dropout=dropout, self_attention=True)
+        elif temporal != "none":
+            raise ValueError(f"unknown temporal layer {temporal!r}; expected 'none', 'conv' or 'transformer'")
+
+    def forward(self, x: Tensor, mask: Tensor) -> EncodedSequence:
+        m = mask.unsqueeze(-1).to(x.dtype)
+        h = self.proj(x, mask) if self.projection == "conv" else self.proj(x * m) * m
+        h = self.drop(h)
+        if self.temporal == "conv":
+            assert self.mixer is not None
+            h = h + self.drop(self.act(self.mixer(h, mask)))
+        elif self.temporal == "transformer":
+            assert self.mixer is not None
+            h = h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype).unsqueeze(0)
+            h = self.mixer(h, mask) * m
+        h = h * m
+        return EncodedSequence(h, mask, pool(h, mask, self.pool_mode))
+
+
+class EncoderParams(ModelParams):
+    """The :class:`SequenceEncoder` hyper-parameters, for a model's ``Params`` to inherit (see :func:`build_encoder`)."""
+
+    hidden: int = Field(64, ge=1, description="encoder width d")
+    projection: Projection = Field("linear", description="input projection: position-wise linear or 1-D conv")
+    temporal: Temporal = Field("conv", description="temporal layer after the projection")
+    kernel_size: int = Field(3, ge=1, description="odd kernel size of the convolutions")
+    heads: int = Field(4, ge=1, description="heads of the temporal transformer layer (must divide hidden)")
+    pool: PoolMode = Field("mean", description="masked pooling over time")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+def build_encoder(in_dim: int, p: EncoderParams, hidden: int | None = None) -> SequenceEncoder:
+    """A :class:`SequenceEncoder` for ``in_dim`` inputs configured by ``p`` (width ``hidden`` or ``p.hidden``)."""
+    width = hidden or p.hidden
+    if p.temporal == "transformer" and width % p.heads:
+        raise ConfigError(f"model.params.heads: {p.heads} does not divide the encoder width {width}")
+    if p.kernel_size % 2 == 0:
+        raise ConfigError(f"model.params.kernel_size: must be odd ('same' padding), got {p.kernel_size}")
+    return SequenceEncoder(in_dim, width, projection=p.projection, temporal=p.temporal,
+                           kernel_size=p.kernel_size, heads=p.heads, dropout=p.dropout, pool=p.pool)

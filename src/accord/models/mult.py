@@ -1,0 +1,124 @@
+"""MulT: the Multimodal Transformer for unaligned multimodal language sequences.
+
+Tsai, Bai, Liang, Kolter, Morency, Salakhutdinov, "Multimodal Transformer for Unaligned Multimodal Language
+Sequences", ACL 2019.
+
+Pipeline (paper Sec. 3, Fig. 2):
+
+1. temporal convolutions (Eq. 1): ``X^_m = Conv1D(X_m, k_m) in R^{T_m x d}`` for m in {L, A, V} (bias-free,
+   kernel 1 by default as in the released code), plus scaled sinusoidal positions (Eq. 2) inside each transformer;
+2. six crossmodal transformers (Eq. 3-4) ``L<-A, L<-V, A<-L, A<-V, V<-L, V<-A``: the query is the target
+   modality, keys/values the source, ``layers`` pre-LN layers each;
+3. per target, the two crossmodal outputs are concatenated (``[T_beta, 2d]``) and passed through a self-attention
+   "memory" transformer (Eq. 5);
+4. each memory sequence is pooled (the last valid step, as in the paper, or the masked mean), the three are
+   concatenated ``[6d]`` and a residual MLP predicts the output.
+
+Unaligned lengths: every attention uses a key padding mask of its source, the pooling uses the target's mask,
+so padding never reaches the prediction. A missing source modality contributes zero attention output (no NaN); a
+missing target modality pools to zeros.
+
+Deviations from the released code (documented choices): key padding masks (the original attends over padding);
+positions count every step from 0 (the original derives them from non-zero first channels); source and query get
+separate pre-LayerNorms; defaults are smaller (d = 32, 4 heads, 2 layers instead of 30/5/5 on MOSI) for CPU
+speed. ``features[m]`` is target ``m``'s pooled memory output ``[B, 2d]``, the input of the final
+concatenation head.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from accord.errors import ConfigError
+from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
+from accord.models.modules import (
+    CrossmodalTransformer,
+    Dropout,
+    ResidualMLPHead,
+    TemporalConv1d,
+    downsample_mean,
+    pool,
+)
+from accord.types import MODALITIES, Batch, ModelOutput
+
+
+@register_model("mult")
+class MulT(AccordModel):
+    """Multimodal Transformer (Tsai et al., ACL 2019): six crossmodal transformers + memory transformers."""
+
+    class Params(ModelParams):
+        hidden: int = Field(32, ge=2, description="d: width of every projected modality (memory width is 2d)")
+        heads: int = Field(4, ge=1, description="attention heads (must divide hidden)")
+        layers: int = Field(2, ge=1, description="layers per crossmodal transformer")
+        mem_layers: int | None = Field(None, ge=1, description="layers per memory transformer (None: = layers)")
+        conv_kernel: int = Field(1, ge=1, description="odd kernel size of the input Conv1d projections")
+        attn_dropout: float = Field(0.1, ge=0, lt=1, description="attention dropout of text-target blocks")
+        attn_dropout_audio: float = Field(0.0, ge=0, lt=1, description="attention dropout, audio-target blocks")
+        attn_dropout_visual: float = Field(0.0, ge=0, lt=1, description="attention dropout, visual-target")
+        relu_dropout: float = Field(0.1, ge=0, lt=1)
+        res_dropout: float = Field(0.1, ge=0, lt=1)
+        embed_dropout: float = Field(0.25, ge=0, lt=1, description="on embeddings and on the raw text input")
+        out_dropout: float = Field(0.0, ge=0, lt=1, description="dropout in the output head")
+        pool: Literal["last", "mean"] = Field("last", description="pooling of each memory sequence")
+        downsample_text: int = Field(1, ge=1, description="average every k projected text steps (1: off)")
+        downsample_audio: int = Field(4, ge=1, description="average every k projected audio steps (1: off)")
+        downsample_visual: int = Field(4, ge=1, description="average every k projected visual steps (1: off)")
+
+    def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
+        super().__init__(dims, out_dim, params)
+        p = self.params
+        assert isinstance(p, MulT.Params)
+        if p.hidden % p.heads:
+            raise ConfigError(f"model.params.heads: {p.heads} does not divide hidden={p.hidden} (nor 2*hidden)")
+        if p.conv_kernel % 2 == 0:
+            raise ConfigError(f"model.params.conv_kernel: must be odd ('same' padding), got {p.conv_kernel}")
+        d = p.hidden
+        attn_drop = {"text": p.attn_dropout, "audio": p.attn_dropout_audio, "visual": p.attn_dropout_visual}
+        common = {"relu_dropout": p.relu_dropout, "res_dropout": p.res_dropout, "embed_dropout": p.embed_dropout}
+        self.proj = nn.ModuleDict({m: TemporalConv1d(dims[m], d, p.conv_kernel, bias=False) for m in MODALITIES})
+        self.cross = nn.ModuleDict({
+            f"{t}_from_{s}": CrossmodalTransformer(d, p.heads, p.layers, attn_dropout=attn_drop[t], **common)
+            for t in MODALITIES for s in MODALITIES if s != t
+        })
+        self.memory = nn.ModuleDict({
+            t: CrossmodalTransformer(2 * d, p.heads, p.mem_layers or p.layers, attn_dropout=attn_drop[t],
+                                     self_attention=True, **common)
+            for t in MODALITIES
+        })
+        self.text_drop = Dropout(p.embed_dropout)
+        self.head = ResidualMLPHead(3 * 2 * d, out_dim, dropout=p.out_dropout)
+
+    def forward_features(self, batch: Batch) -> dict[str, Tensor]:
+        """Target modality -> pooled memory-transformer output ``[B, 2d]``."""
+        p = self.params
+        assert isinstance(p, MulT.Params)
+        stride = {"text": p.downsample_text, "audio": p.downsample_audio, "visual": p.downsample_visual}
+        proj: dict[str, Tensor] = {}
+        mask: dict[str, Tensor] = {}
+        for m in MODALITIES:
+            x = batch.features[m]
+            if m == "text":  # MulT drops out the raw text features before projecting them
+                x = self.text_drop(x)
+            proj[m], mask[m] = downsample_mean(self.proj[m](x, batch.mask[m]), batch.mask[m], stride[m])
+        feats: dict[str, Tensor] = {}
+        for t in MODALITIES:
+            h = torch.cat([
+                self.cross[f"{t}_from_{s}"](proj[t], mask[t], proj[s], mask[s]) for s in MODALITIES if s != t
+            ], dim=-1)
+            if p.pool == "last":
+                feats[t] = self.memory[t].forward_last(h, mask[t])
+            else:
+                feats[t] = pool(self.memory[t](h, mask[t]), mask[t], p.pool)
+        return feats
+
+    def forward_head(self, feats: dict[str, Tensor]) -> Tensor:
+        return squeeze_head(self.head(torch.cat([feats[m] for m in MODALITIES], dim=-1)), self.out_dim)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        feats = self.forward_features(batch)
+        return ModelOutput(prediction=self.forward_head(feats), features=feats)
+

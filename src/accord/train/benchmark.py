@@ -1,0 +1,122 @@
+"""``accord benchmark``: several methods on one dataset, same seeds and budget, one table of mean ± std."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from accord.config import Config, load_config
+from accord.data.dataset import MultimodalDataset
+from accord.data.registry import build_dataset
+from accord.evaluate.metrics import METRIC_ORDER, metric_mode
+from accord.evaluate.summary import markdown_table, write_csv
+from accord.io import atomic_write_text, write_json
+from accord.train.trainer import Trainer
+
+UNIMODAL = ("text", "audio", "visual")
+
+
+def benchmark_configs(methods: list[str], dataset: str, seeds: list[int], out_dir: str | Path,
+                      overrides: list[str] | None = None, config_files: list[str] | None = None) -> list[Config]:
+    """One validated config per method: method YAML + dataset YAML + overrides, seeds and output forced."""
+    cfgs = []
+    for m in methods:
+        forced = [f"name={m}", f"output.dir={out_dir}", f"train.seeds={json.dumps(seeds)}"]
+        if config_files:
+            from accord.config import compose, validate
+
+            tree = compose(m, dataset, list(config_files), [*(overrides or []), *forced])
+            cfgs.append(validate(tree, f"benchmark {m}/{dataset}"))
+        else:
+            cfgs.append(load_config(method=m, dataset=dataset, overrides=[*(overrides or []), *forced]))
+    return cfgs
+
+
+def fusion_verdict(rows: dict[str, dict[str, tuple[float, float, int]]], metric: str) -> str:
+    """One sentence saying which multimodal method, if any, beats text alone on ``metric`` (means ± std)."""
+    if "text" not in rows or metric not in rows["text"]:
+        return ""
+    t_mean, t_std, _ = rows["text"][metric]
+    better = metric_mode(metric)
+    wins, losses = [], []
+    for name, agg in rows.items():
+        if name in UNIMODAL or metric not in agg:
+            continue
+        mean, std, _ = agg[metric]
+        beats = mean > t_mean if better == "max" else mean < t_mean
+        (wins if beats else losses).append(f"{name} {mean:.3g} ± {std:.2g}")
+    head = f"Text alone: {metric} {t_mean:.3g} ± {t_std:.2g}. "
+    if wins:
+        head += f"Beat text alone on mean {metric}: {', '.join(wins)}"
+        head += f"; did not: {', '.join(losses)}." if losses else "."
+        return head + " (A difference smaller than the stds is not a clear win.)"
+    return head + f"No fusion method beats text alone on mean {metric} ({', '.join(losses)})."
+
+
+def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: str | Path,
+                  overrides: list[str] | None = None, table: str | Path | None = None, resume: bool = False,
+                  overwrite: bool = False, console: Console | None = None,
+                  config_files: list[str] | None = None, title: str | None = None) -> dict[str, Any]:
+    """Train every method on ``dataset`` over ``seeds``; write ``benchmark.{md,csv,json}`` in ``out_dir``.
+
+    The dataset is built once per distinct data config and shared. Checkpoints are selected on validation; the
+    table reports TEST metrics as mean ± std over seeds, plus the validation selection metric.
+    """
+    out = Path(out_dir)
+    cfgs = benchmark_configs(methods, dataset, seeds, out, overrides, config_files)
+    cache: dict[str, MultimodalDataset] = {}
+    rows: dict[str, dict[str, tuple[float, float, int]]] = {}
+    valid_rows: dict[str, dict[str, tuple[float, float, int]]] = {}
+    seconds: dict[str, float] = {}
+    family = "mosi"
+    for cfg in cfgs:
+        key = json.dumps(cfg.data.model_dump(mode="json", exclude={"corruption"}), sort_keys=True)
+        if key not in cache:
+            cache[key] = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
+        ds = cache[key]
+        family = "classification" if cfg.task.kind == "classification" else ds.metric_family
+        trainer = Trainer(cfg, dataset=ds, console=console)
+        summary = trainer.fit(resume=resume, overwrite=overwrite)
+        rows[cfg.run_name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["test"].items()}
+        valid_rows[cfg.run_name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["valid"].items()}
+        seconds[cfg.run_name] = summary["train_seconds"]
+    metrics = [m for m in METRIC_ORDER[family] if any(m in r for r in rows.values())]
+    sel = cfgs[0].train.early_stopping.metric or ("F1_weighted" if family == "classification" else "MAE")
+    text = markdown_table(rows, metrics, first_col="method")
+    verdict_metric = "Acc" if family == "classification" else ("Non0_acc_2" if family == "mosi" else "Mult_acc_2")
+    verdict = fusion_verdict(rows, verdict_metric)
+    c0 = cfgs[0]
+    lines = [
+        f"# {title or 'Benchmark'}: {dataset}",
+        "",
+        f"Test split, mean ± std over {len(seeds)} seed(s) {seeds}; each seed's checkpoint selected on the "
+        f"validation split by {sel} (never on test). Budget: up to {c0.train.epochs} epochs, batch "
+        f"{c0.train.batch_size}, lr {c0.train.lr:g} unless a method's config says otherwise. Accuracies and F1 in %.",
+        "",
+        text,
+        "",
+    ]
+    if verdict:
+        lines += [verdict, ""]
+    lines += ["Mean training seconds per seed (this machine): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), ""]
+    lines += [f"Produced by `accord benchmark --dataset {dataset} --methods {','.join(methods)} "
+              f"--seeds {len(seeds)}`" + (f" with `{' '.join('--set ' + o for o in overrides)}`" if overrides else "")
+              + "."]
+    md = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "benchmark.md", md)
+    write_csv(out / "benchmark.csv", rows, metrics)
+    write_json(out / "benchmark.json", {
+        "dataset": dataset, "seeds": seeds, "methods": methods, "selection_metric": sel,
+        "test": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()} for k, r in rows.items()},
+        "valid": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()}
+                  for k, r in valid_rows.items()},
+        "train_seconds": seconds, "verdict": verdict,
+    })
+    if table:
+        atomic_write_text(Path(table), md)
+    return {"markdown": md, "rows": rows, "verdict": verdict, "metrics": metrics}

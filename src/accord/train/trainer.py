@@ -1,0 +1,481 @@
+"""The one trainer every method uses.
+
+``Trainer(cfg).fit()`` trains one model per seed in ``cfg.train.seeds``, selects the checkpoint on the VALIDATION
+split only, evaluates the selected checkpoint on valid and test, and writes the run directory::
+
+    <output.dir>/<name>/config.yaml          the resolved config
+    <output.dir>/<name>/seed_<s>/log.jsonl   one line per epoch (and per step with train.log_every_steps)
+    <output.dir>/<name>/seed_<s>/best.safetensors, last.pt, results.json, diagnostics.npz
+    <output.dir>/<name>/summary.{json,csv,md} mean ± std over seeds, valid and test
+
+The model returns a prediction plus named auxiliary predictions and losses; the total loss is
+``w_task · task(prediction) + Σ w_name · task(aux_prediction) + Σ w_name · loss + Σ w_name · hook_loss`` with
+weights from ``cfg.loss_weights`` (falling back to the model's ``default_loss_weights``, then 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from accord.config import Config
+from accord.data.corrupt import apply_corruptions
+from accord.data.dataset import MultimodalDataset, SplitData
+from accord.data.registry import build_dataset
+from accord.errors import CheckpointError, ConfigError
+from accord.evaluate.metrics import compute_metrics, default_metric, metric_mode
+from accord.evaluate.summary import aggregate
+from accord.io import atomic_write_bytes, atomic_write_text, write_json
+from accord.models.base import AccordModel, create_model
+from accord.objectives.task import task_loss
+from accord.train.checkpoint import load_state, load_weights, save_state, save_weights
+from accord.train.hooks import StepState, TrainerHook
+from accord.types import ModelOutput
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic`` ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device; a device that is not available is a one-line ConfigError."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: {name!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} requested but CUDA is not available on this machine")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device: {name!r} requested but MPS is not available on this machine")
+    return dev
+
+
+def out_dim_for(cfg: Config, ds: MultimodalDataset) -> int:
+    """1 for regression; the number of classes for classification (the dataset must have class labels)."""
+    if cfg.task.kind == "regression":
+        return 1
+    if not ds.class_names or ds.splits["train"].class_labels is None:
+        raise ConfigError(f"task.kind: 'classification' but dataset {ds.name!r} has no class labels")
+    return len(ds.class_names)
+
+
+@dataclass
+class EvalResult:
+    """Metrics on one split plus per-sample predictions and diagnostics (numpy)."""
+
+    metrics: dict[str, float]
+    predictions: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def predict_split(model: AccordModel, split: SplitData, task: str, batch_size: int,
+                  device: torch.device) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run ``model`` over ``split`` in eval mode; return predictions and concatenated diagnostics."""
+    model.eval()
+    preds: list[torch.Tensor] = []
+    diags: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for batch in split.iter_batches(batch_size, shuffle=False, task=task):
+        out = model(batch.to(device))
+        preds.append(out.prediction.detach().float().cpu())
+        for k, v in out.diagnostics.items():
+            diags[k].append(v.detach().float().cpu())
+        for k, v in out.aux_predictions.items():
+            diags[f"aux_{k}"].append(v.detach().float().cpu())
+    return torch.cat(preds).numpy(), {k: torch.cat(v).numpy() for k, v in diags.items()}
+
+
+def evaluate_split(model: AccordModel, split: SplitData, cfg: Config, ds: MultimodalDataset,
+                   device: torch.device) -> EvalResult:
+    """Predict ``split`` and compute the task's metrics on it."""
+    pred, diags = predict_split(model, split, cfg.task.kind, cfg.train.eval_batch_size, device)
+    y = (split.class_labels if cfg.task.kind == "classification" else split.labels)
+    assert y is not None
+    labels = y.numpy()
+    metrics = compute_metrics(pred, labels, cfg.task.kind, ds.metric_family, ds.class_names)
+    return EvalResult(metrics, pred, labels, list(split.ids), diags)
+
+
+class Trainer:
+    """Config-driven training of any registered model, over seeds, with selection on validation."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: MultimodalDataset | None = None,
+        hooks: Sequence[TrainerHook] = (),
+        console: Console | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.dataset = dataset if dataset is not None else build_dataset(cfg.data.name, cfg.data.path,
+                                                                         cfg.data.params)
+        self.extra_hooks = list(hooks)
+        self.console = console or Console(stderr=True)
+        self.progress = self.console.is_terminal if progress is None else progress
+        self.device = resolve_device(cfg.train.device)
+        self.out_dim = out_dim_for(cfg, self.dataset)
+        self.metric = cfg.train.early_stopping.metric or default_metric(cfg.task.kind, self.dataset.metric_family)
+        self.mode = metric_mode(self.metric)
+        self.run_dir = cfg.run_dir
+
+    # ------------------------------------------------------------------ helpers
+    def build_model(self) -> AccordModel:
+        """A fresh model for this config and dataset, on the configured device."""
+        return create_model(self.cfg.model.name, self.dataset.dims, self.out_dim,
+                            **self.cfg.model.params).to(self.device)
+
+    def _weight(self, model: AccordModel, name: str) -> float:
+        if name in self.cfg.loss_weights:
+            return float(self.cfg.loss_weights[name])
+        return float(model.default_loss_weights.get(name, 1.0))
+
+    def _check_loss_names(self, model: AccordModel, names: set[str]) -> None:
+        unknown = sorted(set(self.cfg.loss_weights) - names)
+        if unknown:
+            raise ConfigError(
+                f"loss_weights.{unknown[0]}: model {self.cfg.model.name!r} emits no prediction or loss of that "
+                f"name; it emits {', '.join(sorted(names))}"
+            )
+
+    def loss_terms(self, model: AccordModel, batch: Any, out: ModelOutput,
+                   hooks: Sequence[TrainerHook]) -> dict[str, torch.Tensor]:
+        """Weighted loss terms of one step (``total`` is their sum)."""
+        loss_name = self.cfg.task.loss_name
+        terms: dict[str, torch.Tensor] = {"task": self._weight(model, "task") * task_loss(out.prediction,
+                                                                                            batch.label, loss_name)}
+        for name, aux in out.aux_predictions.items():
+            w = self._weight(model, name)
+            if w:
+                terms[name] = w * task_loss(aux, batch.label, loss_name)
+        extra: dict[str, torch.Tensor] = {}
+        for hook in hooks:
+            extra.update(hook.extra_losses(model, batch, out))
+        for name, value in {**out.losses, **extra}.items():
+            w = self._weight(model, name)
+            if w:
+                terms[name] = w * value
+        terms["total"] = torch.stack([v for v in terms.values()]).sum()
+        return terms
+
+    def _make_optim(self, model: AccordModel) -> tuple[torch.optim.Optimizer, Any]:
+        t = self.cfg.train
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr,
+                                weight_decay=t.weight_decay)
+        sched: Any = None
+        if t.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=self.mode, factor=0.5,
+                                                               patience=max(1, t.early_stopping.patience // 3))
+        elif t.scheduler == "cosine" or t.warmup_epochs:
+            warm, total, cosine = t.warmup_epochs, t.epochs, t.scheduler == "cosine"
+
+            def factor(epoch: int) -> float:
+                if epoch < warm:
+                    return (epoch + 1) / (warm + 1)
+                if not cosine:
+                    return 1.0
+                progress = (epoch - warm) / max(1, total - warm)
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return opt, sched
+
+    def _better(self, value: float, best: float | None) -> bool:
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        delta = self.cfg.train.early_stopping.min_delta
+        return value < best - delta if self.mode == "min" else value > best + delta
+
+    def _say(self, text: str) -> None:
+        if self.progress:
+            self.console.log(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ run
+    def prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+        """Create the run directory; refuse to clobber an existing run unless resuming or overwriting."""
+        rd = self.run_dir
+        existing = rd.is_dir() and any(rd.iterdir())
+        if existing and not (resume or overwrite):
+            raise CheckpointError(f"{rd}: run directory exists; pass --resume to continue it or --overwrite to "
+                                  f"start over")
+        if existing and overwrite and not resume:
+            import shutil
+
+            shutil.rmtree(rd)
+        if resume and (rd / "config.yaml").is_file():
+            old = (rd / "config.yaml").read_text()
+            if old != self.cfg.to_yaml():
+                raise CheckpointError(f"{rd}/config.yaml: differs from the config given to --resume; resume with "
+                                      f"the same config or start a new run")
+        rd.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(rd / "config.yaml", self.cfg.to_yaml())
+        write_json(rd / "dataset.json", {"name": self.dataset.name, "dims": self.dataset.dims,
+                                         "out_dim": self.out_dim, "class_names": self.dataset.class_names,
+                                         "metric_family": self.dataset.metric_family,
+                                         "source": self.dataset.source})
+
+    def fit(self, resume: bool = False, overwrite: bool = False,
+            on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train every seed (resuming finished/partial seeds with ``resume``) and write the summary."""
+        if self.cfg.train.num_threads:
+            torch.set_num_threads(self.cfg.train.num_threads)
+        self.prepare_run_dir(resume, overwrite)
+        results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
+        return self.write_summary(results)
+
+    def fit_seed(self, seed: int, resume: bool = False,
+                 on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train one seed; returns its results dict (also written to ``seed_<s>/results.json``)."""
+        cfg, t = self.cfg, self.cfg.train
+        sd = self.run_dir / f"seed_{seed}"
+        sd.mkdir(parents=True, exist_ok=True)
+        if resume and (sd / "results.json").is_file():
+            self._say(f"seed {seed}: finished earlier, kept ({sd / 'results.json'})")
+            return json.loads((sd / "results.json").read_text())
+        seed_everything(seed, t.deterministic)
+        model = self.build_model()
+        hooks = [*model.trainer_hooks(), *self.extra_hooks]
+        opt, sched = self._make_optim(model)
+        state = StepState(seed=seed)
+        start_epoch, best, best_epoch, bad, elapsed, stopped_early = 0, None, -1, 0, 0.0, False
+        if resume and (sd / "last.pt").is_file():
+            ck = load_state(sd / "last.pt")
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            if sched is not None and ck.get("scheduler") is not None:
+                sched.load_state_dict(ck["scheduler"])
+            torch.set_rng_state(ck["rng_torch"])
+            start_epoch, best_epoch, bad = int(ck["epoch"]) + 1, int(ck["best_epoch"]), int(ck["bad_epochs"])
+            best = None if ck["best"] is None else float(ck["best"])
+            state.step, elapsed = int(ck["step"]), float(ck["elapsed"])
+            if bool(ck.get("stopped", False)):  # early stopping had fired; only the final evaluation is left
+                start_epoch, stopped_early = t.epochs, True
+            self._truncate_log(sd / "log.jsonl", int(ck["epoch"]))
+            self._say(f"seed {seed}: resuming after epoch {int(ck['epoch']) + 1} from {sd / 'last.pt'}")
+        elif (sd / "log.jsonl").exists():
+            (sd / "log.jsonl").unlink()
+        for hook in hooks:
+            hook.on_fit_start(model, state)
+        train_split, valid_split = self.dataset["train"], self.dataset["valid"]
+        checked_names = False
+        prog = self._progress()
+        task_id = prog.add_task(f"seed {seed}", total=t.epochs, completed=start_epoch) if prog else None
+        try:
+            for epoch in range(start_epoch, t.epochs):
+                state.epoch = epoch
+                t0 = time.perf_counter()
+                model.train()
+                sums: dict[str, float] = defaultdict(float)
+                counts: dict[str, int] = defaultdict(int)
+                gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+                for batch in train_split.iter_batches(t.batch_size, shuffle=True, generator=gen,
+                                                      task=cfg.task.kind):
+                    batch = batch.to(self.device)
+                    out = model(batch)
+                    terms = self.loss_terms(model, batch, out, hooks)
+                    if not checked_names:
+                        names = {"task", *out.aux_predictions, *out.losses}
+                        for hook in hooks:
+                            names |= set(hook.extra_losses(model, batch, out))
+                        self._check_loss_names(model, names)
+                        checked_names = True
+                    if not torch.isfinite(terms["total"]):
+                        bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
+                        raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite "
+                                                 f"loss in {', '.join(bad_terms)} (lower train.lr or check inputs)")
+                    opt.zero_grad(set_to_none=True)
+                    terms["total"].backward()
+                    state.loss_terms = {k: v.detach() for k, v in terms.items()}
+                    logged: dict[str, float] = {}
+                    for hook in hooks:
+                        logged.update(hook.after_backward(model, batch, out, state))
+                    if t.grad_clip:
+                        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                        logged["grad_norm"] = float(gn)
+                    opt.step()
+                    state.step += 1
+                    for k, v in terms.items():
+                        sums[f"loss/{k}"] += float(v.detach()) * batch.size
+                        counts[f"loss/{k}"] += batch.size
+                    for k, v in logged.items():
+                        sums[k] += float(v)
+                        counts[k] += 1
+                    if t.log_every_steps and state.step % t.log_every_steps == 0:
+                        rec = {"type": "step", "epoch": epoch + 1, "step": state.step,
+                               **{k: float(v.detach()) for k, v in terms.items()}, **logged}
+                        self._append_log(sd / "log.jsonl", rec)
+                valid = evaluate_split(model, valid_split, cfg, self.dataset, self.device)
+                score = valid.metrics.get(self.metric, float("nan"))
+                if self.metric not in valid.metrics:
+                    raise ConfigError(f"train.early_stopping.metric: {self.metric!r} is not computed for this "
+                                      f"task; available: {', '.join(valid.metrics)}")
+                improved = self._better(score, best)
+                if improved:
+                    best, best_epoch, bad = score, epoch, 0
+                    save_weights(model, sd / "best.safetensors")
+                else:
+                    bad += 1
+                if sched is not None:
+                    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        sched.step(score)
+                    else:
+                        sched.step()
+                elapsed += time.perf_counter() - t0
+                record: dict[str, Any] = {
+                    "type": "epoch", "epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 4),
+                    "lr": opt.param_groups[0]["lr"],
+                    **{k: sums[k] / max(1, counts[k]) for k in sums},
+                    **{f"valid/{k}": v for k, v in valid.metrics.items()},
+                    "best": best, "best_epoch": best_epoch + 1, "improved": improved,
+                }
+                self._append_log(sd / "log.jsonl", record)
+                for hook in hooks:
+                    hook.on_epoch_end(epoch, record)
+                stop = bad >= t.early_stopping.patience
+                save_state({
+                    "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "rng_torch": torch.get_rng_state(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                    "bad_epochs": bad, "step": state.step, "elapsed": elapsed, "stopped": stop,
+                }, sd / "last.pt")
+                msg = (f"seed {seed} epoch {epoch + 1}/{t.epochs} loss {record.get('loss/total', 0):.4f} "
+                       f"valid {self.metric} {score:.4f} (best {best if best is None else round(best, 4)} @ "
+                       f"{best_epoch + 1}) {record['seconds']:.1f}s")
+                if prog is not None and task_id is not None:
+                    prog.update(task_id, advance=1, description=f"seed {seed} · {self.metric} {score:.3f}")
+                else:
+                    print(msg, file=sys.stderr, flush=True)
+                if on_epoch is not None:
+                    on_epoch(seed, epoch, record)
+                if stop:
+                    stopped_early = True
+                    break
+        finally:
+            if prog is not None:
+                prog.stop()
+        if not (sd / "best.safetensors").is_file():
+            raise CheckpointError(f"{sd}: no epoch produced a finite validation {self.metric}; nothing to select")
+        load_weights(model, sd / "best.safetensors", self.device)
+        results = self.final_evaluation(model, sd, seed, best_epoch, elapsed, stopped_early)
+        return results
+
+    def final_evaluation(self, model: AccordModel, sd: Path, seed: int, best_epoch: int, elapsed: float,
+                         stopped_early: bool) -> dict[str, Any]:
+        """Evaluate the selected checkpoint on valid and test; write results.json and diagnostics.npz."""
+        cfg = self.cfg
+        out: dict[str, Any] = {
+            "seed": seed, "method": cfg.model.name, "dataset": self.dataset.name, "task": cfg.task.kind,
+            "selection_metric": self.metric, "best_epoch": best_epoch + 1, "stopped_early": stopped_early,
+            "train_seconds": round(elapsed, 3),
+            "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for split in ("valid", "test"):
+            part = self.dataset[split]
+            if cfg.data.corruption:
+                part = apply_corruptions(part, cfg.data.corruption)
+            res = evaluate_split(model, part, cfg, self.dataset, self.device)
+            out[split] = res.metrics
+            arrays[f"{split}/prediction"] = res.predictions
+            arrays[f"{split}/label"] = res.labels
+            arrays[f"{split}/id"] = np.array(res.ids)
+            for k, v in res.diagnostics.items():
+                arrays[f"{split}/{k}"] = v
+            for k, v in part.extras.items():
+                arrays[f"{split}/extra_{k}"] = v.numpy()
+        write_json(sd / "results.json", out)
+        import io as _io
+
+        buf = _io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(sd / "diagnostics.npz", buf.getvalue())
+        return out
+
+    def write_summary(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write summary.json/csv/md (mean ± std over seeds for valid and test) and return the summary."""
+        from accord.evaluate.metrics import METRIC_ORDER
+        from accord.evaluate.summary import markdown_table, write_csv
+
+        family = "classification" if self.cfg.task.kind == "classification" else self.dataset.metric_family
+        rows = {split: aggregate([r[split] for r in results]) for split in ("valid", "test")}
+        metrics = [m for m in METRIC_ORDER[family] if m in rows["test"]]
+        metrics += [m for m in rows["test"] if m not in metrics]
+        summary = {
+            "name": self.cfg.run_name, "method": self.cfg.model.name, "dataset": self.dataset.name,
+            "seeds": [r["seed"] for r in results], "selection_metric": self.metric,
+            "valid": {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in rows["valid"].items()},
+            "test": {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in rows["test"].items()},
+            "train_seconds": float(np.mean([r["train_seconds"] for r in results])),
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        write_csv(self.run_dir / "summary.csv", rows, metrics)
+        table = markdown_table(rows, metrics, first_col="split", bold_best=False)
+        header = (f"# {self.cfg.run_name}\n\nmethod `{self.cfg.model.name}` on `{self.dataset.name}`, "
+                  f"{len(results)} seed(s), checkpoint selected on validation {self.metric}.\n\n")
+        atomic_write_text(self.run_dir / "summary.md", header + table + "\n")
+        return summary
+
+    # ------------------------------------------------------------------ logging
+    def _progress(self) -> Progress | None:
+        if not self.progress:
+            return None
+        prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=self.console, transient=False)
+        prog.start()
+        return prog
+
+    @staticmethod
+    def _append_log(path: Path, record: dict[str, Any]) -> None:
+        with path.open("a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+            f.flush()
+
+    @staticmethod
+    def _truncate_log(path: Path, last_epoch: int) -> None:
+        """Keep only log lines of epochs up to ``last_epoch`` (0-based) when resuming."""
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the interruption
+            if int(rec.get("epoch", 0)) <= last_epoch + 1:  # log epochs are 1-based
+                keep.append(line)
+        atomic_write_text(path, "\n".join(keep) + ("\n" if keep else ""))
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, dict[str, Any]]:
+    """Read a run directory's resolved config and dataset info; errors name the missing file."""
+    from accord.config import read_yaml, validate
+
+    rd = Path(run_dir)
+    if not (rd / "config.yaml").is_file():
+        raise CheckpointError(f"{rd}: not a run directory (no config.yaml)")
+    cfg = validate(read_yaml(rd / "config.yaml"), str(rd / "config.yaml"))
+    info = json.loads((rd / "dataset.json").read_text()) if (rd / "dataset.json").is_file() else {}
+    return cfg, info

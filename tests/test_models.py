@@ -1,0 +1,417 @@
+"""The model contract, checked for every baseline, plus the shared building blocks (pooling, attention)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accord.errors import ConfigError
+from accord.models import create_model, list_models
+from accord.models.modules import (
+    CrossmodalTransformer,
+    MultiheadAttention,
+    SequenceEncoder,
+    downsample_mean,
+    last_valid,
+    masked_max,
+    masked_mean,
+    masked_std,
+    sinusoidal_positions,
+)
+from accord.types import MODALITIES, Batch, ModelOutput
+from conftest import tiny_dataset
+
+BASELINES = ["text", "audio", "visual", "early_fusion", "late_fusion", "tfn", "mult"]
+UNIMODAL = {"text", "audio", "visual"}
+TINY_DIMS = {"text": 6, "audio": 4, "visual": 5}
+MOSI_DIMS = {"text": 768, "audio": 5, "visual": 20}
+MOSI_T = {"text": 50, "audio": 375, "visual": 500}
+
+
+def make_batch(lengths: dict[str, list[int]], dims: dict[str, int], t: dict[str, int] | None = None,
+               seed: int = 0, out_dim: int = 1, pad_noise: bool = False) -> Batch:
+    """Random features zeroed (or filled with noise, ``pad_noise``) beyond ``lengths``; padded to ``t`` or max."""
+    g = torch.Generator().manual_seed(seed)
+    b = len(lengths["text"])
+    feats, masks = {}, {}
+    for m in MODALITIES:
+        lens = torch.tensor(lengths[m])
+        tm = (t or {}).get(m, max(int(lens.max()), 1))
+        mask = torch.arange(tm).unsqueeze(0) < lens.unsqueeze(1)
+        x = torch.randn(b, tm, dims[m], generator=g)
+        fill = torch.randn(b, tm, dims[m], generator=g) * 5 if pad_noise else torch.zeros(b, tm, dims[m])
+        feats[m] = torch.where(mask.unsqueeze(-1), x, fill)
+        masks[m] = mask
+    present = torch.stack([torch.tensor(lengths[m]) > 0 for m in MODALITIES], dim=1)
+    label = torch.randint(0, out_dim, (b,), generator=g) if out_dim > 1 else torch.randn(b, generator=g)
+    return Batch(features=feats, mask=masks, present=present, label=label)
+
+
+def repad(batch: Batch, extra: int, noise: bool = False, seed: int = 1) -> Batch:
+    """The same batch with ``extra`` more padded steps per modality (zeros, or noise when ``noise``)."""
+    g = torch.Generator().manual_seed(seed)
+    feats, masks = {}, {}
+    for m in MODALITIES:
+        x, mask = batch.features[m], batch.mask[m]
+        b, _, d = x.shape
+        tail = torch.randn(b, extra, d, generator=g) * 3 if noise else torch.zeros(b, extra, d)
+        x = torch.cat([x, tail], dim=1)
+        mask = torch.cat([mask, torch.zeros(b, extra, dtype=torch.bool)], dim=1)
+        if noise:
+            x = torch.where(mask.unsqueeze(-1), x, torch.randn(x.shape, generator=g) * 3)
+        feats[m], masks[m] = x, mask
+    return Batch(features=feats, mask=masks, present=batch.present.clone(), label=batch.label)
+
+
+def tiny_batch(n: int = 8, out_dim: int = 1) -> Batch:
+    split = tiny_dataset(n=n, dims=tuple(TINY_DIMS[m] for m in MODALITIES))["train"]
+    task = "classification" if out_dim > 1 else "regression"
+    if out_dim > 1:
+        split.class_labels = torch.arange(n) % out_dim
+    return split.batch(torch.arange(n), task=task)
+
+
+def expected_modalities(name: str) -> set[str]:
+    return {name} if name in UNIMODAL else set(MODALITIES)
+
+
+def check_output(out: ModelOutput, b: int, out_dim: int) -> None:
+    shape = (b,) if out_dim == 1 else (b, out_dim)
+    assert isinstance(out, ModelOutput)
+    assert out.prediction.shape == shape
+    assert torch.isfinite(out.prediction).all()
+    for key, aux in out.aux_predictions.items():
+        assert aux.shape == shape, key
+        assert torch.isfinite(aux).all(), key
+    for key, value in out.diagnostics.items():
+        assert value.shape[0] == b, key
+        assert torch.isfinite(value).all(), key
+    for key, value in out.features.items():
+        assert value.ndim == 2 and value.shape[0] == b, key
+        assert torch.isfinite(value).all(), key
+
+
+def test_every_baseline_is_registered() -> None:
+    assert set(BASELINES) <= set(list_models())
+    assert "unimodal" in list_models()
+
+
+@pytest.mark.parametrize("out_dim", [1, 3])
+@pytest.mark.parametrize("name", BASELINES)
+def test_output_shapes(name: str, out_dim: int) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, TINY_DIMS, out_dim)
+    batch = tiny_batch(8, out_dim)
+    out = model(batch)
+    check_output(out, 8, out_dim)
+    assert set(out.features) == expected_modalities(name)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_single_step_inputs(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, TINY_DIMS, 1)
+    batch = make_batch({m: [1, 1, 1] for m in MODALITIES}, TINY_DIMS)
+    assert all(batch.features[m].shape[1] == 1 for m in MODALITIES)
+    check_output(model(batch), 3, 1)
+    model.eval()
+    with torch.no_grad():
+        check_output(model(batch), 3, 1)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_long_unaligned_inputs(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, MOSI_DIMS, 1)
+    lengths = {"text": [50, 3, 17, 1], "audio": [375, 120, 2, 64], "visual": [500, 1, 333, 250]}
+    batch = make_batch(lengths, MOSI_DIMS, t=MOSI_T)
+    out = model(batch)
+    check_output(out, 4, 1)
+    (out.prediction.sum() + sum(a.sum() for a in out.aux_predictions.values())).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("noise", [False, True], ids=["zero_padding", "noise_padding"])
+@pytest.mark.parametrize("name", BASELINES)
+def test_padding_invariance(name: str, noise: bool) -> None:
+    """Extra steps beyond the lengths (zeros; or even garbage) never change anything the model returns."""
+    torch.manual_seed(0)
+    model = create_model(name, TINY_DIMS, 1).eval()
+    lengths = {"text": [5, 2, 1, 4], "audio": [7, 7, 3, 1], "visual": [3, 1, 2, 3]}
+    batch = make_batch(lengths, TINY_DIMS)
+    padded = repad(batch, extra=9, noise=noise)
+    assert padded.features["visual"].shape[1] == 12
+    with torch.no_grad():
+        a, b = model(batch), model(padded)
+    torch.testing.assert_close(b.prediction, a.prediction, atol=1e-5, rtol=1e-5)
+    for key in a.aux_predictions:
+        torch.testing.assert_close(b.aux_predictions[key], a.aux_predictions[key], atol=1e-5, rtol=1e-5)
+    for key in a.features:
+        torch.testing.assert_close(b.features[key], a.features[key], atol=1e-5, rtol=1e-5)
+
+
+def test_padding_invariance_test_can_fail() -> None:
+    """The padding check detects a model that pools over padding (guards against a vacuous test)."""
+    batch = make_batch({"text": [5, 2], "audio": [3, 3], "visual": [1, 2]}, TINY_DIMS)
+    padded = repad(batch, extra=4)
+    unmasked = [batch.features["text"].mean(dim=1), padded.features["text"].mean(dim=1)]
+    assert not torch.allclose(*unmasked, atol=1e-5)
+    masked = [masked_mean(b.features["text"], b.mask["text"]) for b in (batch, padded)]
+    torch.testing.assert_close(*masked)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_missing_modality_gives_finite_outputs_and_gradients(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, TINY_DIMS, 1)
+    # audio missing for samples 0-1, visual for 2, text for 3; sample 4 complete
+    lengths = {"text": [5, 2, 3, 0, 4], "audio": [0, 0, 4, 2, 6], "visual": [3, 1, 0, 2, 3]}
+    batch = make_batch(lengths, TINY_DIMS)
+    assert not batch.present[0, 1] and not batch.present[2, 2] and not batch.present[3, 0]
+    out = model(batch)
+    check_output(out, 5, 1)
+    loss = out.prediction.square().mean() + sum(a.square().mean() for a in out.aux_predictions.values())
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), pname
+    # a modality missing for the whole batch (trimmed to one all-masked step)
+    whole = make_batch({"text": [5, 2, 3], "audio": [0, 0, 0], "visual": [3, 1, 2]}, TINY_DIMS)
+    assert whole.features["audio"].shape[1] == 1 and not whole.mask["audio"].any()
+    model.eval()
+    with torch.no_grad():
+        check_output(model(whole), 3, 1)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_gradients_reach_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, TINY_DIMS, 1).train()
+    # long enough that every attention has several keys even after MulT's temporal downsampling (with a single
+    # key the softmax is constant and the query projection legitimately gets no gradient)
+    lengths = {"text": [9, 4, 12, 7, 2, 10], "audio": [31, 17, 24, 9, 40, 3], "visual": [22, 40, 13, 31, 8, 27]}
+    batch = make_batch(lengths, TINY_DIMS)
+    out = model(batch)
+    loss = F.mse_loss(out.prediction, batch.label)
+    for aux in out.aux_predictions.values():
+        loss = loss + F.mse_loss(aux, batch.label)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == [], f"no gradient for {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(UNIMODAL))
+def test_unimodal_models_own_only_their_modality(name: str) -> None:
+    model = create_model(name, MOSI_DIMS, 1)
+    other = create_model(name, {m: d * 3 for m, d in MOSI_DIMS.items()} | {name: MOSI_DIMS[name]}, 1)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in other.parameters())
+    assert model.params.modality == name  # type: ignore[attr-defined]
+    # the prediction ignores the other modalities entirely
+    model.eval()
+    batch = make_batch({"text": [5, 2], "audio": [3, 1], "visual": [2, 2]}, MOSI_DIMS)
+    changed = make_batch({"text": [5, 2], "audio": [3, 1], "visual": [2, 2]}, MOSI_DIMS, seed=7)
+    changed.features[name] = batch.features[name]
+    with torch.no_grad():
+        torch.testing.assert_close(model(changed).prediction, model(batch).prediction)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_features_are_the_fusion_input(name: str) -> None:
+    """``features`` holds the right modalities, requires grad, and the prediction depends on each of them."""
+    torch.manual_seed(0)
+    model = create_model(name, TINY_DIMS, 1).eval()
+    out = model(tiny_batch(6))
+    assert set(out.features) == expected_modalities(name)
+    feats = [out.features[m] for m in sorted(out.features)]
+    assert all(f.requires_grad for f in feats)
+    grads = torch.autograd.grad(out.prediction.sum(), feats)  # raises if a feature is not used
+    for m, g in zip(sorted(out.features), grads, strict=True):
+        assert g.abs().sum() > 0, m
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_unknown_param_is_a_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"model\.params\.hiddne"):
+        create_model(name, TINY_DIMS, 1, hiddne=8)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_wrong_type_param_is_a_config_error(name: str) -> None:
+    key = "proj_dim" if name == "early_fusion" else "hidden" if name != "tfn" else "fusion_dim"
+    with pytest.raises(ConfigError, match=rf"model\.params\.{key}"):
+        create_model(name, TINY_DIMS, 1, **{key: "wide"})
+
+
+def test_fixed_modality_cannot_be_overridden() -> None:
+    with pytest.raises(ConfigError, match=r"model\.params\.modality"):
+        create_model("text", TINY_DIMS, 1, modality="audio")
+    model = create_model("unimodal", TINY_DIMS, 1, modality="visual")
+    assert set(model(tiny_batch(4)).features) == {"visual"}
+    with pytest.raises(ConfigError, match=r"model\.params\.modality"):
+        create_model("unimodal", TINY_DIMS, 1, modality="smell")
+
+
+def test_indivisible_heads_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"model\.params\.heads"):
+        create_model("mult", TINY_DIMS, 1, hidden=30, heads=4)
+    with pytest.raises(ConfigError, match=r"model\.params\.heads"):
+        create_model("text", TINY_DIMS, 1, temporal="transformer", hidden=30, heads=4)
+
+
+@pytest.mark.parametrize("params", [
+    {"temporal": "transformer"}, {"temporal": "none", "pool": "max"}, {"projection": "conv", "pool": "last"},
+])
+def test_encoder_variants_respect_the_contract(params: dict[str, str]) -> None:
+    torch.manual_seed(0)
+    model = create_model("late_fusion", TINY_DIMS, 1, **params).eval()
+    lengths = {"text": [5, 2, 0], "audio": [7, 0, 3], "visual": [3, 1, 2]}
+    batch = make_batch(lengths, TINY_DIMS)
+    with torch.no_grad():
+        a, b = model(batch), model(repad(batch, 6, noise=True))
+    check_output(a, 3, 1)
+    torch.testing.assert_close(b.prediction, a.prediction, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("params", [{"pool": "mean"}, {"downsample_audio": 1, "downsample_visual": 1},
+                                    {"conv_kernel": 3, "downsample_text": 2}])
+def test_mult_variants_respect_the_contract(params: dict[str, object]) -> None:
+    torch.manual_seed(0)
+    model = create_model("mult", TINY_DIMS, 1, **params).eval()
+    lengths = {"text": [5, 2, 0, 1], "audio": [7, 0, 3, 2], "visual": [3, 1, 2, 0]}
+    batch = make_batch(lengths, TINY_DIMS)
+    with torch.no_grad():
+        a, b = model(batch), model(repad(batch, 6))
+    check_output(a, 4, 1)
+    torch.testing.assert_close(b.prediction, a.prediction, atol=1e-5, rtol=1e-5)
+
+
+def test_late_fusion_weights_drop_missing_modalities() -> None:
+    torch.manual_seed(0)
+    model = create_model("late_fusion", TINY_DIMS, 1).eval()
+    assert model.default_loss_weights == {"unimodal_text": 1.0, "unimodal_audio": 1.0, "unimodal_visual": 1.0}
+    with torch.no_grad():
+        model.fusion_logits.copy_(torch.tensor([0.5, -0.2, 0.1]))
+        batch = make_batch({"text": [5, 2, 3], "audio": [0, 4, 2], "visual": [3, 0, 2]}, TINY_DIMS)
+        out = model(batch)
+    assert set(out.aux_predictions) == {"unimodal_text", "unimodal_audio", "unimodal_visual"}
+    w = out.diagnostics["fusion_weight"]
+    torch.testing.assert_close(w.sum(dim=1), torch.ones(3))
+    assert w[0, 1] == 0 and w[1, 2] == 0 and (w[2] > 0).all()
+    soft = torch.tensor([0.5, -0.2, 0.1]).softmax(0)
+    torch.testing.assert_close(w[2], soft)
+    stacked = torch.stack([out.aux_predictions[f"unimodal_{m}"] for m in MODALITIES], dim=1)
+    torch.testing.assert_close(out.prediction, (w * stacked).sum(dim=1))
+    expected0 = (soft[0] * stacked[0, 0] + soft[2] * stacked[0, 2]) / (soft[0] + soft[2])
+    torch.testing.assert_close(out.prediction[0], expected0)
+
+
+def test_tfn_fuses_the_outer_product_and_zeroes_missing_modalities() -> None:
+    torch.manual_seed(0)
+    model = create_model("tfn", TINY_DIMS, 1).eval()
+    d = model.params.fusion_dim  # type: ignore[attr-defined]
+    batch = make_batch({"text": [5, 2], "audio": [0, 4], "visual": [3, 1]}, TINY_DIMS)
+    with torch.no_grad():
+        feats = model.forward_features(batch)
+        fused = model.tensor_fusion(feats)
+    assert fused.shape == (2, (d + 1) ** 3)
+    assert feats["audio"][0].abs().sum() == 0 and feats["audio"][1].abs().sum() > 0
+    z = {m: torch.cat([feats[m][1], torch.ones(1)]) for m in MODALITIES}
+    i, j, k = 3, 7, d  # an arbitrary entry, and one with the appended 1 (bimodal term)
+    cube = fused[1].view(d + 1, d + 1, d + 1)
+    torch.testing.assert_close(cube[i, j, k], z["text"][i] * z["audio"][j] * z["visual"][k])
+    torch.testing.assert_close(cube[d, d, d], torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_models_follow_the_input_dtype(name: str) -> None:
+    """No hard-coded dtype/device: a float64 model on float64 inputs runs and stays float64."""
+    torch.manual_seed(0)
+    model = create_model(name, TINY_DIMS, 1).double().eval()
+    batch = make_batch({"text": [5, 2], "audio": [0, 4], "visual": [3, 1]}, TINY_DIMS)
+    batch.features = {m: v.double() for m, v in batch.features.items()}
+    with torch.no_grad():
+        out = model(batch)
+    assert out.prediction.dtype == torch.float64
+    assert torch.isfinite(out.prediction).all()
+
+
+# ------------------------------------------------------------------------------------- building blocks
+
+
+def test_masked_mean_matches_a_hand_computation() -> None:
+    x = torch.tensor([[[1.0, 10.0], [3.0, 20.0], [100.0, 100.0]],
+                      [[2.0, -4.0], [7.0, 7.0], [7.0, 7.0]],
+                      [[5.0, 5.0], [5.0, 5.0], [5.0, 5.0]]])
+    mask = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
+    expected = torch.tensor([[2.0, 15.0], [2.0, -4.0], [0.0, 0.0]])
+    torch.testing.assert_close(masked_mean(x, mask), expected)
+    torch.testing.assert_close(masked_max(x, mask), torch.tensor([[3.0, 20.0], [2.0, -4.0], [0.0, 0.0]]))
+    torch.testing.assert_close(last_valid(x, mask), torch.tensor([[3.0, 20.0], [2.0, -4.0], [0.0, 0.0]]))
+    std = masked_std(x, mask, eps=0.0)
+    torch.testing.assert_close(std, torch.tensor([[1.0, 5.0], [0.0, 0.0], [0.0, 0.0]]))
+
+
+def test_masked_std_has_finite_gradients_at_zero_variance() -> None:
+    x = torch.zeros(2, 3, 4, requires_grad=True)
+    mask = torch.tensor([[True, False, False], [False, False, False]])
+    masked_std(x, mask).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_downsample_mean_averages_valid_steps_per_window() -> None:
+    x = torch.arange(1.0, 8.0).view(1, 7, 1)  # 1..7
+    mask = torch.tensor([[True] * 5 + [False] * 2])
+    y, m = downsample_mean(x, mask, 2)
+    torch.testing.assert_close(y.view(-1), torch.tensor([1.5, 3.5, 5.0, 0.0]))
+    assert m.tolist() == [[True, True, True, False]]
+    same, same_mask = downsample_mean(x, mask, 1)
+    assert same is x and same_mask is mask
+
+
+def test_sinusoidal_positions_layout() -> None:
+    pe = sinusoidal_positions(4, 6)
+    assert pe.shape == (4, 6)
+    torch.testing.assert_close(pe[0], torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))
+    torch.testing.assert_close(pe[2, 0], torch.sin(torch.tensor(2.0)))
+    assert sinusoidal_positions(3, 5)[:, -1].abs().sum() == 0  # odd dim: trailing zero channel
+
+
+def test_attention_ignores_masked_keys_and_zeroes_empty_rows() -> None:
+    torch.manual_seed(0)
+    attn = MultiheadAttention(8, 2).eval()
+    q, kv = torch.randn(3, 4, 8), torch.randn(3, 6, 8)
+    mask = torch.tensor([[True] * 6, [True, True, False, False, False, False], [False] * 6])
+    out, _ = attn(q, kv, mask)
+    ref, _ = attn(q[1:2], kv[1:2, :2])  # the same row with the padded keys removed
+    torch.testing.assert_close(out[1:2], ref, atol=1e-6, rtol=1e-5)
+    assert torch.isfinite(out).all() and out[2].abs().sum() == 0
+    explicit, weights = attn(q, kv, mask, return_weights=True)
+    torch.testing.assert_close(explicit, out, atol=1e-6, rtol=1e-5)
+    assert weights is not None and weights[1, :, :, 2:].abs().sum() == 0
+    kv.requires_grad_(True)
+    attn.train()
+    attn(q, kv, mask)[0].sum().backward()
+    assert kv.grad is not None and torch.isfinite(kv.grad).all() and kv.grad[2].abs().sum() == 0
+
+
+def test_crossmodal_transformer_forward_last_equals_pooling_the_full_output() -> None:
+    torch.manual_seed(0)
+    cross = CrossmodalTransformer(8, 2, layers=2).eval()
+    selfattn = CrossmodalTransformer(8, 2, layers=2, self_attention=True).eval()
+    x, src = torch.randn(3, 5, 8), torch.randn(3, 7, 8)
+    x_mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
+    s_mask = torch.tensor([[True] * 7, [False] * 7, [True] * 3 + [False] * 4])
+    for block, source, source_mask in ((cross, src, s_mask), (selfattn, None, None)):
+        full = block(x, x_mask, source, source_mask)
+        assert full[1, 2:].abs().sum() == 0  # padded target steps are zeroed
+        torch.testing.assert_close(block.forward_last(x, x_mask, source, source_mask), last_valid(full, x_mask))
+
+
+def test_sequence_encoder_pools_zeros_for_a_missing_modality() -> None:
+    enc = SequenceEncoder(4, 8, projection="conv", temporal="conv").eval()
+    x = torch.randn(2, 5, 4)
+    mask = torch.tensor([[True, True, True, False, False], [False] * 5])
+    out = enc(x, mask)
+    assert out.seq.shape == (2, 5, 8) and out.pooled.shape == (2, 8)
+    assert out.pooled[1].abs().sum() == 0 and out.seq[0, 3:].abs().sum() == 0
+    assert out.pooled[0].abs().sum() > 0

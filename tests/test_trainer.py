@@ -1,0 +1,184 @@
+"""The trainer: loss weighting, selection on validation, determinism, resume, classification, hooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from accord.api import evaluate, load
+from accord.config import Config, load_config
+from accord.data import build_dataset
+from accord.errors import CheckpointError, ConfigError
+from accord.train.hooks import StepState, TrainerHook
+from accord.train.trainer import Trainer, seed_everything
+
+TINY = ["data.params.n_train=96", "data.params.n_valid=48", "data.params.n_test=48",
+        "train.batch_size=16", "train.epochs=4", "train.early_stopping.patience=10"]
+
+
+def tiny_cfg(tmp_path: Path, *extra: str, method: str = "late_fusion") -> Config:
+    return load_config(method=method, dataset="conflictbench",
+                       overrides=[*TINY, f"output.dir={tmp_path}", "name=run", *extra])
+
+
+def test_run_directory_contents_and_summary(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, "train.seeds=[0, 1]")
+    summary = Trainer(cfg, progress=False).fit()
+    rd = tmp_path / "run"
+    for f in ("config.yaml", "dataset.json", "summary.json", "summary.csv", "summary.md"):
+        assert (rd / f).is_file(), f
+    for s in (0, 1):
+        sd = rd / f"seed_{s}"
+        for f in ("log.jsonl", "best.safetensors", "last.pt", "results.json", "diagnostics.npz"):
+            assert (sd / f).is_file(), f
+        lines = [json.loads(x) for x in (sd / "log.jsonl").read_text().splitlines()]
+        assert [x["epoch"] for x in lines] == [1, 2, 3, 4]
+        assert {"loss/total", "loss/task", "loss/unimodal_text", "valid/MAE"} <= set(lines[0])
+        res = json.loads((sd / "results.json").read_text())
+        # the selected epoch is the one with the best VALIDATION MAE in the log
+        best = min(lines, key=lambda r: r["valid/MAE"])
+        assert res["best_epoch"] == best["epoch"]
+        assert res["valid"]["MAE"] == pytest.approx(best["valid/MAE"], abs=1e-6)
+    assert summary["test"]["MAE"]["n"] == 2
+    maes = [json.loads((rd / f"seed_{s}" / "results.json").read_text())["test"]["MAE"] for s in (0, 1)]
+    assert summary["test"]["MAE"]["mean"] == pytest.approx(sum(maes) / 2)
+    assert "±" in (rd / "summary.md").read_text()
+
+
+def test_same_seed_same_metrics(tmp_path: Path) -> None:
+    a = Trainer(tiny_cfg(tmp_path / "a", method="mult"), progress=False).fit()
+    b = Trainer(tiny_cfg(tmp_path / "b", method="mult"), progress=False).fit()
+    assert a["test"] == b["test"] and a["valid"] == b["valid"]
+    c = Trainer(tiny_cfg(tmp_path / "c", "train.seeds=[7]", method="mult"), progress=False).fit()
+    assert c["test"]["MAE"]["mean"] != a["test"]["MAE"]["mean"]
+
+
+class Interrupt(TrainerHook):
+    """Simulates a crash (like Ctrl-C) at a given global step."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def after_backward(self, model: Any, batch: Any, output: Any, state: StepState) -> dict[str, float]:
+        if state.step == self.at_step:
+            raise KeyboardInterrupt
+        return {}
+
+
+@pytest.mark.parametrize("method", ["late_fusion", "mult"])
+def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path, method: str) -> None:
+    full = Trainer(tiny_cfg(tmp_path / "full", "train.scheduler=cosine", method=method), progress=False).fit()
+    cfg = tiny_cfg(tmp_path / "cut", "train.scheduler=cosine", method=method)
+    # 96 samples / batch 16 = 6 steps per epoch: step 14 is in the middle of epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, hooks=[Interrupt(14)], progress=False).fit()
+    sd = tmp_path / "cut" / "run" / "seed_0"
+    assert (sd / "last.pt").is_file() and not (sd / "results.json").exists()
+    with pytest.raises(CheckpointError, match="--resume"):
+        Trainer(cfg, progress=False).fit()
+    resumed = Trainer(cfg, progress=False).fit(resume=True)
+    assert resumed["test"] == full["test"]
+    epochs = [json.loads(x)["epoch"] for x in (sd / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
+    Trainer(tiny_cfg(tmp_path), progress=False).fit()
+    with pytest.raises(CheckpointError, match="differs from the config"):
+        Trainer(tiny_cfg(tmp_path, "train.lr=0.5"), progress=False).fit(resume=True)
+
+
+def test_classification_on_conflictbench(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, "task.kind=classification", "data.params.n_train=400", "train.epochs=6",
+                   method="early_fusion")
+    summary = Trainer(cfg, progress=False).fit()
+    test = summary["test"]
+    assert {"Acc", "F1_weighted", "F1_macro", "F1_negative", "F1_positive"} <= set(test)
+    assert "MAE" not in test
+    assert test["Acc"]["mean"] > 70.0  # text carries the polarity: far above the 50% chance level
+    model = load(tmp_path / "run")
+    ds = build_dataset("conflictbench", params=cfg.data.params)
+    out = model(ds["test"].batch(torch.arange(5), task="classification"))
+    assert out.prediction.shape == (5, 2)
+
+
+def test_loss_weights_are_applied_and_checked(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, "loss_weights.unimodal_audio=0.0", "loss_weights.task=2.0")
+    tr = Trainer(cfg, progress=False)
+    model = tr.build_model()
+    batch = tr.dataset["train"].batch(torch.arange(8))
+    out = model(batch)
+    terms = tr.loss_terms(model, batch, out, [])
+    assert "unimodal_audio" not in terms
+    plain = torch.nn.functional.l1_loss(out.prediction, batch.label)
+    assert float(terms["task"].detach()) == pytest.approx(2.0 * float(plain.detach()), rel=1e-6)
+    assert float(terms["total"].detach()) == pytest.approx(
+        sum(float(v.detach()) for k, v in terms.items() if k != "total"), rel=1e-6)
+    bad = tiny_cfg(tmp_path / "bad", "loss_weights.unimodal_smell=1.0")
+    with pytest.raises(ConfigError, match=r"loss_weights\.unimodal_smell: model 'late_fusion' emits no"):
+        Trainer(bad, progress=False).fit()
+
+
+class ZeroAudioGrad(TrainerHook):
+    """Edits gradients after backward: the audio branch never learns."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def after_backward(self, model: Any, batch: Any, output: Any, state: StepState) -> dict[str, float]:
+        self.calls += 1
+        for name, p in model.named_parameters():
+            if "audio" in name and p.grad is not None:
+                p.grad.zero_()
+        return {"edited": 1.0}
+
+
+def test_after_backward_hook_edits_gradients(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, "train.epochs=2", "train.log_every_steps=3", "train.weight_decay=0.0")
+    hook = ZeroAudioGrad()
+    tr = Trainer(cfg, hooks=[hook], progress=False)
+    tr.fit()
+    assert hook.calls == 12  # 2 epochs x 6 steps
+    trained = load(tmp_path / "run")
+    seed_everything(0)  # the trainer's initialisation for seed 0
+    fresh = tr.build_model()
+    for (name, p), (_, q) in zip(trained.named_parameters(), fresh.named_parameters(), strict=True):
+        if "audio" in name:
+            assert torch.equal(p, q), name  # untouched: zero gradient and no weight decay
+    lines = [json.loads(x) for x in (tmp_path / "run" / "seed_0" / "log.jsonl").read_text().splitlines()]
+    steps = [x for x in lines if x["type"] == "step"]
+    assert [s["step"] for s in steps] == [3, 6, 9, 12] and all(s["edited"] == 1.0 for s in steps)
+
+
+def test_evaluate_with_corruption(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path)
+    Trainer(cfg, progress=False).fit()
+    clean = evaluate(tmp_path / "run")
+    dropped = evaluate(tmp_path / "run", corrupt=["drop:text:1.0"])
+    assert clean["mean_std"]["MAE"]["mean"] == pytest.approx(
+        json.loads((tmp_path / "run" / "seed_0" / "results.json").read_text())["test"]["MAE"])
+    assert dropped["mean_std"]["MAE"]["mean"] != clean["mean_std"]["MAE"]["mean"]
+    assert (tmp_path / "run" / "eval_test_drop-text-1.json").is_file()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, "train.epochs=1")
+    Trainer(cfg, progress=False).fit()
+    (tmp_path / "run" / "seed_0" / "best.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"best\.safetensors: not a readable safetensors file"):
+        load(tmp_path / "run")
+    (tmp_path / "run" / "seed_0" / "results.json").unlink()
+    (tmp_path / "run" / "seed_0" / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"last\.pt: unreadable training state"):
+        Trainer(cfg, progress=False).fit(resume=True)
+
+
+def test_unavailable_device_is_a_config_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=r"train\.device: 'cuda' requested but CUDA is not available"):
+        Trainer(tiny_cfg(tmp_path, "train.device=cuda"), progress=False)
