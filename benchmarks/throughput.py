@@ -3,9 +3,9 @@
 For each method: training samples/s (forward + backward + AdamW step, loss on the prediction and on every
 auxiliary prediction the model emits, weighted by its ``default_loss_weights``) and inference samples/s
 (``eval()`` + ``no_grad``), after a warm-up, on random sequences shaped like MMSA's unaligned CMU-MOSI
-(T = 50 / 375 / 500 steps for text / audio / visual, feature dims 768 / 5 / 20, batch 32). Each sample's length is
-random in ``[1, T]`` and batches go through :meth:`SplitData.batch` (padding trimmed to the longest sample of the
-batch), so masks matter exactly as in training.
+(T = 50 / 375 / 500 steps for text / audio / visual, feature dims 768 / 5 / 20, batch 32). Each sample's
+length is random in ``[1, T]`` and batches go through :meth:`SplitData.batch` (padding trimmed to the longest
+sample of the batch), so masks matter exactly as in training.
 
 Usage::
 
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -45,7 +46,8 @@ POOL_SAMPLES = 256  # distinct random samples the batches are drawn from
 
 
 def mosi_shaped_split(n: int, seed: int) -> SplitData:
-    """``n`` random samples with MOSI's unaligned shapes; lengths uniform in ``[1, T_m]``, zero padding after."""
+    """``n`` random samples with MOSI's unaligned shapes; lengths uniform in ``[1, T_m]``, zero padding
+    after."""
     g = torch.Generator().manual_seed(seed)
     feats, lengths = {}, {}
     for m in MODALITIES:
@@ -59,7 +61,8 @@ def mosi_shaped_split(n: int, seed: int) -> SplitData:
 
 
 def loss_fn(model: AccordModel, batch: Batch) -> torch.Tensor:
-    """L1 task loss plus every auxiliary prediction's L1 loss and auxiliary loss, as a trainer would weight them."""
+    """L1 task loss plus every auxiliary prediction's L1 loss and auxiliary loss, as a trainer would weight
+    them."""
     out = model(batch)
     weights = model.default_loss_weights
     loss = (out.prediction - batch.label).abs().mean()
@@ -70,21 +73,25 @@ def loss_fn(model: AccordModel, batch: Batch) -> torch.Tensor:
     return loss
 
 
-def timed_loop(step: Any, batches: list[Batch], seconds: float, warmup: int, min_steps: int) -> tuple[float, int]:
+def timed_loop(step: Any, batches: list[Batch], seconds: float, warmup: int, min_steps: int) -> dict[str, float]:
     """Run ``step(batch)`` ``warmup`` times, then until ``seconds`` passed (at least ``min_steps``).
 
-    Returns ``(samples per second, measured steps)``.
+    Returns the throughput from the median step time (robust to other processes briefly taking the CPU on a
+    shared machine), the throughput over the whole window, and the number of measured steps.
     """
     for i in range(warmup):
         step(batches[i % len(batches)])
-    samples, steps = 0, 0
+    per_sample: list[float] = []
+    samples = 0
     start = time.perf_counter()
-    while steps < min_steps or time.perf_counter() - start < seconds:
-        batch = batches[steps % len(batches)]
+    while len(per_sample) < min_steps or time.perf_counter() - start < seconds:
+        batch = batches[len(per_sample) % len(batches)]
+        t0 = time.perf_counter()
         step(batch)
+        per_sample.append((time.perf_counter() - t0) / batch.size)
         samples += batch.size
-        steps += 1
-    return samples / (time.perf_counter() - start), steps
+    total = time.perf_counter() - start
+    return {"median": 1.0 / statistics.median(per_sample), "window": samples / total, "steps": len(per_sample)}
 
 
 def measure(name: str, overrides: dict[str, Any], batches: list[Batch], seconds: float, warmup: int,
@@ -103,23 +110,26 @@ def measure(name: str, overrides: dict[str, Any], batches: list[Batch], seconds:
             model(batch)
 
     model.train()
-    train_rate, train_steps = timed_loop(train_step, batches, seconds, warmup, min_steps)
+    train = timed_loop(train_step, batches, seconds, warmup, min_steps)
     model.eval()
-    infer_rate, infer_steps = timed_loop(infer_step, batches, seconds, warmup, min_steps)
+    infer = timed_loop(infer_step, batches, seconds, warmup, min_steps)
     return {
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "train_samples_per_s": round(train_rate, 2),
-        "infer_samples_per_s": round(infer_rate, 2),
-        "seconds_per_mosi_epoch": round(MOSI_TRAIN_SAMPLES / train_rate, 2),
-        "train_steps_measured": train_steps,
-        "infer_steps_measured": infer_steps,
+        "train_samples_per_s": round(train["median"], 2),
+        "infer_samples_per_s": round(infer["median"], 2),
+        "seconds_per_mosi_epoch": round(MOSI_TRAIN_SAMPLES / train["median"], 2),
+        "train_samples_per_s_window": round(train["window"], 2),
+        "infer_samples_per_s_window": round(infer["window"], 2),
+        "train_steps_measured": int(train["steps"]),
+        "infer_steps_measured": int(infer["steps"]),
         "hyperparams": model.params.model_dump(),
     }
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["mult.hidden=40", "tfn.fusion_dim=8"]`` -> ``{"mult": {"hidden": 40}, "tfn": {"fusion_dim": 8}}``."""
+    """``["mult.hidden=40", "tfn.fusion_dim=8"]`` ->
+    ``{"mult": {"hidden": 40}, "tfn": {"fusion_dim": 8}}``."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -203,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                     for m in MODALITIES},
             "mosi_train_samples": MOSI_TRAIN_SAMPLES,
             "seconds_per_measurement": args.seconds,
+            "rate": "samples/s from the median step time (the *_window rates divide by the whole window)",
             "warmup_steps": args.warmup,
             "optimizer": "AdamW(lr=1e-3)",
             "loss": "L1 on prediction + default-weighted aux predictions/losses",

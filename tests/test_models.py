@@ -10,6 +10,7 @@ from accord.errors import ConfigError
 from accord.models import create_model, list_models
 from accord.models.modules import (
     CrossmodalTransformer,
+    Dropout,
     MultiheadAttention,
     SequenceEncoder,
     downsample_mean,
@@ -31,7 +32,7 @@ MOSI_T = {"text": 50, "audio": 375, "visual": 500}
 
 def make_batch(lengths: dict[str, list[int]], dims: dict[str, int], t: dict[str, int] | None = None,
                seed: int = 0, out_dim: int = 1, pad_noise: bool = False) -> Batch:
-    """Random features zeroed (or filled with noise, ``pad_noise``) beyond ``lengths``; padded to ``t`` or max."""
+    """Random features, zero (or noise with ``pad_noise``) beyond ``lengths``; padded to ``t`` or the longest."""
     g = torch.Generator().manual_seed(seed)
     b = len(lengths["text"])
     feats, masks = {}, {}
@@ -273,7 +274,7 @@ def test_encoder_variants_respect_the_contract(params: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("params", [{"pool": "mean"}, {"downsample_audio": 1, "downsample_visual": 1},
-                                    {"conv_kernel": 3, "downsample_text": 2}])
+                                    {"conv_kernel": 3, "downsample_text": 2, "attn_dropout_mem": None}])
 def test_mult_variants_respect_the_contract(params: dict[str, object]) -> None:
     torch.manual_seed(0)
     model = create_model("mult", TINY_DIMS, 1, **params).eval()
@@ -283,6 +284,17 @@ def test_mult_variants_respect_the_contract(params: dict[str, object]) -> None:
         a, b = model(batch), model(repad(batch, 6))
     check_output(a, 4, 1)
     torch.testing.assert_close(b.prediction, a.prediction, atol=1e-5, rtol=1e-5)
+
+
+def test_early_fusion_on_raw_statistics_still_exposes_differentiable_features() -> None:
+    torch.manual_seed(0)
+    model = create_model("early_fusion", TINY_DIMS, 1, proj_dim=0, stats="mean")
+    batch = make_batch({"text": [5, 2], "audio": [0, 4], "visual": [3, 1]}, TINY_DIMS)
+    out = model(batch)
+    assert {m: f.shape[1] for m, f in out.features.items()} == TINY_DIMS
+    torch.testing.assert_close(out.features["text"], masked_mean(batch.text, batch.mask["text"]))
+    grads = torch.autograd.grad(out.prediction.sum(), [out.features[m] for m in MODALITIES])
+    assert all(g.abs().sum() > 0 for g in grads)
 
 
 def test_late_fusion_weights_drop_missing_modalities() -> None:
@@ -366,6 +378,24 @@ def test_downsample_mean_averages_valid_steps_per_window() -> None:
     assert m.tolist() == [[True, True, True, False]]
     same, same_mask = downsample_mean(x, mask, 1)
     assert same is x and same_mask is mask
+
+
+def test_fast_dropout_matches_the_dropout_distribution() -> None:
+    drop = Dropout(0.3)
+    x = torch.ones(200_000)
+    assert drop.eval()(x) is x
+    drop.train()
+    torch.manual_seed(0)
+    a = drop(x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(drop(x), a)  # reproducible under the global seed
+    assert not torch.equal(drop(x), a)  # and fresh on every call
+    assert abs(float((a == 0).float().mean()) - 0.3) < 0.005
+    assert abs(float(a.mean()) - 1.0) < 0.01
+    values = a.unique().tolist()
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.7, rel=1e-4)
+    kept = (a != 0).view(-1, 4).float().mean(dim=0)  # the 4 slices of each random word are unbiased
+    assert (kept - 0.7).abs().max() < 0.01
 
 
 def test_sinusoidal_positions_layout() -> None:

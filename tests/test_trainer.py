@@ -182,3 +182,16 @@ def test_unavailable_device_is_a_config_error(tmp_path: Path) -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match=r"train\.device: 'cuda' requested but CUDA is not available"):
         Trainer(tiny_cfg(tmp_path, "train.device=cuda"), progress=False)
+
+
+def test_missing_modality_does_not_train_its_unimodal_head(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, "data.params.missing_rate=0.5")
+    tr = Trainer(cfg, progress=False)
+    model = tr.build_model()
+    batch = tr.dataset["train"].batch(torch.arange(32))
+    present = batch.present[:, 1]
+    assert 0 < int(present.sum()) < 32
+    out = model(batch)
+    terms = tr.loss_terms(model, batch, out, [])
+    err = (out.aux_predictions["unimodal_audio"] - batch.label).abs().detach()
+    assert float(terms["unimodal_audio"].detach()) == pytest.approx(float(err[present].mean()), rel=1e-6)

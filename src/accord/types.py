@@ -78,6 +78,8 @@ class ModelOutput:
         aux_predictions: named auxiliary predictions of the same shape as ``prediction`` (unimodal, shared,
             private heads); the trainer applies the task loss to each, weighted by ``loss_weights[name]``.
         losses: named unweighted auxiliary losses (scalars); weighted by ``loss_weights[name]``.
+        aux_weights: optional per-sample weights ``[B]`` for an auxiliary prediction of the same name (e.g. 0 where
+            the modality of a unimodal head is missing, so the head is not trained to predict from zeros).
         diagnostics: named per-sample values ``[B]`` or ``[B, k]`` saved at evaluation (conflict, trust, ...).
         features: modality -> ``[B, d]`` representation at the fusion input (for gradient monitoring).
     """
@@ -85,5 +87,6 @@ class ModelOutput:
     prediction: Tensor
     aux_predictions: dict[str, Tensor] = field(default_factory=dict)
     losses: dict[str, Tensor] = field(default_factory=dict)
+    aux_weights: dict[str, Tensor] = field(default_factory=dict)
     diagnostics: dict[str, Tensor] = field(default_factory=dict)
     features: dict[str, Tensor] = field(default_factory=dict)

@@ -2,8 +2,9 @@
 
 Each modality's raw sequence ``[B, T_m, D_m]`` is summarised by its masked mean over valid steps (and, with
 ``stats = "mean_std"``, its masked standard deviation), so unaligned lengths need no alignment; the summaries are
-concatenated and an MLP predicts. This is the classic feature-concatenation baseline (e.g. the EF baselines of
-Zadeh et al., EMNLP 2017, Sec. 5), with time handled by pooling rather than word alignment.
+concatenated and an MLP predicts. This is the classic feature-concatenation baseline (early fusion in the sense of
+Snoek, Worring and Smeulders, "Early versus late fusion in semantic video analysis", ACM MM 2005; cf. the EF
+baselines of Zadeh et al., EMNLP 2017, Sec. 5), with time handled by pooling rather than word alignment.
 
 By default the MLP's first layer is factorised per modality: each summary goes through its own ``Linear`` to
 ``proj_dim`` channels before the concatenation (no non-linearity in between), which gives every modality a

@@ -4,7 +4,8 @@ Each modality has its own :class:`~accord.models.modules.SequenceEncoder` and ML
 prediction ``y_m`` (a score, or class logits). The fused prediction is ``y = sum_m w_m y_m`` with
 ``w = softmax(a)`` over three learned logits ``a``; per sample, the weights of missing modalities
 (``batch.present`` False) are set to zero and the rest renormalised. Every branch is trained by its own loss
-(``aux_predictions["unimodal_<m>"]``, weight 1 in ``default_loss_weights``), the classic late-fusion baseline.
+(``aux_predictions["unimodal_<m>"]``, weight 1 in ``default_loss_weights``): the classic late-fusion baseline
+(Snoek, Worring and Smeulders, "Early versus late fusion in semantic video analysis", ACM MM 2005).
 
 ``features[m]`` is branch ``m``'s pooled representation (the input of its head); ``diagnostics["fusion_weight"]``
 is the per-sample weight vector ``[B, 3]`` (columns in ``MODALITIES`` order).
@@ -61,6 +62,7 @@ class LateFusion(AccordModel):
         return ModelOutput(
             prediction=squeeze_head(fused, self.out_dim),
             aux_predictions={f"unimodal_{m}": squeeze_head(preds[m], self.out_dim) for m in MODALITIES},
+            aux_weights={f"unimodal_{m}": batch.present[:, k].float() for k, m in enumerate(MODALITIES)},
             diagnostics={"fusion_weight": w.detach()},
             features=feats,
         )

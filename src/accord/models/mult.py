@@ -10,7 +10,7 @@ Pipeline (paper Sec. 3, Fig. 2):
 2. six crossmodal transformers (Eq. 3-4) ``L<-A, L<-V, A<-L, A<-V, V<-L, V<-A``: the query is the target
    modality, keys/values the source, ``layers`` pre-LN layers each;
 3. per target, the two crossmodal outputs are concatenated (``[T_beta, 2d]``) and passed through a self-attention
-   "memory" transformer (Eq. 5);
+   "memory" transformer (Eq. 5; ``max(layers, 3)`` layers as in the released code);
 4. each memory sequence is pooled (the last valid step, as in the paper, or the masked mean), the three are
    concatenated ``[6d]`` and a residual MLP predicts the output.
 
@@ -18,11 +18,22 @@ Unaligned lengths: every attention uses a key padding mask of its source, the po
 so padding never reaches the prediction. A missing source modality contributes zero attention output (no NaN); a
 missing target modality pools to zeros.
 
-Deviations from the released code (documented choices): key padding masks (the original attends over padding);
-positions count every step from 0 (the original derives them from non-zero first channels); source and query get
-separate pre-LayerNorms; defaults are smaller (d = 32, 4 heads, 2 layers instead of 30/5/5 on MOSI) for CPU
-speed. ``features[m]`` is target ``m``'s pooled memory output ``[B, 2d]``, the input of the final
-concatenation head.
+Choices that differ from the released code (all switchable, defaults picked for CPU speed):
+
+- key padding masks everywhere (the original attends over padding) and the last *valid* step instead of the last
+  padded one; positions count every step from 0 (the original derives them from non-zero first channels);
+- source and query get separate pre-LayerNorms (the original shares one);
+- smaller model: ``d = 32``, 4 heads, 2 crossmodal layers (the original uses 30 / 5 / 5 on MOSI);
+- ``downsample_audio = downsample_visual = 4``: after the projection, audio and visual sequences are averaged over
+  non-overlapping windows of 4 steps (masked; 375 -> 94 and 500 -> 125 steps on MOSI). Attention cost is
+  quadratic in length, so this makes a MOSI epoch about 4x cheaper on CPU; set both to 1 for the exact
+  full-resolution MulT;
+- ``attn_dropout_mem = 0`` (the original applies ``attn_dropout`` in the memory transformers; any attention
+  dropout forces PyTorch's slow explicit-softmax path, which is costly on the long audio/visual memories).
+
+With ``pool = "last"`` the final memory layer is evaluated for the last valid query only
+(:meth:`CrossmodalTransformer.forward_last`), an exact shortcut. ``features[m]`` is target ``m``'s pooled memory
+output ``[B, 2d]``: the input of the final concatenation head (MulT's fusion of the three target streams).
 """
 
 from __future__ import annotations
@@ -54,11 +65,13 @@ class MulT(AccordModel):
         hidden: int = Field(32, ge=2, description="d: width of every projected modality (memory width is 2d)")
         heads: int = Field(4, ge=1, description="attention heads (must divide hidden)")
         layers: int = Field(2, ge=1, description="layers per crossmodal transformer")
-        mem_layers: int | None = Field(None, ge=1, description="layers per memory transformer (None: = layers)")
+        mem_layers: int | None = Field(None, ge=1, description="memory transformer layers (None: max(layers, 3))")
         conv_kernel: int = Field(1, ge=1, description="odd kernel size of the input Conv1d projections")
         attn_dropout: float = Field(0.1, ge=0, lt=1, description="attention dropout of text-target blocks")
         attn_dropout_audio: float = Field(0.0, ge=0, lt=1, description="attention dropout, audio-target blocks")
         attn_dropout_visual: float = Field(0.0, ge=0, lt=1, description="attention dropout, visual-target")
+        attn_dropout_mem: float | None = Field(
+            0.0, ge=0, lt=1, description="attention dropout of the memory transformers (None: = attn_dropout)")
         relu_dropout: float = Field(0.1, ge=0, lt=1)
         res_dropout: float = Field(0.1, ge=0, lt=1)
         embed_dropout: float = Field(0.25, ge=0, lt=1, description="on embeddings and on the raw text input")
@@ -84,9 +97,10 @@ class MulT(AccordModel):
             f"{t}_from_{s}": CrossmodalTransformer(d, p.heads, p.layers, attn_dropout=attn_drop[t], **common)
             for t in MODALITIES for s in MODALITIES if s != t
         })
+        mem_layers = p.mem_layers or max(p.layers, 3)  # as MulT's get_network(..., layers=3)
+        mem_drop = p.attn_dropout if p.attn_dropout_mem is None else p.attn_dropout_mem
         self.memory = nn.ModuleDict({
-            t: CrossmodalTransformer(2 * d, p.heads, p.mem_layers or p.layers, attn_dropout=attn_drop[t],
-                                     self_attention=True, **common)
+            t: CrossmodalTransformer(2 * d, p.heads, mem_layers, attn_dropout=mem_drop, self_attention=True, **common)
             for t in MODALITIES
         })
         self.text_drop = Dropout(p.embed_dropout)

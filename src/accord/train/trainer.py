@@ -166,7 +166,7 @@ class Trainer:
         for name, aux in out.aux_predictions.items():
             w = self._weight(model, name)
             if w:
-                terms[name] = w * task_loss(aux, batch.label, loss_name)
+                terms[name] = w * task_loss(aux, batch.label, loss_name, out.aux_weights.get(name))
         extra: dict[str, torch.Tensor] = {}
         for hook in hooks:
             extra.update(hook.extra_losses(model, batch, out))

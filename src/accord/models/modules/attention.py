@@ -47,18 +47,36 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     return emb.to(dtype)
 
 
+def bernoulli_keep_mask(x: Tensor, p: float) -> tuple[Tensor, float]:
+    """A boolean keep-mask shaped like ``x`` with each entry dropped with probability ``p_eff``; returns
+    ``(keep, p_eff)`` where ``p_eff = round(p * 2^15) / 2^15`` (within 2e-5 of ``p``).
+
+    Each element uses 15 random bits cut from 64-bit random words (``random_()`` on int64 fills bits 0-62
+    uniformly), so the generator runs once per 4 elements instead of once per element: the mask costs about a
+    fifth of ``torch.rand_like`` / ``bernoulli_`` on CPU, where dropout on long ``[B, T, 4d]`` activations is a
+    large share of a transformer step.
+    """
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
+    bits = words.view(torch.int16)[:n].view(x.shape) & 0x7FFF
+    threshold = round(p * 32768)
+    return bits >= threshold, threshold / 32768
+
+
 class Dropout(nn.Dropout):
-    """Inverted dropout drawing its mask with ``rand_like(x) >= p``: same distribution as :class:`torch.nn.Dropout`,
-    about twice as fast on CPU (``bernoulli_`` is slow there and dropout on ``[B, T, 4d]`` activations is a large
-    share of a transformer step at T = 500)."""
+    """Inverted dropout with a cheap mask (:func:`bernoulli_keep_mask`); otherwise the same as
+    :class:`torch.nn.Dropout` (the drop probability is rounded to a multiple of ``2^-15``, and the kept values are
+    scaled by ``1 / (1 - p_eff)`` so the expectation is exactly preserved)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
         if self.p >= 1.0:
             return x * 0.0
-        keep = torch.rand_like(x) >= self.p
-        return torch.where(keep, x * (1.0 / (1.0 - self.p)), torch.zeros((), dtype=x.dtype, device=x.device))
+        keep, p_eff = bernoulli_keep_mask(x, self.p)
+        if p_eff == 0.0:
+            return x
+        return torch.where(keep, x * (1.0 / (1.0 - p_eff)), torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 class SinusoidalPositionalEmbedding(nn.Module):

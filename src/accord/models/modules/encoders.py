@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from accord.errors import ConfigError
 from accord.models.base import ModelParams
-from accord.models.modules.attention import CrossmodalTransformerLayer, sinusoidal_positions
+from accord.models.modules.attention import CrossmodalTransformerLayer, Dropout, sinusoidal_positions
 from accord.models.modules.pooling import PoolMode, pool
 
 Projection = Literal["linear", "conv"]
@@ -80,7 +80,7 @@ class SequenceEncoder(nn.Module):
             TemporalConv1d(in_dim, dim, kernel_size) if projection == "conv" else nn.Linear(in_dim, dim)
         )
         self.projection = projection
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.act = nn.GELU()
         self.mixer: nn.Module | None = None
         if temporal == "conv":
@@ -107,7 +107,7 @@ class SequenceEncoder(nn.Module):
 
 
 class EncoderParams(ModelParams):
-    """The :class:`SequenceEncoder` hyper-parameters, for a model's ``Params`` to inherit (see :func:`build_encoder`)."""
+    """:class:`SequenceEncoder` hyper-parameters, for a model's ``Params`` to inherit (see :func:`build_encoder`)."""
 
     hidden: int = Field(64, ge=1, description="encoder width d")
     projection: Projection = Field("linear", description="input projection: position-wise linear or 1-D conv")
