@@ -37,6 +37,7 @@ def test_benchmark_writes_one_table(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     md = table.read_text()
     assert "| text |" in md and "| late_fusion |" in md and "Text alone" in md
+    assert "Planted conflicts" in md and "acc_conflicting" in md
     assert (tmp_path / "b" / "benchmark.json").is_file()
 
 

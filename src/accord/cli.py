@@ -137,7 +137,7 @@ def demo(
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     res = run_benchmark(names, "conflictbench", list(range(seeds)), out, overwrite=True, console=err_console,
-                        title="Demo")
+                        title="Demo", command=f"accord demo --seeds {seeds} --methods {','.join(names)}")
     _print_markdown(res["markdown"])
 
 

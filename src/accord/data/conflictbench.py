@@ -10,7 +10,7 @@ Gaussian noise. Normally ``s_m = s``. In a *conflicting* sample one chosen modal
 (``s_m = −s``); which one is recorded per sample in ``extras["conflict"]`` (0/1) and
 ``extras["conflict_modality"]`` (index into MODALITIES, −1 when none). ``extras["missing"]`` is ``[N, 3]``.
 
-Defaults make text the strongest modality (strength 1.0 vs audio 0.45 and visual 0.35), so "text dominates";
+Defaults make text the strongest modality (strength 1.5 vs audio 0.5 and visual 0.4), so "text dominates";
 ``conflict_rate`` makes modalities contradict. Everything is deterministic given ``seed``.
 Class labels (for ``task.kind = classification``) are the polarity: negative (s < 0) / positive, or with
 ``classes: 3`` negative / neutral (|s| < neutral_band) / positive.
@@ -37,7 +37,7 @@ class ConflictBenchParams(DataParams):
     n_test: int = Field(200, ge=1)
     seq_len: dict[Mod, int] = Field(default_factory=lambda: {"text": 12, "audio": 24, "visual": 16})
     dims: dict[Mod, int] = Field(default_factory=lambda: {"text": 32, "audio": 16, "visual": 24})
-    strength: dict[Mod, float] = Field(default_factory=lambda: {"text": 1.0, "audio": 0.45, "visual": 0.35})
+    strength: dict[Mod, float] = Field(default_factory=lambda: {"text": 1.5, "audio": 0.5, "visual": 0.4})
     noise: float = Field(1.0, ge=0)
     salient_share: float = Field(0.35, gt=0, le=1)
     """Share of real time steps that carry the sentiment signal (the rest is nuisance + noise)."""

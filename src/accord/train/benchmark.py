@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from accord.config import Config, load_config
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
 from accord.evaluate.metrics import METRIC_ORDER, metric_mode
-from accord.evaluate.summary import markdown_table, write_csv
+from accord.evaluate.summary import Aggregate, aggregate, markdown_table, write_csv
 from accord.io import atomic_write_text, write_json
 from accord.train.trainer import Trainer
 
@@ -56,10 +57,42 @@ def fusion_verdict(rows: dict[str, dict[str, tuple[float, float, int]]], metric:
     return head + f"No fusion method beats text alone on mean {metric} ({', '.join(losses)})."
 
 
+def conflict_split_rows(run_dirs: dict[str, Path], seeds: list[int], task: str) -> dict[str, dict[str, Aggregate]]:
+    """Binary accuracy (%) on conflicting vs consistent test samples, per method, mean ± std over seeds.
+
+    Uses the ground truth that ConflictBench stores per sample (``extra_conflict``) beside each prediction in
+    ``seed_<s>/diagnostics.npz``; methods whose run lacks it are skipped. Regression: sign agreement on non-zero
+    labels; classification: exact class agreement.
+    """
+    rows: dict[str, dict[str, Aggregate]] = {}
+    for name, rd in run_dirs.items():
+        per_seed = []
+        for s in seeds:
+            path = rd / f"seed_{s}" / "diagnostics.npz"
+            if not path.is_file():
+                continue
+            with np.load(path, allow_pickle=False) as z:
+                if "test/extra_conflict" not in z.files:
+                    continue
+                pred, y, flag = z["test/prediction"], z["test/label"], z["test/extra_conflict"].astype(bool)
+            if task == "classification":
+                hit, keep = pred.argmax(axis=1) == y, np.ones_like(flag)
+            else:
+                hit, keep = (pred > 0) == (y > 0), y != 0
+            per_seed.append({
+                "acc_conflicting": float(100 * hit[keep & flag].mean()) if (keep & flag).any() else float("nan"),
+                "acc_consistent": float(100 * hit[keep & ~flag].mean()) if (keep & ~flag).any() else float("nan"),
+            })
+        if per_seed:
+            rows[name] = aggregate(per_seed)
+    return rows
+
+
 def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: str | Path,
                   overrides: list[str] | None = None, table: str | Path | None = None, resume: bool = False,
                   overwrite: bool = False, console: Console | None = None,
-                  config_files: list[str] | None = None, title: str | None = None) -> dict[str, Any]:
+                  config_files: list[str] | None = None, title: str | None = None,
+                  command: str | None = None) -> dict[str, Any]:
     """Train every method on ``dataset`` over ``seeds``; write ``benchmark.{md,csv,json}`` in ``out_dir``.
 
     The dataset is built once per distinct data config and shared. Checkpoints are selected on validation; the
@@ -96,16 +129,28 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
         f"validation split by {sel} (never on test). Budget: up to {c0.train.epochs} epochs, batch "
         f"{c0.train.batch_size}, lr {c0.train.lr:g} unless a method's config says otherwise. Accuracies and F1 in %.",
         "",
-        text,
+        text.rstrip("\n"),
         "",
     ]
     if verdict:
         lines += [verdict, ""]
+    reference = next(iter(cache.values())).meta.get("reference")
+    if reference:
+        lines += [str(reference), ""]
+    conflict_rows = conflict_split_rows({c.run_name: c.run_dir for c in cfgs}, seeds, cfgs[0].task.kind)
+    if conflict_rows:
+        lines += [
+            "Planted conflicts (ConflictBench ground truth): accuracy on test samples where one modality carries the "
+            "opposite polarity vs on consistent samples.",
+            "",
+            markdown_table(conflict_rows, ["acc_conflicting", "acc_consistent"], first_col="method"),
+            "",
+        ]
     lines += ["Mean training seconds per seed (this machine): "
               + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), ""]
-    lines += [f"Produced by `accord benchmark --dataset {dataset} --methods {','.join(methods)} "
-              f"--seeds {len(seeds)}`" + (f" with `{' '.join('--set ' + o for o in overrides)}`" if overrides else "")
-              + "."]
+    command = command or (f"accord benchmark --dataset {dataset} --methods {','.join(methods)} --seeds {len(seeds)}"
+                          + "".join(f" --set {o}" for o in overrides or []))
+    lines += [f"Produced by `{command}`."]
     md = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "benchmark.md", md)
@@ -116,7 +161,9 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
         "valid": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()}
                   for k, r in valid_rows.items()},
         "train_seconds": seconds, "verdict": verdict,
+        "conflict_split": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()}
+                           for k, r in conflict_rows.items()},
     })
     if table:
         atomic_write_text(Path(table), md)
-    return {"markdown": md, "rows": rows, "verdict": verdict, "metrics": metrics}
+    return {"markdown": md, "rows": rows, "verdict": verdict, "metrics": metrics, "conflict": conflict_rows}

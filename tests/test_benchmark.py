@@ -1,0 +1,34 @@
+"""Benchmark helpers: the fusion verdict and the conflicting/consistent split, on hand-made inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accord.train.benchmark import conflict_split_rows, fusion_verdict
+
+
+def test_conflict_split_by_hand(tmp_path: Path) -> None:
+    for seed, pred in ((0, [1.0, 1.0, 1.0, -1.0, 0.5]), (1, [1.0, -1.0, -1.0, -1.0, 0.5])):
+        sd = tmp_path / "m" / f"seed_{seed}"
+        sd.mkdir(parents=True)
+        np.savez(sd / "diagnostics.npz", **{
+            "test/prediction": np.array(pred), "test/label": np.array([1.0, 1.0, -1.0, -1.0, 0.0]),
+            "test/extra_conflict": np.array([1, 1, 0, 0, 1], dtype=np.int8)})
+    rows = conflict_split_rows({"m": tmp_path / "m"}, [0, 1], "regression")
+    # seed 0: conflicting (labels != 0) hits [T, T] -> 100; consistent hits [F, T] -> 50
+    # seed 1: conflicting hits [T, F] -> 50;  consistent hits [T, T] -> 100
+    mean, std, n = rows["m"]["acc_conflicting"]
+    assert (mean, n) == (75.0, 2) and std == pytest.approx(np.std([100, 50], ddof=1))
+    assert rows["m"]["acc_consistent"][0] == 75.0
+
+
+def test_fusion_verdict_names_winners_and_losers() -> None:
+    rows = {"text": {"Non0_acc_2": (77.0, 1.0, 5)}, "audio": {"Non0_acc_2": (55.0, 1.0, 5)},
+            "tfn": {"Non0_acc_2": (78.0, 0.5, 5)}, "mult": {"Non0_acc_2": (74.0, 2.0, 5)}}
+    v = fusion_verdict(rows, "Non0_acc_2")
+    assert "Beat text alone on mean Non0_acc_2: tfn 78" in v and "did not: mult 74" in v and "audio" not in v
+    v = fusion_verdict({"text": {"MAE": (0.9, 0.0, 1)}, "tfn": {"MAE": (1.0, 0.0, 1)}}, "MAE")
+    assert "No fusion method beats text alone" in v
