@@ -195,3 +195,45 @@ def test_missing_modality_does_not_train_its_unimodal_head(tmp_path: Path) -> No
     terms = tr.loss_terms(model, batch, out, [])
     err = (out.aux_predictions["unimodal_audio"] - batch.label).abs().detach()
     assert float(terms["unimodal_audio"].detach()) == pytest.approx(float(err[present].mean()), rel=1e-6)
+
+
+def test_sample_weight_zero_changes_nothing(tmp_path: Path) -> None:
+    """A sample of weight 0 contributes nothing to any task-loss term."""
+    tr = Trainer(tiny_cfg(tmp_path), progress=False)
+    model = tr.build_model().eval()
+    batch = tr.dataset["train"].batch(torch.arange(8))
+    sub = tr.dataset["train"].batch(torch.arange(6))
+    batch.extras["sample_weight"] = torch.tensor([1.0] * 6 + [0.0, 0.0])
+    full = tr.loss_terms(model, batch, model(batch), [])
+    part = tr.loss_terms(model, sub, model(sub), [])
+    for k in ("task", "unimodal_text", "total"):
+        assert float(full[k].detach()) == pytest.approx(float(part[k].detach()), rel=1e-5), k
+
+
+def test_hook_plugins_from_config(tmp_path: Path) -> None:
+    from accord.train.hooks import HOOKS, HookParams, register_hook
+
+    class CountParams(HookParams):
+        scale: float = 1.0
+
+    seen: list[float] = []
+
+    class Count(TrainerHook):
+        def __init__(self, p: CountParams) -> None:
+            self.p = p
+
+        def after_backward(self, model: Any, batch: Any, output: Any, state: StepState) -> dict[str, float]:
+            seen.append(self.p.scale)
+            return {"count": self.p.scale}
+
+    if "test_count" not in HOOKS:
+        register_hook("test_count", CountParams)(Count)
+    cfg = tiny_cfg(tmp_path, "train.epochs=1", 'train.hooks=[{name: test_count, params: {scale: 2.5}}]')
+    Trainer(cfg, progress=False).fit()
+    assert seen == [2.5] * 6
+    rec = json.loads((tmp_path / "run" / "seed_0" / "log.jsonl").read_text().splitlines()[0])
+    assert rec["count"] == 2.5
+    with pytest.raises(ConfigError, match=r"train\.hooks\.0\.params\.bogus: unknown key for hook 'test_count'"):
+        tiny_cfg(tmp_path, 'train.hooks=[{name: test_count, params: {bogus: 1}}]')
+    with pytest.raises(ConfigError, match="unknown trainer hook 'nohook'"):
+        tiny_cfg(tmp_path, "train.hooks=[{name: nohook}]")

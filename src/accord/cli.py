@@ -21,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Accord: multimodal sentiment analysis that shows imbalance and conflict.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect, build and convert datasets.")
 app.add_typer(data_app, name="data")
+plot_app = typer.Typer(no_args_is_help=True, help="Draw a run's diagnostics to PNG.")
+app.add_typer(plot_app, name="plot")
 err_console = Console(stderr=True)
 out_console = Console()
 
@@ -149,6 +151,9 @@ def list_cmd() -> None:
 
     out_console.print("models:   " + ", ".join(accord.models.list_models()))
     out_console.print("datasets: " + ", ".join(accord.data.DATASETS.names()))
+    from accord.train.hooks import HOOKS
+
+    out_console.print("hooks:    " + (", ".join(HOOKS.names()) or "none"))
 
 
 @data_app.command("info")

@@ -84,6 +84,12 @@ class EarlyStopping(Section):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class HookConfig(Section):
+    name: str
+    """A registered trainer hook plugin (see ``accord list``), e.g. a gradient monitor or OGM-GE."""
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -99,6 +105,8 @@ class TrainConfig(Section):
     """torch device string: cpu, cuda, cuda:1, mps. Never hard-coded anywhere else."""
     num_threads: int | None = Field(None, ge=1)
     deterministic: bool = True
+    hooks: list[HookConfig] = Field(default_factory=list)
+    """Trainer hook plugins switched on for this run, in order (they run after the model's own hooks)."""
     log_every_steps: int = Field(0, ge=0)
     """0 logs one JSONL line per epoch; N > 0 also logs every N steps (loss terms and hook values)."""
 
@@ -256,9 +264,13 @@ def validate(tree: dict[str, Any], source: str = "config") -> Config:
         raise _format_validation_error(err, source) from None
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+    from accord.train.hooks import build_hook
+
     try:
         validate_params(cfg.model.name, cfg.model.params)
         validate_data_params(cfg.data.name, cfg.data.params)
+        for i, h in enumerate(cfg.train.hooks):
+            build_hook(h.name, h.params, i)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     return cfg

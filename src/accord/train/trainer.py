@@ -42,7 +42,7 @@ from accord.io import atomic_write_bytes, atomic_write_text, write_json
 from accord.models.base import AccordModel, create_model
 from accord.objectives.task import task_loss
 from accord.train.checkpoint import load_state, load_weights, save_state, save_weights
-from accord.train.hooks import StepState, TrainerHook
+from accord.train.hooks import StepState, TrainerHook, build_hook
 from accord.types import ModelOutput
 
 
@@ -144,6 +144,10 @@ class Trainer:
         return create_model(self.cfg.model.name, self.dataset.dims, self.out_dim,
                             **self.cfg.model.params).to(self.device)
 
+    def config_hooks(self) -> list[TrainerHook]:
+        """Fresh instances of the hook plugins named in ``train.hooks`` (one set per seed)."""
+        return [build_hook(h.name, h.params, i) for i, h in enumerate(self.cfg.train.hooks)]
+
     def _weight(self, model: AccordModel, name: str) -> float:
         if name in self.cfg.loss_weights:
             return float(self.cfg.loss_weights[name])
@@ -159,14 +163,21 @@ class Trainer:
 
     def loss_terms(self, model: AccordModel, batch: Any, out: ModelOutput,
                    hooks: Sequence[TrainerHook]) -> dict[str, torch.Tensor]:
-        """Weighted loss terms of one step (``total`` is their sum)."""
+        """Weighted loss terms of one step (``total`` is their sum).
+
+        Per-sample weights: ``batch.extras["sample_weight"]`` (e.g. quality scores of generated samples) weights
+        every task-loss term; ``out.aux_weights[name]`` further weights an auxiliary prediction's samples.
+        """
         loss_name = self.cfg.task.loss_name
-        terms: dict[str, torch.Tensor] = {"task": self._weight(model, "task") * task_loss(out.prediction,
-                                                                                            batch.label, loss_name)}
+        sw = batch.extras.get("sample_weight")
+        terms: dict[str, torch.Tensor] = {
+            "task": self._weight(model, "task") * task_loss(out.prediction, batch.label, loss_name, sw)}
         for name, aux in out.aux_predictions.items():
             w = self._weight(model, name)
             if w:
-                terms[name] = w * task_loss(aux, batch.label, loss_name, out.aux_weights.get(name))
+                aw = out.aux_weights.get(name)
+                both = aw if sw is None else (sw if aw is None else sw * aw)
+                terms[name] = w * task_loss(aux, batch.label, loss_name, both)
         extra: dict[str, torch.Tensor] = {}
         for hook in hooks:
             extra.update(hook.extra_losses(model, batch, out))
@@ -257,9 +268,10 @@ class Trainer:
             return json.loads((sd / "results.json").read_text())
         seed_everything(seed, t.deterministic)
         model = self.build_model()
-        hooks = [*model.trainer_hooks(), *self.extra_hooks]
+        hooks = [*model.trainer_hooks(), *self.config_hooks(), *self.extra_hooks]
         opt, sched = self._make_optim(model)
-        state = StepState(seed=seed)
+        state = StepState(seed=seed, extra={"task_kind": cfg.task.kind, "task_loss": cfg.task.loss_name,
+                                            "loss_weights": dict(cfg.loss_weights), "run_dir": str(sd)})
         start_epoch, best, best_epoch, bad, elapsed, stopped_early = 0, None, -1, 0, 0.0, False
         if resume and (sd / "last.pt").is_file():
             ck = load_state(sd / "last.pt")
