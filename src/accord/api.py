@@ -84,6 +84,87 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
     return result
 
 
+def find_runs(target: str | Path) -> list[Path]:
+    """``target`` itself if it is a run directory, else every run directory directly inside it (a benchmark)."""
+    t = Path(target)
+    if (t / "config.yaml").is_file():
+        return [t]
+    runs = sorted(p for p in t.glob("*") if (p / "config.yaml").is_file()) if t.is_dir() else []
+    if not runs:
+        raise CheckpointError(f"{t}: neither a run directory nor a folder of runs (no config.yaml found)")
+    return runs
+
+
+def robustness(
+    targets: list[str | Path],
+    modalities: list[str] | None = None,
+    corruptions: list[str] | None = None,
+    levels: list[float] | None = None,
+    split: str = "test",
+    metric: str | None = None,
+    reference: str = "late_fusion",
+    out: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score runs under increasing corruption; write a table, curves (PNG) and relative/effective robustness.
+
+    ``targets`` are run directories or benchmark folders (every run inside is compared on one figure).
+    Each (corruption kind, modality, level) is applied to the ``split`` with a fixed ``seed``, so every run sees the
+    same corrupted samples. Results go to ``out`` (default: the single run's folder, or the benchmark folder):
+    ``robustness.json``, ``robustness.md``, ``robustness.png``.
+    """
+    from accord.evaluate.robustness import Curve, markdown, plot_curves, summary_rows
+
+    modalities = modalities or ["text", "audio", "visual", "all"]
+    corruptions = corruptions or ["drop", "noise"]
+    levels = levels if levels is not None else [round(0.1 * i, 1) for i in range(10)]
+    runs = [r for t in targets for r in find_runs(t)]
+    cache: dict[str, MultimodalDataset] = {}
+    curves: list[Curve] = []
+    for rd in runs:
+        cfg, info = load_run(rd)
+        key = json.dumps(cfg.data.model_dump(mode="json", exclude={"corruption"}), sort_keys=True)
+        if key not in cache:
+            cache[key] = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
+        ds = cache[key]
+        family = "classification" if cfg.task.kind == "classification" else ds.metric_family
+        chosen = metric or ("Acc" if family == "classification" else
+                            ("Non0_acc_2" if family == "mosi" else "Mult_acc_2"))
+        dev = resolve_device(cfg.train.device)
+        models = [load(rd, seed=int(sd.name.split("_", 1)[1]), device=str(dev)) for sd in seed_dirs(rd)]
+        for kind in corruptions:
+            for mod in modalities:
+                per_level: list[list[float]] = []
+                for lv in levels:
+                    spec = parse_corruption({"kind": kind, "modality": mod, "level": lv, "seed": seed})
+                    part = apply_corruptions(ds[split], [spec]) if lv > 0 else ds[split]
+                    scores = []
+                    for model in models:
+                        m = evaluate_split(model, part, cfg, ds, dev).metrics
+                        if chosen not in m:
+                            raise DataError(f"{rd}: metric {chosen!r} not computed; available: {', '.join(m)}")
+                        scores.append(m[chosen])
+                    per_level.append(scores)
+                arr = np.array(per_level, dtype=float)
+                std = arr.std(axis=1, ddof=1) if arr.shape[1] > 1 else np.zeros(len(levels))
+                curves.append(Curve(rd.name, kind, mod, chosen, list(levels), arr.mean(axis=1).tolist(),
+                                    std.tolist(), arr.T.tolist()))
+    dest = Path(out) if out else (runs[0] if len(runs) == 1 else Path(targets[0]))
+    ref = reference if any(c.run == reference for c in curves) else None
+    md = markdown(curves, ref)
+    title = f"Robustness on {split} ({', '.join(r.name for r in runs)})"
+    from accord.io import atomic_write_text
+
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dest / "robustness.md", f"# {title}\n\n" + md)
+    plot_curves(curves, dest / "robustness.png", title)
+    result = {"split": split, "levels": levels, "reference": ref, "runs": [str(r) for r in runs],
+              "rows": summary_rows(curves, ref),
+              "curves": [c.__dict__ for c in curves], "markdown": md, "png": str(dest / "robustness.png")}
+    write_json(dest / "robustness.json", result)
+    return result
+
+
 def predictions(run_dir: str | Path, seed: int | None = None, split: str = "test") -> dict[str, np.ndarray]:
     """The saved per-sample predictions and diagnostics of a seed (from ``diagnostics.npz``)."""
     sd = seed_dirs(run_dir)[0] if seed is None else Path(run_dir) / f"seed_{seed}"
@@ -99,4 +180,4 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(p.read_text())
 
 
-__all__ = ["evaluate", "load", "load_config", "predictions", "read_summary", "train"]
+__all__ = ["evaluate", "find_runs", "load", "load_config", "predictions", "read_summary", "robustness", "train"]

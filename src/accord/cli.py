@@ -124,6 +124,33 @@ def benchmark(
     _print_markdown(res["markdown"])
 
 
+DEFAULT_LEVELS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+
+
+@app.command()
+@user_errors
+def robustness(
+    targets: Annotated[list[Path], typer.Argument(help="Run directories and/or benchmark folders to compare")],
+    modality: Annotated[str, typer.Option(help="Comma-separated: text,audio,visual,all")] = "text,audio,visual,all",
+    corruption: Annotated[str, typer.Option(help="Comma-separated: drop,noise,temporal_drop")] = "drop,noise",
+    levels: Annotated[str, typer.Option(help="Comma-separated levels starting at 0")] = DEFAULT_LEVELS,
+    split: Annotated[str, typer.Option(help="valid or test")] = "test",
+    metric: Annotated[str | None, typer.Option(help="Metric (default Non0_acc_2 / Acc / Mult_acc_2)")] = None,
+    reference: Annotated[str, typer.Option(help="Run that effective robustness is measured against")] = "late_fusion",
+    out: Annotated[Path | None, typer.Option(help="Folder for robustness.{md,json,png}")] = None,
+) -> None:
+    """Scores under dropped / noisy modalities at increasing levels: a table, curves (PNG), relative and effective
+    robustness (MultiBench-style)."""
+    from accord import api
+    from accord.evaluate.robustness import parse_levels
+
+    res = api.robustness(list(targets), modalities=[m.strip() for m in modality.split(",") if m.strip()],
+                         corruptions=[c.strip() for c in corruption.split(",") if c.strip()],
+                         levels=parse_levels(levels), split=split, metric=metric, reference=reference, out=out)
+    _print_markdown(res["markdown"])
+    err_console.print(f"figure: {res['png']}")
+
+
 DEMO_METHODS = "text,audio,visual,early_fusion,late_fusion,tfn,mult"
 
 

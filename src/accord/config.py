@@ -105,6 +105,8 @@ class TrainConfig(Section):
     """torch device string: cpu, cuda, cuda:1, mps. Never hard-coded anywhere else."""
     num_threads: int | None = Field(None, ge=1)
     deterministic: bool = True
+    modality_dropout: dict[Literal["text", "audio", "visual"], float] = Field(default_factory=dict)
+    """Training-time modality dropout: per modality, the probability that a sample loses it in a batch (seeded)."""
     hooks: list[HookConfig] = Field(default_factory=list)
     """Trainer hook plugins switched on for this run, in order (they run after the model's own hooks)."""
     log_every_steps: int = Field(0, ge=0)
@@ -115,6 +117,14 @@ class TrainConfig(Section):
     def _seeds(cls, v: Any) -> Any:
         if isinstance(v, int):
             return list(range(v))
+        return v
+
+    @field_validator("modality_dropout")
+    @classmethod
+    def _rates(cls, v: dict[str, float]) -> dict[str, float]:
+        for m, p in v.items():
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"rate of {m} must be in [0, 1), got {p}")
         return v
 
     @field_validator("seeds")

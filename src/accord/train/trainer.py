@@ -31,6 +31,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from accord.augment.modality_dropout import modality_dropout
 from accord.config import Config
 from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
@@ -303,8 +304,11 @@ class Trainer:
                 sums: dict[str, float] = defaultdict(float)
                 counts: dict[str, int] = defaultdict(int)
                 gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+                drop_gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 50_000_017)
                 for batch in train_split.iter_batches(t.batch_size, shuffle=True, generator=gen,
                                                       task=cfg.task.kind):
+                    if t.modality_dropout:
+                        batch = modality_dropout(batch, t.modality_dropout, drop_gen)
                     batch = batch.to(self.device)
                     out = model(batch)
                     terms = self.loss_terms(model, batch, out, hooks)
