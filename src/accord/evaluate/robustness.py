@@ -139,7 +139,9 @@ def plot_curves(curves: list[Curve], path: str | Path, title: str = "") -> Path:
 
     from accord.io import atomic_write_bytes
 
-    panels = sorted({(c.kind, c.modality) for c in curves}, key=lambda k: (KINDS.index(k[0]), k[1]))
+    order = ("text", "audio", "visual", "all")
+    panels = sorted({(c.kind, c.modality) for c in curves},
+                    key=lambda k: (KINDS.index(k[0]), order.index(k[1]) if k[1] in order else len(order)))
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharey=True)
