@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup setup-media demo test lint bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -13,6 +13,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
+
+# Optional: the media extra for `accord extract` / `accord predict` (docs/features.md). Kept out of `setup`: it adds
+# about 1 GB of wheels (MediaPipe + jax, OpenCV, transformers, pyarrow) and several minutes; without it the media
+# tests skip with the reason. Installs nothing that changes torch/numpy (the CPU torch 2.13.0 satisfies every range).
+setup-media: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,media]'
 
 demo: setup
 	$(BIN)/accord demo

@@ -13,7 +13,9 @@ Usage::
     python benchmarks/throughput.py --methods mult,cacr --set mult.hidden=40
 
 The method list is open: ``--methods`` takes any registered model name (add new methods to ``DEFAULT_METHODS``
-to include them in the default run). The JSON is written atomically (temp file + ``os.replace``).
+to include them in the default run). The JSON is written atomically (temp file + ``os.replace``). An existing
+``--out`` file is MERGED: the methods measured now replace their old entries, every other method's entry is kept
+(with the machine/setup record it was measured under, in ``runs``), so ``--methods mult,cacr`` updates two rows.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from accord.models import create_model, list_models
 from accord.models.base import AccordModel
 from accord.types import MODALITIES, Batch
 
-DEFAULT_METHODS: list[str] = ["text", "audio", "visual", "early_fusion", "late_fusion", "tfn", "mult"]
+DEFAULT_METHODS: list[str] = ["text", "audio", "visual", "early_fusion", "late_fusion", "tfn", "mult", "cacr", "misa"]
 """Methods measured by default, in report order. Extend this list as methods are added (e.g. ``"cacr"``)."""
 
 SEQ_LENS: dict[str, int] = {"text": 50, "audio": 375, "visual": 500}
@@ -157,6 +159,26 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+def merge_report(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` merged into the JSON already at ``path``: methods measured now replace their old entries, the
+    others are kept. ``machine``/``setup`` describe the latest run; ``runs`` keeps each run's machine and setup
+    with the methods it measured, so every entry can be traced to its conditions."""
+    run = {"machine": report["machine"], "setup": report["setup"], "methods": sorted(report["methods"])}
+    if not path.is_file():
+        return {**report, "runs": [run]}
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {**report, "runs": [run]}
+    runs = old.get("runs") or [{"machine": old.get("machine"), "setup": old.get("setup"),
+                                "methods": sorted(old.get("methods", {}))}]
+    for r in runs:
+        r["methods"] = [m for m in r["methods"] if m not in report["methods"]]
+    runs = [r for r in runs if r["methods"]] + [run]
+    methods = {**old.get("methods", {}), **report["methods"]}
+    return {**report, "methods": methods, "runs": runs}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "methods": results,
     }
-    write_json_atomic(args.out, report)
+    write_json_atomic(args.out, merge_report(args.out, report))
     print(f"[throughput] wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -23,6 +23,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect, build and convert da
 app.add_typer(data_app, name="data")
 plot_app = typer.Typer(no_args_is_help=True, help="Draw a run's diagnostics to PNG.")
 app.add_typer(plot_app, name="plot")
+augment_app = typer.Typer(no_args_is_help=True, help="QASA: fit a feature-space generator + quality scorer, sample.")
+app.add_typer(augment_app, name="augment")
 err_console = Console(stderr=True)
 out_console = Console()
 
@@ -170,6 +172,80 @@ def demo(
     _print_markdown(res["markdown"])
 
 
+@app.command()
+@user_errors
+def ablate(
+    method: Annotated[str, typer.Option(help="A model that declares an ablation table (e.g. cacr)")] = "cacr",
+    dataset: Annotated[str, typer.Option(help="Registered dataset name")] = "conflictbench",
+    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1 for every configuration")] = 5,
+    only: Annotated[str | None, typer.Option(help="Comma-separated subset of the ablations (default: all)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Runs folder (default runs/ablate_<method>_<dataset>)")] = None,
+    table: Annotated[Path | None, typer.Option(help="Also write the Markdown table here")] = None,
+    set_: SetOpt = None,
+    config: Annotated[list[Path] | None, typer.Option(help="Extra YAML merged into every configuration")] = None,
+    resume: Annotated[bool, typer.Option(help="Keep finished seeds and continue interrupted ones")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start every configuration's run over")] = False,
+) -> None:
+    """Re-run a method's ablation table (one run per --set model.params.ablation=...); one table, paper layout."""
+    from accord.train.ablate import run_ablation
+
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    res = run_ablation(method, dataset, list(range(seeds)), out or Path("runs") / f"ablate_{method}_{dataset}",
+                       names=names, overrides=set_ or [], config_files=[str(c) for c in config or []], table=table,
+                       resume=resume, overwrite=overwrite, console=err_console)
+    _print_markdown(res["markdown"])
+
+
+@app.command()
+@user_errors
+def extract(
+    source: Annotated[Path, typer.Argument(help="A clip (audio or video file) or a folder of clips")],
+    out: Annotated[Path, typer.Option(help="Output folder: clips/<id>.npz cache, dataset/ when labelled")],
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="CSV id,text,label,split (id = file stem)")] = None,
+    text: Annotated[str | None, typer.Option(help="Transcript of a single clip (no speech recogniser ships)")] = None,
+    level: Annotated[str, typer.Option(help="vector (one step per clip) or sequence (tokens/frames)")] = "vector",
+    fps: Annotated[float, typer.Option(help="Frames per second sampled for face landmarks")] = 5.0,
+    audio_pool: Annotated[int, typer.Option(help="eGeMAPS 10 ms frames averaged per sequence step")] = 10,
+) -> None:
+    """Offline features (MiniLM text, eGeMAPS audio, face geometry) -> per-clip cache and a safe-format dataset."""
+    from accord.features.extract import extract_folder, extractor_settings
+
+    settings = extractor_settings(level, fps, audio_pool)  # type: ignore[arg-type]
+    rep = extract_folder(source, out, csv_path=str(csv_file) if csv_file else None, text=text, settings=settings,
+                         on_clip=lambda cid, st: err_console.print(f"{cid}: {st}", highlight=False)
+                         if st.startswith("failed") else None)
+    err_console.print(f"{len(rep.done)} extracted, {len(rep.skipped)} already done (skipped), {len(rep.failed)} failed")
+    for cid, why in rep.missing.items():
+        err_console.print(f"  {cid}: " + "; ".join(f"{m} {r}" for m, r in why.items()), highlight=False)
+    if rep.dataset is not None:
+        err_console.print(f"wrote dataset {out / 'dataset'} ("
+                          f"{', '.join(f'{k} {len(v)}' for k, v in rep.dataset.splits.items())}); train on it with "
+                          f"--set data.name=saved --set data.path={out / 'dataset'}")
+    else:
+        err_console.print(rep.note, highlight=False)
+    if rep.failed and not (rep.done or rep.skipped):
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def predict(
+    clip: Annotated[Path, typer.Argument(help="An audio or video file")],
+    model: Annotated[Path, typer.Option("--model", help="A run directory trained on extractable features")],
+    text: Annotated[str | None, typer.Option(help="Transcript (default: sidecar .txt/.srt beside the clip)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Which seed's checkpoint (default: the first)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:
+    """Score one clip: sentiment score, polarity and per-modality trust/conflict diagnostics."""
+    from accord.features.predict import format_prediction, predict_clip
+
+    res = predict_clip(clip, model, text=text, seed=seed)
+    if as_json:
+        sys.stdout.write(json.dumps(res, indent=2) + "\n")
+    else:
+        out_console.print(format_prediction(res), highlight=False, soft_wrap=True)
+
+
 @app.command("list")
 def list_cmd() -> None:
     """Registered models and datasets."""
@@ -181,6 +257,41 @@ def list_cmd() -> None:
     from accord.train.hooks import HOOKS
 
     out_console.print("hooks:    " + (", ".join(HOOKS.names()) or "none"))
+
+
+@plot_app.command("gradients")
+@user_errors
+def plot_gradients_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run trained with train.hooks=[{name: grad_monitor}]")],
+    seed: Annotated[int | None, typer.Option(help="Seed to draw (default: the first one with monitor lines)")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG path (default RUN_DIR/gradients_seed<s>.png)")] = None,
+    kappa: Annotated[float | None, typer.Option(help="Conflict threshold to draw (default: the run's)")] = None,
+) -> None:
+    """Per-step gradient norms g_m and imbalance ratios r_m of the gradient monitor, over training."""
+    from accord.evaluate.plots import plot_gradients
+    from accord.train.trainer import load_run
+
+    if kappa is None:
+        cfg, _ = load_run(run_dir)
+        kappa = next((float(h.params["kappa"]) for h in cfg.train.hooks
+                      if h.name == "grad_monitor" and h.params.get("kappa") is not None),
+                     float(cfg.model.params.get("kappa", 1.5)))
+    err_console.print(f"wrote {plot_gradients(run_dir, seed=seed, out=out, kappa=kappa)}")
+
+
+@plot_app.command("conflict")
+@user_errors
+def plot_conflict_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run whose model saves conflict_<m> diagnostics (e.g. cacr)")],
+    by: Annotated[str, typer.Option(help="Per-sample key to group by, e.g. extra_conflict, extra_conflict_modality")]
+    = "extra_conflict",
+    split: Annotated[str, typer.Option(help="valid or test")] = "test",
+    out: Annotated[Path | None, typer.Option(help="PNG path (default RUN_DIR/conflict_<split>_<by>.png)")] = None,
+) -> None:
+    """Distributions of the per-sample conflict scores C_m and weights w_m, split by a saved per-sample label."""
+    from accord.evaluate.plots import plot_conflict
+
+    err_console.print(f"wrote {plot_conflict(run_dir, by=by, split=split, out=out)}")
 
 
 @data_app.command("info")
@@ -222,6 +333,41 @@ def data_convert(
 
     convert_mmsa(source, out, nonfinite=nonfinite)
     err_console.print(f"wrote {out}")
+
+
+@augment_app.command("fit")
+@user_errors
+def augment_fit(
+    target: Annotated[str, typer.Argument(help="A run directory, a dataset name, an MMSA .pkl or a dataset folder")],
+    out: Annotated[Path | None, typer.Option(help="Generator folder (default runs/generator_<dataset>)")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Fit the conditional diffusion generator and the quality scorer on the TRAINING split only (QASA)."""
+    from accord.augment.augmented import fit_target
+
+    folder, generator, scorer = fit_target(target, set_ or [], out, log=lambda m: err_console.print(m))
+    err_console.print(f"wrote {folder} (generator of {', '.join(generator.modalities)}: "
+                      f"{generator.info['fit_seconds']:.1f}s on {generator.info['n_train']} training rows; "
+                      f"scorer ridge alpha {scorer.info['alpha']})")
+
+
+@augment_app.command("sample")
+@user_errors
+def augment_sample(
+    generator_dir: Annotated[Path, typer.Argument(help="A folder written by `accord augment fit`")],
+    out: Annotated[Path, typer.Option(help="Output dataset folder (safe format, training split augmented)")],
+    per_sample: Annotated[int, typer.Option("--per-sample", "-k", help="Generated rows per real training row")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
+) -> None:
+    """Draw K scored variants per real training row; save the augmented dataset with every score."""
+    from accord.augment.augmented import sample_generator_dir
+
+    ds = sample_generator_dir(generator_dir, per_sample, out, seed)
+    info = ds.meta["qasa"]
+    stats = ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in info["generated_scores"].items())
+    err_console.print(f"wrote {out}: {info['real_rows']} real + {info['generated_rows']} generated training rows; "
+                      f"generated scores {stats}")
+    err_console.print(f"train on it: accord train ... --set augment.source={out} --set augment.per_sample={per_sample}")
 
 
 def _load_target(target: str, overrides: list[str], path: str | None = None) -> Any:

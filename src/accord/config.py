@@ -1,6 +1,6 @@
 """Typed run configuration: load YAML, apply ``--set key=value`` overrides, reject unknown keys by name.
 
-A config has six sections::
+A config has seven sections::
 
     name: my_run
     data:   {name: conflictbench, path: null, params: {...}}
@@ -9,6 +9,7 @@ A config has six sections::
     loss_weights: {unimodal_text: 0.5}
     train:  {epochs: 30, batch_size: 32, lr: 1e-3, seeds: [0, 1, 2], device: cpu, ...}
     output: {dir: runs}
+    augment: {source: none, per_sample: 1, weighting: quality, ...}   (QASA, off by default)
 
 ``data.params`` and ``model.params`` are validated by the dataset builder's and the model's own parameter
 models, so a typo anywhere in a config is a one-line :class:`~accord.errors.ConfigError` naming the key.
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from accord.augment.params import AugmentConfig
 from accord.data.corrupt import CorruptionSpec, parse_corruption
 from accord.errors import ConfigError
 
@@ -43,6 +45,12 @@ class DataConfig(Section):
     params: dict[str, Any] = Field(default_factory=dict)
     corruption: list[CorruptionSpec] = Field(default_factory=list)
     """Corruptions applied to valid and test at evaluation (robustness); training data is never corrupted."""
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    """Low-data option: share of training GROUPS kept (a group is the id up to the last '_', the video for MOSI),
+    drawn with ``train_fraction_seed`` after the dataset is built; valid and test are never cut."""
+    train_fraction_seed: int = 0
+    train_fraction_by: Literal["group", "sample"] = "group"
+    """``sample`` keeps a share of single rows instead (datasets whose ids carry no group, e.g. ConflictBench)."""
 
     @field_validator("corruption", mode="before")
     @classmethod
@@ -150,6 +158,8 @@ class Config(Section):
     loss_weights: dict[str, float] = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    """QASA augmentation of the training split (accord.augment; off with ``source: none``)."""
 
     @property
     def run_name(self) -> str:

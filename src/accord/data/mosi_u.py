@@ -17,7 +17,9 @@ up to the last ``_``). Features are z-scored with training-split statistics
 
 The CMU SDK standard folds are refused (:class:`~accord.errors.LeakageError`): the text and visual extractors
 were trained with labels on the bc-LSTM training videos, which contain most of the standard test videos, so a
-model evaluated on the standard folds would be scored on samples whose labels shaped its features.
+model evaluated on the standard folds would be scored on samples whose labels shaped its features. The exception is
+``text_features="minilm"`` (MiniLM vectors of the real transcripts + bc-LSTM audio, no visual), which is
+leakage-free on the standard folds (docs/data.md, docs/features.md).
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ def leakage_message(root: Path | None) -> str:
         "data.params.split='standard' is refused for MOSI-U: the bc-LSTM text and visual extractors were "
         f"trained with labels on their {overlap}, so the CMU SDK standard folds leak test labels into the "
         "features (a text-only ridge reaches ~93% there); use split='bclstm' (their speaker-independent "
-        "62/31-video split, validation carved from training videos) or standard-fold features such as "
+        "62/31-video split, validation carved from training videos), text_features='minilm' (MiniLM text of the "
+        "real transcripts + bc-LSTM audio, no visual, on the standard folds) or standard-fold features such as "
         "the MMSA pickles"
     )
 
@@ -193,23 +196,33 @@ def load_mosi_u(
     valid_videos: int = 10,
     valid_seed: int = 0,
     standardize: bool = True,
+    text_features: Literal["bclstm", "minilm"] = "bclstm",
 ) -> MultimodalDataset:
     """Build MOSI-U (see the module docstring).
 
     ``path`` is the ``mosi`` folder; default: the first of :func:`default_paths` that exists.
 
+    ``text_features="minilm"`` replaces the bc-LSTM text vectors by all-MiniLM-L6-v2 sentence vectors (384-d) of
+    the real transcripts in ``label.csv`` (no labels involved, so no leakage; needs ``accord[media]``; cached on
+    disk by :func:`accord.features.mosi_text.minilm_vectors`). Only then is ``split="standard"`` allowed: the CMU
+    SDK folds from ``label.csv``'s ``mode`` column, with text = MiniLM, audio = the bc-LSTM openSMILE vectors (not
+    trained with labels) and NO visual features (the bc-LSTM visual extractor saw the standard test labels; visual
+    has length 0 for every sample).
+
     Raises:
-        LeakageError: for ``split="standard"``.
+        LeakageError: for ``split="standard"`` with bc-LSTM text.
         DataError: missing or malformed files.
         ConfigError: ``valid_videos`` not below the number of training videos.
     """
-    if split == "standard":
+    if text_features not in ("bclstm", "minilm"):
+        raise ConfigError(f"data.params.text_features: expected bclstm or minilm, got {text_features!r}")
+    if split == "standard" and text_features == "bclstm":
         try:
             root: Path | None = find_mosi_dir(path)
         except DataError:
             root = None
         raise LeakageError(leakage_message(root))
-    if split != "bclstm":
+    if split not in ("bclstm", "standard"):
         raise ConfigError(f"data.params.split: expected bclstm or standard, got {split!r}")
     root = find_mosi_dir(path)
     transcript_ids = _transcript_ids(root)
@@ -256,6 +269,13 @@ def load_mosi_u(
             "ids": [ids[k] for k in keep],
             "feats": {m: x[keep] for m, x in info["feats"].items()},
         }
+    if text_features == "minilm":
+        from accord.features.mosi_text import minilm_vectors
+
+        for info in parts.values():
+            info["feats"]["text"] = minilm_vectors([scores[s][1] for s in info["ids"]]).astype(np.float64)
+    if split == "standard":
+        return _standard_minilm(root, parts, scores, dropped, standardize)
     train_videos = sorted({video_of(s) for s in parts["train"]["ids"]})
     test_videos = {video_of(s) for s in parts["test"]["ids"]}
     if set(train_videos) & test_videos:
@@ -297,10 +317,13 @@ def load_mosi_u(
             "dir": str(root),
             "split": "bclstm",
             "features": {
-                "text": "bc-LSTM text CNN, 100-d",
+                "text": ("bc-LSTM text CNN, 100-d" if text_features == "bclstm"
+                         else "all-MiniLM-L6-v2 sentence vector, 384-d"),
                 "audio": "openSMILE, 73-d",
                 "visual": "3D-CNN, 100-d",
             },
+            "text_features": text_features,
+            **_extractor_meta(text_features),
             "valid_seed": valid_seed,
             "valid_videos": chosen,
             "reference": (
@@ -333,6 +356,9 @@ class MosiUParams(DataParams):
     """Seed of the validation-video draw."""
     standardize: bool = True
     """Z-score features with training-split statistics."""
+    text_features: Literal["bclstm", "minilm"] = "bclstm"
+    """``minilm``: all-MiniLM-L6-v2 vectors of the real transcripts instead of the bc-LSTM text CNN (needs
+    ``accord[media]``); allows ``split=standard`` (text MiniLM + audio openSMILE, no visual)."""
 
 
 @register_dataset(
@@ -350,4 +376,81 @@ def build_mosi_u(path: str | None, params: MosiUParams) -> MultimodalDataset:
         valid_videos=params.valid_videos,
         valid_seed=params.valid_seed,
         standardize=params.standardize,
+        text_features=params.text_features,
     )
+
+
+def _extractor_meta(text_features: str) -> dict[str, Any]:
+    """``meta.extractor`` for MiniLM text (so ``accord predict`` can feed clip transcripts to the model); the bc-LSTM
+    audio/visual vectors cannot be reproduced from raw clips, so they are marked ``None`` (not produced)."""
+    if text_features != "minilm":
+        return {}
+    from accord.features.text import settings as text_settings
+
+    return {"extractor": {"version": 1, "level": "vector", "text": text_settings(), "audio": None, "visual": None}}
+
+
+def _read_modes(root: Path) -> dict[str, str]:
+    """``label.csv``'s ``mode`` column (the CMU SDK standard fold of each segment)."""
+    file = _need(root / "label.csv")
+    with file.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if "mode" not in (reader.fieldnames or []):
+            raise DataError(f"{file}: no 'mode' column; the standard folds need id,text,label,mode")
+        modes = {row["id"]: (row["mode"] or "").strip() for row in reader}
+    modes = {k: ("valid" if v == "dev" else v) for k, v in modes.items()}  # label.csv calls the valid fold 'dev'
+    bad = sorted({m for m in modes.values() if m not in ("train", "valid", "test")})
+    if bad:
+        raise DataError(f"{file}: mode value(s) {bad} are not train/valid/test")
+    return modes
+
+
+def _standard_minilm(root: Path, parts: dict[str, dict[str, Any]], scores: dict[str, tuple[float, str]],
+                     dropped: list[str], standardize: bool) -> MultimodalDataset:
+    """The CMU SDK standard folds with MiniLM text and bc-LSTM audio; visual is absent (leakage, see docs)."""
+    modes = _read_modes(root)
+    by_id: dict[str, dict[str, np.ndarray]] = {}
+    for info in parts.values():
+        for k, sid in enumerate(info["ids"]):
+            by_id[sid] = {m: info["feats"][m][k] for m in ("text", "audio")}
+    splits = {}
+    counts: dict[str, int] = {}
+    for name in ("train", "valid", "test"):
+        ids = [s for s in sorted(by_id) if modes.get(s) == name]
+        if not ids:
+            raise DataError(f"{root / 'label.csv'}: no segment in the standard {name} fold")
+        n = len(ids)
+        feats = {
+            "text": torch.from_numpy(np.stack([by_id[s]["text"] for s in ids]).astype(np.float32)).unsqueeze(1),
+            "audio": torch.from_numpy(np.stack([by_id[s]["audio"] for s in ids]).astype(np.float32)).unsqueeze(1),
+            "visual": torch.zeros(n, 1, DIMS["visual"]),
+        }
+        lengths = {"text": torch.ones(n, dtype=torch.long), "audio": torch.ones(n, dtype=torch.long),
+                   "visual": torch.zeros(n, dtype=torch.long)}
+        labels = torch.tensor([scores[s][0] for s in ids], dtype=torch.float32)
+        splits[name] = make_split(feats, labels, ids=ids, lengths=lengths, raw_text=[scores[s][1] for s in ids])
+        counts[name] = len({video_of(s) for s in ids})
+    ds = MultimodalDataset(
+        name="mosi-u",
+        splits=splits,
+        metric_family="mosi",
+        label_range=(-3.0, 3.0),
+        source=str(root),
+        meta={
+            "loader": "mosi-u",
+            "dir": str(root),
+            "split": "standard",
+            "features": {"text": "all-MiniLM-L6-v2 sentence vector, 384-d",
+                         "audio": "openSMILE (bc-LSTM files), 73-d",
+                         "visual": "absent: the bc-LSTM visual extractor saw the standard test labels"},
+            "text_features": "minilm",
+            **_extractor_meta("minilm"),
+            "videos": counts,
+            "leakage": "text MiniLM (no labels) and audio openSMILE (not trained) are leakage-free on the standard "
+                       "folds; bc-LSTM text and visual are not, so visual is absent and bc-LSTM text refused",
+            "dropped_unlabelled": {"count": len(dropped), "ids": sorted(dropped)},
+        },
+    )
+    if standardize:
+        standardize_features(ds)
+    return ds.validate()

@@ -52,6 +52,10 @@ class EarlyFusion(AccordModel):
         self.drop = nn.Dropout(p.dropout)
         self.head = MLPHead(fused, out_dim, hidden=p.hidden, hidden_layers=p.hidden_layers, dropout=p.dropout)
 
+    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Each modality's projection (none with ``proj_dim = 0``); for balancing hooks, see accord.balance."""
+        return {m: [] if self.proj is None else list(self.proj[m].parameters()) for m in MODALITIES}
+
     def summarise(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``[B, k * D_m]`` masked statistics of the raw input (zeros for a missing modality)."""
         p = self.params

@@ -40,6 +40,10 @@ class LateFusion(AccordModel):
         })
         self.fusion_logits = nn.Parameter(torch.zeros(len(MODALITIES)))
 
+    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Each branch's encoder and head (for balancing hooks, see accord.balance.modality)."""
+        return {m: [*self.encoders[m].parameters(), *self.heads[m].parameters()] for m in MODALITIES}
+
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> pooled branch representation ``[B, hidden]``."""
         return {m: self.encoders[m](batch.features[m], batch.mask[m]).pooled for m in MODALITIES}

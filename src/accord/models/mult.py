@@ -106,6 +106,11 @@ class MulT(AccordModel):
         self.text_drop = Dropout(p.embed_dropout)
         self.head = ResidualMLPHead(3 * 2 * d, out_dim, dropout=p.out_dropout)
 
+    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Each modality's input projection: the only block that sees one modality alone (the crossmodal and
+        memory transformers mix modalities). For balancing hooks, see accord.balance.modality."""
+        return {m: list(self.proj[m].parameters()) for m in MODALITIES}
+
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Target modality -> pooled memory-transformer output ``[B, 2d]``."""
         p = self.params

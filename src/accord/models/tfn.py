@@ -45,6 +45,10 @@ class TFN(AccordModel):
         self.head = MLPHead((p.fusion_dim + 1) ** 3, out_dim, hidden=p.post_hidden, hidden_layers=p.post_layers,
                             dropout=p.dropout)
 
+    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Each modality's encoder and embedding layer (for balancing hooks, see accord.balance.modality)."""
+        return {m: [*self.encoders[m].parameters(), *self.embed[m].parameters()] for m in MODALITIES}
+
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``z_m [B, d]`` (zero for a missing modality)."""
         feats: dict[str, Tensor] = {}

@@ -31,11 +31,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+import accord.balance  # noqa: F401  (registers the balancing hook plugins: grad_monitor, ogm_ge, agm, ...)
 from accord.augment.modality_dropout import modality_dropout
 from accord.config import Config
 from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.registry import build_dataset
+from accord.data.subset import apply_train_fraction
 from accord.errors import CheckpointError, ConfigError
 from accord.evaluate.metrics import compute_metrics, default_metric, metric_mode
 from accord.evaluate.summary import aggregate
@@ -130,6 +132,10 @@ class Trainer:
         self.cfg = cfg
         self.dataset = dataset if dataset is not None else build_dataset(cfg.data.name, cfg.data.path,
                                                                          cfg.data.params)
+        # data.train_fraction: keep a seeded share of the training groups (videos); idempotent, valid/test untouched
+        self.dataset = apply_train_fraction(self.dataset, cfg.data.train_fraction, cfg.data.train_fraction_seed,
+                                            cfg.data.train_fraction_by)
+        self._augmented: SplitData | None = None  # QASA training split (augment section), built once per trainer
         self.extra_hooks = list(hooks)
         self.console = console or Console(stderr=True)
         self.progress = self.console.is_terminal if progress is None else progress
@@ -140,6 +146,17 @@ class Trainer:
         self.run_dir = cfg.run_dir
 
     # ------------------------------------------------------------------ helpers
+    def augmented_train_split(self) -> SplitData:
+        """The training split with QASA augmentation (``augment`` section, :mod:`accord.augment.augmented`),
+        built once per trainer; generator, scorer and scored samples go to ``<run_dir>/augment``."""
+        if self._augmented is None:
+            from accord.augment.augmented import augmented_train_split
+
+            self._augmented = augmented_train_split(self.cfg.augment, self.dataset,
+                                                    self.cfg.data.model_dump(mode="json"),
+                                                    save_dir=self.run_dir / "augment", log=self._say)
+        return self._augmented
+
     def build_model(self) -> AccordModel:
         """A fresh model for this config and dataset, on the configured device."""
         return create_model(self.cfg.model.name, self.dataset.dims, self.out_dim,
@@ -293,6 +310,8 @@ class Trainer:
         for hook in hooks:
             hook.on_fit_start(model, state)
         train_split, valid_split = self.dataset["train"], self.dataset["valid"]
+        if cfg.augment.enabled:  # QASA: + K generated (or noise) rows per real row, weighted in the task loss
+            train_split = self.augmented_train_split()
         checked_names = False
         prog = self._progress()
         task_id = prog.add_task(f"seed {seed}", total=t.epochs, completed=start_epoch) if prog else None

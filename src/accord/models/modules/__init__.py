@@ -14,6 +14,7 @@ from accord.models.modules.attention import (
     safe_key_mask,
     sinusoidal_positions,
 )
+from accord.models.modules.decoupling import DecoupledSequences, Decoupling
 from accord.models.modules.encoders import (
     EncodedSequence,
     EncoderParams,
@@ -31,10 +32,13 @@ from accord.models.modules.pooling import (
     masked_std,
     pool,
 )
+from accord.models.modules.resample import masked_resample
 
 __all__ = [
     "CrossmodalTransformer",
     "CrossmodalTransformerLayer",
+    "DecoupledSequences",
+    "Decoupling",
     "EncodedSequence",
     "EncoderParams",
     "Dropout",
@@ -51,6 +55,7 @@ __all__ = [
     "last_valid",
     "masked_max",
     "masked_mean",
+    "masked_resample",
     "masked_std",
     "pool",
     "safe_key_mask",

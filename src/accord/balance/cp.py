@@ -1,0 +1,143 @@
+"""CP: the Conflict-aware Penalty and the projection that keeps the dominant modality from interfering with SL
+(Dai, Liang and Mai, arXiv 2605.28575; METHODS.md §2). A trainer hook (``conflict_penalty``); CP+SL's model returns
+it from ``trainer_hooks()``, and any model that fills ``output.features`` can switch it on from a config.
+
+Per step, before backward (:meth:`ConflictPenalty.extra_losses`):
+
+1. ``g_m = ‖∂L_task/∂z_m‖`` with ``create_graph=True`` (so it is differentiable), ``r_m = g_m / mean_n g_n``
+   (see :mod:`accord.balance.monitor`); a conflict is detected when ``max_m r_m > κ``.
+2. The penalty ``L_CP = λ_cp · Σ_m relu(r_m − κ)²`` (:func:`conflict_penalty`), returned as the loss ``cp`` on
+   conflict steps only (a constant 0 otherwise, so no second-order graph is built on balanced steps). Its gradient
+   flows through ``g_m`` into the fusion/head parameters and the encoders (double backward).
+3. The projection. The paper leaves open what "the gradient of the dominant modality's contribution" is; we use
+   the task loss's parameter gradient that flows through the dominant modality's representation ``z_d``
+   (``d = argmax_m r_m``), i.e. the vector-Jacobian product ``G_d = (∂z_d/∂θ)ᵀ ∂L_task/∂z_d``, and the SL
+   gradient ``G_SL = ∂L_SL/∂θ`` (``output.losses["sl"]``), on the parameters both reach (the shared ones: the
+   encoder and gain of ``d``). If ``cos(G_d, G_SL) < 0`` the conflicting component is removed PCGrad-style
+   (Yu et al., NeurIPS 2020, Eq. 1): ``G_d ← G_d − (G_d·G_SL / ‖G_SL‖²) G_SL`` (:func:`project_conflicting`).
+   After backward (:meth:`ConflictPenalty.after_backward`) the difference, times the task loss weight, is added
+   to those parameters' ``.grad`` in place, so the total gradient is exactly the one with ``G_d`` projected.
+   The paper leaves open whether the projection runs on every step; we run it on conflict steps only
+   (``project_on: conflict``, "dominant" is only defined there), ``always`` is the alternative.
+
+Logged per step: ``cp/penalty`` (``Σ relu(r − κ)²``, before λ), ``cp/conflict``, ``cp/r_max``, and on steps where
+the projection was considered ``cp/cos`` (the cosine before projection) and ``cp/projected`` (0/1).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from accord.balance.monitor import batch_task_loss, feature_grad_norms, flat_cosine, imbalance_ratios, publish
+from accord.train.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.types import Batch, ModelOutput
+
+
+def conflict_penalty(ratios: Tensor, kappa: float) -> Tensor:
+    """``Σ_m relu(r_m − κ)²`` over a ``[K]`` tensor of imbalance ratios (differentiable; 0 when all r_m ≤ κ)."""
+    return torch.relu(ratios - kappa).pow(2).sum()
+
+
+def project_conflicting(g: list[Tensor], ref: list[Tensor]) -> tuple[list[Tensor], float]:
+    """PCGrad projection of gradient ``g`` against ``ref`` (matching lists of tensors): when ``cos(g, ref) < 0``
+    return ``g − (g·ref / ‖ref‖²) ref`` (the component of ``g`` along ``−ref`` removed, so the result is
+    orthogonal to ``ref``), else ``g`` unchanged. Returns ``(projected, cosine before projection)``."""
+    cos = flat_cosine(g, ref)
+    if cos >= 0:
+        return list(g), cos
+    dot = sum(float((a * b).sum()) for a, b in zip(g, ref, strict=True))
+    nn2 = sum(float(b.pow(2).sum()) for b in ref)
+    return [a - (dot / nn2) * b for a, b in zip(g, ref, strict=True)], cos
+
+
+class CPParams(HookParams):
+    """``train.hooks: [{name: conflict_penalty, params: {...}}]`` (CP+SL sets these from its model params)."""
+
+    kappa: float = Field(1.5, gt=0, description="conflict threshold κ on max_m r_m")
+    lambda_cp: float = Field(0.1, ge=0, description="λ_cp: weight of Σ relu(r_m − κ)²")
+    penalty: bool = Field(True, description="add the penalty loss 'cp' on conflict steps")
+    projection: bool = Field(True, description="project the dominant modality's task gradient off the SL gradient")
+    project_on: Literal["conflict", "always"] = Field("conflict", description="steps on which to project")
+    sl_loss: str = Field("sl", description="name of the SL loss in output.losses")
+
+
+@register_hook("conflict_penalty", CPParams)
+class ConflictPenalty(TrainerHook):
+    """CP's penalty (an extra loss ``cp``) and its projection (an in-place gradient edit)."""
+
+    name = "conflict_penalty"
+
+    def __init__(self, params: CPParams | None = None) -> None:
+        self.p = params or CPParams()
+        self.loss_name = "l1"
+        self.task_weight = 1.0
+        self._out: ModelOutput | None = None
+        self._losses: dict[str, Tensor] = {}
+        self._delta: list[tuple[nn.Parameter, Tensor]] = []
+        self._log: dict[str, float] = {}
+
+    def on_fit_start(self, model: nn.Module, state: StepState) -> None:
+        self.loss_name = str(state.extra.get("task_loss", "l1"))
+        weights = dict(state.extra.get("loss_weights", {}))
+        defaults = getattr(model, "default_loss_weights", {})
+        self.task_weight = float(weights.get("task", defaults.get("task", 1.0)))
+
+    def extra_losses(self, model: nn.Module, batch: Batch, output: ModelOutput) -> dict[str, Tensor]:
+        if output is self._out:  # the trainer may ask twice for one forward pass (loss-name check)
+            return self._losses
+        self._out, self._delta, self._log = output, [], {}
+        zero = output.prediction.new_zeros(())
+        if not output.features or not torch.is_grad_enabled():
+            self._losses = {"cp": zero} if self.p.penalty else {}
+            return self._losses
+        loss = batch_task_loss(output, batch, self.loss_name)
+        norms, grads, active = feature_grad_norms(loss, output.features, batch, create_graph=self.p.penalty)
+        ratios = imbalance_ratios(norms, active)
+        r = torch.stack([ratios[m] for m in active]) if active else zero.unsqueeze(0)
+        r_max = float(r.max().detach())
+        conflict = r_max > self.p.kappa
+        raw = conflict_penalty(r, self.p.kappa) if conflict else zero
+        self._log = {"cp/penalty": float(raw.detach()), "cp/conflict": float(conflict), "cp/r_max": r_max}
+        if self.p.penalty:
+            self._losses = {"cp": self.p.lambda_cp * raw if conflict else zero}
+        else:
+            self._losses = {}
+        sl = output.losses.get(self.p.sl_loss)
+        if (self.p.projection and sl is not None and sl.requires_grad and active
+                and (conflict or self.p.project_on == "always")):
+            dom = max(active, key=lambda m: float(ratios[m].detach()))
+            self._prepare_projection(model, output.features[dom], grads[dom].detach(), sl)
+        return self._losses
+
+    def _prepare_projection(self, model: nn.Module, z_d: Tensor, gz_d: Tensor, sl: Tensor) -> None:
+        """Compute ``G_d`` and ``G_SL`` on the shared parameters and store the in-place correction."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        g_d = torch.autograd.grad(z_d, params, grad_outputs=gz_d, retain_graph=True, allow_unused=True)
+        g_sl = torch.autograd.grad(sl, params, retain_graph=True, allow_unused=True)
+        shared = [(p, a, b) for p, a, b in zip(params, g_d, g_sl, strict=True) if a is not None and b is not None]
+        if not shared:
+            return
+        ga, gb = [a for _, a, _ in shared], [b for _, _, b in shared]
+        projected, cos = project_conflicting(ga, gb)
+        self._log["cp/cos"] = cos
+        self._log["cp/projected"] = float(cos < 0)
+        if cos < 0:
+            self._delta = [(p, self.task_weight * (new - old).detach())
+                           for (p, _, _), new, old in zip(shared, projected, ga, strict=True)]
+
+    def after_backward(self, model: nn.Module, batch: Batch, output: ModelOutput,
+                       state: StepState) -> dict[str, float]:
+        with torch.no_grad():
+            for p, d in self._delta:
+                if p.grad is None:
+                    p.grad = d.clone()
+                else:
+                    p.grad.add_(d)
+        log = dict(self._log)
+        publish(state, log)
+        self._out, self._losses, self._delta, self._log = None, {}, [], {}
+        return log

@@ -1,0 +1,332 @@
+"""Raw clips → features → a dataset in Accord's safe format (the driver behind ``accord extract``).
+
+For every clip (an audio or video file), :func:`extract_clip` computes both views of every modality (text:
+MiniLM token sequence and sentence vector; audio: eGeMAPS low-level descriptors and functionals; visual: face
+geometry per frame and its statistics) and :func:`extract_folder` caches them per clip in
+``<out>/clips/<id>.npz`` (atomic writes; a clip whose cache matches the extractor settings is skipped, so an
+interrupted run resumes). A clip that fails (corrupt file, undecodable stream) is reported in
+``<out>/failed.json`` and the others continue. With a CSV ``id,text,label,split`` that covers train, valid and
+test, the labelled clips are assembled into a dataset (``manifest.json`` + ``<split>.npz``) at ``<out>/dataset``,
+standardised with training statistics, with the extractor settings in the manifest's ``meta.extractor`` so that
+``accord predict`` can check a model's inputs.
+
+A missing modality is not an error: no audio track, no face in any frame, or an empty transcript give length 0
+for that modality and the reason in ``missing``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from accord.data.dataset import SPLITS, MultimodalDataset, make_split, standardize
+from accord.errors import AccordError, DataError
+from accord.features import audio as audio_fx
+from accord.features import text as text_fx
+from accord.features import visual as visual_fx
+from accord.features.media import MEDIA_EXTS, decode_audio, decode_frames, probe
+from accord.io import atomic_write_bytes, write_json
+from accord.types import MODALITIES
+
+Level = Literal["vector", "sequence"]
+CACHE_VERSION = 1
+
+
+def extractor_settings(level: Level = "vector", fps: float = 5.0, audio_pool: int = 10,
+                       max_side: int = 480) -> dict[str, Any]:
+    """Everything that determines the feature dims and meaning; stored in ``meta.extractor`` of a dataset."""
+    if level not in ("vector", "sequence"):
+        raise DataError(f"level: expected 'vector' or 'sequence', got {level!r}")
+    if fps <= 0:
+        raise DataError(f"fps: expected a positive frame rate, got {fps:g}")
+    return {"version": CACHE_VERSION, "level": level, "text": text_fx.settings(),
+            "audio": audio_fx.settings(audio_pool), "visual": visual_fx.settings(fps, max_side)}
+
+
+def expected_dims(settings: dict[str, Any]) -> dict[str, int | None]:
+    """Feature dim per modality that the extractor produces with ``settings`` (None: not produced)."""
+    key = "vector_dim" if settings["level"] == "vector" else "sequence_dim"
+    out: dict[str, int | None] = {}
+    for m in MODALITIES:
+        s = settings.get(m)
+        if s is None:
+            out[m] = None
+        elif m == "text":
+            out[m] = int(s["dim"])
+        else:
+            out[m] = int(s[key])
+    return out
+
+
+def _cache_key(settings: dict[str, Any], text: str) -> str:
+    blob = json.dumps({k: settings[k] for k in ("version", "text", "audio", "visual")}, sort_keys=True) + "\0" + text
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class ClipFeatures:
+    """Both views of every modality of one clip, and why a modality is missing."""
+
+    clip_id: str
+    path: str
+    text: str
+    arrays: dict[str, np.ndarray]
+    missing: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    duration: float = 0.0
+
+    def view(self, modality: str, level: Level) -> np.ndarray:
+        """``[T, D]`` features of ``modality`` at ``level`` (T = 0 when missing; T = 1 for vectors)."""
+        if modality in self.missing:
+            seq = self.arrays[f"{modality}_sequence"]
+            dim = seq.shape[1] if level == "sequence" else self.arrays[f"{modality}_vector"].shape[0]
+            return np.zeros((0, dim), np.float32)
+        if level == "sequence":
+            return self.arrays[f"{modality}_sequence"]
+        return self.arrays[f"{modality}_vector"][None, :]
+
+    def to_npz_bytes(self, key: str) -> bytes:
+        buf = io.BytesIO()
+        info = {"clip_id": self.clip_id, "path": self.path, "text": self.text, "missing": self.missing,
+                "seconds": self.seconds, "duration": self.duration, "key": key}
+        np.savez(buf, info=np.array(json.dumps(info), dtype=np.str_), **self.arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_npz(cls, file: Path) -> tuple[ClipFeatures, str]:
+        with np.load(file, allow_pickle=False) as z:
+            info = json.loads(str(z["info"]))
+            arrays = {k: z[k] for k in z.files if k != "info"}
+        return cls(info["clip_id"], info["path"], info["text"], arrays, info["missing"], info["seconds"],
+                   float(info["duration"])), str(info["key"])
+
+
+def extract_clip(path: str | os.PathLike[str], text: str | None, settings: dict[str, Any],
+                 clip_id: str | None = None) -> ClipFeatures:
+    """Features of one clip. Corrupt/undecodable files raise a one-line MediaError naming the file."""
+    p = Path(path)
+    info = probe(p)
+    transcript = text if text is not None else (text_fx.sidecar_transcript(p) or "")
+    missing: dict[str, str] = {}
+    secs: dict[str, float] = {}
+    t0 = time.perf_counter()
+    (t_seq, t_vec), = text_fx.encode([transcript])
+    secs["text"] = time.perf_counter() - t0
+    if len(t_seq) == 0:
+        missing["text"] = "empty transcript (no speech recogniser is shipped: give --text, a sidecar .txt/.srt "\
+            "or the CSV's text column)"
+    t0 = time.perf_counter()
+    a_seq, a_vec = audio_fx.extract(None)
+    if settings.get("audio") is None:
+        missing["audio"] = "not extracted (no audio settings)"
+    else:
+        signal = decode_audio(p, audio_fx.SAMPLE_RATE, info=info)
+        a_seq, a_vec = audio_fx.extract(signal, settings["audio"]["pool"])
+        if signal is None:
+            missing["audio"] = "no audio track"
+        elif len(a_seq) == 0:
+            missing["audio"] = f"audio shorter than {audio_fx.MIN_SECONDS} s"
+    secs["audio"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    v_seq, v_vec = visual_fx.extract(None)
+    vs = settings.get("visual")
+    if vs is None:
+        missing["visual"] = "not extracted (no visual settings)"
+    else:
+        frames = decode_frames(p, vs["fps"], vs["max_side"], info=info)
+        v_seq, v_vec = visual_fx.extract(frames)
+        if frames is None:
+            missing["visual"] = "no video track"
+        elif len(v_seq) == 0:
+            missing["visual"] = f"no face found in {len(frames)} sampled frames"
+    secs["visual"] = time.perf_counter() - t0
+    arrays = {"text_sequence": t_seq, "text_vector": t_vec, "audio_sequence": a_seq, "audio_vector": a_vec,
+              "visual_sequence": v_seq, "visual_vector": v_vec}
+    return ClipFeatures(clip_id or p.stem, str(p), transcript, arrays, missing, secs, info.duration)
+
+
+def list_clips(source: str | os.PathLike[str]) -> list[Path]:
+    """One media file, or every media file (by extension) directly inside a folder, sorted."""
+    src = Path(source)
+    if src.is_file():
+        return [src]
+    if src.is_dir():
+        clips = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_EXTS)
+        if not clips:
+            raise DataError(f"{src}: no media files ({', '.join(sorted(MEDIA_EXTS))})")
+        return clips
+    raise DataError(f"{src}: not found; expected a media file or a folder of clips")
+
+
+def read_csv(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """``id,text[,label][,split]`` rows as id -> {text, label (float or None), split (str or None)}."""
+    file = Path(path)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        with file.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            cols = set(reader.fieldnames or [])
+            if "id" not in cols:
+                raise DataError(f"{file}: needs an 'id' column (columns: id,text,label,split)")
+            for line, row in enumerate(reader, start=2):
+                label: float | None = None
+                raw = (row.get("label") or "").strip()
+                if raw:
+                    try:
+                        label = float(raw)
+                    except ValueError:
+                        raise DataError(f"{file}: line {line}: label {raw!r} is not a number") from None
+                split = (row.get("split") or row.get("mode") or "").strip() or None
+                if split is not None and split not in SPLITS:
+                    raise DataError(f"{file}: line {line}: split {split!r} is not one of {', '.join(SPLITS)}")
+                out[row["id"]] = {"text": row.get("text"), "label": label, "split": split}
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{file}: cannot read as CSV ({err})") from None
+    return out
+
+
+@dataclass
+class ExtractReport:
+    """What :func:`extract_folder` did."""
+
+    out: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, dict[str, str]] = field(default_factory=dict)
+    dataset: MultimodalDataset | None = None
+    note: str = ""
+
+
+def extract_folder(source: str | os.PathLike[str], out: str | os.PathLike[str], csv_path: str | None = None,
+                   text: str | None = None, settings: dict[str, Any] | None = None,
+                   progress: bool = True, on_clip: Callable[[str, str], None] | None = None) -> ExtractReport:
+    """Extract every clip of ``source`` into ``out/clips`` (resumable), then build the dataset if labelled.
+
+    ``text`` applies to a single clip only. Transcripts otherwise come from the CSV's ``text`` column, then a
+    sidecar ``.txt``/``.srt``. ``on_clip(id, status)`` is called per clip (status ``done``/``skipped``/
+    ``failed: ...``).
+    """
+    settings = settings or extractor_settings()
+    clips = list_clips(source)
+    if text is not None and len(clips) > 1:
+        raise DataError(f"{source}: --text applies to a single clip, but the folder has {len(clips)}")
+    rows = read_csv(csv_path) if csv_path else {}
+    outp = Path(out)
+    if outp.exists() and not outp.is_dir():
+        raise DataError(f"{outp}: exists and is not a directory")
+    cache = outp / "clips"
+    cache.mkdir(parents=True, exist_ok=True)
+    report = ExtractReport(outp)
+    feats: dict[str, ClipFeatures] = {}
+    prog = None
+    if progress:
+        from rich.progress import Progress
+
+        prog = Progress(transient=False)
+        prog.start()
+        task = prog.add_task("extracting", total=len(clips))
+    try:
+        for clip in clips:
+            cid = clip.stem
+            row = rows.get(cid, {})
+            transcript = text if text is not None else row.get("text")
+            if transcript is None:
+                transcript = text_fx.sidecar_transcript(clip) or ""
+            key = _cache_key(settings, transcript)
+            file = cache / f"{cid}.npz"
+            status = "done"
+            try:
+                cached = None
+                if file.is_file():
+                    try:
+                        cached, old_key = ClipFeatures.from_npz(file)
+                        if old_key != key:
+                            cached = None
+                    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+                        cached = None  # a damaged cache entry is recomputed
+                if cached is not None:
+                    feats[cid] = cached
+                    report.skipped.append(cid)
+                    status = "skipped"
+                else:
+                    cf = extract_clip(clip, transcript, settings, clip_id=cid)
+                    atomic_write_bytes(file, cf.to_npz_bytes(key))
+                    feats[cid] = cf
+                    report.done.append(cid)
+                if feats[cid].missing:
+                    report.missing[cid] = feats[cid].missing
+            except AccordError as err:
+                report.failed[cid] = str(err)
+                status = f"failed: {err}"
+            except Exception as err:  # noqa: BLE001 - one bad clip must not stop the folder
+                report.failed[cid] = f"{clip}: {type(err).__name__}: {err}"
+                status = f"failed: {report.failed[cid]}"
+            if on_clip:
+                on_clip(cid, status)
+            if prog is not None:
+                prog.advance(task)
+    finally:
+        if prog is not None:
+            prog.stop()
+    write_json(outp / "failed.json", report.failed)
+    write_json(outp / "extraction.json", {"settings": settings, "done": report.done, "skipped": report.skipped,
+                                         "failed": report.failed, "missing": report.missing})
+    labelled = {cid: rows[cid] for cid in feats if cid in rows and rows[cid]["label"] is not None
+                and rows[cid]["split"] is not None}
+    present_splits = {r["split"] for r in labelled.values()}
+    if set(SPLITS) <= present_splits:
+        ds = build_dataset_from_clips({c: feats[c] for c in labelled}, labelled, settings, source=str(outp))
+        from accord.data.safe import save_dataset
+
+        save_dataset(ds, outp / "dataset")
+        report.dataset = ds
+    else:
+        report.note = (f"no dataset written: a dataset needs labelled clips in train, valid and test (a CSV with "
+                       f"id,text,label,split); found splits {sorted(present_splits) or 'none'}. Per-clip features "
+                       f"are in {cache}")
+    return report
+
+
+def build_dataset_from_clips(feats: dict[str, ClipFeatures], rows: dict[str, dict[str, Any]],
+                             settings: dict[str, Any], source: str = "<extracted>",
+                             name: str = "extracted") -> MultimodalDataset:
+    """Pad the chosen view of each clip into splits, standardise with training statistics, record settings."""
+    level: Level = settings["level"]
+    splits = {}
+    dropped: list[str] = []
+    for split in SPLITS:
+        ids = [c for c in sorted(feats) if rows[c]["split"] == split]
+        keep = [c for c in ids if len(feats[c].missing) < len(MODALITIES)]
+        dropped.extend(c for c in ids if c not in keep)
+        if not keep:
+            raise DataError(f"{source}: split {split!r} has no clip with any usable modality")
+        feat_t: dict[str, torch.Tensor] = {}
+        lens_t: dict[str, torch.Tensor] = {}
+        for m in MODALITIES:
+            views = [feats[c].view(m, level) for c in keep]
+            t_max = max(1, max(v.shape[0] for v in views))
+            dim = views[0].shape[1]
+            arr = np.zeros((len(keep), t_max, dim), np.float32)
+            for i, v in enumerate(views):
+                arr[i, : v.shape[0]] = v
+            feat_t[m] = torch.from_numpy(arr)
+            lens_t[m] = torch.tensor([v.shape[0] for v in views], dtype=torch.long)
+        labels = torch.tensor([float(rows[c]["label"]) for c in keep], dtype=torch.float32)
+        splits[split] = make_split(feat_t, labels, ids=keep, lengths=lens_t, raw_text=[feats[c].text for c in keep])
+    ds = MultimodalDataset(name=name, splits=splits, source=source,
+                           meta={"loader": "accord extract", "extractor": settings, "dropped_no_modality": dropped,
+                                 "missing": {c: f.missing for c, f in feats.items() if f.missing}})
+    standardize(ds)
+    return ds.validate()

@@ -1,0 +1,168 @@
+"""``accord predict``: one raw clip → features → a trained model's score, polarity and per-modality diagnostics.
+
+The run's training dataset must record its extractor settings (``meta.extractor``: written by ``accord extract``
+and by MOSI-U with ``text_features=minilm``); the clip is extracted with exactly those settings, standardised
+with the training statistics (``meta.standardize``) and checked against the run's feature dims. A modality the
+model was trained on but the extractor cannot produce (e.g. bc-LSTM audio/visual vectors), or that the clip lacks
+(no audio track, no face, empty transcript), is fed as absent (``present = False``, length 0) and named in the
+output, so a degraded prediction is never silent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from accord.errors import CheckpointError, DataError
+from accord.features.extract import ClipFeatures, expected_dims, extract_clip
+from accord.types import MODALITIES, Batch
+
+
+def training_meta(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``meta`` of the dataset a run was trained on (manifest of a saved dataset, else rebuilt)."""
+    import json
+
+    from accord.data.registry import build_dataset
+    from accord.train.trainer import load_run
+
+    cfg, _ = load_run(run_dir)
+    if cfg.data.name == "saved" and cfg.data.path:
+        manifest = Path(cfg.data.path) / "manifest.json"
+        if not manifest.is_file():
+            raise CheckpointError(f"{manifest}: missing; the run's training dataset is needed for its extractor "
+                                  "settings and standardisation statistics")
+        return dict(json.loads(manifest.read_text(encoding="utf-8")).get("meta") or {})
+    return dict(build_dataset(cfg.data.name, cfg.data.path, cfg.data.params).meta)
+
+
+def check_settings(run_dir: str | os.PathLike[str], meta: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
+    """The extractor settings of the run, validated against the installed extractor and the model's dims."""
+    from accord.features import audio as audio_fx
+    from accord.features import text as text_fx
+    from accord.features import visual as visual_fx
+
+    ex = meta.get("extractor")
+    if not isinstance(ex, dict):
+        raise CheckpointError(
+            f"{run_dir}: its training dataset has no extractor settings (meta.extractor), so raw clips cannot be "
+            "turned into the features it was trained on; train on a dataset made by `accord extract` or on mosi-u "
+            "with --set data.params.text_features=minilm"
+        )
+    current = {"text": text_fx.settings(),
+               "audio": audio_fx.settings(ex["audio"]["pool"]) if ex.get("audio") else None,
+               "visual": (visual_fx.settings(ex["visual"]["fps"], ex["visual"]["max_side"])
+                          if ex.get("visual") else None)}
+    for m in MODALITIES:
+        if ex.get(m) is not None and ex[m] != current[m]:
+            raise CheckpointError(f"{run_dir}: {m} extractor settings {ex[m]} differ from the installed extractor's "
+                                  f"{current[m]}; re-extract the training data or use a matching accord version")
+    want = expected_dims(ex)
+    for m in MODALITIES:
+        if want[m] is not None and int(dims[m]) != want[m]:
+            raise CheckpointError(f"{run_dir}: the model expects {dims[m]}-d {m} features but the extractor "
+                                  f"({ex['level']} level) gives {want[m]}-d")
+    return ex
+
+
+def clip_batch(cf: ClipFeatures, ex: dict[str, Any], dims: dict[str, int], meta: dict[str, Any]
+               ) -> tuple[Batch, dict[str, str]]:
+    """A one-sample batch of the clip, standardised like the training data; plus why each unused modality is out."""
+    stats = meta.get("standardize") or {}
+    feats: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor] = {}
+    present = torch.zeros(1, len(MODALITIES), dtype=torch.bool)
+    absent: dict[str, str] = {}
+    for k, m in enumerate(MODALITIES):
+        if ex.get(m) is None:
+            absent[m] = ("not used: the model was trained on features the extractor cannot compute from a clip "
+                         f"({meta.get('features', {}).get(m, 'unknown source')})")
+            x = np.zeros((0, dims[m]), np.float32)
+        elif m in cf.missing:
+            absent[m] = f"missing: {cf.missing[m]}"
+            x = np.zeros((0, dims[m]), np.float32)
+        else:
+            x = cf.view(m, ex["level"]).astype(np.float32)
+            if m in stats:
+                x = (x - np.asarray(stats[m]["mean"], np.float32)) / np.asarray(stats[m]["std"], np.float32)
+        t = max(1, x.shape[0])
+        arr = np.zeros((1, t, dims[m]), np.float32)
+        arr[0, : x.shape[0]] = x
+        feats[m] = torch.from_numpy(arr)
+        masks[m] = torch.arange(t).unsqueeze(0) < x.shape[0]
+        present[0, k] = x.shape[0] > 0
+    batch = Batch(features=feats, mask=masks, present=present, label=torch.zeros(1), ids=[cf.clip_id])
+    return batch, absent
+
+
+def predict_clip(clip: str | os.PathLike[str], run_dir: str | os.PathLike[str], text: str | None = None,
+                 seed: int | None = None) -> dict[str, Any]:
+    """Score one clip with the run's model; returns a JSON-ready dict (see :func:`format_prediction`)."""
+    from accord.api import load
+    from accord.train.trainer import load_run
+
+    t0 = time.perf_counter()
+    cfg, info = load_run(run_dir)
+    if not info:
+        raise CheckpointError(f"{run_dir}/dataset.json: missing (needed for the model's input sizes)")
+    dims = {m: int(info["dims"][m]) for m in MODALITIES}
+    meta = training_meta(run_dir)
+    ex = check_settings(run_dir, meta, dims)
+    model = load(run_dir, seed=seed, device="cpu")
+    t_load = time.perf_counter() - t0
+    cf = extract_clip(clip, text, ex)
+    batch, absent = clip_batch(cf, ex, dims, meta)
+    if not bool(batch.present.any()):
+        raise DataError(f"{clip}: no modality the model can use ({'; '.join(f'{m}: {r}' for m, r in absent.items())})")
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        out = model(batch)
+    pred = out.prediction.detach().float()
+    result: dict[str, Any] = {"clip": str(clip), "run": str(run_dir), "method": cfg.model.name,
+                              "transcript": cf.text, "duration_s": round(cf.duration, 3)}
+    if cfg.task.kind == "classification":
+        probs = torch.softmax(pred[0], dim=-1)
+        idx = int(probs.argmax())
+        names = info.get("class_names") or [str(i) for i in range(len(probs))]
+        result.update({"class": names[idx], "probabilities": dict(zip(names, probs.tolist(), strict=True))})
+        result["polarity"] = names[idx]
+    else:
+        score = float(pred.reshape(-1)[0])
+        result["score"] = round(score, 4)
+        result["polarity"] = "positive" if score > 0 else ("negative" if score < 0 else "neutral")
+    result["modalities"] = {m: absent.get(m, "used") for m in MODALITIES}
+    result["degraded"] = sorted(absent)
+    diag: dict[str, Any] = {}
+    for key, val in (out.diagnostics or {}).items():
+        if isinstance(val, torch.Tensor) and val.ndim >= 1 and val.shape[0] == 1:
+            v = val[0].detach().float()
+            diag[key] = round(float(v), 4) if v.ndim == 0 else [round(float(a), 4) for a in v.reshape(-1)]
+    result["diagnostics"] = diag
+    result["per_modality"] = {m: {k.rsplit("_", 1)[0]: v for k, v in diag.items() if k.endswith(f"_{m}")}
+                              for m in MODALITIES}
+    result["seconds"] = {"load_model": round(t_load, 3), **{k: round(v, 3) for k, v in cf.seconds.items()},
+                         "model": round(time.perf_counter() - t1, 4), "total": round(time.perf_counter() - t0, 3)}
+    return result
+
+
+def format_prediction(res: dict[str, Any]) -> str:
+    """Human-readable lines of a :func:`predict_clip` result."""
+    head = (f"{res['clip']}: score {res['score']:+.3f} ({res['polarity']})" if "score" in res
+            else f"{res['clip']}: {res['class']}")
+    lines = [head + f"  [model {res['method']} from {res['run']}]"]
+    lines.append(f"  transcript: {res['transcript']!r}" if res["transcript"] else "  transcript: (none)")
+    for m in MODALITIES:
+        status = res["modalities"][m]
+        extra = ", ".join(f"{k} {v}" for k, v in res["per_modality"][m].items())
+        lines.append(f"  {m:<7} {status}" + (f"  ({extra})" if extra else ""))
+    other = {k: v for k, v in res["diagnostics"].items() if not any(k.endswith(f"_{m}") for m in MODALITIES)}
+    if other:
+        lines.append("  diagnostics: " + ", ".join(f"{k} {v}" for k, v in other.items()))
+    if res["degraded"]:
+        lines.append(f"  DEGRADED: prediction made without {', '.join(res['degraded'])}")
+    lines.append(f"  time: {res['seconds']['total']:.2f} s")
+    return "\n".join(lines)

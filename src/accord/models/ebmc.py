@@ -1,0 +1,199 @@
+"""EBMC — Enhance-then-Balance Modality Collaboration (seed 001; METHODS.md §3).
+
+Per sample ``i`` and modality ``m ∈ {text, audio, visual}``:
+
+1. **Semantic disentanglement** (reuses :class:`~accord.models.modules.Decoupling`, CACR's block):
+   ``X^_m = Conv1D(X_m)``, shared ``H_m = E_s(X^_m)``, private ``P_m = E_p^m(X^_m)``; soft orthogonality
+   ``L_orth = Σ_m mean_i |cos(vec H_m, vec P_m)|`` (loss ``orth``).
+2. **Cross-modal enhancement** (strong → weak): ``H'_a = H_a + CA(H_a ← H_t)``, ``H'_v = H_v + CA(H_v ← H_t)``
+   with ``CA`` one pre-LN cross-attention transformer layer (query: the weak modality, keys/values: text), residual.
+   Paper leaves the enhancement block open; we use Accord's :class:`CrossmodalTransformerLayer` (its residual
+   form ``x + Attn(LN x, LN H_t) + FFN`` is the "residual"). If text is missing the attention output is zero and
+   ``H'_m = H_m`` plus the FFN residual.
+3. Unimodal representation ``z_m = W_m [mean_t H'_m ; mean_t P_m] ∈ R^d`` (masked means) and a unimodal head
+   ``y_m = f_m(z_m)``, trained with the task loss (``aux_predictions["unimodal_<m>"]``, ``aux_weights`` =
+   ``present[:, m]`` so a missing modality's head is never trained on zeros).
+4. **Energy-guided modality coordination**: energy ``E_m^(i)`` = per-sample unimodal loss ``|y_m − y|``
+   (regression) or the free energy ``−logsumexp(logits_m)`` (classification). Paper leaves the aggregation
+   open; we use the batch energy ``Ē_m = mean_{i: m present} E_m^(i)`` and
+   ``L_eq = Σ_m (Ē_m − mean_n Ē_n)²`` (:func:`accord.objectives.energy.equilibrium_loss`, loss ``eq``), so the
+   modality with the higher loss (the weak one) receives the larger gradient without hand-edited gradients.
+5. **Instance-aware modality trust distillation**: a trust network maps ``[z_t ; z_a ; z_v ; present]`` to logits
+   ``s^(i) ∈ R^3``; absent modalities are masked out, ``w^(i) = softmax(s^(i))`` over the present ones (absent:
+   exactly 0). Teacher ``t^(i) = softmax(−err^(i) / T)`` from the unimodal heads' DETACHED per-sample errors
+   (``|y_m − y|``, or cross-entropy for classification), 0 for absent modalities; ``L_trust = KL(t ‖ w)``
+   (loss ``trust``). Fusion ``h = Σ_m w_m z_m`` and ``ŷ = g(h)``. Paper leaves the trust network's input open;
+   we use the unimodal representations plus the presence flags (one MLP sees all three, so it can compare them).
+
+Loss: ``L = L_task(ŷ) + Σ_m λ_u L_task(y_m) + λ_eq L_eq + λ_trust L_trust + λ_orth L_orth`` (weights in
+``configs/ebmc.yaml``; the paper does not report them).
+
+Ablations (``ablation``): ``no_enhance`` (step 2 off), ``no_energy`` (``eq`` is 0), ``no_trust`` (uniform
+weights over the present modalities; ``trust`` is 0), ``trust_without_distillation`` (the trust network is learned
+only through the task loss; ``trust`` is 0). Every loss name is always emitted so one ``loss_weights`` serves all
+ablations.
+
+Diagnostics (per sample): ``trust_<m>`` (``w_m``), ``teacher_<m>`` (``t_m``), ``energy_<m>`` (``E_m``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from accord.errors import ConfigError
+from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
+from accord.models.modules import CrossmodalTransformerLayer, Decoupling, MLPHead, masked_mean
+from accord.objectives.energy import equilibrium_loss, trust_kl, trust_teacher
+from accord.types import MODALITIES, Batch, ModelOutput
+
+Ablation = Literal["full", "no_enhance", "no_energy", "no_trust", "trust_without_distillation"]
+WEAK = ("audio", "visual")
+_NEG = -1e9
+
+
+@register_model("ebmc")
+class EBMC(AccordModel):
+    """Enhance-then-Balance Modality Collaboration: decoupling, text→audio/visual enhancement, energy equilibrium,
+    trust-weighted fusion distilled from the unimodal heads' errors."""
+
+    default_loss_weights = {"unimodal_text": 1.0, "unimodal_audio": 1.0, "unimodal_visual": 1.0,
+                            "eq": 0.1, "trust": 0.1, "orth": 0.1}
+    # `accord ablate --method ebmc` re-runs the ablation table; seed 001 is an abstract, so no paper numbers.
+    ablation_param: ClassVar[str] = "ablation"
+    ablation_reference: ClassVar[str] = "seed 001 (EBMC) gives only its abstract: no paper numbers to compare"
+    ablation_table: ClassVar[dict[str, dict[str, Any]]] = {
+        "full": {"label": "EBMC (full)", "paper": {}},
+        "no_enhance": {"label": "w/o cross-modal enhancement", "paper": {}},
+        "no_energy": {"label": "w/o L_eq (energy coordination)", "paper": {}},
+        "no_trust": {"label": "w/o trust (uniform weights)", "paper": {}},
+        "trust_without_distillation": {"label": "trust without distillation", "paper": {}},
+    }
+
+    class Params(ModelParams):
+        hidden: int = Field(32, ge=2, description="d: width of the shared/private sequences and of z_m")
+        heads: int = Field(4, ge=1, description="attention heads of the enhancement layers (must divide hidden)")
+        kernel_size: int = Field(3, ge=1, description="odd kernel of the temporal projection convolutions")
+        encoder_temporal: Literal["none", "conv", "transformer"] = Field(
+            "conv", description="temporal layer inside the shared/private encoders")
+        encoder_kernel: int = Field(3, ge=1, description="odd kernel of the encoders' temporal convolution")
+        shared_encoder: Literal["common", "separate"] = Field("common", description="shared encoder E_s mode")
+        dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in encoders, enhancement and heads")
+        head_hidden: int = Field(64, ge=1, description="hidden width of the unimodal, fusion and trust MLPs")
+        temperature: float = Field(0.5, gt=0.0, description="T of the trust teacher softmax(-err/T)")
+        downsample_text: int = Field(1, ge=1, description="average every k projected text steps (1: off)")
+        downsample_audio: int = Field(4, ge=1, description="average every k projected audio steps (1: off)")
+        downsample_visual: int = Field(4, ge=1, description="average every k projected visual steps (1: off)")
+        ablation: Ablation = Field("full", description="which EBMC component to remove")
+
+    def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
+        super().__init__(dims, out_dim, params)
+        p = self.params
+        assert isinstance(p, EBMC.Params)
+        if p.hidden % p.heads:
+            raise ConfigError(f"model.params.heads: {p.heads} must divide hidden={p.hidden}")
+        d = p.hidden
+        self.decoupling = Decoupling(
+            dims, d, kernel_size=p.kernel_size, shared_encoder=p.shared_encoder, temporal=p.encoder_temporal,
+            encoder_kernel=p.encoder_kernel, heads=p.heads, dropout=p.dropout,
+            downsample={"text": p.downsample_text, "audio": p.downsample_audio, "visual": p.downsample_visual})
+        self.enhance = nn.ModuleDict({
+            m: CrossmodalTransformerLayer(d, p.heads, relu_dropout=p.dropout, res_dropout=p.dropout) for m in WEAK
+        }) if p.ablation != "no_enhance" else None
+        self.unimodal_proj = nn.ModuleDict({m: nn.Linear(2 * d, d) for m in MODALITIES})
+        self.unimodal_heads = nn.ModuleDict({
+            m: MLPHead(d, out_dim, hidden=p.head_hidden, dropout=p.dropout) for m in MODALITIES})
+        self.trust_net = MLPHead(len(MODALITIES) * (d + 1), len(MODALITIES), hidden=p.head_hidden,
+                                 dropout=p.dropout) if p.ablation != "no_trust" else None
+        self.fusion_head = MLPHead(d, out_dim, hidden=p.head_hidden, dropout=p.dropout)
+
+    # --- pieces -------------------------------------------------------------------------------------------------
+    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters specific to each modality (private encoder, projection, head; enhancement for A and V)."""
+        out: dict[str, list[nn.Parameter]] = {}
+        for m in MODALITIES:
+            ps = [*self.decoupling.proj[m].parameters(), *self.decoupling.private[m].parameters(),
+                  *self.unimodal_proj[m].parameters(), *self.unimodal_heads[m].parameters()]
+            if self.enhance is not None and m in self.enhance:
+                ps += list(self.enhance[m].parameters())
+            out[m] = ps
+        return out
+
+    def unimodal(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor]:
+        """Steps 1-3: ``({m: z_m [B, d]}, L_orth)``."""
+        dec = self.decoupling(batch.features, batch.mask)
+        l_orth = self.decoupling.orthogonality(dec.shared, dec.private, dec.mask)
+        shared = dict(dec.shared)
+        if self.enhance is not None:
+            for m in WEAK:
+                qmask = dec.mask[m].unsqueeze(-1).to(shared[m].dtype)
+                shared[m] = self.enhance[m](shared[m], dec.mask[m], source=dec.shared["text"],
+                                            source_mask=dec.mask["text"]) * qmask
+        z = {m: self.unimodal_proj[m](torch.cat([masked_mean(shared[m], dec.mask[m]),
+                                                 masked_mean(dec.private[m], dec.mask[m])], dim=-1))
+             for m in MODALITIES}
+        return z, l_orth
+
+    def trust_logits(self, z: dict[str, Tensor], present: Tensor) -> Tensor:
+        """Trust logits ``s [B, 3]`` with absent modalities masked to a large negative value."""
+        pres = present.bool()
+        if self.trust_net is None:  # no_trust: uniform over the present modalities
+            s = torch.zeros(pres.shape, dtype=z["text"].dtype, device=pres.device)
+        else:
+            inp = torch.cat([*(z[m] for m in MODALITIES), pres.to(z["text"].dtype)], dim=-1)
+            s = self.trust_net(inp)
+        return s.masked_fill(~pres, _NEG)
+
+    def errors_and_energies(self, preds: dict[str, Tensor], label: Tensor) -> tuple[Tensor, Tensor]:
+        """From the unimodal predictions (``[B]`` scores or ``[B, C]`` logits), per-sample ``(err, E)``, both
+        ``[B, 3]``: ``|y_m − y|`` for both (regression), or cross-entropy and the free energy
+        ``−logsumexp(logits_m)`` (classification)."""
+        if self.out_dim == 1:
+            err = torch.stack([(preds[m] - label.to(preds[m].dtype)).abs() for m in MODALITIES], dim=1)
+            return err, err
+        err = torch.stack([F.cross_entropy(preds[m], label.long(), reduction="none") for m in MODALITIES], dim=1)
+        energy = torch.stack([-torch.logsumexp(preds[m], dim=-1) for m in MODALITIES], dim=1)
+        return err, energy
+
+    # --- forward ------------------------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> ModelOutput:
+        p = self.params
+        assert isinstance(p, EBMC.Params)
+        present = batch.present.bool()
+        fp = present.to(batch.features["text"].dtype)
+        z, l_orth = self.unimodal(batch)
+        preds = {m: squeeze_head(self.unimodal_heads[m](z[m]), self.out_dim) for m in MODALITIES}
+        err, energy = self.errors_and_energies(preds, batch.label)
+
+        # Step 4: batch energy per modality over the samples where it is present, then L_eq.
+        counts = fp.sum(dim=0)
+        e_bar = (energy * fp).sum(dim=0) / counts.clamp_min(1.0)
+        zero = energy.sum() * 0.0
+        l_eq = equilibrium_loss(e_bar, counts > 0) if p.ablation != "no_energy" else zero
+
+        # Step 5: trust w, its teacher t and L_trust; fusion h = sum_m w_m z_m.
+        s = self.trust_logits(z, present)
+        log_w = s.log_softmax(dim=-1)
+        w = log_w.exp() * fp
+        teacher = trust_teacher(err.detach(), p.temperature, present)
+        l_trust = trust_kl(teacher, log_w, present) if p.ablation in ("full", "no_enhance", "no_energy") else zero
+        fused = (w.unsqueeze(-1) * torch.stack([z[m] for m in MODALITIES], dim=1)).sum(dim=1)
+        y = self.fusion_head(fused)
+
+        diagnostics: dict[str, Tensor] = {}
+        for k, m in enumerate(MODALITIES):
+            diagnostics[f"trust_{m}"] = w[:, k].detach()
+            diagnostics[f"teacher_{m}"] = teacher[:, k].detach()
+            diagnostics[f"energy_{m}"] = energy[:, k].detach()
+        return ModelOutput(
+            prediction=squeeze_head(y, self.out_dim),
+            aux_predictions={f"unimodal_{m}": preds[m] for m in MODALITIES},
+            aux_weights={f"unimodal_{m}": fp[:, k] for k, m in enumerate(MODALITIES)},
+            losses={"eq": l_eq, "trust": l_trust, "orth": l_orth},
+            diagnostics=diagnostics,
+            features=z,
+        )

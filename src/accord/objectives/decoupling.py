@@ -1,0 +1,105 @@
+"""Losses of decoupled (shared / private) representation learning, as pure functions.
+
+CACR (METHODS.md §1; seed 003):
+
+* :func:`soft_orthogonality`: ``L_o = sum_m |cos(H_m, P_m)|`` with each sample's ``[T, d]`` sequences
+  flattened over its valid steps (per-sample values; the model averages over the batch and sums over m).
+* :func:`reconstruction_error`: the per-sample reconstruction error ``l_m = ||X~_m - X_m||_2``. Paper leaves
+  the normalisation over time open; we divide the Frobenius norm over the valid steps by ``sqrt(length)`` (the
+  root of the mean squared per-step error), so a sequence's error does not grow with its length and equals the
+  plain L2 norm at T = 1.
+* :func:`private_preservation`: ``L_p = sum_m ||P~_m - P_m||^2``; paper leaves the normalisation open; we use
+  the squared per-step L2 norm averaged over valid steps (per sample).
+
+MISA (Hazarika, Zimmermann, Poria, "MISA: Modality-Invariant and -Specific Representations for Multimodal
+Sentiment Analysis", ACM MM 2020), the decoupling baseline CACR argues against:
+
+* :func:`cmd`: central moment discrepancy (Zellinger et al., ICLR 2017), MISA's similarity loss (Eq. 6);
+* :func:`misa_difference`: MISA's soft orthogonality ``||H_c^T H_p||_F^2`` on batch matrices (Eq. 7), computed
+  as in MISA's released ``DiffLoss`` (rows mean-centred and L2-normalised, mean of the squared entries).
+
+All functions take an optional validity mask and return zeros (not NaN) for empty inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["cmd", "misa_difference", "private_preservation", "reconstruction_error", "soft_orthogonality"]
+
+
+def _masked(x: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return x
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match sequences {tuple(x.shape)}")
+    return x * mask.unsqueeze(-1).to(x.dtype)
+
+
+def _lengths(x: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return torch.full((x.shape[0],), float(x.shape[1]), dtype=x.dtype, device=x.device)
+    return mask.to(x.dtype).sum(dim=1)
+
+
+def soft_orthogonality(shared: Tensor, private: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """``|cos(vec(H), vec(P))|`` per sample for ``[B, T, d]`` sequences (padding excluded); returns ``[B]``.
+
+    Zero for orthogonal inputs, 1 for parallel ones, 0 for a sample with no valid step.
+    """
+    h = _masked(shared, mask).flatten(1)
+    p = _masked(private, mask).flatten(1)
+    return F.cosine_similarity(h, p, dim=1, eps=eps).abs()
+
+
+def reconstruction_error(reconstruction: Tensor, target: Tensor, mask: Tensor | None = None,
+                         eps: float = 1e-12) -> Tensor:
+    """``||X~ - X||_F / sqrt(length)`` per sample over valid steps (``[B, T, d]`` -> ``[B]``; 0 if empty).
+
+    ``eps`` inside the square root keeps the gradient finite at a perfect reconstruction.
+    """
+    diff = _masked(reconstruction - target, mask)
+    sq = diff.pow(2).flatten(1).sum(dim=1)
+    n = _lengths(diff, mask)
+    return torch.where(n > 0, (sq / n.clamp_min(1.0) + eps).sqrt() - eps**0.5, torch.zeros_like(sq))
+
+
+def private_preservation(private_again: Tensor, private: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``mean_t ||P~_t - P_t||^2`` per sample over valid steps (``[B, T, d]`` -> ``[B]``; 0 if empty)."""
+    sq = _masked(private_again - private, mask).pow(2).flatten(1).sum(dim=1)
+    return sq / _lengths(private, mask).clamp_min(1.0)
+
+
+def _matchnorm(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
+    return ((a - b).pow(2).sum() + eps).sqrt()
+
+
+def cmd(x: Tensor, y: Tensor, moments: int = 5) -> Tensor:
+    """Central moment discrepancy between two batches of vectors ``[B, d]`` (MISA's similarity loss).
+
+    ``||E x - E y||_2 + sum_{k=2..moments} ||c_k(x) - c_k(y)||_2`` with ``c_k`` the k-th central moment per
+    dimension; MISA uses ``moments = 5`` and omits CMD's ``1/|b-a|^k`` scaling (its features are sigmoid outputs
+    in [0, 1]), and so do we. 0 for an empty batch.
+    """
+    if x.shape[0] == 0 or y.shape[0] == 0:
+        return x.sum() * 0.0 + y.sum() * 0.0
+    mx, my = x.mean(dim=0), y.mean(dim=0)
+    sx, sy = x - mx, y - my
+    total = _matchnorm(mx, my)
+    for k in range(2, moments + 1):
+        total = total + _matchnorm(sx.pow(k).mean(dim=0), sy.pow(k).mean(dim=0))
+    return total
+
+
+def misa_difference(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
+    """MISA's ``DiffLoss``: ``mean((A^T B)^2)`` after mean-centring the rows of ``A, B [N, d]`` over the batch and
+    scaling each row to unit L2 norm (norm detached, as in MISA's code). 0 for orthogonal column spaces."""
+    if a.shape[0] == 0:
+        return a.sum() * 0.0 + b.sum() * 0.0
+    a = a.flatten(1) - a.flatten(1).mean(dim=0, keepdim=True)
+    b = b.flatten(1) - b.flatten(1).mean(dim=0, keepdim=True)
+    a = a / (a.norm(dim=1, keepdim=True).detach() + eps)
+    b = b / (b.norm(dim=1, keepdim=True).detach() + eps)
+    return (a.t() @ b).pow(2).mean()

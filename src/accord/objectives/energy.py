@@ -1,0 +1,66 @@
+"""EBMC's pure objectives (METHODS.md §3; seed 001): the energy equilibrium loss and trust distillation.
+
+- :func:`equilibrium_loss` — ``L_eq = Σ_m (E_m − mean_n E_n)²`` over per-modality energies (differentiable, so
+  the gradient ``∂L_eq/∂E_m = 2 (E_m − mean_n E_n)`` pushes high-energy modalities down and low-energy ones up).
+- :func:`trust_teacher` — ``t = softmax(−err / T)`` over the available modalities; an absent modality gets 0.
+- :func:`trust_kl` — ``KL(t ‖ w) = Σ_m t_m (log t_m − log w_m)`` with ``0 log 0 = 0``.
+
+Every function takes an optional boolean ``present`` mask of the same shape as the energies / errors (False =
+modality unavailable); masked entries take no part.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["equilibrium_loss", "trust_kl", "trust_teacher"]
+
+_NEG = -1e9  # finite "minus infinity": keeps softmax/log-softmax free of NaN when a whole row is masked
+
+
+def equilibrium_loss(energies: Tensor, present: Tensor | None = None) -> Tensor:
+    """``L_eq = Σ_m (E_m − mean_n E_n)²`` (METHODS.md §3, "energy-guided modality coordination").
+
+    ``energies`` is ``[M]`` or ``[..., M]``; the sum runs over the last axis (modalities, restricted to ``present``
+    where given, and the mean ``mean_n E_n`` is over those modalities only); leading axes are averaged. A row with
+    fewer than two valid modalities contributes 0.
+    """
+    e = energies if energies.ndim > 1 else energies.unsqueeze(0)
+    valid = torch.ones_like(e, dtype=torch.bool) if present is None else present.reshape(e.shape).bool()
+    v = valid.to(e.dtype)
+    e0 = torch.where(valid, e, torch.zeros_like(e))
+    mean = (e0 * v).sum(dim=-1, keepdim=True) / v.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    per_row = (((e0 - mean) ** 2) * v).sum(dim=-1)
+    return per_row.mean()
+
+
+def trust_teacher(errors: Tensor, temperature: float, present: Tensor | None = None) -> Tensor:
+    """The distillation target ``t^(i) = softmax(−err^(i) / T)`` over modalities (last axis), ``[B, M]``.
+
+    Absent modalities (``present`` False) get exactly 0 and the rest renormalise; a row with no modality present is
+    all zeros. ``errors`` should be detached per-sample unimodal errors (the caller detaches).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    logits = -errors / temperature
+    if present is None:
+        return logits.softmax(dim=-1)
+    valid = present.bool()
+    t = logits.masked_fill(~valid, _NEG).softmax(dim=-1) * valid.to(logits.dtype)
+    return t / t.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def trust_kl(teacher: Tensor, log_weights: Tensor, present: Tensor | None = None) -> Tensor:
+    """``L_trust = mean_i KL(t^(i) ‖ w^(i)) = mean_i Σ_m t_m (log t_m − log w_m)``, with ``0 log 0 = 0``.
+
+    ``log_weights`` is ``log w`` (e.g. a masked ``log_softmax``; pass logs, not weights, so a zero weight on an absent
+    modality stays finite). Entries with ``t_m = 0`` or ``present`` False contribute nothing. Rows with no
+    modality present are skipped from the mean.
+    """
+    t = teacher
+    valid = (t > 0) if present is None else (present.bool() & (t > 0))
+    safe_log_w = torch.where(valid, log_weights, torch.zeros_like(log_weights))
+    per = torch.where(valid, torch.xlogy(t, t) - t * safe_log_w, torch.zeros_like(t)).sum(dim=-1)
+    rows = valid.any(dim=-1).to(per.dtype)
+    return (per * rows).sum() / rows.sum().clamp_min(1.0)

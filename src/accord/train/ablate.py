@@ -1,0 +1,172 @@
+"""``accord ablate``: re-run a method's ablation table by configuration alone, one table in the paper's layout.
+
+A model class that declares an ablation table gets it re-run here:
+
+* ``ablation_param`` (class attribute): the ``model.params`` key that switches a component off (CACR: ``ablation``);
+* ``ablation_table``: ``{value: {"label": paper row name, "paper": {our metric name: paper number}}}`` in the
+  paper's row order;
+* ``ablation_reference`` (optional): where the paper numbers come from.
+
+Each row is the method's config with ``--set model.params.<param>=<value>``, trained over the same seeds and data
+by the one :class:`~accord.train.trainer.Trainer` (checkpoint selected on VALIDATION), named
+``<method>_<value>`` under ``out_dir``. The table reports TEST mean ± std over seeds beside the paper's numbers, then
+the full metric table, the validation selection metric, and (ConflictBench) accuracy on conflicting vs consistent
+samples (:func:`~accord.train.benchmark.conflict_split_rows`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from accord.config import Config, compose, validate
+from accord.data.dataset import MultimodalDataset
+from accord.data.registry import build_dataset
+from accord.errors import ConfigError
+from accord.evaluate.metrics import METRIC_ORDER
+from accord.evaluate.summary import Aggregate, format_mean_std, markdown_table, write_csv
+from accord.io import atomic_write_text, write_json
+from accord.train.benchmark import conflict_split_rows
+from accord.train.trainer import Trainer
+
+PAPER_COLUMNS: dict[str, str] = {"Mult_acc_7": "ACC7", "Non0_acc_2": "ACC2", "MAE": "MAE"}
+"""Our metric -> the column name of seed 003's ablation table (its single ACC2 is compared with Non0_acc_2)."""
+
+
+def ablation_spec(method: str) -> tuple[str, dict[str, dict[str, Any]], str]:
+    """``(param, table, reference)`` declared by the model class of ``method``; ConfigError if it has none."""
+    import accord.models  # noqa: F401  (register models)
+    from accord.models.base import MODELS
+
+    cls = MODELS.get(method).cls
+    param = getattr(cls, "ablation_param", None)
+    table = getattr(cls, "ablation_table", None)
+    if not param or not table:
+        raise ConfigError(f"--method {method}: model {method!r} declares no ablation table (ablation_param and "
+                          f"ablation_table on its class)")
+    return str(param), dict(table), str(getattr(cls, "ablation_reference", ""))
+
+
+def ablation_configs(method: str, dataset: str, seeds: list[int], out_dir: str | Path, names: list[str],
+                     overrides: list[str] | None = None, config_files: list[str] | None = None) -> list[Config]:
+    """One validated config per ablation ``name``: method + dataset YAML, files, overrides, then the switch."""
+    param, _, _ = ablation_spec(method)
+    cfgs = []
+    for name in names:
+        forced = [f"model.params.{param}={name}", f"name={method}_{name}", f"output.dir={out_dir}",
+                  f"train.seeds={json.dumps(seeds)}"]
+        tree = compose(method, dataset, list(config_files or []), [*(overrides or []), *forced])
+        cfgs.append(validate(tree, f"ablate {method}/{dataset} ({param}={name})"))
+    return cfgs
+
+
+def paper_layout_table(rows: dict[str, dict[str, Aggregate]], table: dict[str, dict[str, Any]],
+                       reference_row: str = "full") -> str:
+    """The paper's layout: configuration, ACC7, ACC2, MAE (ours, test mean ± std), the paper's numbers beside,
+    and our change of ACC2 against ``reference_row``."""
+    ours = list(PAPER_COLUMNS)
+    header = ["Configuration", "`ablation`", *(f"{PAPER_COLUMNS[m]} ({m})" for m in ours),
+              *(f"paper {PAPER_COLUMNS[m]}" for m in ours), "Δ ACC2 vs full (ours / paper)", "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", ":---", *["---:"] * (len(header) - 2)]) + "|"]
+    ref = rows.get(reference_row, {})
+    ref_paper = table.get(reference_row, {}).get("paper", {})
+    for name, stats in rows.items():
+        spec = table.get(name, {})
+        paper = spec.get("paper", {})
+        cells = [str(spec.get("label", name)), f"`{name}`"]
+        cells += [format_mean_std(*stats[m][:2], m) if m in stats else "n/a" for m in ours]
+        cells += [(f"{paper[m]:.3f}" if m == "MAE" else f"{paper[m]:.2f}") if m in paper else "—" for m in ours]
+        if name == reference_row:
+            cells.append("—")
+        else:
+            d_ours = (f"{stats['Non0_acc_2'][0] - ref['Non0_acc_2'][0]:+.1f}"
+                      if "Non0_acc_2" in stats and "Non0_acc_2" in ref else "n/a")
+            d_paper = (f"{paper['Non0_acc_2'] - ref_paper['Non0_acc_2']:+.2f}"
+                       if "Non0_acc_2" in paper and "Non0_acc_2" in ref_paper else "—")
+            cells.append(f"{d_ours} / {d_paper}")
+        n = {stats[m][2] for m in ours if m in stats}
+        cells.append(str(max(n)) if n else "0")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Path,
+                 names: list[str] | None = None, overrides: list[str] | None = None,
+                 config_files: list[str] | None = None, table: str | Path | None = None, resume: bool = False,
+                 overwrite: bool = False, console: Console | None = None, command: str | None = None,
+                 notes: str = "") -> dict[str, Any]:
+    """Train every ablation of ``method`` (or ``names``) on ``dataset``; write ``ablation.{md,csv,json}``."""
+    param, spec, reference = ablation_spec(method)
+    names = names or list(spec)
+    unknown = [n for n in names if n not in spec]
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]}: not an ablation of {method!r}; known: {', '.join(spec)}")
+    out = Path(out_dir)
+    cfgs = ablation_configs(method, dataset, seeds, out, names, overrides, config_files)
+    cache: dict[str, MultimodalDataset] = {}
+    rows: dict[str, dict[str, Aggregate]] = {}
+    valid_rows: dict[str, dict[str, Aggregate]] = {}
+    seconds: dict[str, float] = {}
+    family = "mosi"
+    for name, cfg in zip(names, cfgs, strict=True):
+        key = json.dumps(cfg.data.model_dump(mode="json", exclude={"corruption"}), sort_keys=True)
+        if key not in cache:
+            cache[key] = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
+        ds = cache[key]
+        family = "classification" if cfg.task.kind == "classification" else ds.metric_family
+        summary = Trainer(cfg, dataset=ds, console=console).fit(resume=resume, overwrite=overwrite)
+        rows[name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["test"].items()}
+        valid_rows[name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["valid"].items()}
+        seconds[name] = summary["train_seconds"]
+    metrics = [m for m in METRIC_ORDER[family] if any(m in r for r in rows.values())]
+    c0 = cfgs[0]
+    sel = c0.train.early_stopping.metric or ("F1_weighted" if family == "classification" else "MAE")
+    lines = [
+        f"# Ablation of `{method}` on `{dataset}`",
+        "",
+        f"Each row is `{method}` with `--set model.params.{param}=<ablation>`; test split, mean ± std over "
+        f"{len(seeds)} seed(s) {seeds}; each seed's checkpoint selected on the validation split by {sel} (never on "
+        f"test). Budget: up to {c0.train.epochs} epochs, patience {c0.train.early_stopping.patience}, batch "
+        f"{c0.train.batch_size}, lr {c0.train.lr:g}. Accuracies in %.",
+        "",
+    ]
+    if all(m in metrics for m in PAPER_COLUMNS):
+        lines += [f"Paper numbers: {reference or 'the paper'}.", "", paper_layout_table(rows, spec).rstrip("\n"), ""]
+    lines += ["All metrics (test):", "", markdown_table(rows, metrics, first_col="ablation").rstrip("\n"), ""]
+    lines += [f"Validation {sel} (the selection metric):", "",
+              markdown_table({k: {sel: v[sel]} for k, v in valid_rows.items() if sel in v}, [sel],
+                             first_col="ablation").rstrip("\n"), ""]
+    conflict_rows = conflict_split_rows({n: c.run_dir for n, c in zip(names, cfgs, strict=True)}, seeds,
+                                        c0.task.kind)
+    if conflict_rows:
+        lines += ["Planted conflicts (ConflictBench ground truth): binary accuracy on conflicting vs consistent "
+                  "test samples.", "",
+                  markdown_table(conflict_rows, ["acc_conflicting", "acc_consistent"], first_col="ablation")
+                  .rstrip("\n"), ""]
+    if notes:
+        lines += [notes.rstrip("\n"), ""]
+    lines += ["Mean training seconds per seed (this machine): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), ""]
+    command = command or (f"accord ablate --method {method} --dataset {dataset} --seeds {len(seeds)}"
+                          + "".join(f" --set {o}" for o in overrides or []))
+    lines += [f"Produced by `{command}`."]
+    md = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "ablation.md", md)
+    write_csv(out / "ablation.csv", rows, metrics)
+    write_json(out / "ablation.json", {
+        "method": method, "dataset": dataset, "seeds": seeds, "param": param, "ablations": names,
+        "selection_metric": sel, "paper": {n: spec[n].get("paper", {}) for n in names}, "reference": reference,
+        "test": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()} for k, r in rows.items()},
+        "valid": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()} for k, r in valid_rows.items()},
+        "conflict_split": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()}
+                           for k, r in conflict_rows.items()},
+        "train_seconds": seconds, "command": command,
+    })
+    if table:
+        atomic_write_text(Path(table), md)
+    return {"markdown": md, "rows": rows, "valid": valid_rows, "conflict": conflict_rows,
+            "run_dirs": {n: c.run_dir for n, c in zip(names, cfgs, strict=True)}}

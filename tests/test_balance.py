@@ -1,0 +1,370 @@
+"""Modality balancing: the gradient monitor, CP's penalty and projection, SL, OGM-GE and AGM (hand-computed cases),
+and the guarantee that monitoring alone does not change training."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+from typer.testing import CliRunner
+
+from accord.balance.agm import AGM, AGMParams, agm_coefficient, agm_ratios
+from accord.balance.cp import ConflictPenalty, CPParams, conflict_penalty, project_conflicting
+from accord.balance.modality import modality_parameters, shapley_responses
+from accord.balance.monitor import GradMonitor, feature_grad_norms, imbalance_ratios, read_grad_log
+from accord.balance.ogm_ge import OGMGE, OGMGEParams, discrepancy_ratios, ogm_coefficient, regression_score
+from accord.config import load_config
+from accord.errors import ConfigError
+from accord.models import create_model
+from accord.objectives.statistical import statistical_loss
+from accord.train.hooks import StepState
+from accord.train.trainer import Trainer
+from accord.types import MODALITIES, Batch, ModelOutput
+
+TINY = ["data.params.n_train=96", "data.params.n_valid=48", "data.params.n_test=48",
+        "train.batch_size=16", "train.epochs=2", "train.early_stopping.patience=10",
+        "train.num_threads=1"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads() -> Iterator[None]:
+    """Training with train.num_threads=1 (fast on a shared 2-core machine) sets torch's global thread count."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+DIMS = {"text": 2, "audio": 2, "visual": 2}  # equal widths: r_m = |w_m| / mean |w| in Additive
+
+
+def make_batch(b: int = 4, present: Tensor | None = None, seed: int = 0) -> Batch:
+    """T = 1 features of DIMS, all modalities present unless ``present`` says otherwise."""
+    g = torch.Generator().manual_seed(seed)
+    pres = torch.ones(b, 3, dtype=torch.bool) if present is None else present
+    feats = {m: torch.randn(b, 1, d, generator=g) * pres[:, k].view(-1, 1, 1)
+             for k, m in enumerate(MODALITIES) for d in [DIMS[m]]}
+    mask = {m: pres[:, k].view(-1, 1).clone() for k, m in enumerate(MODALITIES)}
+    return Batch(features=feats, mask=mask, present=pres, label=torch.randn(b, generator=g))
+
+
+class Additive(nn.Module):
+    """``ŷ = Σ_m w_m · sum(z_m)`` with ``z_m = u_m ⊙ x_m`` (T = 1): every gradient is known by hand.
+
+    ``∂L/∂z_m = w_m · ∂L/∂ŷ`` per element, so ``g_m ∝ |w_m|`` and ``r_m = |w_m| / mean |w|``.
+    """
+
+    def __init__(self, w: list[float]) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w))
+        self.u = nn.ParameterDict({m: nn.Parameter(torch.ones(DIMS[m])) for m in MODALITIES})
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        z = {m: batch.features[m][:, 0] * self.u[m] for m in MODALITIES}
+        pred = sum(self.w[k] * z[m].sum(dim=1) for k, m in enumerate(MODALITIES)) + self.bias
+        assert isinstance(pred, Tensor)
+        return ModelOutput(prediction=pred, features=z)
+
+
+def state(**extra: Any) -> StepState:
+    return StepState(seed=0, extra={"task_kind": "regression", "task_loss": "mse", "loss_weights": {}, **extra})
+
+
+# ---------------------------------------------------------------------------------------------- the monitor
+def test_grad_norms_and_ratios_match_the_hand_computation() -> None:
+    model = Additive([4.0, 1.0, 1.0])
+    batch = make_batch()
+    out = model(batch)
+    loss = ((out.prediction - batch.label) ** 2).mean()
+    norms, _, active = feature_grad_norms(loss, out.features, batch)
+    dl = (2 * (out.prediction - batch.label) / batch.size).detach()  # ∂L/∂ŷ per sample
+    for k, m in enumerate(MODALITIES):
+        expected = abs([4.0, 1.0, 1.0][k]) * float(dl.norm()) * math.sqrt(DIMS[m])
+        assert float(norms[m]) == pytest.approx(expected, rel=1e-5), m
+    ratios = imbalance_ratios(norms, active)
+    mean = sum(float(norms[m]) for m in MODALITIES) / 3
+    assert float(ratios["text"]) == pytest.approx(float(norms["text"]) / mean, rel=1e-6)
+    assert sum(float(v) for v in ratios.values()) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_missing_modality_rows_are_left_out_and_never_nan() -> None:
+    model = Additive([1.0, 1.0, 1.0])
+    pres = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 0, 1], [1, 1, 0]], dtype=torch.bool)
+    batch = make_batch(present=pres)
+    out = model(batch)
+    loss = (out.prediction - batch.label).abs().mean()
+    norms, grads, _ = feature_grad_norms(loss, out.features, batch)
+    # ∂L/∂z_audio has rows for the absent samples too (the model still uses their zero features): not counted
+    assert grads["audio"][1].abs().sum() > 0
+    assert float(norms["audio"]) == pytest.approx(float(grads["audio"][[0, 3]].norm()), rel=1e-5)
+    # a modality missing from the whole batch: g = 0, r = 0, the others average to 1, no NaN anywhere
+    none = torch.tensor([[1, 0, 1]] * 4, dtype=torch.bool)
+    batch = make_batch(present=none)
+    out = model(batch)
+    norms, _, active = feature_grad_norms((out.prediction - batch.label).abs().mean(), out.features, batch)
+    ratios = imbalance_ratios(norms, active)
+    assert active == ["text", "visual"]
+    assert float(norms["audio"]) == 0.0 and float(ratios["audio"]) == 0.0
+    assert float(ratios["text"] + ratios["visual"]) == pytest.approx(2.0)
+    assert all(math.isfinite(float(v)) for v in [*norms.values(), *ratios.values()])
+    # all gradients zero (prediction exactly on the labels): ratios 0, not NaN
+    zero = imbalance_ratios({m: torch.zeros(()) for m in MODALITIES}, list(MODALITIES))
+    assert all(float(v) == 0.0 for v in zero.values())
+
+
+def test_monitor_hook_measures_without_touching_gradients(tmp_path: Path) -> None:
+    model = Additive([3.0, 1.0, 1.0])
+    batch = make_batch(b=6)
+    mon = GradMonitor()
+    st = state(run_dir=str(tmp_path))
+    mon.on_fit_start(model, st)
+    out = model(batch)
+    assert mon.extra_losses(model, batch, out) == {}
+    assert all(p.grad is None for p in model.parameters())  # measuring does not accumulate .grad
+    loss = ((out.prediction - batch.label) ** 2).mean()
+    loss.backward()
+    st.loss_terms = {"task": loss.detach(), "total": loss.detach()}
+    logged = mon.after_backward(model, batch, out, st)
+    assert logged["r/text"] == pytest.approx(3.0 / (5.0 / 3.0), rel=1e-5)  # r = |w| / mean |w|
+    assert logged["conflict"] == 1.0 and logged["r_max"] > 1.5
+    line = read_grad_log(tmp_path / "log.jsonl")[0]
+    assert line["step"] == 1 and line["dominant"] == "text" and line["loss/task"] == pytest.approx(float(loss.detach()))
+
+
+def test_monitoring_does_not_change_the_training_result(tmp_path: Path) -> None:
+    base = ["name=run", "train.log_every_steps=0"]
+    plain = Trainer(load_config(method="late_fusion", dataset="conflictbench",
+                                overrides=[*TINY, *base, f"output.dir={tmp_path / 'a'}"]), progress=False).fit()
+    cfg = load_config(method="late_fusion", dataset="conflictbench",
+                      overrides=[*TINY, *base, f"output.dir={tmp_path / 'b'}", "train.hooks=[{name: grad_monitor}]"])
+    monitored = Trainer(cfg, progress=False).fit()
+    assert monitored["test"] == plain["test"] and monitored["valid"] == plain["valid"]
+    lines = read_grad_log(tmp_path / "b" / "run" / "seed_0" / "log.jsonl")
+    assert [x["step"] for x in lines] == list(range(1, 13))  # 2 epochs x 6 steps, every step
+    assert {"g/text", "r/audio", "r_max", "conflict", "cos/unimodal_text", "loss/total"} <= set(lines[0])
+    epoch = [json.loads(x) for x in (tmp_path / "b" / "run" / "seed_0" / "log.jsonl").read_text().splitlines()
+             if json.loads(x)["type"] == "epoch"]
+    assert epoch[0]["r/text"] == pytest.approx(sum(x["r/text"] for x in lines[:6]) / 6, rel=1e-6)
+    # the same figure from the CLI
+    from accord.cli import app
+
+    res = CliRunner().invoke(app, ["plot", "gradients", str(tmp_path / "b" / "run"), "--out",
+                                   str(tmp_path / "g.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    res = CliRunner().invoke(app, ["plot", "gradients", str(tmp_path / "a" / "run")])
+    assert res.exit_code == 2 and "no gradient-monitor lines" in res.output
+
+
+# ---------------------------------------------------------------------------------------------- CP
+def test_penalty_is_zero_when_balanced_and_positive_past_kappa() -> None:
+    assert float(conflict_penalty(torch.tensor([1.0, 1.0, 1.0]), 1.5)) == 0.0
+    assert float(conflict_penalty(torch.tensor([2.4, 0.3, 0.3]), 1.5)) == pytest.approx(0.81)
+    hook = ConflictPenalty(CPParams(kappa=1.5, lambda_cp=1.0, projection=False))
+    hook.on_fit_start(Additive([1.0] * 3), state())
+    for w, expected in ([1.0, 1.0, 1.0], 0.0), ([4.0, 1.0, 1.0], 0.25):  # r = (2, .5, .5): relu(2 - 1.5)^2
+        model = Additive(w)
+        batch = make_batch()
+        out = model(batch)
+        cp = hook.extra_losses(model, batch, out)["cp"]
+        assert float(cp.detach()) == pytest.approx(expected, abs=1e-6)
+        if expected == 0.0:
+            assert not cp.requires_grad  # no second-order graph on balanced steps
+        else:
+            # differentiable (create_graph): r_text = 3 w_t / Σw, dP/dw = 2 (r_t - κ) dr_t/dw = [1/6, -1/3, -1/3],
+            # so a descent step lowers the dominant weight and raises the others
+            (dw,) = torch.autograd.grad(cp, [model.w])
+            torch.testing.assert_close(dw, torch.tensor([1 / 6, -1 / 3, -1 / 3]))
+        hook.after_backward(model, batch, out, state())
+
+
+def test_projection_removes_exactly_the_negative_cosine_component() -> None:
+    (p,), cos = project_conflicting([torch.tensor([1.0, 0.0])], [torch.tensor([-1.0, 1.0])])
+    assert cos == pytest.approx(-1 / math.sqrt(2))
+    torch.testing.assert_close(p, torch.tensor([0.5, 0.5]))  # g - (g.r / |r|^2) r = [1,0] + 0.5 [-1,1]
+    assert float(p @ torch.tensor([-1.0, 1.0])) == pytest.approx(0.0)
+    (same,), cos = project_conflicting([torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])])
+    assert cos > 0
+    torch.testing.assert_close(same, torch.tensor([1.0, 0.0]))  # agreeing gradients are left alone
+    # several tensors form one vector: g = ([2], [0, 1]), r = ([-1], [0, 1]): g.r = -1, |r|^2 = 2
+    g, cos = project_conflicting([torch.tensor([2.0]), torch.tensor([0.0, 1.0])],
+                                 [torch.tensor([-1.0]), torch.tensor([0.0, 1.0])])
+    assert cos == pytest.approx(-1 / (math.sqrt(5) * math.sqrt(2)))
+    torch.testing.assert_close(g[0], torch.tensor([1.5]))
+    torch.testing.assert_close(g[1], torch.tensor([0.0, 1.5]))
+
+
+class WithSL(Additive):
+    """:class:`Additive` plus an SL loss on the prediction (so the projection has something to protect)."""
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        out = super().forward(batch)
+        out.losses["sl"] = statistical_loss(out.prediction, batch.label)
+        return out
+
+
+def test_cp_hook_projects_the_dominant_task_gradient_off_sl() -> None:
+    torch.manual_seed(0)
+    found = False
+    for seed in range(20):  # find a batch where the text task gradient conflicts with SL's on u_text
+        model = WithSL([0.4, 0.1, 0.1])  # r_text = 2; a narrow prediction: SL wants it wider
+        with torch.no_grad():
+            model.u["text"].copy_(torch.tensor([1.0, -0.5]))
+        batch = make_batch(b=6, seed=seed)
+        hook = ConflictPenalty(CPParams(kappa=1.5, lambda_cp=0.0))
+        hook.on_fit_start(model, state())
+        out = model(batch)
+        hook.extra_losses(model, batch, out)
+        task = ((out.prediction - batch.label) ** 2).mean()
+        g_text = torch.autograd.grad(task, [model.u["text"]], retain_graph=True)[0]  # flows only through z_text
+        g_sl = torch.autograd.grad(out.losses["sl"], [model.u["text"]], retain_graph=True)[0]
+        (task + out.losses["sl"]).backward()
+        before = model.u["text"].grad.clone()
+        other = {n: p.grad.clone() for n, p in model.named_parameters() if n != "u.text"}
+        logged = hook.after_backward(model, batch, out, state())
+        if logged.get("cp/projected") != 1.0:
+            torch.testing.assert_close(model.u["text"].grad, before)  # no conflict: nothing changes
+            continue
+        found = True
+        assert logged["cp/cos"] < 0
+        cos = float(g_text @ g_sl / (g_text.norm() * g_sl.norm()))
+        assert logged["cp/cos"] == pytest.approx(cos, rel=1e-5)
+        task_part = model.u["text"].grad - g_sl  # what remains of the task gradient after the edit
+        assert float(task_part @ g_sl) == pytest.approx(0.0, abs=1e-5)  # orthogonal to SL now
+        torch.testing.assert_close(task_part, g_text - (g_text @ g_sl) / (g_sl @ g_sl) * g_sl)
+        for n, p in model.named_parameters():  # audio/visual/shared parameters untouched
+            if n != "u.text":
+                torch.testing.assert_close(p.grad, other[n])
+        break
+    assert found, "no batch produced a conflicting projection"
+
+
+# ---------------------------------------------------------------------------------------------- SL
+def test_statistical_loss_on_a_hand_computed_batch() -> None:
+    pred, y = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 2.0, 2.0, 4.0])
+    # |2.5 - 2| + |sqrt(1.25) - sqrt(2)| = 0.5 + 0.296179
+    assert float(statistical_loss(pred, y)) == pytest.approx(0.5 + math.sqrt(2) - math.sqrt(1.25), abs=1e-5)
+    corr = 1.5 / (math.sqrt(1.25) * math.sqrt(2))  # cov 1.5
+    assert float(statistical_loss(pred, y, correlation=True)) == pytest.approx(
+        0.5 + math.sqrt(2) - math.sqrt(1.25) + 1 - corr, abs=1e-5)
+    assert float(statistical_loss(y, y)) == pytest.approx(0.0, abs=1e-6)
+    # a collapsed (constant) prediction is penalised by the label spread, with a finite gradient
+    flat = torch.zeros(4, requires_grad=True)
+    loss = statistical_loss(flat, y)
+    assert float(loss.detach()) == pytest.approx(2.0 + math.sqrt(2), abs=1e-5)
+    (g,) = torch.autograd.grad(loss, [flat])
+    assert torch.isfinite(g).all()
+    with pytest.raises(ValueError, match=r"two \[B\] tensors"):
+        statistical_loss(torch.zeros(4, 2), torch.zeros(4))
+
+
+# ---------------------------------------------------------------------------------------------- OGM-GE
+def test_ogm_ge_coefficient_on_a_hand_case() -> None:
+    assert ogm_coefficient(1.5, 0.5) == pytest.approx(1 - math.tanh(0.25))
+    assert ogm_coefficient(0.7, 0.5) == 1.0 and ogm_coefficient(1.0, 3.0) == 1.0
+    ratios = discrepancy_ratios({"text": 0.6, "audio": 0.3, "visual": 0.3})
+    assert ratios == pytest.approx({"text": 2.0, "audio": 0.3 / 0.45, "visual": 0.3 / 0.45})
+    assert regression_score(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 2.0])) == pytest.approx(
+        (1 + math.exp(-2)) / 2)
+
+
+def test_ogm_ge_hook_scales_only_the_leading_encoder() -> None:
+    torch.manual_seed(0)
+    model = create_model("late_fusion", DIMS, 1)
+    batch = make_batch(b=4)
+    y = batch.label
+    # text predicts the labels exactly, audio and visual are off by 1: s = (1, e^-1, e^-1), rho_text = e
+    aux = {"unimodal_text": y.clone(), "unimodal_audio": y + 1, "unimodal_visual": y - 1}
+    out = ModelOutput(prediction=y.clone(), aux_predictions=aux)
+    hook = OGMGE(OGMGEParams(alpha=0.5, gaussian=False))
+    hook.on_fit_start(model, state())
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    logged = hook.after_backward(model, batch, out, state())
+    k_text = 1 - math.tanh(0.5 * (math.e - 1))
+    assert logged["ogm/k_text"] == pytest.approx(k_text, rel=1e-5)
+    assert logged["ogm/k_audio"] == 1.0 and logged["ogm/k_visual"] == 1.0
+    for name, p in model.named_parameters():
+        expected = k_text if (".text." in name) else 1.0  # encoders.text.*, heads.text.*
+        assert torch.allclose(p.grad, torch.full_like(p, expected)), name
+    # Gaussian enhancement: noise with the gradient's own std, reproducible from (seed, step)
+    hook = OGMGE(OGMGEParams(alpha=0.5, gaussian=True))
+    hook.on_fit_start(model, state())
+    grads = []
+    for _ in range(2):
+        for p in model.parameters():
+            p.grad = torch.linspace(0, 1, p.numel()).view_as(p).clone()
+        hook.after_backward(model, batch, out, state())
+        grads.append(model.encoders["audio"].proj.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    assert not torch.allclose(grads[0], torch.linspace(0, 1, grads[0].numel()).view_as(grads[0]))
+
+
+# ---------------------------------------------------------------------------------------------- AGM
+def test_shapley_responses_of_an_additive_model_are_its_terms() -> None:
+    model = Additive([2.0, -1.0, 0.5])
+    with torch.no_grad():
+        model.bias.fill_(0.3)
+    batch = make_batch(b=5)
+    resp = shapley_responses(model, batch, scale_to_label=False)
+    total = model(batch).prediction.detach()
+    for k, m in enumerate(MODALITIES):
+        term = model.w[k].detach() * batch.features[m][:, 0].sum(dim=1)
+        torch.testing.assert_close(resp[m], term + 0.3 / 3)  # phi_m + f(empty)/K
+    torch.testing.assert_close(sum(resp.values()), total)  # efficiency: the parts sum to the prediction
+    scaled = shapley_responses(model, batch)
+    torch.testing.assert_close(scaled["text"], 3 * resp["text"])
+    assert model.training  # the training mode is restored
+
+
+def test_agm_coefficients_and_running_means() -> None:
+    r = agm_ratios({"text": 0.5, "audio": 1.0, "visual": 1.5})  # mean 1, K/(K-1) = 1.5
+    assert r == pytest.approx({"text": math.exp(0.75), "audio": 1.0, "visual": math.exp(-0.75)})
+    assert agm_coefficient(1.0, math.exp(0.75), 0.5) == pytest.approx(math.exp(0.5 * (1 - math.exp(0.75))))
+    assert agm_coefficient(1.0, -100.0, 1.0) == pytest.approx(math.exp(7.0))  # capped
+    hook = AGM(AGMParams(alpha=1.0))
+    hook.on_fit_start(create_model("late_fusion", DIMS, 1), state())
+    first = hook.coefficients({"text": 0.5, "audio": 1.0, "visual": 1.5})
+    assert first["text"] < 1 < first["visual"]  # text beats the others: slowed; visual sped up
+    same = hook.coefficients({"text": 0.5, "audio": 1.0, "visual": 1.5})
+    assert same == pytest.approx({m: 1.0 for m in MODALITIES})  # as good as it usually is: no modulation
+
+
+def test_agm_hook_rescales_each_branch(tmp_path: Path) -> None:
+    cfg = load_config(method="late_fusion", dataset="conflictbench",
+                      overrides=[*TINY, "train.epochs=1", f"output.dir={tmp_path}", "name=run",
+                                 "train.hooks=[{name: agm, params: {alpha: 0.5}}, {name: grad_monitor}]"])
+    Trainer(cfg, progress=False).fit()
+    lines = read_grad_log(tmp_path / "run" / "seed_0" / "log.jsonl")
+    assert len(lines) == 6 and all({"agm/c_text", "agm/s_audio"} <= set(x) for x in lines)
+    assert any(abs(x["agm/c_text"] - 1.0) > 1e-6 for x in lines[1:])
+
+
+# ---------------------------------------------------------------------------------------------- conventions
+def test_modality_parameters_convention() -> None:
+    for name in ("late_fusion", "early_fusion", "tfn", "mult", "cpsl"):
+        model = create_model(name, DIMS, 1)
+        groups = modality_parameters(model)
+        ids = {m: {id(p) for p in ps} for m, ps in groups.items()}
+        assert all(ids[m] for m in MODALITIES), name
+        assert not (ids["text"] & ids["audio"]) and not (ids["audio"] & ids["visual"]), name
+        shared = {id(p) for p in model.parameters()} - set().union(*ids.values())
+        if name != "late_fusion":
+            assert shared, name  # the fusion itself belongs to no modality
+
+    class Named(nn.Module):  # the name fallback
+        def __init__(self) -> None:
+            super().__init__()
+            self.audio_encoder = nn.Linear(2, 2)
+            self.proj_visual = nn.Linear(2, 2)
+            self.encoders = nn.ModuleDict({"text": nn.Linear(2, 2)})
+            self.cross = nn.ModuleDict({"text_from_audio": nn.Linear(2, 2)})
+
+    groups = modality_parameters(Named())
+    assert [len(groups[m]) for m in MODALITIES] == [2, 2, 2]  # cross.text_from_audio is shared
+    with pytest.raises(ConfigError, match="needs modality-specific parameters"):
+        OGMGE().on_fit_start(nn.Linear(2, 2), state())

@@ -1,0 +1,216 @@
+"""EBMC (METHODS.md §3): its pure objectives on hand cases, the model contract, masking of absent modalities, the
+ablation switches, and that distillation teaches the trust network to distrust a zeroed modality.
+
+The corruption requirements of issue #5 (level 0 is the identity, level 1 removes everything) are covered by
+``tests/test_corrupt.py::test_level_zero_is_identity`` and ``::test_level_one_removes_everything``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accord.errors import ConfigError
+from accord.models import create_model
+from accord.objectives.energy import equilibrium_loss, trust_kl, trust_teacher
+from accord.types import MODALITIES, Batch
+from test_models import TINY_DIMS, check_output, make_batch, repad
+
+SMALL = {"hidden": 8, "heads": 2, "head_hidden": 16, "downsample_audio": 1, "downsample_visual": 1}
+
+
+# --- L_eq --------------------------------------------------------------------------------------------------------
+def test_equilibrium_loss_is_zero_at_equal_energies() -> None:
+    assert equilibrium_loss(torch.tensor([0.7, 0.7, 0.7])).item() == 0.0
+    assert equilibrium_loss(torch.full((4, 3), 2.5)).item() == 0.0
+
+
+def test_equilibrium_loss_hand_value_and_gradient_pushes_energies_together() -> None:
+    e = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    loss = equilibrium_loss(e)
+    assert loss.item() == pytest.approx(2.0)  # (1-2)^2 + 0 + (3-2)^2
+    loss.backward()
+    assert e.grad is not None
+    torch.testing.assert_close(e.grad, torch.tensor([-2.0, 0.0, 2.0]))  # 2 (E_m - mean)
+    stepped = e.detach() - 0.1 * e.grad
+    assert float(stepped.max() - stepped.min()) < 2.0  # one gradient step narrows the spread
+    assert equilibrium_loss(stepped).item() < loss.item()
+
+
+def test_equilibrium_loss_ignores_absent_modalities() -> None:
+    e = torch.tensor([[1.0, 3.0, 100.0], [5.0, 5.0, 5.0]])
+    present = torch.tensor([[True, True, False], [True, False, False]])
+    # row 0: mean 2 over the two present -> 1 + 1 = 2; row 1: one modality -> 0; mean over rows = 1
+    assert equilibrium_loss(e, present).item() == pytest.approx(1.0)
+
+
+# --- trust teacher and KL ----------------------------------------------------------------------------------------
+def test_trust_teacher_equals_softmax_of_negative_error_over_temperature() -> None:
+    err = torch.tensor([[0.5, 1.0, 2.0]])
+    t = trust_teacher(err, temperature=0.5)
+    z = [math.exp(-1.0), math.exp(-2.0), math.exp(-4.0)]
+    expected = torch.tensor([[v / sum(z) for v in z]])
+    torch.testing.assert_close(t, expected)
+    # an absent modality gets exactly 0 and the others renormalise
+    t2 = trust_teacher(err, 0.5, torch.tensor([[True, False, True]]))
+    z2 = [math.exp(-1.0), math.exp(-4.0)]
+    torch.testing.assert_close(t2, torch.tensor([[z2[0] / sum(z2), 0.0, z2[1] / sum(z2)]]))
+    assert trust_teacher(err, 0.5, torch.tensor([[False, False, False]])).sum().item() == 0.0
+    with pytest.raises(ValueError, match="temperature"):
+        trust_teacher(err, 0.0)
+
+
+def test_trust_kl_hand_case_and_zero_when_equal() -> None:
+    t = torch.tensor([[0.5, 0.5, 0.0]])
+    present = torch.tensor([[True, True, False]])
+    logits = torch.tensor([[0.0, math.log(3.0), 0.0]]).masked_fill(~present, -1e9)
+    log_w = logits.log_softmax(dim=-1)  # w = [0.25, 0.75, 0]
+    expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    assert trust_kl(t, log_w, present).item() == pytest.approx(expected, rel=1e-5)
+    assert trust_kl(t, t.clamp_min(1e-30).log(), present).item() == pytest.approx(0.0, abs=1e-6)
+    # finite gradient although w_audio... w_visual = 0
+    logits.requires_grad_(True)
+    trust_kl(t, logits.log_softmax(dim=-1), present).backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+# --- the model ---------------------------------------------------------------------------------------------------
+def small_model(out_dim: int = 1, **params: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("ebmc", TINY_DIMS, out_dim, **{**SMALL, **params})
+
+
+@pytest.mark.parametrize("out_dim", [1, 3])
+def test_contract_losses_and_masked_trust(out_dim: int) -> None:
+    model = small_model(out_dim)
+    lengths = {"text": [5, 2, 3, 0, 4], "audio": [0, 0, 4, 2, 6], "visual": [3, 1, 0, 2, 3]}
+    batch = make_batch(lengths, TINY_DIMS, out_dim=out_dim)
+    out = model(batch)
+    check_output(out, 5, out_dim)
+    assert set(out.losses) == {"eq", "trust", "orth"}
+    assert set(out.aux_predictions) == {f"unimodal_{m}" for m in MODALITIES}
+    for k, m in enumerate(MODALITIES):
+        torch.testing.assert_close(out.aux_weights[f"unimodal_{m}"], batch.present[:, k].float())
+    w = torch.stack([out.diagnostics[f"trust_{m}"] for m in MODALITIES], dim=1)
+    torch.testing.assert_close(w.sum(dim=1), torch.ones(5))
+    assert float(w[~batch.present].max()) < 1e-6  # absent modalities get (near-)zero trust
+    teacher = torch.stack([out.diagnostics[f"teacher_{m}"] for m in MODALITIES], dim=1)
+    assert float(teacher[~batch.present].max()) == 0.0
+    total = out.prediction.float().square().mean() + sum(out.losses.values())
+    total.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
+
+
+def test_padding_invariance() -> None:
+    model = small_model().eval()
+    batch = make_batch({"text": [5, 2, 1, 4], "audio": [7, 7, 3, 1], "visual": [3, 1, 2, 3]}, TINY_DIMS)
+    with torch.no_grad():
+        a, b = model(batch), model(repad(batch, extra=6, noise=True))
+    torch.testing.assert_close(b.prediction, a.prediction, atol=1e-5, rtol=1e-5)
+    for key in a.diagnostics:
+        torch.testing.assert_close(b.diagnostics[key], a.diagnostics[key], atol=1e-5, rtol=1e-5)
+
+
+def test_energies_are_the_unimodal_l1_errors_and_eq_matches_them() -> None:
+    model = small_model().eval()
+    batch = make_batch({"text": [3, 2, 4, 1], "audio": [2, 2, 2, 2], "visual": [1, 3, 2, 2]}, TINY_DIMS)
+    with torch.no_grad():
+        out = model(batch)
+    for m in MODALITIES:
+        torch.testing.assert_close(out.diagnostics[f"energy_{m}"], (out.aux_predictions[f"unimodal_{m}"]
+                                                                     - batch.label).abs())
+    e_bar = torch.stack([out.diagnostics[f"energy_{m}"].mean() for m in MODALITIES])
+    assert out.losses["eq"].item() == pytest.approx(float(((e_bar - e_bar.mean()) ** 2).sum()), rel=1e-5)
+
+
+def test_eq_loss_sends_more_gradient_to_the_weaker_modality() -> None:
+    """∂L_eq/∂y_m ∝ (Ē_m − mean Ē): the unimodal head with the larger error gets the larger push."""
+    model = small_model().eval()
+    batch = make_batch({"text": [2] * 6, "audio": [2] * 6, "visual": [2] * 6}, TINY_DIMS)
+    out = model(batch)
+    preds = [out.aux_predictions[f"unimodal_{m}"] for m in MODALITIES]
+    grads = torch.autograd.grad(out.losses["eq"], preds)
+    e_bar = torch.stack([out.diagnostics[f"energy_{m}"].mean() for m in MODALITIES])
+    norms = torch.stack([g.abs().sum() for g in grads])
+    dev = (e_bar - e_bar.mean()).abs()
+    assert int(norms.argmax()) == int(dev.argmax())
+
+
+def test_ablation_switches() -> None:
+    batch = make_batch({"text": [2, 3, 1], "audio": [2, 0, 2], "visual": [1, 1, 2]}, TINY_DIMS)
+    out = small_model(ablation="no_energy")(batch)
+    assert out.losses["eq"].item() == 0.0 and out.losses["trust"].item() > 0.0
+    out = small_model(ablation="no_trust")(batch)
+    w = torch.stack([out.diagnostics[f"trust_{m}"] for m in MODALITIES], dim=1)
+    torch.testing.assert_close(w, batch.present.float() / batch.present.float().sum(dim=1, keepdim=True))
+    model = small_model(ablation="trust_without_distillation")
+    out = model(batch)
+    assert out.losses["trust"].item() == 0.0
+    out.prediction.square().mean().backward()  # the trust net still learns, through the task loss only
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trust_net.parameters())
+    full, no_enh = small_model(), small_model(ablation="no_enhance")
+    assert full.enhance is not None and no_enh.enhance is None
+    assert sum(p.numel() for p in no_enh.parameters()) < sum(p.numel() for p in full.parameters())
+
+
+def test_bad_params_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="model.params.heads"):
+        create_model("ebmc", TINY_DIMS, 1, hidden=6, heads=4)
+    with pytest.raises(ConfigError, match="model.params.ablation"):
+        create_model("ebmc", TINY_DIMS, 1, ablation="no_everything")
+    with pytest.raises(ConfigError, match="model.params.temperature"):
+        create_model("ebmc", TINY_DIMS, 1, temperature=0.0)
+
+
+def _controlled_batch(g: torch.Generator, n: int, zero_audio: torch.Tensor) -> Batch:
+    """T = 1; the label is a linear function of audio only; text and visual are noise. ``zero_audio`` [n] zeroes
+    the audio features of those samples while ``present`` stays True (a silent failure, not a flagged one)."""
+    feats = {m: torch.randn(n, 1, TINY_DIMS[m], generator=g) for m in MODALITIES}
+    label = feats["audio"][:, 0, :].sum(dim=1)
+    feats["audio"] = feats["audio"] * (~zero_audio).float().view(n, 1, 1)
+    mask = {m: torch.ones(n, 1, dtype=torch.bool) for m in MODALITIES}
+    return Batch(features=feats, mask=mask, present=torch.ones(n, 3, dtype=torch.bool), label=label)
+
+
+def test_distillation_teaches_low_trust_for_a_zeroed_modality() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: extra threads only add overhead on a shared CPU
+    try:
+        _train_and_check_trust()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_check_trust() -> None:
+    torch.manual_seed(0)
+    model = create_model("ebmc", TINY_DIMS, 1, **{**SMALL, "dropout": 0.0, "temperature": 0.25})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        zero = torch.rand(64, generator=g) < 0.5
+        batch = _controlled_batch(g, 64, zero)
+        out = model(batch)
+        loss = F.l1_loss(out.prediction, batch.label) + out.losses["trust"]
+        for m in MODALITIES:
+            loss = loss + F.l1_loss(out.aux_predictions[f"unimodal_{m}"], batch.label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    zero = torch.arange(200) % 2 == 0
+    batch = _controlled_batch(torch.Generator().manual_seed(1), 200, zero)
+    with torch.no_grad():
+        out = model(batch)
+    trust_audio = out.diagnostics["trust_audio"]
+    intact, zeroed = float(trust_audio[~zero].mean()), float(trust_audio[zero].mean())
+    assert intact > 0.6  # audio is the only informative modality
+    assert zeroed < 0.5 * intact  # ... and the trust for it drops when it is zeroed
+    # flagged missing (present False): masked to ~0 whatever the network says
+    flagged = Batch(features=batch.features, mask=batch.mask,
+                    present=torch.tensor([[True, False, True]]).expand(200, 3).clone(), label=batch.label)
+    with torch.no_grad():
+        assert float(model(flagged).diagnostics["trust_audio"].max()) < 1e-6

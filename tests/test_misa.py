@@ -1,0 +1,98 @@
+"""MISA (the decoupling baseline): CMD and difference losses by hand, self-reconstruction, the model contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accord.config import load_config
+from accord.errors import ConfigError
+from accord.models import create_model
+from accord.objectives.decoupling import cmd, misa_difference
+from accord.types import MODALITIES
+from test_models import TINY_DIMS, check_output, make_batch, repad
+
+LENGTHS = {"text": [9, 4, 12, 7, 2, 10], "audio": [31, 17, 24, 9, 40, 3], "visual": [22, 40, 13, 31, 8, 27]}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cmd_by_hand() -> None:
+    x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    assert cmd(x, x).item() == pytest.approx(0.0, abs=1e-5)
+    # a shift changes only the mean: CMD = ||shift||
+    assert cmd(x, x + torch.tensor([3.0, 4.0])).item() == pytest.approx(5.0, abs=1e-5)
+    # same mean, different spread: the 2nd central moments are 1 vs 4 per dim -> ||(3, 3)|| = 3 sqrt 2 (odd ones 0)
+    y = torch.tensor([[-1.0, 0.0], [3.0, 4.0]])
+    mom4 = (1 - 16) ** 2 * 2  # 4th central moments 1 vs 16
+    expected = (9 * 2) ** 0.5 + mom4**0.5
+    assert cmd(x, y, moments=4).item() == pytest.approx(expected, abs=1e-4)
+    empty = torch.zeros(0, 2)
+    assert cmd(empty, x).item() == 0.0
+
+
+def test_misa_difference_by_hand() -> None:
+    # MISA's difference loss penalises CORRELATION of feature dimensions across the batch
+    a = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    b = torch.tensor([[0.0, 2.0], [0.0, 2.0], [0.0, -2.0], [0.0, -2.0]])  # uncorrelated with a's column
+    assert misa_difference(a, b).item() == pytest.approx(0.0, abs=1e-10)
+    # a with itself: unit rows +-e1 -> A^T A = [[4, 0], [0, 0]] -> mean of the squared entries 16 / 4
+    assert misa_difference(a, a).item() == pytest.approx(4.0, abs=1e-4)
+    assert misa_difference(a, -b[[0, 2, 1, 3]]).item() == pytest.approx(4.0, abs=1e-4)  # anti-correlated too
+
+
+def test_misa_contract_losses_and_gradients() -> None:
+    torch.manual_seed(0)
+    model = create_model("misa", TINY_DIMS, 1).train()
+    batch = make_batch(LENGTHS, TINY_DIMS)
+    out = model(batch)
+    check_output(out, 6, 1)
+    assert set(out.losses) == {"sim", "diff", "recon"} and all(v > 0 for v in out.losses.values())
+    assert {f"conflict_{m}" for m in MODALITIES} <= set(out.diagnostics)
+    w = model.default_loss_weights
+    assert w == {"sim": 1.0, "diff": 0.3, "recon": 1.0}
+    loss = F.mse_loss(out.prediction, batch.label) + sum(w[k] * v for k, v in out.losses.items())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == [], f"no gradient for {missing}"
+
+
+def test_misa_reconstructs_each_modality_from_itself() -> None:
+    """The self-reconstruction loss of MISA reads H_m of the SAME modality (what CACR replaces)."""
+    torch.manual_seed(0)
+    model = create_model("misa", TINY_DIMS, 1)
+    batch = make_batch(LENGTHS, TINY_DIMS)
+    x, shared, private, mask = model.decoupling(batch.features, batch.mask)
+    rec = model.recon["audio"](shared["audio"] + private["audio"])
+    g = torch.autograd.grad(rec.square().sum(), [shared[m] for m in MODALITIES], allow_unused=True)
+    assert g[1] is not None and g[1].abs().sum() > 0
+    assert g[0] is None and g[2] is None
+
+
+def test_misa_padding_missing_and_single_step() -> None:
+    torch.manual_seed(0)
+    model = create_model("misa", TINY_DIMS, 3).eval()
+    lengths = {"text": [5, 2, 1, 0], "audio": [7, 0, 3, 1], "visual": [3, 1, 2, 3]}
+    batch = make_batch(lengths, TINY_DIMS, out_dim=3)
+    with torch.no_grad():
+        a, b = model(batch), model(repad(batch, extra=6, noise=True))
+    check_output(a, 4, 3)
+    torch.testing.assert_close(b.prediction, a.prediction, atol=1e-5, rtol=1e-5)
+    one = make_batch({m: [1, 1] for m in MODALITIES}, TINY_DIMS)
+    check_output(create_model("misa", TINY_DIMS, 1)(one), 2, 1)
+
+
+def test_misa_config_and_errors() -> None:
+    cfg = load_config(method="misa", dataset="conflictbench")
+    assert cfg.loss_weights == {"sim": 1.0, "diff": 0.3, "recon": 1.0}
+    with pytest.raises(ConfigError, match=r"model\.params\.encoder_temporal"):
+        create_model("misa", TINY_DIMS, 1, encoder_temporal="lstm")
+    with pytest.raises(ConfigError, match=r"model\.params\.heads"):
+        create_model("misa", TINY_DIMS, 1, hidden=15, heads=2)

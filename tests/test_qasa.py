@@ -1,0 +1,382 @@
+"""QASA (accord.augment): forward noising, a toy conditional denoiser, the quality scorer, the augmented training
+split and its loss weights, data.train_fraction, config and CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from accord.augment.augmented import (
+    augment_split,
+    generated_rows,
+    noise_rows,
+)
+from accord.augment.diffusion import (
+    betas_from_alpha_bar,
+    cosine_alpha_bar,
+    ddim_timesteps,
+    fit_generator,
+    load_generator,
+    q_sample,
+)
+from accord.augment.params import AugmentConfig, GeneratorParams, ScorerParams
+from accord.augment.quality import fit_scorer, load_scorer, saturate, survival
+from accord.cli import app
+from accord.config import load_config
+from accord.data.dataset import MultimodalDataset, SplitData, make_split
+from accord.data.subset import apply_train_fraction, group_of, keep_fraction
+from accord.errors import ConfigError
+from accord.train.trainer import Trainer
+from conftest import tiny_dataset
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: these small models run several times slower with two threads on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY_GEN = GeneratorParams(hidden=16, blocks=1, train_steps=20, batch_size=16, sample_steps=5, diffusion_steps=20)
+
+
+# ------------------------------------------------------------------------------------------------ forward process
+def test_cosine_schedule_matches_the_formula() -> None:
+    steps, s = 100, 0.008
+    abar = cosine_alpha_bar(steps, s)
+
+    def f(t: float) -> float:
+        return math.cos((t / steps + s) / (1 + s) * math.pi / 2) ** 2
+
+    for t in (1, 10, 50, 90):  # ᾱ_t is stored at index t - 1; β is clipped only at the very last steps
+        assert float(abar[t - 1]) == pytest.approx(f(t) / f(0), rel=1e-9)
+    assert bool((abar[1:] < abar[:-1]).all()) and 0 < float(abar[-1]) < 1e-5
+    assert float(betas_from_alpha_bar(abar).max()) == pytest.approx(0.999)
+
+
+def test_q_sample_is_the_closed_form_at_given_t() -> None:
+    abar = torch.tensor([0.9, 0.5, 0.04], dtype=torch.float64)
+    x0 = torch.tensor([[1.0, -2.0], [3.0, 0.5]], dtype=torch.float64)
+    noise = torch.tensor([[0.5, 0.5], [-1.0, 2.0]], dtype=torch.float64)
+    xt = q_sample(x0, torch.tensor([1, 2]), noise, abar)
+    # row 0 at t index 1: sqrt(.5)·x0 + sqrt(.5)·ε ; row 1 at t index 2: 0.2·x0 + sqrt(.96)·ε
+    expected = torch.tensor([[math.sqrt(0.5) * 1.5, math.sqrt(0.5) * -1.5],
+                             [0.2 * 3.0 - math.sqrt(0.96), 0.2 * 0.5 + 2 * math.sqrt(0.96)]], dtype=torch.float64)
+    assert torch.allclose(xt, expected, atol=1e-12)
+
+
+def test_closed_form_is_the_marginal_of_the_step_by_step_chain() -> None:
+    """Running q(x_t | x_{t-1}) = N(sqrt(1 - β_t)·x_{t-1}, β_t) t times gives mean sqrt(ᾱ_t)·x0, var 1 - ᾱ_t."""
+    abar = cosine_alpha_bar(50)
+    betas = betas_from_alpha_bar(abar)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.full((200_000,), 1.7, dtype=torch.float64)
+    x = x0.clone()
+    for t in range(30):
+        x = (1 - betas[t]).sqrt() * x + betas[t].sqrt() * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    t_idx = torch.full((len(x0),), 29)
+    closed = q_sample(x0, t_idx, torch.randn(x0.shape, generator=g, dtype=torch.float64), abar)
+    assert float(x.mean()) == pytest.approx(float(abar[29].sqrt()) * 1.7, abs=0.01)
+    assert float(x.var()) == pytest.approx(float(1 - abar[29]), abs=0.01)
+    assert float(closed.mean()) == pytest.approx(float(x.mean()), abs=0.015)
+    assert float(closed.var()) == pytest.approx(float(x.var()), abs=0.015)
+
+
+def test_ddim_timesteps_skip_the_clipped_last_step() -> None:
+    assert ddim_timesteps(100, 25) == list(range(96, -1, -4))
+    assert ddim_timesteps(10, 50) == list(range(9, -1, -1))
+
+
+# ------------------------------------------------------------------------------------------------ toy denoiser
+def _ring(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2-D ring of radius 2; label +1 on the upper half, -1 on the lower half."""
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.rand(n, generator=g) * 2 * math.pi
+    x = 2 * torch.stack([theta.cos(), theta.sin()], dim=1) + 0.05 * torch.randn(n, 2, generator=g)
+    return x, torch.where(x[:, 1] >= 0, 1.0, -1.0)
+
+
+def _toy_split(x: torch.Tensor, y: torch.Tensor) -> SplitData:
+    n = len(y)
+    feats = {"text": torch.zeros(n, 1, 1), "audio": x.unsqueeze(1), "visual": torch.zeros(n, 1, 1)}
+    return make_split(feats, y, ids=[f"v{i // 10}_{i}" for i in range(n)])
+
+
+def test_toy_denoiser_samples_closer_to_the_data_than_noise() -> None:
+    torch.manual_seed(0)
+    x, y = _ring(1024, seed=0)
+    train = _toy_split(x, y)
+    params = GeneratorParams(hidden=64, blocks=2, train_steps=300, batch_size=128, lr=3e-3, dropout=0.0,
+                             cond_drop=0.0, ema=0.0, diffusion_steps=50, sample_steps=50, modalities=["audio"])
+    gen = fit_generator(train, params, label_range=(-1.0, 1.0), seed=0)
+    cond_split = _toy_split(*_ring(600, seed=1))
+    s = gen.generate(cond_split, seed=3)["audio"][:, 0]
+    noise = torch.randn(600, 2, generator=torch.Generator().manual_seed(4)) * train.features["audio"].std()
+    ring_err_gen = float((s.norm(dim=1) - 2).abs().mean())
+    ring_err_noise = float((noise.norm(dim=1) - 2).abs().mean())
+    assert ring_err_gen < 0.25 * ring_err_noise, (ring_err_gen, ring_err_noise)  # measured 0.06 vs 0.76
+    # conditioned on the label: the half of the ring matches the sign of y
+    agree = float(((s[:, 1] >= 0) == (cond_split.labels > 0)).float().mean())
+    assert agree > 0.9, agree  # measured 0.995
+    # the same seed gives the same samples; the global RNG is not consumed by fitting
+    assert torch.equal(gen.generate(cond_split, seed=3)["audio"][:, 0], s)
+
+
+def test_generator_saves_and_loads(tmp_path: Path) -> None:
+    ds = tiny_dataset()
+    gen = fit_generator(ds["train"], TINY_GEN, seed=0)
+    state = torch.get_rng_state()
+    gen2 = fit_generator(ds["train"], TINY_GEN, seed=0)
+    assert torch.equal(state, torch.get_rng_state())  # fitting leaves the global RNG alone
+    gen.save(tmp_path / "g")
+    back = load_generator(tmp_path / "g")
+    a, b, c = (g.generate(ds["train"], seed=5) for g in (gen, back, gen2))
+    for m in ("audio", "visual"):
+        assert torch.equal(a[m], b[m]) and torch.equal(a[m], c[m])
+        # sequences keep each real row's length: zero after it
+        mask = torch.arange(a[m].shape[1]).unsqueeze(0) < ds["train"].lengths[m].unsqueeze(1)
+        assert bool((a[m][~mask] == 0).all()) and bool(a[m][mask].abs().sum() > 0)
+    assert json.loads((tmp_path / "g" / "generator.json").read_text())["params"]["hidden"] == 16
+    (tmp_path / "g" / "generator.safetensors").write_bytes(b"junk")
+    with pytest.raises(Exception, match="generator.safetensors: not a readable safetensors file"):
+        load_generator(tmp_path / "g")
+
+
+# ------------------------------------------------------------------------------------------------ quality scorer
+def test_survival_and_saturation_by_hand() -> None:
+    ref = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    s = survival(ref, torch.tensor([0.5, 2.0, 2.5, 9.0]))
+    assert s.tolist() == [1.0, 0.75, 0.5, 0.0]  # share of reference values >= each query
+    assert saturate(s, 0.5).tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert saturate(torch.tensor([0.25]), 0.5).tolist() == [0.5]
+
+
+def _linear_split(n: int, seed: int) -> SplitData:
+    """Audio carries the label (y = 2·audio[0]); visual is a sequence; videos of 8 rows."""
+    g = torch.Generator().manual_seed(seed)
+    audio = torch.randn(n, 1, 6, generator=g)
+    y = (2 * audio[:, 0, 0]).clamp(-3, 3)
+    feats = {"text": torch.randn(n, 3, 4, generator=g), "audio": audio, "visual": torch.randn(n, 5, 3, generator=g)}
+    return make_split(feats, y, ids=[f"vid{i // 8}_{i}" for i in range(n)])
+
+
+def test_scores_are_in_range_and_track_realness_and_agreement() -> None:
+    train = _linear_split(160, seed=0)
+    sc = fit_scorer(train, ScorerParams(tau=0.5), ["audio", "visual"])
+    real = sc.score_split(train, source=torch.arange(len(train)))
+    for k, v in real.items():
+        assert v.shape == (160,) and bool((v >= 0).all()) and bool((v <= 1).all()), k
+    # real rows against their own leave-one-out calibration: q_fid = min(1, U/τ) with U ~ uniform, mean 1 - τ/2
+    assert float(real["q_fid_audio"].mean()) == pytest.approx(0.75, abs=0.06)
+    assert torch.allclose(real["quality"], real["q_fid"] * real["q_con"])
+    assert torch.allclose(real["q_fid"], (real["q_fid_audio"] * real["q_fid_visual"]).sqrt(), atol=1e-6)
+    # real audio supports its label (it determines it): consistent
+    assert float(real["q_con_audio"].mean()) > 0.9
+    # far-off features lose fidelity; a contradicted label loses consistency through the informative modality only
+    far = SplitData(**{**train.__dict__, "features": {**train.features, "audio": train.features["audio"] * 8}})
+    assert float(sc.score_split(far)["q_fid_audio"].max()) == 0.0
+    flipped = SplitData(**{**train.__dict__, "labels": -train.labels})
+    con = sc.score_split(flipped, source=torch.arange(len(train)))
+    strong = train.labels.abs() > 1.5
+    assert float(con["q_con_audio"][strong].mean()) < 0.05
+    assert float(con["q_con_visual"].mean()) > 0.9  # visual carries no label information: nothing to contradict
+
+
+def test_scorer_saves_and_loads(tmp_path: Path) -> None:
+    train = _linear_split(64, seed=1)
+    sc = fit_scorer(train, ScorerParams(), ["audio"])
+    sc.save(tmp_path)
+    back = load_scorer(tmp_path)
+    a, b = sc.score_split(train), back.score_split(train)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    (tmp_path / "scorer.safetensors").unlink()
+    with pytest.raises(Exception, match="scorer.safetensors: missing"):
+        load_scorer(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ augmented split
+def _aug_fixture() -> tuple[MultimodalDataset, SplitData]:
+    ds = tiny_dataset(n=12)
+    gen = fit_generator(ds["train"], TINY_GEN, seed=0)
+    sc = fit_scorer(ds["train"], ScorerParams(), TINY_GEN.modalities)
+    return ds, generated_rows(ds["train"], gen, sc, k=2, seed=1)
+
+
+def test_augmented_split_rows_weights_and_flags() -> None:
+    ds, gen = _aug_fixture()
+    real = ds["train"]
+    assert len(gen) == 24 and gen.extras["source_index"].tolist() == list(range(12)) * 2
+    src = gen.extras["source_index"]
+    assert torch.equal(gen.features["text"], real.features["text"][src])  # text and label kept from the real row
+    assert torch.equal(gen.labels, real.labels[src]) and not torch.equal(gen.features["audio"],
+                                                                         real.features["audio"][src])
+    assert gen.ids[13] == f"{real.ids[1]}#g1" and group_of(gen.ids[13]) == group_of(real.ids[1])
+    for weighting, key in (("quality", "quality"), ("fidelity", "q_fid"), ("consistency", "q_con")):
+        aug = augment_split(real, gen, weighting)
+        assert len(aug) == 36
+        w, flag = aug.extras["sample_weight"], aug.extras["generated"]
+        assert w[:12].tolist() == [1.0] * 12 and flag.tolist() == [0] * 12 + [1] * 24
+        assert torch.equal(w[12:], gen.extras[key]) and bool(((w >= 0) & (w <= 1)).all())
+    uni = augment_split(real, gen, "uniform")
+    assert uni.extras["sample_weight"].tolist() == [1.0] * 36
+    assert bool(torch.isnan(uni.extras["quality"][:12]).all())  # real rows not scored here
+    b = uni.batch(torch.tensor([0, 20]))
+    assert b.extras["generated"].tolist() == [0, 1]
+
+
+def test_noise_rows_same_budget_and_level() -> None:
+    real = _linear_split(400, seed=2)
+    rows = noise_rows(real, k=3, level=0.5, modalities=["audio"], seed=0)
+    assert len(rows) == 1200 and torch.equal(rows.features["visual"], real.features["visual"].repeat(3, 1, 1))
+    diff = rows.features["audio"] - real.features["audio"].repeat(3, 1, 1)
+    ratio = diff.std(dim=(0, 1)) / real.features["audio"].std(dim=(0, 1), unbiased=False)
+    assert torch.allclose(ratio, torch.full_like(ratio, 0.5), atol=0.05)
+
+
+def test_generated_sample_of_weight_zero_changes_nothing(tmp_path: Path) -> None:
+    """Real rows + generated rows of weight 0 give the same loss AND gradients as the real rows alone."""
+    ds, gen = _aug_fixture()
+    gen.extras["q_fid"] = torch.zeros(len(gen))
+    aug = augment_split(ds["train"], gen, "fidelity")
+    cfg = load_config(method="early_fusion", overrides=[f"output.dir={tmp_path}", "name=w0"])
+    tr = Trainer(cfg, dataset=ds, progress=False)
+    model = tr.build_model().eval()
+    mixed = aug.batch(torch.arange(36))
+    real_only = aug.batch(torch.arange(12))
+    grads = []
+    for batch in (mixed, real_only):
+        model.zero_grad()
+        terms = tr.loss_terms(model, batch, model(batch), [])
+        terms["total"].backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        assert float(terms["task"].detach()) > 0
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-7)
+    with torch.no_grad():
+        loss = {name: float(tr.loss_terms(model, b, model(b), [])["task"])
+                for name, b in (("mixed", mixed), ("real", real_only),
+                                ("uniform", augment_split(ds["train"], gen, "uniform").batch(torch.arange(36))))}
+    assert loss["mixed"] == pytest.approx(loss["real"], rel=1e-6)
+    assert loss["uniform"] != pytest.approx(loss["real"], rel=1e-3)  # with weight 1 the generated rows count
+
+
+# ------------------------------------------------------------------------------------------------ trainer + config
+CB = ["data.params.n_train=48", "data.params.n_valid=24", "data.params.n_test=24", "train.epochs=1",
+      "train.batch_size=16", "augment.generator.hidden=16", "augment.generator.blocks=1",
+      "augment.generator.train_steps=10", "augment.generator.diffusion_steps=20", "augment.generator.sample_steps=4"]
+
+
+def test_trainer_with_augment_fit_then_sample_folder(tmp_path: Path) -> None:
+    cfg = load_config(method="early_fusion", dataset="conflictbench",
+                      overrides=[*CB, f"output.dir={tmp_path}", "name=fit", "augment.source=fit",
+                                 "augment.per_sample=2"])
+    tr = Trainer(cfg, progress=False)
+    tr.fit()
+    split = tr.augmented_train_split()
+    assert len(split) == 3 * 48 and int(split.extras["generated"].sum()) == 96
+    assert torch.equal(split.extras["sample_weight"][48:], split.extras["quality"][48:])
+    samples = tmp_path / "fit" / "augment" / "samples"
+    assert (samples / "manifest.json").is_file() and (tmp_path / "fit" / "augment" / "generator" /
+                                                      "scorer.json").is_file()
+    assert len(tr.dataset["valid"]) == 24  # validation and test are never augmented
+    # the saved sample folder as the source: same rows, other weighting, fewer variants
+    cfg2 = load_config(method="early_fusion", dataset="conflictbench",
+                       overrides=[*CB, f"output.dir={tmp_path}", "name=from_dir", f"augment.source={samples}",
+                                  "augment.per_sample=1", "augment.weighting=consistency"])
+    split2 = Trainer(cfg2, progress=False).augmented_train_split()
+    assert len(split2) == 96 and torch.equal(split2.extras["sample_weight"][48:], split.extras["q_con"][48:96])
+    cfg3 = load_config(method="early_fusion", dataset="conflictbench",
+                       overrides=[*CB, f"output.dir={tmp_path}", "name=x", f"augment.source={samples}",
+                                  "augment.per_sample=3"])
+    with pytest.raises(ConfigError, match="augment.per_sample: 3 requested but .* holds 2"):
+        Trainer(cfg3, progress=False).augmented_train_split()
+    cfg4 = load_config(method="early_fusion", dataset="conflictbench",
+                       overrides=[*CB, f"output.dir={tmp_path}", "name=y", f"augment.source={samples}",
+                                  "data.params.n_train=40"])
+    with pytest.raises(ConfigError, match="not this run's training split"):
+        Trainer(cfg4, progress=False).augmented_train_split()
+
+
+def test_augment_config_is_typed_and_off_by_default(tmp_path: Path) -> None:
+    cfg = load_config(method="early_fusion", dataset="conflictbench")
+    assert cfg.augment == AugmentConfig() and not cfg.augment.enabled
+    with pytest.raises(ConfigError, match="augment.generator.bogus"):
+        load_config(method="early_fusion", overrides=["augment.generator.bogus=1"])
+    with pytest.raises(ConfigError, match="augment.weighting"):
+        load_config(method="early_fusion", overrides=["augment.weighting=best"])
+    with pytest.raises(ConfigError, match="augment.generator.modalities"):
+        load_config(method="early_fusion", overrides=["augment.generator.modalities=[text]"])
+    bad = load_config(method="early_fusion", overrides=[*CB, f"output.dir={tmp_path}", f"augment.source={tmp_path}"])
+    with pytest.raises(ConfigError, match="is not none, fit, noise, a generator folder"):
+        Trainer(bad, progress=False).augmented_train_split()
+    noise = load_config(method="early_fusion", dataset="conflictbench",
+                        overrides=[*CB, f"output.dir={tmp_path}", "augment.source=noise", "augment.per_sample=3"])
+    split = Trainer(noise, progress=False).augmented_train_split()
+    assert len(split) == 4 * 48 and split.extras["sample_weight"].tolist() == [1.0] * 192
+
+
+# ------------------------------------------------------------------------------------------------ train_fraction
+def _grouped(n_groups: int = 10, per: int = 4) -> MultimodalDataset:
+    ds = tiny_dataset(n=n_groups * per)
+    ds.splits["train"].ids = [f"video{g}_{i}" for g in range(n_groups) for i in range(per)]
+    return ds
+
+
+def test_train_fraction_keeps_whole_groups() -> None:
+    ds = _grouped()
+    cut = apply_train_fraction(ds, 0.5, seed=3)
+    groups = [group_of(i) for i in cut["train"].ids]
+    assert len(set(groups)) == 5 and len(cut["train"]) == 20
+    assert all(groups.count(g) == 4 for g in set(groups))  # no group split
+    assert cut["valid"] is ds["valid"] and cut["test"] is ds["test"] and len(ds["train"]) == 40
+    again = apply_train_fraction(ds, 0.5, seed=3)
+    assert again["train"].ids == cut["train"].ids  # seeded
+    assert apply_train_fraction(cut, 0.5, seed=3) is cut  # idempotent
+    other = {group_of(i) for i in apply_train_fraction(ds, 0.5, seed=4)["train"].ids}
+    assert other != set(groups)
+    assert len({group_of(i) for i in apply_train_fraction(ds, 0.01)["train"].ids}) == 1  # at least one group
+    assert apply_train_fraction(ds, 1.0) is ds
+    one = tiny_dataset(n=10)
+    one.splits["train"].ids = [f"cb_train_{i}" for i in range(10)]
+    one.splits["train"].ids = ["cb_x" for _ in range(10)]
+    with pytest.raises(ConfigError, match="train_fraction_by=sample"):
+        keep_fraction(one["train"], 0.5)
+    assert len(keep_fraction(one["train"], 0.5, by="sample")) == 5
+
+
+def test_train_fraction_in_the_trainer(tmp_path: Path) -> None:
+    cfg = load_config(method="early_fusion", dataset="conflictbench",
+                      overrides=[*CB, f"output.dir={tmp_path}", "data.train_fraction=0.25",
+                                 "data.train_fraction_by=sample"])
+    tr = Trainer(cfg, progress=False)
+    assert len(tr.dataset["train"]) == 12 and len(tr.dataset["valid"]) == 24
+    with pytest.raises(ConfigError, match="data.train_fraction"):
+        load_config(overrides=["data.train_fraction=0"])
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_augment_fit_and_sample(tmp_path: Path) -> None:
+    runner = CliRunner()
+    sets = [a for s in CB if s.startswith(("data.", "augment.")) for a in ("--set", s)]
+    res = runner.invoke(app, ["augment", "fit", "conflictbench", "--out", str(tmp_path / "g"), *sets])
+    assert res.exit_code == 0, res.output
+    assert {"generator.json", "generator.safetensors", "scorer.json", "scorer.safetensors"} <= {
+        p.name for p in (tmp_path / "g").iterdir()}
+    res = runner.invoke(app, ["augment", "sample", str(tmp_path / "g"), "--per-sample", "2",
+                              "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    from accord.data.safe import load_dataset_dir
+
+    saved = load_dataset_dir(tmp_path / "s")
+    assert len(saved["train"]) == 144 and len(saved["valid"]) == 24
+    assert {"quality", "q_fid", "q_con", "q_fid_audio", "q_con_visual", "sample_weight"} <= set(saved["train"].extras)
+    res = runner.invoke(app, ["augment", "sample", str(tmp_path / "nothing"), "--out", str(tmp_path / "s2")])
+    assert res.exit_code == 2 and "generator.json: missing" in res.output
