@@ -200,6 +200,56 @@ def reference_aurocs(uni: dict[str, Path], seeds: list[int]) -> dict[str, Aggreg
     return aggregate(per_seed)
 
 
+def mean_conflict(run_dir: Path, seeds: list[int]) -> float:
+    """Mean of C_m over modalities, test samples and seeds (how far apart a model's shared vectors are)."""
+    vals = []
+    for s in seeds:
+        with np.load(run_dir / f"seed_{s}" / "diagnostics.npz") as z:
+            vals += [float(z[f"test/conflict_{m}"].mean()) for m in MODALITIES]
+    return float(np.mean(vals))
+
+
+def reading(headline: dict[str, dict[str, dict[str, Aggregate]]], accs: dict[str, dict[str, dict[str, Aggregate]]],
+            misa_c: float, cacr_c: float) -> str:
+    """The paragraph under the headline, from the numbers (so a re-run cannot leave a stale sentence)."""
+    def f(agg: Aggregate) -> str:
+        return format_mean_std(agg[0], agg[1], "acc")
+
+    per = "; ".join(
+        f"`{s}` {f(h['cacr']['AUROC_planted'])} / {f(h['cacr_anchor']['AUROC_planted'])} / "
+        f"{f(h['reference (unimodal models)']['AUROC_planted'])}" for s, h in headline.items())
+    faithful_max = max(h["cacr"]["AUROC_planted"][0] for h in headline.values())
+    below = min(h["reference (unimodal models)"]["AUROC_planted"][0] - h["cacr"]["AUROC_planted"][0]
+                for h in headline.values())
+    gap = max(abs(h["cacr_anchor"]["AUROC_planted"][0] - h["reference (unimodal models)"]["AUROC_planted"][0])
+              for h in headline.values())
+    reached = [s for s, h in headline.items() if h["cacr_anchor"]["AUROC_planted"][0] >= 85]
+    a = accs["default"]
+    caw = a["cacr"]["acc_conflicting"]
+    nocaw = a["cacr_no_caw"]["acc_conflicting"]
+    return (
+        f"**Reading.** Planted-modality AUROC per setting (faithful CACR / CACR + shared anchor / unimodal reference): "
+        f"{per}. The faithful conflict score is at most {faithful_max:.1f} in any setting and at least {below:.1f} "
+        "points below the reference detector, which shows what is detectable from the same features. Our "
+        "explanation (tested by the anchor): "
+        "nothing in CACR's objective ties the GEOMETRY of different modalities' shared features together. The "
+        "cross-reconstruction only requires H_n to carry what D_nm needs to rebuild modality m, and a decoder per "
+        "pair absorbs any modality-specific rotation of H_n, so cos(h_m, h_n) mostly measures how the shared "
+        f"encoder happens to place each modality (mean C_m = {cacr_c:.2f} in the default setting, on consistent and "
+        "conflicting samples alike) rather than sentiment agreement. When one regressor shared by all modalities "
+        "must read sentiment from each h_m (the anchor, not in the paper),"
+        f" the same cosine score tracks the reference detector within {gap:.1f} AUROC points in every "
+        "setting, so the score's definition is sound once the shared space is aligned; the goal of 85 is then "
+        + (f"reached in {', '.join(f'`{r}`' for r in reached)}" if reached else "not reached in any setting")
+        + ", i.e. it is bounded by how detectable a flip is, and at the default strengths (audio 0.5, visual 0.4) "
+        "it is not. MISA's CMD similarity loss does the opposite of CACR's: its shared vectors are nearly "
+        f"identical across modalities (mean C_m = {misa_c:.3f}), so a conflict is erased from its shared space "
+        "(AUROC at chance), which is the failure seed 003 attributes to similarity alignment. With an "
+        f"uninformative score CAW cannot matter: accuracy on conflicting samples is {f(caw)} with CAW and "
+        f"{f(nocaw)} without (default setting)."
+    )
+
+
 SETTINGS: dict[str, tuple[str, list[str]]] = {
     "default": ("default ConflictBench strengths (text 1.5, audio 0.5, visual 0.4: text dominates)", []),
     "av1.0": ("audio and visual strength 1.0 (text 1.5 still dominates)",
@@ -222,6 +272,8 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
     }
     sections: list[str] = []
     headline: dict[str, Any] = {}
+    accs: dict[str, dict[str, dict[str, Aggregate]]] = {}
+    misa_c = cacr_c = float("nan")
     for setting, seeds in (("default", list(range(args.seeds))), ("av1.0", list(range(args.sweep_seeds))),
                            ("equal", list(range(args.sweep_seeds)))):
         desc, extra = SETTINGS[setting]
@@ -235,6 +287,10 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
         for k in acc:
             acc[k] = {**acc[k], "Non0_acc_2": rows[k]["Non0_acc_2"], "MAE": rows[k]["MAE"]}
         headline[setting] = au
+        accs[setting] = acc
+        if "misa" in cfgs:
+            misa_c = mean_conflict(cfgs["misa"].run_dir, seeds)
+            cacr_c = mean_conflict(cfgs["cacr"].run_dir, seeds)
         pngs = []
         for k in ("cacr", "cacr_anchor"):
             png = Path(args.results) / f"cacr_conflictbench_{setting}_{k}.png"
@@ -286,7 +342,7 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
         f"({format_mean_std(*headline[best_setting]['cacr']['AUROC_planted'][:2], 'acc')}); best anchored: "
         f"`{anchor_best}` ({format_mean_std(*headline[anchor_best]['cacr_anchor']['AUROC_planted'][:2], 'acc')}).",
         "",
-        args.conclusion or "",
+        reading(headline, accs, misa_c, cacr_c),
         "",
         *sections,
         f"Produced by `{command}`.",
@@ -307,7 +363,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="override for every run of the part (mosi-u: the CACR ablation runs only)")
     parser.add_argument("--set-baselines", action="append", default=[], help="override for the baseline runs")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--conclusion", default="", help="a paragraph written under the headline")
     args = parser.parse_args(argv)
     command = "python benchmarks/cacr_study.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     assert list(CACR.ablation_table)[0] == "full"

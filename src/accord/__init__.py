@@ -6,21 +6,25 @@ The Python API mirrors the CLI::
     cfg = accord.load_config(method="late_fusion", dataset="conflictbench")
     summary = accord.train(cfg)
     model = accord.load(cfg.run_dir)
+
+The API functions are bound eagerly: the subpackage ``accord.train`` (the trainer) shares its name with the
+function ``accord.train``; importing the API here, after the subpackage has been loaded, makes ``accord.train`` the
+function for good (the subpackage stays importable as ``accord.train.trainer`` etc. through ``sys.modules``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 __version__ = "0.1.0"
 
-_API = {"train", "evaluate", "load", "predictions", "read_summary", "load_config"}
+from accord.api import (  # noqa: E402
+    evaluate,
+    load,
+    load_config,
+    predictions,
+    read_summary,
+    report,
+    robustness,
+    train,
+)
 
-
-def __getattr__(name: str) -> Any:
-    """Import the API lazily so that ``import accord`` stays cheap."""
-    if name in _API:
-        from accord import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'accord' has no attribute {name!r}")
+__all__ = ["evaluate", "load", "load_config", "predictions", "read_summary", "report", "robustness", "train"]

@@ -180,4 +180,15 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(p.read_text())
 
 
-__all__ = ["evaluate", "find_runs", "load", "load_config", "predictions", "read_summary", "robustness", "train"]
+def report(target: str | Path, out: str | Path | None = None, split: str = "test") -> Path:
+    """Write one self-contained HTML report of a run or benchmark folder (default ``<target>/report.html``).
+
+    Config, metrics (mean ± std), training curves and every diagnostic the run has, figures inlined as PNG.
+    """
+    from accord.evaluate.report import write_report
+
+    return write_report(target, out=out, split=split)
+
+
+__all__ = ["evaluate", "find_runs", "load", "load_config", "predictions", "read_summary", "report", "robustness",
+           "train"]

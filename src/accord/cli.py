@@ -153,6 +153,19 @@ def robustness(
     err_console.print(f"figure: {res['png']}")
 
 
+@app.command()
+@user_errors
+def report(
+    target: Annotated[Path, typer.Argument(help="A run directory or a benchmark folder")],
+    out: Annotated[Path | None, typer.Option(help="HTML file (default TARGET/report.html)")] = None,
+    split: Annotated[str, typer.Option(help="Split whose per-sample diagnostics are drawn: valid or test")] = "test",
+) -> None:
+    """One self-contained HTML report: config, metrics (mean ± std), training curves and diagnostics."""
+    from accord import api
+
+    err_console.print(f"wrote {api.report(target, out=out, split=split)}")
+
+
 DEMO_METHODS = "text,audio,visual,early_fusion,late_fusion,tfn,mult"
 
 
