@@ -23,7 +23,8 @@ Usage::
     python benchmarks/cacr_study.py conflictbench --seeds 5 --sweep-seeds 3
     python benchmarks/cacr_study.py mosi-u --seeds 1 --out runs/try --results /tmp/r   # a quick try
 
-``--resume`` keeps finished seeds (runs go to ``--out``, default ``runs/cacr_study``).
+``--resume`` keeps finished seeds (runs go to ``--out``, default ``runs/cacr_study``); ``--report-only`` rewrites
+the results files from finished runs without training.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from accord.train.benchmark import conflict_split_rows
 from accord.types import MODALITIES
 
 THREAD = ["train.num_threads=1"]
+REPORT_ONLY = False
+"""Set by ``--report-only``: rebuild the results files from finished runs without training anything."""
 TUNING_NOTE = (
     "we tried, on MOSI-U with seeds 0-2, the defaults of configs/cacr.yaml (d 32, lr 1e-3, dropout 0.1, "
     "alpha = beta = 0.5, lambda_rec = lambda_o = lambda_p = 0.1; validation MAE 0.646 ± 0.014), lr 5e-4 (0.672), "
@@ -71,12 +74,26 @@ def train_runs(specs: dict[str, tuple[str, list[str]]], dataset: str, seeds: lis
         forced = [f"name={name}", f"output.dir={out}", f"train.seeds={json.dumps(seeds)}"]
         cfg = validate(compose(method, dataset, [], [*THREAD, *common, *overrides, *forced]), f"{name}/{dataset}")
         key = json.dumps(cfg.data.model_dump(mode="json", exclude={"corruption"}), sort_keys=True)
-        if key not in cache:
+        if key not in cache and not REPORT_ONLY:
             cache[key] = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
+        cfgs[name] = cfg
+        if REPORT_ONLY:
+            continue
         print(f"[cacr_study] {name} on {dataset}, seeds {seeds}", file=sys.stderr, flush=True)
         Trainer(cfg, dataset=cache[key], progress=False).fit(resume=resume, overwrite=not resume)
-        cfgs[name] = cfg
     return cfgs
+
+
+def ablation_report(folder: Path, command: str) -> dict[str, Any]:
+    """What :func:`run_ablation` returns, rebuilt from its ``ablation.{json,md}`` (``--report-only``)."""
+    data = json.loads((folder / "ablation.json").read_text())
+
+    def rows(part: dict[str, Any]) -> dict[str, dict[str, Aggregate]]:
+        return {k: {m: (v["mean"], v["std"], v["n"]) for m, v in r.items()} for k, r in part.items()}
+
+    md = (folder / "ablation.md").read_text()
+    md = md.rsplit("Produced by", 1)[0] + f"Produced by `{command}`.\n"
+    return {"markdown": md, "rows": rows(data["test"]), "valid": rows(data["valid"])}
 
 
 def test_rows(cfgs: dict[str, Config]) -> dict[str, dict[str, Aggregate]]:
@@ -93,8 +110,11 @@ def test_rows(cfgs: dict[str, Config]) -> dict[str, dict[str, Aggregate]]:
 def mosi_u(args: argparse.Namespace, command: str) -> None:
     seeds = list(range(args.seeds))
     out = Path(args.out) / "mosi_u"
-    res = run_ablation("cacr", "mosi-u", seeds, out / "ablation", overrides=[*THREAD, *args.set],
-                       resume=args.resume, overwrite=not args.resume, command=command)
+    if REPORT_ONLY:
+        res = ablation_report(out / "ablation", command)
+    else:
+        res = run_ablation("cacr", "mosi-u", seeds, out / "ablation", overrides=[*THREAD, *args.set],
+                           resume=args.resume, overwrite=not args.resume, command=command)
     baselines = train_runs({m: (m, []) for m in ("text", "early_fusion", "tfn", "mult", "misa")}, "mosi-u", seeds,
                            out / "baselines", list(args.set_baselines), args.resume)
     base = test_rows(baselines)
@@ -120,7 +140,10 @@ def mosi_u(args: argparse.Namespace, command: str) -> None:
     md = [
         "# CACR ablation on MOSI-U (seed 003's table re-run by configuration)",
         "",
-        res["markdown"].split("\n", 2)[2].rstrip("\n"),
+        res["markdown"].split("\n", 2)[2].rstrip("\n").rsplit("\n", 1)[0].rstrip("\n"),
+        "",
+        "(Training seconds were measured on a shared 2-core machine with other jobs running: not a speed "
+        "comparison; see benchmarks/results/throughput.json for that.)",
         "",
         "## Beside the foundation baselines and MISA (same seeds, data and budget)",
         "",
@@ -142,7 +165,9 @@ def mosi_u(args: argparse.Namespace, command: str) -> None:
         "the components the ablation removes have little left to do; (3) **CPU budget**: d = 32, 2 transformer "
         "layers, up to 40 epochs with patience 8 on validation MAE, as the baselines. Also, the validation split "
         "(10 of the feature extractor's 62 TRAINING videos) is nearly solved by every model (validation Non0_acc_2 "
-        "~99%, see the table above): the bc-LSTM features were fitted on those videos, so selection on validation "
+        f"of CACR full {format_mean_std(*res['valid']['full']['Non0_acc_2'][:2], metric)}, validation MAE "
+        f"{res['valid']['full']['MAE'][0]:.3f} vs test {rows['full']['MAE'][0]:.3f}): the bc-LSTM features were "
+        "fitted on those videos, so selection on validation "
         "MAE is a weak signal for test and tends to stop early. The paper's ACC2 is compared with our Non0_acc_2 "
         "(an assumption: the paper gives one ACC2 column).",
         "",
@@ -176,8 +201,8 @@ def conflict_aurocs(run_dir: Path, seeds: list[int]) -> dict[str, Aggregate]:
         none = which == -1
         a = auroc(c["audio"], which == 1, none)
         v = auroc(c["visual"], which == 2, none)
-        per_seed.append({"AUROC_audio": 100 * a, "AUROC_visual": 100 * v, "AUROC_planted": 100 * (a + v) / 2,
-                         "AUROC_any": 100 * auroc(np.maximum(c["audio"], c["visual"]), ~none, none)})
+        per_seed.append({"AUROC_audio": a, "AUROC_visual": v, "AUROC_planted": (a + v) / 2,
+                         "AUROC_any": auroc(np.maximum(c["audio"], c["visual"]), ~none, none)})
     return aggregate(per_seed)
 
 
@@ -195,8 +220,8 @@ def reference_aurocs(uni: dict[str, Path], seeds: list[int]) -> dict[str, Aggreg
         score = {m: -np.sign(preds["text"]) * preds[m] for m in ("audio", "visual")}
         a = auroc(score["audio"], which == 1, none)
         v = auroc(score["visual"], which == 2, none)
-        per_seed.append({"AUROC_audio": 100 * a, "AUROC_visual": 100 * v, "AUROC_planted": 100 * (a + v) / 2,
-                         "AUROC_any": 100 * auroc(np.maximum(score["audio"], score["visual"]), ~none, none)})
+        per_seed.append({"AUROC_audio": a, "AUROC_visual": v, "AUROC_planted": (a + v) / 2,
+                         "AUROC_any": auroc(np.maximum(score["audio"], score["visual"]), ~none, none)})
     return aggregate(per_seed)
 
 
@@ -213,6 +238,9 @@ def reading(headline: dict[str, dict[str, dict[str, Aggregate]]], accs: dict[str
             misa_c: float, cacr_c: float) -> str:
     """The paragraph under the headline, from the numbers (so a re-run cannot leave a stale sentence)."""
     def f(agg: Aggregate) -> str:
+        return format_mean_std(agg[0], agg[1], "AUROC")
+
+    def acc(agg: Aggregate) -> str:
         return format_mean_std(agg[0], agg[1], "acc")
 
     per = "; ".join(
@@ -223,14 +251,14 @@ def reading(headline: dict[str, dict[str, dict[str, Aggregate]]], accs: dict[str
                 for h in headline.values())
     gap = max(abs(h["cacr_anchor"]["AUROC_planted"][0] - h["reference (unimodal models)"]["AUROC_planted"][0])
               for h in headline.values())
-    reached = [s for s, h in headline.items() if h["cacr_anchor"]["AUROC_planted"][0] >= 85]
+    reached = [s for s, h in headline.items() if h["cacr_anchor"]["AUROC_planted"][0] >= 0.85]
     a = accs["default"]
     caw = a["cacr"]["acc_conflicting"]
     nocaw = a["cacr_no_caw"]["acc_conflicting"]
     return (
         f"**Reading.** Planted-modality AUROC per setting (faithful CACR / CACR + shared anchor / unimodal reference): "
-        f"{per}. The faithful conflict score is at most {faithful_max:.1f} in any setting and at least {below:.1f} "
-        "points below the reference detector, which shows what is detectable from the same features. Our "
+        f"{per}. The faithful conflict score is at most {faithful_max:.3f} in any setting and at least {below:.3f} "
+        "below the reference detector, which shows what is detectable from the same features. Our "
         "explanation (tested by the anchor): "
         "nothing in CACR's objective ties the GEOMETRY of different modalities' shared features together. The "
         "cross-reconstruction only requires H_n to carry what D_nm needs to rebuild modality m, and a decoder per "
@@ -238,15 +266,15 @@ def reading(headline: dict[str, dict[str, dict[str, Aggregate]]], accs: dict[str
         f"encoder happens to place each modality (mean C_m = {cacr_c:.2f} in the default setting, on consistent and "
         "conflicting samples alike) rather than sentiment agreement. When one regressor shared by all modalities "
         "must read sentiment from each h_m (the anchor, not in the paper),"
-        f" the same cosine score tracks the reference detector within {gap:.1f} AUROC points in every "
-        "setting, so the score's definition is sound once the shared space is aligned; the goal of 85 is then "
+        f" the same cosine score tracks the reference detector within {gap:.3f} AUROC in every "
+        "setting, so the score's definition is sound once the shared space is aligned; the goal of 0.85 is then "
         + (f"reached in {', '.join(f'`{r}`' for r in reached)}" if reached else "not reached in any setting")
         + ", i.e. it is bounded by how detectable a flip is, and at the default strengths (audio 0.5, visual 0.4) "
         "it is not. MISA's CMD similarity loss does the opposite of CACR's: its shared vectors are nearly "
         f"identical across modalities (mean C_m = {misa_c:.3f}), so a conflict is erased from its shared space "
         "(AUROC at chance), which is the failure seed 003 attributes to similarity alignment. With an "
-        f"uninformative score CAW cannot matter: accuracy on conflicting samples is {f(caw)} with CAW and "
-        f"{f(nocaw)} without (default setting)."
+        f"uninformative score CAW cannot matter: accuracy on conflicting samples is {acc(caw)} with CAW and "
+        f"{acc(nocaw)} without (default setting)."
     )
 
 
@@ -302,9 +330,9 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
             "",
             f"Overrides: `{' '.join(['--set ' + o for o in [*common, *extra]])}`.",
             "",
-            "AUROC (%) of the conflict score: `AUROC_audio` = C_audio on samples whose audio was flipped vs consistent "
+            "AUROC of the conflict score: `AUROC_audio` = C_audio on samples whose audio was flipped vs consistent "
             "samples, `AUROC_visual` likewise, `AUROC_planted` = their mean (the planted modality's score against "
-            "the ground truth; goal >= 85), `AUROC_any` = max(C_audio, C_visual) for any conflict vs none.",
+            "the ground truth; goal >= 0.85), `AUROC_any` = max(C_audio, C_visual) for any conflict vs none.",
             "",
             markdown_table(au, AUROC_COLS, first_col="conflict score of").rstrip("\n"),
             "",
@@ -334,13 +362,14 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
         "MISA's C_m is the same score computed in MISA's shared space (not used in its training).",
         "",
         f"**Headline (default setting, {args.seeds} seeds).** Planted-modality AUROC of CACR's conflict score: "
-        f"{format_mean_std(main[0], main[1], 'acc')} (goal >= 85: "
-        f"{'met' if main[0] >= 85 else 'NOT met'}); MISA's: "
-        f"{format_mean_std(*d['misa']['AUROC_planted'][:2], 'acc')}; with the shared anchor: "
-        f"{format_mean_std(*d['cacr_anchor']['AUROC_planted'][:2], 'acc')}; the unimodal-model reference detector: "
-        f"{format_mean_std(ref[0], ref[1], 'acc')}. Best faithful CACR across settings: `{best_setting}` "
-        f"({format_mean_std(*headline[best_setting]['cacr']['AUROC_planted'][:2], 'acc')}); best anchored: "
-        f"`{anchor_best}` ({format_mean_std(*headline[anchor_best]['cacr_anchor']['AUROC_planted'][:2], 'acc')}).",
+        f"{format_mean_std(main[0], main[1], 'AUROC')} (goal >= 0.85: "
+        f"{'met' if main[0] >= 0.85 else 'NOT met'}); MISA's: "
+        f"{format_mean_std(*d['misa']['AUROC_planted'][:2], 'AUROC')}; with the shared anchor: "
+        f"{format_mean_std(*d['cacr_anchor']['AUROC_planted'][:2], 'AUROC')}; the unimodal-model reference "
+        f"detector: {format_mean_std(ref[0], ref[1], 'AUROC')}. Best faithful CACR across settings: "
+        f"`{best_setting}` ({format_mean_std(*headline[best_setting]['cacr']['AUROC_planted'][:2], 'AUROC')}); "
+        f"best anchored: `{anchor_best}` "
+        f"({format_mean_std(*headline[anchor_best]['cacr_anchor']['AUROC_planted'][:2], 'AUROC')}).",
         "",
         reading(headline, accs, misa_c, cacr_c),
         "",
@@ -363,9 +392,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="override for every run of the part (mosi-u: the CACR ablation runs only)")
     parser.add_argument("--set-baselines", action="append", default=[], help="override for the baseline runs")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the results files from the finished runs in --out, training nothing")
     args = parser.parse_args(argv)
-    command = "python benchmarks/cacr_study.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    given = [a for a in (argv or sys.argv[1:]) if a != "--report-only"]
+    command = "python benchmarks/cacr_study.py " + " ".join(shlex.quote(a) for a in given)
+    if args.report_only:
+        command += "`; this file was then rewritten from the finished runs by the same command with `--report-only"
     assert list(CACR.ablation_table)[0] == "full"
+    global REPORT_ONLY
+    REPORT_ONLY = args.report_only
     (mosi_u if args.part == "mosi-u" else conflictbench)(args, command)
     return 0
 

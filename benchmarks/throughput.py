@@ -26,7 +26,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 
 from accord.data.dataset import SplitData, make_split
+from accord.io import write_json
 from accord.models import create_model, list_models
 from accord.models.base import AccordModel
 from accord.types import MODALITIES, Batch
@@ -147,16 +147,8 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as JSON atomically (accord.io: temp file + rename, normal file permissions)."""
+    write_json(path, data)
 
 
 def merge_report(path: Path, report: dict[str, Any]) -> dict[str, Any]:

@@ -237,3 +237,19 @@ def test_hook_plugins_from_config(tmp_path: Path) -> None:
         tiny_cfg(tmp_path, 'train.hooks=[{name: test_count, params: {bogus: 1}}]')
     with pytest.raises(ConfigError, match="unknown trainer hook 'nohook'"):
         tiny_cfg(tmp_path, "train.hooks=[{name: nohook}]")
+
+
+def test_resume_accepts_a_run_made_before_a_config_key_existed(tmp_path: Path) -> None:
+    """A run's config.yaml lacking a key added to Accord later (so it takes its default) still resumes."""
+    import yaml
+
+    cfg = tiny_cfg(tmp_path, "train.epochs=1")
+    Trainer(cfg, progress=False).fit()
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    del saved["augment"], saved["train"]["modality_dropout"]
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
+    again = Trainer(cfg, progress=False).fit(resume=True)
+    assert again["test"]["MAE"]["n"] == 1
+    torch.set_num_threads(2)
+    Trainer(tiny_cfg(tmp_path / "t", "train.epochs=1", "train.num_threads=1"), progress=False).fit()
+    assert torch.get_num_threads() == 2  # train.num_threads is restored after the run

@@ -255,10 +255,16 @@ class Trainer:
 
             shutil.rmtree(rd)
         if resume and (rd / "config.yaml").is_file():
-            old = (rd / "config.yaml").read_text()
-            if old != self.cfg.to_yaml():
-                raise CheckpointError(f"{rd}/config.yaml: differs from the config given to --resume; resume with "
-                                      f"the same config or start a new run")
+            # compare through the current schema, so a key added to Accord later (with its default) does not
+            # block resuming a run made before it existed
+            from accord.config import read_yaml, validate
+
+            old = validate(read_yaml(rd / "config.yaml"), str(rd / "config.yaml")).to_dict()
+            new = self.cfg.to_dict()
+            if old != new:
+                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                raise CheckpointError(f"{rd}/config.yaml: differs from the config given to --resume (section "
+                                      f"{', '.join(diff)}); resume with the same config or start a new run")
         rd.mkdir(parents=True, exist_ok=True)
         atomic_write_text(rd / "config.yaml", self.cfg.to_yaml())
         write_json(rd / "dataset.json", {"name": self.dataset.name, "dims": self.dataset.dims,
@@ -269,11 +275,15 @@ class Trainer:
     def fit(self, resume: bool = False, overwrite: bool = False,
             on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Train every seed (resuming finished/partial seeds with ``resume``) and write the summary."""
+        threads = torch.get_num_threads()
         if self.cfg.train.num_threads:
             torch.set_num_threads(self.cfg.train.num_threads)
-        self.prepare_run_dir(resume, overwrite)
-        results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
-        return self.write_summary(results)
+        try:
+            self.prepare_run_dir(resume, overwrite)
+            results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
+            return self.write_summary(results)
+        finally:
+            torch.set_num_threads(threads)  # train.num_threads applies to this run only
 
     def fit_seed(self, seed: int, resume: bool = False,
                  on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
