@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/accord demo
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -rs
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
