@@ -19,7 +19,7 @@ from accord.data.corrupt import apply_corruptions, parse_corruption
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
 from accord.errors import CheckpointError, DataError
-from accord.evaluate.summary import aggregate
+from accord.evaluate.summary import aggregate, aggregate_json
 from accord.io import write_json
 from accord.models.base import AccordModel, create_model
 from accord.train.checkpoint import load_weights
@@ -77,7 +77,7 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
         per_seed[sd.name] = evaluate_split(model, part, cfg, ds, dev).metrics
     agg = aggregate(list(per_seed.values()))
     result = {"run": str(run_dir), "split": split, "corruption": [s.model_dump() for s in specs],
-              "per_seed": per_seed, "mean_std": {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in agg.items()}}
+              "per_seed": per_seed, "mean_std": aggregate_json(agg)}
     if write:
         tag = "_".join(f"{s.kind}-{s.modality}-{s.level:g}" for s in specs) or "clean"
         write_json(Path(run_dir) / f"eval_{split}_{tag}.json", result)

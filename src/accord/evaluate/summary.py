@@ -69,6 +69,16 @@ def aggregate(per_seed: Sequence[Mapping[str, float]]) -> dict[str, Aggregate]:
     return out
 
 
+def aggregate_json(agg: Mapping[str, Aggregate]) -> dict[str, dict[str, float | int]]:
+    """``aggregate``'s result as JSON-ready ``{metric: {"mean", "std", "n"}}`` (the form results files use)."""
+    return {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in agg.items()}
+
+
+def aggregate_table_json(rows: Mapping[str, Mapping[str, Aggregate]]) -> dict[str, dict[str, dict[str, float | int]]]:
+    """A table of aggregates (row -> metric -> Aggregate) as JSON-ready nested dicts."""
+    return {k: aggregate_json(r) for k, r in rows.items()}
+
+
 def _is_percent_metric(metric: str) -> bool:
     """Accuracies and F1 scores are reported in percent (1 decimal); everything else with 3 decimals."""
     lower = metric.lower()

@@ -27,7 +27,7 @@ from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
 from accord.errors import ConfigError
 from accord.evaluate.metrics import METRIC_ORDER
-from accord.evaluate.summary import Aggregate, format_mean_std, markdown_table, write_csv
+from accord.evaluate.summary import Aggregate, aggregate_table_json, format_mean_std, markdown_table, write_csv
 from accord.io import atomic_write_text, write_json
 from accord.train.benchmark import conflict_split_rows
 from accord.train.trainer import Trainer
@@ -160,10 +160,9 @@ def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Pat
     write_json(out / "ablation.json", {
         "method": method, "dataset": dataset, "seeds": seeds, "param": param, "ablations": names,
         "selection_metric": sel, "paper": {n: spec[n].get("paper", {}) for n in names}, "reference": reference,
-        "test": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()} for k, r in rows.items()},
-        "valid": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()} for k, r in valid_rows.items()},
-        "conflict_split": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()}
-                           for k, r in conflict_rows.items()},
+        "test": aggregate_table_json(rows),
+        "valid": aggregate_table_json(valid_rows),
+        "conflict_split": aggregate_table_json(conflict_rows),
         "train_seconds": seconds, "command": command,
     })
     if table:

@@ -13,7 +13,7 @@ from accord.config import Config, load_config
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
 from accord.evaluate.metrics import METRIC_ORDER, metric_mode
-from accord.evaluate.summary import Aggregate, aggregate, markdown_table, write_csv
+from accord.evaluate.summary import Aggregate, aggregate, aggregate_table_json, markdown_table, write_csv
 from accord.io import atomic_write_text, write_json
 from accord.train.trainer import Trainer
 
@@ -157,12 +157,10 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
     write_csv(out / "benchmark.csv", rows, metrics)
     write_json(out / "benchmark.json", {
         "dataset": dataset, "seeds": seeds, "methods": methods, "selection_metric": sel,
-        "test": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()} for k, r in rows.items()},
-        "valid": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()}
-                  for k, r in valid_rows.items()},
+        "test": aggregate_table_json(rows),
+        "valid": aggregate_table_json(valid_rows),
         "train_seconds": seconds, "verdict": verdict,
-        "conflict_split": {k: {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in r.items()}
-                           for k, r in conflict_rows.items()},
+        "conflict_split": aggregate_table_json(conflict_rows),
     })
     if table:
         atomic_write_text(Path(table), md)

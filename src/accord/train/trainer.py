@@ -40,7 +40,7 @@ from accord.data.registry import build_dataset
 from accord.data.subset import apply_train_fraction
 from accord.errors import CheckpointError, ConfigError
 from accord.evaluate.metrics import compute_metrics, default_metric, metric_mode
-from accord.evaluate.summary import aggregate
+from accord.evaluate.summary import aggregate, aggregate_json
 from accord.io import atomic_write_bytes, atomic_write_text, write_json
 from accord.models.base import AccordModel, create_model
 from accord.objectives.task import task_loss
@@ -471,8 +471,8 @@ class Trainer:
         summary = {
             "name": self.cfg.run_name, "method": self.cfg.model.name, "dataset": self.dataset.name,
             "seeds": [r["seed"] for r in results], "selection_metric": self.metric,
-            "valid": {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in rows["valid"].items()},
-            "test": {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in rows["test"].items()},
+            "valid": aggregate_json(rows["valid"]),
+            "test": aggregate_json(rows["test"]),
             "train_seconds": float(np.mean([r["train_seconds"] for r in results])),
         }
         write_json(self.run_dir / "summary.json", summary)
