@@ -98,6 +98,15 @@ class HookConfig(Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class DistributedConfig(Section):
+    """Settings used when the run is launched by torchrun (``WORLD_SIZE > 1``); ignored in one process."""
+
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """auto: NCCL for a CUDA train.device, gloo otherwise (CPU)."""
+    timeout_minutes: float = Field(30.0, gt=0)
+    """How long a collective may wait for the other ranks before the job fails."""
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -119,6 +128,8 @@ class TrainConfig(Section):
     """Trainer hook plugins switched on for this run, in order (they run after the model's own hooks)."""
     log_every_steps: int = Field(0, ge=0)
     """0 logs one JSONL line per epoch; N > 0 also logs every N steps (loss terms and hook values)."""
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    """torchrun data-parallel settings (docs/distributed.md); batch_size stays the global batch size."""
 
     @field_validator("seeds", mode="before")
     @classmethod

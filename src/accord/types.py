@@ -55,6 +55,18 @@ class Batch:
         """Number of real steps per sample for ``modality`` (``[B]`` long)."""
         return self.mask[modality].sum(dim=1)
 
+    def select(self, rows: slice) -> Batch:
+        """The rows ``rows`` of this batch (padding kept as is); used to give each distributed rank its slice."""
+        return Batch(
+            features={k: v[rows] for k, v in self.features.items()},
+            mask={k: v[rows] for k, v in self.mask.items()},
+            present=self.present[rows],
+            label=self.label[rows],
+            unimodal_labels={k: v[rows] for k, v in self.unimodal_labels.items()},
+            ids=list(self.ids[rows]),
+            extras={k: v[rows] for k, v in self.extras.items()},
+        )
+
     def to(self, device: torch.device | str) -> Batch:
         """Return a copy with every tensor on ``device``."""
         dev = torch.device(device)

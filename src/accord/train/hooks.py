@@ -31,7 +31,10 @@ class StepState:
     """What hooks see of the trainer: the seed, epoch, global step and the latest weighted loss terms.
 
     ``extra`` holds ``task_kind``, ``task_loss`` (l1/mse/ce), ``loss_weights`` and ``run_dir`` (the seed folder),
-    so a hook can rebuild the task loss (``accord.objectives.task_loss``) or write its own files.
+    so a hook can rebuild the task loss (``accord.objectives.task_loss``) or write its own files; and ``rank`` and
+    ``world_size`` (torchrun). Only rank 0 writes files: on the other ranks ``run_dir`` is None. Under torchrun a
+    hook's ``after_backward`` sees this rank's slice of the batch and its LOCAL gradient; the trainer averages
+    gradients over ranks after the hooks (accord.train.distributed).
     """
 
     seed: int

@@ -38,13 +38,14 @@ from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.registry import build_dataset
 from accord.data.subset import apply_train_fraction
-from accord.errors import CheckpointError, ConfigError
+from accord.errors import AccordError, CheckpointError, ConfigError
 from accord.evaluate.metrics import compute_metrics, default_metric, metric_mode
 from accord.evaluate.summary import aggregate, aggregate_json
 from accord.io import atomic_write_bytes, atomic_write_text, write_json
 from accord.models.base import AccordModel, create_model
 from accord.objectives.task import task_loss
 from accord.train.checkpoint import load_state, load_weights, save_state, save_weights
+from accord.train.distributed import SINGLE, DistContext, allreduce_step, init_distributed, rank_device, shard_rows
 from accord.train.hooks import StepState, TrainerHook, build_hook
 from accord.types import ModelOutput
 
@@ -92,25 +93,43 @@ class EvalResult:
 
 @torch.no_grad()
 def predict_split(model: AccordModel, split: SplitData, task: str, batch_size: int,
-                  device: torch.device) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run ``model`` over ``split`` in eval mode; return predictions and concatenated diagnostics."""
+                  device: torch.device, rows: slice | None = None) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """Run ``model`` over ``split`` (or its ``rows``) in eval mode; return predictions and diagnostics.
+
+    Predictions are ``None`` when ``rows`` is empty (a distributed rank with no share of a tiny split).
+    """
     model.eval()
     preds: list[torch.Tensor] = []
     diags: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for batch in split.iter_batches(batch_size, shuffle=False, task=task):
+    start, stop = (0, len(split)) if rows is None else (rows.start, rows.stop)
+    for a in range(start, stop, batch_size):
+        batch = split.batch(torch.arange(a, min(a + batch_size, stop)), task=task)
         out = model(batch.to(device))
         preds.append(out.prediction.detach().float().cpu())
         for k, v in out.diagnostics.items():
             diags[k].append(v.detach().float().cpu())
         for k, v in out.aux_predictions.items():
             diags[f"aux_{k}"].append(v.detach().float().cpu())
+    if not preds:
+        return None, {}
     return torch.cat(preds).numpy(), {k: torch.cat(v).numpy() for k, v in diags.items()}
 
 
 def evaluate_split(model: AccordModel, split: SplitData, cfg: Config, ds: MultimodalDataset,
-                   device: torch.device) -> EvalResult:
-    """Predict ``split`` and compute the task's metrics on it."""
-    pred, diags = predict_split(model, split, cfg.task.kind, cfg.train.eval_batch_size, device)
+                   device: torch.device, ctx: DistContext = SINGLE) -> EvalResult:
+    """Predict ``split`` and compute the task's metrics on it.
+
+    Distributed (``ctx.enabled``): each rank predicts its contiguous share of the rows and the shares are gathered
+    in rank order, so every rank computes the same metrics on the whole split.
+    """
+    rows = shard_rows(len(split), ctx) if ctx.enabled else None
+    pred, diags = predict_split(model, split, cfg.task.kind, cfg.train.eval_batch_size, device, rows)
+    if ctx.enabled:
+        parts = [p for p in ctx.all_gather_object((pred, diags)) if p[0] is not None]
+        pred = np.concatenate([p[0] for p in parts])
+        diags = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    if pred is None:
+        raise ConfigError(f"split of dataset {ds.name!r} is empty; nothing to evaluate")
     y = (split.class_labels if cfg.task.kind == "classification" else split.labels)
     assert y is not None
     labels = y.numpy()
@@ -128,8 +147,15 @@ class Trainer:
         hooks: Sequence[TrainerHook] = (),
         console: Console | None = None,
         progress: bool | None = None,
+        eval_splits: Sequence[str] = ("valid", "test"),
     ) -> None:
         self.cfg = cfg
+        # splits the selected checkpoint is evaluated on; a hyper-parameter sweep's trials pass ("valid",) so
+        # that test is never computed while searching
+        bad_splits = sorted(set(eval_splits) - {"valid", "test"})
+        if bad_splits or "valid" not in eval_splits:
+            raise ConfigError(f"eval_splits: expected 'valid' and optionally 'test', got {list(eval_splits)}")
+        self.eval_splits = tuple(eval_splits)
         self.dataset = dataset if dataset is not None else build_dataset(cfg.data.name, cfg.data.path,
                                                                          cfg.data.params)
         # data.train_fraction: keep a seeded share of the training groups (videos); idempotent, valid/test untouched
@@ -137,9 +163,12 @@ class Trainer:
                                             cfg.data.train_fraction_by)
         self._augmented: SplitData | None = None  # QASA training split (augment section), built once per trainer
         self.extra_hooks = list(hooks)
+        # torchrun (WORLD_SIZE > 1): join the process group; only rank 0 writes files and prints progress
+        self.dist = init_distributed(cfg.train.device, cfg.train.distributed.backend,
+                                     cfg.train.distributed.timeout_minutes)
         self.console = console or Console(stderr=True)
-        self.progress = self.console.is_terminal if progress is None else progress
-        self.device = resolve_device(cfg.train.device)
+        self.progress = (self.console.is_terminal if progress is None else progress) and self.dist.is_main
+        self.device = resolve_device(rank_device(cfg.train.device, self.dist))
         self.out_dim = out_dim_for(cfg, self.dataset)
         self.metric = cfg.train.early_stopping.metric or default_metric(cfg.task.kind, self.dataset.metric_family)
         self.mode = metric_mode(self.metric)
@@ -152,9 +181,12 @@ class Trainer:
         if self._augmented is None:
             from accord.augment.augmented import augmented_train_split
 
-            self._augmented = augmented_train_split(self.cfg.augment, self.dataset,
-                                                    self.cfg.data.model_dump(mode="json"),
-                                                    save_dir=self.run_dir / "augment", log=self._say)
+            built = None
+            if self.dist.is_main:  # distributed: rank 0 fits the generator once, the others receive the split
+                built = augmented_train_split(self.cfg.augment, self.dataset, self.cfg.data.model_dump(mode="json"),
+                                              save_dir=self.run_dir / "augment", log=self._say)
+            self._augmented = self.dist.broadcast_object(built)
+        assert self._augmented is not None
         return self._augmented
 
     def build_model(self) -> AccordModel:
@@ -237,6 +269,8 @@ class Trainer:
         return value < best - delta if self.mode == "min" else value > best + delta
 
     def _say(self, text: str) -> None:
+        if not self.dist.is_main:
+            return
         if self.progress:
             self.console.log(text)
         else:
@@ -279,7 +313,15 @@ class Trainer:
         if self.cfg.train.num_threads:
             torch.set_num_threads(self.cfg.train.num_threads)
         try:
-            self.prepare_run_dir(resume, overwrite)
+            failure: AccordError | None = None
+            if self.dist.is_main:
+                try:
+                    self.prepare_run_dir(resume, overwrite)
+                except AccordError as err:
+                    failure = err
+            failure = self.dist.broadcast_object(failure)  # every rank stops with rank 0's error
+            if failure is not None:
+                raise failure
             results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
             return self.write_summary(results)
         finally:
@@ -290,32 +332,52 @@ class Trainer:
         """Train one seed; returns its results dict (also written to ``seed_<s>/results.json``)."""
         cfg, t = self.cfg, self.cfg.train
         sd = self.run_dir / f"seed_{seed}"
-        sd.mkdir(parents=True, exist_ok=True)
-        if resume and (sd / "results.json").is_file():
-            self._say(f"seed {seed}: finished earlier, kept ({sd / 'results.json'})")
-            return json.loads((sd / "results.json").read_text())
+        main = self.dist.is_main
+        finished: dict[str, Any] | None = None
+        if main:
+            sd.mkdir(parents=True, exist_ok=True)
+            if resume and (sd / "results.json").is_file():
+                self._say(f"seed {seed}: finished earlier, kept ({sd / 'results.json'})")
+                finished = json.loads((sd / "results.json").read_text())
+        finished = self.dist.broadcast_object(finished)
+        if finished is not None:
+            return finished
         seed_everything(seed, t.deterministic)
         model = self.build_model()
+        self.dist.broadcast_module(model)  # identical replicas (they are seeded alike; this makes it certain)
+        if self.dist.rank > 0:  # dropout and other training randomness: a different stream per rank
+            torch.manual_seed(seed * 1_000_003 + self.dist.rank)
         hooks = [*model.trainer_hooks(), *self.config_hooks(), *self.extra_hooks]
         opt, sched = self._make_optim(model)
         state = StepState(seed=seed, extra={"task_kind": cfg.task.kind, "task_loss": cfg.task.loss_name,
-                                            "loss_weights": dict(cfg.loss_weights), "run_dir": str(sd)})
+                                            "loss_weights": dict(cfg.loss_weights),
+                                            # only rank 0 writes files: hooks see no run_dir on the other ranks
+                                            "run_dir": str(sd) if main else None,
+                                            "rank": self.dist.rank, "world_size": self.dist.world_size})
         start_epoch, best, best_epoch, bad, elapsed, stopped_early = 0, None, -1, 0, 0.0, False
-        if resume and (sd / "last.pt").is_file():
+        ck: dict[str, Any] | None = None
+        if main and resume and (sd / "last.pt").is_file():
             ck = load_state(sd / "last.pt")
+        ck = self.dist.broadcast_object(ck)  # rank 0 reads; other machines need no shared filesystem
+        if ck is not None:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             if sched is not None and ck.get("scheduler") is not None:
                 sched.load_state_dict(ck["scheduler"])
-            torch.set_rng_state(ck["rng_torch"])
+            rngs = ck.get("rng_torch_ranks")
+            if rngs is not None and len(rngs) == self.dist.world_size:
+                torch.set_rng_state(rngs[self.dist.rank])
+            elif main:
+                torch.set_rng_state(ck["rng_torch"])
             start_epoch, best_epoch, bad = int(ck["epoch"]) + 1, int(ck["best_epoch"]), int(ck["bad_epochs"])
             best = None if ck["best"] is None else float(ck["best"])
             state.step, elapsed = int(ck["step"]), float(ck["elapsed"])
             if bool(ck.get("stopped", False)):  # early stopping had fired; only the final evaluation is left
                 start_epoch, stopped_early = t.epochs, True
-            self._truncate_log(sd / "log.jsonl", int(ck["epoch"]))
+            if main:
+                self._truncate_log(sd / "log.jsonl", int(ck["epoch"]))
             self._say(f"seed {seed}: resuming after epoch {int(ck['epoch']) + 1} from {sd / 'last.pt'}")
-        elif (sd / "log.jsonl").exists():
+        elif main and (sd / "log.jsonl").exists():
             (sd / "log.jsonl").unlink()
         for hook in hooks:
             hook.on_fit_start(model, state)
@@ -323,6 +385,7 @@ class Trainer:
         if cfg.augment.enabled:  # QASA: + K generated (or noise) rows per real row, weighted in the task loss
             train_split = self.augmented_train_split()
         checked_names = False
+        params = [p for p in model.parameters() if p.requires_grad]
         prog = self._progress()
         task_id = prog.add_task(f"seed {seed}", total=t.epochs, completed=start_epoch) if prog else None
         try:
@@ -338,25 +401,38 @@ class Trainer:
                                                       task=cfg.task.kind):
                     if t.modality_dropout:
                         batch = modality_dropout(batch, t.modality_dropout, drop_gen)
+                    n_global = batch.size
+                    if self.dist.enabled:  # this rank's contiguous slice of the global batch
+                        batch = batch.select(shard_rows(n_global, self.dist))
                     batch = batch.to(self.device)
-                    out = model(batch)
-                    terms = self.loss_terms(model, batch, out, hooks)
-                    if not checked_names:
-                        names = {"task", *out.aux_predictions, *out.losses}
-                        for hook in hooks:
-                            names |= set(hook.extra_losses(model, batch, out))
-                        self._check_loss_names(model, names)
-                        checked_names = True
-                    if not torch.isfinite(terms["total"]):
-                        bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
-                        raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite "
-                                                 f"loss in {', '.join(bad_terms)} (lower train.lr or check inputs)")
                     opt.zero_grad(set_to_none=True)
-                    terms["total"].backward()
-                    state.loss_terms = {k: v.detach() for k, v in terms.items()}
+                    terms: dict[str, torch.Tensor] = {}
                     logged: dict[str, float] = {}
-                    for hook in hooks:
-                        logged.update(hook.after_backward(model, batch, out, state))
+                    if batch.size:  # a rank's slice of a tiny last batch can be empty: it only joins the reduce
+                        out = model(batch)
+                        terms = self.loss_terms(model, batch, out, hooks)
+                        if not checked_names:
+                            names = {"task", *out.aux_predictions, *out.losses}
+                            for hook in hooks:
+                                names |= set(hook.extra_losses(model, batch, out))
+                            self._check_loss_names(model, names)
+                            checked_names = True
+                        bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
+                        if bad_terms and not self.dist.enabled:
+                            raise FloatingPointError(
+                                f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "
+                                f"{', '.join(bad_terms)} (lower train.lr or check inputs)")
+                        terms["total"].backward()
+                        state.loss_terms = {k: v.detach() for k, v in terms.items()}
+                        for hook in hooks:
+                            logged.update(hook.after_backward(model, batch, out, state))
+                    if self.dist.enabled:  # Σ_r (n_r/N)·g_r after the hooks; the global loss rides along
+                        total = allreduce_step(params, batch.size / n_global, terms.get("total"), self.dist)
+                        if not math.isfinite(total):
+                            where = f"in {', '.join(bad_terms)} on rank {self.dist.rank}" if terms and bad_terms \
+                                else "on another rank"
+                            raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite "
+                                                     f"loss {where} (lower train.lr or check inputs)")
                     if t.grad_clip:
                         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                         logged["grad_norm"] = float(gn)
@@ -368,11 +444,13 @@ class Trainer:
                     for k, v in logged.items():
                         sums[k] += float(v)
                         counts[k] += 1
-                    if t.log_every_steps and state.step % t.log_every_steps == 0:
+                    if main and terms and t.log_every_steps and state.step % t.log_every_steps == 0:
                         rec = {"type": "step", "epoch": epoch + 1, "step": state.step,
                                **{k: float(v.detach()) for k, v in terms.items()}, **logged}
                         self._append_log(sd / "log.jsonl", rec)
-                valid = evaluate_split(model, valid_split, cfg, self.dataset, self.device)
+                if self.dist.enabled:  # epoch means over all ranks' samples (loss) and steps (hook values)
+                    sums, counts = self._merge_epoch_sums(sums, counts)
+                valid = evaluate_split(model, valid_split, cfg, self.dataset, self.device, self.dist)
                 score = valid.metrics.get(self.metric, float("nan"))
                 if self.metric not in valid.metrics:
                     raise ConfigError(f"train.early_stopping.metric: {self.metric!r} is not computed for this "
@@ -380,7 +458,8 @@ class Trainer:
                 improved = self._better(score, best)
                 if improved:
                     best, best_epoch, bad = score, epoch, 0
-                    save_weights(model, sd / "best.safetensors")
+                    if main:
+                        save_weights(model, sd / "best.safetensors")
                 else:
                     bad += 1
                 if sched is not None:
@@ -396,22 +475,26 @@ class Trainer:
                     **{f"valid/{k}": v for k, v in valid.metrics.items()},
                     "best": best, "best_epoch": best_epoch + 1, "improved": improved,
                 }
-                self._append_log(sd / "log.jsonl", record)
+                if main:
+                    self._append_log(sd / "log.jsonl", record)
                 for hook in hooks:
                     hook.on_epoch_end(epoch, record)
                 stop = bad >= t.early_stopping.patience
-                save_state({
-                    "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict() if sched is not None else None,
-                    "rng_torch": torch.get_rng_state(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                    "bad_epochs": bad, "step": state.step, "elapsed": elapsed, "stopped": stop,
-                }, sd / "last.pt")
+                rng_ranks = self.dist.all_gather_object(torch.get_rng_state())
+                if main:
+                    save_state({
+                        "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict() if sched is not None else None,
+                        "rng_torch": torch.get_rng_state(), "rng_torch_ranks": rng_ranks, "epoch": epoch,
+                        "best": best, "best_epoch": best_epoch, "bad_epochs": bad, "step": state.step,
+                        "elapsed": elapsed, "stopped": stop,
+                    }, sd / "last.pt")
                 msg = (f"seed {seed} epoch {epoch + 1}/{t.epochs} loss {record.get('loss/total', 0):.4f} "
                        f"valid {self.metric} {score:.4f} (best {best if best is None else round(best, 4)} @ "
                        f"{best_epoch + 1}) {record['seconds']:.1f}s")
                 if prog is not None and task_id is not None:
                     prog.update(task_id, advance=1, description=f"seed {seed} · {self.metric} {score:.3f}")
-                else:
+                elif main:
                     print(msg, file=sys.stderr, flush=True)
                 if on_epoch is not None:
                     on_epoch(seed, epoch, record)
@@ -421,9 +504,11 @@ class Trainer:
         finally:
             if prog is not None:
                 prog.stop()
-        if not (sd / "best.safetensors").is_file():
+        if not self.dist.broadcast_object((sd / "best.safetensors").is_file()):
             raise CheckpointError(f"{sd}: no epoch produced a finite validation {self.metric}; nothing to select")
-        load_weights(model, sd / "best.safetensors", self.device)
+        if main:
+            load_weights(model, sd / "best.safetensors", self.device)
+        self.dist.broadcast_module(model)
         results = self.final_evaluation(model, sd, seed, best_epoch, elapsed, stopped_early)
         return results
 
@@ -438,11 +523,11 @@ class Trainer:
             "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         }
         arrays: dict[str, np.ndarray] = {}
-        for split in ("valid", "test"):
+        for split in self.eval_splits:
             part = self.dataset[split]
             if cfg.data.corruption:
                 part = apply_corruptions(part, cfg.data.corruption)
-            res = evaluate_split(model, part, cfg, self.dataset, self.device)
+            res = evaluate_split(model, part, cfg, self.dataset, self.device, self.dist)
             out[split] = res.metrics
             arrays[f"{split}/prediction"] = res.predictions
             arrays[f"{split}/label"] = res.labels
@@ -451,6 +536,14 @@ class Trainer:
                 arrays[f"{split}/{k}"] = v
             for k, v in part.extras.items():
                 arrays[f"{split}/extra_{k}"] = v.numpy()
+        if self.dist.enabled:  # the replicas must have stayed identical (one reduced gradient, same optimiser steps)
+            digests = self.dist.all_gather_object([float(p.double().sum()) for p in model.parameters()])
+            out["world_size"] = self.dist.world_size
+            out["replicas_in_sync"] = all(d == digests[0] for d in digests)
+            if not out["replicas_in_sync"]:
+                raise RuntimeError(f"seed {seed}: distributed replicas diverged (parameter sums differ across ranks)")
+        if not self.dist.is_main:
+            return out
         write_json(sd / "results.json", out)
         import io as _io
 
@@ -465,16 +558,18 @@ class Trainer:
         from accord.evaluate.summary import markdown_table, write_csv
 
         family = "classification" if self.cfg.task.kind == "classification" else self.dataset.metric_family
-        rows = {split: aggregate([r[split] for r in results]) for split in ("valid", "test")}
-        metrics = [m for m in METRIC_ORDER[family] if m in rows["test"]]
-        metrics += [m for m in rows["test"] if m not in metrics]
+        rows = {split: aggregate([r[split] for r in results]) for split in self.eval_splits}
+        last = self.eval_splits[-1]
+        metrics = [m for m in METRIC_ORDER[family] if m in rows[last]]
+        metrics += [m for m in rows[last] if m not in metrics]
         summary = {
             "name": self.cfg.run_name, "method": self.cfg.model.name, "dataset": self.dataset.name,
             "seeds": [r["seed"] for r in results], "selection_metric": self.metric,
-            "valid": aggregate_json(rows["valid"]),
-            "test": aggregate_json(rows["test"]),
+            **{split: aggregate_json(rows[split]) for split in self.eval_splits},
             "train_seconds": float(np.mean([r["train_seconds"] for r in results])),
         }
+        if not self.dist.is_main:
+            return summary
         write_json(self.run_dir / "summary.json", summary)
         write_csv(self.run_dir / "summary.csv", rows, metrics)
         table = markdown_table(rows, metrics, first_col="split", bold_best=False)
@@ -482,6 +577,18 @@ class Trainer:
                   f"{len(results)} seed(s), checkpoint selected on validation {self.metric}.\n\n")
         atomic_write_text(self.run_dir / "summary.md", header + table + "\n")
         return summary
+
+    def _merge_epoch_sums(self, sums: dict[str, float], counts: dict[str, int]
+                          ) -> tuple[dict[str, float], dict[str, int]]:
+        """Sum the per-rank running sums and counts of an epoch (every rank gets the same totals)."""
+        merged_s: dict[str, float] = defaultdict(float)
+        merged_c: dict[str, int] = defaultdict(int)
+        for s, c in self.dist.all_gather_object((dict(sums), dict(counts))):
+            for k, v in s.items():
+                merged_s[k] += v
+            for k, v in c.items():
+                merged_c[k] += v
+        return merged_s, merged_c
 
     # ------------------------------------------------------------------ logging
     def _progress(self) -> Progress | None:

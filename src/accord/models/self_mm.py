@@ -1,0 +1,357 @@
+"""Self-MM: self-supervised multi-task learning with generated unimodal labels (without BERT fine-tuning).
+
+Yu, Xu, Yuan, Wu, "Learning Modality-Specific Representations with Self-Supervised Multi-Task Learning for
+Multimodal Sentiment Analysis", AAAI 2021. Equation numbers below are the paper's.
+
+Network (paper Sec. "Multimodal Task" / "Unimodal Task"): each modality's utterance representation ``F_s``
+(paper: fine-tuned BERT for text, sLSTMs for audio/visual; here the shared
+:class:`~accord.models.modules.SequenceEncoder` on the dataset's features, zero for a missing modality);
+
+* multimodal task: ``F_m* = ReLU(W_1^m Drop([F_t; F_a; F_v]) + b)`` and ``y^_m = W_3^m ReLU(W_2^m F_m* + b) + b``;
+* unimodal tasks ``s in {t, a, v}``: ``F_s* = ReLU(W_1^s Drop(F_s) + b)`` and ``y^_s = W_3^s ReLU(W_2^s F_s* + b)
+  + b`` (the unimodal heads do not feed the multimodal prediction; they shape the shared encoders).
+
+ULGM, the unimodal label generation module, produces the unimodal targets ``y_s`` from the multimodal label
+``y_m`` and the post-layer-1 representations ``F_i* (i in {m, t, a, v})`` of the TRAINING samples, kept in a
+per-sample memory keyed by ``batch.ids``:
+
+* Eq. 6, class centres over the training samples (``y_i`` is modality ``i``'s own label: ``y_m`` for the fusion,
+  the current generated ``y_s`` for a unimodal task; samples labelled exactly 0 belong to neither class)::
+
+      C_i^p = sum_j F_ij I(y_i(j) > 0) / sum_j I(y_i(j) > 0),   C_i^n = sum_j F_ij I(y_i(j) < 0) / sum_j I(y_i(j) < 0)
+
+* Eq. 7, distances ``D_i^p = ||F_i - C_i^p||_2^2 / sqrt(d_i)``, ``D_i^n = ||F_i - C_i^n||_2^2 / sqrt(d_i)``
+  (``distance="squared"``); the released code (MMSA) uses the plain L2 norm ``D = ||F_i - C_i||_2``
+  (``distance="l2"``, our default). With squared distances ``alpha`` grows like ``1 / D^p``, so a well-fitted
+  fusion representation (small ``D_m^p``) makes the additive term of Eq. 10 dominate: on MOSI-U's training samples
+  the generated audio/visual labels then collapse towards ``-H`` (correlation with ``y_m`` about -0.6 after
+  9 epochs), while with ``l2`` they stay correlated with ``y_m`` (0.7-0.96);
+* Eq. 8, relative distance ``alpha_i = (D_i^n - D_i^p) / (D_i^p + eps)``;
+* Eqs. 9-11, the shifting value: ``y_s / y_m ∝ alpha_s / alpha_m`` (Eq. 9) and ``y_s - y_m ∝ alpha_s - alpha_m``
+  (Eq. 10), averaged (Eq. 11)::
+
+      y_s = 1/2 * (y_m * alpha_s / (alpha_m + eps) + y_m + alpha_s - alpha_m)
+          = y_m + (alpha_s - alpha_m) / (alpha_m + eps) * (y_m + alpha_m) / 2      (up to eps)
+
+  clipped to ``[-H, H]`` (``label_bound``; the released code's ``H``, the label range);
+* Eq. 12, the momentum update over epochs ``n`` (1-based): ``y_s^(1) = y_m`` and, from epoch 2,
+  ``y_s^(n) = (n - 1) / (n + 1) * y_s^(n-1) + 2 / (n + 1) * y_s^n`` (``y_s^n``: the label generated in epoch ``n``).
+
+Loss (Eq. 13): ``L = 1/N sum_i ( |y^_m^i - y_m^i| + sum_s W_s^i |y^_s^i - y_s^i| )`` with the per-sample weight
+``W_s^i = tanh(|y_s^i - y_m^i|)``: a unimodal head is trained only as far as its label departs from the
+multimodal one (in epoch 1, ``y_s = y_m``, so the unimodal losses are zero). The multimodal term is the trainer's
+task loss (``train.loss`` l1 = the paper's); the unimodal terms are the model's ``losses`` ``uni_text``,
+``uni_audio``, ``uni_visual`` (``default_loss_weights`` 1, as in the paper), each the batch mean of
+``W_s^i |y^_s^i - y_s^i|`` (0 where modality ``s`` is missing).
+
+Timing, as in the released code: every training step first computes the losses with the current labels; after
+``backward`` (:class:`ULGMHook`, returned by :meth:`SelfMM.trainer_hooks`, calls :meth:`SelfMM.ulgm_step`) the
+batch's labels are regenerated from the batch's (detached) representations and the centres of the memory as it
+stood before the step (epochs >= ``update_start_epoch``, paper: 2), then the batch's representations are stored.
+The memory is only written by that hook during training (``model.training``), only from training batches, so
+validation / test labels are never used; evaluation never reads it.
+
+Memory and checkpoints: the memory (ids -> representations and generated labels) is NOT in ``state_dict`` (string
+ids cannot go to safetensors), so ``best.safetensors`` and ``last.pt`` hold only the weights. On ``--resume`` the
+memory is rebuilt like the paper's initialisation: labels restart at ``y_m`` and the label updates start again one
+epoch after the resumed epoch (once a full epoch of representations is in memory), with the momentum weights of
+the global epoch number. A resumed run is therefore not bit-identical to an uninterrupted one. Without the hook
+(a hand-written loop that never calls :meth:`SelfMM.ulgm_step`) the labels stay ``y_m`` and the unimodal losses
+are zero. The memory is per process: under distributed training each rank keeps the memory of the rows it
+trained on (and writes ``ulgm_labels.npz`` from it), so centres and labels differ from a single-process run.
+
+Outputs: diagnostics ``unimodal_<m>`` (``y^_s``, the unimodal heads' predictions; for held-out samples the
+estimate of the unimodal label); the generated labels of the training samples are written by the hook to
+``seed_<s>/ulgm_labels.npz`` (``id``, ``label_multimodal``, ``label_<m>``) after every epoch, and the mean drift
+``|y_s - y_m|`` over the memory is logged per epoch as ``ulgm_drift_<m>`` in ``log.jsonl``. Regression only.
+
+Deviations: no BERT fine-tuning (the dataset's text features through the shared encoder), one optimiser and
+learning rate for everything (the released code uses separate ones for BERT, audio, visual and the rest), no
+gradient accumulation (``update_epochs``), default sizes smaller than MMSA's (post-fusion 128, text 32, audio 16,
+visual 32).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from accord.errors import ConfigError
+from accord.io import atomic_write_bytes
+from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
+from accord.models.modules import EncoderParams, build_encoder
+from accord.train.hooks import StepState, TrainerHook
+from accord.types import MODALITIES, Batch, ModelOutput
+
+TASKS: tuple[str, str, str, str] = ("fusion", *MODALITIES)
+"""ULGM's tasks: the multimodal one (``m`` in the paper) and the three unimodal ones."""
+
+EPS: float = 1e-8
+"""The paper's small number in Eqs. 8 and 11 (the released code's ``MIN``)."""
+
+Distance = Literal["squared", "l2"]
+
+
+# --------------------------------------------------------------------------- ULGM (pure functions)
+def class_centres(feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Eq. 6: the positive and negative class centres ``(C^p, C^n)`` of ``feats [N, d]`` under ``labels [N]``.
+
+    Samples labelled 0 belong to neither class. ``None`` when one of the classes is empty (no centre).
+    """
+    pos, neg = labels > 0, labels < 0
+    if not pos.any() or not neg.any():
+        return None
+    return feats[pos].mean(dim=0), feats[neg].mean(dim=0)
+
+
+def relative_distance(feats: Tensor, centres: tuple[Tensor, Tensor], distance: Distance = "l2") -> Tensor:
+    """Eqs. 7-8: ``alpha = (D^n - D^p) / (D^p + eps)`` per row of ``feats [B, d]``.
+
+    ``squared`` (paper Eq. 7): ``D = ||F - C||_2^2 / sqrt(d)``; ``l2`` (released code): ``D = ||F - C||_2``.
+    """
+    pos, neg = centres
+    if distance == "squared":
+        scale = math.sqrt(feats.shape[-1])
+        d_p = (feats - pos).pow(2).sum(-1) / scale
+        d_n = (feats - neg).pow(2).sum(-1) / scale
+    else:
+        d_p = (feats - pos).norm(dim=-1)
+        d_n = (feats - neg).norm(dim=-1)
+    return (d_n - d_p) / (d_p + EPS)
+
+
+def shifted_label(y_m: Tensor, alpha_m: Tensor, alpha_s: Tensor, bound: float | None = None) -> Tensor:
+    """Eqs. 9-11: ``y_s = (y_m alpha_s / (alpha_m + eps) + y_m + alpha_s - alpha_m) / 2``, clipped to ``[-H, H]``."""
+    y_s = 0.5 * (y_m * alpha_s / (alpha_m + EPS) + y_m + alpha_s - alpha_m)
+    return y_s if bound is None else y_s.clamp(-bound, bound)
+
+
+def momentum_update(previous: Tensor, generated: Tensor, epoch: int) -> Tensor:
+    """Eq. 12 for epoch ``n >= 2`` (1-based): ``(n - 1) / (n + 1) * previous + 2 / (n + 1) * generated``."""
+    if epoch < 2:
+        raise ValueError(f"the momentum update starts at epoch 2 (y_s^(1) = y_m), got epoch {epoch}")
+    return (epoch - 1) / (epoch + 1) * previous + 2 / (epoch + 1) * generated
+
+
+def unimodal_weights(y_s: Tensor, y_m: Tensor) -> Tensor:
+    """Eq. 13's per-sample weight of a unimodal task: ``W_s = tanh(|y_s - y_m|)``."""
+    return torch.tanh((y_s - y_m).abs())
+
+
+class LabelMemory:
+    """ULGM's per-sample memory over the training samples, keyed by sample id.
+
+    Rows are added lazily the first time an id is seen; a new row's labels start at ``y_m`` for every task (the
+    paper's ``y_s^(1) = y_m``). ``features[t]`` holds the last stored representation ``F_t*`` of each row
+    (``stored[t]`` False until one is), ``labels["fusion"]`` the multimodal labels, ``labels[m]`` the generated
+    unimodal labels. Everything lives on the CPU and is never part of the model's ``state_dict``.
+    """
+
+    def __init__(self, dims: dict[str, int]) -> None:
+        self.dims = dict(dims)
+        self.index: dict[str, int] = {}
+        self.features = {t: torch.zeros(0, d) for t, d in dims.items()}
+        self.stored = {t: torch.zeros(0, dtype=torch.bool) for t in dims}
+        self.labels = {t: torch.zeros(0) for t in dims}
+        self.first_epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def rows(self, ids: list[str], y_m: Tensor) -> Tensor:
+        """Row of each id (``[B]`` long), adding unseen ids with every label set to their ``y_m``."""
+        fresh: dict[str, float] = {}  # unseen ids in order of appearance (a repeated id gets one row)
+        for i, y in zip(ids, y_m.tolist(), strict=True):
+            if i not in self.index:
+                fresh.setdefault(i, float(y))
+        new = list(fresh.items())
+        if new:
+            start = len(self.index)
+            for k, (i, _) in enumerate(new):
+                self.index[i] = start + k
+            y0 = torch.tensor([y for _, y in new], dtype=torch.float32)
+            for t, d in self.dims.items():
+                self.features[t] = torch.cat([self.features[t], torch.zeros(len(new), d)])
+                self.stored[t] = torch.cat([self.stored[t], torch.zeros(len(new), dtype=torch.bool)])
+                self.labels[t] = torch.cat([self.labels[t], y0])
+        return torch.tensor([self.index[i] for i in ids], dtype=torch.long)
+
+    def lookup(self, ids: list[str], y_m: Tensor) -> dict[str, Tensor]:
+        """Generated labels of ``ids`` per modality (``[B]``, CPU); an id not in memory gets its ``y_m``."""
+        y = y_m.detach().float().cpu()
+        known = torch.tensor([i in self.index for i in ids], dtype=torch.bool)
+        rows = torch.tensor([self.index.get(i, 0) for i in ids], dtype=torch.long)
+        out: dict[str, Tensor] = {}
+        for m in MODALITIES:
+            if not known.any():
+                out[m] = y.clone()
+            else:
+                out[m] = torch.where(known, self.labels[m][rows.clamp_max(len(self) - 1)], y)
+        return out
+
+    def centres(self, task: str) -> tuple[Tensor, Tensor] | None:
+        """Eq. 6 for ``task`` over the rows with a stored representation."""
+        keep = self.stored[task]
+        return class_centres(self.features[task][keep], self.labels[task][keep])
+
+
+# --------------------------------------------------------------------------- the model
+@register_model("self_mm")
+class SelfMM(AccordModel):
+    """Self-MM (Yu et al., AAAI 2021): multimodal task + three unimodal tasks with ULGM-generated labels."""
+
+    default_loss_weights: ClassVar[dict[str, float]] = {f"uni_{m}": 1.0 for m in MODALITIES}
+
+    class Params(EncoderParams):
+        hidden: int = Field(32, ge=1, description="encoder width: size of each F_s")
+        post_fusion_dim: int = Field(64, ge=1, description="size of F_m* (post-fusion layers; MMSA: 128)")
+        post_unimodal_dim: int = Field(32, ge=1, description="size of each F_s* (MMSA: text 32, audio 16, visual 32)")
+        post_fusion_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the post-fusion layer")
+        post_unimodal_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before each unimodal layer")
+        update_start_epoch: int = Field(2, ge=2, description="first (1-based) epoch that updates the labels "
+                                                           "(paper: 2)")
+        label_bound: float = Field(3.0, gt=0.0, description="H: generated labels are clipped to [-H, H] (MOSI: 3)")
+        distance: Distance = Field("l2", description="Eq. 7 distance: l2 (released code) or squared (paper)")
+
+    def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
+        super().__init__(dims, out_dim, params)
+        p = self.params
+        assert isinstance(p, SelfMM.Params)
+        if out_dim != 1:
+            raise ConfigError("task.kind: self_mm is regression only (ULGM generates signed sentiment scores)")
+        self.encoders = nn.ModuleDict({m: build_encoder(dims[m], p) for m in MODALITIES})
+        widths = {"fusion": p.post_fusion_dim, **{m: p.post_unimodal_dim for m in MODALITIES}}
+        inputs = {"fusion": 3 * p.hidden, **{m: p.hidden for m in MODALITIES}}
+        drops = {"fusion": p.post_fusion_dropout, **{m: p.post_unimodal_dropout for m in MODALITIES}}
+        self.drop = nn.ModuleDict({t: nn.Dropout(drops[t]) for t in TASKS})
+        self.layer1 = nn.ModuleDict({t: nn.Linear(inputs[t], widths[t]) for t in TASKS})
+        self.layer2 = nn.ModuleDict({t: nn.Linear(widths[t], widths[t]) for t in TASKS})
+        self.layer3 = nn.ModuleDict({t: nn.Linear(widths[t], 1) for t in TASKS})
+        self.memory = LabelMemory(widths)
+
+    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Each modality's encoder and unimodal head (for balancing hooks)."""
+        return {m: [*self.encoders[m].parameters(), *self.layer1[m].parameters(), *self.layer2[m].parameters(),
+                    *self.layer3[m].parameters()] for m in MODALITIES}
+
+    def trainer_hooks(self) -> list[Any]:
+        """:class:`ULGMHook`: updates the label memory after every training step."""
+        return [ULGMHook()]
+
+    def forward_features(self, batch: Batch) -> dict[str, Tensor]:
+        """Modality -> ``F_s [B, hidden]`` (zero for a missing modality)."""
+        feats: dict[str, Tensor] = {}
+        for k, m in enumerate(MODALITIES):
+            pooled = self.encoders[m](batch.features[m], batch.mask[m]).pooled
+            feats[m] = pooled * batch.present[:, k].to(pooled.dtype).unsqueeze(1)
+        return feats
+
+    def representations(self, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Task -> ``F_t* [B, width]``, the post-layer-1 representations ULGM works on."""
+        inputs = {"fusion": torch.cat([feats[m] for m in MODALITIES], dim=1), **feats}
+        return {t: torch.relu(self.layer1[t](self.drop[t](inputs[t]))) for t in TASKS}
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        feats = self.forward_features(batch)
+        reps = self.representations(feats)
+        preds = {t: self.layer3[t](torch.relu(self.layer2[t](reps[t]))).squeeze(-1) for t in TASKS}
+        diagnostics = {f"unimodal_{m}": preds[m].detach() for m in MODALITIES}
+        losses: dict[str, Tensor] = {}
+        if self.training:
+            # Eq. 13's unimodal terms with the labels generated so far (y_m for samples not yet in memory)
+            y_m = batch.label.to(preds["fusion"].dtype)
+            ids = batch.ids if len(batch.ids) == batch.size else []
+            labels = self.memory.lookup(ids, y_m) if ids else {m: y_m.detach().cpu() for m in MODALITIES}
+            for k, m in enumerate(MODALITIES):
+                y_s = labels[m].to(y_m.device, y_m.dtype)
+                w = unimodal_weights(y_s, y_m) * batch.present[:, k].to(y_m.dtype)
+                losses[f"uni_{m}"] = (w * (preds[m] - y_s).abs()).mean()
+            # the representations, for the hook's memory update (training only; never saved)
+            diagnostics.update({f"repr_{t}": reps[t].detach() for t in TASKS})
+        return ModelOutput(prediction=squeeze_head(preds["fusion"].unsqueeze(-1), self.out_dim), losses=losses,
+                           diagnostics=diagnostics, features=feats)
+
+    @torch.no_grad()
+    def ulgm_step(self, batch: Batch, output: ModelOutput, epoch: int) -> dict[str, float]:
+        """ULGM after one training step of (1-based) ``epoch``: regenerate the batch's labels, store its features.
+
+        Does nothing in eval mode or for a batch without one id per sample. Labels change only from
+        ``update_start_epoch`` on, and only once the memory holds a full epoch of representations (the epoch after
+        the memory was started: at once in a fresh run, one epoch late after ``--resume``). Returns the mean drift
+        ``|y_s - y_m|`` per modality over the memory, for the log.
+        """
+        p = self.params
+        assert isinstance(p, SelfMM.Params)
+        if not self.training or len(batch.ids) != batch.size or batch.size == 0:
+            return {}
+        mem = self.memory
+        if mem.first_epoch is None:
+            mem.first_epoch = epoch
+        y_m = batch.label.detach().float().cpu()
+        rows = mem.rows(batch.ids, y_m)
+        reps = {t: output.diagnostics[f"repr_{t}"].detach().float().cpu() for t in TASKS}
+        present = {m: batch.present[:, k].detach().cpu() for k, m in enumerate(MODALITIES)}
+        if epoch >= p.update_start_epoch and epoch > mem.first_epoch:
+            fusion_centres = mem.centres("fusion")
+            if fusion_centres is not None:
+                alpha_m = relative_distance(reps["fusion"], fusion_centres, p.distance)
+                y_mem = mem.labels["fusion"][rows]
+                for m in MODALITIES:
+                    centres = mem.centres(m)
+                    if centres is None:
+                        continue
+                    alpha_s = relative_distance(reps[m], centres, p.distance)
+                    generated = shifted_label(y_mem, alpha_m, alpha_s, p.label_bound)
+                    updated = momentum_update(mem.labels[m][rows], generated, epoch)
+                    keep = present[m]
+                    mem.labels[m][rows[keep]] = updated[keep]
+        mem.features["fusion"][rows] = reps["fusion"]
+        mem.stored["fusion"][rows] = True
+        for m in MODALITIES:
+            keep = present[m]
+            mem.features[m][rows[keep]] = reps[m][keep]
+            mem.stored[m][rows[keep]] = True
+        return {f"ulgm_drift_{m}": float((mem.labels[m] - mem.labels["fusion"]).abs().mean()) for m in MODALITIES}
+
+    def generated_labels(self) -> dict[str, np.ndarray]:
+        """The memory as arrays: ``id``, ``label_multimodal`` and ``label_<m>`` per training sample seen."""
+        mem = self.memory
+        ids = sorted(mem.index, key=mem.index.__getitem__)
+        return {"id": np.array(ids, dtype=str), "label_multimodal": mem.labels["fusion"].numpy().copy(),
+                **{f"label_{m}": mem.labels[m].numpy().copy() for m in MODALITIES}}
+
+
+class ULGMHook(TrainerHook):
+    """Self-MM's trainer hook: calls :meth:`SelfMM.ulgm_step` after every backward (before the optimiser step,
+    as in the released code) and writes the generated labels to ``<seed dir>/ulgm_labels.npz`` after each epoch."""
+
+    name = "self_mm_ulgm"
+
+    def __init__(self) -> None:
+        self.model: SelfMM | None = None
+        self.run_dir: Path | None = None
+
+    def on_fit_start(self, model: nn.Module, state: StepState) -> None:
+        assert isinstance(model, SelfMM)
+        self.model = model
+        run_dir = state.extra.get("run_dir")
+        self.run_dir = Path(run_dir) if run_dir else None
+
+    def after_backward(self, model: nn.Module, batch: Batch, output: ModelOutput, state: StepState) -> dict[str, float]:
+        assert isinstance(model, SelfMM)
+        self.model = model
+        return model.ulgm_step(batch, output, state.epoch + 1)
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        if self.model is None or self.run_dir is None or not len(self.model.memory):
+            return
+        buf = io.BytesIO()
+        np.savez(buf, **self.model.generated_labels())
+        atomic_write_bytes(self.run_dir / "ulgm_labels.npz", buf.getvalue())

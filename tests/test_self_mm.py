@@ -1,0 +1,269 @@
+"""Self-MM (Yu et al., AAAI 2021): ULGM's equations on hand-computed numbers, its memory, and a training run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accord.config import load_config
+from accord.errors import ConfigError
+from accord.models import create_model, list_models
+from accord.models.self_mm import (
+    TASKS,
+    SelfMM,
+    ULGMHook,
+    class_centres,
+    momentum_update,
+    relative_distance,
+    shifted_label,
+    unimodal_weights,
+)
+from accord.train.hooks import StepState
+from accord.train.trainer import Trainer
+from accord.types import MODALITIES, Batch, ModelOutput
+from test_models import TINY_DIMS, check_output, make_batch, repad
+
+
+def tiny_model(**params: object) -> SelfMM:
+    torch.manual_seed(0)
+    model = create_model("self_mm", TINY_DIMS, 1, post_fusion_dim=2, post_unimodal_dim=2, **params)
+    assert isinstance(model, SelfMM)
+    return model
+
+
+def fake_step(ids: list[str], y_m: list[float], reps: dict[str, list[list[float]]],
+              present: list[list[bool]] | None = None) -> tuple[Batch, ModelOutput]:
+    """A batch and a training-mode output carrying hand-chosen representations F_t* (2-D)."""
+    b = len(ids)
+    batch = make_batch({m: [1] * b for m in MODALITIES}, TINY_DIMS)
+    batch.ids, batch.label = list(ids), torch.tensor(y_m)
+    if present is not None:
+        batch.present = torch.tensor(present)
+    out = ModelOutput(prediction=torch.zeros(b),
+                      diagnostics={f"repr_{t}": torch.tensor(reps[t], dtype=torch.float32) for t in TASKS})
+    return batch, out
+
+
+# ----------------------------------------------------------------------------------- the equations by hand
+def test_class_centres_by_hand() -> None:
+    """Eq. 6: means of the positive / negative samples; a label of exactly 0 belongs to neither."""
+    feats = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [10.0, 10.0]])
+    centres = class_centres(feats, torch.tensor([1.0, 2.0, -1.0, 0.0]))
+    assert centres is not None
+    torch.testing.assert_close(centres[0], torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(centres[1], torch.tensor([0.0, 4.0]))
+    assert class_centres(feats, torch.tensor([1.0, 2.0, 3.0, 0.0])) is None  # no negative class
+
+
+def test_relative_distance_by_hand() -> None:
+    """Eqs. 7-8 at F = (1, 1), C^p = (1, 0), C^n = (0, 4): d_p = 1, d_n = sqrt(10)."""
+    centres = (torch.tensor([1.0, 0.0]), torch.tensor([0.0, 4.0]))
+    f = torch.tensor([[1.0, 1.0]])
+    torch.testing.assert_close(relative_distance(f, centres, "l2"), torch.tensor([math.sqrt(10.0) - 1.0]))
+    # squared / sqrt(d): D_p = 1/sqrt(2), D_n = 10/sqrt(2) -> alpha = (10 - 1) / 1 = 9
+    torch.testing.assert_close(relative_distance(f, centres, "squared"), torch.tensor([9.0]))
+
+
+def test_shifted_label_by_hand() -> None:
+    """Eq. 11: y_s = (y_m alpha_s / alpha_m + y_m + alpha_s - alpha_m) / 2, clipped to [-H, H]."""
+    y = shifted_label(torch.tensor([2.0, 2.0, -1.0]), torch.tensor([1.0, 0.1, 2.0]), torch.tensor([0.5, 2.0, 2.0]),
+                      bound=3.0)
+    # (2*0.5 + 2 + 0.5 - 1)/2 = 1.25; (2*20 + 2 + 1.9)/2 = 21.95 -> 3; equal alphas -> y_m
+    torch.testing.assert_close(y, torch.tensor([1.25, 3.0, -1.0]))
+    unclipped = shifted_label(torch.tensor([2.0]), torch.tensor([0.1]), torch.tensor([2.0]))
+    torch.testing.assert_close(unclipped, torch.tensor([21.95]))
+
+
+def test_momentum_update_by_hand() -> None:
+    """Eq. 12: y^(n) = (n-1)/(n+1) y^(n-1) + 2/(n+1) y^n, i.e. the average of y^j weighted by j."""
+    torch.testing.assert_close(momentum_update(torch.tensor([1.0]), torch.tensor([-2.0]), 2), torch.tensor([-1.0]))
+    torch.testing.assert_close(momentum_update(torch.tensor([1.0]), torch.tensor([-2.0]), 3), torch.tensor([-0.5]))
+    a, b, c = torch.tensor([0.3]), torch.tensor([-1.2]), torch.tensor([2.4])
+    y3 = momentum_update(momentum_update(a, b, 2), c, 3)
+    torch.testing.assert_close(y3, (1 * a + 2 * b + 3 * c) / 6)
+    with pytest.raises(ValueError, match="epoch 2"):
+        momentum_update(a, b, 1)
+
+
+def test_unimodal_weights_by_hand() -> None:
+    """Eq. 13: W_s = tanh(|y_s - y_m|)."""
+    w = unimodal_weights(torch.tensor([1.5, -1.0, 1.0, 0.0]), torch.tensor([1.0, -1.0, -1.0, 0.0]))
+    torch.testing.assert_close(w, torch.tensor([0.46211716, 0.0, 0.96402758, 0.0]))
+
+
+# ----------------------------------------------------------------------------------- ULGM memory
+def test_ulgm_step_generates_the_hand_computed_label() -> None:
+    """Epoch 1 stores 2-D representations of a, b, c; an epoch-2 step of ``a`` then gives y_text = (sqrt 2 - 1)/2.
+
+    Fusion centres C^p = (1, 0) [a, c], C^n = (1, 4) [b]; text centres C^p = (0, 1), C^n = (3, 1). Epoch 2, sample
+    ``a`` (y_m = 1): F_m = (1, 1): d_p = 1, d_n = 3, alpha_m = 2; F_t = (0, 4): d_p = 3, d_n = 3 sqrt 2,
+    alpha_t = sqrt 2 - 1. Eq. 11: y_t^2 = (alpha_t / 2 + 1 + alpha_t - 2) / 2 = 0.75 alpha_t - 0.5. Eq. 12 (n = 2):
+    y_t^(2) = 1/3 * 1 + 2/3 * y_t^2 = alpha_t / 2.
+    """
+    model = tiny_model().train()
+    first = {"fusion": [[0, 0], [1, 4], [2, 0]], "text": [[0, 0], [3, 1], [0, 2]],
+             "audio": [[0, 0], [3, 1], [0, 2]], "visual": [[0, 0], [3, 1], [0, 2]]}
+    logs = model.ulgm_step(*fake_step(["a", "b", "c"], [1.0, -1.0, 2.0], first), epoch=1)
+    mem = model.memory
+    assert len(mem) == 3 and mem.first_epoch == 1
+    for m in MODALITIES:  # epoch 1 never changes the labels (y_s^(1) = y_m)
+        torch.testing.assert_close(mem.labels[m], torch.tensor([1.0, -1.0, 2.0]))
+    assert logs == {f"ulgm_drift_{m}": 0.0 for m in MODALITIES}
+    # epoch 2, sample a; audio missing for it: its label and stored features stay
+    second = {"fusion": [[1, 1]], "text": [[0, 4]], "audio": [[9, 9]], "visual": [[0, 4]]}
+    logs = model.ulgm_step(*fake_step(["a"], [1.0], second, present=[[True, False, True]]), epoch=2)
+    expected = (math.sqrt(2.0) - 1.0) / 2.0
+    for m in ("text", "visual"):
+        torch.testing.assert_close(mem.labels[m], torch.tensor([expected, -1.0, 2.0]))
+    torch.testing.assert_close(mem.labels["audio"], torch.tensor([1.0, -1.0, 2.0]))
+    torch.testing.assert_close(mem.labels["fusion"], torch.tensor([1.0, -1.0, 2.0]))  # y_m is never changed
+    torch.testing.assert_close(mem.features["fusion"][0], torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(mem.features["audio"][0], torch.tensor([0.0, 0.0]))
+    assert logs["ulgm_drift_text"] == pytest.approx((1.0 - expected) / 3, abs=1e-6)
+    assert logs["ulgm_drift_audio"] == 0.0
+
+
+def test_labels_wait_for_update_start_and_a_full_epoch_of_memory() -> None:
+    """No label update before ``update_start_epoch``, nor in the first epoch the memory sees (e.g. after resume)."""
+    reps = {"fusion": [[0, 0], [1, 4], [2, 0]], "text": [[0, 4], [3, 1], [0, 2]],
+            "audio": [[0, 4], [3, 1], [0, 2]], "visual": [[0, 4], [3, 1], [0, 2]]}
+    step = fake_step(["a", "b", "c"], [1.0, -1.0, 2.0], reps)
+    late = tiny_model(update_start_epoch=3).train()
+    late.ulgm_step(*step, epoch=1)
+    late.ulgm_step(*step, epoch=2)
+    torch.testing.assert_close(late.memory.labels["text"], torch.tensor([1.0, -1.0, 2.0]))
+    late.ulgm_step(*step, epoch=3)
+    assert not torch.equal(late.memory.labels["text"], torch.tensor([1.0, -1.0, 2.0]))
+    resumed = tiny_model().train()  # memory starts at epoch 5 (a resumed run): epoch 5 only fills it
+    resumed.ulgm_step(*step, epoch=5)
+    torch.testing.assert_close(resumed.memory.labels["text"], torch.tensor([1.0, -1.0, 2.0]))
+    resumed.ulgm_step(*step, epoch=6)
+    assert not torch.equal(resumed.memory.labels["text"], torch.tensor([1.0, -1.0, 2.0]))
+
+
+def test_memory_is_not_updated_in_eval_mode() -> None:
+    model = tiny_model().train()
+    batch = make_batch({m: [2, 3, 1] for m in MODALITIES}, TINY_DIMS)
+    batch.ids = ["t0", "t1", "t2"]
+    model.ulgm_step(batch, model(batch), epoch=1)
+    model.ulgm_step(batch, model(batch), epoch=2)
+    snapshot = {t: (model.memory.features[t].clone(), model.memory.labels[t].clone()) for t in TASKS}
+    model.eval()
+    other = make_batch({m: [2, 3, 1] for m in MODALITIES}, TINY_DIMS, seed=5)
+    for b, ids in ((batch, ["t0", "t1", "t2"]), (other, ["v0", "v1", "v2"])):
+        b.ids = ids
+        with torch.no_grad():
+            out = model(b)
+        assert not out.losses and not any(k.startswith("repr_") for k in out.diagnostics)
+        assert model.ulgm_step(b, out, epoch=3) == {}
+        hook = ULGMHook()
+        hook.on_fit_start(model, StepState(seed=0))
+        assert hook.after_backward(model, b, out, StepState(seed=0, epoch=3)) == {}
+    assert sorted(model.memory.index) == ["t0", "t1", "t2"]  # no valid/test id ever entered
+    for t in TASKS:
+        torch.testing.assert_close(model.memory.features[t], snapshot[t][0])
+        torch.testing.assert_close(model.memory.labels[t], snapshot[t][1])
+
+
+# ----------------------------------------------------------------------------------- the model contract
+def test_unimodal_losses_are_weighted_per_sample() -> None:
+    """uni_<m> = mean_i tanh(|y_s - y_m|) |y^_s - y_s| with the memory's labels; 0 where the modality is missing."""
+    model = tiny_model().train()
+    batch = make_batch({"text": [2, 3, 1], "audio": [1, 0, 2], "visual": [3, 1, 2]}, TINY_DIMS)
+    batch.ids, batch.label = ["a", "b", "c"], torch.tensor([1.0, -1.0, 0.5])
+    out = model(batch)
+    assert all(float(out.losses[f"uni_{m}"].detach()) == 0.0 for m in MODALITIES)  # y_s = y_m before any update
+    model.memory.rows(batch.ids, batch.label)
+    model.memory.labels["text"][:] = torch.tensor([1.5, -1.0, -0.5])
+    model.memory.labels["audio"][:] = torch.tensor([3.0, 2.0, 0.5])
+    torch.manual_seed(1)
+    out = model(batch)
+    y_hat = out.diagnostics["unimodal_text"]
+    expected = (0.46211716 * (y_hat[0] - 1.5).abs() + 0.0 + 0.76159416 * (y_hat[2] + 0.5).abs()) / 3
+    torch.testing.assert_close(out.losses["uni_text"], expected)
+    y_hat = out.diagnostics["unimodal_audio"]  # sample b has no audio: weight 0 despite |3 - ...|
+    torch.testing.assert_close(out.losses["uni_audio"], 0.96402758 * (y_hat[0] - 3.0).abs() / 3)
+    assert float(out.losses["uni_visual"].detach()) == 0.0
+
+
+def test_gradients_reach_every_parameter() -> None:
+    torch.manual_seed(0)
+    model = create_model("self_mm", TINY_DIMS, 1).train()
+    assert isinstance(model, SelfMM)
+    lengths = {"text": [9, 4, 12, 7, 2, 10], "audio": [31, 17, 24, 9, 40, 3], "visual": [22, 40, 13, 31, 8, 27]}
+    batch = make_batch(lengths, TINY_DIMS)
+    batch.ids = [f"s{i}" for i in range(6)]
+    model.memory.rows(batch.ids, batch.label)
+    for m in MODALITIES:
+        model.memory.labels[m] += torch.linspace(-1.0, 1.0, 6)
+    out = model(batch)
+    loss = F.l1_loss(out.prediction, batch.label) + sum(out.losses.values())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, missing
+
+
+def test_contract_shapes_padding_missing_and_errors() -> None:
+    assert "self_mm" in list_models()
+    model = create_model("self_mm", TINY_DIMS, 1).eval()
+    lengths = {"text": [5, 2, 3, 4], "audio": [0, 3, 4, 2], "visual": [3, 1, 0, 2]}
+    batch = make_batch(lengths, TINY_DIMS)
+    with torch.no_grad():
+        out, padded = model(batch), model(repad(batch, extra=5, noise=True))
+    check_output(out, 4, 1)
+    assert set(out.diagnostics) == {f"unimodal_{m}" for m in MODALITIES}
+    assert out.features["audio"][0].abs().sum() == 0
+    torch.testing.assert_close(padded.prediction, out.prediction, atol=1e-5, rtol=1e-5)
+    check_output(model.train()(batch), 4, 1)  # train mode without ids: labels = y_m, no memory needed
+    with pytest.raises(ConfigError, match="regression only"):
+        create_model("self_mm", TINY_DIMS, 3)
+    with pytest.raises(ConfigError, match=r"model\.params\.distance"):
+        create_model("self_mm", TINY_DIMS, 1, distance="cosine")
+    cfg = load_config(method="self_mm", dataset="conflictbench")
+    assert cfg.loss_weights == {f"uni_{m}": 1.0 for m in MODALITIES}
+
+
+def test_training_run_builds_the_memory_and_writes_the_generated_labels(tmp_path: Path) -> None:
+    """The one trainer trains Self-MM through its hook: labels drift from epoch 2, only training ids in memory."""
+    cfg = load_config(method="self_mm", dataset="conflictbench", overrides=[
+        "data.params.n_train=64", "data.params.n_valid=32", "data.params.n_test=32", "train.batch_size=16",
+        "train.epochs=3", "train.num_threads=1", "train.early_stopping.patience=10", "model.params.hidden=16",
+        f"output.dir={tmp_path}", "name=run"])
+    trainer = Trainer(cfg, progress=False)
+    summary = trainer.fit()
+    assert summary["test"]["MAE"]["n"] == 1 and np.isfinite(summary["test"]["MAE"]["mean"])
+    sd = tmp_path / "run" / "seed_0"
+    epochs = [json.loads(x) for x in (sd / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert all(e[f"loss/uni_{m}"] == 0.0 and e[f"ulgm_drift_{m}"] == 0.0 for e in epochs[:1] for m in MODALITIES)
+    assert all(epochs[2][f"loss/uni_{m}"] > 0 and epochs[2][f"ulgm_drift_{m}"] > 0 for m in MODALITIES)
+    labels = np.load(sd / "ulgm_labels.npz")
+    train = trainer.dataset["train"]
+    assert sorted(labels["id"].tolist()) == sorted(train.ids)
+    y = dict(zip(train.ids, train.labels.tolist(), strict=True))
+    np.testing.assert_allclose(labels["label_multimodal"], [y[i] for i in labels["id"]], atol=1e-6)
+    for m in MODALITIES:
+        drift = np.abs(labels[f"label_{m}"] - labels["label_multimodal"])
+        assert drift.max() > 0 and np.abs(labels[f"label_{m}"]).max() <= 3.0 + 1e-6
+    diag = np.load(sd / "diagnostics.npz")
+    for split in ("valid", "test"):
+        for m in MODALITIES:
+            values = diag[f"{split}/unimodal_{m}"]
+            assert values.shape == (32,) and np.isfinite(values).all()
+        assert not any(k.startswith(f"{split}/repr_") for k in diag.files)
+
+
+def test_memory_gives_a_repeated_id_one_row() -> None:
+    model = tiny_model()
+    rows = model.memory.rows(["a", "b", "a"], torch.tensor([1.0, -2.0, 1.0]))
+    assert rows.tolist() == [0, 1, 0] and len(model.memory) == 2
+    torch.testing.assert_close(model.memory.labels["text"], torch.tensor([1.0, -2.0]))
+    assert model.memory.features["fusion"].shape == (2, 2)
+    looked = model.memory.lookup(["b", "zz"], torch.tensor([5.0, 0.7]))
+    torch.testing.assert_close(looked["audio"], torch.tensor([-2.0, 0.7]))  # unknown id -> its own y_m
