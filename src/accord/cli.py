@@ -78,8 +78,12 @@ def train(
 
     if config is None and method is None:
         raise AccordError("give a config file or --method (and --dataset)")
+    from accord.train.distributed import env_rank
+
     cfg = load_config(config, [*(set_ or []), *_seed_list(seeds)], method=method, dataset=dataset)
     api.train(cfg, resume=resume, overwrite=overwrite, console=err_console)
+    if env_rank() != 0:  # under torchrun only rank 0 reports (and only it wrote the run directory)
+        return
     _print_markdown((cfg.run_dir / "summary.md").read_text())
     err_console.print(f"run directory: {cfg.run_dir}")
 
@@ -207,6 +211,41 @@ def ablate(
                        names=names, overrides=set_ or [], config_files=[str(c) for c in config or []], table=table,
                        resume=resume, overwrite=overwrite, console=err_console)
     _print_markdown(res["markdown"])
+
+
+@app.command()
+@user_errors
+def sweep(
+    method: Annotated[str, typer.Option("--method", "-m", help="Registered model name")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset name")],
+    trials: Annotated[int, typer.Option(help="Finished trials (COMPLETE + PRUNED) to reach, across restarts")],
+    storage: Annotated[str, typer.Option(help="SQLAlchemy URL: sqlite:///sweeps.db, postgresql://user@host/db")],
+    study: Annotated[str | None, typer.Option(help="Study name (default <method>_<dataset>)")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine, sharing the study")] = 1,
+    space: Annotated[Path | None, typer.Option(help="Search space YAML (default configs/sweeps/<method>.yaml)")]
+    = None,
+    final_seeds: Annotated[str, typer.Option(help="Seeds of the best config's final re-run")] = "0,1,2,3,4",
+    seed: Annotated[int, typer.Option(help="The one training seed of every trial")] = 0,
+    set_: SetOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Results Markdown (JSON beside it); default in the sweep dir")]
+    = None,
+    final: Annotated[bool, typer.Option(help="Re-run the best config on the final seeds when N trials are done")]
+    = True,
+    baseline_run: Annotated[Path | None, typer.Option(help="Finished run of the untuned default to compare with "
+                                                           "(default: train it on the final seeds)")] = None,
+    prune: Annotated[bool, typer.Option(help="Median pruning on per-epoch validation scores")] = True,
+) -> None:
+    """Hyper-parameter search (optuna) on the VALIDATION metric; resumable, several workers/machines per study."""
+    from accord.train.sweep import SweepOptions, parse_seeds, run_sweep
+
+    command = "accord " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "accord" else None
+    opts = SweepOptions(method=method, dataset=dataset, trials=trials, storage=storage, study=study, workers=workers,
+                        space=str(space) if space else None, final_seeds=parse_seeds(final_seeds),
+                        overrides=set_ or [], out=str(out) if out else None, seed=seed, final=final,
+                        baseline_run=str(baseline_run) if baseline_run else None, pruning=prune, command=command)
+    res = run_sweep(opts, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True))
+    _print_markdown(res["markdown"])
+    err_console.print(f"wrote {res['path']} and {res['path'].with_suffix('.json')}")
 
 
 @app.command()
