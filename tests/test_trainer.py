@@ -253,3 +253,18 @@ def test_resume_accepts_a_run_made_before_a_config_key_existed(tmp_path: Path) -
     torch.set_num_threads(2)
     Trainer(tiny_cfg(tmp_path / "t", "train.epochs=1", "train.num_threads=1"), progress=False).fit()
     assert torch.get_num_threads() == 2  # train.num_threads is restored after the run
+
+
+@pytest.mark.parametrize(("impl", "flag"), [("fused", "fused"), ("foreach", "foreach"), ("auto", None)])
+def test_optimizer_impl_selects_the_adamw_kernel(tmp_path: Path, impl: str, flag: str | None) -> None:
+    tr = Trainer(tiny_cfg(tmp_path, f"train.optimizer_impl={impl}"), progress=False)
+    opt, _ = tr._make_optim(tr.build_model())
+    assert isinstance(opt, torch.optim.AdamW)
+    for name in ("fused", "foreach"):
+        assert bool(opt.defaults[name]) == (name == flag)
+
+
+def test_fused_optimizer_trains_to_nearly_the_same_result(tmp_path: Path) -> None:
+    a = Trainer(tiny_cfg(tmp_path / "a"), progress=False).fit()
+    b = Trainer(tiny_cfg(tmp_path / "b", "train.optimizer_impl=fused"), progress=False).fit()
+    assert b["test"]["MAE"]["mean"] == pytest.approx(a["test"]["MAE"]["mean"], abs=0.02)

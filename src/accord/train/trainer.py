@@ -240,8 +240,10 @@ class Trainer:
 
     def _make_optim(self, model: AccordModel) -> tuple[torch.optim.Optimizer, Any]:
         t = self.cfg.train
+        impl: dict[str, bool] = {"auto": {}, "fused": {"fused": True}, "foreach": {"foreach": True},
+                                 "loop": {"foreach": False}}[t.optimizer_impl]
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr,
-                                weight_decay=t.weight_decay)
+                                weight_decay=t.weight_decay, **impl)
         sched: Any = None
         if t.scheduler == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=self.mode, factor=0.5,
@@ -434,7 +436,7 @@ class Trainer:
                             raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite "
                                                      f"loss {where} (lower train.lr or check inputs)")
                     if t.grad_clip:
-                        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                        gn = torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
                         logged["grad_norm"] = float(gn)
                     opt.step()
                     state.step += 1
