@@ -33,7 +33,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, MLPHead, build_encoder
+from accord.models.modules import EncoderParams, MLPHead, build_encoder, encode_pooled
 from accord.types import MODALITIES, Batch, ModelOutput
 
 
@@ -72,11 +72,7 @@ class LMF(AccordModel):
 
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``z_m [B, d_m]`` (zero for a missing modality)."""
-        feats: dict[str, Tensor] = {}
-        for k, m in enumerate(MODALITIES):
-            pooled = self.encoders[m](batch.features[m], batch.mask[m]).pooled
-            feats[m] = pooled * batch.present[:, k].to(pooled.dtype).unsqueeze(1)
-        return feats
+        return encode_pooled(self.encoders, batch)
 
     def low_rank_fusion(self, feats: dict[str, Tensor]) -> Tensor:
         """``h [B, d_h] = sum_i w_i prod_m ([z_m; 1] W_m^(i)) + b`` (the low-rank fusion equation, Sec. 3.3)."""

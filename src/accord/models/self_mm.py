@@ -86,7 +86,7 @@ from torch import Tensor, nn
 from accord.errors import ConfigError
 from accord.io import atomic_write_bytes
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, build_encoder
+from accord.models.modules import EncoderParams, build_encoder, encode_pooled
 from accord.train.hooks import StepState, TrainerHook
 from accord.types import MODALITIES, Batch, ModelOutput
 
@@ -247,11 +247,7 @@ class SelfMM(AccordModel):
 
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``F_s [B, hidden]`` (zero for a missing modality)."""
-        feats: dict[str, Tensor] = {}
-        for k, m in enumerate(MODALITIES):
-            pooled = self.encoders[m](batch.features[m], batch.mask[m]).pooled
-            feats[m] = pooled * batch.present[:, k].to(pooled.dtype).unsqueeze(1)
-        return feats
+        return encode_pooled(self.encoders, batch)
 
     def representations(self, feats: dict[str, Tensor]) -> dict[str, Tensor]:
         """Task -> ``F_t* [B, width]``, the post-layer-1 representations ULGM works on."""

@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, MLPHead, build_encoder
+from accord.models.modules import EncoderParams, MLPHead, build_encoder, encode_pooled
 from accord.types import MODALITIES, Batch, ModelOutput
 
 
@@ -51,12 +51,9 @@ class TFN(AccordModel):
 
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``z_m [B, d]`` (zero for a missing modality)."""
-        feats: dict[str, Tensor] = {}
-        for k, m in enumerate(MODALITIES):
-            pooled = self.encoders[m](batch.features[m], batch.mask[m]).pooled
-            present = batch.present[:, k].to(pooled.dtype).unsqueeze(1)
-            feats[m] = torch.relu(self.embed[m](pooled)) * present
-        return feats
+        pooled = encode_pooled(self.encoders, batch)  # ReLU(W·0 + b) of a missing modality: masked below
+        return {m: torch.relu(self.embed[m](pooled[m])) * batch.present[:, k].to(pooled[m].dtype).unsqueeze(1)
+                for k, m in enumerate(MODALITIES)}
 
     @staticmethod
     def tensor_fusion(feats: dict[str, Tensor]) -> Tensor:

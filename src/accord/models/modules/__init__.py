@@ -21,6 +21,7 @@ from accord.models.modules.encoders import (
     SequenceEncoder,
     TemporalConv1d,
     build_encoder,
+    encode_pooled,
 )
 from accord.models.modules.heads import MLPHead, ResidualMLPHead
 from accord.models.modules.pooling import (
@@ -51,6 +52,7 @@ __all__ = [
     "SinusoidalPositionalEmbedding",
     "TemporalConv1d",
     "build_encoder",
+    "encode_pooled",
     "downsample_mean",
     "last_valid",
     "masked_max",

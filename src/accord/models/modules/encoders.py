@@ -25,6 +25,7 @@ from accord.errors import ConfigError
 from accord.models.base import ModelParams
 from accord.models.modules.attention import CrossmodalTransformerLayer, Dropout, sinusoidal_positions
 from accord.models.modules.pooling import PoolMode, pool
+from accord.types import MODALITIES, Batch
 
 Projection = Literal["linear", "conv"]
 Temporal = Literal["none", "conv", "transformer"]
@@ -127,3 +128,12 @@ def build_encoder(in_dim: int, p: EncoderParams, hidden: int | None = None) -> S
         raise ConfigError(f"model.params.kernel_size: must be odd ('same' padding), got {p.kernel_size}")
     return SequenceEncoder(in_dim, width, projection=p.projection, temporal=p.temporal,
                            kernel_size=p.kernel_size, heads=p.heads, dropout=p.dropout, pool=p.pool)
+
+
+def encode_pooled(encoders: nn.ModuleDict, batch: Batch) -> dict[str, Tensor]:
+    """Modality -> pooled encoding ``[B, d]`` of ``batch`` by ``encoders[m]``, zero where the modality is missing."""
+    feats: dict[str, Tensor] = {}
+    for k, m in enumerate(MODALITIES):
+        pooled = encoders[m](batch.features[m], batch.mask[m]).pooled
+        feats[m] = pooled * batch.present[:, k].to(pooled.dtype).unsqueeze(1)
+    return feats
