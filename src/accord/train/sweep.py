@@ -699,14 +699,12 @@ def run_sweep(opts: SweepOptions, log: Callable[[str], None] | None = None) -> d
     return result
 
 
-def _run_processes(opts: SweepOptions, space: SweepSpace, metric: str, mode: str, session: str,
-                   threads: int) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_spawned_worker, args=(opts, space, metric, mode, session, i, threads),
-                         name=f"accord-sweep-{i}") for i in range(opts.workers)]
+def run_processes(procs: list[multiprocessing.process.BaseProcess], stagger: float = 0.0) -> list[int | None]:
+    """Start ``procs`` (``stagger`` seconds apart), wait for all, and return their exit codes; on an interruption
+    (Ctrl-C) the ones still alive are terminated before the exception propagates."""
     for p in procs:
         p.start()
-        time.sleep(0.5)  # stagger the first storage writes
+        time.sleep(stagger)
     try:
         for p in procs:
             p.join()
@@ -715,7 +713,16 @@ def _run_processes(opts: SweepOptions, space: SweepSpace, metric: str, mode: str
             if p.is_alive():
                 p.terminate()
         raise
-    bad = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode != 0]
+    return [p.exitcode for p in procs]
+
+
+def _run_processes(opts: SweepOptions, space: SweepSpace, metric: str, mode: str, session: str,
+                   threads: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_spawned_worker, args=(opts, space, metric, mode, session, i, threads),
+                         name=f"accord-sweep-{i}") for i in range(opts.workers)]
+    codes = run_processes(procs, stagger=0.5)  # stagger the first storage writes
+    bad = [(i, c) for i, c in enumerate(codes) if c != 0]
     if bad:
         raise SweepError("worker(s) " + ", ".join(f"{i} (exit {c})" for i, c in bad) + " failed; see above")
 
@@ -885,7 +892,7 @@ def final_rerun(study: optuna.Study, opts: SweepOptions, space: SweepSpace, spac
                 mode: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Re-run the best trial's config (and the untuned default) on the final seeds with valid + test evaluation;
     resumable. Writes the results file with the final numbers and returns :func:`summarise`'s result."""
-    from accord.evaluate.metrics import METRIC_ORDER
+    from accord.evaluate.metrics import METRIC_ORDER, metric_mode
     from accord.evaluate.summary import format_mean_std, markdown_table
     from accord.train.trainer import Trainer
 
@@ -917,16 +924,8 @@ def final_rerun(study: optuna.Study, opts: SweepOptions, space: SweepSpace, spac
             log_path.parent.mkdir(parents=True, exist_ok=True)
             procs.append(ctx.Process(target=_spawned_final_job, args=(opts, p, f, src, threads, str(log_path)),
                                      name=f"accord-final-{cfg.run_name}"))
-            procs[-1].start()
-        try:
-            for proc in procs:
-                proc.join()
-        except BaseException:
-            for proc in procs:
-                if proc.is_alive():
-                    proc.terminate()
-            raise
-        bad = [cfg.run_name for cfg, proc in zip(cfgs, procs, strict=True) if proc.exitcode != 0]
+        codes = run_processes(procs)
+        bad = [cfg.run_name for cfg, code in zip(cfgs, codes, strict=True) if code != 0]
         if bad:
             raise SweepError(f"final re-run(s) {', '.join(bad)} failed; see {out_dir / 'logs'}")
     tuned_seconds = time.time() - t0
@@ -957,7 +956,7 @@ def final_rerun(study: optuna.Study, opts: SweepOptions, space: SweepSpace, spac
     t_mean, t_std = tuned["test"][head]["mean"], tuned["test"][head]["std"]
     d_mean, d_std = default["test"][head]["mean"], default["test"][head]["std"]
     diff = t_mean - d_mean
-    better = diff > 0 if metric_mode_of(head) == "max" else diff < 0
+    better = diff > 0 if metric_mode(head) == "max" else diff < 0
     noise = max(t_std, d_std)
     tv, dv = tuned["valid"][metric], default["valid"][metric]
     verdict = (f"On test, the tuned config reaches {head} {format_mean_std(t_mean, t_std, head)} vs "
@@ -998,8 +997,3 @@ def _spawned_final_job(opts: SweepOptions, params: dict[str, Any], forced: list[
         print(f"error: {source}: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
 
-
-def metric_mode_of(name: str) -> str:
-    from accord.evaluate.metrics import metric_mode
-
-    return metric_mode(name)
