@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written result file.
+"""Atomic file writes (a reader, or a crash, never sees a half-written result file) and checked JSON reads.
 
 Each writer creates a uniquely named temporary file in the destination's directory (so the final rename stays
 on one file system), writes and ``fsync``\\ s it, and moves it over the destination with :func:`os.replace`,
@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "read_json_file", "write_json"]
 
 PathLike = str | os.PathLike[str]
 
@@ -42,6 +42,19 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 def atomic_write_text(path: PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically as UTF-8, without newline translation."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json_file(file: Path, error: type[Exception], expected: str) -> Any:
+    """The parsed JSON of ``file``; a missing or unparsable file raises ``error`` with one line naming the file.
+
+    ``expected`` completes the message of a missing file: ``"<file>: missing; expected <expected>"``.
+    """
+    if not file.is_file():
+        raise error(f"{file}: missing; expected {expected}")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise error(f"{file}: not valid JSON ({err})") from None
 
 
 def write_json(path: PathLike, obj: Any) -> None:

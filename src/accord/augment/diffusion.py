@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -44,7 +43,7 @@ from torch import Tensor, nn
 from accord.augment.params import GeneratorParams
 from accord.data.dataset import SplitData
 from accord.errors import CheckpointError, DataError
-from accord.io import atomic_write_bytes, write_json
+from accord.io import atomic_write_bytes, read_json_file, write_json
 from accord.models.modules import TemporalConv1d, masked_mean, masked_std, sinusoidal_positions
 
 FORMAT = "accord-qasa-generator"
@@ -323,12 +322,7 @@ class FeatureDiffusion(nn.Module):
 def read_generator_config(path: str | Path) -> dict[str, Any]:
     """``generator.json`` of a generator folder; errors name the file and what was expected."""
     file = Path(path) / CONFIG
-    if not file.is_file():
-        raise CheckpointError(f"{file}: missing; expected a generator folder written by `accord augment fit`")
-    try:
-        cfg = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{file}: not valid JSON ({err})") from None
+    cfg = read_json_file(file, CheckpointError, "a generator folder written by `accord augment fit`")
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(f"{file}: key 'format' must be {FORMAT!r}")
     if cfg.get("version") != VERSION:

@@ -29,7 +29,6 @@ Per generated sample the per-modality scores are combined by a geometric mean ov
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from accord.augment.params import ScorerParams
 from accord.data.dataset import SplitData
 from accord.data.subset import group_of
 from accord.errors import CheckpointError, DataError
-from accord.io import atomic_write_bytes, write_json
+from accord.io import atomic_write_bytes, read_json_file, write_json
 
 FORMAT = "accord-qasa-scorer"
 VERSION = 1
@@ -203,12 +202,7 @@ def load_scorer(path: str | Path) -> QualityScorer:
     """A scorer saved by :meth:`QualityScorer.save`; errors name the file and what was expected."""
     root = Path(path)
     file = root / CONFIG
-    if not file.is_file():
-        raise CheckpointError(f"{file}: missing; expected a generator folder written by `accord augment fit`")
-    try:
-        cfg = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{file}: not valid JSON ({err})") from None
+    cfg = read_json_file(file, CheckpointError, "a generator folder written by `accord augment fit`")
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or cfg.get("version") != VERSION:
         raise CheckpointError(f"{file}: expected format {FORMAT!r} version {VERSION}")
     try:

@@ -33,6 +33,7 @@ from accord.data.dataset import SPLITS, MultimodalDataset, SplitData
 from accord.data.mmsa import load_mmsa_pickle
 from accord.data.registry import DataParams, register_dataset, validate_data_params
 from accord.errors import ConfigError, DataError
+from accord.io import read_json_file
 from accord.types import MODALITIES
 
 FORMAT = "accord-dataset"
@@ -146,12 +147,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise DataError(f"{root}: dataset directory not found")
     if not root.is_dir():
         raise DataError(f"{root}: is not a directory; expected a dataset directory with {MANIFEST}")
-    if not file.is_file():
-        raise DataError(f"{file}: missing; expected a dataset directory written by `accord data convert`")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{file}: not valid JSON ({err})") from None
+    manifest = read_json_file(file, DataError, "a dataset directory written by `accord data convert`")
     if not isinstance(manifest, dict):
         raise DataError(f"{file}: top level must be a JSON object")
     for key in ("format", "version", "name", "metric_family", "label_range", "splits"):
