@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from accord.data.dataset import MultimodalDataset, make_split
+from accord.data.dataset import MultimodalDataset, SplitData, make_split
 from accord.data.dataset import standardize as standardize_features
 from accord.data.registry import DataParams, register_dataset
 from accord.errors import ConfigError, DataError, LeakageError
@@ -306,40 +306,38 @@ def load_mosi_u(
         }
         labels = torch.tensor([scores[s][0] for s in ids], dtype=torch.float32)
         splits[name] = make_split(feats, labels, ids=ids, raw_text=[scores[s][1] for s in ids])
-    ds = MultimodalDataset(
-        name="mosi-u",
-        splits=splits,
-        metric_family="mosi",
-        label_range=(-3.0, 3.0),
-        source=str(root),
-        meta={
-            "loader": "mosi-u",
-            "dir": str(root),
-            "split": "bclstm",
-            "features": {
-                "text": ("bc-LSTM text CNN, 100-d" if text_features == "bclstm"
-                         else "all-MiniLM-L6-v2 sentence vector, 384-d"),
-                "audio": "openSMILE, 73-d",
-                "visual": "3D-CNN, 100-d",
-            },
-            "text_features": text_features,
-            **_extractor_meta(text_features),
-            "valid_seed": valid_seed,
-            "valid_videos": chosen,
-            "reference": (
-                "References on this split (shared/data/README.md): ridge regression Non0_acc_2 text 77.9, audio 54.7, "
-                "visual 53.3, all three 77.2; MMSA 2.2.1's models at best 77.1 (TFN, LMF), MulT 74.4. The feature "
-                "extractors saw the validation videos' labels (they are training videos), so validation scores are "
-                "optimistic; only test is clean."
-            ),
-            "videos": {
-                "train": len(train_videos) - len(chosen),
-                "valid": len(chosen),
-                "test": len(test_videos),
-            },
-            "dropped_unlabelled": {"count": len(dropped), "ids": sorted(dropped)},
+    return _dataset(root, splits, standardize, {
+        "split": "bclstm",
+        "features": {
+            "text": ("bc-LSTM text CNN, 100-d" if text_features == "bclstm"
+                     else "all-MiniLM-L6-v2 sentence vector, 384-d"),
+            "audio": "openSMILE, 73-d",
+            "visual": "3D-CNN, 100-d",
         },
-    )
+        "text_features": text_features,
+        **_extractor_meta(text_features),
+        "valid_seed": valid_seed,
+        "valid_videos": chosen,
+        "reference": (
+            "References on this split (shared/data/README.md): ridge regression Non0_acc_2 text 77.9, audio 54.7, "
+            "visual 53.3, all three 77.2; MMSA 2.2.1's models at best 77.1 (TFN, LMF), MulT 74.4. The feature "
+            "extractors saw the validation videos' labels (they are training videos), so validation scores are "
+            "optimistic; only test is clean."
+        ),
+        "videos": {
+            "train": len(train_videos) - len(chosen),
+            "valid": len(chosen),
+            "test": len(test_videos),
+        },
+        "dropped_unlabelled": {"count": len(dropped), "ids": sorted(dropped)},
+    })
+
+
+def _dataset(root: Path, splits: dict[str, SplitData], standardize: bool, meta: dict[str, Any]) -> MultimodalDataset:
+    """The validated ``mosi-u`` dataset of ``splits`` (scores in [-3, 3]), standardised with training statistics
+    when ``standardize``; ``meta`` adds to the loader and directory."""
+    ds = MultimodalDataset(name="mosi-u", splits=splits, metric_family="mosi", label_range=(-3.0, 3.0),
+                           source=str(root), meta={"loader": "mosi-u", "dir": str(root), **meta})
     if standardize:
         standardize_features(ds)
     return ds.validate()
@@ -430,27 +428,15 @@ def _standard_minilm(root: Path, parts: dict[str, dict[str, Any]], scores: dict[
         labels = torch.tensor([scores[s][0] for s in ids], dtype=torch.float32)
         splits[name] = make_split(feats, labels, ids=ids, lengths=lengths, raw_text=[scores[s][1] for s in ids])
         counts[name] = len({video_of(s) for s in ids})
-    ds = MultimodalDataset(
-        name="mosi-u",
-        splits=splits,
-        metric_family="mosi",
-        label_range=(-3.0, 3.0),
-        source=str(root),
-        meta={
-            "loader": "mosi-u",
-            "dir": str(root),
-            "split": "standard",
-            "features": {"text": "all-MiniLM-L6-v2 sentence vector, 384-d",
-                         "audio": "openSMILE (bc-LSTM files), 73-d",
-                         "visual": "absent: the bc-LSTM visual extractor saw the standard test labels"},
-            "text_features": "minilm",
-            **_extractor_meta("minilm"),
-            "videos": counts,
-            "leakage": "text MiniLM (no labels) and audio openSMILE (not trained) are leakage-free on the standard "
-                       "folds; bc-LSTM text and visual are not, so visual is absent and bc-LSTM text refused",
-            "dropped_unlabelled": {"count": len(dropped), "ids": sorted(dropped)},
-        },
-    )
-    if standardize:
-        standardize_features(ds)
-    return ds.validate()
+    return _dataset(root, splits, standardize, {
+        "split": "standard",
+        "features": {"text": "all-MiniLM-L6-v2 sentence vector, 384-d",
+                     "audio": "openSMILE (bc-LSTM files), 73-d",
+                     "visual": "absent: the bc-LSTM visual extractor saw the standard test labels"},
+        "text_features": "minilm",
+        **_extractor_meta("minilm"),
+        "videos": counts,
+        "leakage": "text MiniLM (no labels) and audio openSMILE (not trained) are leakage-free on the standard "
+                   "folds; bc-LSTM text and visual are not, so visual is absent and bc-LSTM text refused",
+        "dropped_unlabelled": {"count": len(dropped), "ids": sorted(dropped)},
+    })
