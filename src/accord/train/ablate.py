@@ -27,9 +27,8 @@ from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
 from accord.errors import ConfigError
 from accord.evaluate.metrics import METRIC_ORDER
-from accord.evaluate.summary import Aggregate, aggregate_table_json, format_mean_std, markdown_table, write_csv
-from accord.io import atomic_write_text, write_json
-from accord.train.benchmark import conflict_split_rows
+from accord.evaluate.summary import Aggregate, aggregate_table_json, format_mean_std, markdown_table
+from accord.train.benchmark import conflict_split_rows, write_study_report
 from accord.train.trainer import Trainer
 
 PAPER_COLUMNS: dict[str, str] = {"Mult_acc_7": "ACC7", "Non0_acc_2": "ACC2", "MAE": "MAE"}
@@ -148,24 +147,15 @@ def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Pat
                   .rstrip("\n"), ""]
     if notes:
         lines += [notes.rstrip("\n"), ""]
-    lines += ["Mean training seconds per seed (this machine): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), ""]
     command = command or (f"accord ablate --method {method} --dataset {dataset} --seeds {len(seeds)}"
                           + "".join(f" --set {o}" for o in overrides or []))
-    lines += [f"Produced by `{command}`."]
-    md = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "ablation.md", md)
-    write_csv(out / "ablation.csv", rows, metrics)
-    write_json(out / "ablation.json", {
+    md = write_study_report(out, "ablation", lines, seconds, command, rows, metrics, {
         "method": method, "dataset": dataset, "seeds": seeds, "param": param, "ablations": names,
         "selection_metric": sel, "paper": {n: spec[n].get("paper", {}) for n in names}, "reference": reference,
         "test": aggregate_table_json(rows),
         "valid": aggregate_table_json(valid_rows),
         "conflict_split": aggregate_table_json(conflict_rows),
         "train_seconds": seconds, "command": command,
-    })
-    if table:
-        atomic_write_text(Path(table), md)
+    }, table)
     return {"markdown": md, "rows": rows, "valid": valid_rows, "conflict": conflict_rows,
             "run_dirs": {n: c.run_dir for n, c in zip(names, cfgs, strict=True)}}

@@ -57,6 +57,24 @@ def fusion_verdict(rows: dict[str, dict[str, tuple[float, float, int]]], metric:
     return head + f"No fusion method beats text alone on mean {metric} ({', '.join(losses)})."
 
 
+def write_study_report(out: Path, stem: str, lines: list[str], seconds: dict[str, float], command: str,
+                       rows: dict[str, dict[str, Aggregate]], metrics: list[str], payload: dict[str, Any],
+                       table: str | Path | None = None) -> str:
+    """Close a study's Markdown (training seconds per method, the command that made it) and write
+    ``<out>/<stem>.md``, ``.csv`` (``rows`` x ``metrics``) and ``.json`` (``payload``), atomically; the Markdown also
+    goes to ``table`` when given. Returns the Markdown."""
+    lines = [*lines, "Mean training seconds per seed (this machine): "
+             + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), "", f"Produced by `{command}`."]
+    md = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.md", md)
+    write_csv(out / f"{stem}.csv", rows, metrics)
+    write_json(out / f"{stem}.json", payload)
+    if table:
+        atomic_write_text(Path(table), md)
+    return md
+
+
 def conflict_split_rows(run_dirs: dict[str, Path], seeds: list[int], task: str) -> dict[str, dict[str, Aggregate]]:
     """Binary accuracy (%) on conflicting vs consistent test samples, per method, mean ± std over seeds.
 
@@ -146,22 +164,13 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
             markdown_table(conflict_rows, ["acc_conflicting", "acc_consistent"], first_col="method"),
             "",
         ]
-    lines += ["Mean training seconds per seed (this machine): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), ""]
     command = command or (f"accord benchmark --dataset {dataset} --methods {','.join(methods)} --seeds {len(seeds)}"
                           + "".join(f" --set {o}" for o in overrides or []))
-    lines += [f"Produced by `{command}`."]
-    md = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "benchmark.md", md)
-    write_csv(out / "benchmark.csv", rows, metrics)
-    write_json(out / "benchmark.json", {
+    md = write_study_report(out, "benchmark", lines, seconds, command, rows, metrics, {
         "dataset": dataset, "seeds": seeds, "methods": methods, "selection_metric": sel,
         "test": aggregate_table_json(rows),
         "valid": aggregate_table_json(valid_rows),
         "train_seconds": seconds, "verdict": verdict,
         "conflict_split": aggregate_table_json(conflict_rows),
-    })
-    if table:
-        atomic_write_text(Path(table), md)
+    }, table)
     return {"markdown": md, "rows": rows, "verdict": verdict, "metrics": metrics, "conflict": conflict_rows}
