@@ -13,6 +13,16 @@ from accord.data.dataset import MultimodalDataset, make_split
 SHARED_DATA = Path(os.environ.get("ACCORD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():  # type: ignore[no-untyped-def]
+    """torch on one thread for a module of tiny-tensor tests (several times faster than two on a shared 2-core
+    machine); the previous thread count is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data folder ``../shared/data``; tests that need it skip with the reason where it is absent."""
