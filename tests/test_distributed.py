@@ -53,6 +53,25 @@ def test_single_process_context_is_a_no_op() -> None:
     assert SINGLE.broadcast_object(3) == 3 and SINGLE.all_gather_object("x") == ["x"]
 
 
+@pytest.mark.parametrize(("env", "backend", "needle"), [
+    ({"WORLD_SIZE": "two"}, "auto", "environment WORLD_SIZE: expected an integer, got 'two'"),
+    ({"WORLD_SIZE": "2"}, "nccl", "train.distributed.backend: 'nccl' needs a CUDA train.device"),
+    ({"WORLD_SIZE": "2"}, "gloo", "environment MASTER_ADDR: not set; launch distributed runs with torchrun"),
+])
+def test_bad_distributed_setup_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                          backend: str, needle: str) -> None:
+    from accord.errors import ConfigError
+
+    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as err:
+        init_distributed("cpu", backend)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    assert not dist.is_initialized()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
