@@ -40,15 +40,15 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from accord.config import Config, compose, validate
+from accord.core.io import atomic_write_text
+from accord.core.types import MODALITIES
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
-from accord.evaluate.plots import plot_conflict
-from accord.evaluate.summary import Aggregate, aggregate, format_mean_std, markdown_table
-from accord.io import atomic_write_text
+from accord.evaluation.plots import plot_conflict
+from accord.evaluation.summary import Aggregate, aggregate, format_mean_std, markdown_table
 from accord.models.cacr import CACR
-from accord.train.ablate import run_ablation
-from accord.train.benchmark import conflict_split_rows
-from accord.types import MODALITIES
+from accord.studies.ablate import run_ablation
+from accord.studies.benchmark import conflict_split_rows
 
 THREAD = ["train.num_threads=1"]
 REPORT_ONLY = False
@@ -66,7 +66,7 @@ RESULTS = Path("benchmarks/results")
 def train_runs(specs: dict[str, tuple[str, list[str]]], dataset: str, seeds: list[int], out: Path,
                common: list[str], resume: bool) -> dict[str, Config]:
     """Train ``{name: (method, overrides)}`` on ``dataset`` over ``seeds``; returns the configs (run dirs)."""
-    from accord.train.trainer import Trainer
+    from accord.training.trainer import Trainer
 
     cache: dict[str, MultimodalDataset] = {}
     cfgs: dict[str, Config] = {}

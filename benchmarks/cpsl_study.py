@@ -36,14 +36,14 @@ import numpy as np
 
 from accord.balance.monitor import read_grad_log
 from accord.config import Config, load_config
+from accord.core.io import atomic_write_text, write_json
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
-from accord.evaluate.metrics import METRIC_ORDER
-from accord.evaluate.plots import plot_max_ratio
-from accord.evaluate.summary import Aggregate, aggregate, markdown_table
-from accord.io import atomic_write_text, write_json
-from accord.train.benchmark import conflict_split_rows
-from accord.train.trainer import Trainer
+from accord.evaluation.metrics import METRIC_ORDER
+from accord.evaluation.plots import plot_max_ratio
+from accord.evaluation.summary import Aggregate, aggregate, markdown_table
+from accord.studies.benchmark import conflict_split_rows
+from accord.training.trainer import Trainer
 
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (registered model, overrides, description)

@@ -84,7 +84,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "command": "python benchmarks/ddp_scaling.py " + " ".join(sys.argv[1:])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from accord.io import atomic_write_text, write_json
+    from accord.core.io import atomic_write_text, write_json
 
     write_json(args.out.with_suffix(".json"), {"meta": meta, "rows": rows})
     lines = [f"# Data-parallel scaling: `{args.method}` on `{args.dataset}`", "",

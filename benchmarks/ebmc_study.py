@@ -98,7 +98,7 @@ def ablation(seeds: int, train: bool) -> None:
     from accord import api
     from accord.data.corrupt import apply_corruptions
     from accord.data.registry import build_dataset
-    from accord.train.trainer import evaluate_split, load_run, resolve_device
+    from accord.training.trainer import evaluate_split, load_run, resolve_device
 
     if train:
         for name in ABLATIONS:
@@ -283,7 +283,7 @@ def trust_rows(run_dir: Path) -> list[str]:
     from accord import api
     from accord.data.corrupt import apply_corruption
     from accord.data.registry import build_dataset
-    from accord.train.trainer import load_run, predict_split, resolve_device
+    from accord.training.trainer import load_run, predict_split, resolve_device
 
     cfg, _ = load_run(run_dir)
     ds = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+from accord.core.io import write_json
 from accord.features.extract import extract_clip, extractor_settings
-from accord.io import write_json
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi"
 

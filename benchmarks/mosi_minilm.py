@@ -21,8 +21,8 @@ import platform
 import time
 from pathlib import Path
 
-from accord.io import atomic_write_text
-from accord.train.benchmark import run_benchmark
+from accord.core.io import atomic_write_text
+from accord.studies.benchmark import run_benchmark
 
 SETTINGS = {
     "standard": ["data.params.split=standard", "data.params.text_features=minilm"],

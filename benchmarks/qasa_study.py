@@ -45,13 +45,13 @@ from accord.augment.diffusion import load_generator
 from accord.augment.params import AugmentConfig
 from accord.augment.quality import load_scorer
 from accord.config import load_config
+from accord.core.io import atomic_write_bytes, atomic_write_text, write_json
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.registry import build_dataset
 from accord.data.safe import MANIFEST, save_dataset
 from accord.data.subset import apply_train_fraction
-from accord.evaluate.summary import aggregate
-from accord.io import atomic_write_bytes, atomic_write_text, write_json
-from accord.train.trainer import Trainer
+from accord.evaluation.summary import aggregate
+from accord.training.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRACTIONS = [0.1, 0.25, 0.5, 1.0]

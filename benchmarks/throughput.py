@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 
+from accord.core.io import write_json
+from accord.core.types import MODALITIES, Batch
 from accord.data.dataset import SplitData, make_split
-from accord.io import write_json
 from accord.models import create_model, list_models
 from accord.models.base import AccordModel
-from accord.types import MODALITIES, Batch
 
 DEFAULT_METHODS: list[str] = ["text", "audio", "visual", "early_fusion", "late_fusion", "tfn", "mult", "cacr", "misa"]
 """Methods measured by default, in report order. Extend this list as methods are added (e.g. ``"cacr"``)."""
@@ -147,7 +147,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (accord.io: temp file + rename, normal file permissions)."""
+    """Write ``data`` as JSON atomically (accord.core.io: temp file + rename, normal file permissions)."""
     write_json(path, data)
 
 

@@ -370,7 +370,7 @@ def run_accord(model: str, data: dict[str, Any], seeds: list[int], max_epochs: i
     """Train ``model`` with Accord's trainer on the same pickle (one process); returns epoch seconds and metrics.
 
     The worker runs exactly what ``accord train -m <model> -d mmsa --set ...`` runs (``command`` in the result),
-    through :class:`accord.train.trainer.Trainer` with one extra no-op hook that records CPU time per epoch.
+    through :class:`accord.training.trainer.Trainer` with one extra no-op hook that records CPU time per epoch.
     """
     out_dir = RUNS / "accord"
     sets = [f"data.path={data['path']}", "data.params.family=mosi", f"name={tag}", f"output.dir={out_dir}",
@@ -414,8 +414,8 @@ def accord_worker(spec_path: str) -> None:
     import torch
 
     from accord.config import load_config
-    from accord.train.hooks import TrainerHook
-    from accord.train.trainer import Trainer
+    from accord.core.hooks import TrainerHook
+    from accord.training.trainer import Trainer
 
     cpu: list[list[float]] = []
 

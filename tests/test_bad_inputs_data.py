@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from accord.core.errors import AccordError, ConfigError, DataError
 from accord.data import build_dataset
 from accord.data.mmsa import load_mmsa_pickle
 from accord.data.mosi_u import load_mosi_u
 from accord.data.safe import MANIFEST, load_any, load_dataset_dir, save_dataset
-from accord.errors import AccordError, ConfigError, DataError
 from conftest import tiny_dataset
 
 Raw = dict[str, Any]

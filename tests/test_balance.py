@@ -7,7 +7,6 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -17,15 +16,16 @@ from typer.testing import CliRunner
 from accord.balance.agm import AGM, AGMParams, agm_coefficient, agm_ratios
 from accord.balance.cp import ConflictPenalty, CPParams, conflict_penalty, project_conflicting
 from accord.balance.modality import modality_parameters, shapley_responses
-from accord.balance.monitor import GradMonitor, feature_grad_norms, imbalance_ratios, read_grad_log
+from accord.balance.monitor import GradMonitor, feature_grad_norms, imbalance_ratios
 from accord.balance.ogm_ge import OGMGE, OGMGEParams, discrepancy_ratios, ogm_coefficient, regression_score
 from accord.config import load_config
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.hooks import StepState
+from accord.core.rundir import read_log
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models import create_model
 from accord.objectives.statistical import statistical_loss
-from accord.train.hooks import StepState
-from accord.train.trainer import Trainer
-from accord.types import MODALITIES, Batch, ModelOutput
+from accord.training.trainer import Trainer
 
 TINY = ["data.params.n_train=96", "data.params.n_valid=48", "data.params.n_test=48",
         "train.batch_size=16", "train.epochs=2", "train.early_stopping.patience=10",
@@ -70,8 +70,8 @@ class Additive(nn.Module):
         return ModelOutput(prediction=pred, features=z)
 
 
-def state(**extra: Any) -> StepState:
-    return StepState(seed=0, extra={"task_kind": "regression", "task_loss": "mse", "loss_weights": {}, **extra})
+def state(**weights: float) -> StepState:
+    return StepState(seed=0, task_kind="regression", task_loss="mse", loss_weights=weights)
 
 
 # ---------------------------------------------------------------------------------------------- the monitor
@@ -116,11 +116,11 @@ def test_missing_modality_rows_are_left_out_and_never_nan() -> None:
     assert all(float(v) == 0.0 for v in zero.values())
 
 
-def test_monitor_hook_measures_without_touching_gradients(tmp_path: Path) -> None:
+def test_monitor_hook_measures_without_touching_gradients() -> None:
     model = Additive([3.0, 1.0, 1.0])
     batch = make_batch(b=6)
     mon = GradMonitor()
-    st = state(run_dir=str(tmp_path))
+    st = state()
     mon.on_fit_start(model, st)
     out = model(batch)
     assert mon.extra_losses(model, batch, out) == {}
@@ -131,8 +131,9 @@ def test_monitor_hook_measures_without_touching_gradients(tmp_path: Path) -> Non
     logged = mon.after_backward(model, batch, out, st)
     assert logged["r/text"] == pytest.approx(3.0 / (5.0 / 3.0), rel=1e-5)  # r = |w| / mean |w|
     assert logged["conflict"] == 1.0 and logged["r_max"] > 1.5
-    line = read_grad_log(tmp_path / "log.jsonl")[0]
-    assert line["step"] == 1 and line["dominant"] == "text" and line["loss/task"] == pytest.approx(float(loss.detach()))
+    [line] = st.records  # the hook hands its line to the trainer, which writes it (hooks never write files)
+    assert line["type"] == "grad" and line["step"] == 1 and line["dominant"] == "text"
+    assert line["loss/task"] == pytest.approx(float(loss.detach()))
 
 
 def test_monitoring_does_not_change_the_training_result(tmp_path: Path) -> None:
@@ -143,7 +144,7 @@ def test_monitoring_does_not_change_the_training_result(tmp_path: Path) -> None:
                       overrides=[*TINY, *base, f"output.dir={tmp_path / 'b'}", "train.hooks=[{name: grad_monitor}]"])
     monitored = Trainer(cfg, progress=False).fit()
     assert monitored["test"] == plain["test"] and monitored["valid"] == plain["valid"]
-    lines = read_grad_log(tmp_path / "b" / "run" / "seed_0" / "log.jsonl")
+    lines = read_log(tmp_path / "b" / "run" / "seed_0" / "log.jsonl", "grad")
     assert [x["step"] for x in lines] == list(range(1, 13))  # 2 epochs x 6 steps, every step
     assert {"g/text", "r/audio", "r_max", "conflict", "cos/unimodal_text", "loss/total"} <= set(lines[0])
     epoch = [json.loads(x) for x in (tmp_path / "b" / "run" / "seed_0" / "log.jsonl").read_text().splitlines()
@@ -164,7 +165,7 @@ def test_monitoring_does_not_change_the_training_result(tmp_path: Path) -> None:
 def test_penalty_is_zero_when_balanced_and_positive_past_kappa() -> None:
     assert float(conflict_penalty(torch.tensor([1.0, 1.0, 1.0]), 1.5)) == 0.0
     assert float(conflict_penalty(torch.tensor([2.4, 0.3, 0.3]), 1.5)) == pytest.approx(0.81)
-    hook = ConflictPenalty(CPParams(kappa=1.5, lambda_cp=1.0, projection=False))
+    hook = ConflictPenalty(CPParams(kappa=1.5, projection=False))  # the loss is unweighted: λ_cp is the trainer's
     hook.on_fit_start(Additive([1.0] * 3), state())
     for w, expected in ([1.0, 1.0, 1.0], 0.0), ([4.0, 1.0, 1.0], 0.25):  # r = (2, .5, .5): relu(2 - 1.5)^2
         model = Additive(w)
@@ -215,7 +216,7 @@ def test_cp_hook_projects_the_dominant_task_gradient_off_sl() -> None:
         with torch.no_grad():
             model.u["text"].copy_(torch.tensor([1.0, -0.5]))
         batch = make_batch(b=6, seed=seed)
-        hook = ConflictPenalty(CPParams(kappa=1.5, lambda_cp=0.0))
+        hook = ConflictPenalty(CPParams(kappa=1.5, penalty=False))
         hook.on_fit_start(model, state())
         out = model(batch)
         hook.extra_losses(model, batch, out)
@@ -339,7 +340,7 @@ def test_agm_hook_rescales_each_branch(tmp_path: Path) -> None:
                       overrides=[*TINY, "train.epochs=1", f"output.dir={tmp_path}", "name=run",
                                  "train.hooks=[{name: agm, params: {alpha: 0.5}}, {name: grad_monitor}]"])
     Trainer(cfg, progress=False).fit()
-    lines = read_grad_log(tmp_path / "run" / "seed_0" / "log.jsonl")
+    lines = read_log(tmp_path / "run" / "seed_0" / "log.jsonl", "grad")
     assert len(lines) == 6 and all({"agm/c_text", "agm/s_audio"} <= set(x) for x in lines)
     assert any(abs(x["agm/c_text"] - 1.0) > 1e-6 for x in lines[1:])
 

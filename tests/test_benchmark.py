@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accord.train.benchmark import conflict_split_rows, fusion_verdict
+from accord.studies.benchmark import conflict_split_rows, fusion_verdict
 
 
 def test_conflict_split_by_hand(tmp_path: Path) -> None:

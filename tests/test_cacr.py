@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from accord.cli import app
 from accord.config import load_config
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES
 from accord.models import create_model, list_models
 from accord.models.cacr import CACR
 from accord.models.modules import Decoupling, masked_resample
@@ -25,7 +26,6 @@ from accord.objectives.conflict import (
     weighted_reconstruction_loss,
 )
 from accord.objectives.decoupling import private_preservation, reconstruction_error, soft_orthogonality
-from accord.types import MODALITIES
 from test_models import MOSI_DIMS, MOSI_T, TINY_DIMS, check_output, make_batch, repad
 
 ABLATIONS = ["full", "no_crm", "no_caw", "gating", "no_fsr", "no_orth", "no_private"]
@@ -357,9 +357,12 @@ def test_bad_params_are_config_errors() -> None:
 
 def test_config_loss_weights_are_the_paper_lambdas_for_every_ablation() -> None:
     names = {"shared", "private", "rec", "orth", "preserve"}
-    for ablation in ABLATIONS:
+    lambdas = {"shared": 0.5, "private": 0.5, "rec": 0.1, "orth": 0.1, "preserve": 0.1}
+    anchors = {f"anchor_{m}" for m in MODALITIES}
+    for ablation in ABLATIONS:  # the resolved config names every term, with the same weights in every ablation
         cfg = load_config(method="cacr", dataset="conflictbench", overrides=[f"model.params.ablation={ablation}"])
-        assert set(cfg.loss_weights) == names
+        assert set(cfg.loss_weights) == {"task", *names, *anchors}
+        assert {k: cfg.loss_weights[k] for k in names} == lambdas and cfg.loss_weights["task"] == 1.0
     assert names <= set(CACR.default_loss_weights)
     assert list(CACR.ablation_table) == ABLATIONS  # the paper's row order
 

@@ -53,7 +53,7 @@ def test_data_build_and_convert(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,pattern",
     [
-        (["train", "--method", "late_fusion", "--set", "train.lrr=1"], "unknown key 'train.lrr'"),
+        (["train", "--method", "late_fusion", "--set", "train.lrr=1"], "train.lrr: unknown key"),
         (["train", "--method", "nosuch"], "unknown model 'nosuch'"),
         (["train", "missing.yaml"], "missing.yaml: config file not found"),
         (["evaluate", "nowhere"], "nowhere: not a run directory"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from accord.config import apply_override, load_config
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
 
 
 def test_method_and_dataset_compose_with_overrides() -> None:
@@ -32,8 +32,12 @@ def test_yaml_file_and_roundtrip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "override,pattern",
     [
-        ("train.lrr=0.1", r"unknown key 'train\.lrr'"),
-        ("colour=red", r"unknown key 'colour'"),
+        ("train.lrr=0.1", r"train\.lrr: unknown key"),
+        ("colour=red", r": colour: unknown key"),
+        ("loss_weights.rec=1", r"loss_weights\.rec: model 'late_fusion' \(and its hooks\) emits no"),
+        ("train.early_stopping.metric=MEA", r"train\.early_stopping\.metric: unknown metric 'MEA'"),
+        ("train.hooks=[{name: ogm_ge, params: {alfa: 1}}]", r"train\.hooks\.0\.params\.alfa: unknown key for hook"),
+        ("train.hooks=[{name: nosuchhook}]", r"unknown trainer hook 'nosuchhook'"),
         ("train.lr=fast", r"train\.lr: .*number.*fast"),
         ("train.epochs=0", r"train\.epochs"),
         ("task.kind=ranking", r"task\.kind"),

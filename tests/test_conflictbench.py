@@ -7,9 +7,9 @@ import pytest
 import torch
 from sklearn.linear_model import Ridge
 
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES
 from accord.data import build_dataset
-from accord.errors import ConfigError
-from accord.types import MODALITIES
 
 SMALL = {"n_train": 600, "n_valid": 100, "n_test": 400}
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES
 from accord.data.corrupt import CorruptionSpec, apply_corruption, apply_corruptions, parse_corruption
 from accord.data.dataset import SplitData
-from accord.errors import ConfigError
-from accord.types import MODALITIES
 from conftest import tiny_dataset
 
 KINDS = ("drop", "temporal_drop", "noise")

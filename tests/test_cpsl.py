@@ -11,13 +11,13 @@ import torch
 
 from accord.balance.cp import ConflictPenalty
 from accord.config import load_config
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.hooks import StepState, build_hook
+from accord.core.types import MODALITIES, Batch
 from accord.models import create_model, list_models
 from accord.models.cpsl import CPSL
 from accord.objectives.statistical import statistical_loss
-from accord.train.hooks import StepState
-from accord.train.trainer import Trainer
-from accord.types import MODALITIES, Batch
+from accord.training.trainer import Trainer
 
 DIMS = {"text": 6, "audio": 4, "visual": 5}
 
@@ -59,7 +59,7 @@ def test_registered_with_its_config() -> None:
 
 def test_forward_contract_gain_and_sl() -> None:
     torch.manual_seed(0)
-    model = create_model("cpsl", DIMS, 1, hidden=8, head_hidden=8, fusion_heads=2, lambda_sl=0.5)
+    model = create_model("cpsl", DIMS, 1, hidden=8, head_hidden=8, fusion_heads=2)
     b = batch(FULL)
     out = model(b)
     assert out.prediction.shape == (4,)
@@ -71,7 +71,9 @@ def test_forward_contract_gain_and_sl() -> None:
         torch.testing.assert_close(out.aux_weights[f"unimodal_{m}"], b.present[:, k].float())
     torch.testing.assert_close(out.diagnostics["gain"], torch.ones(4, 3))  # a_m = 2 sigmoid(0) = 1 at init
     assert out.diagnostics["gate"].shape == (4, 2)
-    torch.testing.assert_close(out.losses["sl"], 0.5 * statistical_loss(out.prediction, b.label))
+    # unweighted: the trainer multiplies it by loss_weights.sl (λ_sl, default 0.1) once
+    torch.testing.assert_close(out.losses["sl"], statistical_loss(out.prediction, b.label))
+    assert CPSL.default_loss_weights["sl"] == 0.1 and CPSL.default_loss_weights["cp"] == 1.0
     # every modality reaches the prediction through the fusion
     grads = torch.autograd.grad(out.prediction.sum(), [out.features[m] for m in MODALITIES])
     assert all(g.abs().sum() > 0 for g in grads)
@@ -94,11 +96,12 @@ def test_missing_modalities_give_finite_outputs_and_gradients() -> None:
 def test_ablation_switches(ablation: str, has_sl: bool, penalty: bool, projection: bool) -> None:
     model = create_model("cpsl", DIMS, 1, hidden=8, head_hidden=8, fusion_heads=2, ablation=ablation)
     assert ("sl" in model(batch(FULL)).losses) == has_sl
-    hooks = model.trainer_hooks()
-    assert len(hooks) == int(penalty)
-    if penalty:
-        assert isinstance(hooks[0], ConflictPenalty) and hooks[0].p.projection == projection
-        assert hooks[0].p.kappa == model.params.kappa  # type: ignore[attr-defined]
+    requests = CPSL.required_hooks(model.params)
+    assert len(requests) == int(penalty)
+    if penalty:  # the model names the hook; the trainer builds it from the registry
+        hook = build_hook(requests[0])
+        assert isinstance(hook, ConflictPenalty) and hook.p.projection == projection
+        assert hook.p.kappa == model.params.kappa  # type: ignore[attr-defined]
 
 
 def test_sl_needs_regression() -> None:
@@ -111,10 +114,10 @@ def test_sl_needs_regression() -> None:
 def test_penalty_is_differentiable_through_the_fusion() -> None:
     """CP's create_graph penalty back-propagates through the cross-attention (double backward) into the encoders."""
     torch.manual_seed(0)
-    model = create_model("cpsl", DIMS, 1, hidden=8, head_hidden=8, fusion_heads=2, kappa=1.01, lambda_cp=1.0)
+    model = create_model("cpsl", DIMS, 1, hidden=8, head_hidden=8, fusion_heads=2, kappa=1.01)
     assert isinstance(model, CPSL)
-    hook = model.trainer_hooks()[0]
-    hook.on_fit_start(model, StepState(seed=0, extra={"task_loss": "l1", "loss_weights": {}}))
+    hook = build_hook(CPSL.required_hooks(model.params)[0])
+    hook.on_fit_start(model, StepState(seed=0, task_loss="l1"))
     b = batch(FULL)
     out = model(b)
     cp = hook.extra_losses(model, b, out)["cp"]

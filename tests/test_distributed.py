@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from accord.train.distributed import SINGLE, DistContext, allreduce_step, init_distributed, shard_rows
-from accord.types import Batch
+from accord.core.types import Batch
+from accord.training.distributed import SINGLE, DistContext, allreduce_step, init_distributed, shard_rows
 
 
 def test_shard_rows_partition_every_batch_in_rank_order() -> None:
@@ -60,7 +60,7 @@ def test_single_process_context_is_a_no_op() -> None:
 ])
 def test_bad_distributed_setup_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
                                                           backend: str, needle: str) -> None:
-    from accord.errors import ConfigError
+    from accord.core.errors import ConfigError
 
     for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)

@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES, Batch
 from accord.models import create_model
 from accord.objectives.energy import equilibrium_loss, trust_kl, trust_teacher
-from accord.types import MODALITIES, Batch
 from test_models import TINY_DIMS, check_output, make_batch, repad
 
 SMALL = {"hidden": 8, "heads": 2, "head_hidden": 16, "downsample_audio": 1, "downsample_visual": 1}

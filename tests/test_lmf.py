@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from accord.core.types import MODALITIES
 from accord.models import create_model, list_models
 from accord.models.lmf import LMF
 from accord.models.tfn import TFN
-from accord.types import MODALITIES
 from test_models import TINY_DIMS, check_output, make_batch, repad, tiny_batch
 
 

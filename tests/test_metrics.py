@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from accord.errors import ConfigError, DataError
-from accord.evaluate.metrics import (
+from accord.core.errors import ConfigError, DataError
+from accord.evaluation.metrics import (
     METRIC_ORDER,
     classification_metrics,
     compute_metrics,
     default_metric,
     metric_mode,
+    metric_spec,
+    register_metric,
     regression_metrics,
 )
 
@@ -295,13 +298,37 @@ def test_bad_shapes_and_classes_raise() -> None:
 
 
 # ------------------------------------------------------------------------------------------- selection
-@pytest.mark.parametrize(("name", "mode"), [
-    ("MAE", "min"), ("valid/MAE", "min"), ("loss", "min"), ("valid_loss", "min"), ("MSE", "min"),
-    ("RMSE", "min"), ("Corr", "max"), ("Has0_acc_2", "max"), ("Non0_F1", "max"), ("F1_weighted", "max"),
-    ("Mult_acc_7", "max"), ("Acc", "max"),
+@pytest.mark.parametrize(("name", "mode", "unit", "digits"), [
+    ("MAE", "min", "", 3), ("Corr", "max", "", 3), ("Has0_acc_2", "max", "%", 1), ("Non0_F1", "max", "%", 1),
+    ("F1_weighted", "max", "%", 1), ("Mult_acc_7", "max", "%", 1), ("Acc", "max", "%", 1),
+    ("Mult_acc_3", "max", "%", 1), ("F1", "max", "%", 1), ("F1_negative", "max", "%", 1),
 ])
-def test_metric_mode(name: str, mode: str) -> None:
-    assert metric_mode(name) == mode
+def test_metric_registry_declares_direction_and_unit(name: str, mode: str, unit: str, digits: int) -> None:
+    spec = metric_spec(name)
+    assert (metric_mode(name), spec.unit, spec.digits) == (mode, unit, digits)
+    assert spec.better(2.0, 1.0) == (mode == "max") and spec.format(0.12345) == f"{0.12345:.{digits}f}"
+
+
+def test_every_computed_metric_is_registered_and_unknown_names_fail() -> None:
+    y = np.array([-2.0, -0.4, 0.0, 0.6, 1.4, 2.9])
+    p = y + 0.3
+    names = {*regression_metrics(p, y, "mosi"), *regression_metrics(p / 3, y / 3, "sims"),
+             *classification_metrics(np.array(CLS_PRED), np.array(CLS_TRUE), CLS_NAMES)}
+    for family, order in METRIC_ORDER.items():
+        names |= set(order)
+        assert all(metric_spec(m).name == m for m in order), family
+    assert all(metric_spec(m) for m in names)
+    for guess in ("valid/MAE", "loss", "RMSE", "mae", "F1_"):  # no direction is guessed from a name any more
+        with pytest.raises(ConfigError, match=f"unknown metric '{re.escape(guess)}'"):
+            metric_mode(guess)
+
+
+def test_a_study_registers_its_own_metric_once() -> None:
+    spec = register_metric("test_only_auroc", "max", description="a study's column")
+    assert spec.digits == 3 and register_metric("test_only_auroc", "max", description="a study's column") == spec
+    with pytest.raises(ValueError, match="registered twice, differently"):
+        register_metric("test_only_auroc", "min")
+    assert register_metric("test_only_share", "max", "%").digits == 1
 
 
 def test_default_metric() -> None:

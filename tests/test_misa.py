@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from accord.config import load_config
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES
 from accord.models import create_model
 from accord.objectives.decoupling import cmd, misa_difference
-from accord.types import MODALITIES
 from test_models import TINY_DIMS, check_output, make_batch, repad
 
 LENGTHS = {"text": [9, 4, 12, 7, 2, 10], "audio": [31, 17, 24, 9, 40, 3], "visual": [22, 40, 13, 31, 8, 27]}
@@ -86,7 +86,7 @@ def test_misa_padding_missing_and_single_step() -> None:
 
 def test_misa_config_and_errors() -> None:
     cfg = load_config(method="misa", dataset="conflictbench")
-    assert cfg.loss_weights == {"sim": 1.0, "diff": 0.3, "recon": 1.0}
+    assert cfg.loss_weights == {"task": 1.0, "sim": 1.0, "diff": 0.3, "recon": 1.0}
     with pytest.raises(ConfigError, match=r"model\.params\.encoder_temporal"):
         create_model("misa", TINY_DIMS, 1, encoder_temporal="lstm")
     with pytest.raises(ConfigError, match=r"model\.params\.heads"):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from accord.core.errors import ConfigError, DataError
+from accord.core.types import MODALITIES
 from accord.data import build_dataset
 from accord.data.mmsa import load_mmsa_pickle, write_mmsa_pickle
 from accord.data.safe import convert_mmsa, load_any, load_dataset_dir
-from accord.errors import ConfigError, DataError
-from accord.types import MODALITIES
 from conftest import tiny_dataset
 
 SIZES = {"train": 6, "valid": 3, "test": 3}

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models import create_model, list_models
 from accord.models.modules import (
     CrossmodalTransformer,
@@ -20,7 +21,6 @@ from accord.models.modules import (
     masked_std,
     sinusoidal_positions,
 )
-from accord.types import MODALITIES, Batch, ModelOutput
 from conftest import tiny_dataset
 
 BASELINES = ["text", "audio", "visual", "early_fusion", "late_fusion", "tfn", "mult"]

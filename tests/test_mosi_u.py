@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from accord.core.errors import ConfigError, DataError, LeakageError
+from accord.core.types import MODALITIES
 from accord.data import build_dataset
 from accord.data.dataset import MultimodalDataset
 from accord.data.mosi_u import find_mosi_dir, load_mosi_u, video_of
-from accord.errors import ConfigError, DataError, LeakageError
-from accord.types import MODALITIES
 
 
 @pytest.fixture(scope="module")

@@ -29,10 +29,10 @@ from accord.augment.params import AugmentConfig, GeneratorParams, ScorerParams
 from accord.augment.quality import fit_scorer, load_scorer, saturate, survival
 from accord.cli import app
 from accord.config import load_config
+from accord.core.errors import ConfigError
 from accord.data.dataset import MultimodalDataset, SplitData, make_split
 from accord.data.subset import apply_train_fraction, group_of, keep_fraction
-from accord.errors import ConfigError
-from accord.train.trainer import Trainer
+from accord.training.trainer import Trainer
 from conftest import tiny_dataset
 
 
@@ -254,14 +254,14 @@ def test_generated_sample_of_weight_zero_changes_nothing(tmp_path: Path) -> None
     grads = []
     for batch in (mixed, real_only):
         model.zero_grad()
-        terms = tr.loss_terms(model, batch, model(batch), [])
+        terms = tr.loss_terms(model, batch, model(batch))
         terms["total"].backward()
         grads.append([p.grad.clone() for p in model.parameters()])
         assert float(terms["task"].detach()) > 0
     for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-7)
     with torch.no_grad():
-        loss = {name: float(tr.loss_terms(model, b, model(b), [])["task"])
+        loss = {name: float(tr.loss_terms(model, b, model(b))["task"])
                 for name, b in (("mixed", mixed), ("real", real_only),
                                 ("uniform", augment_split(ds["train"], gen, "uniform").batch(torch.arange(36))))}
     assert loss["mixed"] == pytest.approx(loss["real"], rel=1e-6)

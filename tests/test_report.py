@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from accord import api
 from accord.cli import app
 from accord.config import load_config
-from accord.errors import CheckpointError
-from accord.evaluate.report import build_report
-from accord.train.trainer import Trainer
+from accord.core.errors import CheckpointError
+from accord.evaluation.report import build_report
+from accord.training.trainer import Trainer
 
 CHROMIUM = Path("/usr/bin/chromium")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -111,7 +111,7 @@ def test_report_renders_in_headless_chromium(bench: Path, tmp_path: Path) -> Non
 
 
 def test_metrics_table_formats_and_escapes() -> None:
-    from accord.evaluate.report import metrics_table
+    from accord.evaluation.report import metrics_table
 
     html = metrics_table({"a<b": {"MAE": {"mean": 0.912345, "std": 0.0123, "n": 3}, "Corr": {"mean": None}},
                           "c": {"MAE": {"mean": 1.0, "std": 0.0, "n": 1}, "Acc": {"mean": 70.0, "std": 1.5, "n": 2}}},

@@ -12,9 +12,9 @@ import torch
 from accord.api import evaluate, robustness
 from accord.augment.modality_dropout import modality_dropout
 from accord.config import load_config
-from accord.errors import ConfigError
-from accord.evaluate.robustness import Curve, area_under, effective_robustness, parse_levels
-from accord.train.trainer import Trainer
+from accord.core.errors import ConfigError
+from accord.evaluation.robustness import Curve, area_under, effective_robustness, parse_levels
+from accord.training.trainer import Trainer
 
 TINY = ["data.params.n_train=96", "data.params.n_valid=48", "data.params.n_test=48",
         "train.batch_size=16", "train.epochs=2"]

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from accord.core.errors import DataError
+from accord.core.types import MODALITIES
 from accord.data import build_dataset
 from accord.data.dataset import MultimodalDataset
 from accord.data.safe import MANIFEST, load_any, load_dataset_dir, save_dataset
-from accord.errors import DataError
-from accord.types import MODALITIES
 from conftest import tiny_dataset
 
 

@@ -11,22 +11,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from accord.balance.ulgm import ULGMHook
 from accord.config import load_config
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.hooks import StepState
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models import create_model, list_models
 from accord.models.self_mm import (
     TASKS,
     SelfMM,
-    ULGMHook,
     class_centres,
     momentum_update,
     relative_distance,
     shifted_label,
     unimodal_weights,
 )
-from accord.train.hooks import StepState
-from accord.train.trainer import Trainer
-from accord.types import MODALITIES, Batch, ModelOutput
+from accord.training.trainer import Trainer
 from test_models import TINY_DIMS, check_output, make_batch, repad
 
 
@@ -226,7 +226,7 @@ def test_contract_shapes_padding_missing_and_errors() -> None:
     with pytest.raises(ConfigError, match=r"model\.params\.distance"):
         create_model("self_mm", TINY_DIMS, 1, distance="cosine")
     cfg = load_config(method="self_mm", dataset="conflictbench")
-    assert cfg.loss_weights == {f"uni_{m}": 1.0 for m in MODALITIES}
+    assert cfg.loss_weights == {"task": 1.0, **{f"uni_{m}": 1.0 for m in MODALITIES}}
 
 
 def test_training_run_builds_the_memory_and_writes_the_generated_labels(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from accord.errors import DataError
-from accord.evaluate.summary import (
+from accord.core.errors import DataError
+from accord.core.io import atomic_write_bytes, atomic_write_text, write_json
+from accord.evaluation.summary import (
     aggregate,
     csv_rows,
     format_mean_std,
@@ -21,7 +22,6 @@ from accord.evaluate.summary import (
     write_csv,
     write_markdown,
 )
-from accord.io import atomic_write_bytes, atomic_write_text, write_json
 
 # ------------------------------------------------------------------------------------------- aggregate
 

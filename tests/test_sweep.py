@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from accord.cli import app
 from accord.config import apply_override
-from accord.errors import ConfigError
-from accord.train.sweep import (
+from accord.core.errors import ConfigError
+from accord.studies.sweep import (
     SweepError,
     SweepOptions,
     _is_surplus,
@@ -33,7 +33,7 @@ from accord.train.sweep import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
-sweep_module = sys.modules["accord.train.sweep"]  # (accord.train is also a function name in accord's namespace)
+sweep_module = sys.modules["accord.studies.sweep"]
 
 TINY = ["data.params.n_train=48", "data.params.n_valid=24", "data.params.n_test=24", "train.epochs=2",
         "train.batch_size=16"]

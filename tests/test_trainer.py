@@ -11,10 +11,11 @@ import torch
 
 from accord.api import evaluate, load
 from accord.config import Config, load_config
+from accord.core.errors import CheckpointError, ConfigError
+from accord.core.hooks import StepState, TrainerHook
 from accord.data import build_dataset
-from accord.errors import CheckpointError, ConfigError
-from accord.train.hooks import StepState, TrainerHook
-from accord.train.trainer import Trainer, seed_everything
+from accord.training.optim import make_optimizer
+from accord.training.trainer import Trainer, seed_everything
 
 TINY = ["data.params.n_train=96", "data.params.n_valid=48", "data.params.n_test=48",
         "train.batch_size=16", "train.epochs=4", "train.early_stopping.patience=10"]
@@ -112,15 +113,36 @@ def test_loss_weights_are_applied_and_checked(tmp_path: Path) -> None:
     model = tr.build_model()
     batch = tr.dataset["train"].batch(torch.arange(8))
     out = model(batch)
-    terms = tr.loss_terms(model, batch, out, [])
+    terms = tr.loss_terms(model, batch, out)
     assert "unimodal_audio" not in terms
     plain = torch.nn.functional.l1_loss(out.prediction, batch.label)
     assert float(terms["task"].detach()) == pytest.approx(2.0 * float(plain.detach()), rel=1e-6)
     assert float(terms["total"].detach()) == pytest.approx(
         sum(float(v.detach()) for k, v in terms.items() if k != "total"), rel=1e-6)
-    bad = tiny_cfg(tmp_path / "bad", "loss_weights.unimodal_smell=1.0")
-    with pytest.raises(ConfigError, match=r"loss_weights\.unimodal_smell: model 'late_fusion' emits no"):
-        Trainer(bad, progress=False).fit()
+    # an unknown name fails when the config is loaded, before any data is built
+    with pytest.raises(ConfigError, match=r"loss_weights\.unimodal_smell: model 'late_fusion' \(and its hooks\) "
+                                          r"emits no prediction or loss of that name; it emits task, unimodal_audio"):
+        tiny_cfg(tmp_path / "bad", "loss_weights.unimodal_smell=1.0")
+
+
+class Undeclared(TrainerHook):
+    """Emits a loss no ``default_loss_weights`` declares (a bug in a hook or model)."""
+
+    def extra_losses(self, model: Any, batch: Any, output: Any) -> dict[str, torch.Tensor]:
+        return {"mystery": output.prediction.sum() * 0}
+
+
+def test_every_term_is_weighted_once_from_the_resolved_weights(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path)
+    assert cfg.loss_weights == {"task": 1.0, "unimodal_text": 1.0, "unimodal_audio": 1.0, "unimodal_visual": 1.0}
+    with pytest.raises(ConfigError, match=r"emitted the term 'mystery', which no default_loss_weights declares"):
+        Trainer(cfg, hooks=[Undeclared()], progress=False).fit()
+    Undeclared.default_loss_weights = {"mystery": 0.5}  # a hook handed in by code brings its own default weight
+    try:
+        tr = Trainer(tiny_cfg(tmp_path / "ok"), hooks=[Undeclared()], progress=False)
+        assert tr.weight("mystery") == 0.5 and tr.weight("task") == 1.0
+    finally:
+        Undeclared.default_loss_weights = {}
 
 
 class ZeroAudioGrad(TrainerHook):
@@ -192,7 +214,7 @@ def test_missing_modality_does_not_train_its_unimodal_head(tmp_path: Path) -> No
     present = batch.present[:, 1]
     assert 0 < int(present.sum()) < 32
     out = model(batch)
-    terms = tr.loss_terms(model, batch, out, [])
+    terms = tr.loss_terms(model, batch, out)
     err = (out.aux_predictions["unimodal_audio"] - batch.label).abs().detach()
     assert float(terms["unimodal_audio"].detach()) == pytest.approx(float(err[present].mean()), rel=1e-6)
 
@@ -204,14 +226,14 @@ def test_sample_weight_zero_changes_nothing(tmp_path: Path) -> None:
     batch = tr.dataset["train"].batch(torch.arange(8))
     sub = tr.dataset["train"].batch(torch.arange(6))
     batch.extras["sample_weight"] = torch.tensor([1.0] * 6 + [0.0, 0.0])
-    full = tr.loss_terms(model, batch, model(batch), [])
-    part = tr.loss_terms(model, sub, model(sub), [])
+    full = tr.loss_terms(model, batch, model(batch))
+    part = tr.loss_terms(model, sub, model(sub))
     for k in ("task", "unimodal_text", "total"):
         assert float(full[k].detach()) == pytest.approx(float(part[k].detach()), rel=1e-5), k
 
 
 def test_hook_plugins_from_config(tmp_path: Path) -> None:
-    from accord.train.hooks import HOOKS, HookParams, register_hook
+    from accord.core.hooks import HOOKS, HookParams, register_hook
 
     class CountParams(HookParams):
         scale: float = 1.0
@@ -258,7 +280,7 @@ def test_resume_accepts_a_run_made_before_a_config_key_existed(tmp_path: Path) -
 @pytest.mark.parametrize(("impl", "flag"), [("fused", "fused"), ("foreach", "foreach"), ("auto", None)])
 def test_optimizer_impl_selects_the_adamw_kernel(tmp_path: Path, impl: str, flag: str | None) -> None:
     tr = Trainer(tiny_cfg(tmp_path, f"train.optimizer_impl={impl}"), progress=False)
-    opt, _ = tr._make_optim(tr.build_model())
+    opt, _ = make_optimizer(tr.build_model(), tr.cfg.train, tr.mode)
     assert isinstance(opt, torch.optim.AdamW)
     for name in ("fused", "foreach"):
         assert bool(opt.defaults[name]) == (name == flag)

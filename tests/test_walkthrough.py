@@ -11,7 +11,7 @@ import pytest
 
 from accord import api
 from accord.config import Config
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
 from accord.models.base import MODELS, list_models
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "add_a_method.md"

@@ -9,7 +9,7 @@ The Python API mirrors the CLI::
 
 The API functions are bound eagerly: the subpackage ``accord.train`` (the trainer) shares its name with the
 function ``accord.train``; importing the API here, after the subpackage has been loaded, makes ``accord.train`` the
-function for good (the subpackage stays importable as ``accord.train.trainer`` etc. through ``sys.modules``).
+function for good (the subpackage stays importable as ``accord.training.trainer`` etc. through ``sys.modules``).
 """
 
 from __future__ import annotations

@@ -15,16 +15,16 @@ import numpy as np
 from rich.console import Console
 
 from accord.config import Config, load_config
+from accord.core.errors import CheckpointError, DataError
+from accord.core.hooks import TrainerHook
+from accord.core.io import write_json
 from accord.data.corrupt import apply_corruptions, parse_corruption
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
-from accord.errors import CheckpointError, DataError
-from accord.evaluate.summary import aggregate, aggregate_json
-from accord.io import write_json
+from accord.evaluation.summary import aggregate, aggregate_json
 from accord.models.base import AccordModel, create_model
-from accord.train.checkpoint import load_weights
-from accord.train.hooks import TrainerHook
-from accord.train.trainer import Trainer, evaluate_split, load_run, resolve_device
+from accord.training.checkpoint import load_weights
+from accord.training.trainer import Trainer, evaluate_split, load_run, resolve_device
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, hooks: list[TrainerHook] | None = None,
@@ -113,7 +113,7 @@ def robustness(
     same corrupted samples. Results go to ``out`` (default: the single run's folder, or the benchmark folder):
     ``robustness.json``, ``robustness.md``, ``robustness.png``.
     """
-    from accord.evaluate.robustness import Curve, markdown, plot_curves, summary_rows
+    from accord.evaluation.robustness import Curve, markdown, plot_curves, summary_rows
 
     modalities = modalities or ["text", "audio", "visual", "all"]
     corruptions = corruptions or ["drop", "noise"]
@@ -153,7 +153,7 @@ def robustness(
     ref = reference if any(c.run == reference for c in curves) else None
     md = markdown(curves, ref)
     title = f"Robustness on {split} ({', '.join(r.name for r in runs)})"
-    from accord.io import atomic_write_text
+    from accord.core.io import atomic_write_text
 
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "robustness.md", f"# {title}\n\n" + md)
@@ -185,7 +185,7 @@ def report(target: str | Path, out: str | Path | None = None, split: str = "test
 
     Config, metrics (mean ± std), training curves and every diagnostic the run has, figures inlined as PNG.
     """
-    from accord.evaluate.report import write_report
+    from accord.evaluation.report import write_report
 
     return write_report(target, out=out, split=split)
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from accord.errors import AccordError
+from accord.core.errors import AccordError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Accord: multimodal sentiment analysis that shows imbalance and conflict.")
@@ -78,7 +78,7 @@ def train(
 
     if config is None and method is None:
         raise AccordError("give a config file or --method (and --dataset)")
-    from accord.train.distributed import env_rank
+    from accord.training.distributed import env_rank
 
     cfg = load_config(config, [*(set_ or []), *_seed_list(seeds)], method=method, dataset=dataset)
     api.train(cfg, resume=resume, overwrite=overwrite, console=err_console)
@@ -97,7 +97,7 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run (every seed), optionally with corrupted inputs; prints mean ± std."""
     from accord import api
-    from accord.evaluate.summary import markdown_table
+    from accord.evaluation.summary import markdown_table
 
     res = api.evaluate(run_dir, corrupt=corrupt, split=split)
     rows = {split: {k: (v["mean"], v["std"], v["n"]) for k, v in res["mean_std"].items()}}
@@ -121,7 +121,7 @@ def benchmark(
     overwrite: Annotated[bool, typer.Option(help="Start every method's run over")] = False,
 ) -> None:
     """Train several methods with the same seeds and data; one table of test mean ± std."""
-    from accord.train.benchmark import run_benchmark
+    from accord.studies.benchmark import run_benchmark
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     res = run_benchmark(names, dataset, list(range(seeds)), out or Path("runs") / f"benchmark_{dataset}",
@@ -148,7 +148,7 @@ def robustness(
     """Scores under dropped / noisy modalities at increasing levels: a table, curves (PNG), relative and effective
     robustness (MultiBench-style)."""
     from accord import api
-    from accord.evaluate.robustness import parse_levels
+    from accord.evaluation.robustness import parse_levels
 
     res = api.robustness(list(targets), modalities=[m.strip() for m in modality.split(",") if m.strip()],
                          corruptions=[c.strip() for c in corruption.split(",") if c.strip()],
@@ -181,7 +181,7 @@ def demo(
     methods: Annotated[str, typer.Option(help="Methods to compare")] = DEMO_METHODS,
 ) -> None:
     """The main job on the built-in data: baselines on ConflictBench (text dominates, 20% planted conflicts)."""
-    from accord.train.benchmark import run_benchmark
+    from accord.studies.benchmark import run_benchmark
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     res = run_benchmark(names, "conflictbench", list(range(seeds)), out, overwrite=True, console=err_console,
@@ -204,7 +204,7 @@ def ablate(
     overwrite: Annotated[bool, typer.Option(help="Start every configuration's run over")] = False,
 ) -> None:
     """Re-run a method's ablation table (one run per --set model.params.ablation=...); one table, paper layout."""
-    from accord.train.ablate import run_ablation
+    from accord.studies.ablate import run_ablation
 
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     res = run_ablation(method, dataset, list(range(seeds)), out or Path("runs") / f"ablate_{method}_{dataset}",
@@ -236,7 +236,7 @@ def sweep(
     prune: Annotated[bool, typer.Option(help="Median pruning on per-epoch validation scores")] = True,
 ) -> None:
     """Hyper-parameter search (optuna) on the VALIDATION metric; resumable, several workers/machines per study."""
-    from accord.train.sweep import SweepOptions, parse_seeds, run_sweep
+    from accord.studies.sweep import SweepOptions, parse_seeds, run_sweep
 
     command = "accord " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "accord" else None
     opts = SweepOptions(method=method, dataset=dataset, trials=trials, storage=storage, study=study, workers=workers,
@@ -306,7 +306,7 @@ def list_cmd() -> None:
 
     out_console.print("models:   " + ", ".join(accord.models.list_models()))
     out_console.print("datasets: " + ", ".join(accord.data.DATASETS.names()))
-    from accord.train.hooks import HOOKS
+    from accord.core.hooks import HOOKS
 
     out_console.print("hooks:    " + (", ".join(HOOKS.names()) or "none"))
 
@@ -320,8 +320,8 @@ def plot_gradients_cmd(
     kappa: Annotated[float | None, typer.Option(help="Conflict threshold to draw (default: the run's)")] = None,
 ) -> None:
     """Per-step gradient norms g_m and imbalance ratios r_m of the gradient monitor, over training."""
-    from accord.evaluate.plots import plot_gradients
-    from accord.train.trainer import load_run
+    from accord.evaluation.plots import plot_gradients
+    from accord.training.trainer import load_run
 
     if kappa is None:
         cfg, _ = load_run(run_dir)
@@ -341,7 +341,7 @@ def plot_conflict_cmd(
     out: Annotated[Path | None, typer.Option(help="PNG path (default RUN_DIR/conflict_<split>_<by>.png)")] = None,
 ) -> None:
     """Distributions of the per-sample conflict scores C_m and weights w_m, split by a saved per-sample label."""
-    from accord.evaluate.plots import plot_conflict
+    from accord.evaluation.plots import plot_conflict
 
     err_console.print(f"wrote {plot_conflict(run_dir, by=by, split=split, out=out)}")
 

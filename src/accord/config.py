@@ -1,23 +1,42 @@
-"""Typed run configuration: load YAML, apply ``--set key=value`` overrides, reject unknown keys by name.
+"""Typed run configuration: layered YAML, ``--set key=value`` overrides, every default resolved in one place.
 
-A config has seven sections::
+A config has eight sections::
 
     name: my_run
     data:   {name: conflictbench, path: null, params: {...}}
     task:   {kind: regression, loss: l1}
     model:  {name: mult, params: {...}}
-    loss_weights: {unimodal_text: 0.5}
+    loss_weights: {task: 1.0, unimodal_text: 0.5}
     train:  {epochs: 30, batch_size: 32, lr: 1e-3, seeds: [0, 1, 2], device: cpu, ...}
     output: {dir: runs}
     augment: {source: none, per_sample: 1, weighting: quality, ...}   (QASA, off by default)
 
-``data.params`` and ``model.params`` are validated by the dataset builder's and the model's own parameter
-models, so a typo anywhere in a config is a one-line :class:`~accord.errors.ConfigError` naming the key.
+**Layers** (later wins; ``accord config show`` prints each value's layer):
+
+1. code defaults: the sections below, each model's ``Params`` and ``default_loss_weights``, each dataset
+   builder's params, each hook's ``default_loss_weights`` (the one source of every default);
+2. the packaged dataset file ``accord/configs/datasets/<dataset>.yaml`` (what a dataset needs: epochs, lr, ...);
+3. the packaged method file ``accord/configs/methods/<method>.yaml`` (only what a method needs to differ from its
+   code defaults: none of the built-in methods has one);
+4. the packaged ``accord/configs/methods/<method>.<dataset>.yaml`` (a method on one dataset);
+5. the user's YAML files, in the order given;
+6. ``--set a.b=value`` overrides, in order.
+
+The packaged files ship inside the package (``importlib.resources``), so a wheel install resolves exactly what an
+editable one does. :func:`validate` returns the RESOLVED config: ``model.params`` and ``data.params`` with every
+default filled in by the model's and dataset's own parameter models, and ``loss_weights`` with a weight for every
+term the model and its hooks can emit (so a run's ``config.yaml`` records every value it used). A typo anywhere is a
+one-line :class:`~accord.core.errors.ConfigError` naming the key: unknown sections and keys, unknown ``loss_weights``
+names, unknown hooks and their parameters, and unknown selection metrics.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,11 +44,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from accord.augment.params import AugmentConfig
+from accord.core.errors import ConfigError, config_error
 from accord.data.corrupt import CorruptionSpec, parse_corruption
-from accord.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-"""The repository's ``configs/`` folder (one YAML per method, dataset defaults in ``configs/datasets/``)."""
+
+def packaged_configs() -> Traversable:
+    """The ``configs`` folder shipped inside the package (``datasets/``, ``methods/``, ``sweeps/``)."""
+    return resources.files("accord") / "configs"
 
 
 class Section(BaseModel):
@@ -94,7 +115,7 @@ class EarlyStopping(Section):
 
 class HookConfig(Section):
     name: str
-    """A registered trainer hook plugin (see ``accord list``), e.g. a gradient monitor or OGM-GE."""
+    """A registered trainer hook (see ``accord list``), e.g. a gradient monitor or OGM-GE."""
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -129,7 +150,7 @@ class TrainConfig(Section):
     modality_dropout: dict[Literal["text", "audio", "visual"], float] = Field(default_factory=dict)
     """Training-time modality dropout: per modality, the probability that a sample loses it in a batch (seeded)."""
     hooks: list[HookConfig] = Field(default_factory=list)
-    """Trainer hook plugins switched on for this run, in order (they run after the model's own hooks)."""
+    """Trainer hooks switched on for this run, in order (they run after the hooks the model names)."""
     log_every_steps: int = Field(0, ge=0)
     """0 logs one JSONL line per epoch; N > 0 also logs every N steps (loss terms and hook values)."""
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
@@ -138,7 +159,7 @@ class TrainConfig(Section):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, v: Any) -> Any:
-        if isinstance(v, int):
+        if isinstance(v, int) and not isinstance(v, bool):
             return list(range(v))
         return v
 
@@ -191,14 +212,13 @@ class Config(Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _format_validation_error(err: ValidationError, source: str) -> ConfigError:
-    e = err.errors()[0]
-    key = ".".join(str(p) for p in e["loc"])
-    if e["type"] == "extra_forbidden":
-        return ConfigError(f"{source}: unknown key {key!r}")
-    got = e.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-    return ConfigError(f"{source}: {key}: {e['msg']}{got_text}")
+# --------------------------------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class Layer:
+    """One source of config values: a label (``dataset: accord/configs/datasets/mosi-u.yaml``) and its tree."""
+
+    label: str
+    tree: dict[str, Any]
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -212,26 +232,48 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def parse_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: invalid YAML{at}: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    return data
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file, bad YAML or a non-mapping is a one-line ConfigError."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of sections at the top level, got {type(data).__name__}")
-    return data
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{p}: unreadable ({err})") from None
+    return parse_yaml(text, str(p))
+
+
+def _packaged_layer(kind: str, *parts: str) -> Layer | None:
+    """The packaged file ``configs/<parts...>``, if it exists."""
+    node = packaged_configs().joinpath(*parts)
+    if not node.is_file():
+        return None
+    where = "accord/configs/" + "/".join(parts)
+    return Layer(f"{kind}: {where}", parse_yaml(node.read_text(encoding="utf-8"), where))
 
 
 def apply_override(tree: dict[str, Any], assignment: str) -> dict[str, Any]:
     """Apply one ``a.b.c=value`` override (value parsed as YAML) to a copy of ``tree``."""
+    return deep_merge(tree, _checked_override(tree, assignment))
+
+
+def override_tree(assignment: str) -> dict[str, Any]:
+    """The nested mapping of one ``a.b.c=value`` override (value parsed as YAML)."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. train.lr=0.001")
     key, raw = assignment.split("=", 1)
@@ -242,70 +284,141 @@ def apply_override(tree: dict[str, Any], assignment: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    out = copy.deepcopy(tree)
-    node = out
-    for p in parts[:-1]:
-        nxt = node.get(p)
-        if nxt is None:
-            nxt = node[p] = {}
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"--set {key}: {p!r} is a value, not a section")
-        node = nxt
-    node[parts[-1]] = value
+    out: dict[str, Any] = {parts[-1]: value}
+    for p in reversed(parts[:-1]):
+        out = {p: out}
     return out
 
 
-def method_config_path(method: str) -> Path:
-    """``configs/<method>.yaml`` (it may not exist: every method has in-code defaults)."""
-    return CONFIG_DIR / f"{method}.yaml"
-
-
-def compose(
-    method: str | None = None,
-    dataset: str | None = None,
-    files: list[str | Path] | None = None,
-    overrides: list[str] | None = None,
-) -> dict[str, Any]:
-    """Compose a raw config tree: method YAML, dataset YAML, ``<method>.<dataset>.yaml``, files, overrides.
-
-    Later sources win. Missing method/dataset YAMLs are fine (in-code defaults apply); explicit files must exist.
-    """
-    tree: dict[str, Any] = {}
+def layers(method: str | None = None, dataset: str | None = None, files: list[str | Path] | None = None,
+           overrides: list[str] | None = None) -> list[Layer]:
+    """The config layers of a run, lowest precedence first (the code defaults come in :func:`validate`)."""
+    out: list[Layer] = []
     if method:
-        p = method_config_path(method)
-        tree = deep_merge(tree, read_yaml(p)) if p.is_file() else deep_merge(tree, {"model": {"name": method}})
+        out.append(Layer("method", {"model": {"name": method}}))
     if dataset:
-        p = CONFIG_DIR / "datasets" / f"{dataset}.yaml"
-        tree = deep_merge(tree, read_yaml(p)) if p.is_file() else deep_merge(tree, {"data": {"name": dataset}})
-        if method:
-            p = CONFIG_DIR / f"{method}.{dataset}.yaml"
-            if p.is_file():
-                tree = deep_merge(tree, read_yaml(p))
-    for f in files or []:
-        tree = deep_merge(tree, read_yaml(f))
-    for o in overrides or []:
-        tree = apply_override(tree, o)
+        out.append(Layer("dataset", {"data": {"name": dataset}}))
+        found = _packaged_layer("dataset", "datasets", f"{dataset}.yaml")
+        if found:
+            out.append(found)
+    if method:
+        found = _packaged_layer("method", "methods", f"{method}.yaml")
+        if found:
+            out.append(found)
+        if dataset:
+            found = _packaged_layer("method on dataset", "methods", f"{method}.{dataset}.yaml")
+            if found:
+                out.append(found)
+    out += [Layer(f"file: {f}", read_yaml(f)) for f in files or []]
+    out += [Layer(f"--set {o}", _checked_override(tree_so_far(out), o)) for o in overrides or []]
+    return out
+
+
+def tree_so_far(parts: list[Layer]) -> dict[str, Any]:
+    """The merged tree of ``parts``."""
+    tree: dict[str, Any] = {}
+    for layer in parts:
+        tree = deep_merge(tree, layer.tree)
     return tree
 
 
-def validate(tree: dict[str, Any], source: str = "config") -> Config:
-    """Validate a raw tree into a :class:`Config`, including the model's and dataset's own params."""
-    from accord.data.registry import validate_data_params
-    from accord.models.base import validate_params
+def _checked_override(tree: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """``override_tree(assignment)``, refusing to descend into a key that holds a value in ``tree``."""
+    over = override_tree(assignment)
+    key = assignment.split("=", 1)[0].strip()
+    node: Any = tree
+    for p in [p for p in key.split(".") if p][:-1]:
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is not None and not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {p!r} is a value, not a section")
+    return over
 
+
+def compose(method: str | None = None, dataset: str | None = None, files: list[str | Path] | None = None,
+            overrides: list[str] | None = None) -> dict[str, Any]:
+    """The raw config tree of :func:`layers` (later layers win)."""
+    return tree_so_far(layers(method, dataset, files, overrides))
+
+
+# ------------------------------------------------------------------------------------------------ resolution
+def resolve_loss_weights(cfg: Config) -> dict[str, float]:
+    """Every term the model and its hooks can emit, with its weight: ``task`` 1, then each hook's and the model's
+    ``default_loss_weights``, then the config's ``loss_weights``. A name no term has is a ConfigError naming it."""
+    from accord.core.hooks import hook_loss_weights
+    from accord.models.base import MODELS
+
+    weights: dict[str, float] = {"task": 1.0}
+    for request in model_hook_requests(cfg):
+        weights.update(hook_loss_weights(request.name))
+    for h in cfg.train.hooks:
+        weights.update(hook_loss_weights(h.name))
+    weights.update(MODELS.get(cfg.model.name).cls.default_loss_weights)
+    unknown = sorted(set(cfg.loss_weights) - set(weights))
+    if unknown:
+        raise ConfigError(f"loss_weights.{unknown[0]}: model {cfg.model.name!r} (and its hooks) emits no prediction "
+                          f"or loss of that name; it emits {', '.join(sorted(weights))}")
+    weights.update({k: float(v) for k, v in cfg.loss_weights.items()})
+    return weights
+
+
+def model_hook_requests(cfg: Config) -> list[Any]:
+    """The hooks the configured model names (:meth:`accord.models.base.AccordModel.required_hooks`)."""
+    from accord.models.base import MODELS, validate_params
+
+    return list(MODELS.get(cfg.model.name).cls.required_hooks(validate_params(cfg.model.name, cfg.model.params)))
+
+
+def _check_hooks(cfg: Config) -> None:
+    """Every hook of ``train.hooks`` and of the model exists and takes its parameters."""
+    from accord.core.hooks import HookRequest, hook_params
+
+    for i, h in enumerate(cfg.train.hooks):
+        hook_params(HookRequest(h.name, h.params), f"train.hooks.{i}")
+    for request in model_hook_requests(cfg):
+        hook_params(request, f"model {cfg.model.name!r} hook {request.name!r}")
+
+
+def _check_metric(cfg: Config) -> None:
+    """``train.early_stopping.metric`` is a registered metric (whether the dataset computes it is checked when the
+    trainer has built the dataset, before the first epoch)."""
+    from accord.evaluation.metrics import metric_spec
+
+    name = cfg.train.early_stopping.metric
+    if name is not None:
+        try:
+            metric_spec(name)
+        except ConfigError as err:
+            raise ConfigError(f"train.early_stopping.metric: {err}") from None
+
+
+def _register_everything() -> None:
+    """Import the packages whose registries a config names (models, datasets, hooks)."""
+    import accord.balance  # noqa: F401
+    import accord.data  # noqa: F401
+    import accord.models  # noqa: F401
+
+
+def validate(tree: dict[str, Any], source: str = "config") -> Config:
+    """Validate a raw tree into the RESOLVED :class:`Config` (every default of the model, the dataset and the
+    loss weights filled in; see the module docstring). Resolving a resolved config changes nothing."""
+    from accord.data.registry import validate_data_params
+    from accord.models.base import MODELS, validate_params
+
+    _register_everything()
     try:
         cfg = Config(**tree)
     except ValidationError as err:
-        raise _format_validation_error(err, source) from None
+        raise config_error(err, source=source) from None
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-    from accord.train.hooks import build_hook
-
     try:
-        validate_params(cfg.model.name, cfg.model.params)
-        validate_data_params(cfg.data.name, cfg.data.params)
-        for i, h in enumerate(cfg.train.hooks):
-            build_hook(h.name, h.params, i)
+        fixed = MODELS.get(cfg.model.name).fixed
+        params = validate_params(cfg.model.name, cfg.model.params).model_dump(mode="json")
+        cfg.model.params = {k: v for k, v in params.items() if k not in fixed}
+        cfg.data.params = validate_data_params(cfg.data.name, cfg.data.params).model_dump(mode="json")
+        _check_hooks(cfg)
+        cfg.loss_weights = resolve_loss_weights(cfg)
+        _check_metric(cfg)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     return cfg
@@ -317,11 +430,84 @@ def load_config(
     method: str | None = None,
     dataset: str | None = None,
 ) -> Config:
-    """Load and validate a config from a YAML file and/or a method + dataset, then ``--set`` overrides."""
-    import accord.data  # noqa: F401  (register datasets)
-    import accord.models  # noqa: F401  (register models)
-
+    """Load and resolve a config from a YAML file and/or a method + dataset, then ``--set`` overrides."""
     files = [path] if path else []
     tree = compose(method, dataset, files, overrides)
     source = str(path) if path else (f"configs for {method or ''}/{dataset or ''}".strip("/"))
     return validate(tree, source)
+
+
+# ------------------------------------------------------------------------------------------------ provenance
+def _leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of every leaf of a nested mapping (lists and empty mappings are leaves)."""
+    if isinstance(tree, dict) and tree:
+        for k, v in tree.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix, tree
+
+
+def _default_label(key: str, cfg: Config) -> str:
+    """Where the code default of ``key`` lives."""
+    from accord.data.registry import DATASETS
+    from accord.models.base import MODELS
+
+    if key.startswith("model.params."):
+        cls = MODELS.get(cfg.model.name).cls
+        return f"default: {cls.__module__}.{cls.__qualname__}.Params"
+    if key.startswith("data.params."):
+        spec = DATASETS.get(cfg.data.name)
+        return f"default: {spec.params.__module__}.{spec.params.__qualname__}"
+    if key.startswith("loss_weights."):
+        name = key.split(".", 1)[1]
+        if name == "task":
+            return "default: the task loss"
+        cls = MODELS.get(cfg.model.name).cls
+        if name in cls.default_loss_weights:
+            return f"default: {cls.__module__}.{cls.__qualname__}.default_loss_weights"
+        return "default: a hook's default_loss_weights"
+    owner: type[BaseModel] = Config
+    for part in key.split(".")[:-1]:
+        ann = owner.model_fields[part].annotation if part in owner.model_fields else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        owner = ann
+    return f"default: {owner.__module__}.{owner.__qualname__}"
+
+
+def explain(method: str | None = None, dataset: str | None = None, files: list[str | Path] | None = None,
+            overrides: list[str] | None = None) -> tuple[Config, list[tuple[str, Any, str]]]:
+    """The resolved config and, for every value, ``(dotted key, value, layer it came from)`` (the highest layer
+    that set it, else the code default that filled it)."""
+    parts = layers(method, dataset, files, overrides)
+    source = f"configs for {method or ''}/{dataset or ''}".strip("/")
+    cfg = validate(tree_so_far(parts), source)
+    origin: dict[str, str] = {}
+    for layer in parts:
+        for key, _ in _leaves(layer.tree):
+            origin[key] = layer.label
+    rows = []
+    for key, value in _leaves(cfg.to_dict()):
+        label = origin.get(key) or next((origin[k] for k in origin if k.startswith(f"{key}.")), None)
+        rows.append((key, value, label or _default_label(key, cfg)))
+    return cfg, rows
+
+
+def show(method: str | None = None, dataset: str | None = None, files: list[str | Path] | None = None,
+         overrides: list[str] | None = None) -> str:
+    """The resolved config as YAML, each value followed by ``# <layer>`` (``accord config show``)."""
+    _, rows = explain(method, dataset, files, overrides)
+    lines: list[str] = []
+    open_path: list[str] = []
+    for key, value, label in rows:
+        parts = key.split(".")
+        common = 0
+        while common < min(len(open_path), len(parts) - 1) and open_path[common] == parts[common]:
+            common += 1
+        for depth in range(common, len(parts) - 1):
+            lines.append("  " * depth + f"{parts[depth]}:")
+        open_path = parts[:-1]
+        text = yaml.safe_dump({parts[-1]: value}, default_flow_style=True, sort_keys=False, width=10_000).strip()
+        text = text[1:-1] if text.startswith("{") and text.endswith("}") else text
+        lines.append(f"{'  ' * (len(parts) - 1)}{text:<{max(1, 48 - 2 * (len(parts) - 1))}}  # {label}")
+    return "\n".join(lines) + "\n"

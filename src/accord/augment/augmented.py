@@ -47,11 +47,11 @@ from accord.augment.diffusion import (
 from accord.augment.params import AugmentConfig, Weighting
 from accord.augment.quality import CONFIG as SCORER_CONFIG
 from accord.augment.quality import QualityScorer, fit_scorer, load_scorer
+from accord.core.errors import ConfigError, DataError
+from accord.core.io import write_json
+from accord.core.types import MODALITIES
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.safe import MANIFEST, load_dataset_dir, save_dataset
-from accord.errors import ConfigError, DataError
-from accord.io import write_json
-from accord.types import MODALITIES
 
 SCORE_KEYS: tuple[str, ...] = ("quality", "q_fid", "q_con")
 WEIGHT_KEY = {"quality": "quality", "fidelity": "q_fid", "consistency": "q_con"}

@@ -41,9 +41,9 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from accord.augment.params import GeneratorParams
+from accord.core.errors import CheckpointError, DataError
+from accord.core.io import atomic_write_bytes, read_json_file, write_json
 from accord.data.dataset import SplitData
-from accord.errors import CheckpointError, DataError
-from accord.io import atomic_write_bytes, read_json_file, write_json
 from accord.models.modules import TemporalConv1d, masked_mean, masked_std, sinusoidal_positions
 
 FORMAT = "accord-qasa-generator"

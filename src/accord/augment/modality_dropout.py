@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from accord.types import MODALITIES, Batch
+from accord.core.types import MODALITIES, Batch
 
 
 def modality_dropout(batch: Batch, rates: dict[str, float], generator: torch.Generator) -> Batch:

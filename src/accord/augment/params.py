@@ -1,7 +1,7 @@
 """Typed parameters of QASA (METHODS.md §4): the generator, the quality scorer and the ``augment`` config section.
 
 Kept free of torch so that :mod:`accord.config` can import them cheaply. Every model rejects unknown keys, so a
-typo such as ``augment.generator.train_step`` is a one-line :class:`~accord.errors.ConfigError` naming the key.
+typo such as ``augment.generator.train_step`` is a one-line :class:`~accord.core.errors.ConfigError` naming the key.
 """
 
 from __future__ import annotations

@@ -41,10 +41,10 @@ from torch import Tensor
 
 from accord.augment.diffusion import _column_stats, ids_digest, summary_vector
 from accord.augment.params import ScorerParams
+from accord.core.errors import CheckpointError, DataError
+from accord.core.io import atomic_write_bytes, read_json_file, write_json
 from accord.data.dataset import SplitData
 from accord.data.subset import group_of
-from accord.errors import CheckpointError, DataError
-from accord.io import atomic_write_bytes, read_json_file, write_json
 
 FORMAT = "accord-qasa-scorer"
 VERSION = 1

@@ -33,10 +33,9 @@ from pydantic import Field
 from torch import nn
 
 from accord.balance.modality import ResponseSource, modality_responses, present_rows, require_modality_parameters
-from accord.balance.monitor import publish
+from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.core.types import Batch, ModelOutput
 from accord.objectives.task import task_loss
-from accord.train.hooks import HookParams, StepState, TrainerHook, register_hook
-from accord.types import Batch, ModelOutput
 
 
 def agm_ratios(scores: dict[str, float]) -> dict[str, float]:
@@ -76,8 +75,8 @@ class AGM(TrainerHook):
         self.counts: dict[str, int] = {}
 
     def on_fit_start(self, model: nn.Module, state: StepState) -> None:
-        self.task_kind = str(state.extra.get("task_kind", "regression"))
-        self.loss_name = str(state.extra.get("task_loss", "l1"))
+        self.task_kind = state.task_kind
+        self.loss_name = state.task_loss
         self.groups = require_modality_parameters(model, self.name)
         self.running, self.counts = {}, {}
 
@@ -122,5 +121,5 @@ class AGM(TrainerHook):
                     if p.grad is not None:
                         p.grad.mul_(c)
         log = {**{f"agm/s_{m}": v for m, v in scores.items()}, **{f"agm/c_{m}": v for m, v in coeffs.items()}}
-        publish(state, log)
+        state.publish(log)
         return log

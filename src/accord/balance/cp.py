@@ -1,20 +1,22 @@
 """CP: the Conflict-aware Penalty and the projection that keeps the dominant modality from interfering with SL
-(Dai, Liang and Mai, arXiv 2605.28575; METHODS.md §2). A trainer hook (``conflict_penalty``); CP+SL's model returns
-it from ``trainer_hooks()``, and any model that fills ``output.features`` can switch it on from a config.
+(Dai, Liang and Mai, arXiv 2605.28575; METHODS.md §2). A trainer hook (``conflict_penalty``); CP+SL's model names it
+in ``required_hooks()``, and any model that fills ``output.features`` can switch it on from a config.
 
 Per step, before backward (:meth:`ConflictPenalty.extra_losses`):
 
 1. ``g_m = ‖∂L_task/∂z_m‖`` with ``create_graph=True`` (so it is differentiable), ``r_m = g_m / mean_n g_n``
    (see :mod:`accord.balance.monitor`); a conflict is detected when ``max_m r_m > κ``.
-2. The penalty ``L_CP = λ_cp · Σ_m relu(r_m − κ)²`` (:func:`conflict_penalty`), returned as the loss ``cp`` on
-   conflict steps only (a constant 0 otherwise, so no second-order graph is built on balanced steps). Its gradient
-   flows through ``g_m`` into the fusion/head parameters and the encoders (double backward).
+2. The penalty ``L_CP = Σ_m relu(r_m − κ)²`` (:func:`conflict_penalty`), returned UNWEIGHTED as the loss ``cp``
+   (the trainer multiplies it by ``λ_cp = loss_weights.cp``, default 0.1; CP+SL's default 1.0) on conflict steps
+   only (a constant 0 otherwise, so no second-order graph is built on balanced steps). Its gradient flows through
+   ``g_m`` into the fusion/head parameters and the encoders (double backward).
 3. The projection. The paper leaves open what "the gradient of the dominant modality's contribution" is; we use
    the task loss's parameter gradient that flows through the dominant modality's representation ``z_d``
    (``d = argmax_m r_m``), i.e. the vector-Jacobian product ``G_d = (∂z_d/∂θ)ᵀ ∂L_task/∂z_d``, and the SL
-   gradient ``G_SL = ∂L_SL/∂θ`` (``output.losses["sl"]``), on the parameters both reach (the shared ones: the
-   encoder and gain of ``d``). If ``cos(G_d, G_SL) < 0`` the conflicting component is removed PCGrad-style
-   (Yu et al., NeurIPS 2020, Eq. 1): ``G_d ← G_d − (G_d·G_SL / ‖G_SL‖²) G_SL`` (:func:`project_conflicting`).
+   gradient ``G_SL = ∂(λ_sl·L_SL)/∂θ`` (``output.losses["sl"]`` times ``loss_weights.sl``), on the parameters
+   both reach (the shared ones: the encoder and gain of ``d``). If ``cos(G_d, G_SL) < 0`` the conflicting
+   component is removed PCGrad-style (Yu et al., NeurIPS 2020, Eq. 1):
+   ``G_d ← G_d − (G_d·G_SL / ‖G_SL‖²) G_SL`` (:func:`project_conflicting`).
    After backward (:meth:`ConflictPenalty.after_backward`) the difference, times the task loss weight, is added
    to those parameters' ``.grad`` in place, so the total gradient is exactly the one with ``G_d`` projected.
    The paper leaves open whether the projection runs on every step; we run it on conflict steps only
@@ -32,9 +34,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from accord.balance.monitor import batch_task_loss, feature_grad_norms, flat_cosine, imbalance_ratios, publish
-from accord.train.hooks import HookParams, StepState, TrainerHook, register_hook
-from accord.types import Batch, ModelOutput
+from accord.balance.monitor import batch_task_loss, feature_grad_norms, flat_cosine, imbalance_ratios
+from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.core.types import Batch, ModelOutput
 
 
 def conflict_penalty(ratios: Tensor, kappa: float) -> Tensor:
@@ -55,10 +57,10 @@ def project_conflicting(g: list[Tensor], ref: list[Tensor]) -> tuple[list[Tensor
 
 
 class CPParams(HookParams):
-    """``train.hooks: [{name: conflict_penalty, params: {...}}]`` (CP+SL sets these from its model params)."""
+    """``train.hooks: [{name: conflict_penalty, params: {...}}]`` (CP+SL sets these from its model params); the
+    penalty's weight λ_cp is ``loss_weights.cp``."""
 
     kappa: float = Field(1.5, gt=0, description="conflict threshold κ on max_m r_m")
-    lambda_cp: float = Field(0.1, ge=0, description="λ_cp: weight of Σ relu(r_m − κ)²")
     penalty: bool = Field(True, description="add the penalty loss 'cp' on conflict steps")
     projection: bool = Field(True, description="project the dominant modality's task gradient off the SL gradient")
     project_on: Literal["conflict", "always"] = Field("conflict", description="steps on which to project")
@@ -70,30 +72,26 @@ class ConflictPenalty(TrainerHook):
     """CP's penalty (an extra loss ``cp``) and its projection (an in-place gradient edit)."""
 
     name = "conflict_penalty"
+    default_loss_weights = {"cp": 0.1}
 
     def __init__(self, params: CPParams | None = None) -> None:
         self.p = params or CPParams()
         self.loss_name = "l1"
         self.task_weight = 1.0
-        self._out: ModelOutput | None = None
-        self._losses: dict[str, Tensor] = {}
+        self.sl_weight = 1.0
         self._delta: list[tuple[nn.Parameter, Tensor]] = []
         self._log: dict[str, float] = {}
 
     def on_fit_start(self, model: nn.Module, state: StepState) -> None:
-        self.loss_name = str(state.extra.get("task_loss", "l1"))
-        weights = dict(state.extra.get("loss_weights", {}))
-        defaults = getattr(model, "default_loss_weights", {})
-        self.task_weight = float(weights.get("task", defaults.get("task", 1.0)))
+        self.loss_name = state.task_loss
+        self.task_weight = float(state.loss_weights.get("task", 1.0))
+        self.sl_weight = float(state.loss_weights.get(self.p.sl_loss, 1.0))
 
     def extra_losses(self, model: nn.Module, batch: Batch, output: ModelOutput) -> dict[str, Tensor]:
-        if output is self._out:  # the trainer may ask twice for one forward pass (loss-name check)
-            return self._losses
-        self._out, self._delta, self._log = output, [], {}
+        self._delta, self._log = [], {}
         zero = output.prediction.new_zeros(())
         if not output.features or not torch.is_grad_enabled():
-            self._losses = {"cp": zero} if self.p.penalty else {}
-            return self._losses
+            return {"cp": zero} if self.p.penalty else {}
         loss = batch_task_loss(output, batch, self.loss_name)
         norms, grads, active = feature_grad_norms(loss, output.features, batch, create_graph=self.p.penalty)
         ratios = imbalance_ratios(norms, active)
@@ -102,16 +100,13 @@ class ConflictPenalty(TrainerHook):
         conflict = r_max > self.p.kappa
         raw = conflict_penalty(r, self.p.kappa) if conflict else zero
         self._log = {"cp/penalty": float(raw.detach()), "cp/conflict": float(conflict), "cp/r_max": r_max}
-        if self.p.penalty:
-            self._losses = {"cp": self.p.lambda_cp * raw if conflict else zero}
-        else:
-            self._losses = {}
         sl = output.losses.get(self.p.sl_loss)
         if (self.p.projection and sl is not None and sl.requires_grad and active
                 and (conflict or self.p.project_on == "always")):
             dom = max(active, key=lambda m: float(ratios[m].detach()))
-            self._prepare_projection(model, output.features[dom], grads[dom].detach(), sl)
-        return self._losses
+            # project against the SL term as it enters the total loss (weighted by λ_sl = loss_weights.sl)
+            self._prepare_projection(model, output.features[dom], grads[dom].detach(), self.sl_weight * sl)
+        return {"cp": raw if conflict else zero} if self.p.penalty else {}
 
     def _prepare_projection(self, model: nn.Module, z_d: Tensor, gz_d: Tensor, sl: Tensor) -> None:
         """Compute ``G_d`` and ``G_SL`` on the shared parameters and store the in-place correction."""
@@ -138,6 +133,6 @@ class ConflictPenalty(TrainerHook):
                 else:
                     p.grad.add_(d)
         log = dict(self._log)
-        publish(state, log)
-        self._out, self._losses, self._delta, self._log = None, {}, [], {}
+        state.publish(log)
+        self._delta, self._log = [], {}
         return log

@@ -30,8 +30,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from accord.errors import ConfigError
-from accord.types import MODALITIES, Batch, ModelOutput
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES, Batch, ModelOutput
 
 ResponseSource = Literal["auto", "heads", "shapley"]
 

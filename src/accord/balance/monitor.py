@@ -16,35 +16,26 @@ The task loss is the trainer's (``task.loss``, per-sample weights included), unw
 ``torch.autograd.grad(..., retain_graph=True)`` and never ``create_graph``, so the monitor neither changes the
 parameters' ``.grad`` nor draws random numbers: training with and without it gives the same result (tested).
 
-**Logging.** Every ``every`` steps the monitor appends its own line ``{"type": "grad", "epoch", "step", "g/<m>",
+**Logging.** Every ``every`` steps the monitor emits its own line ``{"type": "grad", "epoch", "step", "g/<m>",
 "r/<m>", "r_max", "dominant", "conflict", "cos/<objective>", "loss/<term>"...}`` to the seed's ``log.jsonl`` (so
 ``train.log_every_steps`` need not be set), including the per-step values that other balancing hooks of this
-package published in ``state.extra["balance_step"]`` (CP's penalty and projection cosine, OGM-GE/AGM
-coefficients) when those hooks run before it (a model's own hooks always do). The same numbers are returned to the
+package published with ``state.publish`` (CP's penalty and projection cosine, OGM-GE/AGM coefficients) when those
+hooks run before it (a model's own hooks always do). The monitor hands the line to the trainer (``state.emit``),
+which writes it. The same numbers are returned to the
 trainer, which averages them per epoch into the epoch lines. ``accord plot gradients RUN_DIR`` draws them.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.objectives.task import task_loss
-from accord.train.hooks import HookParams, StepState, TrainerHook, register_hook
-from accord.types import MODALITIES, Batch, ModelOutput
-
-BALANCE_STEP_KEY = "balance_step"
-"""``state.extra`` key where balancing hooks publish this step's values for the monitor's step line."""
-
-
-def publish(state: StepState, values: dict[str, float]) -> None:
-    """Add ``values`` to this step's shared record (read and cleared by the gradient monitor)."""
-    state.extra.setdefault(BALANCE_STEP_KEY, {}).update(values)
 
 
 def batch_task_loss(output: ModelOutput, batch: Batch, loss_name: str) -> Tensor:
@@ -150,14 +141,10 @@ class GradMonitor(TrainerHook):
         self.p = params or GradMonitorParams()
         self.kappa = self.p.kappa or 1.5
         self.loss_name = "l1"
-        self.log_path: Path | None = None
-        self._out: ModelOutput | None = None
         self._values: dict[str, Any] = {}
 
     def on_fit_start(self, model: nn.Module, state: StepState) -> None:
-        self.loss_name = str(state.extra.get("task_loss", "l1"))
-        run_dir = state.extra.get("run_dir")
-        self.log_path = Path(run_dir) / "log.jsonl" if run_dir else None
+        self.loss_name = state.task_loss
         if self.p.kappa is None:
             self.kappa = float(getattr(getattr(model, "params", None), "kappa", 1.5))
 
@@ -180,33 +167,16 @@ class GradMonitor(TrainerHook):
         return vals
 
     def extra_losses(self, model: nn.Module, batch: Batch, output: ModelOutput) -> dict[str, Tensor]:
-        if output is not self._out:  # the trainer may call this twice on one output (loss-name check)
-            self._out = output
-            self._values = self.measure(model, batch, output)
+        """Measure before backward (the gradients of the forward graph); adds no loss."""
+        self._values = self.measure(model, batch, output)
         return {}
 
     def after_backward(self, model: nn.Module, batch: Batch, output: ModelOutput,
                        state: StepState) -> dict[str, float]:
-        values = dict(self._values)
-        shared = state.extra.pop(BALANCE_STEP_KEY, {})
+        values, self._values = self._values, {}
         step = state.step + 1  # the trainer counts this step after the optimiser step
-        if self.p.write_steps and self.log_path is not None and values and step % self.p.every == 0:
-            rec: dict[str, Any] = {"type": "grad", "epoch": state.epoch + 1, "step": step, **values, **shared}
+        if self.p.write_steps and values and step % self.p.every == 0:
+            rec: dict[str, Any] = {"type": "grad", "epoch": state.epoch + 1, "step": step, **values, **state.shared}
             rec.update({f"loss/{k}": float(v) for k, v in state.loss_terms.items()})
-            with self.log_path.open("a") as f:
-                f.write(json.dumps(rec) + "\n")
-        self._out, self._values = None, {}
+            state.emit(rec)
         return {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
-
-
-def read_grad_log(path: str | Path) -> list[dict[str, Any]]:
-    """The monitor's ``grad`` lines of one ``log.jsonl`` (a line cut by an interruption is skipped)."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("type") == "grad":
-            out.append(rec)
-    return out

@@ -34,9 +34,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from accord.balance.modality import ResponseSource, modality_responses, present_rows, require_modality_parameters
-from accord.balance.monitor import publish
-from accord.train.hooks import HookParams, StepState, TrainerHook, register_hook
-from accord.types import Batch, ModelOutput
+from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.core.types import Batch, ModelOutput
 
 
 def regression_score(response: Tensor, label: Tensor) -> float:
@@ -87,7 +86,7 @@ class OGMGE(TrainerHook):
         self.groups: dict[str, list[nn.Parameter]] = {}
 
     def on_fit_start(self, model: nn.Module, state: StepState) -> None:
-        self.task_kind = str(state.extra.get("task_kind", "regression"))
+        self.task_kind = state.task_kind
         self.groups = require_modality_parameters(model, self.name)
 
     def active(self, epoch: int) -> bool:
@@ -129,5 +128,5 @@ class OGMGE(TrainerHook):
                         noise = torch.randn(g.shape, generator=gen, dtype=g.dtype) * std
                         g.add_(noise.to(g.device))
         log = {**{f"ogm/s_{m}": v for m, v in scores.items()}, **{f"ogm/k_{m}": v for m, v in coeffs.items()}}
-        publish(state, log)
+        state.publish(log)
         return log

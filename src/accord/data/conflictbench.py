@@ -24,9 +24,9 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
+from accord.core.types import MODALITIES
 from accord.data.dataset import MultimodalDataset, make_split
 from accord.data.registry import DataParams, register_dataset
-from accord.types import MODALITIES
 
 Mod = Literal["text", "audio", "visual"]
 

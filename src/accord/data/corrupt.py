@@ -27,9 +27,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from torch import Tensor
 
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES
 from accord.data.dataset import SplitData
-from accord.errors import ConfigError
-from accord.types import MODALITIES
 
 CorruptionKind = Literal["drop", "temporal_drop", "noise"]
 CorruptionModality = Literal["text", "audio", "visual", "all"]

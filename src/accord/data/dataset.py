@@ -1,7 +1,7 @@
 """The in-memory data contract: :class:`SplitData`, :class:`MultimodalDataset` and batching.
 
 Every loader (MMSA pickle, MOSI-U, ConflictBench, the safe on-disk format) produces a ``MultimodalDataset``;
-models and the trainer only ever see :class:`accord.types.Batch` objects made from it.
+models and the trainer only ever see :class:`accord.core.types.Batch` objects made from it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from accord.errors import DataError
-from accord.types import MODALITIES, Batch
+from accord.core.errors import DataError
+from accord.core.types import MODALITIES, Batch
 
 SPLITS: tuple[str, str, str] = ("train", "valid", "test")
 MetricFamily = Literal["mosi", "sims"]

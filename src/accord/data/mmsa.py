@@ -15,7 +15,7 @@ Known feature dims (text/audio/visual): MOSI 768/5/20, MOSEI 768/74/35, CH-SIMS 
 
 The loader zeroes every step at or past a sample's length (the data contract says padding is zero; MMSA's BERT
 features are not zero on padding tokens), renames ``vision`` to ``visual`` and checks everything it reads: a
-bad file gives a one-line :class:`~accord.errors.DataError` naming the file, the split and the key.
+bad file gives a one-line :class:`~accord.core.errors.DataError` naming the file, the split and the key.
 
 Security: a pickle can run arbitrary code when it is loaded, and these files are usually downloaded from third
 parties. This module therefore never calls :func:`pickle.load`; it uses a restricted unpickler that only
@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from pydantic import PositiveInt
 
+from accord.core.errors import ConfigError, DataError
+from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, SplitData
 from accord.data.registry import DataParams, register_dataset
-from accord.errors import ConfigError, DataError
-from accord.types import MODALITIES
 
 Family = Literal["auto", "mosi", "sims"]
 NonFinite = Literal["error", "zero"]

@@ -15,7 +15,7 @@ One vector per utterance, so T = 1 for every modality. The split is THEIR speake
 up to the last ``_``). Features are z-scored with training-split statistics
 (:func:`accord.data.dataset.standardize`).
 
-The CMU SDK standard folds are refused (:class:`~accord.errors.LeakageError`): the text and visual extractors
+The CMU SDK standard folds are refused (:class:`~accord.core.errors.LeakageError`): the text and visual extractors
 were trained with labels on the bc-LSTM training videos, which contain most of the standard test videos, so a
 model evaluated on the standard folds would be scored on samples whose labels shaped its features. The exception is
 ``text_features="minilm"`` (MiniLM vectors of the real transcripts + bc-LSTM audio, no visual), which is
@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from accord.core.errors import ConfigError, DataError, LeakageError
 from accord.data.dataset import MultimodalDataset, SplitData, make_split
 from accord.data.dataset import standardize as standardize_features
 from accord.data.registry import DataParams, register_dataset
-from accord.errors import ConfigError, DataError, LeakageError
 
 FEATURE_FILES: dict[str, str] = {
     "text": "text__text_{s}0.csv",
@@ -204,7 +204,7 @@ def load_mosi_u(
 
     ``text_features="minilm"`` replaces the bc-LSTM text vectors by all-MiniLM-L6-v2 sentence vectors (384-d) of
     the real transcripts in ``label.csv`` (no labels involved, so no leakage; needs ``accord[media]``; cached on
-    disk by :func:`accord.features.mosi_text.minilm_vectors`). Only then is ``split="standard"`` allowed: the CMU
+    disk by :func:`accord.data.sentence_vectors.minilm_vectors`). Only then is ``split="standard"`` allowed: the CMU
     SDK folds from ``label.csv``'s ``mode`` column, with text = MiniLM, audio = the bc-LSTM openSMILE vectors (not
     trained with labels) and NO visual features (the bc-LSTM visual extractor saw the standard test labels; visual
     has length 0 for every sample).
@@ -270,7 +270,7 @@ def load_mosi_u(
             "feats": {m: x[keep] for m, x in info["feats"].items()},
         }
     if text_features == "minilm":
-        from accord.features.mosi_text import minilm_vectors
+        from accord.data.sentence_vectors import minilm_vectors
 
         for info in parts.values():
             info["feats"]["text"] = minilm_vectors([scores[s][1] for s in info["ids"]]).astype(np.float64)
@@ -383,7 +383,7 @@ def _extractor_meta(text_features: str) -> dict[str, Any]:
     audio/visual vectors cannot be reproduced from raw clips, so they are marked ``None`` (not produced)."""
     if text_features != "minilm":
         return {}
-    from accord.features.text import settings as text_settings
+    from accord.data.sentence_vectors import settings as text_settings
 
     return {"extractor": {"version": 1, "level": "vector", "text": text_settings(), "audio": None, "visual": None}}
 

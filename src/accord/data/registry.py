@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from accord.core.errors import ConfigError
+from accord.core.registry import Registry
 from accord.data.dataset import MultimodalDataset
-from accord.errors import ConfigError
-from accord.registry import Registry
 
 
 class DataParams(BaseModel):

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from accord.core.errors import ConfigError, DataError
+from accord.core.io import read_json_file
+from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, SplitData
 from accord.data.mmsa import load_mmsa_pickle
 from accord.data.registry import DataParams, register_dataset, validate_data_params
-from accord.errors import ConfigError, DataError
-from accord.io import read_json_file
-from accord.types import MODALITIES
 
 FORMAT = "accord-dataset"
 VERSION = 1

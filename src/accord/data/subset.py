@@ -13,8 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from accord.core.errors import ConfigError
 from accord.data.dataset import MultimodalDataset, SplitData
-from accord.errors import ConfigError
 
 FractionBy = Literal["group", "sample"]
 

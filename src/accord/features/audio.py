@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from accord.features.media import require
+from accord.core.extras import require
 
 SAMPLE_RATE = 16000
 LLD_DIM = 25

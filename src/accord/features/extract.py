@@ -30,14 +30,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from accord.core.errors import AccordError, DataError
+from accord.core.io import atomic_write_bytes, write_json
+from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, make_split, standardize
-from accord.errors import AccordError, DataError
 from accord.features import audio as audio_fx
 from accord.features import text as text_fx
 from accord.features import visual as visual_fx
 from accord.features.media import MEDIA_EXTS, decode_audio, decode_frames, probe
-from accord.io import atomic_write_bytes, write_json
-from accord.types import MODALITIES
 
 Level = Literal["vector", "sequence"]
 CACHE_VERSION = 1

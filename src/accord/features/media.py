@@ -10,20 +10,18 @@ The media packages are optional (``pip install 'accord[media]'``); they are impo
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from accord.errors import AccordError, DataError
+from accord.core.errors import DataError
+from accord.core.extras import INSTALL_HINT, MissingExtraError, require
 
-INSTALL_HINT = "pip install 'accord[media]'"
 AUDIO_EXTS = {".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".wma"}
 VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
 MEDIA_EXTS = AUDIO_EXTS | VIDEO_EXTS
@@ -31,20 +29,6 @@ MEDIA_EXTS = AUDIO_EXTS | VIDEO_EXTS
 
 class MediaError(DataError):
     """A media file cannot be decoded (missing, corrupt, unsupported)."""
-
-
-class MissingExtraError(AccordError):
-    """An optional media package is not installed."""
-
-
-def require(module: str, what: str = "feature extraction") -> ModuleType:
-    """Import ``module`` or raise a one-line :class:`MissingExtraError` naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingExtraError(
-            f"{what} needs the optional package {module.split('.')[0]!r} ({err}); install it with {INSTALL_HINT}"
-        ) from None
 
 
 def ffmpeg_exe() -> str:

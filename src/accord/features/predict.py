@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from accord.errors import CheckpointError, DataError
+from accord.core.errors import CheckpointError, DataError
+from accord.core.types import MODALITIES, Batch
 from accord.features.extract import ClipFeatures, expected_dims, extract_clip
-from accord.types import MODALITIES, Batch
 
 
 def training_meta(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def training_meta(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     import json
 
     from accord.data.registry import build_dataset
-    from accord.train.trainer import load_run
+    from accord.training.trainer import load_run
 
     cfg, _ = load_run(run_dir)
     if cfg.data.name == "saved" and cfg.data.path:
@@ -103,7 +103,7 @@ def predict_clip(clip: str | os.PathLike[str], run_dir: str | os.PathLike[str], 
                  seed: int | None = None) -> dict[str, Any]:
     """Score one clip with the run's model; returns a JSON-ready dict (see :func:`format_prediction`)."""
     from accord.api import load
-    from accord.train.trainer import load_run
+    from accord.training.trainer import load_run
 
     t0 = time.perf_counter()
     cfg, info = load_run(run_dir)

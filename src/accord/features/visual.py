@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from accord.features.media import require
+from accord.core.extras import require
 
 FEATURE_NAMES: tuple[str, ...] = (
     "mouth_open", "mouth_width", "mouth_ratio", "eye_open_l", "eye_open_r", "brow_raise_l", "brow_raise_r",

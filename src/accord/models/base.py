@@ -1,8 +1,8 @@
 """The model contract and the model registry (timm style: ``@register_model`` / ``create_model``).
 
-A model maps a :class:`~accord.types.Batch` to a :class:`~accord.types.ModelOutput`; it never runs its own
+A model maps a :class:`~accord.core.types.Batch` to a :class:`~accord.core.types.ModelOutput`; it never runs its own
 training loop. Hyper-parameters live in a nested pydantic ``Params`` class (``extra="forbid"``), so an unknown or
-mistyped key in ``model.params`` is a one-line :class:`~accord.errors.ConfigError` naming the key.
+mistyped key in ``model.params`` is a one-line :class:`~accord.core.errors.ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from accord.errors import ConfigError
-from accord.registry import Registry
-from accord.types import Batch, ModelOutput
+from accord.core.errors import ConfigError
+from accord.core.hooks import HookRequest
+from accord.core.registry import Registry
+from accord.core.types import Batch, ModelOutput
 
 
 class ModelParams(BaseModel):
@@ -31,8 +32,10 @@ class AccordModel(nn.Module):
     input feature size; ``out_dim`` is 1 for regression and the number of classes for classification (the head
     then returns logits ``[B, C]`` instead of scores ``[B]``).
 
-    ``default_loss_weights`` gives the weight of each auxiliary prediction / loss the model emits when the config's
-    ``loss_weights`` does not name it (the main task loss is ``task`` with weight 1).
+    ``default_loss_weights`` names EVERY auxiliary prediction and loss the model can emit, with the weight each gets
+    when the config's ``loss_weights`` does not name it (the main task loss is ``task``, weight 1). It is the one
+    source of these defaults: the config loader resolves ``loss_weights`` from it (so an unknown name fails at
+    load) and the trainer weights each term once; models return their losses unweighted.
     """
 
     Params: ClassVar[type[ModelParams]] = ModelParams
@@ -47,8 +50,13 @@ class AccordModel(nn.Module):
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def trainer_hooks(self) -> list[Any]:
-        """Hooks (see :mod:`accord.train.hooks`) this method needs from the trainer; none by default."""
+    @classmethod
+    def required_hooks(cls, params: ModelParams) -> list[HookRequest]:
+        """Trainer hooks this method needs, by registered name (:mod:`accord.core.hooks`); none by default.
+
+        The model names a hook and its parameters; the trainer builds it from the hook registry, runs it before
+        the config's ``train.hooks`` and writes whatever it produces.
+        """
         return []
 
 

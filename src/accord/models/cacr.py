@@ -24,14 +24,14 @@ Pipeline (the paper's five steps; equations as numbered in METHODS.md §1):
    regressors on ``pool(TH~)`` (aux prediction ``shared``) and on ``Cat(pool(TP'_m))`` (``private``).
 6. **Loss** (§1.6): ``L = L1(y) + a L1(y_shared) + b L1(y_private) + l_rec L_rec + l_o L_o + l_p L_p``. The
    trainer applies the task loss (L1 for regression) to the prediction and both aux predictions and weights every
-   term by ``loss_weights`` (defaults: :attr:`CACR.default_loss_weights`, overridable in ``configs/cacr.yaml``).
+   term by ``loss_weights`` (defaults: :attr:`CACR.default_loss_weights`, overridable with ``loss_weights.<name>``).
 
 Ablations of seed 003's table (``ablation`` parameter, one config switch each): ``full``; ``no_crm`` (no
 cross-reconstruction: the shared branch reads ``H`` from plain decoupling; no ``rec``, no ``preserve``, since
 there is no ``P~``); ``no_caw`` (``w = 1``); ``gating`` (``w_m = w_min + (1 - w_min) sigmoid(g_m(h_m))``, a
 learned gate instead of the conflict score); ``no_fsr`` (``P' = P``); ``no_orth`` (no ``L_o``);
 ``no_private`` (no ``L_p``, the paper's "w/o L_p"). A removed loss is still returned, as a constant 0 without
-gradient, so the ``loss_weights`` of configs/cacr.yaml are valid for every ablation.
+gradient, so the same ``loss_weights`` are valid for every ablation.
 
 Choices the paper leaves open (METHODS.md fixes some; the rest are ours):
 
@@ -77,7 +77,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import (
     CrossmodalTransformer,
@@ -97,7 +98,6 @@ from accord.objectives.conflict import (
     weighted_reconstruction_loss,
 )
 from accord.objectives.decoupling import private_preservation, reconstruction_error
-from accord.types import MODALITIES, Batch, ModelOutput
 
 Ablation = Literal["full", "no_crm", "no_caw", "gating", "no_fsr", "no_orth", "no_private"]
 FUSION_ORDER: tuple[str, str, str] = ("text", "visual", "audio")
@@ -205,7 +205,7 @@ class CACR(AccordModel):
         "anchor_text": 1 / 3, "anchor_audio": 1 / 3, "anchor_visual": 1 / 3,
     }
     """alpha (``shared``), beta (``private``), lambda_rec (``rec``), lambda_o (``orth``), lambda_p (``preserve``);
-    the paper does not report its values; see configs/cacr.yaml for how ours were chosen. ``anchor_<m>`` only
+    the paper does not report its values (ours: benchmarks/results/cacr_ablation_mosi_u.md). ``anchor_<m>`` only
     exist with ``shared_anchor`` (not in the paper; mean over the modalities)."""
 
     ablation_param: ClassVar[str] = "ablation"

@@ -20,12 +20,13 @@ The backbone (the paper's "adaptive modality encoding, gated cross-modal fusion,
 
 The objectives:
 
-* SL (:func:`accord.objectives.statistical.statistical_loss`): the model loss ``sl`` = ``λ_sl · L_SL`` over the
-  batch's predictions and labels (λ_sl is a model parameter, so the ablation switch needs no ``loss_weights``
-  entry; ``loss_weights.sl`` still multiplies it, default 1). Regression only.
-* CP (:mod:`accord.balance.cp`): penalty ``λ_cp · Σ_m relu(r_m − κ)²`` on conflict steps plus the projection of the
-  dominant modality's task gradient off the SL gradient; the :class:`~accord.balance.cp.ConflictPenalty` hook is
-  returned by :meth:`CPSL.trainer_hooks`, so the one trainer runs it (no second training loop).
+* SL (:func:`accord.objectives.statistical.statistical_loss`): the model loss ``sl`` = ``L_SL`` over the batch's
+  predictions and labels, unweighted; the trainer multiplies it by ``λ_sl = loss_weights.sl`` (default 0.1).
+  Regression only.
+* CP (the ``conflict_penalty`` hook, :mod:`accord.balance.cp`): penalty ``Σ_m relu(r_m − κ)²`` on conflict steps,
+  weighted by ``λ_cp = loss_weights.cp`` (default 1.0), plus the projection of the dominant modality's task
+  gradient off the SL gradient; :meth:`CPSL.required_hooks` names the hook, so the one trainer runs it (no second
+  training loop) and the model never imports it.
 
 Ablations (``model.params.ablation``): ``full``; ``no_cp`` (no penalty, no projection); ``no_sl`` (no SL, hence
 nothing to project against); ``no_projection`` (CP's penalty without the projection); ``backbone`` (neither).
@@ -33,20 +34,22 @@ nothing to project against); ``no_projection`` (CP's penalty without the project
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from accord.balance.cp import ConflictPenalty, CPParams
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.hooks import HookRequest
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import EncoderParams, MLPHead, MultiheadAttention, build_encoder, masked_mean
 from accord.objectives.statistical import statistical_loss
-from accord.types import MODALITIES, Batch, ModelOutput
 
 Ablation = Literal["full", "no_cp", "no_sl", "no_projection", "backbone"]
+CP_ABLATIONS = ("full", "no_sl", "no_projection")
+"""The ablations that keep CP's penalty."""
 SOURCES = ("audio", "visual")
 """The modalities text queries in the gated cross-modal fusion."""
 
@@ -55,15 +58,15 @@ SOURCES = ("audio", "visual")
 class CPSL(AccordModel):
     """Adaptive encoding, text-query gated cross-modal fusion, unimodal heads; CP via hook, SL as a model loss."""
 
-    default_loss_weights = {"unimodal_text": 0.5, "unimodal_audio": 0.5, "unimodal_visual": 0.5}
+    default_loss_weights = {"unimodal_text": 0.5, "unimodal_audio": 0.5, "unimodal_visual": 0.5,
+                            "sl": 0.1, "cp": 1.0}
+    """λ_sl = 0.1 and λ_cp = 1.0 were chosen on MOSI-U validation MAE (benchmarks/results/cpsl_mosi_u.md)."""
 
     class Params(EncoderParams):
         fusion_heads: int = Field(4, ge=1, description="heads of the text-query cross-attention (divides hidden)")
         head_hidden: int = Field(64, ge=1, description="hidden width of the fused and unimodal heads")
         ablation: Ablation = Field("full", description="full, no_cp, no_sl, no_projection or backbone")
         kappa: float = Field(1.2, gt=0, description="κ: conflict when max_m r_m > κ")
-        lambda_cp: float = Field(1.0, ge=0, description="λ_cp: weight of the conflict-aware penalty")
-        lambda_sl: float = Field(0.1, ge=0, description="λ_sl: weight of the statistical loss")
         sl_correlation: bool = Field(False, description="add 1 − corr(ŷ, y) to SL")
         project_on: Literal["conflict", "always"] = Field("conflict", description="steps on which CP projects")
 
@@ -102,21 +105,22 @@ class CPSL(AccordModel):
     def uses_cp(self) -> bool:
         p = self.params
         assert isinstance(p, CPSL.Params)
-        return p.ablation in ("full", "no_sl", "no_projection")
+        return p.ablation in CP_ABLATIONS
 
     def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Encoder, gain and unimodal head of each modality (the fusion is shared; see accord.balance.modality)."""
         return {m: [*self.encoders[m].parameters(), *self.gain[m].parameters(), *self.unimodal[m].parameters()]
                 for m in MODALITIES}
 
-    def trainer_hooks(self) -> list[Any]:
-        """CP's penalty and projection (:class:`~accord.balance.cp.ConflictPenalty`) unless the ablation drops CP."""
-        p = self.params
-        assert isinstance(p, CPSL.Params)
-        if not self.uses_cp:
+    @classmethod
+    def required_hooks(cls, params: ModelParams) -> list[HookRequest]:
+        """CP's penalty and projection (the ``conflict_penalty`` hook) unless the ablation drops CP."""
+        assert isinstance(params, CPSL.Params)
+        if params.ablation not in CP_ABLATIONS:
             return []
-        return [ConflictPenalty(CPParams(kappa=p.kappa, lambda_cp=p.lambda_cp, penalty=True,
-                                         projection=p.ablation == "full", project_on=p.project_on))]
+        return [HookRequest("conflict_penalty", {"kappa": params.kappa, "penalty": True,
+                                                 "projection": params.ablation == "full",
+                                                 "project_on": params.project_on})]
 
     def encode(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor]:
         """Adaptive modality encoding: ``({m: Z_m [B, T_m, d]}, gains [B, 3])``."""
@@ -154,7 +158,7 @@ class CPSL(AccordModel):
                for m in MODALITIES}
         losses: dict[str, Tensor] = {}
         if self.uses_sl:
-            losses["sl"] = p.lambda_sl * statistical_loss(prediction, batch.label, correlation=p.sl_correlation)
+            losses["sl"] = statistical_loss(prediction, batch.label, correlation=p.sl_correlation)
         return ModelOutput(
             prediction=prediction,
             aux_predictions=aux,

@@ -26,7 +26,7 @@ Per sample ``i`` and modality ``m ∈ {text, audio, visual}``:
    we use the unimodal representations plus the presence flags (one MLP sees all three, so it can compare them).
 
 Loss: ``L = L_task(ŷ) + Σ_m λ_u L_task(y_m) + λ_eq L_eq + λ_trust L_trust + λ_orth L_orth`` (weights in
-``configs/ebmc.yaml``; the paper does not report them).
+``EBMC.default_loss_weights``; the paper does not report them).
 
 Ablations (``ablation``): ``no_enhance`` (step 2 off), ``no_energy`` (``eq`` is 0), ``no_trust`` (uniform
 weights over the present modalities; ``trust`` is 0), ``trust_without_distillation`` (the trust network is learned
@@ -45,11 +45,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import CrossmodalTransformerLayer, Decoupling, MLPHead, masked_mean
 from accord.objectives.energy import equilibrium_loss, trust_kl, trust_teacher
-from accord.types import MODALITIES, Batch, ModelOutput
 
 Ablation = Literal["full", "no_enhance", "no_energy", "no_trust", "trust_without_distillation"]
 WEAK = ("audio", "visual")

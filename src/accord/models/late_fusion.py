@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import EncoderParams, MLPHead, build_encoder
-from accord.types import MODALITIES, Batch, ModelOutput
 
 
 @register_model("late_fusion")

@@ -41,12 +41,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import CrossmodalTransformer, Decoupling, masked_mean
 from accord.objectives.conflict import conflict_scores
 from accord.objectives.decoupling import cmd, misa_difference
-from accord.types import MODALITIES, Batch, ModelOutput
 
 MISA_ORDER: tuple[str, str, str] = ("text", "visual", "audio")
 """MISA stacks its vectors as (t, v, a), privates first."""

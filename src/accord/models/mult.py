@@ -44,7 +44,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import (
     CrossmodalTransformer,
@@ -54,7 +55,6 @@ from accord.models.modules import (
     downsample_mean,
     pool,
 )
-from accord.types import MODALITIES, Batch, ModelOutput
 
 
 @register_model("mult")

@@ -45,7 +45,8 @@ task loss (``train.loss`` l1 = the paper's); the unimodal terms are the model's 
 ``W_s^i |y^_s^i - y_s^i|`` (0 where modality ``s`` is missing).
 
 Timing, as in the released code: every training step first computes the losses with the current labels; after
-``backward`` (:class:`ULGMHook`, returned by :meth:`SelfMM.trainer_hooks`, calls :meth:`SelfMM.ulgm_step`) the
+``backward`` (the ``self_mm_ulgm`` hook of :mod:`accord.balance.ulgm`, named by :meth:`SelfMM.required_hooks`,
+calls :meth:`SelfMM.ulgm_step`) the
 batch's labels are regenerated from the batch's (detached) representations and the centres of the memory as it
 stood before the step (epochs >= ``update_start_epoch``, paper: 2), then the batch's representations are stored.
 The memory is only written by that hook during training (``model.training``), only from training batches, so
@@ -58,12 +59,14 @@ epoch after the resumed epoch (once a full epoch of representations is in memory
 the global epoch number. A resumed run is therefore not bit-identical to an uninterrupted one. Without the hook
 (a hand-written loop that never calls :meth:`SelfMM.ulgm_step`) the labels stay ``y_m`` and the unimodal losses
 are zero. The memory is per process: under distributed training each rank keeps the memory of the rows it
-trained on (and writes ``ulgm_labels.npz`` from it), so centres and labels differ from a single-process run.
+trained on (rank 0's memory is what ``ulgm_labels.npz`` holds), so centres and labels differ from a
+single-process run.
 
 Outputs: diagnostics ``unimodal_<m>`` (``y^_s``, the unimodal heads' predictions; for held-out samples the
-estimate of the unimodal label); the generated labels of the training samples are written by the hook to
-``seed_<s>/ulgm_labels.npz`` (``id``, ``label_multimodal``, ``label_<m>``) after every epoch, and the mean drift
-``|y_s - y_m|`` over the memory is logged per epoch as ``ulgm_drift_<m>`` in ``log.jsonl``. Regression only.
+estimate of the unimodal label); the generated labels of the training samples are handed by the hook to the
+trainer, which writes them to ``seed_<s>/ulgm_labels.npz`` (``id``, ``label_multimodal``, ``label_<m>``) after
+every epoch, and the mean drift ``|y_s - y_m|`` over the memory is logged per epoch as ``ulgm_drift_<m>`` in
+``log.jsonl``. Regression only.
 
 Deviations: no BERT fine-tuning (the dataset's text features through the shared encoder), one optimiser and
 learning rate for everything (the released code uses separate ones for BERT, audio, visual and the rest), no
@@ -73,22 +76,19 @@ visual 32).
 
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from accord.errors import ConfigError
-from accord.io import atomic_write_bytes
+from accord.core.errors import ConfigError
+from accord.core.hooks import HookRequest
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import EncoderParams, build_encoder, encode_pooled
-from accord.train.hooks import StepState, TrainerHook
-from accord.types import MODALITIES, Batch, ModelOutput
 
 TASKS: tuple[str, str, str, str] = ("fusion", *MODALITIES)
 """ULGM's tasks: the multimodal one (``m`` in the paper) and the three unimodal ones."""
@@ -241,9 +241,10 @@ class SelfMM(AccordModel):
         return {m: [*self.encoders[m].parameters(), *self.layer1[m].parameters(), *self.layer2[m].parameters(),
                     *self.layer3[m].parameters()] for m in MODALITIES}
 
-    def trainer_hooks(self) -> list[Any]:
-        """:class:`ULGMHook`: updates the label memory after every training step."""
-        return [ULGMHook()]
+    @classmethod
+    def required_hooks(cls, params: ModelParams) -> list[HookRequest]:
+        """ULGM's memory update after every training step (the ``self_mm_ulgm`` hook, :mod:`accord.balance.ulgm`)."""
+        return [HookRequest("self_mm_ulgm")]
 
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``F_s [B, hidden]`` (zero for a missing modality)."""
@@ -322,32 +323,3 @@ class SelfMM(AccordModel):
         ids = sorted(mem.index, key=mem.index.__getitem__)
         return {"id": np.array(ids, dtype=str), "label_multimodal": mem.labels["fusion"].numpy().copy(),
                 **{f"label_{m}": mem.labels[m].numpy().copy() for m in MODALITIES}}
-
-
-class ULGMHook(TrainerHook):
-    """Self-MM's trainer hook: calls :meth:`SelfMM.ulgm_step` after every backward (before the optimiser step,
-    as in the released code) and writes the generated labels to ``<seed dir>/ulgm_labels.npz`` after each epoch."""
-
-    name = "self_mm_ulgm"
-
-    def __init__(self) -> None:
-        self.model: SelfMM | None = None
-        self.run_dir: Path | None = None
-
-    def on_fit_start(self, model: nn.Module, state: StepState) -> None:
-        assert isinstance(model, SelfMM)
-        self.model = model
-        run_dir = state.extra.get("run_dir")
-        self.run_dir = Path(run_dir) if run_dir else None
-
-    def after_backward(self, model: nn.Module, batch: Batch, output: ModelOutput, state: StepState) -> dict[str, float]:
-        assert isinstance(model, SelfMM)
-        self.model = model
-        return model.ulgm_step(batch, output, state.epoch + 1)
-
-    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        if self.model is None or self.run_dir is None or not len(self.model.memory):
-            return
-        buf = io.BytesIO()
-        np.savez(buf, **self.model.generated_labels())
-        atomic_write_bytes(self.run_dir / "ulgm_labels.npz", buf.getvalue())

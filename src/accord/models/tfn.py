@@ -19,9 +19,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import EncoderParams, MLPHead, build_encoder, encode_pooled
-from accord.types import MODALITIES, Batch, ModelOutput
 
 
 @register_model("tfn")

@@ -11,9 +11,9 @@ from typing import Literal
 
 from torch import Tensor
 
+from accord.core.types import Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import EncoderParams, MLPHead, build_encoder
-from accord.types import Batch, ModelOutput
 
 
 @register_model("visual", fixed={"modality": "visual"})

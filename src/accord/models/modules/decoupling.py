@@ -37,10 +37,10 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from accord.core.types import MODALITIES
 from accord.models.modules.encoders import SequenceEncoder, Temporal, TemporalConv1d
 from accord.models.modules.pooling import downsample_mean
 from accord.objectives.decoupling import soft_orthogonality
-from accord.types import MODALITIES
 
 __all__ = ["DecoupledSequences", "Decoupling", "OutputActivation", "SharedMode"]
 

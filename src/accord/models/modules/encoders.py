@@ -21,11 +21,11 @@ from typing import Literal, NamedTuple
 from pydantic import Field
 from torch import Tensor, nn
 
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
+from accord.core.types import MODALITIES, Batch
 from accord.models.base import ModelParams
 from accord.models.modules.attention import CrossmodalTransformerLayer, Dropout, sinusoidal_positions
 from accord.models.modules.pooling import PoolMode, pool
-from accord.types import MODALITIES, Batch
 
 Projection = Literal["linear", "conv"]
 Temporal = Literal["none", "conv", "transformer"]

@@ -16,8 +16,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from accord.errors import CheckpointError
-from accord.io import atomic_write_bytes
+from accord.core.errors import CheckpointError
+from accord.core.io import atomic_write_bytes
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:

@@ -7,7 +7,7 @@ matplotlib's Agg backend, and there is no JavaScript. For each run it shows
 * the metrics table, mean ± std over seeds on valid and test (``summary.json``),
 * training curves per seed: ``loss/total`` and the validation selection metric per epoch (``seed_<s>/log.jsonl``),
 * predictions against labels (regression),
-* every diagnostic the run has: gradient-norm traces of the gradient monitor (:func:`accord.evaluate.plots.
+* every diagnostic the run has: gradient-norm traces of the gradient monitor (:func:`accord.evaluation.plots.
   plot_gradients`), conflict score / weight distributions (``conflict_<m>`` / ``omega_<m>`` in ``diagnostics.npz``),
   trust weights (``trust_<m>``), any other per-modality diagnostic (``<name>_<m>``, or ``[N, 3]`` arrays such as
   ``fusion_weight``), and robustness curves (``robustness.png``, embedded as is).
@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from accord.errors import AccordError, CheckpointError, ConfigError
-from accord.io import atomic_write_text
-from accord.types import MODALITIES
+from accord.core import rundir
+from accord.core.errors import AccordError, CheckpointError, ConfigError
+from accord.core.io import atomic_write_text
+from accord.core.types import MODALITIES
 
 __all__ = ["Figure", "build_report", "metrics_table", "write_report"]
 
@@ -133,30 +134,9 @@ def _fig_png(fig: Any) -> bytes:
 
 
 def _via_file(draw: Callable[[Path], Path]) -> bytes:
-    """PNG bytes of a plotting function that writes to a path (the existing :mod:`accord.evaluate.plots` API)."""
+    """PNG bytes of a plotting function that writes to a path (the existing :mod:`accord.evaluation.plots` API)."""
     with tempfile.TemporaryDirectory(prefix="accord_report_") as tmp:
         return draw(Path(tmp) / "figure.png").read_bytes()
-
-
-def _seed_dirs(run_dir: Path) -> list[Path]:
-    def key(p: Path) -> tuple[int, str]:
-        tail = p.name.split("_", 1)[1]
-        return (int(tail), "") if tail.isdigit() else (1 << 30, tail)
-
-    return sorted((p for p in run_dir.glob("seed_*") if p.is_dir()), key=key)
-
-
-def _epoch_lines(log: Path) -> list[dict[str, Any]]:
-    """The ``"type": "epoch"`` lines of a ``log.jsonl`` (a line cut by an interruption is skipped)."""
-    out = []
-    for line in log.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and rec.get("type") == "epoch":
-            out.append(rec)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------ figures
@@ -165,9 +145,9 @@ def _epoch_lines(log: Path) -> list[dict[str, Any]]:
 def training_curves(run_dir: Path, metric: str | None) -> Figure | None:
     """``loss/total`` and ``valid/<metric>`` per epoch, one line per seed; None when no seed logged an epoch."""
     series: dict[str, list[dict[str, Any]]] = {}
-    for sd in _seed_dirs(run_dir):
-        if (sd / "log.jsonl").is_file():
-            lines = _epoch_lines(sd / "log.jsonl")
+    for sd in rundir.seed_dirs(run_dir):
+        if (sd / rundir.LOG).is_file():
+            lines = rundir.read_log(sd / rundir.LOG, "epoch")
             if lines:
                 series[sd.name] = lines
     if not series:
@@ -194,16 +174,14 @@ def training_curves(run_dir: Path, metric: str | None) -> Figure | None:
 
 
 def _has_grad_lines(run_dir: Path) -> bool:
-    from accord.balance.monitor import read_grad_log
-
-    return any((sd / "log.jsonl").is_file() and read_grad_log(sd / "log.jsonl") for sd in _seed_dirs(run_dir))
+    return any(rundir.read_log(sd / rundir.LOG, "grad") for sd in rundir.seed_dirs(run_dir))
 
 
 def gradient_figure(run_dir: Path) -> Figure | None:
     """The gradient monitor's per-step ``g_m`` / ``r_m`` of the first monitored seed; None if nothing monitored."""
     if not _has_grad_lines(run_dir):
         return None
-    from accord.evaluate.plots import plot_gradients
+    from accord.evaluation.plots import plot_gradients
 
     try:
         png = _via_file(lambda out: plot_gradients(run_dir, out=out))
@@ -216,19 +194,16 @@ def gradient_figure(run_dir: Path) -> Figure | None:
 def _diagnostics(run_dir: Path, split: str) -> dict[str, list[np.ndarray]]:
     """Per-sample ``<split>/<name>`` arrays of every seed's ``diagnostics.npz``, name -> list over seeds."""
     out: dict[str, list[np.ndarray]] = {}
-    for sd in _seed_dirs(run_dir):
-        f = sd / "diagnostics.npz"
-        if not f.is_file():
+    for sd in rundir.seed_dirs(run_dir):
+        if not (sd / rundir.DIAGNOSTICS).is_file():
             continue
-        with np.load(f, allow_pickle=False) as z:
-            for k in z.files:
-                if k.startswith(f"{split}/"):
-                    out.setdefault(k.split("/", 1)[1], []).append(np.asarray(z[k]))
+        for k, v in rundir.read_diagnostics(sd, split).items():
+            out.setdefault(k, []).append(np.asarray(v))
     return out
 
 
 def _histograms(values: Mapping[str, np.ndarray], title: str, xlabel: str, bins: int = 30) -> bytes:
-    from accord.evaluate.plots import MODALITY_COLORS
+    from accord.evaluation.plots import MODALITY_COLORS
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(values), figsize=(3.8 * len(values), 3.0), squeeze=False)
@@ -245,14 +220,14 @@ def _histograms(values: Mapping[str, np.ndarray], title: str, xlabel: str, bins:
 def conflict_figure(run_dir: Path, diag: Mapping[str, list[np.ndarray]], split: str) -> Figure | None:
     """Conflict score (and weight) distributions when the model saved ``conflict_<m>``; None otherwise.
 
-    Uses :func:`accord.evaluate.plots.plot_conflict` grouped by ConflictBench's ``extra_conflict`` when saved,
+    Uses :func:`accord.evaluation.plots.plot_conflict` grouped by ConflictBench's ``extra_conflict`` when saved,
     else plain per-modality histograms pooled over seeds.
     """
     mods = [m for m in MODALITIES if f"conflict_{m}" in diag]
     if not mods:
         return None
     if "extra_conflict" in diag:
-        from accord.evaluate.plots import plot_conflict
+        from accord.evaluation.plots import plot_conflict
 
         try:
             png = _via_file(lambda out: plot_conflict(run_dir, by="extra_conflict", split=split, out=out))
@@ -335,11 +310,10 @@ def robustness_figure(folder: Path) -> Figure | None:
 
 def run_section(run_dir: Path, split: str = "test") -> RunSection:
     """Collect the config, summary and every available figure of one run directory."""
-    cfg_path = run_dir / "config.yaml"
+    cfg_path = run_dir / rundir.CONFIG
     if not cfg_path.is_file():
-        raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml)")
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+        raise CheckpointError(f"{run_dir}: not a run directory (no {rundir.CONFIG})")
+    summary = rundir.read_summary(run_dir) if (run_dir / rundir.SUMMARY).is_file() else None
     sec = RunSection(run_dir.name, cfg_path.read_text(), summary)
     if summary is None:
         sec.notes.append("summary.json missing: the run has not finished.")
@@ -396,8 +370,8 @@ def _page(title: str, body: str) -> str:
 def build_report(target: str | Path, split: str = "test") -> str:
     """The HTML report of a run directory or a benchmark folder (a folder of run directories).
 
-    Raises :class:`~accord.errors.CheckpointError` when ``target`` is neither, :class:`~accord.errors.ConfigError`
-    for a ``split`` other than valid / test.
+    Raises :class:`~accord.core.errors.CheckpointError` when ``target`` is neither,
+    :class:`~accord.core.errors.ConfigError` for a ``split`` other than valid / test.
     """
     if split not in ("valid", "test"):
         raise ConfigError(f"--split {split!r}: expected valid or test")

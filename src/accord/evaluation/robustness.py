@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from accord.errors import ConfigError
-from accord.evaluate.metrics import metric_mode
+from accord.core.errors import ConfigError
+from accord.evaluation.metrics import metric_mode
 
 KINDS = ("drop", "temporal_drop", "noise")
 
@@ -137,7 +137,7 @@ def plot_curves(curves: list[Curve], path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from accord.io import atomic_write_bytes
+    from accord.core.io import atomic_write_bytes
 
     order = ("text", "audio", "visual", "all")
     panels = sorted({(c.kind, c.modality) for c in curves},

@@ -10,14 +10,17 @@ import numpy as np
 from rich.console import Console
 
 from accord.config import Config, load_config
+from accord.core.io import atomic_write_text, write_json
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
-from accord.evaluate.metrics import METRIC_ORDER, metric_mode
-from accord.evaluate.summary import Aggregate, aggregate, aggregate_table_json, markdown_table, write_csv
-from accord.io import atomic_write_text, write_json
-from accord.train.trainer import Trainer
+from accord.evaluation.metrics import METRIC_ORDER, metric_mode, register_metric
+from accord.evaluation.summary import Aggregate, aggregate, aggregate_table_json, markdown_table, write_csv
+from accord.training.trainer import Trainer
 
 UNIMODAL = ("text", "audio", "visual")
+
+register_metric("acc_conflicting", "max", "%", description="binary accuracy on samples with a planted conflict")
+register_metric("acc_consistent", "max", "%", description="binary accuracy on samples without one")
 
 
 def benchmark_configs(methods: list[str], dataset: str, seeds: list[int], out_dir: str | Path,

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from accord.errors import CheckpointError
-from accord.io import atomic_write_bytes
-from accord.types import MODALITIES
+from accord.core import rundir
+from accord.core.errors import CheckpointError
+from accord.core.io import atomic_write_bytes
+from accord.core.types import MODALITIES
 
 MODALITY_COLORS = {"text": "tab:blue", "audio": "tab:orange", "visual": "tab:green"}
 
@@ -55,24 +56,16 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
 def grad_records(run_dir: str | Path, seed: int | None = None) -> tuple[int, list[dict[str, Any]]]:
     """``(seed, grad lines)`` of a run: the monitor's per-step lines of ``seed_<seed>/log.jsonl`` (first seed
     folder that has them when ``seed`` is None). Errors name the run and what is missing."""
-    from accord.balance.monitor import read_grad_log
-
     rd = Path(run_dir)
     if not rd.is_dir():
         raise CheckpointError(f"{rd}: run directory not found")
-    if seed is not None:
-        candidates = [rd / f"seed_{seed}"]
-    else:
-        candidates = sorted((p for p in rd.glob("seed_*") if p.is_dir()),
-                            key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else 0)
-    if not candidates or not any((c / "log.jsonl").is_file() for c in candidates):
+    candidates = [rundir.seed_dir(rd, seed)] if seed is not None else rundir.seed_dirs(rd)
+    if not candidates or not any((c / rundir.LOG).is_file() for c in candidates):
         raise CheckpointError(f"{rd}: no seed_<s>/log.jsonl" + (f" for seed {seed}" if seed is not None else ""))
     for c in candidates:
-        log = c / "log.jsonl"
-        if log.is_file():
-            recs = read_grad_log(log)
-            if recs:
-                return int(c.name.split("_")[1]), recs
+        recs = rundir.read_log(c / rundir.LOG, "grad")
+        if recs:
+            return rundir.seed_of(c), recs
     raise CheckpointError(f"{rd}: log.jsonl has no gradient-monitor lines; train with "
                           f"--set 'train.hooks=[{{name: grad_monitor}}]'")
 
@@ -123,19 +116,14 @@ def plot_gradients(run_dir: str | Path, seed: int | None = None, out: str | Path
 
 def epoch_series(run_dir: str | Path, key: str = "r_max") -> dict[int, dict[int, float]]:
     """``{seed: {epoch: mean over the epoch's steps of key}}`` from the monitor's lines of every seed."""
-    from accord.balance.monitor import read_grad_log
-
     out: dict[int, dict[int, float]] = {}
-    for sd in sorted(Path(run_dir).glob("seed_*")):
-        log = sd / "log.jsonl"
-        if not log.is_file() or not sd.name.split("_")[1].isdigit():
-            continue
+    for sd in rundir.seed_dirs(run_dir):
         per: dict[int, list[float]] = {}
-        for r in read_grad_log(log):
+        for r in rundir.read_log(sd / rundir.LOG, "grad"):
             if key in r:
                 per.setdefault(int(r["epoch"]), []).append(float(r[key]))
         if per:
-            out[int(sd.name.split("_")[1])] = {e: float(np.mean(v)) for e, v in sorted(per.items())}
+            out[rundir.seed_of(sd)] = {e: float(np.mean(v)) for e, v in sorted(per.items())}
     return out
 
 
@@ -178,10 +166,10 @@ def conflict_diagnostics(run_dir: str | Path, by: str = "extra_conflict", split:
     (when the model saves them, e.g. ``cacr``) and ``<split>/<by>`` (e.g. ConflictBench's ``extra_conflict``).
     Returns ``{"conflict": {m: array}, "omega": {m: array}, "group": array, "seeds": [s, ...]}``.
     """
-    from accord.errors import ConfigError
+    from accord.core.errors import ConfigError
 
     rd = Path(run_dir)
-    files = sorted(p for p in rd.glob("seed_*/diagnostics.npz"))
+    files = [sd / rundir.DIAGNOSTICS for sd in rundir.seed_dirs(rd) if (sd / rundir.DIAGNOSTICS).is_file()]
     if not rd.is_dir() or not files:
         raise CheckpointError(f"{rd}: no seed_<s>/diagnostics.npz (train the run first)")
     conflict: dict[str, list[np.ndarray]] = {}

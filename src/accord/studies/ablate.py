@@ -8,10 +8,10 @@ A model class that declares an ablation table gets it re-run here:
 * ``ablation_reference`` (optional): where the paper numbers come from.
 
 Each row is the method's config with ``--set model.params.<param>=<value>``, trained over the same seeds and data
-by the one :class:`~accord.train.trainer.Trainer` (checkpoint selected on VALIDATION), named
+by the one :class:`~accord.training.trainer.Trainer` (checkpoint selected on VALIDATION), named
 ``<method>_<value>`` under ``out_dir``. The table reports TEST mean ± std over seeds beside the paper's numbers, then
 the full metric table, the validation selection metric, and (ConflictBench) accuracy on conflicting vs consistent
-samples (:func:`~accord.train.benchmark.conflict_split_rows`).
+samples (:func:`~accord.studies.benchmark.conflict_split_rows`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any
 from rich.console import Console
 
 from accord.config import Config, compose, validate
+from accord.core.errors import ConfigError
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
-from accord.errors import ConfigError
-from accord.evaluate.metrics import METRIC_ORDER
-from accord.evaluate.summary import Aggregate, aggregate_table_json, format_mean_std, markdown_table
-from accord.train.benchmark import conflict_split_rows, write_study_report
-from accord.train.trainer import Trainer
+from accord.evaluation.metrics import METRIC_ORDER
+from accord.evaluation.summary import Aggregate, aggregate_table_json, format_mean_std, markdown_table
+from accord.studies.benchmark import conflict_split_rows, write_study_report
+from accord.training.trainer import Trainer
 
 PAPER_COLUMNS: dict[str, str] = {"Mult_acc_7": "ACC7", "Non0_acc_2": "ACC2", "MAE": "MAE"}
 """Our metric -> the column name of seed 003's ablation table (its single ACC2 is compared with Non0_acc_2)."""

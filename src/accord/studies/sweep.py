@@ -46,14 +46,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from accord.config import CONFIG_DIR, Config, compose, read_yaml, validate
-from accord.errors import AccordError, CheckpointError, ConfigError
+from accord.config import Config, compose, packaged_configs, parse_yaml, read_yaml, validate
+from accord.core.errors import AccordError, CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     import optuna
 
-SPACE_DIR = CONFIG_DIR / "sweeps"
-"""Per-method search spaces: ``configs/sweeps/<method>.yaml``."""
+SPACE_FOLDER = "sweeps"
+"""Per-method search spaces ship in the package: ``accord/configs/sweeps/<method>.yaml``."""
 
 HEARTBEAT_INTERVAL = 20
 """Seconds between a running trial's heartbeats in the storage."""
@@ -150,14 +150,16 @@ def load_space(method: str, path: str | Path | None = None) -> tuple[SweepSpace,
     the file and the key.
     """
     if path is None:
-        candidate = SPACE_DIR / f"{method}.yaml"
-        if not candidate.is_file():
+        node = packaged_configs() / SPACE_FOLDER / f"{method}.yaml"
+        if not node.is_file():
             return SweepSpace(params={k: ParamSpec(**v) for k, v in DEFAULT_SPACE.items()}), "built-in default"
-        path = candidate
-    source = str(path)
-    with contextlib.suppress(ValueError):
-        source = str(Path(path).resolve().relative_to(Path.cwd()))
-    raw = read_yaml(path)
+        source = f"accord/configs/{SPACE_FOLDER}/{method}.yaml"
+        raw = parse_yaml(node.read_text(encoding="utf-8"), source)
+    else:
+        source = str(path)
+        with contextlib.suppress(ValueError):
+            source = str(Path(path).resolve().relative_to(Path.cwd()))
+        raw = read_yaml(path)
     try:
         return SweepSpace(**raw), source
     except ValidationError as err:
@@ -532,7 +534,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
-        from accord.train.trainer import Trainer
+        from accord.training.trainer import Trainer
 
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
@@ -649,7 +651,7 @@ def run_sweep(opts: SweepOptions, log: Callable[[str], None] | None = None) -> d
     Returns ``{"markdown", "json", "path", "best", "counts"}``; a SweepError when the workers stop before N trials
     are finished (e.g. too many failed trials).
     """
-    from accord.train.trainer import Trainer
+    from accord.training.trainer import Trainer
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     check_options(opts)
@@ -794,7 +796,7 @@ def _states(counts: dict[str, int]) -> str:
 def summarise(study: optuna.Study, opts: SweepOptions, space: SweepSpace, space_source: str, metric: str,
               mode: str, final: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the results (Markdown + JSON) and write them atomically (``--out`` or ``<sweep dir>/results.md``)."""
-    from accord.io import atomic_write_text, write_json
+    from accord.core.io import atomic_write_text, write_json
 
     counts = count_states(study)
     best = study.best_trial
@@ -892,9 +894,9 @@ def final_rerun(study: optuna.Study, opts: SweepOptions, space: SweepSpace, spac
                 mode: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Re-run the best trial's config (and the untuned default) on the final seeds with valid + test evaluation;
     resumable. Writes the results file with the final numbers and returns :func:`summarise`'s result."""
-    from accord.evaluate.metrics import METRIC_ORDER, metric_mode
-    from accord.evaluate.summary import format_mean_std, markdown_table
-    from accord.train.trainer import Trainer
+    from accord.evaluation.metrics import METRIC_ORDER, metric_mode
+    from accord.evaluation.summary import format_mean_std, markdown_table
+    from accord.training.trainer import Trainer
 
     best = study.best_trial
     out_dir = sweep_dir(opts)
@@ -987,7 +989,7 @@ def final_rerun(study: optuna.Study, opts: SweepOptions, space: SweepSpace, spac
 def _spawned_final_job(opts: SweepOptions, params: dict[str, Any], forced: list[str], source: str, threads: int,
                        log_path: str) -> None:
     """Entry point of a final re-run process: train one config on the final seeds (resumable), log to a file."""
-    from accord.train.trainer import Trainer
+    from accord.training.trainer import Trainer
 
     try:
         cfg = compose_config(opts, params, forced, source, threads=threads)

@@ -2,7 +2,7 @@
 
 The usual flow: collect one metrics dict per seed, :func:`aggregate` them into ``(mean, std, n)`` per metric,
 gather those per method into ``rows`` and render them with :func:`markdown_table` / :func:`csv_rows`.
-Files are written atomically via :mod:`accord.io`.
+Files are written atomically via :mod:`accord.core.io`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from accord.errors import DataError
-from accord.evaluate.metrics import metric_mode
-from accord.io import PathLike, atomic_write_text
+from accord.core.errors import DataError
+from accord.core.io import PathLike, atomic_write_text
+from accord.evaluation.metrics import metric_spec
 
 __all__ = [
     "Aggregate",
@@ -79,22 +79,14 @@ def aggregate_table_json(rows: Mapping[str, Mapping[str, Aggregate]]) -> dict[st
     return {k: aggregate_json(r) for k, r in rows.items()}
 
 
-def _is_percent_metric(metric: str) -> bool:
-    """Accuracies and F1 scores are reported in percent (1 decimal); everything else with 3 decimals."""
-    lower = metric.lower()
-    return "acc" in lower or "f1" in lower
-
-
 def format_mean_std(mean: float, std: float, metric: str) -> str:
-    """Format ``mean ± std`` for a table cell.
-
-    Accuracies and F1 scores (names containing ``acc`` or ``F1``, in percent) get one decimal, e.g.
-    ``"77.9 ± 0.4"``; everything else (``MAE``, ``Corr``, losses) gets three, e.g. ``"0.953 ± 0.012"``.
-    A NaN mean gives ``"n/a"``; a NaN std gives the mean alone.
+    """Format ``mean ± std`` for a table cell with the metric's registered decimals
+    (:func:`~accord.evaluation.metrics.metric_spec`): accuracies and F1 scores (in %) one, e.g. ``"77.9 ± 0.4"``;
+    ``MAE``, ``Corr`` three, e.g. ``"0.953 ± 0.012"``. A NaN mean gives ``"n/a"``; a NaN std gives the mean alone.
     """
+    digits = metric_spec(metric).digits
     if not math.isfinite(mean):
         return NA
-    digits = 1 if _is_percent_metric(metric) else 3
     if not math.isfinite(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
@@ -116,7 +108,7 @@ def _best_rows(rows: Mapping[str, Mapping[str, Aggregate]], metric: str) -> set[
              if metric in stats and math.isfinite(stats[metric][0])}
     if len(means) < 2:
         return set()
-    best = min(means.values()) if metric_mode(metric) == "min" else max(means.values())
+    best = min(means.values()) if metric_spec(metric).direction == "min" else max(means.values())
     return {key for key, m in means.items() if m == best}
 
 
@@ -130,7 +122,7 @@ def markdown_table(rows: Mapping[str, Mapping[str, Aggregate]], metrics: Sequenc
 
     Cells are formatted with :func:`format_mean_std` (``"n/a"`` when a row lacks the metric). With
     ``bold_best``, the best mean of each column (lowest for ``"min"`` metrics such as ``MAE``, highest
-    otherwise, see :func:`~accord.evaluate.metrics.metric_mode`) is bold; exact ties are all bold, and a
+    otherwise, see :func:`~accord.evaluation.metrics.metric_mode`) is bold; exact ties are all bold, and a
     column with fewer than two finite means has no bold cell. The returned text ends with a newline.
     """
     best = {m: _best_rows(rows, m) for m in metrics} if bold_best else {m: set() for m in metrics}

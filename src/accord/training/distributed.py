@@ -45,7 +45,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from accord.errors import ConfigError
+from accord.core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -1,0 +1,74 @@
+"""Prediction and metrics on one split: what the trainer runs after every epoch (validation) and on the selected
+checkpoint (valid and test), and what :func:`accord.evaluate` runs on a finished run."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from accord.config import Config
+from accord.core.errors import ConfigError
+from accord.data.dataset import MultimodalDataset, SplitData
+from accord.evaluation.metrics import compute_metrics
+from accord.models.base import AccordModel
+from accord.training.distributed import SINGLE, DistContext, shard_rows
+
+
+@dataclass
+class EvalResult:
+    """Metrics on one split plus per-sample predictions and diagnostics (numpy)."""
+
+    metrics: dict[str, float]
+    predictions: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def predict_split(model: AccordModel, split: SplitData, task: str, batch_size: int,
+                  device: torch.device, rows: slice | None = None) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """Run ``model`` over ``split`` (or its ``rows``) in eval mode; return predictions and diagnostics.
+
+    Predictions are ``None`` when ``rows`` is empty (a distributed rank with no share of a tiny split).
+    """
+    model.eval()
+    preds: list[torch.Tensor] = []
+    diags: dict[str, list[torch.Tensor]] = defaultdict(list)
+    start, stop = (0, len(split)) if rows is None else (rows.start, rows.stop)
+    for a in range(start, stop, batch_size):
+        batch = split.batch(torch.arange(a, min(a + batch_size, stop)), task=task)
+        out = model(batch.to(device))
+        preds.append(out.prediction.detach().float().cpu())
+        for k, v in out.diagnostics.items():
+            diags[k].append(v.detach().float().cpu())
+        for k, v in out.aux_predictions.items():
+            diags[f"aux_{k}"].append(v.detach().float().cpu())
+    if not preds:
+        return None, {}
+    return torch.cat(preds).numpy(), {k: torch.cat(v).numpy() for k, v in diags.items()}
+
+
+def evaluate_split(model: AccordModel, split: SplitData, cfg: Config, ds: MultimodalDataset,
+                   device: torch.device, ctx: DistContext = SINGLE) -> EvalResult:
+    """Predict ``split`` and compute the task's metrics on it.
+
+    Distributed (``ctx.enabled``): each rank predicts its contiguous share of the rows and the shares are gathered
+    in rank order, so every rank computes the same metrics on the whole split.
+    """
+    rows = shard_rows(len(split), ctx) if ctx.enabled else None
+    pred, diags = predict_split(model, split, cfg.task.kind, cfg.train.eval_batch_size, device, rows)
+    if ctx.enabled:
+        parts = [p for p in ctx.all_gather_object((pred, diags)) if p[0] is not None]
+        pred = np.concatenate([p[0] for p in parts])
+        diags = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    if pred is None:
+        raise ConfigError(f"split of dataset {ds.name!r} is empty; nothing to evaluate")
+    y = (split.class_labels if cfg.task.kind == "classification" else split.labels)
+    assert y is not None
+    labels = y.numpy()
+    metrics = compute_metrics(pred, labels, cfg.task.kind, ds.metric_family, ds.class_names)
+    return EvalResult(metrics, pred, labels, list(split.ids), diags)

@@ -1,0 +1,672 @@
+"""The one trainer every method uses.
+
+``Trainer(cfg).fit()`` trains one model per seed in ``cfg.train.seeds``, selects the checkpoint on the VALIDATION
+split only, evaluates the selected checkpoint on valid and test, and writes the run directory
+(:mod:`accord.core.rundir`)::
+
+    <output.dir>/<name>/config.yaml          the resolved config
+    <output.dir>/<name>/seed_<s>/log.jsonl   one line per epoch (and per step with train.log_every_steps)
+    <output.dir>/<name>/seed_<s>/best.safetensors, last.pt, results.json, diagnostics.npz, <hook artifacts>.npz
+    <output.dir>/<name>/summary.{json,csv,md} mean ± std over seeds, valid and test
+
+One seed is a sequence of named steps (:meth:`Trainer.fit_seed`): **set up** (model, hooks, optimiser),
+**restore** (``--resume``), then per epoch **train one epoch** (:meth:`Trainer.train_step` per batch), **validate**,
+**select** (keep the best checkpoint), **checkpoint** (``last.pt``) and **log**; finally **evaluate** the selected
+checkpoint. Every hook method is called once per event.
+
+The model returns a prediction plus named auxiliary predictions and UNWEIGHTED losses; the total loss is
+``w_task · task(prediction) + Σ w_name · task(aux_prediction) + Σ w_name · loss + Σ w_name · hook_loss`` with each
+weight read once from the resolved ``cfg.loss_weights`` (:func:`accord.config.resolve_loss_weights`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import accord.balance  # noqa: F401  (registers the trainer hooks: grad_monitor, conflict_penalty, ogm_ge, ...)
+from accord.augment.modality_dropout import modality_dropout
+from accord.config import Config, model_hook_requests, read_yaml, validate
+from accord.core import rundir
+from accord.core.errors import AccordError, CheckpointError, ConfigError
+from accord.core.hooks import HookRequest, StepState, TrainerHook, build_hook
+from accord.core.io import atomic_write_bytes, atomic_write_text, write_json
+from accord.core.types import Batch, ModelOutput
+from accord.data.corrupt import apply_corruptions
+from accord.data.dataset import MultimodalDataset, SplitData
+from accord.data.registry import build_dataset
+from accord.data.subset import apply_train_fraction
+from accord.evaluation.metrics import METRIC_ORDER, default_metric, metric_family, metric_spec
+from accord.evaluation.summary import aggregate, aggregate_json, markdown_table, write_csv
+from accord.models.base import AccordModel, create_model
+from accord.objectives.task import task_loss
+from accord.training.checkpoint import load_state, load_weights, save_state, save_weights
+from accord.training.distributed import allreduce_step, init_distributed, rank_device, shard_rows
+from accord.training.evaluation import EvalResult, evaluate_split, predict_split
+from accord.training.optim import Scheduler, make_optimizer, step_scheduler
+
+__all__ = ["EvalResult", "Trainer", "evaluate_split", "load_run", "predict_split", "resolve_device",
+           "seed_everything"]
+
+EpochCallback = Callable[[int, int, dict[str, Any]], None]
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic`` ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device; a device that is not available is a one-line ConfigError."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: {name!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} requested but CUDA is not available on this machine")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device: {name!r} requested but MPS is not available on this machine")
+    return dev
+
+
+def out_dim_for(cfg: Config, ds: MultimodalDataset) -> int:
+    """1 for regression; the number of classes for classification (the dataset must have class labels)."""
+    if cfg.task.kind == "regression":
+        return 1
+    if not ds.class_names or ds.splits["train"].class_labels is None:
+        raise ConfigError(f"task.kind: 'classification' but dataset {ds.name!r} has no class labels")
+    return len(ds.class_names)
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, dict[str, Any]]:
+    """A run directory's resolved config and its ``dataset.json`` (``{}`` when absent); errors name the file."""
+    tree = rundir.read_config_tree(run_dir)
+    cfg = validate(tree, str(Path(run_dir) / rundir.CONFIG))
+    info = rundir.read_dataset_info(run_dir) if (Path(run_dir) / rundir.DATASET).is_file() else {}
+    return cfg, info
+
+
+@dataclass
+class SeedRun:
+    """Everything one seed's training carries from step to step (and what ``last.pt`` saves)."""
+
+    seed: int
+    folder: Path
+    model: AccordModel
+    hooks: list[TrainerHook]
+    opt: torch.optim.Optimizer
+    sched: Scheduler | None
+    state: StepState
+    params: list[torch.nn.Parameter]
+    start_epoch: int = 0
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    elapsed: float = 0.0
+    stopped_early: bool = False
+    checked_names: bool = False
+
+
+@dataclass
+class EpochSums:
+    """Running sums of one epoch: loss terms (weighted by batch size) and hook values (one count per step)."""
+
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add_terms(self, terms: dict[str, torch.Tensor], n: int) -> None:
+        for k, v in terms.items():
+            self.sums[f"loss/{k}"] += float(v.detach()) * n
+            self.counts[f"loss/{k}"] += n
+
+    def add_values(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.sums[k] += float(v)
+            self.counts[k] += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / max(1, self.counts[k]) for k in self.sums}
+
+
+class Trainer:
+    """Config-driven training of any registered model, over seeds, with selection on validation."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: MultimodalDataset | None = None,
+        hooks: Sequence[TrainerHook] = (),
+        console: Console | None = None,
+        progress: bool | None = None,
+        eval_splits: Sequence[str] = ("valid", "test"),
+    ) -> None:
+        # a config built by hand is resolved here (a loaded one already is: resolving it again changes nothing)
+        self.cfg = cfg = validate(cfg.to_dict(), "config")
+        # splits the selected checkpoint is evaluated on; a hyper-parameter sweep's trials pass ("valid",) so
+        # that test is never computed while searching
+        bad_splits = sorted(set(eval_splits) - {"valid", "test"})
+        if bad_splits or "valid" not in eval_splits:
+            raise ConfigError(f"eval_splits: expected 'valid' and optionally 'test', got {list(eval_splits)}")
+        self.eval_splits = tuple(eval_splits)
+        self.dataset = dataset if dataset is not None else build_dataset(cfg.data.name, cfg.data.path,
+                                                                         cfg.data.params)
+        # data.train_fraction: keep a seeded share of the training groups (videos); idempotent, valid/test untouched
+        self.dataset = apply_train_fraction(self.dataset, cfg.data.train_fraction, cfg.data.train_fraction_seed,
+                                            cfg.data.train_fraction_by)
+        self._augmented: SplitData | None = None  # QASA training split (augment section), built once per trainer
+        self.extra_hooks = list(hooks)
+        # hooks handed in by code (not by the config) bring their own losses, weighted by their class defaults
+        self.loss_weights = {**{k: v for h in self.extra_hooks for k, v in h.default_loss_weights.items()},
+                             **cfg.loss_weights}
+        # torchrun (WORLD_SIZE > 1): join the process group; only rank 0 writes files and prints progress
+        self.dist = init_distributed(cfg.train.device, cfg.train.distributed.backend,
+                                     cfg.train.distributed.timeout_minutes)
+        self.console = console or Console(stderr=True)
+        self.progress = (self.console.is_terminal if progress is None else progress) and self.dist.is_main
+        self.device = resolve_device(rank_device(cfg.train.device, self.dist))
+        self.out_dim = out_dim_for(cfg, self.dataset)
+        self.family = metric_family(cfg.task.kind, self.dataset.metric_family)
+        self.metric = cfg.train.early_stopping.metric or default_metric(cfg.task.kind, self.dataset.metric_family)
+        self.mode = metric_spec(self.metric).direction
+        self.run_dir = cfg.run_dir
+
+    # ------------------------------------------------------------------------------------------ building blocks
+    def augmented_train_split(self) -> SplitData:
+        """The training split with QASA augmentation (``augment`` section, :mod:`accord.augment.augmented`),
+        built once per trainer; generator, scorer and scored samples go to ``<run_dir>/augment``."""
+        if self._augmented is None:
+            from accord.augment.augmented import augmented_train_split
+
+            built = None
+            if self.dist.is_main:  # distributed: rank 0 fits the generator once, the others receive the split
+                built = augmented_train_split(self.cfg.augment, self.dataset, self.cfg.data.model_dump(mode="json"),
+                                              save_dir=self.run_dir / "augment", log=self._say)
+            self._augmented = self.dist.broadcast_object(built)
+        assert self._augmented is not None
+        return self._augmented
+
+    def build_model(self) -> AccordModel:
+        """A fresh model for this config and dataset, on the configured device."""
+        return create_model(self.cfg.model.name, self.dataset.dims, self.out_dim,
+                            **self.cfg.model.params).to(self.device)
+
+    def build_hooks(self) -> list[TrainerHook]:
+        """Fresh hooks for one seed: those the model names, then ``train.hooks``, then the ones handed in."""
+        named = [build_hook(r, f"model {self.cfg.model.name!r} hook") for r in model_hook_requests(self.cfg)]
+        configured = [build_hook(HookRequest(h.name, h.params), f"train.hooks.{i}")
+                      for i, h in enumerate(self.cfg.train.hooks)]
+        return [*named, *configured, *self.extra_hooks]
+
+    def loss_terms(self, model: AccordModel, batch: Batch, out: ModelOutput,
+                   extra_losses: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Weighted loss terms of one step (``total`` is their sum); ``extra_losses`` are the hooks' losses."""
+        terms = self.prediction_terms(batch, out)
+        return self.add_loss_terms(terms, {**out.losses, **(extra_losses or {})})
+
+    def prediction_terms(self, batch: Batch, out: ModelOutput) -> dict[str, torch.Tensor]:
+        """The weighted task loss of the prediction (``task``) and of each auxiliary prediction.
+
+        Per-sample weights: ``batch.extras["sample_weight"]`` (e.g. quality scores of generated samples) weights
+        every task-loss term; ``out.aux_weights[name]`` further weights an auxiliary prediction's samples.
+        """
+        loss_name = self.cfg.task.loss_name
+        sw = batch.extras.get("sample_weight")
+        terms: dict[str, torch.Tensor] = {
+            "task": self.weight("task") * task_loss(out.prediction, batch.label, loss_name, sw)}
+        for name, aux in out.aux_predictions.items():
+            w = self.weight(name)
+            if w:
+                aw = out.aux_weights.get(name)
+                both = aw if sw is None else (sw if aw is None else sw * aw)
+                terms[name] = w * task_loss(aux, batch.label, loss_name, both)
+        return terms
+
+    def add_loss_terms(self, terms: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]
+                       ) -> dict[str, torch.Tensor]:
+        """Add the weighted model and hook ``losses`` to ``terms`` (in place) and their sum as ``total``."""
+        for name, value in losses.items():
+            w = self.weight(name)
+            if w:
+                terms[name] = w * value
+        terms["total"] = torch.stack([v for v in terms.values()]).sum()
+        return terms
+
+    def weight(self, name: str) -> float:
+        """The resolved weight of loss term ``name``; a term nothing declared is an error in the model or hook."""
+        try:
+            return float(self.loss_weights[name])
+        except KeyError:
+            raise ConfigError(f"model {self.cfg.model.name!r} or one of its hooks emitted the term {name!r}, which "
+                              f"no default_loss_weights declares (declared: {', '.join(sorted(self.loss_weights))})"
+                              ) from None
+
+    def _better(self, value: float, best: float | None) -> bool:
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        delta = self.cfg.train.early_stopping.min_delta
+        return value < best - delta if self.mode == "min" else value > best + delta
+
+    def _say(self, text: str) -> None:
+        if not self.dist.is_main:
+            return
+        if self.progress:
+            self.console.log(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------------------------------------- the run
+    def prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+        """Create the run directory; refuse to clobber an existing run unless resuming or overwriting."""
+        rd = self.run_dir
+        existing = rd.is_dir() and any(rd.iterdir())
+        if existing and not (resume or overwrite):
+            raise CheckpointError(f"{rd}: run directory exists; pass --resume to continue it or --overwrite to "
+                                  f"start over")
+        if existing and overwrite and not resume:
+            import shutil
+
+            shutil.rmtree(rd)
+        if resume and (rd / rundir.CONFIG).is_file():
+            # compare through the current schema, so a key added to Accord later (with its default) does not
+            # block resuming a run made before it existed
+            old = validate(read_yaml(rd / rundir.CONFIG), str(rd / rundir.CONFIG)).to_dict()
+            new = self.cfg.to_dict()
+            if old != new:
+                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                raise CheckpointError(f"{rd}/{rundir.CONFIG}: differs from the config given to --resume (section "
+                                      f"{', '.join(diff)}); resume with the same config or start a new run")
+        rd.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(rd / rundir.CONFIG, self.cfg.to_yaml())
+        write_json(rd / rundir.DATASET, {"name": self.dataset.name, "dims": self.dataset.dims,
+                                         "out_dim": self.out_dim, "class_names": self.dataset.class_names,
+                                         "metric_family": self.dataset.metric_family,
+                                         "source": self.dataset.source})
+
+    def fit(self, resume: bool = False, overwrite: bool = False, on_epoch: EpochCallback | None = None
+            ) -> dict[str, Any]:
+        """Train every seed (resuming finished/partial seeds with ``resume``) and write the summary."""
+        threads = torch.get_num_threads()
+        if self.cfg.train.num_threads:
+            torch.set_num_threads(self.cfg.train.num_threads)
+        try:
+            failure: AccordError | None = None
+            if self.dist.is_main:
+                try:
+                    self.prepare_run_dir(resume, overwrite)
+                except AccordError as err:
+                    failure = err
+            failure = self.dist.broadcast_object(failure)  # every rank stops with rank 0's error
+            if failure is not None:
+                raise failure
+            results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
+            return self.write_summary(results)
+        finally:
+            torch.set_num_threads(threads)  # train.num_threads applies to this run only
+
+    def fit_seed(self, seed: int, resume: bool = False, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+        """Train one seed; returns its results dict (also written to ``seed_<s>/results.json``)."""
+        finished = self.finished_results(seed, resume)
+        if finished is not None:
+            return finished
+        run = self.setup_seed(seed)
+        self.restore(run, resume)
+        for hook in run.hooks:
+            hook.on_fit_start(run.model, run.state)
+        train_split, valid_split = self.dataset["train"], self.dataset["valid"]
+        if self.cfg.augment.enabled:  # QASA: + K generated (or noise) rows per real row, weighted in the task loss
+            train_split = self.augmented_train_split()
+        prog = self._progress()
+        task_id = prog.add_task(f"seed {seed}", total=self.cfg.train.epochs, completed=run.start_epoch) \
+            if prog else None
+        try:
+            for epoch in range(run.start_epoch, self.cfg.train.epochs):
+                t0 = time.perf_counter()
+                sums = self.train_epoch(run, epoch, train_split)
+                valid = evaluate_split(run.model, valid_split, self.cfg, self.dataset, self.device, self.dist)
+                score, improved = self.select(run, epoch, valid)
+                step_scheduler(run.sched, score)
+                run.elapsed += time.perf_counter() - t0
+                record = self.epoch_record(run, epoch, t0, sums, valid, improved)
+                self.log_epoch(run, record)
+                stop = run.bad_epochs >= self.cfg.train.early_stopping.patience
+                self.checkpoint(run, epoch, stop)
+                self.show_progress(run, record, score, prog, task_id)
+                if on_epoch is not None:
+                    on_epoch(seed, epoch, record)
+                if stop:
+                    run.stopped_early = True
+                    break
+        finally:
+            if prog is not None:
+                prog.stop()
+        self.load_selected(run)
+        return self.final_evaluation(run.model, run.folder, seed, run.best_epoch, run.elapsed, run.stopped_early)
+
+    # -------------------------------------------------------------------------------------------- named steps
+    def finished_results(self, seed: int, resume: bool) -> dict[str, Any] | None:
+        """With ``resume``, the results of a seed that finished earlier (rank 0 reads, every rank gets them)."""
+        sd = rundir.seed_dir(self.run_dir, seed)
+        finished: dict[str, Any] | None = None
+        if self.dist.is_main:
+            sd.mkdir(parents=True, exist_ok=True)
+            if resume and (sd / rundir.RESULTS).is_file():
+                self._say(f"seed {seed}: finished earlier, kept ({sd / rundir.RESULTS})")
+                finished = rundir.read_results(sd)
+        return self.dist.broadcast_object(finished)
+
+    def setup_seed(self, seed: int) -> SeedRun:
+        """Seed everything, build the model (identical on every rank), its hooks, optimiser and step state."""
+        seed_everything(seed, self.cfg.train.deterministic)
+        model = self.build_model()
+        self.dist.broadcast_module(model)  # identical replicas (they are seeded alike; this makes it certain)
+        if self.dist.rank > 0:  # dropout and other training randomness: a different stream per rank
+            torch.manual_seed(seed * 1_000_003 + self.dist.rank)
+        hooks = self.build_hooks()
+        opt, sched = make_optimizer(model, self.cfg.train, self.mode)
+        state = StepState(seed=seed, task_kind=self.cfg.task.kind, task_loss=self.cfg.task.loss_name,
+                          loss_weights=dict(self.loss_weights), rank=self.dist.rank,
+                          world_size=self.dist.world_size)
+        return SeedRun(seed=seed, folder=rundir.seed_dir(self.run_dir, seed), model=model, hooks=hooks, opt=opt,
+                       sched=sched, state=state, params=[p for p in model.parameters() if p.requires_grad])
+
+    def restore(self, run: SeedRun, resume: bool) -> None:
+        """With ``resume``, continue from ``last.pt`` (model, optimiser, schedule, RNG, selection state); without,
+        start a fresh log."""
+        ck: dict[str, Any] | None = None
+        last = run.folder / rundir.LAST
+        if self.dist.is_main and resume and last.is_file():
+            ck = load_state(last)
+        ck = self.dist.broadcast_object(ck)  # rank 0 reads; other machines need no shared filesystem
+        if ck is None:
+            if self.dist.is_main and (run.folder / rundir.LOG).exists():
+                (run.folder / rundir.LOG).unlink()
+            return
+        run.model.load_state_dict(ck["model"])
+        run.opt.load_state_dict(ck["optimizer"])
+        if run.sched is not None and ck.get("scheduler") is not None:
+            run.sched.load_state_dict(ck["scheduler"])
+        rngs = ck.get("rng_torch_ranks")
+        if rngs is not None and len(rngs) == self.dist.world_size:
+            torch.set_rng_state(rngs[self.dist.rank])
+        elif self.dist.is_main:
+            torch.set_rng_state(ck["rng_torch"])
+        run.start_epoch, run.best_epoch = int(ck["epoch"]) + 1, int(ck["best_epoch"])
+        run.bad_epochs = int(ck["bad_epochs"])
+        run.best = None if ck["best"] is None else float(ck["best"])
+        run.state.step, run.elapsed = int(ck["step"]), float(ck["elapsed"])
+        if bool(ck.get("stopped", False)):  # early stopping had fired; only the final evaluation is left
+            run.start_epoch, run.stopped_early = self.cfg.train.epochs, True
+        if self.dist.is_main:
+            _truncate_log(run.folder / rundir.LOG, int(ck["epoch"]))
+        self._say(f"seed {run.seed}: resuming after epoch {int(ck['epoch']) + 1} from {last}")
+
+    def train_epoch(self, run: SeedRun, epoch: int, train_split: SplitData) -> EpochSums:
+        """One pass over the shuffled training split (the order and modality dropout seeded by seed and epoch)."""
+        t = self.cfg.train
+        run.state.epoch = epoch
+        run.model.train()
+        sums = EpochSums()
+        gen = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
+        drop_gen = torch.Generator().manual_seed(run.seed * 100_003 + epoch + 50_000_017)
+        for batch in train_split.iter_batches(t.batch_size, shuffle=True, generator=gen, task=self.cfg.task.kind):
+            if t.modality_dropout:
+                batch = modality_dropout(batch, t.modality_dropout, drop_gen)
+            n_global = batch.size
+            if self.dist.enabled:  # this rank's contiguous slice of the global batch
+                batch = batch.select(shard_rows(n_global, self.dist))
+            batch = batch.to(self.device)
+            terms, logged = self.train_step(run, batch, n_global)
+            sums.add_terms(terms, batch.size)
+            sums.add_values(logged)
+            if self.dist.is_main and terms and t.log_every_steps and run.state.step % t.log_every_steps == 0:
+                _append_log(run.folder / rundir.LOG, {"type": "step", "epoch": epoch + 1, "step": run.state.step,
+                                                      **{k: float(v.detach()) for k, v in terms.items()}, **logged})
+        if self.dist.enabled:  # epoch means over all ranks' samples (loss) and steps (hook values)
+            sums = self._merge_epoch_sums(sums)
+        return sums
+
+    def train_step(self, run: SeedRun, batch: Batch, n_global: int) -> tuple[dict[str, torch.Tensor],
+                                                                             dict[str, float]]:
+        """Forward, weighted loss, backward, hooks, (distributed) gradient reduce, clipping and the optimiser step.
+
+        Returns the step's weighted loss terms and the values hooks (and clipping) logged.
+        """
+        state, seed, epoch = run.state, run.seed, run.state.epoch
+        run.opt.zero_grad(set_to_none=True)
+        terms: dict[str, torch.Tensor] = {}
+        logged: dict[str, float] = {}
+        bad_terms: list[str] = []
+        if batch.size:  # a rank's slice of a tiny last batch can be empty: it only joins the reduce
+            out = run.model(batch)
+            terms = self.prediction_terms(batch, out)
+            extra: dict[str, torch.Tensor] = {}
+            for hook in run.hooks:  # once per step, after the prediction terms (the graph's order is kept)
+                extra.update(hook.extra_losses(run.model, batch, out))
+            if not run.checked_names:
+                for name in [*out.losses, *extra]:
+                    self.weight(name)  # a term nothing declared fails on the first step, naming it
+                run.checked_names = True
+            self.add_loss_terms(terms, {**out.losses, **extra})
+            bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
+            if bad_terms and not self.dist.enabled:
+                raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "
+                                         f"{', '.join(bad_terms)} (lower train.lr or check inputs)")
+            terms["total"].backward()
+            state.loss_terms = {k: v.detach() for k, v in terms.items()}
+            for hook in run.hooks:
+                logged.update(hook.after_backward(run.model, batch, out, state))
+        self._write_hook_records(run)
+        if self.dist.enabled:  # Σ_r (n_r/N)·g_r after the hooks; the global loss rides along
+            total = allreduce_step(run.params, batch.size / n_global, terms.get("total"), self.dist)
+            if not math.isfinite(total):
+                where = f"in {', '.join(bad_terms)} on rank {self.dist.rank}" if bad_terms else "on another rank"
+                raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite "
+                                         f"loss {where} (lower train.lr or check inputs)")
+        if self.cfg.train.grad_clip:
+            logged["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.params, self.cfg.train.grad_clip))
+        run.opt.step()
+        state.step += 1
+        return terms, logged
+
+    def _write_hook_records(self, run: SeedRun) -> None:
+        """Append the log lines hooks emitted this step (rank 0) and clear the step's shared values."""
+        if self.dist.is_main:
+            for rec in run.state.records:
+                _append_log(run.folder / rundir.LOG, rec)
+        run.state.records.clear()
+        run.state.shared.clear()
+
+    def select(self, run: SeedRun, epoch: int, valid: EvalResult) -> tuple[float, bool]:
+        """Checkpoint selection on the validation metric: keep ``best.safetensors`` when it improves.
+
+        Returns ``(score, improved)``.
+        """
+        if self.metric not in valid.metrics:
+            raise ConfigError(f"train.early_stopping.metric: {self.metric!r} is not computed for this task; "
+                              f"available: {', '.join(valid.metrics)}")
+        score = valid.metrics[self.metric]
+        improved = self._better(score, run.best)
+        if improved:
+            run.best, run.best_epoch, run.bad_epochs = score, epoch, 0
+            if self.dist.is_main:
+                save_weights(run.model, run.folder / rundir.BEST)
+        else:
+            run.bad_epochs += 1
+        return score, improved
+
+    def epoch_record(self, run: SeedRun, epoch: int, t0: float, sums: EpochSums, valid: EvalResult,
+                     improved: bool) -> dict[str, Any]:
+        """The epoch's ``log.jsonl`` line: losses and hook values (epoch means), validation metrics, selection."""
+        return {
+            "type": "epoch", "epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 4),
+            "lr": run.opt.param_groups[0]["lr"],
+            **sums.means(),
+            **{f"valid/{k}": v for k, v in valid.metrics.items()},
+            "best": run.best, "best_epoch": run.best_epoch + 1, "improved": improved,
+        }
+
+    def checkpoint(self, run: SeedRun, epoch: int, stop: bool) -> None:
+        """Write ``last.pt``: everything :meth:`restore` needs, every rank's RNG state."""
+        rng_ranks = self.dist.all_gather_object(torch.get_rng_state())
+        if not self.dist.is_main:
+            return
+        save_state({
+            "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict() if run.sched is not None else None,
+            "rng_torch": torch.get_rng_state(), "rng_torch_ranks": rng_ranks, "epoch": epoch,
+            "best": run.best, "best_epoch": run.best_epoch, "bad_epochs": run.bad_epochs, "step": run.state.step,
+            "elapsed": run.elapsed, "stopped": stop,
+        }, run.folder / rundir.LAST)
+
+    def log_epoch(self, run: SeedRun, record: dict[str, Any]) -> None:
+        """The epoch's line in ``log.jsonl``, the hooks' ``on_epoch_end`` and their artifacts (rank 0 writes)."""
+        if self.dist.is_main:
+            _append_log(run.folder / rundir.LOG, record)
+        for hook in run.hooks:
+            hook.on_epoch_end(record["epoch"] - 1, record)
+        if self.dist.is_main:
+            for hook in run.hooks:
+                for stem, arrays in hook.artifacts().items():
+                    buf = io.BytesIO()
+                    np.savez(buf, **arrays)
+                    atomic_write_bytes(run.folder / f"{stem}.npz", buf.getvalue())
+
+    def show_progress(self, run: SeedRun, record: dict[str, Any], score: float, prog: Progress | None,
+                      task_id: Any) -> None:
+        """Advance the progress bar, or print the epoch's line to stderr (rank 0)."""
+        if prog is not None and task_id is not None:
+            prog.update(task_id, advance=1, description=f"seed {run.seed} · {self.metric} {score:.3f}")
+        elif self.dist.is_main:
+            best = run.best if run.best is None else round(run.best, 4)
+            print(f"seed {run.seed} epoch {record['epoch']}/{self.cfg.train.epochs} loss "
+                  f"{record.get('loss/total', 0):.4f} valid {self.metric} {score:.4f} (best {best} @ "
+                  f"{run.best_epoch + 1}) {record['seconds']:.1f}s", file=sys.stderr, flush=True)
+
+    def load_selected(self, run: SeedRun) -> None:
+        """Load the selected checkpoint into the model (rank 0 reads, every rank gets it)."""
+        best = run.folder / rundir.BEST
+        if not self.dist.broadcast_object(best.is_file()):
+            raise CheckpointError(f"{run.folder}: no epoch produced a finite validation {self.metric}; nothing to "
+                                  f"select")
+        if self.dist.is_main:
+            load_weights(run.model, best, self.device)
+        self.dist.broadcast_module(run.model)
+
+    def final_evaluation(self, model: AccordModel, sd: Path, seed: int, best_epoch: int, elapsed: float,
+                         stopped_early: bool) -> dict[str, Any]:
+        """Evaluate the selected checkpoint on valid and test; write results.json and diagnostics.npz."""
+        cfg = self.cfg
+        out: dict[str, Any] = {
+            "seed": seed, "method": cfg.model.name, "dataset": self.dataset.name, "task": cfg.task.kind,
+            "selection_metric": self.metric, "best_epoch": best_epoch + 1, "stopped_early": stopped_early,
+            "train_seconds": round(elapsed, 3),
+            "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for split in self.eval_splits:
+            part = self.dataset[split]
+            if cfg.data.corruption:
+                part = apply_corruptions(part, cfg.data.corruption)
+            res = evaluate_split(model, part, cfg, self.dataset, self.device, self.dist)
+            out[split] = res.metrics
+            arrays[f"{split}/prediction"] = res.predictions
+            arrays[f"{split}/label"] = res.labels
+            arrays[f"{split}/id"] = np.array(res.ids)
+            for k, v in res.diagnostics.items():
+                arrays[f"{split}/{k}"] = v
+            for k, v in part.extras.items():
+                arrays[f"{split}/extra_{k}"] = v.numpy()
+        if self.dist.enabled:  # the replicas must have stayed identical (one reduced gradient, same optimiser steps)
+            digests = self.dist.all_gather_object([float(p.double().sum()) for p in model.parameters()])
+            out["world_size"] = self.dist.world_size
+            out["replicas_in_sync"] = all(d == digests[0] for d in digests)
+            if not out["replicas_in_sync"]:
+                raise RuntimeError(f"seed {seed}: distributed replicas diverged (parameter sums differ across ranks)")
+        if not self.dist.is_main:
+            return out
+        write_json(sd / rundir.RESULTS, out)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(sd / rundir.DIAGNOSTICS, buf.getvalue())
+        return out
+
+    def write_summary(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write summary.json/csv/md (mean ± std over seeds for valid and test) and return the summary."""
+        rows = {split: aggregate([r[split] for r in results]) for split in self.eval_splits}
+        last = self.eval_splits[-1]
+        metrics = [m for m in METRIC_ORDER[self.family] if m in rows[last]]
+        metrics += [m for m in rows[last] if m not in metrics]
+        summary = {
+            "name": self.cfg.run_name, "method": self.cfg.model.name, "dataset": self.dataset.name,
+            "seeds": [r["seed"] for r in results], "selection_metric": self.metric,
+            **{split: aggregate_json(rows[split]) for split in self.eval_splits},
+            "train_seconds": float(np.mean([r["train_seconds"] for r in results])),
+        }
+        if not self.dist.is_main:
+            return summary
+        write_json(self.run_dir / rundir.SUMMARY, summary)
+        write_csv(self.run_dir / "summary.csv", rows, metrics)
+        table = markdown_table(rows, metrics, first_col="split", bold_best=False)
+        header = (f"# {self.cfg.run_name}\n\nmethod `{self.cfg.model.name}` on `{self.dataset.name}`, "
+                  f"{len(results)} seed(s), checkpoint selected on validation {self.metric}.\n\n")
+        atomic_write_text(self.run_dir / "summary.md", header + table + "\n")
+        return summary
+
+    def _merge_epoch_sums(self, sums: EpochSums) -> EpochSums:
+        """Sum the per-rank running sums and counts of an epoch (every rank gets the same totals)."""
+        merged = EpochSums()
+        for s, c in self.dist.all_gather_object((dict(sums.sums), dict(sums.counts))):
+            for k, v in s.items():
+                merged.sums[k] += v
+            for k, v in c.items():
+                merged.counts[k] += v
+        return merged
+
+    def _progress(self) -> Progress | None:
+        if not self.progress:
+            return None
+        prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=self.console, transient=False)
+        prog.start()
+        return prog
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to a ``log.jsonl``."""
+    with path.open("a") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+        f.flush()
+
+
+def _truncate_log(path: Path, last_epoch: int) -> None:
+    """Keep only log lines of epochs up to ``last_epoch`` (0-based) when resuming."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the interruption
+        if int(rec.get("epoch", 0)) <= last_epoch + 1:  # log epochs are 1-based
+            keep.append(line)
+    atomic_write_text(path, "\n".join(keep) + ("\n" if keep else ""))
