@@ -33,6 +33,7 @@ names, unknown hooks and their parameters, and unknown selection metrics.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -45,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from accord.augment.params import AugmentConfig
 from accord.core.errors import ConfigError, config_error
+from accord.core.types import MODALITIES
 from accord.data.corrupt import CorruptionSpec, parse_corruption
 
 
@@ -72,6 +74,12 @@ class DataConfig(Section):
     train_fraction_seed: int = 0
     train_fraction_by: Literal["group", "sample"] = "group"
     """``sample`` keeps a share of single rows instead (datasets whose ids carry no group, e.g. ConflictBench)."""
+
+    def cache_key(self) -> str:
+        """The one key under which a built dataset may be shared between runs: everything that shapes the data
+        except the evaluation-time corruptions and the low-data subset (both applied on top of the built dataset).
+        """
+        return json.dumps(self.model_dump(mode="json", include={"name", "path", "params"}), sort_keys=True)
 
     @field_validator("corruption", mode="before")
     @classmethod
@@ -147,7 +155,7 @@ class TrainConfig(Section):
     """torch device string: cpu, cuda, cuda:1, mps. Never hard-coded anywhere else."""
     num_threads: int | None = Field(None, ge=1)
     deterministic: bool = True
-    modality_dropout: dict[Literal["text", "audio", "visual"], float] = Field(default_factory=dict)
+    modality_dropout: dict[str, float] = Field(default_factory=dict)
     """Training-time modality dropout: per modality, the probability that a sample loses it in a batch (seeded)."""
     hooks: list[HookConfig] = Field(default_factory=list)
     """Trainer hooks switched on for this run, in order (they run after the hooks the model names)."""
@@ -167,6 +175,8 @@ class TrainConfig(Section):
     @classmethod
     def _rates(cls, v: dict[str, float]) -> dict[str, float]:
         for m, p in v.items():
+            if m not in MODALITIES:
+                raise ValueError(f"unknown modality {m!r}; expected one of {', '.join(MODALITIES)}")
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"rate of {m} must be in [0, 1), got {p}")
         return v

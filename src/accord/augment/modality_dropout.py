@@ -7,12 +7,14 @@ modalities, that sample keeps them all for this step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from accord.core.types import MODALITIES, Batch
 
 
-def modality_dropout(batch: Batch, rates: dict[str, float], generator: torch.Generator) -> Batch:
+def modality_dropout(batch: Batch, rates: Mapping[str, float], generator: torch.Generator) -> Batch:
     """A copy of ``batch`` where modality ``m`` is removed for each sample with probability ``rates[m]``."""
     n = batch.size
     drop = torch.zeros(n, len(MODALITIES), dtype=torch.bool)

@@ -9,14 +9,18 @@ process umask), not the ``0o600`` of :func:`tempfile.mkstemp`.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "read_json_file", "write_json"]
+import numpy as np
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "npz_bytes", "read_json_file", "write_json", "write_npz"]
 
 PathLike = str | os.PathLike[str]
 
@@ -42,6 +46,18 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 def atomic_write_text(path: PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically as UTF-8, without newline translation."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def npz_bytes(arrays: Mapping[str, Any]) -> bytes:
+    """The bytes of an uncompressed ``.npz`` holding ``arrays`` (name -> array), readable without pickle."""
+    buf = io.BytesIO()
+    np.savez(buf, **{str(k): np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def write_npz(path: PathLike, arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` as an ``.npz`` file atomically."""
+    atomic_write_bytes(path, npz_bytes(arrays))
 
 
 def read_json_file(file: Path, error: type[Exception], expected: str) -> Any:

@@ -22,10 +22,10 @@ def make_optimizer(model: nn.Module, t: TrainConfig, mode: Literal["min", "max"]
     has not improved for a third of the early-stopping patience; ``cosine`` decays it to 0 over the epochs after
     a linear warm-up of ``warmup_epochs`` (warm-up alone when the scheduler is ``none``).
     """
-    impl: dict[str, bool] = {"auto": {}, "fused": {"fused": True}, "foreach": {"foreach": True},
-                             "loop": {"foreach": False}}[t.optimizer_impl]
+    fused, foreach = {"auto": (None, None), "fused": (True, None), "foreach": (None, True),
+                      "loop": (None, False)}[t.optimizer_impl]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr,
-                            weight_decay=t.weight_decay, **impl)
+                            weight_decay=t.weight_decay, fused=fused, foreach=foreach)
     if t.scheduler == "plateau":
         return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5,
                                                                patience=max(1, t.early_stopping.patience // 3))

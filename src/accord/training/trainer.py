@@ -21,7 +21,6 @@ weight read once from the resolved ``cfg.loss_weights`` (:func:`accord.config.re
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
@@ -44,7 +43,7 @@ from accord.config import Config, model_hook_requests, read_yaml, validate
 from accord.core import rundir
 from accord.core.errors import AccordError, CheckpointError, ConfigError
 from accord.core.hooks import HookRequest, StepState, TrainerHook, build_hook
-from accord.core.io import atomic_write_bytes, atomic_write_text, write_json
+from accord.core.io import atomic_write_text, write_json, write_npz
 from accord.core.types import Batch, ModelOutput
 from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
@@ -546,9 +545,7 @@ class Trainer:
         if self.dist.is_main:
             for hook in run.hooks:
                 for stem, arrays in hook.artifacts().items():
-                    buf = io.BytesIO()
-                    np.savez(buf, **arrays)
-                    atomic_write_bytes(run.folder / f"{stem}.npz", buf.getvalue())
+                    write_npz(run.folder / f"{stem}.npz", arrays)
 
     def show_progress(self, run: SeedRun, record: dict[str, Any], score: float, prog: Progress | None,
                       task_id: Any) -> None:
@@ -593,8 +590,8 @@ class Trainer:
             arrays[f"{split}/id"] = np.array(res.ids)
             for k, v in res.diagnostics.items():
                 arrays[f"{split}/{k}"] = v
-            for k, v in part.extras.items():
-                arrays[f"{split}/extra_{k}"] = v.numpy()
+            for k, t in part.extras.items():
+                arrays[f"{split}/extra_{k}"] = t.numpy()
         if self.dist.enabled:  # the replicas must have stayed identical (one reduced gradient, same optimiser steps)
             digests = self.dist.all_gather_object([float(p.double().sum()) for p in model.parameters()])
             out["world_size"] = self.dist.world_size
@@ -604,9 +601,7 @@ class Trainer:
         if not self.dist.is_main:
             return out
         write_json(sd / rundir.RESULTS, out)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(sd / rundir.DIAGNOSTICS, buf.getvalue())
+        write_npz(sd / rundir.DIAGNOSTICS, arrays)
         return out
 
     def write_summary(self, results: list[dict[str, Any]]) -> dict[str, Any]:
