@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (set up + the main job on built-in data) and `make test` (set up + the tests).
+# Two entry points: `make demo` (set up + the main job on built-in data) and `make test` (set up + lint + the tests).
 # Set-up installs the CPU wheel torch==2.13.0 BEFORE the project, so no multi-GB CUDA build is downloaded.
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,14 +23,17 @@ setup-media: setup
 demo: setup
 	$(BIN)/accord demo
 
-test: setup
+test: lint
 	$(BIN)/pytest -rs
 
+# The code's own health (run by `make test`, hence by CI): style, the import floors (docs/architecture.md), types.
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

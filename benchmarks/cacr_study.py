@@ -39,16 +39,17 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from accord.config import Config, compose, validate
+from accord.config import compose, validate
+from accord.core import rundir
 from accord.core.io import atomic_write_text
 from accord.core.types import MODALITIES
-from accord.data.dataset import MultimodalDataset
-from accord.data.registry import build_dataset
+from accord.evaluation.metrics import register_metric
 from accord.evaluation.plots import plot_conflict
-from accord.evaluation.summary import Aggregate, aggregate, format_mean_std, markdown_table
+from accord.evaluation.summary import Aggregate, aggregate, aggregate_table_from_json, format_mean_std, markdown_table
 from accord.models.cacr import CACR
 from accord.studies.ablate import run_ablation
 from accord.studies.benchmark import conflict_split_rows
+from accord.studies.runner import Row, finished_rows, rows_table, run_configs
 
 THREAD = ["train.num_threads=1"]
 REPORT_ONLY = False
@@ -64,44 +65,28 @@ RESULTS = Path("benchmarks/results")
 
 
 def train_runs(specs: dict[str, tuple[str, list[str]]], dataset: str, seeds: list[int], out: Path,
-               common: list[str], resume: bool) -> dict[str, Config]:
-    """Train ``{name: (method, overrides)}`` on ``dataset`` over ``seeds``; returns the configs (run dirs)."""
-    from accord.training.trainer import Trainer
-
-    cache: dict[str, MultimodalDataset] = {}
-    cfgs: dict[str, Config] = {}
-    for name, (method, overrides) in specs.items():
-        forced = [f"name={name}", f"output.dir={out}", f"train.seeds={json.dumps(seeds)}"]
-        cfg = validate(compose(method, dataset, [], [*THREAD, *common, *overrides, *forced]), f"{name}/{dataset}")
-        key = json.dumps(cfg.data.model_dump(mode="json", exclude={"corruption"}), sort_keys=True)
-        if key not in cache and not REPORT_ONLY:
-            cache[key] = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
-        cfgs[name] = cfg
-        if REPORT_ONLY:
-            continue
-        print(f"[cacr_study] {name} on {dataset}, seeds {seeds}", file=sys.stderr, flush=True)
-        Trainer(cfg, dataset=cache[key], progress=False).fit(resume=resume, overwrite=not resume)
-    return cfgs
+               common: list[str], resume: bool) -> dict[str, Row]:
+    """Train ``{name: (method, overrides)}`` on ``dataset`` over ``seeds`` (``--report-only``: read the finished
+    runs instead); returns the rows by name."""
+    cfgs = {name: validate(compose(method, dataset, [], [*THREAD, *common, *overrides, f"name={name}",
+                                                         f"output.dir={out}", f"train.seeds={json.dumps(seeds)}"]),
+                           f"{name}/{dataset}")
+            for name, (method, overrides) in specs.items()}
+    if REPORT_ONLY:
+        rows = finished_rows(cfgs)
+    else:
+        rows = run_configs(cfgs, resume=resume, overwrite=not resume, progress=False,
+                           log=lambda m: print(f"[cacr_study] {m}", file=sys.stderr, flush=True))
+    return {r.name: r for r in rows}
 
 
 def ablation_report(folder: Path, command: str) -> dict[str, Any]:
     """What :func:`run_ablation` returns, rebuilt from its ``ablation.{json,md}`` (``--report-only``)."""
     data = json.loads((folder / "ablation.json").read_text())
-
-    def rows(part: dict[str, Any]) -> dict[str, dict[str, Aggregate]]:
-        return {k: {m: (v["mean"], v["std"], v["n"]) for m, v in r.items()} for k, r in part.items()}
-
     md = (folder / "ablation.md").read_text()
     md = md.rsplit("Produced by", 1)[0] + f"Produced by `{command}`.\n"
-    return {"markdown": md, "rows": rows(data["test"]), "valid": rows(data["valid"])}
-
-
-def test_rows(cfgs: dict[str, Config]) -> dict[str, dict[str, Aggregate]]:
-    rows = {}
-    for name, cfg in cfgs.items():
-        summary = json.loads((cfg.run_dir / "summary.json").read_text())
-        rows[name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["test"].items()}
-    return rows
+    return {"markdown": md, "rows": aggregate_table_from_json(data["test"]),
+            "valid": aggregate_table_from_json(data["valid"])}
 
 
 # ---------------------------------------------------------------------------------------------------- MOSI-U
@@ -117,7 +102,7 @@ def mosi_u(args: argparse.Namespace, command: str) -> None:
                            resume=args.resume, overwrite=not args.resume, command=command)
     baselines = train_runs({m: (m, []) for m in ("text", "early_fusion", "tfn", "mult", "misa")}, "mosi-u", seeds,
                            out / "baselines", list(args.set_baselines), args.resume)
-    base = test_rows(baselines)
+    base = rows_table(list(baselines.values()))
     rows = res["rows"]
     metric = "Non0_acc_2"
     full_mean, full_std, _ = rows["full"][metric]
@@ -195,9 +180,9 @@ def conflict_aurocs(run_dir: Path, seeds: list[int]) -> dict[str, Aggregate]:
     and of max(C_audio, C_visual) for any conflict vs none; aggregated over seeds."""
     per_seed = []
     for s in seeds:
-        with np.load(run_dir / f"seed_{s}" / "diagnostics.npz") as z:
-            which = z["test/extra_conflict_modality"]
-            c = {m: z[f"test/conflict_{m}"] for m in MODALITIES}
+        z = rundir.read_diagnostics(rundir.seed_dir(run_dir, s), "test")
+        which = z["extra_conflict_modality"]
+        c = {m: z[f"conflict_{m}"] for m in MODALITIES}
         none = which == -1
         a = auroc(c["audio"], which == 1, none)
         v = auroc(c["visual"], which == 2, none)
@@ -213,9 +198,9 @@ def reference_aurocs(uni: dict[str, Path], seeds: list[int]) -> dict[str, Aggreg
     for s in seeds:
         preds = {}
         for m in MODALITIES:
-            with np.load(uni[m] / f"seed_{s}" / "diagnostics.npz") as z:
-                preds[m] = z["test/prediction"]
-                which = z["test/extra_conflict_modality"]
+            z = rundir.read_diagnostics(rundir.seed_dir(uni[m], s), "test")
+            preds[m] = z["prediction"]
+            which = z["extra_conflict_modality"]
         none = which == -1
         score = {m: -np.sign(preds["text"]) * preds[m] for m in ("audio", "visual")}
         a = auroc(score["audio"], which == 1, none)
@@ -229,8 +214,8 @@ def mean_conflict(run_dir: Path, seeds: list[int]) -> float:
     """Mean of C_m over modalities, test samples and seeds (how far apart a model's shared vectors are)."""
     vals = []
     for s in seeds:
-        with np.load(run_dir / f"seed_{s}" / "diagnostics.npz") as z:
-            vals += [float(z[f"test/conflict_{m}"].mean()) for m in MODALITIES]
+        z = rundir.read_diagnostics(rundir.seed_dir(run_dir, s), "test")
+        vals += [float(z[f"conflict_{m}"].mean()) for m in MODALITIES]
     return float(np.mean(vals))
 
 
@@ -238,10 +223,10 @@ def reading(headline: dict[str, dict[str, dict[str, Aggregate]]], accs: dict[str
             misa_c: float, cacr_c: float) -> str:
     """The paragraph under the headline, from the numbers (so a re-run cannot leave a stale sentence)."""
     def f(agg: Aggregate) -> str:
-        return format_mean_std(agg[0], agg[1], "AUROC")
+        return format_mean_std(agg[0], agg[1], "AUROC_planted")
 
     def acc(agg: Aggregate) -> str:
-        return format_mean_std(agg[0], agg[1], "acc")
+        return format_mean_std(agg[0], agg[1], "acc_conflicting")
 
     per = "; ".join(
         f"`{s}` {f(h['cacr']['AUROC_planted'])} / {f(h['cacr_anchor']['AUROC_planted'])} / "
@@ -286,6 +271,10 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
               ["data.params.strength={text: 1.5, audio: 1.5, visual: 1.5}"]),
 }
 AUROC_COLS = ["AUROC_audio", "AUROC_visual", "AUROC_planted", "AUROC_any"]
+for _col, _what in zip(AUROC_COLS, ("C_audio, audio flipped vs consistent", "C_visual, visual flipped vs consistent",
+                                    "mean of the audio and visual AUROCs", "max(C_audio, C_visual), any vs none"),
+                       strict=True):
+    register_metric(_col, "max", description=f"AUROC of the conflict score: {_what}")
 
 
 def conflictbench(args: argparse.Namespace, command: str) -> None:
@@ -307,22 +296,22 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
         desc, extra = SETTINGS[setting]
         specs = main_specs if setting == "default" else {k: main_specs[k] for k in
                                                           ("cacr", "cacr_anchor", "text", "audio", "visual")}
-        cfgs = train_runs(specs, "conflictbench", seeds, out / setting, [*common, *extra], args.resume)
-        au = {k: conflict_aurocs(cfgs[k].run_dir, seeds) for k in specs if k.startswith(("cacr", "misa"))}
-        au["reference (unimodal models)"] = reference_aurocs({m: cfgs[m].run_dir for m in MODALITIES}, seeds)
-        acc = conflict_split_rows({k: c.run_dir for k, c in cfgs.items()}, seeds, "regression")
-        rows = test_rows(cfgs)
+        trained = train_runs(specs, "conflictbench", seeds, out / setting, [*common, *extra], args.resume)
+        au = {k: conflict_aurocs(trained[k].run_dir, seeds) for k in specs if k.startswith(("cacr", "misa"))}
+        au["reference (unimodal models)"] = reference_aurocs({m: trained[m].run_dir for m in MODALITIES}, seeds)
+        acc = conflict_split_rows({k: r.run_dir for k, r in trained.items()}, seeds, "regression")
+        rows = rows_table(list(trained.values()))
         for k in acc:
             acc[k] = {**acc[k], "Non0_acc_2": rows[k]["Non0_acc_2"], "MAE": rows[k]["MAE"]}
         headline[setting] = au
         accs[setting] = acc
-        if "misa" in cfgs:
-            misa_c = mean_conflict(cfgs["misa"].run_dir, seeds)
-            cacr_c = mean_conflict(cfgs["cacr"].run_dir, seeds)
+        if "misa" in trained:
+            misa_c = mean_conflict(trained["misa"].run_dir, seeds)
+            cacr_c = mean_conflict(trained["cacr"].run_dir, seeds)
         pngs = []
         for k in ("cacr", "cacr_anchor"):
             png = Path(args.results) / f"cacr_conflictbench_{setting}_{k}.png"
-            plot_conflict(cfgs[k].run_dir, by="extra_conflict_modality", out=png,
+            plot_conflict(trained[k].run_dir, by="extra_conflict_modality", out=png,
                           title=f"{k} on ConflictBench ({setting}): test, {len(seeds)} seeds pooled")
             pngs.append(png.name)
         sections += [
@@ -362,14 +351,14 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
         "MISA's C_m is the same score computed in MISA's shared space (not used in its training).",
         "",
         f"**Headline (default setting, {args.seeds} seeds).** Planted-modality AUROC of CACR's conflict score: "
-        f"{format_mean_std(main[0], main[1], 'AUROC')} (goal >= 0.85: "
+        f"{format_mean_std(main[0], main[1], 'AUROC_planted')} (goal >= 0.85: "
         f"{'met' if main[0] >= 0.85 else 'NOT met'}); MISA's: "
-        f"{format_mean_std(*d['misa']['AUROC_planted'][:2], 'AUROC')}; with the shared anchor: "
-        f"{format_mean_std(*d['cacr_anchor']['AUROC_planted'][:2], 'AUROC')}; the unimodal-model reference "
-        f"detector: {format_mean_std(ref[0], ref[1], 'AUROC')}. Best faithful CACR across settings: "
-        f"`{best_setting}` ({format_mean_std(*headline[best_setting]['cacr']['AUROC_planted'][:2], 'AUROC')}); "
+        f"{format_mean_std(*d['misa']['AUROC_planted'][:2], 'AUROC_planted')}; with the shared anchor: "
+        f"{format_mean_std(*d['cacr_anchor']['AUROC_planted'][:2], 'AUROC_planted')}; the unimodal-model reference "
+        f"detector: {format_mean_std(ref[0], ref[1], 'AUROC_planted')}. Best faithful CACR across settings: "
+        f"`{best_setting}` ({format_mean_std(*headline[best_setting]['cacr']['AUROC_planted'][:2], 'AUROC_planted')}); "
         f"best anchored: `{anchor_best}` "
-        f"({format_mean_std(*headline[anchor_best]['cacr_anchor']['AUROC_planted'][:2], 'AUROC')}).",
+        f"({format_mean_std(*headline[anchor_best]['cacr_anchor']['AUROC_planted'][:2], 'AUROC_planted')}).",
         "",
         reading(headline, accs, misa_c, cacr_c),
         "",

@@ -27,23 +27,20 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from accord.balance.monitor import read_grad_log
 from accord.config import Config, load_config
+from accord.core import rundir
 from accord.core.io import atomic_write_text, write_json
-from accord.data.dataset import MultimodalDataset
-from accord.data.registry import build_dataset
-from accord.evaluation.metrics import METRIC_ORDER
+from accord.evaluation.metrics import register_metric
 from accord.evaluation.plots import plot_max_ratio
 from accord.evaluation.summary import Aggregate, aggregate, markdown_table
-from accord.studies.benchmark import conflict_split_rows
-from accord.training.trainer import Trainer
+from accord.studies.benchmark import CONFLICT_COLUMNS, conflict_split_rows
+from accord.studies.runner import rows_table, run_configs, table_metrics, train_seconds
 
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (registered model, overrides, description)
@@ -52,7 +49,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "cpsl_no_sl": ("cpsl", ["model.params.ablation=no_sl"], "w/o SL (CP only)"),
     "cpsl_no_projection": ("cpsl", ["model.params.ablation=no_projection"], "CP without projection, + SL"),
     "cpsl_backbone": ("cpsl", ["model.params.ablation=backbone"], "backbone, neither CP nor SL"),
-    "cpsl_sl_x10": ("cpsl", ["model.params.ablation=full", "model.params.lambda_sl=1.0"],
+    "cpsl_sl_x10": ("cpsl", ["model.params.ablation=full", "loss_weights.sl=1.0"],
                     "full, λ_sl = 1.0 (10x the validated weight)"),
     "late_fusion": ("late_fusion", [], "late fusion"),
     "late_fusion_ogm_ge": ("late_fusion", ["ogm_ge"], "late fusion + OGM-GE"),
@@ -61,6 +58,16 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
 }
 BALANCE_HOOKS = {"ogm_ge", "agm"}
 """Overrides naming a balancing plugin: the run gets ``train.hooks=[<plugin>, grad_monitor]``."""
+
+STEP_METRICS = ["max_r", "conflict_share", "r_text", "r_audio", "r_visual", "projected_share"]
+SPREAD_METRICS = ["std_ratio_test", "std_ratio_valid"]
+for _name, _what in [("max_r", "mean over training steps of max_m r_m"),
+                     ("conflict_share", "share of training steps with max_m r_m > kappa"),
+                     *((f"r_{m}", f"mean over training steps of r_{m}") for m in ("text", "audio", "visual")),
+                     ("projected_share", "share of training steps where CP projected the task gradient"),
+                     *((f"std_ratio_{s}", f"std of the predictions / std of the labels on {s}")
+                       for s in ("test", "valid"))]:
+    register_metric(_name, "max", description=_what)
 
 DATASET_NAMES = {"mosi-u": "MOSI-U (real CMU-MOSI utterance features, T = 1)",
                  "conflictbench": "ConflictBench (default: text strength 1.5, audio 0.5, visual 0.4; 20% conflicts)"}
@@ -92,8 +99,7 @@ def step_stats(run_dir: Path, seeds: list[int]) -> dict[str, Aggregate]:
     """Per seed: mean over training steps of max_m r_m, share of conflict steps, mean r of each modality."""
     per_seed = []
     for s in seeds:
-        log = run_dir / f"seed_{s}" / "log.jsonl"
-        recs = read_grad_log(log) if log.is_file() else []
+        recs = rundir.read_log(rundir.seed_dir(run_dir, s) / rundir.LOG, "grad")
         if not recs:
             continue
         row = {"max_r": float(np.mean([r["r_max"] for r in recs])),
@@ -112,14 +118,14 @@ def spread_stats(run_dir: Path, seeds: list[int]) -> dict[str, Aggregate]:
     """``std(ŷ)/std(y)`` of the selected checkpoint on test and valid, per seed (population stds)."""
     per_seed = []
     for s in seeds:
-        path = run_dir / f"seed_{s}" / "diagnostics.npz"
-        if not path.is_file():
+        sd = rundir.seed_dir(run_dir, s)
+        if not (sd / rundir.DIAGNOSTICS).is_file():
             continue
-        with np.load(path, allow_pickle=False) as z:
-            row = {}
-            for split in ("test", "valid"):
-                pred, y = z[f"{split}/prediction"], z[f"{split}/label"]
-                row[f"std_ratio_{split}"] = float(np.std(pred) / max(np.std(y), 1e-12))
+        z = rundir.read_diagnostics(sd)
+        row = {}
+        for split in ("test", "valid"):
+            pred, y = z[f"{split}/prediction"], z[f"{split}/label"]
+            row[f"std_ratio_{split}"] = float(np.std(pred) / max(np.std(y), 1e-12))
         per_seed.append(row)
     return aggregate(per_seed)
 
@@ -127,38 +133,22 @@ def spread_stats(run_dir: Path, seeds: list[int]) -> dict[str, Aggregate]:
 def run_dataset(dataset: str, variants: list[str], seeds: list[int], out: Path, sets: dict[str, list[str]],
                 hook_params: dict[str, dict[str, Any]], resume: bool) -> dict[str, Any]:
     """Train every variant on ``dataset``; return rows of test/valid metrics, step and spread statistics."""
-    cache: dict[str, MultimodalDataset] = {}
-    test_rows: dict[str, dict[str, Aggregate]] = {}
-    valid_rows: dict[str, dict[str, Aggregate]] = {}
-    steps: dict[str, dict[str, Aggregate]] = {}
-    spread: dict[str, dict[str, Aggregate]] = {}
-    seconds: dict[str, float] = {}
-    run_dirs: dict[str, Path] = {}
-    family = "mosi"
     cp_cfg = load_config(method="cpsl", dataset=dataset, overrides=[*sets.get("all", []), *sets.get("cpsl", [])])
     kappa = float(cp_cfg.model.params.get("kappa", 1.2))
-    for v in variants:
-        cfg = variant_config(v, dataset, seeds, out, [*sets.get("all", []), *sets.get(v, [])], hook_params, kappa)
-        key = json.dumps(cfg.data.model_dump(mode="json", exclude={"corruption"}), sort_keys=True)
-        if key not in cache:
-            cache[key] = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
-        family = cache[key].metric_family
-        t0 = time.perf_counter()
-        summary = Trainer(cfg, dataset=cache[key], progress=False).fit(resume=resume, overwrite=not resume)
-        print(f"[{dataset}] {v}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
-        test_rows[v] = {k: (x["mean"], x["std"], x["n"]) for k, x in summary["test"].items()}
-        valid_rows[v] = {k: (x["mean"], x["std"], x["n"]) for k, x in summary["valid"].items()}
-        seconds[v] = summary["train_seconds"]
-        run_dirs[v] = cfg.run_dir
-        steps[v] = step_stats(cfg.run_dir, seeds)
-        spread[v] = spread_stats(cfg.run_dir, seeds)
-    return {"test": test_rows, "valid": valid_rows, "steps": steps, "spread": spread, "seconds": seconds,
-            "run_dirs": run_dirs, "family": family, "kappa": kappa,
+    cfgs = {v: variant_config(v, dataset, seeds, out, [*sets.get("all", []), *sets.get(v, [])], hook_params, kappa)
+            for v in variants}
+    rows = run_configs(cfgs, resume=resume, overwrite=not resume, progress=False,
+                       log=lambda m: print(f"[{dataset}] {m}", file=sys.stderr, flush=True))
+    run_dirs = {r.name: r.run_dir for r in rows}
+    return {"test": rows_table(rows), "valid": rows_table(rows, "valid"),
+            "steps": {v: step_stats(rd, seeds) for v, rd in run_dirs.items()},
+            "spread": {v: spread_stats(rd, seeds) for v, rd in run_dirs.items()}, "seconds": train_seconds(rows),
+            "run_dirs": run_dirs, "metrics": table_metrics(rows), "kappa": kappa,
             "conflict": conflict_split_rows(run_dirs, seeds, "regression")}
 
 
 def dataset_section(dataset: str, res: dict[str, Any], seeds: list[int], figure: str | None) -> list[str]:
-    metrics = [m for m in METRIC_ORDER[res["family"]] if any(m in r for r in res["test"].values())]
+    metrics = res["metrics"]
     label = {v: f"{v} ({VARIANTS[v][2]})" for v in res["test"]}
     relabel = lambda rows: {label[k]: r for k, r in rows.items()}  # noqa: E731
     lines = [f"## {DATASET_NAMES.get(dataset, dataset)}", "",
@@ -167,22 +157,21 @@ def dataset_section(dataset: str, res: dict[str, Any], seeds: list[int], figure:
              "Validation (the selection split) MAE and Corr:", "",
              markdown_table(relabel({k: {m: r[m] for m in ("MAE", "Corr") if m in r}
                                      for k, r in res["valid"].items()}), ["MAE", "Corr"]).rstrip("\n"), ""]
-    step_metrics = ["max_r", "conflict_share", "r_text", "r_audio", "r_visual", "projected_share"]
     steps = {k: r for k, r in res["steps"].items() if r}
     lines += [f"Gradient imbalance at the fusion input over all training steps (gradient monitor; conflict = "
               f"max_m r_m > κ = {res['kappa']:g}; projected = share of steps where CP removed the dominant "
               f"modality's component from the task gradient). Ratios compare modalities within one model; across "
               f"models they measure different representations.", "",
-              markdown_table(relabel(steps), [m for m in step_metrics if any(m in r for r in steps.values())],
+              markdown_table(relabel(steps), [m for m in STEP_METRICS if any(m in r for r in steps.values())],
                              bold_best=False).rstrip("\n"), ""]
     lines += ["Prediction spread of the selected checkpoint, std(ŷ) / std(y) (1 = predictions as spread as the "
               "labels; < 1 = pulled towards the mean):", "",
-              markdown_table(relabel(res["spread"]), ["std_ratio_test", "std_ratio_valid"],
+              markdown_table(relabel(res["spread"]), SPREAD_METRICS,
                              bold_best=False).rstrip("\n"), ""]
     if res["conflict"]:
         lines += ["Planted conflicts (ConflictBench ground truth): binary accuracy on conflicting vs consistent "
                   "test samples.", "",
-                  markdown_table(relabel(res["conflict"]), ["acc_conflicting", "acc_consistent"]).rstrip("\n"), ""]
+                  markdown_table(relabel(res["conflict"]), CONFLICT_COLUMNS).rstrip("\n"), ""]
     if figure:
         lines += [f"![max r_m over training]({figure})", "",
                   f"`{figure}`: per-epoch mean of the per-step max_m r_m (mean ± std over seeds; a seed stops "

@@ -13,7 +13,6 @@ Not part of the test suite (tests/test_distributed.py checks correctness on a sm
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -21,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from accord.core import rundir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,9 +37,9 @@ def run(cmd: list[str], env: dict[str, str]) -> float:
 
 def summarise(run_dir: Path) -> dict[str, Any]:
     """Median epoch seconds and test metrics of seed 0 of ``run_dir``."""
-    sd = run_dir / "seed_0"
-    epochs = [json.loads(x) for x in (sd / "log.jsonl").read_text().splitlines() if '"type": "epoch"' in x]
-    res = json.loads((sd / "results.json").read_text())
+    sd = rundir.seed_dir(run_dir, 0)
+    epochs = rundir.read_log(sd / rundir.LOG, "epoch")
+    res = rundir.read_results(sd)
     return {"epochs": len(epochs), "s_per_epoch": statistics.median(e["seconds"] for e in epochs),
             "test": {k: res["test"][k] for k in ("Non0_acc_2", "MAE", "Corr")}}
 

@@ -16,40 +16,81 @@ are in :data:`ROBUSTNESS_TRAIN` and are written into the results file). All trai
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from accord.config import Config, load_config
+from accord.core import rundir
+from accord.evaluation.metrics import metric_spec
+from accord.evaluation.robustness import area_under
+from accord.studies.benchmark import run_benchmark
+from accord.studies.robustness import run_robustness
+from accord.studies.runner import DatasetCache, run_configs
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ACCORD = str(Path(sys.executable).parent / "accord")
 MD = "train.modality_dropout={text: 0.3, audio: 0.3, visual: 0.3}"
 ROB_DIR = "runs/robustness_mosi-u"
-ROBUSTNESS_TRAIN: list[list[str]] = [
-    [ACCORD, "benchmark", "--methods", "ebmc,late_fusion,mult", "--dataset", "mosi-u", "--seeds", "5", "--out",
-     ROB_DIR, "--set", "train.num_threads=1", "--resume"],
-    [ACCORD, "train", "--method", "ebmc", "--dataset", "mosi-u", "--seeds", "5", "--set", "train.num_threads=1",
-     "--set", "name=ebmc_moddrop", "--set", f"output.dir={ROB_DIR}", "--set", MD, "--resume"],
-    [ACCORD, "train", "--method", "late_fusion", "--dataset", "mosi-u", "--seeds", "5", "--set",
-     "train.num_threads=1", "--set", "name=late_fusion_moddrop", "--set", f"output.dir={ROB_DIR}", "--set", MD,
-     "--resume"],
-    [ACCORD, "train", "--method", "cacr", "--dataset", "mosi-u", "--seeds", "5", "--set", "train.num_threads=1",
-     "--set", "name=cacr", "--set", f"output.dir={ROB_DIR}", "--resume"],
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One ``accord train --method M --dataset D [--seeds N] --set ... --resume``: the command written into the
+    results files, and the config it trains (in this process, through the runner primitive)."""
+
+    method: str
+    dataset: str
+    sets: tuple[str, ...]
+    seeds: int | None = None
+
+    def argv(self) -> list[str]:
+        return [ACCORD, "train", "--method", self.method, "--dataset", self.dataset,
+                *(["--seeds", str(self.seeds)] if self.seeds else []), *(a for s in self.sets for a in ("--set", s)),
+                "--resume"]
+
+    def config(self) -> Config:
+        """What ``accord train`` loads for this command (``--seeds N`` is ``train.seeds=[0..N-1]`` after the sets)."""
+        extra = [f"train.seeds={json.dumps(list(range(self.seeds)))}"] if self.seeds else []
+        return load_config(method=self.method, dataset=self.dataset, overrides=[*self.sets, *extra])
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """One ``accord benchmark --methods ... --dataset D --seeds N --out OUT --set ... --resume``."""
+
+    methods: tuple[str, ...]
+    dataset: str
+    seeds: int
+    out: str
+    sets: tuple[str, ...]
+
+    def argv(self) -> list[str]:
+        return [ACCORD, "benchmark", "--methods", ",".join(self.methods), "--dataset", self.dataset, "--seeds",
+                str(self.seeds), "--out", self.out, *(a for s in self.sets for a in ("--set", s)), "--resume"]
+
+
+ROBUSTNESS_TRAIN: list[BenchmarkRun | TrainRun] = [
+    BenchmarkRun(("ebmc", "late_fusion", "mult"), "mosi-u", 5, ROB_DIR, ("train.num_threads=1",)),
+    TrainRun("ebmc", "mosi-u", ("train.num_threads=1", "name=ebmc_moddrop", f"output.dir={ROB_DIR}", MD), 5),
+    TrainRun("late_fusion", "mosi-u", ("train.num_threads=1", "name=late_fusion_moddrop", f"output.dir={ROB_DIR}",
+                                       MD), 5),
+    TrainRun("cacr", "mosi-u", ("train.num_threads=1", "name=cacr", f"output.dir={ROB_DIR}"), 5),
 ]
-TRUST_TRAIN: list[list[str]] = [
-    [ACCORD, "train", "--method", "ebmc", "--dataset", "conflictbench", "--seeds", "3", "--set",
-     "train.num_threads=1", "--set", "name=ebmc", "--set", "output.dir=runs/ebmc_trust_conflictbench", "--resume"],
-    [ACCORD, "train", "--method", "ebmc", "--dataset", "conflictbench", "--seeds", "3", "--set",
-     "train.num_threads=1", "--set", "name=ebmc_moddrop", "--set", "output.dir=runs/ebmc_trust_conflictbench",
-     "--set", MD, "--resume"],
-    [ACCORD, "train", "--method", "ebmc", "--dataset", "conflictbench", "--seeds", "3", "--set",
-     "train.num_threads=1", "--set", "name=ebmc_no_enhance", "--set", "model.params.ablation=no_enhance", "--set",
-     "output.dir=runs/ebmc_trust_conflictbench", "--resume"],
+TRUST_DIR = "runs/ebmc_trust_conflictbench"
+TRUST_TRAIN: list[BenchmarkRun | TrainRun] = [
+    TrainRun("ebmc", "conflictbench", ("train.num_threads=1", "name=ebmc", f"output.dir={TRUST_DIR}"), 3),
+    TrainRun("ebmc", "conflictbench", ("train.num_threads=1", "name=ebmc_moddrop", f"output.dir={TRUST_DIR}", MD), 3),
+    TrainRun("ebmc", "conflictbench", ("train.num_threads=1", "name=ebmc_no_enhance",
+                                       "model.params.ablation=no_enhance", f"output.dir={TRUST_DIR}"), 3),
 ]
 MODS = ("text", "audio", "visual")
 
@@ -58,9 +99,18 @@ def _cmd(argv: list[str]) -> str:
     return " ".join(shlex.quote(a if a != ACCORD else "accord") for a in argv)
 
 
-def _run(argv: list[str]) -> None:
-    print("+", _cmd(argv), flush=True)
-    subprocess.run(argv, check=True, cwd=ROOT)
+def _run(runs: list[BenchmarkRun | TrainRun]) -> None:
+    """Train what the commands ``runs`` train, in this process (from the repository root, resumable): a benchmark
+    through :func:`run_benchmark`, the ``accord train`` runs through the runner primitive on shared datasets."""
+    datasets = DatasetCache()
+    for run in runs:
+        print("+", _cmd(run.argv()), flush=True)
+        if isinstance(run, BenchmarkRun):
+            run_benchmark(list(run.methods), run.dataset, list(range(run.seeds)), run.out, overrides=list(run.sets),
+                          resume=True)
+        else:
+            cfg = run.config()
+            run_configs([(cfg.run_name, cfg)], resume=True, datasets=datasets)
 
 
 def _ms(values: list[float], digits: int = 1) -> str:
@@ -79,41 +129,35 @@ ABL_DIR = "runs/ebmc_ablation_mosi-u"
 TABLE_METRICS = ("Non0_acc_2", "Non0_F1", "Has0_acc_2", "Mult_acc_7", "MAE", "Corr")
 
 
-def ablation_train_cmd(name: str, seeds: int) -> list[str]:
+def ablation_train(name: str, seeds: int) -> TrainRun:
     """What ``accord ablate --method ebmc --dataset mosi-u`` runs for one row (the same config and run name)."""
-    return [ACCORD, "train", "--method", "ebmc", "--dataset", "mosi-u", "--set", "train.num_threads=1", "--set",
-            f"model.params.ablation={name}", "--set", f"name=ebmc_{name}", "--set", f"output.dir={ABL_DIR}",
-            "--set", f"train.seeds={list(range(seeds))}", "--resume"]
+    return TrainRun("ebmc", "mosi-u", ("train.num_threads=1", f"model.params.ablation={name}", f"name=ebmc_{name}",
+                                       f"output.dir={ABL_DIR}", f"train.seeds={list(range(seeds))}"))
 
 
 def finished_seeds(run_dir: Path) -> list[int]:
     """Seeds of ``run_dir`` whose training finished (``results.json`` written)."""
-    return sorted(int(p.parent.name.split("_", 1)[1]) for p in run_dir.glob("seed_*/results.json"))
+    return [rundir.seed_of(sd) for sd in rundir.seed_dirs(run_dir) if (sd / rundir.RESULTS).is_file()]
 
 
 def ablation(seeds: int, train: bool) -> None:
     """EBMC's ablation table on MOSI-U from the FINISHED seeds of each row, plus Non0_acc_2 under test-time drops."""
-    import json
-
     from accord import api
     from accord.data.corrupt import apply_corruptions
-    from accord.data.registry import build_dataset
     from accord.training.trainer import evaluate_split, load_run, resolve_device
 
     if train:
-        for name in ABLATIONS:
-            _run(ablation_train_cmd(name, seeds))
+        _run([ablation_train(name, seeds) for name in ABLATIONS])
     out = ROOT / ABL_DIR
     rows: dict[str, dict[int, dict[str, float]]] = {}
     for name in ABLATIONS:
         rd = out / f"ebmc_{name}"
-        rows[name] = {s: json.loads((rd / f"seed_{s}" / "results.json").read_text())["test"]
-                      for s in finished_seeds(rd)}
+        rows[name] = {s: rundir.read_results(rundir.seed_dir(rd, s))["test"] for s in finished_seeds(rd)}
     lines = ["# EBMC ablation on MOSI-U", "",
              "Produced by `python benchmarks/ebmc_study.py ablation` from the runs trained by (one per row; "
              "`accord ablate --method ebmc --dataset mosi-u --seeds 5 --out runs/ebmc_ablation_mosi-u "
              "--set train.num_threads=1` trains the same configs under the same names):", "", "```bash",
-             *(_cmd(ablation_train_cmd(n, seeds)) for n in ABLATIONS), "```", "",
+             *(_cmd(ablation_train(n, seeds).argv()) for n in ABLATIONS), "```", "",
              "Test split, mean ± std over the seeds listed (checkpoint selected on validation MAE). Δ = the row "
              "minus `full` on the SAME seeds (paired), mean ± std over those seeds. Seed 001 is an abstract only: "
              "there are no paper numbers to set beside ours.", "",
@@ -124,20 +168,20 @@ def ablation(seeds: int, train: bool) -> None:
         if not per:
             lines.append(f"| `{name}` | " + " | ".join("—" for _ in TABLE_METRICS) + " | — | 0 |")
             continue
-        cells = [_ms([r[k] for r in per.values()], 3 if k in ("MAE", "Corr") else 1) for k in TABLE_METRICS]
+        cells = [_ms([r[k] for r in per.values()], metric_spec(k).digits) for k in TABLE_METRICS]
         common = sorted(set(per) & set(full))
         delta = _ms([per[s]["Non0_acc_2"] - full[s]["Non0_acc_2"] for s in common]) if name != "full" and common \
             else "—"
         lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {delta} | {','.join(map(str, sorted(per)))} |")
     lines += ["", "## The same runs under test-time corruption (Non0_acc_2, test, mean ± std over seeds)", "",
               "| configuration | " + " | ".join(ABLATION_PROBES) + " |", "|:---|" + "---:|" * len(ABLATION_PROBES)]
-    ds = None
+    datasets = DatasetCache()
     for name in ABLATIONS:
         rd = out / f"ebmc_{name}"
         if not rows[name]:
             continue
         cfg, _ = load_run(rd)
-        ds = ds or build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
+        ds = datasets.get(cfg.data)
         dev = resolve_device("cpu")
         models = [api.load(rd, seed=s, device="cpu") for s in rows[name]]
         cells = []
@@ -152,15 +196,12 @@ def ablation(seeds: int, train: bool) -> None:
 # --- robustness --------------------------------------------------------------------------------------------------
 def robustness(train: bool) -> None:
     """Curves of every run in runs/robustness_mosi-u under drop/noise of each modality; the summary with numbers."""
-    from accord import api
-
     if train:
-        for argv in ROBUSTNESS_TRAIN:
-            _run(argv)
+        _run(ROBUSTNESS_TRAIN)
     dest = RESULTS / "robustness_mosi_u"
     levels = [round(0.1 * i, 1) for i in range(10)]
     view = finished_view(ROOT / ROB_DIR, ROOT / (ROB_DIR + "_finished"))
-    res = api.robustness([view], modalities=["text", "audio", "visual", "all"],
+    res = run_robustness([view], modalities=["text", "audio", "visual", "all"],
                          corruptions=["drop", "noise"], levels=levels, out=dest)
     curves = res["curves"]
     per_panel_pngs = _panel_plots(curves, dest)
@@ -168,7 +209,7 @@ def robustness(train: bool) -> None:
     key = {(c["run"], c["kind"], c["modality"]): c for c in curves}
     lines = ["# Robustness on MOSI-U: EBMC vs CACR, late fusion, MulT under dropped and noisy modalities", "",
              "Produced by (from the repository root):", "", "```bash"]
-    lines += [_cmd(a) for a in ROBUSTNESS_TRAIN]
+    lines += [_cmd(r.argv()) for r in ROBUSTNESS_TRAIN]
     lines += [f"accord robustness {ROB_DIR} --modality text,audio,visual,all --corruption drop,noise "
               "--levels 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9 --out benchmarks/results/robustness_mosi_u",
               "# or, all of it: python benchmarks/ebmc_study.py robustness --train", "```", "",
@@ -204,12 +245,12 @@ def finished_view(src: Path, dest: Path) -> Path:
 
     if dest.exists():
         shutil.rmtree(dest)
-    for rd in sorted(p for p in src.iterdir() if (p / "config.yaml").is_file()):
+    for rd in rundir.find_runs(src):
         seeds = finished_seeds(rd)
         if not seeds:
             continue
         (dest / rd.name).mkdir(parents=True)
-        for f in ("config.yaml", "dataset.json"):
+        for f in (rundir.CONFIG, rundir.DATASET):
             (dest / rd.name / f).symlink_to((rd / f).resolve())
         for s in seeds:
             (dest / rd.name / f"seed_{s}").symlink_to((rd / f"seed_{s}").resolve())
@@ -217,8 +258,8 @@ def finished_view(src: Path, dest: Path) -> Path:
 
 
 def _area(c: dict[str, Any]) -> float:
-    lv, mean = c["levels"], c["mean"]
-    return float(np.trapezoid(mean, lv) / (lv[-1] - lv[0]))
+    """Relative robustness of a curve (its mean over levels, area under the curve)."""
+    return area_under(c["levels"], c["mean"])
 
 
 def _findings(key: dict[tuple[str, str, str], dict[str, Any]], runs: list[str]) -> list[str]:
@@ -278,15 +319,14 @@ def _silent_zero(split: Any, m: str) -> Any:
     return out
 
 
-def trust_rows(run_dir: Path) -> list[str]:
+def trust_rows(run_dir: Path, datasets: DatasetCache) -> list[str]:
     """Rows: modality × condition -> mean trust w_m over test samples (mean ± std over seeds)."""
     from accord import api
     from accord.data.corrupt import apply_corruption
-    from accord.data.registry import build_dataset
     from accord.training.trainer import load_run, predict_split, resolve_device
 
     cfg, _ = load_run(run_dir)
-    ds = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
+    ds = datasets.get(cfg.data)
     part = ds["test"]
     dev = resolve_device("cpu")
     models = [api.load(run_dir, seed=s, device="cpu") for s in finished_seeds(run_dir)]
@@ -312,14 +352,13 @@ def trust_rows(run_dir: Path) -> list[str]:
 
 def trust(train: bool) -> None:
     if train:
-        for argv in TRUST_TRAIN:
-            _run(argv)
+        _run(TRUST_TRAIN)
     header = ("| run | modality | present (clean) | dropped (flagged missing) | zero-filled, still flagged present "
               "| noise level 1.0 | teacher t_m (clean) | seeds |")
     sep = "|:---|:---|" + "---:|" * 6
     lines = ["# EBMC: the trust a modality gets when it is dropped at test time vs present", "",
              "Produced by `python benchmarks/ebmc_study.py trust` (runs trained by the commands below).", "",
-             "```bash", *(_cmd(a) for a in TRUST_TRAIN),
+             "```bash", *(_cmd(r.argv()) for r in TRUST_TRAIN),
              "# MOSI-U runs: see robustness_mosi_u.md (runs/robustness_mosi-u/ebmc, .../ebmc_moddrop) and "
              "ebmc_ablation_mosi_u.md (runs/ebmc_ablation_mosi-u/ebmc_no_enhance)", "```", "",
              "Each cell: the mean over test samples of the fused trust weight w_m (mean ± std over seeds); w sums "
@@ -328,7 +367,8 @@ def trust(train: bool) -> None:
              "AND the teacher is 0 for it); `zero-filled, still flagged present` = features zeroed but lengths kept "
              "(the mask cannot help; only what distillation taught the trust network does); `noise level 1.0` = "
              "`noise:<m>:1.0`. Goal: ≤ 0.1 when dropped.", ""]
-    for title, dirs in (("ConflictBench", sorted((ROOT / "runs" / "ebmc_trust_conflictbench").glob("ebmc*"))),
+    datasets = DatasetCache()
+    for title, dirs in (("ConflictBench", sorted((ROOT / TRUST_DIR).glob("ebmc*"))),
                         ("MOSI-U", sorted((ROOT / ROB_DIR).glob("ebmc*"))
                          + [ROOT / ABL_DIR / "ebmc_no_enhance"])):
         dirs = [d for d in dirs if finished_seeds(d)]
@@ -336,7 +376,7 @@ def trust(train: bool) -> None:
             continue
         lines += [f"## {title}", "", header, sep]
         for d in dirs:
-            lines += trust_rows(d)
+            lines += trust_rows(d, datasets)
         lines.append("")
     (RESULTS / "ebmc_trust.md").write_text("\n".join(lines) + "\n")
     print((RESULTS / "ebmc_trust.md").read_text())
@@ -349,6 +389,7 @@ def main() -> None:
     ap.add_argument("--train", action="store_true", help="train missing runs first")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    os.chdir(ROOT)  # the runs' output.dir are relative to the repository root, as in the commands written out
     if a.step == "ablation":
         ablation(a.seeds, a.train)
     elif a.step == "robustness":

@@ -5,7 +5,7 @@
 For each clip: a cold pass (model loading included) and ``--repeats`` warm passes of
 :func:`accord.features.extract.extract_clip` with every modality (MiniLM text, eGeMAPS audio, face geometry at 5 fps),
 per-modality seconds, the real-time factor (seconds of work per second of media), and, with ``--model``, the
-in-process time of :func:`accord.features.predict.predict_clip`. Torch runs with one thread; the machine's load
+in-process time of :func:`accord.api.predict_clip`. Torch runs with one thread; the machine's load
 average is recorded because the CPU is shared. Writes ``benchmarks/results/extraction.json``.
 """
 
@@ -67,7 +67,7 @@ def main() -> None:
             "missing": cf.missing, "shapes": {k: list(v.shape) for k, v in cf.arrays.items()},
         }
         if args.model:
-            from accord.features.predict import predict_clip
+            from accord.api import predict_clip
 
             predict_clip(clip, args.model, text=text)  # warm-up
             t0 = time.perf_counter()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -45,13 +46,14 @@ from accord.augment.diffusion import load_generator
 from accord.augment.params import AugmentConfig
 from accord.augment.quality import load_scorer
 from accord.config import load_config
+from accord.core import rundir
 from accord.core.io import atomic_write_bytes, atomic_write_text, write_json
 from accord.data.dataset import MultimodalDataset, SplitData
-from accord.data.registry import build_dataset
 from accord.data.safe import MANIFEST, save_dataset
 from accord.data.subset import apply_train_fraction
-from accord.evaluation.summary import aggregate
-from accord.training.trainer import Trainer
+from accord.evaluation.metrics import metric_spec
+from accord.evaluation.summary import aggregate, format_mean_std
+from accord.studies.runner import DatasetCache, run_configs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRACTIONS = [0.1, 0.25, 0.5, 1.0]
@@ -71,6 +73,15 @@ def data_config(fraction: float, seed: int) -> dict[str, Any]:
     return cfg.data.model_dump(mode="json")
 
 
+DATASETS = DatasetCache()
+"""MOSI-U, built once for every part (the cut training splits and the augmentations go on top of it)."""
+
+
+def mosi_u() -> MultimodalDataset:
+    """The MOSI-U dataset of the method configs (``configs/datasets/mosi-u.yaml``), built once."""
+    return DATASETS.get(load_config(dataset="mosi-u").data)
+
+
 def tag(fraction: float, seed: int) -> str:
     return f"f{int(round(fraction * 100)):03d}_s{seed}"
 
@@ -88,8 +99,8 @@ def ensure_samples(base: MultimodalDataset, fraction: float, seed: int, k: int, 
     return sample_dir
 
 
-def run_one(base: MultimodalDataset, method: str, fraction: float, seed: int, ablation: str, k: int,
-            sample_dir: Path, work: Path, threads: int) -> dict[str, Any]:
+def run_one(method: str, fraction: float, seed: int, ablation: str, k: int, sample_dir: Path, work: Path,
+            threads: int) -> dict[str, Any]:
     aug = ["augment.source=none"]
     if ablation == "noise":
         aug = ["augment.source=noise", f"augment.per_sample={k}", f"augment.seed={seed}"]
@@ -99,17 +110,17 @@ def run_one(base: MultimodalDataset, method: str, fraction: float, seed: int, ab
     cfg = load_config(method=method, dataset="mosi-u", overrides=[
         f"name={name}", f"output.dir={work / 'runs'}", f"train.seeds=[{seed}]", f"train.num_threads={threads}",
         f"data.train_fraction={fraction}", f"data.train_fraction_seed={seed}", *aug])
-    res_file = cfg.run_dir / f"seed_{seed}" / "results.json"
-    if not res_file.is_file():
-        Trainer(cfg, dataset=base, progress=False).fit(overwrite=True)
-    res = json.loads(res_file.read_text())
+    sd = rundir.seed_dir(cfg.run_dir, seed)
+    if not (sd / rundir.RESULTS).is_file():
+        run_configs([(name, cfg)], overwrite=True, progress=False, datasets=DATASETS)
+    res = rundir.read_results(sd)
     return {"fraction": fraction, "seed": seed, "ablation": ablation, "test": res["test"], "valid": res["valid"],
             "train_seconds": res["train_seconds"]}
 
 
 def study(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    base = build_dataset("mosi-u")
+    base = mosi_u()
     work = Path(args.work)
     rows: list[dict[str, Any]] = []
     gen_info: dict[str, Any] = {}
@@ -122,8 +133,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
                                              "scores": meta["qasa"]["generated_scores"],
                                              "videos": meta.get("train_fraction_kept", {}).get("groups", 52)}
             for ablation in args.ablations:
-                r = run_one(base, args.method, fraction, seed, ablation, args.per_sample, sample_dir, work,
-                            args.threads)
+                r = run_one(args.method, fraction, seed, ablation, args.per_sample, sample_dir, work, args.threads)
                 rows.append(r)
                 log(f"{tag(fraction, seed)} {ablation:12s} test Acc2 {r['test']['Non0_acc_2']:.1f} "
                     f"MAE {r['test']['MAE']:.3f}")
@@ -139,7 +149,7 @@ def scorer_check(args: argparse.Namespace) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
     torch.set_num_threads(args.threads)
-    base = build_dataset("mosi-u")
+    base = mosi_u()
     work = Path(args.work)
     sample_dir = ensure_samples(base, 1.0, 0, args.per_sample, work)
     from accord.data.safe import load_dataset_dir
@@ -183,7 +193,7 @@ def scorer_check(args: argparse.Namespace) -> dict[str, Any]:
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    base = build_dataset("mosi-u")
+    base = mosi_u()
     train = base["train"]
     load_before = os.getloadavg()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -233,8 +243,12 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------- report
 def _fmt(agg: tuple[float, float, int], metric: str) -> str:
+    """``mean ± std`` with the metric's registered decimals (NaN mean and std shown as ``nan``, as numbers)."""
     mean, std, _ = agg
-    return f"{mean:.3f} ± {std:.3f}" if metric in ("MAE", "Corr") else f"{mean:.1f} ± {std:.1f}"
+    if math.isfinite(mean) and math.isfinite(std):
+        return format_mean_std(mean, std, metric)
+    digits = metric_spec(metric).digits
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def report(study_res: dict[str, Any] | None, scorer_res: dict[str, Any] | None,

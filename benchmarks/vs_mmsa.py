@@ -370,7 +370,8 @@ def run_accord(model: str, data: dict[str, Any], seeds: list[int], max_epochs: i
     """Train ``model`` with Accord's trainer on the same pickle (one process); returns epoch seconds and metrics.
 
     The worker runs exactly what ``accord train -m <model> -d mmsa --set ...`` runs (``command`` in the result),
-    through :class:`accord.training.trainer.Trainer` with one extra no-op hook that records CPU time per epoch.
+    through the runner primitive (:func:`accord.studies.runner.run_configs`, the one trainer) with one extra no-op
+    hook that records CPU time per epoch.
     """
     out_dir = RUNS / "accord"
     sets = [f"data.path={data['path']}", "data.params.family=mosi", f"name={tag}", f"output.dir={out_dir}",
@@ -393,14 +394,15 @@ def run_accord(model: str, data: dict[str, Any], seeds: list[int], max_epochs: i
     if code != 0 or not (wdir / "cpu.json").is_file():
         tail = (wdir / "stdout.log").read_text()[-3000:]
         return {"framework": "accord", "model": model, "error": f"exit {code}", "log_tail": tail, "load": load}
+    from accord.core import rundir
+
     cpu = json.loads((wdir / "cpu.json").read_text())
     epochs: list[list[float]] = []
     per_seed: list[dict[str, Any]] = []
     for s in seeds:
-        sd = run_dir / f"seed_{s}"
-        recs = [json.loads(line) for line in (sd / "log.jsonl").read_text().splitlines() if line.strip()]
-        epochs.append([float(r["seconds"]) for r in recs if r.get("type") == "epoch"])
-        r = json.loads((sd / "results.json").read_text())
+        sd = rundir.seed_dir(run_dir, s)
+        epochs.append([float(r["seconds"]) for r in rundir.read_log(sd / rundir.LOG, "epoch")])
+        r = rundir.read_results(sd)
         per_seed.append({"seed": s, "best_epoch": r.get("best_epoch"), "n_params": r.get("n_params"),
                          "test": dict(r["test"])})
     return {"framework": "accord", "model": model, "epoch_seconds": epochs, "epoch_cpu_seconds": cpu["cpu"],
@@ -415,7 +417,7 @@ def accord_worker(spec_path: str) -> None:
 
     from accord.config import load_config
     from accord.core.hooks import TrainerHook
-    from accord.training.trainer import Trainer
+    from accord.studies.runner import run_configs
 
     cpu: list[list[float]] = []
 
@@ -438,7 +440,7 @@ def accord_worker(spec_path: str) -> None:
         def on_fit_start(self, model: Any, state: Any) -> None:
             threads.append(torch.get_num_threads())
 
-    Trainer(cfg, hooks=[CpuClock(), ThreadProbe()]).fit(overwrite=True)
+    run_configs([(cfg.run_name, cfg)], overwrite=True, hooks=[CpuClock(), ThreadProbe()])
     Path(spec["out"]).write_text(json.dumps({"cpu": cpu, "threads": threads[0] if threads else None}))
 
 

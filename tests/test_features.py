@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,16 +38,6 @@ def test_missing_extra_is_one_line_naming_the_install() -> None:
     msg = str(err.value)
     assert "pip install 'accord[media]'" in msg and "\n" not in msg
     assert isinstance(err.value, AccordError)
-
-
-def test_import_accord_does_not_import_media_packages() -> None:
-    import subprocess
-    import sys
-
-    code = ("import sys, accord, accord.features.extract, accord.features.predict, accord.cli; print(sorted(m for m "
-            "in ('mediapipe', 'opensmile', 'transformers', 'imageio_ffmpeg') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"
 
 
 def test_sidecar_srt_transcript(tmp_path: Path) -> None:
@@ -210,8 +202,8 @@ def test_predict_json_names_the_missing_modality(clips: dict[str, Path], tmp_pat
 
 @needs_media
 def test_predict_refuses_runs_without_matching_extractor(clips: dict[str, Path], tmp_path: Path) -> None:
+    from accord.api import predict_clip
     from accord.features.extract import extractor_settings
-    from accord.features.predict import predict_clip
 
     run = _saved_run(tmp_path / "a", {"text": 384, "audio": 88, "visual": 35}, None, method="text")
     with pytest.raises(CheckpointError, match="no extractor settings"):
@@ -220,6 +212,81 @@ def test_predict_refuses_runs_without_matching_extractor(clips: dict[str, Path],
     with pytest.raises(CheckpointError, match="expects 25-d audio features"):
         predict_clip(clips["tone"], run, text="x")
     res = runner.invoke(app, ["predict", str(clips["tone"]), "--model", str(run)])
+    assert res.exit_code == 2 and "expects 25-d audio" in res.output
+
+
+# ---------------------------------------------------------------- predict without the media extra
+# accord.api.predict_clip composes the pure parts of accord.features.predict with the run it loads; with the clip's
+# extraction replaced by a stand-in, the composition (checks, batch, model, result dict) is tested everywhere.
+
+def _fake_clip(missing: dict[str, str]) -> Callable[..., Any]:
+    """A stand-in for :func:`accord.features.extract.extract_clip`: a clip with a transcript and the modalities of
+    ``missing`` absent."""
+    from accord.features.extract import ClipFeatures
+
+    def fake(path: Path, text: str | None, settings: dict[str, Any], clip_id: str | None = None) -> ClipFeatures:
+        rng = np.random.default_rng(0)
+        vec = rng.standard_normal(384).astype(np.float32)
+        arrays = {"text_sequence": rng.standard_normal((4, 384)).astype(np.float32),
+                  "text_vector": vec / np.linalg.norm(vec),
+                  "audio_sequence": np.zeros((0, 25), np.float32), "audio_vector": np.zeros(88, np.float32),
+                  "visual_sequence": np.zeros((0, 17), np.float32), "visual_vector": np.zeros(35, np.float32)}
+        return ClipFeatures(Path(path).stem, str(path), text or "", arrays, dict(missing),
+                            {"text": 0.01, "audio": 0.0, "visual": 0.0}, 1.5)
+
+    return fake
+
+
+RESULT_KEYS = ["clip", "run", "method", "transcript", "duration_s", "score", "polarity", "modalities", "degraded",
+               "diagnostics", "per_modality", "seconds"]
+
+
+def test_api_predict_clip_composes_the_pure_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import accord.api.media
+    from accord.features.extract import extractor_settings
+
+    run = _saved_run(tmp_path, {"text": 384, "audio": 88, "visual": 35}, extractor_settings())
+    monkeypatch.setattr(accord.api.media, "extract_clip",
+                        _fake_clip({"audio": "no audio track", "visual": "no face found in 5 sampled frames"}))
+    clip = tmp_path / "talk[1].mp4"
+    res = accord.api.predict_clip(clip, run, text="it was great")
+    assert list(res) == RESULT_KEYS
+    assert res["clip"] == str(clip) and res["run"] == str(run) and res["method"] == "late_fusion"
+    assert res["transcript"] == "it was great" and res["duration_s"] == 1.5
+    assert res["polarity"] == ("positive" if res["score"] > 0 else "negative" if res["score"] < 0 else "neutral")
+    assert res["modalities"] == {"text": "used", "audio": "missing: no audio track",
+                                 "visual": "missing: no face found in 5 sampled frames"}
+    assert res["degraded"] == ["audio", "visual"]
+    assert res["diagnostics"]["fusion_weight"][0] == pytest.approx(1.0, abs=1e-4)  # only text is present
+    assert set(res["seconds"]) == {"load_model", "text", "audio", "visual", "model", "total"}
+    # the CLI prints the same result as JSON, or as text (paths verbatim, brackets included)
+    out = runner.invoke(app, ["predict", str(clip), "--model", str(run), "--text", "it was great", "--json"])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.stdout)
+    assert list(printed) == RESULT_KEYS and printed["score"] == res["score"]
+    out = runner.invoke(app, ["predict", str(clip), "--model", str(run), "--text", "it was great"])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith(f"{clip}: score ") and "DEGRADED: prediction made without audio, visual" in out.stdout
+    # nothing usable (no transcript either): one line naming the clip
+    monkeypatch.setattr(accord.api.media, "extract_clip", _fake_clip(
+        {"text": "empty transcript", "audio": "no audio track", "visual": "no face"}))
+    out = runner.invoke(app, ["predict", str(clip), "--model", str(run), "--text", ""])
+    assert out.exit_code == 2 and "talk[1].mp4: no modality the model can use" in out.stderr
+
+
+def test_api_predict_clip_refuses_runs_without_matching_extractor(tmp_path: Path) -> None:
+    """The run's extractor settings are checked before the clip is read (no media needed)."""
+    from accord.api import predict_clip
+    from accord.features.extract import extractor_settings
+
+    clip = tmp_path / "tone.wav"
+    run = _saved_run(tmp_path / "a", {"text": 384, "audio": 88, "visual": 35}, None, method="text")
+    with pytest.raises(CheckpointError, match="no extractor settings"):
+        predict_clip(clip, run, text="x")
+    run = _saved_run(tmp_path / "b", {"text": 384, "audio": 25, "visual": 35}, extractor_settings(), method="text")
+    with pytest.raises(CheckpointError, match="expects 25-d audio features"):
+        predict_clip(clip, run, text="x")
+    res = runner.invoke(app, ["predict", str(clip), "--model", str(run)])
     assert res.exit_code == 2 and "expects 25-d audio" in res.output
 
 

@@ -337,3 +337,27 @@ def test_default_metric() -> None:
     assert default_metric("classification", "mosi") == "F1_weighted"
     with pytest.raises(ConfigError):
         default_metric("ranking", "mosi")
+
+
+def test_f1_is_bit_identical_to_scikit_learn() -> None:
+    """The metrics compute F1 without importing scikit-learn; on random labels (binary and 4 classes, with classes
+    that never occur and single-class batches) every value equals sklearn's to the last bit."""
+    from sklearn.metrics import f1_score
+
+    from accord.evaluation.metrics import f1_per_class
+
+    rng = np.random.default_rng(0)
+    for trial in range(120):
+        k = 2 if trial % 2 else 4
+        n = int(rng.integers(1, 40))
+        true = rng.integers(0, k if trial % 5 else 1, n)  # every 5th: one class only
+        pred = rng.integers(0, max(1, k - trial % 3), n)
+        labels = list(range(k))
+        ours, support = f1_per_class(true, pred, labels)
+        assert ours.tolist() == f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist()
+        assert support.tolist() == [float(np.sum(true == c)) for c in labels]
+        got = classification_metrics(pred, true, [f"c{c}" for c in labels])
+        assert got["F1_weighted"] == 100.0 * float(f1_score(true, pred, labels=labels, average="weighted",
+                                                            zero_division=0))
+        assert got["F1_macro"] == 100.0 * float(f1_score(true, pred, labels=labels, average="macro",
+                                                         zero_division=0))

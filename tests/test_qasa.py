@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from accord.augment.augmented import (
     augment_split,
+    concat_splits,
     generated_rows,
     noise_rows,
 )
@@ -29,7 +30,7 @@ from accord.augment.params import AugmentConfig, GeneratorParams, ScorerParams
 from accord.augment.quality import fit_scorer, load_scorer, saturate, survival
 from accord.cli import app
 from accord.config import load_config
-from accord.core.errors import ConfigError
+from accord.core.errors import ConfigError, DataError
 from accord.data.dataset import MultimodalDataset, SplitData, make_split
 from accord.data.subset import apply_train_fraction, group_of, keep_fraction
 from accord.training.trainer import Trainer
@@ -232,6 +233,34 @@ def test_augmented_split_rows_weights_and_flags() -> None:
     assert b.extras["generated"].tolist() == [0, 1]
 
 
+def test_concat_splits_rows_labels_and_errors() -> None:
+    a, b = tiny_dataset(n=4, seed=0)["train"], tiny_dataset(n=3, seed=1)["train"]
+    a.raw_text, b.raw_text = [f"a{i}" for i in range(4)], [f"b{i}" for i in range(3)]
+    a.extras, b.extras = {"w": torch.ones(4)}, {"w": torch.zeros(3)}
+    a.class_labels, b.class_labels = torch.zeros(4, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    a.unimodal_labels, b.unimodal_labels = {"text": torch.ones(4)}, {"text": -torch.ones(3)}
+    both = concat_splits([a, b])
+    assert len(both) == 7 and both.ids == [*a.ids, *b.ids] and both.raw_text == [*a.raw_text, *b.raw_text]
+    for m in ("text", "audio", "visual"):
+        assert torch.equal(both.features[m], torch.cat([a.features[m], b.features[m]]))
+        assert torch.equal(both.lengths[m], torch.cat([a.lengths[m], b.lengths[m]]))
+    assert torch.equal(both.labels, torch.cat([a.labels, b.labels]))
+    assert both.class_labels is not None and both.class_labels.tolist() == [0] * 4 + [1] * 3
+    assert both.unimodal_labels["text"].tolist() == [1.0] * 4 + [-1.0] * 3
+    assert both.extras["w"].tolist() == [1.0] * 4 + [0.0] * 3
+    b.class_labels, b.raw_text = None, []
+    partial = concat_splits([a, b])
+    assert partial.class_labels is None and partial.raw_text == []  # a label kind not every part has is dropped
+    b.extras = {"v": torch.zeros(3)}
+    with pytest.raises(DataError, match="extras"):
+        concat_splits([a, b])
+    b.extras = {"w": torch.zeros(3)}
+    c = tiny_dataset(n=3, dims=(6, 4, 7))["train"]
+    c.extras = {"w": torch.zeros(3)}
+    with pytest.raises(DataError, match="shaped"):
+        concat_splits([a, c])
+
+
 def test_noise_rows_same_budget_and_level() -> None:
     real = _linear_split(400, seed=2)
     rows = noise_rows(real, k=3, level=0.5, modalities=["audio"], seed=0)
@@ -380,3 +409,24 @@ def test_cli_augment_fit_and_sample(tmp_path: Path) -> None:
     assert {"quality", "q_fid", "q_con", "q_fid_audio", "q_con_visual", "sample_weight"} <= set(saved["train"].extras)
     res = runner.invoke(app, ["augment", "sample", str(tmp_path / "nothing"), "--out", str(tmp_path / "s2")])
     assert res.exit_code == 2 and "generator.json: missing" in res.output
+
+
+def test_api_augment_fit_and_sample(tmp_path: Path) -> None:
+    """The QASA flows are API functions (they compose config, data and accord.augment)."""
+    from accord import api
+    from accord.api.qasa import config_for_target, dataset_for
+
+    sets = [s for s in CB if s.startswith(("data.", "augment."))]
+    cfg = config_for_target("conflictbench", sets)
+    assert cfg.data.name == "conflictbench" and len(dataset_for(cfg.data)["train"]) == 48
+    assert len(dataset_for(cfg.data.model_dump(mode="json"))["train"]) == 48
+    folder, generator, scorer = api.augment_fit("conflictbench", sets, tmp_path / "g")
+    assert folder == tmp_path / "g" and (folder / "generator.json").is_file()
+    assert generator.info["n_train"] == 48 and "alpha" in scorer.info
+    ds = api.augment_sample(folder, tmp_path / "s", per_sample=1, seed=3)
+    assert ds.meta["qasa"]["real_rows"] == 48 and ds.meta["qasa"]["generated_rows"] == 48
+    assert (tmp_path / "s" / "manifest.json").is_file()
+    with pytest.raises(ConfigError, match="--per-sample"):
+        api.augment_sample(folder, tmp_path / "s0", per_sample=0)
+    with pytest.raises(ConfigError, match="not a run directory"):
+        config_for_target(str(tmp_path / "nothing"), [])

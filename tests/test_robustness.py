@@ -14,6 +14,7 @@ from accord.augment.modality_dropout import modality_dropout
 from accord.config import load_config
 from accord.core.errors import ConfigError
 from accord.evaluation.robustness import Curve, area_under, effective_robustness, parse_levels
+from accord.studies.robustness import run_robustness
 from accord.training.trainer import Trainer
 
 TINY = ["data.params.n_train=96", "data.params.n_valid=48", "data.params.n_test=48",
@@ -92,7 +93,8 @@ def test_robustness_run_and_benchmark_folder(tmp_path: Path) -> None:
         cfg = load_config(method=method, dataset="conflictbench",
                           overrides=[*TINY, f"output.dir={tmp_path / 'bench'}", f"name={method}", "train.seeds=[0, 1]"])
         Trainer(cfg, progress=False).fit()
-    res = robustness([tmp_path / "bench"], modalities=["text", "audio"], corruptions=["drop"], levels=[0, 0.5, 1.0])
+    res = run_robustness([tmp_path / "bench"], modalities=["text", "audio"], corruptions=["drop"],
+                         levels=[0, 0.5, 1.0])
     assert {Path(r).name for r in res["runs"]} == {"late_fusion", "text"}
     rows = {(r["run"], r["modality"]): r for r in res["rows"]}
     clean = evaluate(tmp_path / "bench" / "text", write=False)["mean_std"]["Non0_acc_2"]["mean"]
@@ -106,3 +108,8 @@ def test_robustness_run_and_benchmark_folder(tmp_path: Path) -> None:
     assert (tmp_path / "bench" / "robustness.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "bench" / "robustness.json").read_text())
     assert saved["reference"] == "late_fusion" and len(saved["curves"]) == 4
+    # the API's robustness is the same study: same rows and curves
+    via_api = robustness([tmp_path / "bench"], modalities=["text", "audio"], corruptions=["drop"],
+                         levels=[0, 0.5, 1.0], out=tmp_path / "api")
+    assert via_api["rows"] == res["rows"] and via_api["curves"] == res["curves"]
+    assert (tmp_path / "api" / "robustness.md").read_text() == (tmp_path / "bench" / "robustness.md").read_text()

@@ -33,7 +33,7 @@ from accord.studies.sweep import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
-sweep_module = sys.modules["accord.studies.sweep"]
+workers_module = sys.modules["accord.studies.sweep.workers"]  # where the sweep counts the cores
 
 TINY = ["data.params.n_train=48", "data.params.n_valid=24", "data.params.n_test=24", "train.epochs=2",
         "train.batch_size=16"]
@@ -140,7 +140,7 @@ def test_sweep_start_recovers_trials_of_a_killed_worker(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_workers_share_one_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep_module, "cores", lambda: 2)  # final re-run: tuned + default in 2 processes
+    monkeypatch.setattr(workers_module, "cores", lambda: 2)  # final re-run: tuned + default in 2 processes
     opts = _opts(tmp_path, trials=3, workers=2, final=True, final_seeds=[0])
     out = run_sweep(opts, log=lambda m: None)
     assert "2 process(es) of 1 thread(s)" in out["markdown"]
@@ -164,7 +164,7 @@ def test_surplus_trial_beyond_n_is_detected() -> None:
 
 
 def test_final_rerun_reports_test_mean_std_over_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep_module, "cores", lambda: 1)  # in-process, one after the other (fast)
+    monkeypatch.setattr(workers_module, "cores", lambda: 1)  # in-process, one after the other (fast)
     opts = _opts(tmp_path, trials=1, final=True, final_seeds=[0, 1], out=str(tmp_path / "res" / "sweep.md"))
     out = run_sweep(opts, log=lambda m: None)
     md = (tmp_path / "res" / "sweep.md").read_text()
@@ -187,10 +187,13 @@ def test_yaml_literal_round_trips_through_overrides() -> None:
 
 
 @pytest.mark.parametrize(("text", "needle"), [
-    ("params:\n  train.lr: {type: float, lo: 0.1, high: 1}\n", "unknown key 'params.train.lr.lo'"),
+    ("params:\n  train.lr: {type: float, lo: 0.1, high: 1}\n",
+     "params.train.lr.lo: unknown key for a search-space parameter; known: choices, high, log, low, step, type"),
     ("params:\n  train.lr: {type: categorical}\n", "params.train.lr: categorical needs a non-empty 'choices'"),
     ("params:\n  train.lr: {type: float, low: 0, high: 1, log: true}\n", "params.train.lr: log scale needs low > 0"),
-    ("parms: {}\n", "unknown key 'parms'"),
+    ("parms: {}\n", "parms: unknown key for a space file; known: description, params"),
+    ("params: {}\n", "params: no parameters to search"),
+    ("params:\n  train.lr: {type: int, low: 0.5, high: 3}\n", "params.train.lr: int needs integer bounds"),
     ("params:\n  train.lr: {type: gauss, low: 0, high: 1}\n", "params.train.lr.type"),
 ])
 def test_space_file_errors_name_file_and_key(tmp_path: Path, text: str, needle: str) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,13 +18,19 @@ from accord.data import build_dataset
 from accord.training.optim import make_optimizer
 from accord.training.trainer import Trainer, seed_everything
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is several times faster
+
 TINY = ["data.params.n_train=96", "data.params.n_valid=48", "data.params.n_test=48",
         "train.batch_size=16", "train.epochs=4", "train.early_stopping.patience=10"]
 
 
+SMALL = {"mult": ["model.params.hidden=16", "model.params.layers=1"]}
+"""Smaller widths for the slow models (the property under test does not depend on the size)."""
+
+
 def tiny_cfg(tmp_path: Path, *extra: str, method: str = "late_fusion") -> Config:
     return load_config(method=method, dataset="conflictbench",
-                       overrides=[*TINY, f"output.dir={tmp_path}", "name=run", *extra])
+                       overrides=[*TINY, *SMALL.get(method, []), f"output.dir={tmp_path}", "name=run", *extra])
 
 
 def test_run_directory_contents_and_summary(tmp_path: Path) -> None:
@@ -157,6 +164,48 @@ class ZeroAudioGrad(TrainerHook):
             if "audio" in name and p.grad is not None:
                 p.grad.zero_()
         return {"edited": 1.0}
+
+
+class CountingHook(TrainerHook):
+    """Counts every call, checks the order of events within a step, emits a line and an artifact."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {"fit": 0, "extra": 0, "after": 0, "epoch": 0}
+        self.pending = False  # extra_losses seen, after_backward not yet
+
+    def on_fit_start(self, model: Any, state: StepState) -> None:
+        self.calls["fit"] += 1
+
+    def extra_losses(self, model: Any, batch: Any, output: Any) -> dict[str, torch.Tensor]:
+        assert not self.pending, "extra_losses called twice in one step"
+        self.calls["extra"] += 1
+        self.pending = True
+        return {}
+
+    def after_backward(self, model: Any, batch: Any, output: Any, state: StepState) -> dict[str, float]:
+        assert self.pending
+        self.pending = False
+        self.calls["after"] += 1
+        state.emit({"type": "probe", "step": state.step + 1})
+        return {}
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        self.calls["epoch"] += 1
+
+    def artifacts(self) -> dict[str, Any]:
+        return {"probe": {"calls": torch.tensor(self.calls["after"]).numpy()}}
+
+
+def test_every_hook_method_is_called_once_per_event_and_the_trainer_writes(tmp_path: Path) -> None:
+    hook = CountingHook()
+    Trainer(tiny_cfg(tmp_path, "train.epochs=2", "train.seeds=[0, 1]"), hooks=[hook], progress=False).fit()
+    # 2 seeds x 2 epochs x 6 steps; the first step of each seed is no exception (the loss-name check reuses it)
+    assert hook.calls == {"fit": 2, "extra": 24, "after": 24, "epoch": 4}
+    sd = tmp_path / "run" / "seed_1"
+    probes = [json.loads(x) for x in (sd / "log.jsonl").read_text().splitlines() if '"probe"' in x]
+    assert [p["step"] for p in probes] == list(range(1, 13))  # the hook's lines, written by the trainer
+    with np.load(sd / "probe.npz") as z:  # and its artifact, after every epoch
+        assert int(z["calls"]) == 24
 
 
 def test_after_backward_hook_edits_gradients(tmp_path: Path) -> None:

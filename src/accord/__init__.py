@@ -7,24 +7,85 @@ The Python API mirrors the CLI::
     summary = accord.train(cfg)
     model = accord.load(cfg.run_dir)
 
-The API functions are bound eagerly: the subpackage ``accord.train`` (the trainer) shares its name with the
-function ``accord.train``; importing the API here, after the subpackage has been loaded, makes ``accord.train`` the
-function for good (the subpackage stays importable as ``accord.training.trainer`` etc. through ``sys.modules``).
+Every name of :mod:`accord.api` is reachable as ``accord.<name>`` (``accord.train``, ``accord.evaluate``,
+``accord.load``, ``accord.load_config``, ...). They are bound lazily, on first use (a module ``__getattr__``), so
+importing a light module such as ``accord.core.types`` does not import the trainer, the models or torch through the
+API. No subpackage shares a name with an API function (the trainer is ``accord.training``, the metrics
+``accord.evaluation``), so ``accord.train`` is the function whatever was imported before.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from accord.api import (  # noqa: E402
-    evaluate,
-    load,
-    load_config,
-    predictions,
-    read_summary,
-    report,
-    robustness,
-    train,
-)
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
+    from accord.api import (
+        ablate,
+        augment_fit,
+        augment_sample,
+        benchmark,
+        config_show,
+        data_build,
+        data_convert,
+        data_info,
+        demo,
+        evaluate,
+        extract,
+        load,
+        load_config,
+        plot_conflict,
+        plot_gradients,
+        predict_clip,
+        predictions,
+        read_summary,
+        registered,
+        report,
+        robustness,
+        sweep,
+        train,
+        train_run,
+    )
 
-__all__ = ["evaluate", "load", "load_config", "predictions", "read_summary", "report", "robustness", "train"]
+__all__ = [
+    "ablate",
+    "augment_fit",
+    "augment_sample",
+    "benchmark",
+    "config_show",
+    "data_build",
+    "data_convert",
+    "data_info",
+    "demo",
+    "evaluate",
+    "extract",
+    "load",
+    "load_config",
+    "plot_conflict",
+    "plot_gradients",
+    "predict_clip",
+    "predictions",
+    "read_summary",
+    "registered",
+    "report",
+    "robustness",
+    "sweep",
+    "train",
+    "train_run",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """``accord.<name>``: the API function ``accord.api.<name>``, imported on first use."""
+    if name in __all__:
+        from accord import api
+
+        value = getattr(api, name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'accord' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

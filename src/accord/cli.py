@@ -1,6 +1,9 @@
-"""The ``accord`` command line (typer). Every command is a thin layer over :mod:`accord.api` and friends.
+"""The ``accord`` command line (typer): a face over :mod:`accord.api`.
 
-User errors (bad config key, bad file, missing run) print one line ``error: ...`` and exit with status 2.
+Every command parses its arguments, calls ONE function of :mod:`accord.api` (imported when the command runs, so
+``accord --help`` stays fast) and prints what it returns; nothing else of Accord is imported here but the core's
+errors. User errors (bad config key, bad file, missing run) print one line ``error: ...`` and exit with status 2.
+Messages are printed verbatim (no rich markup), so a path such as ``mosi[raw].pkl`` is shown as it is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from accord.core.errors import AccordError
 
@@ -25,8 +29,11 @@ plot_app = typer.Typer(no_args_is_help=True, help="Draw a run's diagnostics to P
 app.add_typer(plot_app, name="plot")
 augment_app = typer.Typer(no_args_is_help=True, help="QASA: fit a feature-space generator + quality scorer, sample.")
 app.add_typer(augment_app, name="augment")
-err_console = Console(stderr=True)
-out_console = Console()
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the resolved configuration.")
+app.add_typer(config_app, name="config")
+# markup=False: messages carry user text (paths, config values, hints) that must print verbatim
+err_console = Console(stderr=True, markup=False, highlight=False)
+out_console = Console(markup=False, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,7 +48,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (AccordError, FloatingPointError) as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(Text.assemble(("error:", "bold red"), f" {err}"), soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -57,8 +64,14 @@ def _print_markdown(md: str) -> None:
         sys.stdout.flush()
 
 
-def _seed_list(seeds: int | None) -> list[str]:
-    return [f"train.seeds={json.dumps(list(range(seeds)))}"] if seeds else []
+def _names(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _say(message: str) -> None:
+    """One line on stderr, verbatim."""
+    err_console.print(message, soft_wrap=True)
 
 
 @app.command()
@@ -74,18 +87,13 @@ def train(
 ) -> None:
     """Train one method (all its seeds); writes the run directory and prints the summary."""
     from accord import api
-    from accord.config import load_config
 
-    if config is None and method is None:
-        raise AccordError("give a config file or --method (and --dataset)")
-    from accord.training.distributed import env_rank
-
-    cfg = load_config(config, [*(set_ or []), *_seed_list(seeds)], method=method, dataset=dataset)
-    api.train(cfg, resume=resume, overwrite=overwrite, console=err_console)
-    if env_rank() != 0:  # under torchrun only rank 0 reports (and only it wrote the run directory)
+    run = api.train_run(config, method=method, dataset=dataset, overrides=set_ or [], seeds=seeds, resume=resume,
+                        overwrite=overwrite, console=err_console)
+    if run.markdown is None:  # under torchrun only rank 0 reports (and only it wrote the run directory)
         return
-    _print_markdown((cfg.run_dir / "summary.md").read_text())
-    err_console.print(f"run directory: {cfg.run_dir}")
+    _print_markdown(run.markdown)
+    _say(f"run directory: {run.run_dir}")
 
 
 @app.command()
@@ -97,14 +105,8 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run (every seed), optionally with corrupted inputs; prints mean ± std."""
     from accord import api
-    from accord.evaluation.summary import markdown_table
 
-    res = api.evaluate(run_dir, corrupt=corrupt, split=split)
-    rows = {split: {k: (v["mean"], v["std"], v["n"]) for k, v in res["mean_std"].items()}}
-    tag = ", ".join(corrupt or []) or "clean"
-    _print_markdown(f"**{run_dir}** on {split} ({tag})\n\n" + markdown_table(rows, list(res["mean_std"]),
-                                                                             first_col="split", bold_best=False)
-                    + "\n")
+    _print_markdown(api.evaluate(run_dir, corrupt=corrupt, split=split)["markdown"])
 
 
 @app.command()
@@ -121,12 +123,10 @@ def benchmark(
     overwrite: Annotated[bool, typer.Option(help="Start every method's run over")] = False,
 ) -> None:
     """Train several methods with the same seeds and data; one table of test mean ± std."""
-    from accord.studies.benchmark import run_benchmark
+    from accord import api
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    res = run_benchmark(names, dataset, list(range(seeds)), out or Path("runs") / f"benchmark_{dataset}",
-                        overrides=set_ or [], table=table, resume=resume, overwrite=overwrite,
-                        console=err_console, config_files=[str(c) for c in config or []])
+    res = api.benchmark(_names(methods), dataset, seeds, out, overrides=set_ or [], config_files=config or [],
+                        table=table, resume=resume, overwrite=overwrite, console=err_console)
     _print_markdown(res["markdown"])
 
 
@@ -148,13 +148,11 @@ def robustness(
     """Scores under dropped / noisy modalities at increasing levels: a table, curves (PNG), relative and effective
     robustness (MultiBench-style)."""
     from accord import api
-    from accord.evaluation.robustness import parse_levels
 
-    res = api.robustness(list(targets), modalities=[m.strip() for m in modality.split(",") if m.strip()],
-                         corruptions=[c.strip() for c in corruption.split(",") if c.strip()],
-                         levels=parse_levels(levels), split=split, metric=metric, reference=reference, out=out)
+    res = api.robustness(list(targets), modalities=_names(modality), corruptions=_names(corruption), levels=levels,
+                         split=split, metric=metric, reference=reference, out=out)
     _print_markdown(res["markdown"])
-    err_console.print(f"figure: {res['png']}")
+    _say(f"figure: {res['png']}")
 
 
 @app.command()
@@ -167,7 +165,7 @@ def report(
     """One self-contained HTML report: config, metrics (mean ± std), training curves and diagnostics."""
     from accord import api
 
-    err_console.print(f"wrote {api.report(target, out=out, split=split)}")
+    _say(f"wrote {api.report(target, out=out, split=split)}")
 
 
 DEMO_METHODS = "text,audio,visual,early_fusion,late_fusion,tfn,mult"
@@ -181,12 +179,9 @@ def demo(
     methods: Annotated[str, typer.Option(help="Methods to compare")] = DEMO_METHODS,
 ) -> None:
     """The main job on the built-in data: baselines on ConflictBench (text dominates, 20% planted conflicts)."""
-    from accord.studies.benchmark import run_benchmark
+    from accord import api
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    res = run_benchmark(names, "conflictbench", list(range(seeds)), out, overwrite=True, console=err_console,
-                        title="Demo", command=f"accord demo --seeds {seeds} --methods {','.join(names)}")
-    _print_markdown(res["markdown"])
+    _print_markdown(api.demo(seeds, out, _names(methods), console=err_console)["markdown"])
 
 
 @app.command()
@@ -204,12 +199,10 @@ def ablate(
     overwrite: Annotated[bool, typer.Option(help="Start every configuration's run over")] = False,
 ) -> None:
     """Re-run a method's ablation table (one run per --set model.params.ablation=...); one table, paper layout."""
-    from accord.studies.ablate import run_ablation
+    from accord import api
 
-    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-    res = run_ablation(method, dataset, list(range(seeds)), out or Path("runs") / f"ablate_{method}_{dataset}",
-                       names=names, overrides=set_ or [], config_files=[str(c) for c in config or []], table=table,
-                       resume=resume, overwrite=overwrite, console=err_console)
+    res = api.ablate(method, dataset, seeds, out, names=_names(only) if only else None, overrides=set_ or [],
+                     config_files=config or [], table=table, resume=resume, overwrite=overwrite, console=err_console)
     _print_markdown(res["markdown"])
 
 
@@ -236,16 +229,14 @@ def sweep(
     prune: Annotated[bool, typer.Option(help="Median pruning on per-epoch validation scores")] = True,
 ) -> None:
     """Hyper-parameter search (optuna) on the VALIDATION metric; resumable, several workers/machines per study."""
-    from accord.studies.sweep import SweepOptions, parse_seeds, run_sweep
+    from accord import api
 
     command = "accord " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "accord" else None
-    opts = SweepOptions(method=method, dataset=dataset, trials=trials, storage=storage, study=study, workers=workers,
-                        space=str(space) if space else None, final_seeds=parse_seeds(final_seeds),
-                        overrides=set_ or [], out=str(out) if out else None, seed=seed, final=final,
-                        baseline_run=str(baseline_run) if baseline_run else None, pruning=prune, command=command)
-    res = run_sweep(opts, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True))
+    res = api.sweep(method, dataset, trials, storage, study=study, workers=workers, space=space,
+                    final_seeds=final_seeds, seed=seed, overrides=set_ or [], out=out, final=final,
+                    baseline_run=baseline_run, prune=prune, command=command, log=_say)
     _print_markdown(res["markdown"])
-    err_console.print(f"wrote {res['path']} and {res['path'].with_suffix('.json')}")
+    _say(f"wrote {res['path']} and {res['path'].with_suffix('.json')}")
 
 
 @app.command()
@@ -260,21 +251,19 @@ def extract(
     audio_pool: Annotated[int, typer.Option(help="eGeMAPS 10 ms frames averaged per sequence step")] = 10,
 ) -> None:
     """Offline features (MiniLM text, eGeMAPS audio, face geometry) -> per-clip cache and a safe-format dataset."""
-    from accord.features.extract import extract_folder, extractor_settings
+    from accord import api
 
-    settings = extractor_settings(level, fps, audio_pool)  # type: ignore[arg-type]
-    rep = extract_folder(source, out, csv_path=str(csv_file) if csv_file else None, text=text, settings=settings,
-                         on_clip=lambda cid, st: err_console.print(f"{cid}: {st}", highlight=False)
-                         if st.startswith("failed") else None)
-    err_console.print(f"{len(rep.done)} extracted, {len(rep.skipped)} already done (skipped), {len(rep.failed)} failed")
+    rep = api.extract(source, out, csv_path=csv_file, text=text, level=level,  # type: ignore[arg-type]
+                      fps=fps, audio_pool=audio_pool,
+                      on_clip=lambda cid, st: _say(f"{cid}: {st}") if st.startswith("failed") else None)
+    _say(f"{len(rep.done)} extracted, {len(rep.skipped)} already done (skipped), {len(rep.failed)} failed")
     for cid, why in rep.missing.items():
-        err_console.print(f"  {cid}: " + "; ".join(f"{m} {r}" for m, r in why.items()), highlight=False)
+        _say(f"  {cid}: " + "; ".join(f"{m} {r}" for m, r in why.items()))
     if rep.dataset is not None:
-        err_console.print(f"wrote dataset {out / 'dataset'} ("
-                          f"{', '.join(f'{k} {len(v)}' for k, v in rep.dataset.splits.items())}); train on it with "
-                          f"--set data.name=saved --set data.path={out / 'dataset'}")
+        _say(f"wrote dataset {out / 'dataset'} ({', '.join(f'{k} {len(v)}' for k, v in rep.dataset.splits.items())});"
+             f" train on it with --set data.name=saved --set data.path={out / 'dataset'}")
     else:
-        err_console.print(rep.note, highlight=False)
+        _say(rep.note)
     if rep.failed and not (rep.done or rep.skipped):
         raise typer.Exit(1)
 
@@ -289,26 +278,41 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Score one clip: sentiment score, polarity and per-modality trust/conflict diagnostics."""
-    from accord.features.predict import format_prediction, predict_clip
+    from accord import api
 
-    res = predict_clip(clip, model, text=text, seed=seed)
+    res = api.predict_clip(clip, model, text=text, seed=seed)
     if as_json:
         sys.stdout.write(json.dumps(res, indent=2) + "\n")
     else:
-        out_console.print(format_prediction(res), highlight=False, soft_wrap=True)
+        out_console.print(api.format_prediction(res), soft_wrap=True)
 
 
 @app.command("list")
 def list_cmd() -> None:
-    """Registered models and datasets."""
-    import accord.data
-    import accord.models
+    """Registered models, datasets and trainer hooks."""
+    from accord import api
 
-    out_console.print("models:   " + ", ".join(accord.models.list_models()))
-    out_console.print("datasets: " + ", ".join(accord.data.DATASETS.names()))
-    from accord.core.hooks import HOOKS
+    names = api.registered()
+    out_console.print("models:   " + ", ".join(names["models"]), soft_wrap=True)
+    out_console.print("datasets: " + ", ".join(names["datasets"]), soft_wrap=True)
+    out_console.print("hooks:    " + (", ".join(names["hooks"]) or "none"), soft_wrap=True)
 
-    out_console.print("hooks:    " + (", ".join(HOOKS.names()) or "none"))
+
+@config_app.command("show")
+@user_errors
+def config_show(
+    files: Annotated[list[Path] | None, typer.Argument(help="YAML config file(s), merged in order after the "
+                                                            "packaged defaults")] = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Registered model name")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Registered dataset name")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print the resolved config, each value followed by the layer it came from (code default, packaged dataset or
+    method file, your file, --set)."""
+    from accord import api
+
+    sys.stdout.write(api.config_show(method, dataset, files or [], set_ or []))
+    sys.stdout.flush()
 
 
 @plot_app.command("gradients")
@@ -320,15 +324,9 @@ def plot_gradients_cmd(
     kappa: Annotated[float | None, typer.Option(help="Conflict threshold to draw (default: the run's)")] = None,
 ) -> None:
     """Per-step gradient norms g_m and imbalance ratios r_m of the gradient monitor, over training."""
-    from accord.evaluation.plots import plot_gradients
-    from accord.training.trainer import load_run
+    from accord import api
 
-    if kappa is None:
-        cfg, _ = load_run(run_dir)
-        kappa = next((float(h.params["kappa"]) for h in cfg.train.hooks
-                      if h.name == "grad_monitor" and h.params.get("kappa") is not None),
-                     float(cfg.model.params.get("kappa", 1.5)))
-    err_console.print(f"wrote {plot_gradients(run_dir, seed=seed, out=out, kappa=kappa)}")
+    _say(f"wrote {api.plot_gradients(run_dir, seed=seed, out=out, kappa=kappa)}")
 
 
 @plot_app.command("conflict")
@@ -341,9 +339,9 @@ def plot_conflict_cmd(
     out: Annotated[Path | None, typer.Option(help="PNG path (default RUN_DIR/conflict_<split>_<by>.png)")] = None,
 ) -> None:
     """Distributions of the per-sample conflict scores C_m and weights w_m, split by a saved per-sample label."""
-    from accord.evaluation.plots import plot_conflict
+    from accord import api
 
-    err_console.print(f"wrote {plot_conflict(run_dir, by=by, split=split, out=out)}")
+    _say(f"wrote {api.plot_conflict(run_dir, by=by, split=split, out=out)}")
 
 
 @data_app.command("info")
@@ -353,8 +351,9 @@ def data_info(
     set_: SetOpt = None,
 ) -> None:
     """Print splits, shapes and label statistics of a dataset."""
-    ds = _load_target(target, set_ or [])
-    out_console.print_json(json.dumps(ds.summary()))
+    from accord import api
+
+    out_console.print_json(json.dumps(api.data_info(target, set_ or [])))
 
 
 @data_app.command("build")
@@ -366,11 +365,10 @@ def data_build(
     set_: SetOpt = None,
 ) -> None:
     """Build a registered dataset (e.g. ConflictBench with custom params) and save it in the safe format."""
-    from accord.data.safe import save_dataset
+    from accord import api
 
-    ds = _load_target(name, set_ or [], path=path)
-    save_dataset(ds, out)
-    err_console.print(f"wrote {out} ({', '.join(f'{k} {len(v)}' for k, v in ds.splits.items())})")
+    ds = api.data_build(name, out, path=path, overrides=set_ or [])
+    _say(f"wrote {out} ({', '.join(f'{k} {len(v)}' for k, v in ds.splits.items())})")
 
 
 @data_app.command("convert")
@@ -381,10 +379,9 @@ def data_convert(
     nonfinite: Annotated[str, typer.Option(help="error or zero: what to do with NaN/Inf features")] = "error",
 ) -> None:
     """Convert an MMSA pickle to the safe format (no pickle needed to read it back)."""
-    from accord.data.safe import convert_mmsa
+    from accord import api
 
-    convert_mmsa(source, out, nonfinite=nonfinite)
-    err_console.print(f"wrote {out}")
+    _say(f"wrote {api.data_convert(source, out, nonfinite=nonfinite)}")
 
 
 @augment_app.command("fit")
@@ -395,12 +392,11 @@ def augment_fit(
     set_: SetOpt = None,
 ) -> None:
     """Fit the conditional diffusion generator and the quality scorer on the TRAINING split only (QASA)."""
-    from accord.augment.augmented import fit_target
+    from accord import api
 
-    folder, generator, scorer = fit_target(target, set_ or [], out, log=lambda m: err_console.print(m))
-    err_console.print(f"wrote {folder} (generator of {', '.join(generator.modalities)}: "
-                      f"{generator.info['fit_seconds']:.1f}s on {generator.info['n_train']} training rows; "
-                      f"scorer ridge alpha {scorer.info['alpha']})")
+    folder, generator, scorer = api.augment_fit(target, set_ or [], out, log=_say)
+    _say(f"wrote {folder} (generator of {', '.join(generator.modalities)}: {generator.info['fit_seconds']:.1f}s on "
+         f"{generator.info['n_train']} training rows; scorer ridge alpha {scorer.info['alpha']})")
 
 
 @augment_app.command("sample")
@@ -412,29 +408,13 @@ def augment_sample(
     seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
 ) -> None:
     """Draw K scored variants per real training row; save the augmented dataset with every score."""
-    from accord.augment.augmented import sample_generator_dir
+    from accord import api
 
-    ds = sample_generator_dir(generator_dir, per_sample, out, seed)
-    info = ds.meta["qasa"]
+    info = api.augment_sample(generator_dir, out, per_sample=per_sample, seed=seed).meta["qasa"]
     stats = ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in info["generated_scores"].items())
-    err_console.print(f"wrote {out}: {info['real_rows']} real + {info['generated_rows']} generated training rows; "
-                      f"generated scores {stats}")
-    err_console.print(f"train on it: accord train ... --set augment.source={out} --set augment.per_sample={per_sample}")
-
-
-def _load_target(target: str, overrides: list[str], path: str | None = None) -> Any:
-    from accord.config import apply_override
-    from accord.data import DATASETS, build_dataset
-    from accord.data.safe import load_any
-
-    params: dict[str, Any] = {}
-    for o in overrides:
-        params = apply_override(params, o)
-    if target in DATASETS:
-        return build_dataset(target, path, params)
-    if Path(target).exists():
-        return load_any(target, **params)
-    raise AccordError(f"{target}: neither a file/folder nor a dataset name ({', '.join(DATASETS.names())})")
+    _say(f"wrote {out}: {info['real_rows']} real + {info['generated_rows']} generated training rows; "
+         f"generated scores {stats}")
+    _say(f"train on it: accord train ... --set augment.source={out} --set augment.per_sample={per_sample}")
 
 
 def main() -> None:  # pragma: no cover

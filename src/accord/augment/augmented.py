@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,8 @@ WEIGHT_KEY = {"quality": "quality", "fidelity": "q_fid", "consistency": "q_con"}
 Log = Callable[[str], None]
 
 
-def concat_splits(parts: list[SplitData]) -> SplitData:
-    """Rows of ``parts`` one after another (same modalities, padded lengths, extras keys and label kinds)."""
+def _check_concatenable(parts: list[SplitData]) -> None:
+    """Every part has the first one's extras keys, padded lengths and feature dims (else a DataError)."""
     first = parts[0]
     keys = set(first.extras)
     for p in parts[1:]:
@@ -68,18 +68,33 @@ def concat_splits(parts: list[SplitData]) -> SplitData:
         if p.seq_lens() != first.seq_lens() or p.dims() != first.dims():
             raise DataError(f"cannot concatenate splits shaped {first.seq_lens()}/{first.dims()} and "
                             f"{p.seq_lens()}/{p.dims()}")
-    class_labels = None
-    if all(p.class_labels is not None for p in parts):
-        class_labels = torch.cat([p.class_labels for p in parts if p.class_labels is not None])
+
+
+def _cat(tensors: list[Tensor | None]) -> Tensor | None:
+    """``torch.cat`` of ``tensors``, or None when any is None (a label kind not every part has)."""
+    present = [t for t in tensors if t is not None]
+    return torch.cat(present) if len(present) == len(tensors) else None
+
+
+def _cat_each(dicts: list[dict[str, Tensor]], keys: Iterable[str]) -> dict[str, Tensor]:
+    """Per key of ``keys``, ``torch.cat`` of that entry of every mapping of ``dicts``."""
+    return {k: torch.cat([d[k] for d in dicts]) for k in keys}
+
+
+def concat_splits(parts: list[SplitData]) -> SplitData:
+    """Rows of ``parts`` one after another (same modalities, padded lengths, extras keys and label kinds)."""
+    _check_concatenable(parts)
+    first = parts[0]
+    texts = [p.raw_text for p in parts]
     return SplitData(
-        features={m: torch.cat([p.features[m] for p in parts]) for m in MODALITIES},
-        lengths={m: torch.cat([p.lengths[m] for p in parts]) for m in MODALITIES},
+        features=_cat_each([p.features for p in parts], MODALITIES),
+        lengths=_cat_each([p.lengths for p in parts], MODALITIES),
         labels=torch.cat([p.labels for p in parts]),
         ids=[i for p in parts for i in p.ids],
-        raw_text=[t for p in parts for t in p.raw_text] if all(p.raw_text for p in parts) else [],
-        class_labels=class_labels,
-        unimodal_labels={m: torch.cat([p.unimodal_labels[m] for p in parts]) for m in first.unimodal_labels},
-        extras={k: torch.cat([p.extras[k] for p in parts]) for k in first.extras},
+        raw_text=[t for r in texts for t in r] if all(texts) else [],
+        class_labels=_cat([p.class_labels for p in parts]),
+        unimodal_labels=_cat_each([p.unimodal_labels for p in parts], first.unimodal_labels),
+        extras=_cat_each([p.extras for p in parts], first.extras),
     )
 
 
@@ -198,6 +213,16 @@ def load_generator_dir(path: str | Path) -> tuple[FeatureDiffusion, QualityScore
     return load_generator(path), load_scorer(path)
 
 
+def sample_dataset(ds: MultimodalDataset, generator_dir: str | Path, k: int, seed: int = 0,
+                   provenance: dict[str, Any] | None = None) -> MultimodalDataset:
+    """:func:`build_sampled_dataset` with the generator and scorer of a folder written by
+    :func:`fit_generator_dir`, after checking they were fitted on ``ds``'s training split."""
+    root = Path(generator_dir)
+    generator, scorer = load_generator_dir(root)
+    _check_digest(ds["train"], generator.info.get("train_ids_sha256"), root)
+    return build_sampled_dataset(ds, generator, scorer, k, seed, provenance)
+
+
 def build_sampled_dataset(ds: MultimodalDataset, generator: FeatureDiffusion, scorer: QualityScorer, k: int,
                           seed: int = 0, provenance: dict[str, Any] | None = None) -> MultimodalDataset:
     """``ds`` with its training split replaced by the augmented one (QASA weights, all scores), for saving."""
@@ -279,67 +304,3 @@ def augmented_train_split(aug: AugmentConfig, ds: MultimodalDataset, data_config
                                                                       aug.weighting)
     return aug_train
 
-
-
-# ---------------------------------------------------------------------------------------------------- CLI flows
-def dataset_for(data: Any) -> MultimodalDataset:
-    """Build the dataset of a ``data`` config section (a :class:`~accord.config.DataConfig` or its dict),
-    with ``data.train_fraction`` applied: the training split a generator is fitted on."""
-    from accord.config import DataConfig
-    from accord.data.registry import build_dataset
-    from accord.data.subset import apply_train_fraction
-
-    cfg = data if isinstance(data, DataConfig) else DataConfig(**data)
-    ds = build_dataset(cfg.name, cfg.path, cfg.params)
-    return apply_train_fraction(ds, cfg.train_fraction, cfg.train_fraction_seed, cfg.train_fraction_by)
-
-
-def config_for_target(target: str, overrides: list[str]) -> Any:
-    """The config ``accord augment fit TARGET`` works from: a run directory's config, a registered dataset's
-    defaults, or a dataset file/folder (MMSA ``.pkl`` or safe-format folder); then ``--set`` overrides."""
-    from accord.config import compose, load_config, validate
-    from accord.data import DATASETS
-
-    path = Path(target)
-    if (path / "config.yaml").is_file():
-        return validate(compose(files=[path / "config.yaml"], overrides=overrides), str(path / "config.yaml"))
-    if target in DATASETS:
-        return load_config(dataset=target, overrides=overrides)
-    if path.suffix == ".pkl" and path.is_file():
-        return load_config(overrides=["data.name=mmsa", f"data.path={path}", *overrides])
-    if (path / MANIFEST).is_file():
-        return load_config(overrides=["data.name=saved", f"data.path={path}", *overrides])
-    raise ConfigError(f"{target}: not a run directory (config.yaml), a dataset name ({', '.join(DATASETS.names())}),"
-                      f" an MMSA .pkl or a dataset folder ({MANIFEST})")
-
-
-def fit_target(target: str, overrides: list[str], out_dir: str | Path | None = None, log: Log | None = None
-               ) -> tuple[Path, FeatureDiffusion, QualityScorer]:
-    """``accord augment fit``: fit generator + scorer on TARGET's training split; returns the folder written."""
-    cfg = config_for_target(target, overrides)
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    ds = dataset_for(cfg.data)
-    frac = "" if cfg.data.train_fraction == 1.0 else f"_frac{cfg.data.train_fraction:g}"
-    out = Path(out_dir) if out_dir is not None else Path(cfg.output.dir) / f"generator_{cfg.data.name}{frac}"
-    generator, scorer = fit_generator_dir(ds, cfg.augment, out, cfg.data.model_dump(mode="json"), log)
-    return out, generator, scorer
-
-
-def sample_generator_dir(gen_dir: str | Path, per_sample: int, out_dir: str | Path, seed: int = 0
-                         ) -> MultimodalDataset:
-    """``accord augment sample``: rebuild the generator's training split from its recorded data config, draw
-    ``per_sample`` scored variants per real row and save the augmented dataset (safe format) to ``out_dir``."""
-    if per_sample < 1:
-        raise ConfigError(f"--per-sample: expected at least 1, got {per_sample}")
-    root = Path(gen_dir)
-    info = read_generator_config(root)
-    if not isinstance(info.get("data"), dict) or not info["data"]:
-        raise ConfigError(f"{root / GENERATOR_CONFIG}: key 'data' is missing; cannot rebuild the training split")
-    ds = dataset_for(info["data"])
-    generator, scorer = load_generator_dir(root)
-    _check_digest(ds["train"], generator.info.get("train_ids_sha256"), root)
-    full = build_sampled_dataset(ds, generator, scorer, per_sample, seed,
-                                 {"generator": str(root), "data": info["data"]})
-    save_dataset(full, out_dir)
-    return full

@@ -127,6 +127,8 @@ class Denoiser(nn.Module):
     Output is zero at padded steps.
     """
 
+    time_table: Tensor  # buffer [steps, hidden]
+
     def __init__(self, dim: int, cond_dim: int, steps: int, hidden: int, blocks: int, temporal: bool,
                  kernel_size: int = 3, dropout: float = 0.1) -> None:
         super().__init__()
@@ -184,6 +186,11 @@ class FeatureDiffusion(nn.Module):
 
     Build it with :func:`fit_generator` or :func:`load_generator`; sample with :meth:`generate`.
     """
+
+    # buffers (registered in __init__)
+    alpha_bar: Tensor
+    text_mean: Tensor
+    text_std: Tensor
 
     def __init__(self, params: GeneratorParams, dims: dict[str, int], seq_lens: dict[str, int],
                  label_range: tuple[float, float]) -> None:
@@ -391,8 +398,8 @@ def fit_generator(train: SplitData, params: GeneratorParams, label_range: tuple[
             z_all = ((x - mean) / std) * mask_all.unsqueeze(-1)
             net = model.denoisers[m]
             ema = copy.deepcopy(net).requires_grad_(False) if params.ema > 0 else None
-            ema_params = list(ema.parameters()) if ema is not None else []
-            net_params = list(net.parameters())
+            ema_params: list[Tensor] = list(ema.parameters()) if ema is not None else []
+            net_params: list[Tensor] = list(net.parameters())
             opt = torch.optim.AdamW(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / params.train_steps))))

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
-from accord.core.errors import ConfigError
+from accord.core.errors import config_error
 from accord.core.registry import Registry
 from accord.core.types import Batch, ModelOutput
 
@@ -151,11 +151,7 @@ def hook_params(request: HookRequest, where: str) -> HookParams:
     try:
         return spec.params(**request.params)
     except ValidationError as err:
-        e = err.errors()[0]
-        key = ".".join(str(x) for x in e["loc"])
-        if e["type"] == "extra_forbidden":
-            raise ConfigError(f"{where}.params.{key}: unknown key for hook {request.name!r}") from None
-        raise ConfigError(f"{where}.params.{key}: {e['msg']} (got {e.get('input')!r})") from None
+        raise config_error(err, where=f"{where}.params", owner=f"hook {request.name!r}") from None
 
 
 def build_hook(request: HookRequest, where: str = "train.hooks") -> TrainerHook:

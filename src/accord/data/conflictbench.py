@@ -19,7 +19,7 @@ Class labels (for ``task.kind = classification``) are the polarity: negative (s 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, TypedDict
 
 import torch
 from pydantic import Field, model_validator
@@ -29,22 +29,41 @@ from accord.data.dataset import MultimodalDataset, make_split
 from accord.data.registry import DataParams, register_dataset
 
 Mod = Literal["text", "audio", "visual"]
+MODS: tuple[Mod, Mod, Mod] = ("text", "audio", "visual")
+"""MODALITIES (same order) as literals, the key type of the per-modality params."""
+assert MODS == MODALITIES
+
+
+def _default_seq_len() -> dict[Mod, int]:
+    return {"text": 12, "audio": 24, "visual": 16}
+
+
+def _default_dims() -> dict[Mod, int]:
+    return {"text": 32, "audio": 16, "visual": 24}
+
+
+def _default_strength() -> dict[Mod, float]:
+    return {"text": 1.5, "audio": 0.5, "visual": 0.4}
+
+
+def _default_conflict_modalities() -> list[Mod]:
+    return ["audio", "visual"]
 
 
 class ConflictBenchParams(DataParams):
     n_train: int = Field(800, ge=1)
     n_valid: int = Field(200, ge=1)
     n_test: int = Field(200, ge=1)
-    seq_len: dict[Mod, int] = Field(default_factory=lambda: {"text": 12, "audio": 24, "visual": 16})
-    dims: dict[Mod, int] = Field(default_factory=lambda: {"text": 32, "audio": 16, "visual": 24})
-    strength: dict[Mod, float] = Field(default_factory=lambda: {"text": 1.5, "audio": 0.5, "visual": 0.4})
+    seq_len: dict[Mod, int] = Field(default_factory=_default_seq_len)
+    dims: dict[Mod, int] = Field(default_factory=_default_dims)
+    strength: dict[Mod, float] = Field(default_factory=_default_strength)
     noise: float = Field(1.0, ge=0)
     salient_share: float = Field(0.35, gt=0, le=1)
     """Share of real time steps that carry the sentiment signal (the rest is nuisance + noise)."""
     variable_length: bool = True
     """Real lengths drawn uniformly in [T/2, T] per sample and modality (unaligned sequences)."""
     conflict_rate: float = Field(0.2, ge=0, le=1)
-    conflict_modalities: list[Mod] = Field(default_factory=lambda: ["audio", "visual"])
+    conflict_modalities: list[Mod] = Field(default_factory=_default_conflict_modalities)
     """Which modality is flipped in a conflicting sample: drawn uniformly from this list."""
     missing_rate: float = Field(0.0, ge=0, lt=1)
     """Per sample and modality, the probability that the modality is absent (never all three)."""
@@ -56,10 +75,10 @@ class ConflictBenchParams(DataParams):
     @model_validator(mode="after")
     def _check(self) -> ConflictBenchParams:
         for key in ("seq_len", "dims", "strength"):
-            missing = [m for m in MODALITIES if m not in getattr(self, key)]
+            missing = [m for m in MODS if m not in getattr(self, key)]
             if missing:
                 raise ValueError(f"{key} misses {missing[0]!r} (needs text, audio and visual)")
-        for m in MODALITIES:
+        for m in MODS:
             if self.seq_len[m] < 1 or self.dims[m] < 2:
                 raise ValueError(f"seq_len/dims of {m} must be >= 1 / >= 2")
         if self.conflict_rate > 0 and not self.conflict_modalities:
@@ -72,11 +91,22 @@ def _unit(g: torch.Generator, d: int) -> torch.Tensor:
     return v / v.norm()
 
 
+class SplitParts(TypedDict):
+    """The pieces of a generated split, as :func:`~accord.data.dataset.make_split` takes them."""
+
+    features: dict[str, torch.Tensor]
+    lengths: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    class_labels: torch.Tensor
+    extras: dict[str, torch.Tensor]
+
+
 def generate_split(p: ConflictBenchParams, n: int, directions: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                   g: torch.Generator) -> dict[str, object]:
+                   g: torch.Generator) -> SplitParts:
     """Draw ``n`` samples; returns the pieces of a SplitData (see the module docstring for the model)."""
     s = torch.rand(n, generator=g) * 6 - 3
-    conflict = (torch.rand(n, generator=g) < p.conflict_rate) if p.conflict_rate > 0 else torch.zeros(n, dtype=bool)
+    rate = p.conflict_rate
+    conflict = (torch.rand(n, generator=g) < rate) if rate > 0 else torch.zeros(n, dtype=torch.bool)
     which = torch.full((n,), -1, dtype=torch.long)
     if bool(conflict.any()):
         choice = torch.randint(len(p.conflict_modalities), (n,), generator=g)
@@ -87,8 +117,9 @@ def generate_split(p: ConflictBenchParams, n: int, directions: dict[str, tuple[t
     if bool(all_missing.any()):  # keep one modality (a random one) for samples that lost all three
         keep = torch.randint(3, (n,), generator=g)
         missing[all_missing, keep[all_missing]] = False
-    feats, lengths = {}, {}
-    for k, m in enumerate(MODALITIES):
+    feats: dict[str, torch.Tensor] = {}
+    lengths: dict[str, torch.Tensor] = {}
+    for k, m in enumerate(MODS):
         t_max, d = p.seq_len[m], p.dims[m]
         u, v = directions[m]
         s_m = torch.where(which == k, -s, s)
@@ -131,18 +162,20 @@ def build_conflictbench(path: str | None, p: ConflictBenchParams) -> MultimodalD
     """Generate ConflictBench (``path`` is unused). The three splits come from one seeded generator."""
     del path
     g = torch.Generator().manual_seed(p.seed)
-    directions = {m: (_unit(g, p.dims[m]), _unit(g, p.dims[m])) for m in MODALITIES}
+    directions: dict[str, tuple[torch.Tensor, torch.Tensor]] = {
+        m: (_unit(g, p.dims[m]), _unit(g, p.dims[m])) for m in MODS
+    }
     splits = {}
     for split, n in (("train", p.n_train), ("valid", p.n_valid), ("test", p.n_test)):
         parts = generate_split(p, n, directions, g)
         splits[split] = make_split(
-            parts["features"],  # type: ignore[arg-type]
-            parts["labels"],  # type: ignore[arg-type]
+            parts["features"],
+            parts["labels"],
             ids=[f"cb{p.seed}_{split}_{i:05d}" for i in range(n)],
-            lengths=parts["lengths"],  # type: ignore[arg-type]
+            lengths=parts["lengths"],
             raw_text=["" for _ in range(n)],
-            class_labels=parts["class_labels"],  # type: ignore[arg-type]
-            extras=parts["extras"],  # type: ignore[arg-type]
+            class_labels=parts["class_labels"],
+            extras=parts["extras"],
         )
     class_names = ["negative", "positive"] if p.classes == 2 else ["negative", "neutral", "positive"]
     return MultimodalDataset(

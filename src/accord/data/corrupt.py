@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from torch import Tensor
 
-from accord.core.errors import ConfigError
+from accord.core.errors import ConfigError, config_error
 from accord.core.types import MODALITIES
 from accord.data.dataset import SplitData
 
@@ -62,11 +62,8 @@ class CorruptionSpec(BaseModel):
 
 
 def _spec_error(source: str, err: ValidationError) -> ConfigError:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
-    msg = str(e["msg"]).removeprefix("Value error, ")
-    where = f"{loc}: " if loc else ""
-    return ConfigError(f"corruption {source!r}: {where}{msg}")
+    """The one-line ConfigError of a corruption that fails validation, naming the corruption text."""
+    return config_error(err, source=f"corruption {source!r}")
 
 
 def parse_corruption(spec: str | Mapping[str, Any] | CorruptionSpec) -> CorruptionSpec:
@@ -110,7 +107,7 @@ def parse_corruption(spec: str | Mapping[str, Any] | CorruptionSpec) -> Corrupti
                 f"corruption {spec!r}: seed {parts[3]!r} is not an integer; {expected}"
             ) from None
     try:
-        return CorruptionSpec(kind=kind, modality=modality, level=level, seed=seed)  # type: ignore[arg-type]
+        return CorruptionSpec(kind=kind, modality=modality, level=level, seed=seed)
     except ValidationError as err:
         raise _spec_error(spec, err) from None
 

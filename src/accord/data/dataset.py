@@ -168,69 +168,43 @@ class MultimodalDataset:
         lengths within ``[0, T_m]``; finite features and labels; labels within ``label_range``; class labels in
         ``[0, len(class_names))``; no sample with every modality missing.
         """
-        src = self.source
         for split in SPLITS:
             if split not in self.splits:
-                raise DataError(f"{src}: missing split {split!r} (expected train, valid and test)")
+                raise DataError(f"{self.source}: missing split {split!r} (expected train, valid and test)")
         ref_dims: dict[str, int] | None = None
         for split in SPLITS:
             part = self.splits[split]
-            where = f"{src}: split {split!r}"
-            n = int(part.labels.shape[0]) if part.labels.ndim == 1 else -1
-            if part.labels.ndim != 1:
-                raise DataError(f"{where}: labels must be 1-D [N], got shape {tuple(part.labels.shape)}")
-            if n == 0:
-                raise DataError(f"{where}: is empty (0 samples)")
+            where = f"{self.source}: split {split!r}"
+            n = _sample_count(part, where)
             for m in MODALITIES:
-                if m not in part.features or m not in part.lengths:
-                    raise DataError(f"{where}: modality {m!r} is missing (expected text, audio and visual)")
-                x = part.features[m]
-                if x.ndim != 3:
-                    raise DataError(f"{where}: {m} features must be [N, T, D], got shape {tuple(x.shape)}")
-                if not torch.is_floating_point(x):
-                    raise DataError(f"{where}: {m} features must be floating point, got {x.dtype}")
-                if x.shape[0] != n:
-                    raise DataError(f"{where}: {m} features have {x.shape[0]} rows but there are {n} labels")
-                lens = part.lengths[m]
-                if lens.shape != (n,):
-                    raise DataError(f"{where}: {m} lengths have shape {tuple(lens.shape)}, expected ({n},)")
-                if bool((lens < 0).any()) or bool((lens > x.shape[1]).any()):
-                    bad = int(lens.max().item()) if bool((lens > x.shape[1]).any()) else int(lens.min().item())
-                    raise DataError(f"{where}: {m} length {bad} outside [0, {x.shape[1]}] (the padded length)")
-                if not bool(torch.isfinite(x).all()):
-                    count = int((~torch.isfinite(x)).sum().item())
-                    raise DataError(f"{where}: {m} features contain {count} NaN/Inf values")
+                _check_modality(part, m, n, where)
             if ref_dims is None:
                 ref_dims = part.dims()
             elif part.dims() != ref_dims:
                 raise DataError(f"{where}: feature dims {part.dims()} differ from train's {ref_dims}")
-            if not bool(torch.isfinite(part.labels).all()):
-                raise DataError(f"{where}: labels contain NaN/Inf")
-            lo, hi = self.label_range
-            if bool((part.labels < lo).any()) or bool((part.labels > hi).any()):
-                bad_val = float(part.labels[(part.labels < lo) | (part.labels > hi)][0])
-                raise DataError(f"{where}: label {bad_val:g} outside the expected range [{lo:g}, {hi:g}]")
-            if len(part.ids) != n:
-                raise DataError(f"{where}: {len(part.ids)} ids for {n} samples")
-            if part.raw_text and len(part.raw_text) != n:
-                raise DataError(f"{where}: {len(part.raw_text)} raw_text entries for {n} samples")
-            if part.class_labels is not None:
-                if part.class_labels.shape != (n,):
-                    raise DataError(f"{where}: class labels have shape {tuple(part.class_labels.shape)}")
-                k = len(self.class_names)
-                if bool((part.class_labels < 0).any()) or bool((part.class_labels >= k).any()):
-                    raise DataError(f"{where}: class label outside [0, {k - 1}] ({k} classes)")
-            for m, y in part.unimodal_labels.items():
-                if y.shape != (n,) or not bool(torch.isfinite(y).all()):
-                    raise DataError(f"{where}: unimodal labels of {m} must be {n} finite values")
-            for key, v in part.extras.items():
-                if v.shape[0] != n:
-                    raise DataError(f"{where}: extra {key!r} has {v.shape[0]} rows for {n} samples")
-            all_missing = torch.stack([part.lengths[m] == 0 for m in MODALITIES]).all(dim=0)
-            if bool(all_missing.any()):
-                i = int(all_missing.nonzero()[0].item())
-                raise DataError(f"{where}: sample {part.ids[i]!r} has no modality at all (every length is 0)")
+            self._check_labels(part, n, where)
+            _check_per_sample(part, n, where)
         return self
+
+    def _check_labels(self, part: SplitData, n: int, where: str) -> None:
+        """Finite labels within ``label_range``, ``n`` ids (and raw texts, if any), class labels ``[n]`` within
+        ``[0, len(class_names))``."""
+        if not bool(torch.isfinite(part.labels).all()):
+            raise DataError(f"{where}: labels contain NaN/Inf")
+        lo, hi = self.label_range
+        if bool((part.labels < lo).any()) or bool((part.labels > hi).any()):
+            bad_val = float(part.labels[(part.labels < lo) | (part.labels > hi)][0])
+            raise DataError(f"{where}: label {bad_val:g} outside the expected range [{lo:g}, {hi:g}]")
+        if len(part.ids) != n:
+            raise DataError(f"{where}: {len(part.ids)} ids for {n} samples")
+        if part.raw_text and len(part.raw_text) != n:
+            raise DataError(f"{where}: {len(part.raw_text)} raw_text entries for {n} samples")
+        if part.class_labels is not None:
+            if part.class_labels.shape != (n,):
+                raise DataError(f"{where}: class labels have shape {tuple(part.class_labels.shape)}")
+            k = len(self.class_names)
+            if bool((part.class_labels < 0).any()) or bool((part.class_labels >= k).any()):
+                raise DataError(f"{where}: class label outside [0, {k - 1}] ({k} classes)")
 
     def summary(self) -> dict[str, Any]:
         """Per-split counts, shapes and label statistics (what ``accord data info`` prints)."""
@@ -257,6 +231,52 @@ class MultimodalDataset:
                 info["classes"] = dict(zip(self.class_names, counts, strict=True))
             out[split] = info
         return out
+
+
+def _sample_count(part: SplitData, where: str) -> int:
+    """The number of samples of ``part``: the length of its 1-D labels (DataError when 2-D or empty)."""
+    if part.labels.ndim != 1:
+        raise DataError(f"{where}: labels must be 1-D [N], got shape {tuple(part.labels.shape)}")
+    n = int(part.labels.shape[0])
+    if n == 0:
+        raise DataError(f"{where}: is empty (0 samples)")
+    return n
+
+
+def _check_modality(part: SplitData, m: str, n: int, where: str) -> None:
+    """Modality ``m`` of ``part``: finite float features ``[n, T, D]`` and lengths ``[n]`` within ``[0, T]``."""
+    if m not in part.features or m not in part.lengths:
+        raise DataError(f"{where}: modality {m!r} is missing (expected text, audio and visual)")
+    x = part.features[m]
+    if x.ndim != 3:
+        raise DataError(f"{where}: {m} features must be [N, T, D], got shape {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise DataError(f"{where}: {m} features must be floating point, got {x.dtype}")
+    if x.shape[0] != n:
+        raise DataError(f"{where}: {m} features have {x.shape[0]} rows but there are {n} labels")
+    lens = part.lengths[m]
+    if lens.shape != (n,):
+        raise DataError(f"{where}: {m} lengths have shape {tuple(lens.shape)}, expected ({n},)")
+    if bool((lens < 0).any()) or bool((lens > x.shape[1]).any()):
+        bad = int(lens.max().item()) if bool((lens > x.shape[1]).any()) else int(lens.min().item())
+        raise DataError(f"{where}: {m} length {bad} outside [0, {x.shape[1]}] (the padded length)")
+    if not bool(torch.isfinite(x).all()):
+        count = int((~torch.isfinite(x)).sum().item())
+        raise DataError(f"{where}: {m} features contain {count} NaN/Inf values")
+
+
+def _check_per_sample(part: SplitData, n: int, where: str) -> None:
+    """Unimodal labels (``n`` finite values) and extras (``n`` rows) of ``part``; no sample without any modality."""
+    for m, y in part.unimodal_labels.items():
+        if y.shape != (n,) or not bool(torch.isfinite(y).all()):
+            raise DataError(f"{where}: unimodal labels of {m} must be {n} finite values")
+    for key, v in part.extras.items():
+        if v.shape[0] != n:
+            raise DataError(f"{where}: extra {key!r} has {v.shape[0]} rows for {n} samples")
+    all_missing = torch.stack([part.lengths[m] == 0 for m in MODALITIES]).all(dim=0)
+    if bool(all_missing.any()):
+        i = int(all_missing.nonzero()[0].item())
+        raise DataError(f"{where}: sample {part.ids[i]!r} has no modality at all (every length is 0)")
 
 
 def make_split(

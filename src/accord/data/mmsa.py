@@ -32,6 +32,8 @@ import os
 import pickle
 import struct
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,7 +93,8 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     for pkg in ("numpy.core", "numpy._core"):
         table[(f"{pkg}.multiarray", "_reconstruct")] = _ma._reconstruct
         table[(f"{pkg}.multiarray", "scalar")] = _ma.scalar
-        table[(f"{pkg}.numeric", "_frombuffer")] = _nm._frombuffer
+        # _frombuffer is private to numpy and absent from its stubs
+        table[(f"{pkg}.numeric", "_frombuffer")] = _nm._frombuffer  # type: ignore[attr-defined]
     return table
 
 
@@ -229,68 +232,81 @@ def _lengths(raw: dict[str, Any], key: str, where: str, n: int, t: int, of: str)
     return lens
 
 
-def _split_arrays(
-    raw: Any, split: str, where: str, nonfinite: NonFinite, replaced: dict[str, int]
-) -> dict[str, Any]:
-    """Read and check one MMSA split; returns numpy arrays keyed by Accord names."""
+@dataclass
+class _RawSplit:
+    """One checked MMSA split as numpy arrays keyed by Accord names (see :func:`_split_arrays`)."""
+
+    features: dict[str, np.ndarray]
+    lengths: dict[str, np.ndarray]
+    labels: np.ndarray
+    unimodal: dict[str, np.ndarray]
+    ids: list[str]
+    raw_text: list[str]
+    has_text_bert: bool
+    has_lengths: bool
+
+
+def _check_split_keys(raw: Any, where: str) -> dict[str, Any]:
+    """``raw`` as a dict holding every key of :data:`REQUIRED_KEYS` (DataError otherwise)."""
     if not isinstance(raw, dict):
         raise DataError(f"{where}: expected a dict of arrays, got {type(raw).__name__}")
     for key in REQUIRED_KEYS:
         if key not in raw:
             raise DataError(f"{where}: missing key {key!r} (an MMSA split needs {', '.join(REQUIRED_KEYS)})")
-    labels = _labels(raw, "regression_labels", where)
-    n = int(labels.shape[0])
-    if n == 0:
-        raise DataError(f"{where}: is empty (0 samples in 'regression_labels')")
-    feats: dict[str, np.ndarray] = {}
-    for m, key in FEATURE_KEYS.items():
-        x = _numeric(raw, key, where, 3, "[N, T, D]")
-        if x.shape[0] != n:
-            raise DataError(f"{where}: key {key!r} has {x.shape[0]} rows but 'regression_labels' has {n}")
-        x = x.astype(np.float32, copy=False)  # the unpickled array is ours: edit it in place ...
-        if (
-            not x.flags.writeable
-        ):  # ... unless it came back read-only (protocol 5 with an in-band bytes buffer)
-            x = x.copy()
-        bad = ~np.isfinite(x)
-        count = int(bad.sum())
-        if count:
-            if nonfinite == "error":
-                raise DataError(
-                    f"{where}: key {key!r} contains {count} non-finite values (NaN/Inf); "
-                    "set data.params.nonfinite=zero to replace them by 0 as MMSA does"
-                )
-            x[bad] = 0.0
-            replaced[key] = count
-        feats[m] = x
-    lengths: dict[str, np.ndarray] = {}
-    if "text_bert" in raw:
-        tb = _numeric(raw, "text_bert", where, 3, "[N, 3, T] (token ids, attention mask, segment ids)")
-        if tb.shape[0] != n:
+    return raw
+
+
+def _feature(raw: dict[str, Any], key: str, where: str, n: int, nonfinite: NonFinite,
+             replaced: dict[str, int]) -> np.ndarray:
+    """The float32 features ``raw[key]`` ``[n, T, D]``; NaN/Inf raise or become 0 (counted in ``replaced``)."""
+    x = _numeric(raw, key, where, 3, "[N, T, D]")
+    if x.shape[0] != n:
+        raise DataError(f"{where}: key {key!r} has {x.shape[0]} rows but 'regression_labels' has {n}")
+    x = x.astype(np.float32, copy=False)  # the unpickled array is ours: edit it in place ...
+    if not x.flags.writeable:  # ... unless it came back read-only (protocol 5 with an in-band bytes buffer)
+        x = x.copy()
+    bad = ~np.isfinite(x)
+    count = int(bad.sum())
+    if count:
+        if nonfinite == "error":
             raise DataError(
-                f"{where}: key 'text_bert' has {tb.shape[0]} rows but 'regression_labels' has {n}"
+                f"{where}: key {key!r} contains {count} non-finite values (NaN/Inf); "
+                "set data.params.nonfinite=zero to replace them by 0 as MMSA does"
             )
-        if tb.shape[1] < 2:
-            raise DataError(
-                f"{where}: key 'text_bert' must be [N, 3, T] with the attention mask in row 1, "
-                f"got shape {tuple(tb.shape)}"
-            )
-        mask = tb[:, 1, :]
-        if not np.isin(mask, (0, 1)).all():
-            raise DataError(f"{where}: key 'text_bert' row 1 (the attention mask) must hold only 0 and 1")
-        lengths["text"] = _lengths(
-            {"text_bert": mask.sum(axis=1)}, "text_bert", where, n, feats["text"].shape[1], "text"
+        x[bad] = 0.0
+        replaced[key] = count
+    return x
+
+
+def _text_lengths(raw: dict[str, Any], where: str, n: int, t: int) -> np.ndarray:
+    """Text lengths: the row sums of the ``text_bert`` attention mask, or full length ``t`` without it."""
+    if "text_bert" not in raw:
+        return np.full(n, t, dtype=np.int64)
+    tb = _numeric(raw, "text_bert", where, 3, "[N, 3, T] (token ids, attention mask, segment ids)")
+    if tb.shape[0] != n:
+        raise DataError(f"{where}: key 'text_bert' has {tb.shape[0]} rows but 'regression_labels' has {n}")
+    if tb.shape[1] < 2:
+        raise DataError(
+            f"{where}: key 'text_bert' must be [N, 3, T] with the attention mask in row 1, "
+            f"got shape {tuple(tb.shape)}"
         )
-    else:
-        lengths["text"] = np.full(n, feats["text"].shape[1], dtype=np.int64)
+    mask = tb[:, 1, :]
+    if not np.isin(mask, (0, 1)).all():
+        raise DataError(f"{where}: key 'text_bert' row 1 (the attention mask) must hold only 0 and 1")
+    return _lengths({"text_bert": mask.sum(axis=1)}, "text_bert", where, n, t, "text")
+
+
+def _split_lengths(raw: dict[str, Any], where: str, n: int, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-modality lengths ``[n]``: text from ``text_bert``, audio/visual from their length keys (else full)."""
+    lengths = {"text": _text_lengths(raw, where, n, feats["text"].shape[1])}
     for m, key in LENGTH_KEYS.items():
         t = feats[m].shape[1]
-        lengths[m] = (
-            _lengths(raw, key, where, n, t, FEATURE_KEYS[m]) if key in raw else np.full(n, t, np.int64)
-        )
-    for m in MODALITIES:  # the data contract: steps at or past the length are zero
-        steps = np.arange(feats[m].shape[1])[None, :] < lengths[m][:, None]
-        feats[m] *= steps[:, :, None]
+        lengths[m] = _lengths(raw, key, where, n, t, FEATURE_KEYS[m]) if key in raw else np.full(n, t, np.int64)
+    return lengths
+
+
+def _split_unimodal(raw: dict[str, Any], where: str, n: int) -> dict[str, np.ndarray]:
+    """The CH-SIMS unimodal labels present in ``raw`` (modality -> ``[n]``)."""
     unimodal: dict[str, np.ndarray] = {}
     for m, key in UNIMODAL_KEYS.items():
         if key in raw:
@@ -298,18 +314,34 @@ def _split_arrays(
             if y.shape[0] != n:
                 raise DataError(f"{where}: key {key!r} has {y.shape[0]} rows but 'regression_labels' has {n}")
             unimodal[m] = y
+    return unimodal
+
+
+def _split_arrays(raw: Any, split: str, where: str, nonfinite: NonFinite, replaced: dict[str, int]) -> _RawSplit:
+    """Read and check one MMSA split; returns numpy arrays keyed by Accord names."""
+    raw = _check_split_keys(raw, where)
+    labels = _labels(raw, "regression_labels", where)
+    n = int(labels.shape[0])
+    if n == 0:
+        raise DataError(f"{where}: is empty (0 samples in 'regression_labels')")
+    feats = {m: _feature(raw, key, where, n, nonfinite, replaced) for m, key in FEATURE_KEYS.items()}
+    lengths = _split_lengths(raw, where, n, feats)
+    for m in MODALITIES:  # the data contract: steps at or past the length are zero
+        steps = np.arange(feats[m].shape[1])[None, :] < lengths[m][:, None]
+        feats[m] *= steps[:, :, None]
+    unimodal = _split_unimodal(raw, where, n)
     ids = _strings(raw, "id", where, n) if "id" in raw else [f"{split}_{i}" for i in range(n)]
     raw_text = _strings(raw, "raw_text", where, n) if "raw_text" in raw else ["" for _ in range(n)]
-    return {
-        "features": feats,
-        "lengths": lengths,
-        "labels": labels,
-        "unimodal": unimodal,
-        "ids": ids,
-        "raw_text": raw_text,
-        "has_text_bert": "text_bert" in raw,
-        "has_lengths": all(k in raw for k in LENGTH_KEYS.values()),
-    }
+    return _RawSplit(
+        features=feats,
+        lengths=lengths,
+        labels=labels,
+        unimodal=unimodal,
+        ids=ids,
+        raw_text=raw_text,
+        has_text_bert="text_bert" in raw,
+        has_lengths=all(k in raw for k in LENGTH_KEYS.values()),
+    )
 
 
 def _check_range(arr: np.ndarray, key: str, where: str, lo: float, hi: float, family: str) -> None:
@@ -321,11 +353,102 @@ def _check_range(arr: np.ndarray, key: str, where: str, lo: float, hi: float, fa
         )
 
 
+def _check_options(family: str, nonfinite: str, max_len: Mapping[str, int] | None) -> None:
+    """ConfigError for a bad ``family``, ``nonfinite`` or ``max_len`` of :func:`load_mmsa_pickle`."""
+    if family not in ("auto", "mosi", "sims"):
+        raise ConfigError(f"data.params.family: expected auto, mosi or sims, got {family!r}")
+    if nonfinite not in ("error", "zero"):
+        raise ConfigError(f"data.params.nonfinite: expected error or zero, got {nonfinite!r}")
+    for m, limit in (max_len or {}).items():
+        if m not in MODALITIES:
+            raise ConfigError(f"data.params.max_len.{m}: unknown modality; expected text, audio or visual")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigError(f"data.params.max_len.{m}: expected a positive integer, got {limit!r}")
+
+
+def _read_splits(file: Path, nonfinite: NonFinite) -> tuple[dict[str, _RawSplit], dict[str, dict[str, int]]]:
+    """The checked splits of the pickle ``file`` and, per split, the non-finite values replaced per key."""
+    data = _read_pickle(file)
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{file}: top level is a {type(data).__name__}, expected a dict with keys train, valid, test"
+        )
+    for split in SPLITS:
+        if split not in data:
+            keys = ", ".join(sorted(map(str, data))) or "none"
+            raise DataError(f"{file}: missing split {split!r} (expected keys train, valid, test; found {keys})")
+    parts: dict[str, _RawSplit] = {}
+    replaced: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        rep: dict[str, int] = {}
+        # pop: the raw split is released as soon as it is converted (MOSEI's pickles are several GB)
+        parts[split] = _split_arrays(data.pop(split), split, f"{file}: split {split!r}", nonfinite, rep)
+        if rep:
+            replaced[split] = rep
+    return parts, replaced
+
+
+def _check_across_splits(file: Path, parts: dict[str, _RawSplit]) -> tuple[dict[str, int], set[str]]:
+    """Feature dims equal to train's and the same unimodal labels in every split; returns the dims and the
+    modalities with unimodal labels."""
+    ref = {m: parts["train"].features[m].shape[2] for m in MODALITIES}
+    for split in SPLITS:
+        dims = {m: parts[split].features[m].shape[2] for m in MODALITIES}
+        if dims != ref:
+            m = next(m for m in MODALITIES if dims[m] != ref[m])
+            raise DataError(
+                f"{file}: split {split!r}: key {FEATURE_KEYS[m]!r} has feature dim {dims[m]} but "
+                f"train has {ref[m]}"
+            )
+    have_uni = {m for split in SPLITS for m in parts[split].unimodal}
+    for split in SPLITS:
+        for m in sorted(have_uni):
+            if m not in parts[split].unimodal:
+                raise DataError(f"{file}: split {split!r}: missing key {UNIMODAL_KEYS[m]!r} (other splits have it)")
+    return ref, have_uni
+
+
+def _family(family: Family, parts: dict[str, _RawSplit], have_uni: set[str]) -> Literal["mosi", "sims"]:
+    """The label family: ``family`` itself, or for ``auto`` sims when every label lies in [-1, 1] and there are
+    text unimodal labels, else mosi."""
+    if family != "auto":
+        return family
+    in_unit = all(bool((np.abs(parts[s].labels) <= 1.0).all()) for s in SPLITS)
+    return "sims" if in_unit and "text" in have_uni else "mosi"
+
+
+def _check_label_ranges(file: Path, parts: dict[str, _RawSplit], family: Literal["mosi", "sims"]) -> None:
+    """Every label (and unimodal label) within the range of ``family``."""
+    lo, hi = LABEL_RANGES[family]
+    for split in SPLITS:
+        where = f"{file}: split {split!r}"
+        _check_range(parts[split].labels, "regression_labels", where, lo, hi, family)
+        for m, y in parts[split].unimodal.items():
+            _check_range(y, UNIMODAL_KEYS[m], where, lo, hi, family)
+
+
+def _split_data(p: _RawSplit, max_len: Mapping[str, int] | None) -> SplitData:
+    """The :class:`SplitData` of a checked split, truncated to ``max_len`` where given."""
+    feats = {m: torch.from_numpy(p.features[m]) for m in MODALITIES}
+    lens = {m: torch.from_numpy(p.lengths[m]) for m in MODALITIES}
+    for m, limit in (max_len or {}).items():
+        feats[m] = feats[m][:, :limit].contiguous()
+        lens[m] = lens[m].clamp(max=limit)
+    return SplitData(
+        features=feats,
+        lengths=lens,
+        labels=torch.from_numpy(p.labels),
+        ids=p.ids,
+        raw_text=p.raw_text,
+        unimodal_labels={m: torch.from_numpy(y) for m, y in p.unimodal.items()},
+    )
+
+
 def load_mmsa_pickle(
     path: str | os.PathLike[str],
     family: Family = "auto",
     nonfinite: NonFinite = "error",
-    max_len: dict[str, int] | None = None,
+    max_len: Mapping[str, int] | None = None,
 ) -> MultimodalDataset:
     """Load an MMSA 2.x pickle into a validated :class:`MultimodalDataset`.
 
@@ -342,86 +465,19 @@ def load_mmsa_pickle(
         DataError: naming the file, split and key, for any problem with the file.
         ConfigError: for a bad ``family``, ``nonfinite`` or ``max_len``.
     """
-    if family not in ("auto", "mosi", "sims"):
-        raise ConfigError(f"data.params.family: expected auto, mosi or sims, got {family!r}")
-    if nonfinite not in ("error", "zero"):
-        raise ConfigError(f"data.params.nonfinite: expected error or zero, got {nonfinite!r}")
-    for m, limit in (max_len or {}).items():
-        if m not in MODALITIES:
-            raise ConfigError(f"data.params.max_len.{m}: unknown modality; expected text, audio or visual")
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ConfigError(f"data.params.max_len.{m}: expected a positive integer, got {limit!r}")
+    _check_options(family, nonfinite, max_len)
     file = Path(path)
-    data = _read_pickle(file)
-    if not isinstance(data, dict):
-        raise DataError(
-            f"{file}: top level is a {type(data).__name__}, expected a dict with keys train, valid, test"
-        )
-    parts: dict[str, dict[str, Any]] = {}
-    replaced: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
-        if split not in data:
-            keys = ", ".join(sorted(map(str, data))) or "none"
-            raise DataError(
-                f"{file}: missing split {split!r} (expected keys train, valid, test; found {keys})"
-            )
-    for split in SPLITS:
-        rep: dict[str, int] = {}
-        # pop: the raw split is released as soon as it is converted (MOSEI's pickles are several GB)
-        parts[split] = _split_arrays(data.pop(split), split, f"{file}: split {split!r}", nonfinite, rep)
-        if rep:
-            replaced[split] = rep
-    # Consistent dims and unimodal labels across splits.
-    ref = {m: parts["train"]["features"][m].shape[2] for m in MODALITIES}
-    for split in SPLITS:
-        dims = {m: parts[split]["features"][m].shape[2] for m in MODALITIES}
-        if dims != ref:
-            m = next(m for m in MODALITIES if dims[m] != ref[m])
-            raise DataError(
-                f"{file}: split {split!r}: key {FEATURE_KEYS[m]!r} has feature dim {dims[m]} but "
-                f"train has {ref[m]}"
-            )
-    have_uni = {m for split in SPLITS for m in parts[split]["unimodal"]}
-    for split in SPLITS:
-        for m in sorted(have_uni):
-            if m not in parts[split]["unimodal"]:
-                raise DataError(
-                    f"{file}: split {split!r}: missing key {UNIMODAL_KEYS[m]!r} (other splits have it)"
-                )
-    if family == "auto":
-        in_unit = all(bool((np.abs(parts[s]["labels"]) <= 1.0).all()) for s in SPLITS)
-        family_used: Literal["mosi", "sims"] = "sims" if in_unit and "text" in have_uni else "mosi"
-    else:
-        family_used = family
-    lo, hi = LABEL_RANGES[family_used]
-    for split in SPLITS:
-        where = f"{file}: split {split!r}"
-        _check_range(parts[split]["labels"], "regression_labels", where, lo, hi, family_used)
-        for m, y in parts[split]["unimodal"].items():
-            _check_range(y, UNIMODAL_KEYS[m], where, lo, hi, family_used)
-    splits: dict[str, SplitData] = {}
-    for split in SPLITS:
-        p = parts[split]
-        feats = {m: torch.from_numpy(p["features"][m]) for m in MODALITIES}
-        lens = {m: torch.from_numpy(p["lengths"][m]) for m in MODALITIES}
-        for m, limit in (max_len or {}).items():
-            feats[m] = feats[m][:, :limit].contiguous()
-            lens[m] = lens[m].clamp(max=limit)
-        splits[split] = SplitData(
-            features=feats,
-            lengths=lens,
-            labels=torch.from_numpy(p["labels"]),
-            ids=p["ids"],
-            raw_text=p["raw_text"],
-            unimodal_labels={m: torch.from_numpy(y) for m, y in p["unimodal"].items()},
-        )
-    dims_key = (ref["text"], ref["audio"], ref["visual"])
-    guess = KNOWN_DIMS.get(dims_key, "mmsa")
+    parts, replaced = _read_splits(file, nonfinite)
+    ref, have_uni = _check_across_splits(file, parts)
+    family_used = _family(family, parts, have_uni)
+    _check_label_ranges(file, parts, family_used)
+    splits = {split: _split_data(parts[split], max_len) for split in SPLITS}
+    guess = KNOWN_DIMS.get((ref["text"], ref["audio"], ref["visual"]), "mmsa")
     ds = MultimodalDataset(
         name=f"{guess}-{file.stem}",
         splits=splits,
         metric_family=family_used,
-        label_range=(lo, hi),
+        label_range=LABEL_RANGES[family_used],
         source=str(file),
         meta={
             "loader": "mmsa",
@@ -429,8 +485,8 @@ def load_mmsa_pickle(
             "family": family_used,
             "family_requested": family,
             "dataset_guess": guess,
-            "aligned": not all(parts[s]["has_lengths"] for s in SPLITS),
-            "text_lengths": "text_bert attention mask" if parts["train"]["has_text_bert"] else "full length",
+            "aligned": not all(parts[s].has_lengths for s in SPLITS),
+            "text_lengths": "text_bert attention mask" if parts["train"].has_text_bert else "full length",
             "nonfinite": nonfinite,
             "nonfinite_replaced": replaced,
             "max_len": dict(max_len or {}),
@@ -551,5 +607,5 @@ def build_mmsa(path: str | None, params: MMSAParams) -> MultimodalDataset:
         path,
         family=params.family,
         nonfinite=params.nonfinite,
-        max_len=dict(params.max_len) if params.max_len else None,
+        max_len={str(m): n for m, n in params.max_len.items()} if params.max_len else None,
     )

@@ -190,6 +190,117 @@ def leakage_message(root: Path | None) -> str:
     )
 
 
+def _check_options(path: str | os.PathLike[str] | None, split: str, text_features: str) -> None:
+    """ConfigError for a bad ``split`` / ``text_features``; LeakageError for the standard folds with bc-LSTM text."""
+    if text_features not in ("bclstm", "minilm"):
+        raise ConfigError(f"data.params.text_features: expected bclstm or minilm, got {text_features!r}")
+    if split == "standard" and text_features == "bclstm":
+        try:
+            root: Path | None = find_mosi_dir(path)
+        except DataError:
+            root = None
+        raise LeakageError(leakage_message(root))
+    if split not in ("bclstm", "standard"):
+        raise ConfigError(f"data.params.split: expected bclstm or standard, got {split!r}")
+
+
+def _read_part(root: Path, part: str, idx: np.ndarray, text_ref: np.ndarray) -> dict[str, np.ndarray]:
+    """The bc-LSTM feature matrices of ``part`` (train or test), checked row-aligned with ``text_{part}.csv`` (its
+    transcript indices ``idx`` and text vectors ``text_ref``); the trailing label column is dropped."""
+    mats: dict[str, np.ndarray] = {}
+    for m, pattern in FEATURE_FILES.items():
+        file = root / "bclstm" / pattern.format(s=part)
+        mat = _read_matrix(file, DIMS[m] + 1)
+        if mat.shape[0] != idx.shape[0]:
+            raise DataError(
+                f"{file}: has {mat.shape[0]} rows but text_{part}.csv has {idx.shape[0]} "
+                "(the files must be row-aligned)"
+            )
+        mats[m] = mat
+    # Row alignment: the same binary label column in all three files, the text vectors of text_{s}.csv.
+    for m in ("audio", "visual"):
+        if not np.array_equal(mats[m][:, -1], mats["text"][:, -1]):
+            raise DataError(
+                f"{root / 'bclstm' / FEATURE_FILES[m].format(s=part)}: its label column disagrees "
+                f"with {FEATURE_FILES['text'].format(s=part)} (files not row-aligned)"
+            )
+    if np.abs(text_ref - mats["text"][:, :-1]).max() > 1e-4:
+        raise DataError(
+            f"{root / 'bclstm' / FEATURE_FILES['text'].format(s=part)}: text vectors differ from "
+            f"text_{part}.csv (files not row-aligned)"
+        )
+    return {m: mats[m][:, :-1] for m in mats}
+
+
+def _read_parts(root: Path, transcript_ids: list[str], scores: dict[str, tuple[float, str]]
+                ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The labelled rows of the train and test files (``{"ids", "feats"}`` per part) and the ids dropped for having
+    no score."""
+    rows: dict[str, dict[str, Any]] = {}
+    seen_idx: set[int] = set()
+    for part in ("train", "test"):
+        idx, text_ref = _split_index(root, part, len(transcript_ids))
+        if seen_idx & set(idx.tolist()):
+            raise DataError(
+                f"{root / 'bclstm'}: a transcript index occurs in both text_train.csv and text_test.csv"
+            )
+        seen_idx |= set(idx.tolist())
+        rows[part] = {"idx": idx, "feats": _read_part(root, part, idx, text_ref)}
+    dropped: list[str] = []
+    parts: dict[str, dict[str, Any]] = {}
+    for part, info in rows.items():
+        ids = [transcript_ids[i] for i in info["idx"].tolist()]
+        keep = [k for k, sid in enumerate(ids) if sid in scores]
+        dropped.extend(sid for sid in ids if sid not in scores)
+        parts[part] = {
+            "ids": [ids[k] for k in keep],
+            "feats": {m: x[keep] for m, x in info["feats"].items()},
+        }
+    return parts, dropped
+
+
+def _valid_videos(root: Path, parts: dict[str, dict[str, Any]], valid_videos: int, valid_seed: int
+                  ) -> tuple[list[str], list[str], set[str]]:
+    """The training videos, the seeded draw of ``valid_videos`` of them for validation, and the test videos."""
+    train_videos = sorted({video_of(s) for s in parts["train"]["ids"]})
+    test_videos = {video_of(s) for s in parts["test"]["ids"]}
+    if set(train_videos) & test_videos:
+        raise DataError(
+            f"{root / 'bclstm'}: video(s) {sorted(set(train_videos) & test_videos)[:3]} occur in both "
+            "the train and the test files (expected a speaker-independent split)"
+        )
+    if valid_videos >= len(train_videos):
+        raise ConfigError(
+            f"data.params.valid_videos: {valid_videos} must be below the {len(train_videos)} training videos"
+        )
+    if valid_videos < 1:
+        raise ConfigError(f"data.params.valid_videos: expected at least 1, got {valid_videos}")
+    rng = np.random.default_rng(valid_seed)
+    chosen = sorted(str(v) for v in rng.permutation(np.array(train_videos))[:valid_videos])
+    return train_videos, chosen, test_videos
+
+
+def _bclstm_splits(parts: dict[str, dict[str, Any]], scores: dict[str, tuple[float, str]], chosen: list[str]
+                   ) -> dict[str, SplitData]:
+    """Train (training videos not in ``chosen``), valid (``chosen``) and test (their test file)."""
+    in_valid = np.array([video_of(s) in set(chosen) for s in parts["train"]["ids"]])
+    selections = {
+        "train": ("train", ~in_valid),
+        "valid": ("train", in_valid),
+        "test": ("test", np.ones(len(parts["test"]["ids"]), dtype=bool)),
+    }
+    splits: dict[str, SplitData] = {}
+    for name, (src, sel) in selections.items():
+        ids = [s for s, keep in zip(parts[src]["ids"], sel.tolist(), strict=True) if keep]
+        feats = {
+            m: torch.from_numpy(x[sel].astype(np.float32)).unsqueeze(1)
+            for m, x in parts[src]["feats"].items()
+        }
+        labels = torch.tensor([scores[s][0] for s in ids], dtype=torch.float32)
+        splits[name] = make_split(feats, labels, ids=ids, raw_text=[scores[s][1] for s in ids])
+    return splits
+
+
 def load_mosi_u(
     path: str | os.PathLike[str] | None = None,
     split: Literal["bclstm", "standard"] = "bclstm",
@@ -214,61 +325,11 @@ def load_mosi_u(
         DataError: missing or malformed files.
         ConfigError: ``valid_videos`` not below the number of training videos.
     """
-    if text_features not in ("bclstm", "minilm"):
-        raise ConfigError(f"data.params.text_features: expected bclstm or minilm, got {text_features!r}")
-    if split == "standard" and text_features == "bclstm":
-        try:
-            root: Path | None = find_mosi_dir(path)
-        except DataError:
-            root = None
-        raise LeakageError(leakage_message(root))
-    if split not in ("bclstm", "standard"):
-        raise ConfigError(f"data.params.split: expected bclstm or standard, got {split!r}")
+    _check_options(path, split, text_features)
     root = find_mosi_dir(path)
     transcript_ids = _transcript_ids(root)
     scores = _read_labels(root)
-    rows: dict[str, dict[str, Any]] = {}
-    seen_idx: set[int] = set()
-    for part in ("train", "test"):
-        idx, text_ref = _split_index(root, part, len(transcript_ids))
-        if seen_idx & set(idx.tolist()):
-            raise DataError(
-                f"{root / 'bclstm'}: a transcript index occurs in both text_train.csv and text_test.csv"
-            )
-        seen_idx |= set(idx.tolist())
-        mats: dict[str, np.ndarray] = {}
-        for m, pattern in FEATURE_FILES.items():
-            file = root / "bclstm" / pattern.format(s=part)
-            mat = _read_matrix(file, DIMS[m] + 1)
-            if mat.shape[0] != idx.shape[0]:
-                raise DataError(
-                    f"{file}: has {mat.shape[0]} rows but text_{part}.csv has {idx.shape[0]} "
-                    "(the files must be row-aligned)"
-                )
-            mats[m] = mat
-        # Row alignment: the same binary label column in all three files, the text vectors of text_{s}.csv.
-        for m in ("audio", "visual"):
-            if not np.array_equal(mats[m][:, -1], mats["text"][:, -1]):
-                raise DataError(
-                    f"{root / 'bclstm' / FEATURE_FILES[m].format(s=part)}: its label column disagrees "
-                    f"with {FEATURE_FILES['text'].format(s=part)} (files not row-aligned)"
-                )
-        if np.abs(text_ref - mats["text"][:, :-1]).max() > 1e-4:
-            raise DataError(
-                f"{root / 'bclstm' / FEATURE_FILES['text'].format(s=part)}: text vectors differ from "
-                f"text_{part}.csv (files not row-aligned)"
-            )
-        rows[part] = {"idx": idx, "feats": {m: mats[m][:, :-1] for m in mats}}
-    dropped: list[str] = []
-    parts: dict[str, dict[str, Any]] = {}
-    for part, info in rows.items():
-        ids = [transcript_ids[i] for i in info["idx"].tolist()]
-        keep = [k for k, sid in enumerate(ids) if sid in scores]
-        dropped.extend(sid for sid in ids if sid not in scores)
-        parts[part] = {
-            "ids": [ids[k] for k in keep],
-            "feats": {m: x[keep] for m, x in info["feats"].items()},
-        }
+    parts, dropped = _read_parts(root, transcript_ids, scores)
     if text_features == "minilm":
         from accord.data.sentence_vectors import minilm_vectors
 
@@ -276,36 +337,8 @@ def load_mosi_u(
             info["feats"]["text"] = minilm_vectors([scores[s][1] for s in info["ids"]]).astype(np.float64)
     if split == "standard":
         return _standard_minilm(root, parts, scores, dropped, standardize)
-    train_videos = sorted({video_of(s) for s in parts["train"]["ids"]})
-    test_videos = {video_of(s) for s in parts["test"]["ids"]}
-    if set(train_videos) & test_videos:
-        raise DataError(
-            f"{root / 'bclstm'}: video(s) {sorted(set(train_videos) & test_videos)[:3]} occur in both "
-            "the train and the test files (expected a speaker-independent split)"
-        )
-    if valid_videos >= len(train_videos):
-        raise ConfigError(
-            f"data.params.valid_videos: {valid_videos} must be below the {len(train_videos)} training videos"
-        )
-    if valid_videos < 1:
-        raise ConfigError(f"data.params.valid_videos: expected at least 1, got {valid_videos}")
-    rng = np.random.default_rng(valid_seed)
-    chosen = sorted(str(v) for v in rng.permutation(np.array(train_videos))[:valid_videos])
-    in_valid = np.array([video_of(s) in set(chosen) for s in parts["train"]["ids"]])
-    selections = {
-        "train": ("train", ~in_valid),
-        "valid": ("train", in_valid),
-        "test": ("test", np.ones(len(parts["test"]["ids"]), dtype=bool)),
-    }
-    splits = {}
-    for name, (src, sel) in selections.items():
-        ids = [s for s, keep in zip(parts[src]["ids"], sel.tolist(), strict=True) if keep]
-        feats = {
-            m: torch.from_numpy(x[sel].astype(np.float32)).unsqueeze(1)
-            for m, x in parts[src]["feats"].items()
-        }
-        labels = torch.tensor([scores[s][0] for s in ids], dtype=torch.float32)
-        splits[name] = make_split(feats, labels, ids=ids, raw_text=[scores[s][1] for s in ids])
+    train_videos, chosen, test_videos = _valid_videos(root, parts, valid_videos, valid_seed)
+    splits = _bclstm_splits(parts, scores, chosen)
     return _dataset(root, splits, standardize, {
         "split": "bclstm",
         "features": {

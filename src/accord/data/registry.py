@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from accord.core.errors import ConfigError
+from accord.core.errors import ConfigError, config_error
 from accord.core.registry import Registry
 from accord.data.dataset import MultimodalDataset
 
@@ -50,12 +50,8 @@ def validate_data_params(name: str, params: dict[str, Any]) -> DataParams:
     try:
         return spec.params(**params)
     except ValidationError as err:
-        e = err.errors()[0]
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            known = ", ".join(sorted(spec.params.model_fields)) or "none"
-            raise ConfigError(f"data.params.{key}: unknown key for dataset {name!r}; known: {known}") from None
-        raise ConfigError(f"data.params.{key}: {e['msg']} (got {e.get('input')!r})") from None
+        raise config_error(err, where="data.params", owner=f"dataset {name!r}",
+                           known=spec.params.model_fields) from None
 
 
 def build_dataset(name: str, path: str | None = None, params: dict[str, Any] | None = None) -> MultimodalDataset:

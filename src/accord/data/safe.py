@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from accord.core.errors import ConfigError, DataError
-from accord.core.io import read_json_file
+from accord.core.io import read_json_file, write_npz
 from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, SplitData
 from accord.data.mmsa import load_mmsa_pickle
@@ -102,7 +102,7 @@ def save_dataset(ds: MultimodalDataset, out_dir: str | os.PathLike[str]) -> Path
         for split in SPLITS:
             part = ds.splits[split]
             file = tmp / f"{split}.npz"
-            np.savez(file, **_split_arrays(part, f"{ds.source}: split {split!r}"))
+            write_npz(file, _split_arrays(part, f"{ds.source}: split {split!r}"))
             splits_info[split] = {
                 "file": file.name,
                 "n": len(part),
@@ -141,15 +141,8 @@ def save_dataset(ds: MultimodalDataset, out_dir: str | os.PathLike[str]) -> Path
     return out
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
-    file = root / MANIFEST
-    if not root.exists():
-        raise DataError(f"{root}: dataset directory not found")
-    if not root.is_dir():
-        raise DataError(f"{root}: is not a directory; expected a dataset directory with {MANIFEST}")
-    manifest = read_json_file(file, DataError, "a dataset directory written by `accord data convert`")
-    if not isinstance(manifest, dict):
-        raise DataError(f"{file}: top level must be a JSON object")
+def _check_manifest_header(manifest: dict[str, Any], file: Path) -> None:
+    """The required top-level keys, format, version, metric family and label range of a manifest."""
     for key in ("format", "version", "name", "metric_family", "label_range", "splits"):
         if key not in manifest:
             raise DataError(f"{file}: missing key {key!r}")
@@ -166,69 +159,93 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     lr = manifest["label_range"]
     if not (isinstance(lr, list) and len(lr) == 2 and all(isinstance(v, int | float) for v in lr)):
         raise DataError(f"{file}: key 'label_range' must be [low, high], got {lr!r}")
+
+
+def _check_manifest_split(info: Any, split: str, file: Path) -> None:
+    """A manifest's ``splits.<split>`` entry: an object with ``file`` (a plain ``.npz`` name), ``n``, ``sha256``."""
+    if not isinstance(info, dict):
+        raise DataError(f"{file}: key 'splits.{split}' is missing (expected train, valid and test)")
+    for key in ("file", "n", "sha256"):
+        if key not in info:
+            raise DataError(f"{file}: key 'splits.{split}.{key}' is missing")
+    name = info["file"]
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".npz"):
+        raise DataError(f"{file}: key 'splits.{split}.file' must be a plain .npz file name, got {name!r}")
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    """The checked ``manifest.json`` of the dataset directory ``root``."""
+    file = root / MANIFEST
+    if not root.exists():
+        raise DataError(f"{root}: dataset directory not found")
+    if not root.is_dir():
+        raise DataError(f"{root}: is not a directory; expected a dataset directory with {MANIFEST}")
+    manifest = read_json_file(file, DataError, "a dataset directory written by `accord data convert`")
+    if not isinstance(manifest, dict):
+        raise DataError(f"{file}: top level must be a JSON object")
+    _check_manifest_header(manifest, file)
     splits = manifest["splits"]
     if not isinstance(splits, dict):
         raise DataError(f"{file}: key 'splits' must be an object")
     for split in SPLITS:
-        info = splits.get(split)
-        if not isinstance(info, dict):
-            raise DataError(f"{file}: key 'splits.{split}' is missing (expected train, valid and test)")
-        for key in ("file", "n", "sha256"):
-            if key not in info:
-                raise DataError(f"{file}: key 'splits.{split}.{key}' is missing")
-        name = info["file"]
-        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".npz"):
-            raise DataError(f"{file}: key 'splits.{split}.file' must be a plain .npz file name, got {name!r}")
+        _check_manifest_split(splits.get(split), split, file)
     return manifest
 
 
-def _load_split(root: Path, split: str, info: dict[str, Any]) -> SplitData:
-    file = root / info["file"]
+def _read_npz(file: Path, split: str, info: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of a split's ``.npz`` (never unpickling), after checking the file exists and its checksum."""
     if not file.is_file():
         raise DataError(f"{file}: missing (listed in {MANIFEST} for split {split!r})")
     if _sha256(file) != info["sha256"]:
         raise DataError(f"{file}: checksum mismatch (file changed or corrupt)")
     try:
         with np.load(file, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
         detail = " ".join(str(err).split())[:160]
         raise DataError(f"{file}: not a readable .npz ({type(err).__name__}: {detail})") from None
 
-    def need(key: str) -> np.ndarray:
-        if key not in arrays:
-            raise DataError(f"{file}: missing array {key!r}")
-        return arrays[key]
 
-    def tensor(key: str, kinds: str) -> torch.Tensor:
-        arr = need(key)
+class _Arrays:
+    """Checked access to the arrays of one ``.npz`` (errors name the file and the array)."""
+
+    def __init__(self, file: Path, arrays: dict[str, np.ndarray]) -> None:
+        self.file, self.arrays = file, arrays
+
+    def need(self, key: str) -> np.ndarray:
+        if key not in self.arrays:
+            raise DataError(f"{self.file}: missing array {key!r}")
+        return self.arrays[key]
+
+    def tensor(self, key: str, kinds: str) -> torch.Tensor:
+        arr = self.need(key)
         if arr.dtype.kind not in kinds:
-            raise DataError(f"{file}: array {key!r} has dtype {arr.dtype}, expected a numeric array")
+            raise DataError(f"{self.file}: array {key!r} has dtype {arr.dtype}, expected a numeric array")
         return torch.from_numpy(np.ascontiguousarray(arr))
 
-    features = {m: tensor(f"features_{m}", "f").float() for m in MODALITIES}
-    lengths = {m: tensor(f"lengths_{m}", "iu").long() for m in MODALITIES}
-    labels = tensor("labels", "f").float()
-    ids_arr = need("ids")
-    if ids_arr.dtype.kind != "U":
-        raise DataError(f"{file}: array 'ids' has dtype {ids_arr.dtype}, expected unicode strings")
-    raw_text: list[str] = []
-    if "raw_text" in arrays:
-        if arrays["raw_text"].dtype.kind != "U":
-            raise DataError(
-                f"{file}: array 'raw_text' has dtype {arrays['raw_text'].dtype}, expected unicode"
-            )
-        raw_text = [str(t) for t in arrays["raw_text"].tolist()]
-    class_labels = tensor("class_labels", "iu").long() if "class_labels" in arrays else None
-    unimodal = {
-        k[len("unimodal_labels_") :]: tensor(k, "f").float()
-        for k in arrays
-        if k.startswith("unimodal_labels_")
-    }
+    def strings(self, key: str, expected: str) -> list[str]:
+        arr = self.need(key)
+        if arr.dtype.kind != "U":
+            raise DataError(f"{self.file}: array {key!r} has dtype {arr.dtype}, expected {expected}")
+        return [str(t) for t in arr.tolist()]
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        return [k for k in self.arrays if k.startswith(prefix)]
+
+
+def _load_split(root: Path, split: str, info: dict[str, Any]) -> SplitData:
+    """Split ``split`` from its ``.npz`` in ``root``, checked against its manifest entry ``info``."""
+    file = root / info["file"]
+    z = _Arrays(file, _read_npz(file, split, info))
+    features = {m: z.tensor(f"features_{m}", "f").float() for m in MODALITIES}
+    lengths = {m: z.tensor(f"lengths_{m}", "iu").long() for m in MODALITIES}
+    labels = z.tensor("labels", "f").float()
+    ids = z.strings("ids", "unicode strings")
+    raw_text = z.strings("raw_text", "unicode") if "raw_text" in z.arrays else []
+    class_labels = z.tensor("class_labels", "iu").long() if "class_labels" in z.arrays else None
+    unimodal = {k[len("unimodal_labels_") :]: z.tensor(k, "f").float() for k in z.with_prefix("unimodal_labels_")}
     extras = {
-        k[len("extras_") :]: torch.from_numpy(np.ascontiguousarray(arrays[k]))
-        for k in arrays
-        if k.startswith("extras_")
+        k[len("extras_") :]: torch.from_numpy(np.ascontiguousarray(z.arrays[k])) for k in z.with_prefix("extras_")
     }
     if labels.ndim != 1:
         raise DataError(f"{file}: array 'labels' must be 1-D [N], got shape {tuple(labels.shape)}")
@@ -239,7 +256,7 @@ def _load_split(root: Path, split: str, info: dict[str, Any]) -> SplitData:
         features=features,
         lengths=lengths,
         labels=labels,
-        ids=[str(i) for i in ids_arr.tolist()],
+        ids=ids,
         raw_text=raw_text,
         class_labels=class_labels,
         unimodal_labels=unimodal,

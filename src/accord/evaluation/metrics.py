@@ -22,11 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeGuard
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 
 from accord.core.errors import ConfigError, DataError
 
@@ -65,6 +64,11 @@ SIMS_BINS: Final[dict[str, tuple[float, ...]]] = {
 
 _FAMILIES: Final[tuple[str, ...]] = ("mosi", "sims")
 _TASKS: Final[tuple[str, ...]] = ("regression", "classification")
+
+
+def _is_family(name: str) -> TypeGuard[Family]:
+    """Whether ``name`` is a regression metric family (``mosi`` or ``sims``)."""
+    return name in _FAMILIES
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -113,8 +117,26 @@ def _accuracy(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(pred == true))
 
 
+def f1_per_class(true: np.ndarray, pred: np.ndarray, labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(F1 per label, support per label)``: ``F1 = 2·tp / (2·tp + fn + fp)``, 0 where that denominator is 0
+    (scikit-learn's ``f1_score(..., labels=labels, average=None, zero_division=0)``, computed the same way, so the
+    values are bit-identical; tested against it). Computed here so that metrics do not import scikit-learn."""
+    lab = list(labels)
+    tp = np.array([np.count_nonzero((pred == k) & (true == k)) for k in lab], dtype=np.float64)
+    pred_sum = np.array([np.count_nonzero(pred == k) for k in lab], dtype=np.float64)
+    true_sum = np.array([np.count_nonzero(true == k) for k in lab], dtype=np.float64)
+    denom = 1.0 * true_sum + pred_sum
+    empty = denom == 0
+    denom[empty] = 1.0
+    f1 = (2.0 * tp) / denom
+    f1[empty] = 0.0
+    return f1, true_sum
+
+
 def _weighted_f1(true: np.ndarray, pred: np.ndarray, labels: Sequence[int]) -> float:
-    return float(f1_score(true, pred, labels=list(labels), average="weighted", zero_division=0))
+    """Support-weighted mean F1 over ``labels`` (a plain mean when no label occurs in ``true``)."""
+    f1, support = f1_per_class(true, pred, labels)
+    return float(np.average(f1, weights=support)) if support.sum() > 0 else float(np.mean(f1))
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -290,12 +312,12 @@ def classification_metrics(logits_or_classes: Any, y: Any, class_names: list[str
     true_idx = _class_indices(t, "labels", num_classes)
 
     labels = list(range(num_classes))
+    per_class, _ = f1_per_class(true_idx, pred_idx, labels)
     out: dict[str, float] = {
         "Acc": _pct(_accuracy(pred_idx, true_idx)),
-        "F1_weighted": _pct(f1_score(true_idx, pred_idx, labels=labels, average="weighted", zero_division=0)),
-        "F1_macro": _pct(f1_score(true_idx, pred_idx, labels=labels, average="macro", zero_division=0)),
+        "F1_weighted": _pct(_weighted_f1(true_idx, pred_idx, labels)),
+        "F1_macro": _pct(float(np.mean(per_class))),
     }
-    per_class = f1_score(true_idx, pred_idx, labels=labels, average=None, zero_division=0)
     for name, value in zip(class_names, per_class, strict=True):
         out[f"F1_{name}"] = _pct(float(value))
     return out
@@ -314,9 +336,9 @@ def compute_metrics(pred: Any, y: Any, task: str, family: str = "mosi",
         DataError: see the two metric functions.
     """
     if task == "regression":
-        if family not in _FAMILIES:
+        if not _is_family(family):
             raise ConfigError(f"metrics: unknown regression family {family!r} (expected 'mosi' or 'sims')")
-        return regression_metrics(pred, y, family=family)  # type: ignore[arg-type]
+        return regression_metrics(pred, y, family=family)
     if task == "classification":
         if class_names is None:
             shape = tuple(pred.shape) if hasattr(pred, "shape") else tuple(np.shape(pred))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from accord.core.errors import ConfigError
-from accord.evaluation.metrics import metric_mode
+from accord.evaluation.metrics import metric_spec
 
 KINDS = ("drop", "temporal_drop", "noise")
 
@@ -109,7 +109,8 @@ def markdown(curves: list[Curve], reference_run: str | None) -> str:
         return ""
     levels = curves[0].levels
     metric = curves[0].metric
-    better = "higher" if metric_mode(metric) == "max" else "lower"
+    spec = metric_spec(metric)
+    better = "higher" if spec.direction == "max" else "lower"
     lines = [
         f"Metric: {metric} ({better} is better), mean ± std over seeds. RR = relative robustness (mean over levels, "
         f"area under the curve); ER = effective robustness vs `{reference_run}` (RR − clean, minus the same for the "
@@ -119,7 +120,7 @@ def markdown(curves: list[Curve], reference_run: str | None) -> str:
         "|:---|:---|:---|" + "---:|" * (len(levels) + 2),
     ]
     by_key = {(r["run"], r["kind"], r["modality"]): r for r in summary_rows(curves, reference_run)}
-    digits = 3 if metric in ("MAE", "Corr") else 1
+    digits = spec.digits
     for c in curves:
         r = by_key[(c.run, c.kind, c.modality)]
         cells = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(c.mean, c.std, strict=True)]

@@ -22,9 +22,14 @@ from accord.evaluation.metrics import metric_spec
 __all__ = [
     "Aggregate",
     "aggregate",
+    "aggregate_from_json",
+    "aggregate_json",
+    "aggregate_table_from_json",
+    "aggregate_table_json",
     "csv_rows",
     "format_mean_std",
     "markdown_table",
+    "summary_rows",
     "write_csv",
     "write_markdown",
 ]
@@ -74,9 +79,27 @@ def aggregate_json(agg: Mapping[str, Aggregate]) -> dict[str, dict[str, float | 
     return {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in agg.items()}
 
 
+def aggregate_from_json(agg: Mapping[str, Mapping[str, Any]]) -> dict[str, Aggregate]:
+    """``{metric: {"mean", "std", "n"}}`` (the form results files use) back to ``{metric: (mean, std, n)}``: the
+    inverse of :func:`aggregate_json`."""
+    return {k: (v["mean"], v["std"], v["n"]) for k, v in agg.items()}
+
+
+def summary_rows(summary: Mapping[str, Any], split: str) -> dict[str, Aggregate]:
+    """The aggregates of one ``split`` of a run's summary (``summary.json``: ``{split: {metric: {"mean", "std",
+    "n"}}}``) as ``{metric: (mean, std, n)}``; a split the summary lacks (a sweep trial evaluates ``valid`` only)
+    gives ``{}``."""
+    return aggregate_from_json(summary.get(split, {}))
+
+
 def aggregate_table_json(rows: Mapping[str, Mapping[str, Aggregate]]) -> dict[str, dict[str, dict[str, float | int]]]:
     """A table of aggregates (row -> metric -> Aggregate) as JSON-ready nested dicts."""
     return {k: aggregate_json(r) for k, r in rows.items()}
+
+
+def aggregate_table_from_json(table: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Aggregate]]:
+    """The inverse of :func:`aggregate_table_json` (a study's ``test``/``valid`` tables read back from its JSON)."""
+    return {k: aggregate_from_json(r) for k, r in table.items()}
 
 
 def format_mean_std(mean: float, std: float, metric: str) -> str:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from accord.core.errors import AccordError, DataError
-from accord.core.io import atomic_write_bytes, write_json
+from accord.core.io import atomic_write_bytes, npz_bytes, write_json
 from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, make_split, standardize
 from accord.features import audio as audio_fx
@@ -97,11 +97,9 @@ class ClipFeatures:
         return self.arrays[f"{modality}_vector"][None, :]
 
     def to_npz_bytes(self, key: str) -> bytes:
-        buf = io.BytesIO()
         info = {"clip_id": self.clip_id, "path": self.path, "text": self.text, "missing": self.missing,
                 "seconds": self.seconds, "duration": self.duration, "key": key}
-        np.savez(buf, info=np.array(json.dumps(info), dtype=np.str_), **self.arrays)
-        return buf.getvalue()
+        return npz_bytes({"info": np.array(json.dumps(info), dtype=np.str_), **self.arrays})
 
     @classmethod
     def from_npz(cls, file: Path) -> tuple[ClipFeatures, str]:
@@ -209,6 +207,86 @@ class ExtractReport:
     note: str = ""
 
 
+def _cached(file: Path, key: str) -> ClipFeatures | None:
+    """The cached features in ``file`` when they were computed with ``key`` (settings + transcript), else None; a
+    damaged cache entry counts as absent (it is recomputed)."""
+    if not file.is_file():
+        return None
+    try:
+        cached, old_key = ClipFeatures.from_npz(file)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+    return cached if old_key == key else None
+
+
+def _extract_cached(clip: Path, cid: str, transcript: str, settings: dict[str, Any], cache: Path
+                    ) -> tuple[ClipFeatures, bool]:
+    """Features of one clip from ``cache/<id>.npz`` when valid (``True``: skipped), else extracted and cached."""
+    key = _cache_key(settings, transcript)
+    file = cache / f"{cid}.npz"
+    cached = _cached(file, key)
+    if cached is not None:
+        return cached, True
+    cf = extract_clip(clip, transcript, settings, clip_id=cid)
+    atomic_write_bytes(file, cf.to_npz_bytes(key))
+    return cf, False
+
+
+def _transcript(clip: Path, text: str | None, row: dict[str, Any]) -> str:
+    """``--text``, else the CSV's ``text``, else a sidecar ``.txt``/``.srt``, else empty."""
+    transcript = text if text is not None else row.get("text")
+    if transcript is None:
+        transcript = text_fx.sidecar_transcript(clip) or ""
+    return str(transcript)
+
+
+@contextmanager
+def _progress_bar(total: int, show: bool) -> Iterator[Callable[[], None]]:
+    """A rich progress bar of ``total`` steps while the block runs (none when not ``show``); yields ``advance``."""
+    if not show:
+        yield lambda: None
+        return
+    from rich.progress import Progress
+
+    prog = Progress(transient=False)
+    prog.start()
+    task = prog.add_task("extracting", total=total)
+    try:
+        yield lambda: prog.advance(task)
+    finally:
+        prog.stop()
+
+
+def _extract_all(clips: list[Path], rows: dict[str, dict[str, Any]], text: str | None, settings: dict[str, Any],
+                 report: ExtractReport, progress: bool, on_clip: Callable[[str, str], None] | None
+                 ) -> dict[str, ClipFeatures]:
+    """Extract (or take from the cache) every clip, recording done/skipped/failed/missing in ``report``; one clip
+    that fails does not stop the others."""
+    cache = report.out / "clips"
+    feats: dict[str, ClipFeatures] = {}
+    with _progress_bar(len(clips), progress) as advance:
+        for clip in clips:
+            cid = clip.stem
+            transcript = _transcript(clip, text, rows.get(cid, {}))
+            try:
+                cf, skipped = _extract_cached(clip, cid, transcript, settings, cache)
+                feats[cid] = cf
+                (report.skipped if skipped else report.done).append(cid)
+                status = "skipped" if skipped else "done"
+                if cf.missing:
+                    report.missing[cid] = cf.missing
+            except AccordError as err:
+                report.failed[cid] = str(err)
+                status = f"failed: {err}"
+            except Exception as err:  # noqa: BLE001 - one bad clip must not stop the folder
+                report.failed[cid] = f"{clip}: {type(err).__name__}: {err}"
+                status = f"failed: {report.failed[cid]}"
+            if on_clip:
+                on_clip(cid, status)
+            advance()
+    return feats
+
+
 def extract_folder(source: str | os.PathLike[str], out: str | os.PathLike[str], csv_path: str | None = None,
                    text: str | None = None, settings: dict[str, Any] | None = None,
                    progress: bool = True, on_clip: Callable[[str, str], None] | None = None) -> ExtractReport:
@@ -229,57 +307,7 @@ def extract_folder(source: str | os.PathLike[str], out: str | os.PathLike[str], 
     cache = outp / "clips"
     cache.mkdir(parents=True, exist_ok=True)
     report = ExtractReport(outp)
-    feats: dict[str, ClipFeatures] = {}
-    prog = None
-    if progress:
-        from rich.progress import Progress
-
-        prog = Progress(transient=False)
-        prog.start()
-        task = prog.add_task("extracting", total=len(clips))
-    try:
-        for clip in clips:
-            cid = clip.stem
-            row = rows.get(cid, {})
-            transcript = text if text is not None else row.get("text")
-            if transcript is None:
-                transcript = text_fx.sidecar_transcript(clip) or ""
-            key = _cache_key(settings, transcript)
-            file = cache / f"{cid}.npz"
-            status = "done"
-            try:
-                cached = None
-                if file.is_file():
-                    try:
-                        cached, old_key = ClipFeatures.from_npz(file)
-                        if old_key != key:
-                            cached = None
-                    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-                        cached = None  # a damaged cache entry is recomputed
-                if cached is not None:
-                    feats[cid] = cached
-                    report.skipped.append(cid)
-                    status = "skipped"
-                else:
-                    cf = extract_clip(clip, transcript, settings, clip_id=cid)
-                    atomic_write_bytes(file, cf.to_npz_bytes(key))
-                    feats[cid] = cf
-                    report.done.append(cid)
-                if feats[cid].missing:
-                    report.missing[cid] = feats[cid].missing
-            except AccordError as err:
-                report.failed[cid] = str(err)
-                status = f"failed: {err}"
-            except Exception as err:  # noqa: BLE001 - one bad clip must not stop the folder
-                report.failed[cid] = f"{clip}: {type(err).__name__}: {err}"
-                status = f"failed: {report.failed[cid]}"
-            if on_clip:
-                on_clip(cid, status)
-            if prog is not None:
-                prog.advance(task)
-    finally:
-        if prog is not None:
-            prog.stop()
+    feats = _extract_all(clips, rows, text, settings, report, progress, on_clip)
     write_json(outp / "failed.json", report.failed)
     write_json(outp / "extraction.json", {"settings": settings, "done": report.done, "skipped": report.skipped,
                                          "failed": report.failed, "missing": report.missing})

@@ -1,4 +1,5 @@
-"""``accord predict``: one raw clip → features → a trained model's score, polarity and per-modality diagnostics.
+"""The pure parts of ``accord predict`` (one raw clip → features → a trained model's score, polarity and per-modality
+diagnostics); :func:`accord.api.predict_clip` composes them with the run it loads.
 
 The run's training dataset must record its extractor settings (``meta.extractor``: written by ``accord extract``
 and by MOSI-U with ``text_features=minilm``); the clip is extracted with exactly those settings, standardised
@@ -6,12 +7,15 @@ with the training statistics (``meta.standardize``) and checked against the run'
 model was trained on but the extractor cannot produce (e.g. bc-LSTM audio/visual vectors), or that the clip lacks
 (no audio track, no face, empty transcript), is fed as absent (``present = False``, length 0) and named in the
 output, so a degraded prediction is never silent.
+
+Here: the training dataset's ``meta`` (:func:`dataset_meta`), the extractor check (:func:`check_settings`), the
+one-clip batch (:func:`clip_batch`), the result dict (:func:`prediction_result`) and its text
+(:func:`format_prediction`). Nothing here loads a run or a model.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +23,24 @@ import numpy as np
 import torch
 
 from accord.core.errors import CheckpointError, DataError
-from accord.core.types import MODALITIES, Batch
-from accord.features.extract import ClipFeatures, expected_dims, extract_clip
+from accord.core.types import MODALITIES, Batch, ModelOutput
+from accord.features.extract import ClipFeatures, expected_dims
 
 
-def training_meta(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``meta`` of the dataset a run was trained on (manifest of a saved dataset, else rebuilt)."""
+def dataset_meta(name: str, path: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """The ``meta`` of the dataset a run was trained on, from its ``data`` config (``name``, ``path``, ``params``):
+    the manifest of a saved dataset, else the rebuilt dataset's."""
     import json
 
     from accord.data.registry import build_dataset
-    from accord.training.trainer import load_run
 
-    cfg, _ = load_run(run_dir)
-    if cfg.data.name == "saved" and cfg.data.path:
-        manifest = Path(cfg.data.path) / "manifest.json"
+    if name == "saved" and path:
+        manifest = Path(path) / "manifest.json"
         if not manifest.is_file():
             raise CheckpointError(f"{manifest}: missing; the run's training dataset is needed for its extractor "
                                   "settings and standardisation statistics")
         return dict(json.loads(manifest.read_text(encoding="utf-8")).get("meta") or {})
-    return dict(build_dataset(cfg.data.name, cfg.data.path, cfg.data.params).meta)
+    return dict(build_dataset(name, path, params).meta)
 
 
 def check_settings(run_dir: str | os.PathLike[str], meta: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
@@ -78,6 +81,7 @@ def clip_batch(cf: ClipFeatures, ex: dict[str, Any], dims: dict[str, int], meta:
     present = torch.zeros(1, len(MODALITIES), dtype=torch.bool)
     absent: dict[str, str] = {}
     for k, m in enumerate(MODALITIES):
+        x: np.ndarray
         if ex.get(m) is None:
             absent[m] = ("not used: the model was trained on features the extractor cannot compute from a clip "
                          f"({meta.get('features', {}).get(m, 'unknown source')})")
@@ -99,58 +103,55 @@ def clip_batch(cf: ClipFeatures, ex: dict[str, Any], dims: dict[str, int], meta:
     return batch, absent
 
 
-def predict_clip(clip: str | os.PathLike[str], run_dir: str | os.PathLike[str], text: str | None = None,
-                 seed: int | None = None) -> dict[str, Any]:
-    """Score one clip with the run's model; returns a JSON-ready dict (see :func:`format_prediction`)."""
-    from accord.api import load
-    from accord.training.trainer import load_run
-
-    t0 = time.perf_counter()
-    cfg, info = load_run(run_dir)
-    if not info:
-        raise CheckpointError(f"{run_dir}/dataset.json: missing (needed for the model's input sizes)")
-    dims = {m: int(info["dims"][m]) for m in MODALITIES}
-    meta = training_meta(run_dir)
-    ex = check_settings(run_dir, meta, dims)
-    model = load(run_dir, seed=seed, device="cpu")
-    t_load = time.perf_counter() - t0
-    cf = extract_clip(clip, text, ex)
-    batch, absent = clip_batch(cf, ex, dims, meta)
+def require_usable(clip: str | os.PathLike[str], batch: Batch, absent: dict[str, str]) -> None:
+    """A DataError naming the clip when no modality of ``batch`` is present (and why each is absent)."""
     if not bool(batch.present.any()):
         raise DataError(f"{clip}: no modality the model can use ({'; '.join(f'{m}: {r}' for m, r in absent.items())})")
-    t1 = time.perf_counter()
-    with torch.inference_mode():
-        out = model(batch)
-    pred = out.prediction.detach().float()
-    result: dict[str, Any] = {"clip": str(clip), "run": str(run_dir), "method": cfg.model.name,
-                              "transcript": cf.text, "duration_s": round(cf.duration, 3)}
-    if cfg.task.kind == "classification":
-        probs = torch.softmax(pred[0], dim=-1)
-        idx = int(probs.argmax())
-        names = info.get("class_names") or [str(i) for i in range(len(probs))]
-        result.update({"class": names[idx], "probabilities": dict(zip(names, probs.tolist(), strict=True))})
-        result["polarity"] = names[idx]
-    else:
-        score = float(pred.reshape(-1)[0])
-        result["score"] = round(score, 4)
-        result["polarity"] = "positive" if score > 0 else ("negative" if score < 0 else "neutral")
-    result["modalities"] = {m: absent.get(m, "used") for m in MODALITIES}
-    result["degraded"] = sorted(absent)
+
+
+def output_diagnostics(out: ModelOutput) -> dict[str, Any]:
+    """The one sample's diagnostics of a model output, rounded: a number, or a list for a vector per sample."""
     diag: dict[str, Any] = {}
     for key, val in (out.diagnostics or {}).items():
         if isinstance(val, torch.Tensor) and val.ndim >= 1 and val.shape[0] == 1:
             v = val[0].detach().float()
             diag[key] = round(float(v), 4) if v.ndim == 0 else [round(float(a), 4) for a in v.reshape(-1)]
+    return diag
+
+
+def _verdict(pred: torch.Tensor, task: str, class_names: list[str] | None) -> dict[str, Any]:
+    """``class``, ``probabilities`` and ``polarity`` (classification) or ``score`` and ``polarity`` (regression)."""
+    if task == "classification":
+        probs = torch.softmax(pred[0], dim=-1)
+        idx = int(probs.argmax())
+        names = class_names or [str(i) for i in range(len(probs))]
+        return {"class": names[idx], "probabilities": dict(zip(names, probs.tolist(), strict=True)),
+                "polarity": names[idx]}
+    score = float(pred.reshape(-1)[0])
+    return {"score": round(score, 4),
+            "polarity": "positive" if score > 0 else ("negative" if score < 0 else "neutral")}
+
+
+def prediction_result(cf: ClipFeatures, out: ModelOutput, absent: dict[str, str], *, clip: str | os.PathLike[str],
+                      run_dir: str | os.PathLike[str], method: str, task: str,
+                      class_names: list[str] | None = None) -> dict[str, Any]:
+    """The JSON-ready result of scoring one clip (see :func:`format_prediction`), without its ``seconds``: the
+    clip and run, the score or class and polarity, which modalities were used (or why not), and the model's
+    per-sample diagnostics, also grouped per modality."""
+    result: dict[str, Any] = {"clip": str(clip), "run": str(run_dir), "method": method,
+                              "transcript": cf.text, "duration_s": round(cf.duration, 3)}
+    result.update(_verdict(out.prediction.detach().float(), task, class_names))
+    result["modalities"] = {m: absent.get(m, "used") for m in MODALITIES}
+    result["degraded"] = sorted(absent)
+    diag = output_diagnostics(out)
     result["diagnostics"] = diag
     result["per_modality"] = {m: {k.rsplit("_", 1)[0]: v for k, v in diag.items() if k.endswith(f"_{m}")}
                               for m in MODALITIES}
-    result["seconds"] = {"load_model": round(t_load, 3), **{k: round(v, 3) for k, v in cf.seconds.items()},
-                         "model": round(time.perf_counter() - t1, 4), "total": round(time.perf_counter() - t0, 3)}
     return result
 
 
 def format_prediction(res: dict[str, Any]) -> str:
-    """Human-readable lines of a :func:`predict_clip` result."""
+    """Human-readable lines of a prediction (:func:`accord.api.predict_clip`)."""
     head = (f"{res['clip']}: score {res['score']:+.3f} ({res['polarity']})" if "score" in res
             else f"{res['clip']}: {res['class']}")
     lines = [head + f"  [model {res['method']} from {res['run']}]"]

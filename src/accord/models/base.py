@@ -7,13 +7,14 @@ mistyped key in ``model.params`` is a one-line :class:`~accord.core.errors.Confi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from accord.core.errors import ConfigError
+from accord.core.errors import ConfigError, config_error
 from accord.core.hooks import HookRequest
 from accord.core.registry import Registry
 from accord.core.types import Batch, ModelOutput
@@ -74,9 +75,10 @@ class ModelSpec:
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
+M = TypeVar("M", bound=type[AccordModel])
 
 
-def register_model(name: str, *, fixed: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+def register_model(name: str, *, fixed: dict[str, Any] | None = None) -> Callable[[M], M]:
     """Class decorator registering a model under ``name``; ``fixed`` pins some of its ``Params``.
 
     Stack it to register one class under several names::
@@ -86,7 +88,7 @@ def register_model(name: str, *, fixed: dict[str, Any] | None = None):  # type: 
         class Unimodal(AccordModel): ...
     """
 
-    def deco(cls: type[AccordModel]) -> type[AccordModel]:
+    def deco(cls: M) -> M:
         MODELS.register(name)(ModelSpec(cls, dict(fixed or {})))
         return cls
 
@@ -102,12 +104,8 @@ def validate_params(name: str, params: dict[str, Any]) -> ModelParams:
     try:
         return spec.cls.Params(**{**params, **spec.fixed})
     except ValidationError as err:
-        e = err.errors()[0]
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            known = ", ".join(sorted(spec.cls.Params.model_fields))
-            raise ConfigError(f"model.params.{key}: unknown key for model {name!r}; known: {known}") from None
-        raise ConfigError(f"model.params.{key}: {e['msg']} (got {e.get('input')!r})") from None
+        raise config_error(err, where="model.params", owner=f"model {name!r}",
+                           known=spec.cls.Params.model_fields) from None
 
 
 def create_model(name: str, dims: dict[str, int], out_dim: int = 1, **params: Any) -> AccordModel:

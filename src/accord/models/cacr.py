@@ -71,7 +71,7 @@ to the fused head.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from pydantic import Field
@@ -129,7 +129,7 @@ class CrossReconstruction(nn.Module):
         """``X~_nm = D_nm([resample(H_n) (+) P_m])`` ``[B, T_m, d]``."""
         h = masked_resample(shared_source, source_mask, target_mask)
         key = f"{source}_to_{target}" if self.sharing == "pair" else f"to_{target}"
-        conv1, conv2 = self.decoders[key]  # type: ignore[misc]
+        conv1, conv2 = cast(nn.ModuleList, self.decoders[key])  # a ModuleDict item is typed as Module
         return conv2(self.act(conv1(torch.cat([h, private_target], dim=-1), target_mask)), target_mask)
 
     def forward(self, shared: dict[str, Tensor], private: dict[str, Tensor],
@@ -302,8 +302,6 @@ class CACR(AccordModel):
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Batch) -> ModelOutput:
-        p = self.params
-        assert isinstance(p, CACR.Params)
         x, shared, private, mask = self.decoupling(batch.features, batch.mask)
         present = torch.stack([mask[m].any(dim=1) for m in MODALITIES], dim=1)  # [B, 3]
         pooled = torch.stack([masked_mean(shared[m], mask[m]) for m in MODALITIES], dim=1)  # h_m, [B, 3, d]
@@ -312,21 +310,10 @@ class CACR(AccordModel):
         losses: dict[str, Tensor] = {}
         shared_for_fusion = shared
         if self.use_crm:
-            omega = self.reconstruction_weights(pooled, conflict)
-            diagnostics.update({f"omega_{m}": omega[:, k].detach() for k, m in enumerate(MODALITIES)})
-            recon = self.cross_reconstruct(shared, private, mask)
-            err = torch.stack([
-                reconstruction_error(recon[m], x[m].detach() if p.detach_target else x[m], mask[m])
-                for m in MODALITIES], dim=1)  # l_m, [B, 3]
-            diagnostics.update({f"rec_error_{m}": err[:, k].detach() for k, m in enumerate(MODALITIES)})
-            losses["rec"] = weighted_reconstruction_loss(err, normalize_weights(omega, present))
-            shared_again, private_again = self.decoupling.decouple(recon, mask)  # same encoders
-            if self.use_preserve:
-                pres = present.to(err.dtype)
-                per = torch.stack([private_preservation(private_again[m], private[m], mask[m])
-                                   for m in MODALITIES], dim=1)
-                losses["preserve"] = ((per * pres).sum(dim=0) / pres.sum(dim=0).clamp_min(1.0)).sum()
-            shared_for_fusion = shared_again
+            shared_for_fusion, rec_losses, rec_diagnostics = self._reconstruction_branch(
+                x, shared, private, mask, pooled, conflict, present)
+            losses.update(rec_losses)
+            diagnostics.update(rec_diagnostics)
         else:
             diagnostics.update({f"omega_{m}": torch.ones_like(conflict[:, k]) for k, m in enumerate(MODALITIES)})
         if self.use_orth:
@@ -335,11 +322,41 @@ class CACR(AccordModel):
         for name in ("rec", "orth", "preserve"):  # a removed loss is a constant 0, so one loss_weights fits all
             losses.setdefault(name, zero)
         refined = self.fsr(private, mask) if self.fsr is not None else private
+        return self._fuse(refined, shared_for_fusion, mask, pooled, present, losses, diagnostics)
 
+    def _reconstruction_branch(
+        self, x: dict[str, Tensor], shared: dict[str, Tensor], private: dict[str, Tensor], mask: dict[str, Tensor],
+        pooled: Tensor, conflict: Tensor, present: Tensor,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+        """CAW + CRM: the shared sequences of the re-decoupled reconstructions (the input of the shared fusion),
+        the losses ``rec`` (and ``preserve``) and the diagnostics ``omega_<m>`` and ``rec_error_<m>``."""
+        p = self.params
+        assert isinstance(p, CACR.Params)
+        omega = self.reconstruction_weights(pooled, conflict)
+        diagnostics = {f"omega_{m}": omega[:, k].detach() for k, m in enumerate(MODALITIES)}
+        recon = self.cross_reconstruct(shared, private, mask)
+        err = torch.stack([
+            reconstruction_error(recon[m], x[m].detach() if p.detach_target else x[m], mask[m])
+            for m in MODALITIES], dim=1)  # l_m, [B, 3]
+        diagnostics.update({f"rec_error_{m}": err[:, k].detach() for k, m in enumerate(MODALITIES)})
+        losses = {"rec": weighted_reconstruction_loss(err, normalize_weights(omega, present))}
+        shared_again, private_again = self.decoupling.decouple(recon, mask)  # same encoders
+        if self.use_preserve:
+            pres = present.to(err.dtype)
+            per = torch.stack([private_preservation(private_again[m], private[m], mask[m])
+                               for m in MODALITIES], dim=1)
+            losses["preserve"] = ((per * pres).sum(dim=0) / pres.sum(dim=0).clamp_min(1.0)).sum()
+        return shared_again, losses, diagnostics
+
+    def _fuse(self, refined: dict[str, Tensor], shared: dict[str, Tensor], mask: dict[str, Tensor], pooled: Tensor,
+              present: Tensor, losses: dict[str, Tensor], diagnostics: dict[str, Tensor]) -> ModelOutput:
+        """Hierarchical fusion of the (refined) private and the shared sequences: the output with the prediction,
+        the auxiliary predictions (with the anchors' weights), ``losses``, ``diagnostics`` and the pooled private
+        features of each modality."""
         order_masks = [mask[m] for m in FUSION_ORDER]
         tp = self.private_fusion([refined[m] for m in FUSION_ORDER], order_masks)
         private_pooled = {m: masked_mean(t, mask[m]) for m, t in zip(FUSION_ORDER, tp, strict=True)}
-        th = self.shared_fusion([shared_for_fusion[m] for m in FUSION_ORDER], order_masks)
+        th = self.shared_fusion([shared[m] for m in FUSION_ORDER], order_masks)
         shared_pooled = masked_mean(torch.cat(th, dim=1), torch.cat(order_masks, dim=1))
         private_cat = torch.cat([private_pooled[m] for m in FUSION_ORDER], dim=-1)
         fused = self.head(torch.cat([private_cat, shared_pooled], dim=-1))

@@ -38,7 +38,7 @@ output ``[B, 2d]``: the input of the final concatenation head (MulT's fusion of 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from pydantic import Field
@@ -91,16 +91,19 @@ class MulT(AccordModel):
             raise ConfigError(f"model.params.conv_kernel: must be odd ('same' padding), got {p.conv_kernel}")
         d = p.hidden
         attn_drop = {"text": p.attn_dropout, "audio": p.attn_dropout_audio, "visual": p.attn_dropout_visual}
-        common = {"relu_dropout": p.relu_dropout, "res_dropout": p.res_dropout, "embed_dropout": p.embed_dropout}
         self.proj = nn.ModuleDict({m: TemporalConv1d(dims[m], d, p.conv_kernel, bias=False) for m in MODALITIES})
         self.cross = nn.ModuleDict({
-            f"{t}_from_{s}": CrossmodalTransformer(d, p.heads, p.layers, attn_dropout=attn_drop[t], **common)
+            f"{t}_from_{s}": CrossmodalTransformer(d, p.heads, p.layers, attn_dropout=attn_drop[t],
+                                                   relu_dropout=p.relu_dropout, res_dropout=p.res_dropout,
+                                                   embed_dropout=p.embed_dropout)
             for t in MODALITIES for s in MODALITIES if s != t
         })
         mem_layers = p.mem_layers or max(p.layers, 3)  # as MulT's get_network(..., layers=3)
         mem_drop = p.attn_dropout if p.attn_dropout_mem is None else p.attn_dropout_mem
         self.memory = nn.ModuleDict({
-            t: CrossmodalTransformer(2 * d, p.heads, mem_layers, attn_dropout=mem_drop, self_attention=True, **common)
+            t: CrossmodalTransformer(2 * d, p.heads, mem_layers, attn_dropout=mem_drop, self_attention=True,
+                                     relu_dropout=p.relu_dropout, res_dropout=p.res_dropout,
+                                     embed_dropout=p.embed_dropout)
             for t in MODALITIES
         })
         self.text_drop = Dropout(p.embed_dropout)
@@ -129,7 +132,8 @@ class MulT(AccordModel):
                 self.cross[f"{t}_from_{s}"](proj[t], mask[t], proj[s], mask[s]) for s in MODALITIES if s != t
             ], dim=-1)
             if p.pool == "last":
-                feats[t] = self.memory[t].forward_last(h, mask[t])
+                memory = cast(CrossmodalTransformer, self.memory[t])  # a ModuleDict item is typed as Module
+                feats[t] = memory.forward_last(h, mask[t])
             else:
                 feats[t] = pool(self.memory[t](h, mask[t]), mask[t], p.pool)
         return feats

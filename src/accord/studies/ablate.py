@@ -24,12 +24,9 @@ from rich.console import Console
 
 from accord.config import Config, compose, validate
 from accord.core.errors import ConfigError
-from accord.data.dataset import MultimodalDataset
-from accord.data.registry import build_dataset
-from accord.evaluation.metrics import METRIC_ORDER
 from accord.evaluation.summary import Aggregate, aggregate_table_json, format_mean_std, markdown_table
-from accord.studies.benchmark import conflict_split_rows, write_study_report
-from accord.training.trainer import Trainer
+from accord.studies.benchmark import CONFLICT_COLUMNS, conflict_split_rows, write_study_report
+from accord.studies.runner import rows_table, run_configs, selection_metric, table_metrics, train_seconds
 
 PAPER_COLUMNS: dict[str, str] = {"Mult_acc_7": "ACC7", "Non0_acc_2": "ACC2", "MAE": "MAE"}
 """Our metric -> the column name of seed 003's ablation table (its single ACC2 is compared with Non0_acc_2)."""
@@ -92,37 +89,11 @@ def paper_layout_table(rows: dict[str, dict[str, Aggregate]], table: dict[str, d
     return "\n".join(lines) + "\n"
 
 
-def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Path,
-                 names: list[str] | None = None, overrides: list[str] | None = None,
-                 config_files: list[str] | None = None, table: str | Path | None = None, resume: bool = False,
-                 overwrite: bool = False, console: Console | None = None, command: str | None = None,
-                 notes: str = "") -> dict[str, Any]:
-    """Train every ablation of ``method`` (or ``names``) on ``dataset``; write ``ablation.{md,csv,json}``."""
-    param, spec, reference = ablation_spec(method)
-    names = names or list(spec)
-    unknown = [n for n in names if n not in spec]
-    if unknown:
-        raise ConfigError(f"--only {unknown[0]}: not an ablation of {method!r}; known: {', '.join(spec)}")
-    out = Path(out_dir)
-    cfgs = ablation_configs(method, dataset, seeds, out, names, overrides, config_files)
-    cache: dict[str, MultimodalDataset] = {}
-    rows: dict[str, dict[str, Aggregate]] = {}
-    valid_rows: dict[str, dict[str, Aggregate]] = {}
-    seconds: dict[str, float] = {}
-    family = "mosi"
-    for name, cfg in zip(names, cfgs, strict=True):
-        key = json.dumps(cfg.data.model_dump(mode="json", exclude={"corruption"}), sort_keys=True)
-        if key not in cache:
-            cache[key] = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
-        ds = cache[key]
-        family = "classification" if cfg.task.kind == "classification" else ds.metric_family
-        summary = Trainer(cfg, dataset=ds, console=console).fit(resume=resume, overwrite=overwrite)
-        rows[name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["test"].items()}
-        valid_rows[name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["valid"].items()}
-        seconds[name] = summary["train_seconds"]
-    metrics = [m for m in METRIC_ORDER[family] if any(m in r for r in rows.values())]
-    c0 = cfgs[0]
-    sel = c0.train.early_stopping.metric or ("F1_weighted" if family == "classification" else "MAE")
+def _ablation_lines(method: str, dataset: str, param: str, seeds: list[int], c0: Config, sel: str, reference: str,
+                    spec: dict[str, dict[str, Any]], rows: dict[str, dict[str, Aggregate]],
+                    valid_rows: dict[str, dict[str, Aggregate]], metrics: list[str],
+                    conflict_rows: dict[str, dict[str, Aggregate]], notes: str) -> list[str]:
+    """The Markdown of an ablation above its closing lines (:func:`write_study_report`)."""
     lines = [
         f"# Ablation of `{method}` on `{dataset}`",
         "",
@@ -138,15 +109,37 @@ def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Pat
     lines += [f"Validation {sel} (the selection metric):", "",
               markdown_table({k: {sel: v[sel]} for k, v in valid_rows.items() if sel in v}, [sel],
                              first_col="ablation").rstrip("\n"), ""]
-    conflict_rows = conflict_split_rows({n: c.run_dir for n, c in zip(names, cfgs, strict=True)}, seeds,
-                                        c0.task.kind)
     if conflict_rows:
         lines += ["Planted conflicts (ConflictBench ground truth): binary accuracy on conflicting vs consistent "
                   "test samples.", "",
-                  markdown_table(conflict_rows, ["acc_conflicting", "acc_consistent"], first_col="ablation")
-                  .rstrip("\n"), ""]
+                  markdown_table(conflict_rows, CONFLICT_COLUMNS, first_col="ablation").rstrip("\n"), ""]
     if notes:
         lines += [notes.rstrip("\n"), ""]
+    return lines
+
+
+def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Path,
+                 names: list[str] | None = None, overrides: list[str] | None = None,
+                 config_files: list[str] | None = None, table: str | Path | None = None, resume: bool = False,
+                 overwrite: bool = False, console: Console | None = None, command: str | None = None,
+                 notes: str = "") -> dict[str, Any]:
+    """Train every ablation of ``method`` (or ``names``) on ``dataset``; write ``ablation.{md,csv,json}``."""
+    param, spec, reference = ablation_spec(method)
+    names = names or list(spec)
+    unknown = [n for n in names if n not in spec]
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]}: not an ablation of {method!r}; known: {', '.join(spec)}")
+    out = Path(out_dir)
+    cfgs = ablation_configs(method, dataset, seeds, out, names, overrides, config_files)
+    trained = run_configs(list(zip(names, cfgs, strict=True)), resume=resume, overwrite=overwrite, console=console)
+    rows, valid_rows, seconds = rows_table(trained), rows_table(trained, "valid"), train_seconds(trained)
+    metrics = table_metrics(trained)
+    c0 = cfgs[0]
+    sel = selection_metric(c0, trained[-1].family)
+    run_dirs = {r.name: r.run_dir for r in trained}
+    conflict_rows = conflict_split_rows(run_dirs, seeds, c0.task.kind)
+    lines = _ablation_lines(method, dataset, param, seeds, c0, sel, reference, spec, rows, valid_rows, metrics,
+                            conflict_rows, notes)
     command = command or (f"accord ablate --method {method} --dataset {dataset} --seeds {len(seeds)}"
                           + "".join(f" --set {o}" for o in overrides or []))
     md = write_study_report(out, "ablation", lines, seconds, command, rows, metrics, {
@@ -157,5 +150,4 @@ def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Pat
         "conflict_split": aggregate_table_json(conflict_rows),
         "train_seconds": seconds, "command": command,
     }, table)
-    return {"markdown": md, "rows": rows, "valid": valid_rows, "conflict": conflict_rows,
-            "run_dirs": {n: c.run_dir for n, c in zip(names, cfgs, strict=True)}}
+    return {"markdown": md, "rows": rows, "valid": valid_rows, "conflict": conflict_rows, "run_dirs": run_dirs}

@@ -1,4 +1,5 @@
-"""``accord benchmark``: several methods on one dataset, same seeds and budget, one table of mean ± std."""
+"""``accord benchmark``: several methods on one dataset, same seeds and budget, one table of mean ± std; the runs
+are trained by the runner primitive (:func:`~accord.studies.runner.run_configs`)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,22 @@ import numpy as np
 from rich.console import Console
 
 from accord.config import Config, load_config
+from accord.core import rundir
 from accord.core.io import atomic_write_text, write_json
-from accord.data.dataset import MultimodalDataset
-from accord.data.registry import build_dataset
-from accord.evaluation.metrics import METRIC_ORDER, metric_mode, register_metric
+from accord.evaluation.metrics import headline_metric, metric_mode, register_metric
 from accord.evaluation.summary import Aggregate, aggregate, aggregate_table_json, markdown_table, write_csv
-from accord.training.trainer import Trainer
+from accord.studies.runner import (
+    DatasetCache,
+    rows_table,
+    run_configs,
+    selection_metric,
+    table_metrics,
+    train_seconds,
+)
 
 UNIMODAL = ("text", "audio", "visual")
+CONFLICT_COLUMNS = ["acc_conflicting", "acc_consistent"]
+"""The columns of :func:`conflict_split_rows` (registered metrics, in %)."""
 
 register_metric("acc_conflicting", "max", "%", description="binary accuracy on samples with a planted conflict")
 register_metric("acc_consistent", "max", "%", description="binary accuracy on samples without one")
@@ -45,7 +54,8 @@ def fusion_verdict(rows: dict[str, dict[str, tuple[float, float, int]]], metric:
         return ""
     t_mean, t_std, _ = rows["text"][metric]
     better = metric_mode(metric)
-    wins, losses = [], []
+    wins: list[str] = []
+    losses: list[str] = []
     for name, agg in rows.items():
         if name in UNIMODAL or metric not in agg:
             continue
@@ -78,6 +88,19 @@ def write_study_report(out: Path, stem: str, lines: list[str], seconds: dict[str
     return md
 
 
+def _conflict_hits(diag: dict[str, np.ndarray], task: str) -> dict[str, float]:
+    """One seed's binary accuracy (%) on conflicting and on consistent test samples (NaN where there are none)."""
+    pred, y, flag = diag["prediction"], diag["label"], diag["extra_conflict"].astype(bool)
+    if task == "classification":
+        hit, keep = pred.argmax(axis=1) == y, np.ones_like(flag)
+    else:
+        hit, keep = (pred > 0) == (y > 0), y != 0
+    return {
+        "acc_conflicting": float(100 * hit[keep & flag].mean()) if (keep & flag).any() else float("nan"),
+        "acc_consistent": float(100 * hit[keep & ~flag].mean()) if (keep & ~flag).any() else float("nan"),
+    }
+
+
 def conflict_split_rows(run_dirs: dict[str, Path], seeds: list[int], task: str) -> dict[str, dict[str, Aggregate]]:
     """Binary accuracy (%) on conflicting vs consistent test samples, per method, mean ± std over seeds.
 
@@ -89,24 +112,43 @@ def conflict_split_rows(run_dirs: dict[str, Path], seeds: list[int], task: str) 
     for name, rd in run_dirs.items():
         per_seed = []
         for s in seeds:
-            path = rd / f"seed_{s}" / "diagnostics.npz"
-            if not path.is_file():
+            sd = rundir.seed_dir(rd, s)
+            if not (sd / rundir.DIAGNOSTICS).is_file():
                 continue
-            with np.load(path, allow_pickle=False) as z:
-                if "test/extra_conflict" not in z.files:
-                    continue
-                pred, y, flag = z["test/prediction"], z["test/label"], z["test/extra_conflict"].astype(bool)
-            if task == "classification":
-                hit, keep = pred.argmax(axis=1) == y, np.ones_like(flag)
-            else:
-                hit, keep = (pred > 0) == (y > 0), y != 0
-            per_seed.append({
-                "acc_conflicting": float(100 * hit[keep & flag].mean()) if (keep & flag).any() else float("nan"),
-                "acc_consistent": float(100 * hit[keep & ~flag].mean()) if (keep & ~flag).any() else float("nan"),
-            })
+            diag = rundir.read_diagnostics(sd, "test")
+            if "extra_conflict" in diag:
+                per_seed.append(_conflict_hits(diag, task))
         if per_seed:
             rows[name] = aggregate(per_seed)
     return rows
+
+
+def _benchmark_lines(dataset: str, title: str | None, seeds: list[int], c0: Config, sel: str, table: str,
+                     verdict: str, reference: Any, conflict_rows: dict[str, dict[str, Aggregate]]) -> list[str]:
+    """The Markdown of a benchmark above its closing lines (:func:`write_study_report`)."""
+    lines = [
+        f"# {title or 'Benchmark'}: {dataset}",
+        "",
+        f"Test split, mean ± std over {len(seeds)} seed(s) {seeds}; each seed's checkpoint selected on the "
+        f"validation split by {sel} (never on test). Budget: up to {c0.train.epochs} epochs, batch "
+        f"{c0.train.batch_size}, lr {c0.train.lr:g} unless a method's config says otherwise. Accuracies and F1 in %.",
+        "",
+        table.rstrip("\n"),
+        "",
+    ]
+    if verdict:
+        lines += [verdict, ""]
+    if reference:
+        lines += [str(reference), ""]
+    if conflict_rows:
+        lines += [
+            "Planted conflicts (ConflictBench ground truth): accuracy on test samples where one modality carries the "
+            "opposite polarity vs on consistent samples.",
+            "",
+            markdown_table(conflict_rows, CONFLICT_COLUMNS, first_col="method"),
+            "",
+        ]
+    return lines
 
 
 def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: str | Path,
@@ -121,52 +163,17 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
     """
     out = Path(out_dir)
     cfgs = benchmark_configs(methods, dataset, seeds, out, overrides, config_files)
-    cache: dict[str, MultimodalDataset] = {}
-    rows: dict[str, dict[str, tuple[float, float, int]]] = {}
-    valid_rows: dict[str, dict[str, tuple[float, float, int]]] = {}
-    seconds: dict[str, float] = {}
-    family = "mosi"
-    for cfg in cfgs:
-        key = json.dumps(cfg.data.model_dump(mode="json", exclude={"corruption"}), sort_keys=True)
-        if key not in cache:
-            cache[key] = build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
-        ds = cache[key]
-        family = "classification" if cfg.task.kind == "classification" else ds.metric_family
-        trainer = Trainer(cfg, dataset=ds, console=console)
-        summary = trainer.fit(resume=resume, overwrite=overwrite)
-        rows[cfg.run_name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["test"].items()}
-        valid_rows[cfg.run_name] = {k: (v["mean"], v["std"], v["n"]) for k, v in summary["valid"].items()}
-        seconds[cfg.run_name] = summary["train_seconds"]
-    metrics = [m for m in METRIC_ORDER[family] if any(m in r for r in rows.values())]
-    sel = cfgs[0].train.early_stopping.metric or ("F1_weighted" if family == "classification" else "MAE")
-    text = markdown_table(rows, metrics, first_col="method")
-    verdict_metric = "Acc" if family == "classification" else ("Non0_acc_2" if family == "mosi" else "Mult_acc_2")
-    verdict = fusion_verdict(rows, verdict_metric)
-    c0 = cfgs[0]
-    lines = [
-        f"# {title or 'Benchmark'}: {dataset}",
-        "",
-        f"Test split, mean ± std over {len(seeds)} seed(s) {seeds}; each seed's checkpoint selected on the "
-        f"validation split by {sel} (never on test). Budget: up to {c0.train.epochs} epochs, batch "
-        f"{c0.train.batch_size}, lr {c0.train.lr:g} unless a method's config says otherwise. Accuracies and F1 in %.",
-        "",
-        text.rstrip("\n"),
-        "",
-    ]
-    if verdict:
-        lines += [verdict, ""]
-    reference = next(iter(cache.values())).meta.get("reference")
-    if reference:
-        lines += [str(reference), ""]
+    datasets = DatasetCache()
+    trained = run_configs([(c.run_name, c) for c in cfgs], resume=resume, overwrite=overwrite, console=console,
+                          datasets=datasets)
+    rows, valid_rows, seconds = rows_table(trained), rows_table(trained, "valid"), train_seconds(trained)
+    family = trained[-1].family
+    metrics = table_metrics(trained)
+    sel = selection_metric(cfgs[0], family)
+    verdict = fusion_verdict(rows, headline_metric(trained[-1].cfg.task.kind, family))
     conflict_rows = conflict_split_rows({c.run_name: c.run_dir for c in cfgs}, seeds, cfgs[0].task.kind)
-    if conflict_rows:
-        lines += [
-            "Planted conflicts (ConflictBench ground truth): accuracy on test samples where one modality carries the "
-            "opposite polarity vs on consistent samples.",
-            "",
-            markdown_table(conflict_rows, ["acc_conflicting", "acc_consistent"], first_col="method"),
-            "",
-        ]
+    lines = _benchmark_lines(dataset, title, seeds, cfgs[0], sel, markdown_table(rows, metrics, first_col="method"),
+                             verdict, datasets.get(cfgs[0].data).meta.get("reference"), conflict_rows)
     command = command or (f"accord benchmark --dataset {dataset} --methods {','.join(methods)} --seeds {len(seeds)}"
                           + "".join(f" --set {o}" for o in overrides or []))
     md = write_study_report(out, "benchmark", lines, seconds, command, rows, metrics, {

@@ -39,7 +39,7 @@ import atexit
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -78,7 +78,7 @@ class DistContext:
             return obj
         box = [obj if self.is_main else None]
         dist.broadcast_object_list(box, src=0)
-        return box[0]  # type: ignore[return-value]
+        return cast(T, box[0])  # rank 0's obj, of type T on every rank
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order."""

@@ -58,7 +58,7 @@ from accord.training.distributed import allreduce_step, init_distributed, rank_d
 from accord.training.evaluation import EvalResult, evaluate_split, predict_split
 from accord.training.optim import Scheduler, make_optimizer, step_scheduler
 
-__all__ = ["EvalResult", "Trainer", "evaluate_split", "load_run", "predict_split", "resolve_device",
+__all__ = ["EvalResult", "Trainer", "evaluate_split", "load_model", "load_run", "predict_split", "resolve_device",
            "seed_everything"]
 
 EpochCallback = Callable[[int, int, dict[str, Any]], None]
@@ -100,6 +100,22 @@ def load_run(run_dir: str | Path) -> tuple[Config, dict[str, Any]]:
     cfg = validate(tree, str(Path(run_dir) / rundir.CONFIG))
     info = rundir.read_dataset_info(run_dir) if (Path(run_dir) / rundir.DATASET).is_file() else {}
     return cfg, info
+
+
+def load_model(run_dir: str | Path, seed: int | None = None, device: str | torch.device | None = None
+               ) -> AccordModel:
+    """The selected checkpoint of one seed of a run (the first seed that has one when ``seed`` is None), rebuilt
+    from the run's resolved config and ``dataset.json``, in eval mode on ``device`` (default: ``train.device``)."""
+    cfg, info = load_run(run_dir)
+    if not info:
+        raise CheckpointError(f"{run_dir}/{rundir.DATASET}: missing (needed to rebuild the model's input sizes)")
+    folder = rundir.seed_dirs(run_dir, with_checkpoint=True)[0] if seed is None else rundir.seed_dir(run_dir, seed)
+    if not (folder / rundir.BEST).is_file():
+        raise CheckpointError(f"{folder}: no {rundir.BEST}")
+    dev = resolve_device(str(device) if device is not None else cfg.train.device)
+    model = create_model(cfg.model.name, info["dims"], int(info["out_dim"]), **cfg.model.params).to(dev)
+    load_weights(model, folder / rundir.BEST, dev)
+    return model.eval()
 
 
 @dataclass

@@ -32,7 +32,7 @@ Example (EBMC-style use)::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -108,7 +108,7 @@ class Decoupling(nn.Module):
         if self.shared_common is not None:
             return self.shared_common
         assert self.shared_separate is not None
-        return self.shared_separate[modality]  # type: ignore[return-value]
+        return cast(SequenceEncoder, self.shared_separate[modality])  # a ModuleDict item is typed as Module
 
     def _act(self, x: Tensor, mask: Tensor) -> Tensor:
         if self.activation == "tanh":

@@ -1,0 +1,85 @@
+"""The Python API: every ``accord`` command is one function here, returning objects (dicts, dataclasses, paths);
+the CLI (:mod:`accord.cli`) only parses arguments and prints.
+
+    import accord
+    summary = accord.train(accord.load_config(method="mult", dataset="mosi-u"))
+    metrics = accord.evaluate("runs/mult_mosi-u", corrupt=["drop:audio:0.5"])
+
+=======================  ==========================================================================================
+command                  function
+=======================  ==========================================================================================
+``train``                :func:`train_run` (:func:`load_config` + :func:`train`)
+``evaluate``             :func:`evaluate`
+``benchmark``/``demo``   :func:`benchmark` / :func:`demo`
+``ablate``/``sweep``     :func:`ablate` / :func:`sweep`
+``robustness``           :func:`robustness`
+``report``               :func:`report`
+``extract``/``predict``  :func:`extract` / :func:`predict_clip` (printed by :func:`format_prediction`)
+``list``                 :func:`registered`
+``config show``          :func:`config_show`
+``plot ...``             :func:`plot_gradients`, :func:`plot_conflict`
+``data ...``             :func:`data_info`, :func:`data_build`, :func:`data_convert`
+``augment ...``          :func:`augment_fit`, :func:`augment_sample`
+=======================  ==========================================================================================
+
+The functions live in a few modules (:mod:`accord.api.runs`, :mod:`~accord.api.studies`,
+:mod:`~accord.api.datasets`, :mod:`~accord.api.media`, :mod:`~accord.api.qasa`), none named like a function, so
+``accord.api.<name>`` is always the function.
+"""
+
+from __future__ import annotations
+
+from accord.api.datasets import data_build, data_convert, data_info, open_dataset, registered
+from accord.api.media import extract, format_prediction, predict_clip
+from accord.api.qasa import augment_fit, augment_sample
+from accord.api.runs import (
+    TrainRun,
+    config_show,
+    evaluate,
+    find_runs,
+    load,
+    load_config,
+    plot_conflict,
+    plot_gradients,
+    predictions,
+    read_summary,
+    report,
+    robustness,
+    seed_dirs,
+    train,
+    train_run,
+)
+from accord.api.studies import DEMO_METHODS, ablate, benchmark, demo, sweep
+
+__all__ = [
+    "DEMO_METHODS",
+    "TrainRun",
+    "ablate",
+    "augment_fit",
+    "augment_sample",
+    "benchmark",
+    "config_show",
+    "data_build",
+    "data_convert",
+    "data_info",
+    "demo",
+    "evaluate",
+    "extract",
+    "find_runs",
+    "format_prediction",
+    "load",
+    "load_config",
+    "open_dataset",
+    "plot_conflict",
+    "plot_gradients",
+    "predict_clip",
+    "predictions",
+    "read_summary",
+    "registered",
+    "report",
+    "robustness",
+    "seed_dirs",
+    "sweep",
+    "train",
+    "train_run",
+]

@@ -1,0 +1,191 @@
+"""Runs: configure, train, load, evaluate, score under corruption, report and plot a run directory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from accord import config as _config
+from accord.config import Config, load_config
+from accord.core import rundir
+from accord.core.errors import AccordError, DataError
+from accord.core.hooks import TrainerHook
+from accord.core.io import write_json
+from accord.data.corrupt import apply_corruptions, parse_corruption
+from accord.data.dataset import MultimodalDataset
+from accord.data.registry import build_dataset
+from accord.evaluation.summary import aggregate, aggregate_json, markdown_table
+from accord.models.base import AccordModel
+from accord.training.distributed import env_rank
+from accord.training.trainer import Trainer, evaluate_split, load_model, load_run, resolve_device
+
+
+# ------------------------------------------------------------------------------------------------------ configs
+def config_show(method: str | None = None, dataset: str | None = None, files: Sequence[str | Path] | None = None,
+                overrides: Sequence[str] | None = None) -> str:
+    """The resolved config as YAML, every value followed by ``# <the layer it came from>`` (``accord config show``).
+
+    Layers, later winning: code defaults, the packaged dataset file, the packaged method file(s), ``files`` in
+    order, ``overrides`` in order (see :mod:`accord.config`).
+    """
+    return _config.show(method, dataset, list(files or []), list(overrides or []))
+
+
+# ------------------------------------------------------------------------------------------------------ training
+def train(cfg: Config, resume: bool = False, overwrite: bool = False, hooks: list[TrainerHook] | None = None,
+          dataset: MultimodalDataset | None = None, console: Console | None = None) -> dict[str, Any]:
+    """Train ``cfg`` over its seeds; returns the summary (mean ± std over seeds on valid and test)."""
+    return Trainer(cfg, dataset=dataset, hooks=hooks or [], console=console).fit(resume=resume,
+                                                                                  overwrite=overwrite)
+
+
+@dataclass
+class TrainRun:
+    """What :func:`train_run` did: the resolved config, the summary, and the summary table (``None`` on the
+    ranks other than 0 of a torchrun job, which neither write nor report)."""
+
+    config: Config
+    summary: dict[str, Any]
+    run_dir: Path
+    markdown: str | None
+
+
+def train_run(config_file: str | Path | None = None, method: str | None = None, dataset: str | None = None,
+              overrides: Sequence[str] | None = None, seeds: int | None = None, resume: bool = False,
+              overwrite: bool = False, console: Console | None = None) -> TrainRun:
+    """``accord train``: load the config (a file and/or a method + dataset, ``overrides``, seeds ``0..seeds-1``)
+    and train it."""
+    if config_file is None and method is None:
+        raise AccordError("give a config file or --method (and --dataset)")
+    extra = [f"train.seeds={json.dumps(list(range(seeds)))}"] if seeds else []
+    cfg = load_config(config_file, [*(overrides or []), *extra], method=method, dataset=dataset)
+    summary = train(cfg, resume=resume, overwrite=overwrite, console=console)
+    main = env_rank() == 0  # under torchrun only rank 0 reports (and only it wrote the run directory)
+    markdown = (cfg.run_dir / "summary.md").read_text() if main else None
+    return TrainRun(cfg, summary, cfg.run_dir, markdown)
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+def seed_dirs(run_dir: str | Path) -> list[Path]:
+    """The ``seed_<s>`` folders of a run that hold a selected checkpoint (numeric seed order)."""
+    return rundir.seed_dirs(run_dir, with_checkpoint=True)
+
+
+def load(run_dir: str | Path, seed: int | None = None, device: str | None = None) -> AccordModel:
+    """The trained model of ``run_dir`` (its first seed, or ``seed``), in eval mode."""
+    return load_model(run_dir, seed, device)
+
+
+def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str = "test",
+             dataset: MultimodalDataset | None = None, write: bool = True) -> dict[str, Any]:
+    """Evaluate every seed's selected checkpoint of ``run_dir`` on ``split``, optionally corrupted.
+
+    ``corrupt`` takes specs like ``drop:audio:0.5``, ``noise:all:0.3``, ``temporal_drop:visual:0.2``.
+    Returns per-seed metrics and their mean ± std, and ``markdown`` (that table, as ``accord evaluate`` prints it);
+    with ``write`` also saves ``eval_<split>_<tag>.json`` (without the table).
+    """
+    cfg, info = load_run(run_dir)
+    specs = [parse_corruption(c) for c in (corrupt or [])]
+    ds = dataset or build_dataset(cfg.data.name, cfg.data.path, cfg.data.params)
+    if info and ds.dims != info["dims"]:
+        raise DataError(f"{cfg.data.name}: feature dims {ds.dims} differ from the run's {info['dims']}")
+    part = apply_corruptions(ds[split], specs) if specs else ds[split]
+    dev = resolve_device(cfg.train.device)
+    per_seed: dict[str, dict[str, float]] = {}
+    for sd in seed_dirs(run_dir):
+        model = load_model(run_dir, rundir.seed_of(sd), dev)
+        per_seed[sd.name] = evaluate_split(model, part, cfg, ds, dev).metrics
+    agg = aggregate(list(per_seed.values()))
+    mean_std = aggregate_json(agg)
+    result: dict[str, Any] = {"run": str(run_dir), "split": split, "corruption": [s.model_dump() for s in specs],
+                              "per_seed": per_seed, "mean_std": mean_std}
+    if write:
+        tag = "_".join(f"{s.kind}-{s.modality}-{s.level:g}" for s in specs) or "clean"
+        write_json(Path(run_dir) / f"eval_{split}_{tag}.json", result)
+    table = markdown_table({split: agg}, list(agg), first_col="split", bold_best=False)
+    result["markdown"] = f"**{run_dir}** on {split} ({', '.join(corrupt or []) or 'clean'})\n\n{table}\n"
+    return result
+
+
+def find_runs(target: str | Path) -> list[Path]:
+    """``target`` itself if it is a run directory, else every run directory directly inside it (a benchmark)."""
+    return rundir.find_runs(target)
+
+
+def robustness(
+    targets: list[str | Path],
+    modalities: list[str] | None = None,
+    corruptions: list[str] | None = None,
+    levels: list[float] | str | None = None,
+    split: str = "test",
+    metric: str | None = None,
+    reference: str = "late_fusion",
+    out: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score runs (or every run of a benchmark folder) under increasing corruption: the study
+    :func:`accord.studies.robustness.run_robustness` (its docstring says what is written where). ``levels`` may
+    also be the command line's text (``"0,0.1,0.5"``: starts at 0, increases)."""
+    from accord.evaluation.robustness import parse_levels
+    from accord.studies.robustness import run_robustness
+
+    if isinstance(levels, str):
+        levels = parse_levels(levels)
+    return run_robustness(targets, modalities=modalities, corruptions=corruptions, levels=levels, split=split,
+                          metric=metric, reference=reference, out=out, seed=seed)
+
+
+def predictions(run_dir: str | Path, seed: int | None = None, split: str = "test") -> dict[str, np.ndarray]:
+    """The saved per-sample predictions and diagnostics of a seed (from ``diagnostics.npz``)."""
+    folder = seed_dirs(run_dir)[0] if seed is None else rundir.seed_dir(run_dir, seed)
+    return rundir.read_diagnostics(folder, split)
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """A finished run's ``summary.json``."""
+    return rundir.read_summary(run_dir)
+
+
+def report(target: str | Path, out: str | Path | None = None, split: str = "test") -> Path:
+    """Write one self-contained HTML report of a run or benchmark folder (default ``<target>/report.html``).
+
+    Config, metrics (mean ± std), training curves and every diagnostic the run has, figures inlined as PNG.
+    """
+    from accord.evaluation.report import write_report
+
+    return write_report(target, out=out, split=split)
+
+
+# ------------------------------------------------------------------------------------------------------ plots
+def monitor_kappa(cfg: Config) -> float:
+    """The conflict threshold κ a run's gradient monitor used: its ``train.hooks`` entry's, else the model's
+    ``kappa`` parameter, else 1.5."""
+    return next((float(h.params["kappa"]) for h in cfg.train.hooks
+                 if h.name == "grad_monitor" and h.params.get("kappa") is not None),
+                float(cfg.model.params.get("kappa", 1.5)))
+
+
+def plot_gradients(run_dir: str | Path, seed: int | None = None, out: str | Path | None = None,
+                   kappa: float | None = None) -> Path:
+    """Per-step gradient norms g_m and imbalance ratios r_m of a monitored run, to PNG (default
+    ``RUN_DIR/gradients_seed<s>.png``); ``kappa`` defaults to the run's own (:func:`monitor_kappa`)."""
+    from accord.evaluation.plots import plot_gradients as draw
+
+    if kappa is None:
+        kappa = monitor_kappa(load_run(run_dir)[0])
+    return draw(run_dir, seed=seed, out=out, kappa=kappa)
+
+
+def plot_conflict(run_dir: str | Path, by: str = "extra_conflict", split: str = "test",
+                  out: str | Path | None = None) -> Path:
+    """Distributions of the per-sample conflict scores C_m and weights w_m, split by a saved per-sample label, to
+    PNG (default ``RUN_DIR/conflict_<split>_<by>.png``)."""
+    from accord.evaluation.plots import plot_conflict as draw
+
+    return draw(run_dir, by=by, split=split, out=out)
