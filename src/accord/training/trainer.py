@@ -609,7 +609,7 @@ class Trainer:
             for k, t in part.extras.items():
                 arrays[f"{split}/extra_{k}"] = t.numpy()
         if self.dist.enabled:  # the replicas must have stayed identical (one reduced gradient, same optimiser steps)
-            digests = self.dist.all_gather_object([float(p.double().sum()) for p in model.parameters()])
+            digests = self.dist.all_gather_object([float(p.detach().double().sum()) for p in model.parameters()])
             out["world_size"] = self.dist.world_size
             out["replicas_in_sync"] = all(d == digests[0] for d in digests)
             if not out["replicas_in_sync"]:
