@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from accord.config import Config
 from accord.core.errors import CheckpointError
+from accord.core.process import proc_start_time
 from accord.evaluation.metrics import metric_mode
 from accord.studies.runner import DatasetCache, run_configs
 from accord.studies.sweep.options import SweepOptions, compose_config, sweep_dir
 from accord.studies.sweep.space import SweepSpace, suggest
-from accord.studies.sweep.storage import proc_start_time
 
 if TYPE_CHECKING:
     import optuna

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import socket
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord.core.process import pid_alive
 from accord.studies.sweep.options import SweepError, SweepOptions
 from accord.studies.sweep.space import SweepSpace
 
@@ -143,37 +143,6 @@ def n_finished(counts: dict[str, int]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- worker identity
-def proc_start_time(pid: int) -> str | None:
-    """The process start time (clock ticks since boot, /proc/<pid>/stat field 22), to tell reused pids apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def pid_alive(pid: int, start: str | None = None) -> bool:
-    """Whether process ``pid`` (started at ``start``, when known) is still running on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.is_file():
-        try:
-            state = stat.read_text().rsplit(")", 1)[-1].split()[0]
-        except (OSError, IndexError):
-            state = ""
-        if state in ("Z", "X"):
-            return False
-        if start is not None and proc_start_time(pid) != start:
-            return False  # the pid was reused by another process
-    return True
-
-
 def recover_dead_trials(study: optuna.Study) -> list[dict[str, Any]]:
     """Fail every RUNNING trial whose recorded worker (this host, pid) is dead and re-enqueue its params.
 
