@@ -4,6 +4,7 @@ API function), bound lazily so that light modules do not pull the API in."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,10 @@ def test_api_names_survive_subpackage_imports(tmp_path: Path) -> None:
     assert callable(accord.train)
     res = accord.evaluate(cfg.run_dir, write=False)
     assert res["mean_std"]["MAE"]["n"] == 1 and res["markdown"].startswith(f"**{cfg.run_dir}** on test (clean)")
+    assert res["saved"] is None and not (cfg.run_dir / "eval_test_clean.json").exists()
+    saved = accord.evaluate(cfg.run_dir)["saved"]
+    assert saved == str(cfg.run_dir / "eval_test_clean.json")
+    assert json.loads(Path(saved).read_text())["mean_std"] == res["mean_std"]
 
 
 def test_api_is_bound_lazily_and_never_imports_media_packages() -> None:

@@ -30,6 +30,15 @@ def test_train_evaluate_and_info(tmp_path: Path) -> None:
     assert json.loads(res.stdout)["train"]["n"] == 10
 
 
+def test_seeds_option_wins_over_the_config(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("model: {name: early_fusion}\ntrain: {seeds: [5, 6], epochs: 1}\n")
+    res = runner.invoke(app, ["train", str(mine), *TINY, "--set", "train.epochs=1", "--set", "train.seeds=[7]",
+                              "--set", f"output.dir={tmp_path}", "--set", "name=r", "--seeds", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["seeds"] == [0]
+
+
 def test_benchmark_writes_one_table(tmp_path: Path) -> None:
     table = tmp_path / "table.md"
     res = runner.invoke(app, ["benchmark", "--methods", "text,late_fusion", "--dataset", "conflictbench",
@@ -64,6 +73,10 @@ def test_data_build_and_convert(tmp_path: Path) -> None:
         (["train", "--method", "late_fusion", "--dataset", "mmsa"], "data.path"),
         (["train", "--method", "late_fusion", "--set", "task.kind=classification", "--set", "data.name=mmsa",
           "--set", "data.path=BADPKL"], "bad.pkl"),
+        (["train", "--method", "late_fusion", "--seeds", "0"], "--seeds: expected at least 1 (got 0)"),
+        (["benchmark", "--methods", "text", "--seeds", "0"], "--seeds: expected at least 1 (got 0)"),
+        (["train", "--method", "late_fusion", "--set", "train.device=banana"],
+         "train.device: not a torch device string (e.g. cpu, cuda, cuda:1, mps) (got 'banana')"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path: Path, args: list[str], pattern: str) -> None:

@@ -47,12 +47,22 @@ def test_yaml_file_and_roundtrip(tmp_path: Path) -> None:
         ("data.name=nosuchdata", r"unknown dataset 'nosuchdata'"),
         ("data.corruption=drop:smell:0.5", r"smell"),
         ("train.seeds=[1, 1]", r"seeds repeat"),
+        ("train.device=banana", r"^configs for late_fusion/conflictbench: train\.device: not a torch device string "
+                                r"\(e\.g\. cpu, cuda, cuda:1, mps\) \(got 'banana'\)$"),
+        ("train.device=cuda:x", r"train\.device: not a torch device string .*\(got 'cuda:x'\)$"),
     ],
 )
 def test_bad_overrides_give_one_line_errors(override: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern) as err:
         load_config(method="late_fusion", dataset="conflictbench", overrides=[override])
     assert "\n" not in str(err.value)
+
+
+def test_device_strings_of_the_right_form_load_anywhere() -> None:
+    """Only the form is checked at load: whether CUDA is present is the trainer's check (a config made on a GPU
+    machine still loads on a laptop)."""
+    for device in ("cpu", "cuda", "cuda:1", "mps"):
+        assert load_config(method="late_fusion", overrides=[f"train.device={device}"]).train.device == device
 
 
 def test_bad_files(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -193,3 +194,78 @@ def test_torchrun_interrupted_run_resumes_to_the_same_result(tmp_path: Path) -> 
     cut = json.loads((log.parent / "results.json").read_text())
     assert cut["test"] == full["test"] and cut["best_epoch"] == full["best_epoch"]
     assert log.read_text().count('"type": "epoch"') == 12  # no duplicated or lost epoch lines
+
+
+@pytest.mark.slow
+def test_a_killed_peer_ends_the_other_rank_with_a_one_line_error(tmp_path: Path) -> None:
+    """SIGKILL rank 1 of a 2-rank run mid-training: rank 0 stops with one line naming itself (its collective failed,
+    or torchrun stopped it with SIGTERM), without a traceback of its own, releases the run lock, and the run
+    resumes to the end."""
+    import signal
+    import time
+
+    base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "accord.cli",
+            "train", "--method", "late_fusion", "--dataset", "conflictbench", "--set", "data.params.n_train=300",
+            "--set", "train.epochs=400", "--set", "train.early_stopping.patience=1000", "--set", "train.num_threads=1",
+            "--set", f"output.dir={tmp_path / 'runs'}", "--set", "name=r"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.Popen(base, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    log = tmp_path / "runs" / "r" / "seed_0" / "log.jsonl"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if log.is_file() and log.read_text().count('"type": "epoch"') >= 2:
+                break
+            time.sleep(0.05)
+        rank1 = [pid for pid in _descendants(proc.pid) if _environ(pid).get("RANK") == "1"]
+        assert len(rank1) == 1, "rank 1 not found"
+        os.kill(rank1[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    errors = [ln for ln in out.splitlines() if ln.startswith("error: rank 0: ")]
+    assert len(errors) == 1, out[-3000:]
+    assert re.fullmatch(r"error: rank 0: (.+ failed: another rank stopped or the connection to it was lost \([^\[].+\)"
+                        r"|stopped by SIGTERM \(torchrun stops every rank when one of them fails: see that rank's "
+                        r"error\)); the run resumes from its last checkpoint with --resume", errors[0]), errors[0]
+    assert 'File "' + str(Path(accord_src()) / "accord") not in out  # no traceback through Accord's code
+    assert not (tmp_path / "runs" / "r" / ".lock").exists()  # rank 0 released the run lock
+    assert "exitcode  : -6" not in out  # rank 0 did not abort at process-group teardown
+    print(out[-3000:])  # what a user sees (pytest -rP)
+
+
+def accord_src() -> str:
+    import accord
+
+    return str(Path(accord.__file__).resolve().parents[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = (Path("/proc") / str(pid) / "environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(kv.split("=", 1) for kv in raw.decode(errors="replace").split("\0") if "=" in kv)

@@ -167,7 +167,7 @@ def _saved_run(tmp_path: Path, dims: dict[str, int], extractor: dict | None, met
     for split in ("train", "valid", "test"):
         n = 12
         feats = {m: torch.randn(n, 1, d, generator=g) for m, d in dims.items()}
-        splits[split] = make_split(feats, torch.rand(n, generator=g) * 6 - 3)
+        splits[split] = make_split(feats, torch.rand(n, generator=g) * 6 - 3, id_prefix=f"{split}_")
     meta = {"extractor": extractor} if extractor is not None else {}
     ds_dir = tmp_path / "train_ds"
     save_dataset(MultimodalDataset("synthetic", splits, meta=meta), ds_dir)

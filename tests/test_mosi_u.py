@@ -132,7 +132,11 @@ def test_default_path_resolution(shared_data: Path, tmp_path: Path, monkeypatch:
     monkeypatch.setenv("ACCORD_DATA", str(shared_data))
     assert find_mosi_dir() == shared_data / "mosi"
     monkeypatch.setenv("ACCORD_DATA", str(tmp_path / "empty"))
-    # Falls back to the repository-relative ../shared/data/mosi (or reports every path it tried).
+    # an explicit ACCORD_DATA is never passed over (issue 14): no fallback to ../shared/data
+    with pytest.raises(DataError, match=f"^ACCORD_DATA={tmp_path / 'empty'}: no MOSI-U data there"):
+        find_mosi_dir()
+    monkeypatch.delenv("ACCORD_DATA")
+    # unset: the repository-relative ../shared/data/mosi (or every path tried)
     import accord.data.mosi_u as mod
 
     repo_relative = Path(mod.__file__).resolve().parents[3].parent / "shared" / "data" / "mosi"

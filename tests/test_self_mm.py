@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 from accord.balance.ulgm import ULGMHook
 from accord.config import load_config
-from accord.core.errors import ConfigError
+from accord.core.errors import ConfigError, DataError
 from accord.core.hooks import StepState
 from accord.core.types import MODALITIES, Batch, ModelOutput
+from accord.data.safe import save_dataset
 from accord.models import create_model, list_models
 from accord.models.self_mm import (
     TASKS,
@@ -27,6 +28,7 @@ from accord.models.self_mm import (
     unimodal_weights,
 )
 from accord.training.trainer import Trainer
+from conftest import tiny_dataset
 from test_models import TINY_DIMS, check_output, make_batch, repad
 
 
@@ -267,3 +269,25 @@ def test_memory_gives_a_repeated_id_one_row() -> None:
     assert model.memory.features["fusion"].shape == (2, 2)
     looked = model.memory.lookup(["b", "zz"], torch.tensor([5.0, 0.7]))
     torch.testing.assert_close(looked["audio"], torch.tensor([-2.0, 0.7]))  # unknown id -> its own y_m
+
+
+def test_memory_can_no_longer_merge_two_samples_the_dataset_refuses_them(tmp_path: Path) -> None:
+    """Issue 14: the memory is keyed by id, so two samples sharing one were merged (the second started from the
+    first one's label). Every dataset is now refused at load (and never written) when an id repeats."""
+    ds = tiny_dataset(n=6)
+    train = ds["train"]
+    train.labels[:2] = torch.tensor([2.0, -2.0])
+    train.ids[1] = train.ids[0]
+    merged = tiny_model().memory
+    for batch in train.iter_batches(4):
+        merged.rows(batch.ids, batch.label)
+    assert len(merged) == 5 and merged.labels["text"][0].item() == 2.0  # what used to happen to sample 1
+    with pytest.raises(DataError, match=r"^<memory>: 1 sample id used more than once: 'train_0' \(train, train\);"):
+        ds.validate()
+    with pytest.raises(DataError, match=r"'train_0' \(train, train\)"):
+        save_dataset(ds, tmp_path / "ds")
+    train.ids[1] = "train_1"
+    memory = tiny_model().memory
+    for batch in ds.validate()["train"].iter_batches(4):
+        memory.rows(batch.ids, batch.label)
+    assert len(memory) == 6 and memory.labels["text"][:2].tolist() == [2.0, -2.0]  # each from its own label

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -32,8 +31,6 @@ from accord.studies.sweep import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
-
-workers_module = sys.modules["accord.studies.sweep.workers"]  # where the sweep counts the cores
 
 TINY = ["data.params.n_train=48", "data.params.n_valid=24", "data.params.n_test=24", "train.epochs=2",
         "train.batch_size=16"]
@@ -140,7 +137,7 @@ def test_sweep_start_recovers_trials_of_a_killed_worker(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_workers_share_one_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers_module, "cores", lambda: 2)  # final re-run: tuned + default in 2 processes
+    monkeypatch.setenv("ACCORD_CORES", "2")  # final re-run: tuned + default in 2 processes
     opts = _opts(tmp_path, trials=3, workers=2, final=True, final_seeds=[0])
     out = run_sweep(opts, log=lambda m: None)
     assert "2 process(es) of 1 thread(s)" in out["markdown"]
@@ -164,7 +161,7 @@ def test_surplus_trial_beyond_n_is_detected() -> None:
 
 
 def test_final_rerun_reports_test_mean_std_over_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers_module, "cores", lambda: 1)  # in-process, one after the other (fast)
+    monkeypatch.setenv("ACCORD_CORES", "1")  # in-process, one after the other (fast)
     opts = _opts(tmp_path, trials=1, final=True, final_seeds=[0, 1], out=str(tmp_path / "res" / "sweep.md"))
     out = run_sweep(opts, log=lambda m: None)
     md = (tmp_path / "res" / "sweep.md").read_text()

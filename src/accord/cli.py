@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,17 +42,27 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override 
 
 
 def user_errors(fn: F) -> F:
-    """Turn AccordError (and FloatingPointError from training) into one line on stderr and exit code 2."""
+    """Turn AccordError (StorageError included: disk full, a read-only folder, a name too long), FloatingPointError
+    from training and any other error of the operating system into one line on stderr and exit code 2 (a stopped
+    sweep: 128 + the signal)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except (AccordError, FloatingPointError) as err:
-            err_console.print(Text.assemble(("error:", "bold red"), f" {err}"), soft_wrap=True)
-            raise typer.Exit(2) from None
+            _error(str(err), getattr(err, "exit_code", 2))  # a stopped sweep: 128 + the signal
+        except OSError as err:  # one Accord does not turn into a StorageError itself: the path and the cause
+            where = f"{os.fsdecode(err.filename)}: " if err.filename is not None else ""
+            _error(" ".join(f"{where}{err.strerror or err}".split()))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _error(message: str, code: int = 2) -> NoReturn:
+    """``error: <message>`` on stderr, verbatim, and exit ``code`` (2: a user error)."""
+    err_console.print(Text.assemble(("error:", "bold red"), f" {message}"), soft_wrap=True)
+    raise typer.Exit(code) from None
 
 
 def _print_markdown(md: str) -> None:
@@ -102,11 +113,16 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by accord train")],
     corrupt: Annotated[list[str] | None, typer.Option(help="kind:modality:level, e.g. drop:audio:0.5")] = None,
     split: Annotated[str, typer.Option(help="valid or test")] = "test",
+    save: Annotated[bool, typer.Option(help="Save eval_<split>_<tag>.json into the run directory")] = True,
 ) -> None:
-    """Evaluate a trained run (every seed), optionally with corrupted inputs; prints mean ± std."""
+    """Evaluate a trained run (every seed), optionally with corrupted inputs; prints mean ± std (and saves them
+    beside the run unless --no-save; a run directory that cannot be written is said in one line, not an error)."""
     from accord import api
 
-    _print_markdown(api.evaluate(run_dir, corrupt=corrupt, split=split)["markdown"])
+    res = api.evaluate(run_dir, corrupt=corrupt, split=split, write=save)
+    _print_markdown(res["markdown"])
+    if res.get("not_saved"):
+        _say(f"warning: results not saved: {res['not_saved']}")
 
 
 @app.command()

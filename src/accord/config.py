@@ -181,6 +181,18 @@ class TrainConfig(Section):
                 raise ValueError(f"rate of {m} must be in [0, 1), got {p}")
         return v
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        """The form of a torch device string (whether the device is present is the trainer's check)."""
+        import torch
+
+        try:
+            torch.device(v)
+        except (RuntimeError, ValueError):
+            raise ValueError("not a torch device string (e.g. cpu, cuda, cuda:1, mps)") from None
+        return v
+
     @field_validator("seeds")
     @classmethod
     def _seeds_nonempty(cls, v: list[int]) -> list[int]:

@@ -14,7 +14,7 @@ from rich.console import Console
 from accord import config as _config
 from accord.config import Config, load_config
 from accord.core import rundir
-from accord.core.errors import AccordError, DataError
+from accord.core.errors import AccordError, ConfigError, DataError, StorageError
 from accord.core.hooks import TrainerHook
 from accord.core.io import write_json
 from accord.data.corrupt import apply_corruptions, parse_corruption
@@ -22,6 +22,7 @@ from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
 from accord.evaluation.summary import aggregate, aggregate_json, markdown_table
 from accord.models.base import AccordModel
+from accord.training import threads
 from accord.training.distributed import env_rank
 from accord.training.trainer import Trainer, evaluate_split, load_model, load_run, resolve_device
 
@@ -60,10 +61,13 @@ def train_run(config_file: str | Path | None = None, method: str | None = None, 
               overrides: Sequence[str] | None = None, seeds: int | None = None, resume: bool = False,
               overwrite: bool = False, console: Console | None = None) -> TrainRun:
     """``accord train``: load the config (a file and/or a method + dataset, ``overrides``, seeds ``0..seeds-1``)
-    and train it."""
+    and train it. ``seeds``, when given, wins over the config's ``train.seeds`` (and over ``overrides``); fewer
+    than 1 is an error."""
     if config_file is None and method is None:
         raise AccordError("give a config file or --method (and --dataset)")
-    extra = [f"train.seeds={json.dumps(list(range(seeds)))}"] if seeds else []
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds: expected at least 1 (got {seeds})")
+    extra = [f"train.seeds={json.dumps(list(range(seeds)))}"] if seeds is not None else []
     cfg = load_config(config_file, [*(overrides or []), *extra], method=method, dataset=dataset)
     summary = train(cfg, resume=resume, overwrite=overwrite, console=console)
     main = env_rank() == 0  # under torchrun only rank 0 reports (and only it wrote the run directory)
@@ -88,7 +92,9 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
 
     ``corrupt`` takes specs like ``drop:audio:0.5``, ``noise:all:0.3``, ``temporal_drop:visual:0.2``.
     Returns per-seed metrics and their mean ± std, and ``markdown`` (that table, as ``accord evaluate`` prints it);
-    with ``write`` also saves ``eval_<split>_<tag>.json`` (without the table).
+    with ``write`` also saves ``eval_<split>_<tag>.json`` (without the table) into the run directory: ``saved`` is
+    its path, or ``None`` with ``not_saved`` the one-line reason when the run directory cannot be written (a
+    read-only folder, a full disk): the results are still returned.
     """
     cfg, info = load_run(run_dir)
     specs = [parse_corruption(c) for c in (corrupt or [])]
@@ -98,16 +104,23 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
     part = apply_corruptions(ds[split], specs) if specs else ds[split]
     dev = resolve_device(cfg.train.device)
     per_seed: dict[str, dict[str, float]] = {}
-    for sd in seed_dirs(run_dir):
-        model = load_model(run_dir, rundir.seed_of(sd), dev)
-        per_seed[sd.name] = evaluate_split(model, part, cfg, ds, dev).metrics
+    with threads.using(cfg.train.num_threads):  # the thread policy, as in training
+        for sd in seed_dirs(run_dir):
+            model = load_model(run_dir, rundir.seed_of(sd), dev)
+            per_seed[sd.name] = evaluate_split(model, part, cfg, ds, dev).metrics
     agg = aggregate(list(per_seed.values()))
     mean_std = aggregate_json(agg)
     result: dict[str, Any] = {"run": str(run_dir), "split": split, "corruption": [s.model_dump() for s in specs],
                               "per_seed": per_seed, "mean_std": mean_std}
+    result["saved"] = None
     if write:
         tag = "_".join(f"{s.kind}-{s.modality}-{s.level:g}" for s in specs) or "clean"
-        write_json(Path(run_dir) / f"eval_{split}_{tag}.json", result)
+        file = Path(run_dir) / f"eval_{split}_{tag}.json"
+        try:
+            write_json(file, {k: v for k, v in result.items() if k != "saved"})
+            result["saved"] = str(file)
+        except StorageError as err:
+            result["not_saved"] = str(err)
     table = markdown_table({split: agg}, list(agg), first_col="split", bold_best=False)
     result["markdown"] = f"**{run_dir}** on {split} ({', '.join(corrupt or []) or 'clean'})\n\n{table}\n"
     return result

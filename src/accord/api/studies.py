@@ -11,12 +11,18 @@ from typing import Any
 
 from rich.console import Console
 
+from accord.core.errors import ConfigError
+
 DEMO_METHODS: tuple[str, ...] = ("text", "audio", "visual", "early_fusion", "late_fusion", "tfn", "mult")
 """What ``accord demo`` compares: the unimodal baselines and four fusion baselines."""
 
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
-    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    """Seeds ``0..seeds-1`` or the list given; none at all is an error (never an empty study)."""
+    out = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not out:
+        raise ConfigError(f"--seeds: expected at least 1 (got {seeds!r})")
+    return out
 
 
 def benchmark(methods: Sequence[str], dataset: str = "conflictbench", seeds: int | Sequence[int] = 5,

@@ -7,6 +7,7 @@ with status 2 instead of showing a traceback.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from pydantic import ValidationError
@@ -33,6 +34,21 @@ class LeakageError(DataError):
 
 class CheckpointError(AccordError):
     """A run directory or checkpoint is missing, corrupt or incompatible."""
+
+
+class StorageError(AccordError, OSError):
+    """The operating system refused a file operation of Accord's own (disk full, a read-only folder, a name too
+    long for the file system, no permission): one line naming the path, what was tried and the cause. It is also an
+    :class:`OSError` (with the original ``errno``), so code that handles OSError keeps handling it."""
+
+
+def storage_error(path: str | os.PathLike[str], err: OSError, action: str = "write") -> StorageError:
+    """The one-line :class:`StorageError` for ``err``: ``<path>: cannot <action> (<cause>)``, the cause being the
+    system's words for the error number (``No space left on device``, ``Read-only file system``, ...)."""
+    cause = err.strerror or str(err) or type(err).__name__
+    out = StorageError(f"{os.fspath(path)}: cannot {action} ({cause})")
+    out.errno = err.errno
+    return out
 
 
 def config_error(err: ValidationError, where: str = "", owner: str = "", known: Iterable[str] | None = None,

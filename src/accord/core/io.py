@@ -5,14 +5,21 @@ on one file system), writes and ``fsync``\\ s it, and moves it over the destinat
 which is atomic on POSIX and Windows. On any error the temporary file is removed and the destination is left
 untouched. Missing parent directories are created. New files get the usual permissions (``0o666`` minus the
 process umask), not the ``0o600`` of :func:`tempfile.mkstemp`.
+
+An error of the operating system (disk full, a read-only folder, a name too long for the file system) is a one-line
+:class:`~accord.core.errors.StorageError` naming the destination and the cause. A writer killed between its write
+and its rename leaves its temporary file ``.<name>.<pid>.<hex>.tmp``; :func:`clean_dead_temps` removes those whose
+writer is gone (the trainer calls it when a run starts or resumes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,27 +27,82 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "npz_bytes", "read_json_file", "write_json", "write_npz"]
+from accord.core.errors import storage_error
+from accord.core.process import pid_alive
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "clean_dead_temps", "npz_bytes", "read_json_file", "temp_name",
+           "write_json", "write_npz"]
 
 PathLike = str | os.PathLike[str]
 
 
+def temp_name(name: str) -> str:
+    """The name of the temporary file a write of ``name`` goes through: ``.<name>.<pid>.<12 hex>.tmp`` (the pid
+    tells :func:`clean_dead_temps` whether its writer still runs)."""
+    return f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, ``os.replace``).
+
+    Raises:
+        StorageError: the system refused (disk full, read-only folder, name too long, ...): one line naming
+            ``path`` and the cause; the temporary file is removed and ``path`` is left as it was.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise storage_error(target.parent, err, "create the folder") from None
+    tmp = target.with_name(temp_name(target.name))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as err:
+        raise storage_error(target, err) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise storage_error(target, err) from None
         raise
     _fsync_dir(target.parent)
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{12}\.tmp$")
+
+
+def clean_dead_temps(folder: PathLike) -> list[Path]:
+    """Remove the temporary files (:func:`temp_name`) in ``folder`` whose writer is no longer running: a writer
+    killed between writing and renaming leaves one (a ``last.pt`` one is megabytes). Files of live writers are
+    kept. Returns the removed files; a missing folder has none.
+
+    Raises:
+        StorageError: a dead writer's file cannot be removed (a read-only folder, ...).
+    """
+    d = Path(folder)
+    try:
+        entries = sorted(d.iterdir()) if d.is_dir() else []
+    except OSError as err:
+        raise storage_error(d, err, "list the folder") from None
+    removed: list[Path] = []
+    for p in entries:
+        m = _TEMP.match(p.name)
+        if m is None or not p.is_file() or pid_alive(int(m["pid"])):
+            continue
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise storage_error(p, err, "remove a dead writer's temporary file") from None
+        removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
@@ -71,6 +133,8 @@ def read_json_file(file: Path, error: type[Exception], expected: str) -> Any:
         return json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise error(f"{file}: not valid JSON ({err})") from None
+    except OSError as err:
+        raise error(f"{file}: cannot read ({err.strerror or err})") from None
 
 
 def write_json(path: PathLike, obj: Any) -> None:

@@ -93,6 +93,8 @@ def read_json(path: PathLike, what: str) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{p}: not valid JSON ({err}); {what}") from None
+    except OSError as err:
+        raise CheckpointError(f"{p}: cannot read ({err.strerror or err}); {what}") from None
 
 
 def read_config_tree(run_dir: PathLike) -> dict[str, Any]:
@@ -125,11 +127,18 @@ def read_summary(run_dir: PathLike) -> dict[str, Any]:
     return summary
 
 
-def read_results(seed_folder: PathLike) -> dict[str, Any]:
-    """One seed's ``results.json``."""
-    results = read_json(Path(seed_folder) / RESULTS, "the seed has not finished")
+def read_results(seed_folder: PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One seed's ``results.json``; a key of ``required`` it lacks (or, for ``valid``/``test``, holds no mapping of
+    metrics) is a CheckpointError naming the file and the keys."""
+    file = Path(seed_folder) / RESULTS
+    results = read_json(file, "the seed has not finished")
     if not isinstance(results, dict):
-        raise CheckpointError(f"{Path(seed_folder) / RESULTS}: expected a mapping")
+        raise CheckpointError(f"{file}: expected a mapping")
+    missing = [k for k in required if k not in results
+               or k in ("valid", "test") and not isinstance(results[k], dict)]
+    if missing:
+        raise CheckpointError(f"{file}: lacks {', '.join(missing)} (damaged or not written by this trainer); "
+                              f"delete it and resume to evaluate the seed again")
     return results
 
 

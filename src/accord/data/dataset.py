@@ -7,6 +7,7 @@ models and the trainer only ever see :class:`accord.core.types.Batch` objects ma
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from accord.core.types import MODALITIES, Batch
 
 SPLITS: tuple[str, str, str] = ("train", "valid", "test")
 MetricFamily = Literal["mosi", "sims"]
+#: Duplicate ids named in the error of :meth:`MultimodalDataset.check_ids`.
+_SHOWN_IDS = 3
 
 
 @dataclass
@@ -166,7 +169,8 @@ class MultimodalDataset:
         Checks: all three splits present and non-empty; three modalities with 3-D float tensors; same feature
         dims across splits; one row count per split across features, lengths, labels, ids, raw text and extras;
         lengths within ``[0, T_m]``; finite features and labels; labels within ``label_range``; class labels in
-        ``[0, len(class_names))``; no sample with every modality missing.
+        ``[0, len(class_names))``; no sample with every modality missing; sample ids unique across all splits
+        (:meth:`check_ids`).
         """
         for split in SPLITS:
             if split not in self.splits:
@@ -184,7 +188,29 @@ class MultimodalDataset:
                 raise DataError(f"{where}: feature dims {part.dims()} differ from train's {ref_dims}")
             self._check_labels(part, n, where)
             _check_per_sample(part, n, where)
-        return self
+        return self.check_ids()
+
+    def check_ids(self) -> MultimodalDataset:
+        """Every sample id unique across the whole dataset (all splits together), as strings; else a one-line
+        :class:`DataError` naming the source, the first duplicate ids with their splits and how many there are.
+
+        Per-sample state is keyed by id (Self-MM's label memory, QASA's source rows, saved predictions), so two
+        samples sharing an id would be merged, and an id in two splits is a leak between them.
+        """
+        counts = Counter(str(i) for part in self.splits.values() for i in part.ids)
+        if all(c == 1 for c in counts.values()):
+            return self
+        where: dict[str, list[str]] = {}
+        for split, part in self.splits.items():
+            for i in part.ids:
+                if counts[str(i)] > 1:
+                    where.setdefault(str(i), []).append(split)
+        shown = ", ".join(f"{i[:60]!r} ({', '.join(s)})" for i, s in list(where.items())[:_SHOWN_IDS])
+        more = f" and {len(where) - _SHOWN_IDS} more" if len(where) > _SHOWN_IDS else ""
+        raise DataError(
+            f"{self.source}: {len(where)} sample id{'s' if len(where) > 1 else ''} used more than once: "
+            f"{shown}{more}; ids must be unique across train, valid and test"
+        )
 
     def _check_labels(self, part: SplitData, n: int, where: str) -> None:
         """Finite labels within ``label_range``, ``n`` ids (and raw texts, if any), class labels ``[n]`` within
@@ -284,9 +310,12 @@ def make_split(
     labels: Tensor,
     ids: list[str] | None = None,
     lengths: dict[str, Tensor] | None = None,
+    id_prefix: str = "",
     **kwargs: Any,
 ) -> SplitData:
-    """Build a :class:`SplitData`, defaulting lengths to full length and ids to ``"0".."N-1"``."""
+    """Build a :class:`SplitData`, defaulting lengths to full length and ids to ``f"{id_prefix}{i}"`` for
+    ``i = 0..N-1``. Ids must be unique across a dataset's splits (:meth:`MultimodalDataset.check_ids`), so give each
+    split its own ``id_prefix`` (e.g. ``"train_"``) or its own ``ids``."""
     n = int(labels.shape[0])
     if lengths is None:
         lengths = {m: torch.full((n,), features[m].shape[1], dtype=torch.long) for m in MODALITIES}
@@ -294,7 +323,7 @@ def make_split(
         features={m: features[m].float() for m in MODALITIES},
         lengths={m: lengths[m].long() for m in MODALITIES},
         labels=labels.float(),
-        ids=ids if ids is not None else [str(i) for i in range(n)],
+        ids=ids if ids is not None else [f"{id_prefix}{i}" for i in range(n)],
         **kwargs,
     )
 

@@ -27,12 +27,14 @@ unpickling anything.
 
 from __future__ import annotations
 
-import codecs
+import functools
+import itertools
+import math
 import os
 import pickle
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -73,66 +75,341 @@ SIGN_CLASSES: tuple[str, str, str] = ("Negative", "Neutral", "Positive")
 # ------------------------------------------------------------------------------------------------------
 # Restricted unpickling
 # ------------------------------------------------------------------------------------------------------
+#
+# What a hostile pickle can do to this loader, and what stops it:
+#
+# - run code: only the globals of ``_NumpyOnlyUnpickler._table`` resolve; any other is refused by name.
+# - expand while it is unpickled: the unpickler itself builds Python containers, strings and bytes from opcodes that
+#   each cost at least one byte of the file, so those are bounded by the file size. The allow-listed callables are
+#   the only way to build more than that, and each is guarded: ``_codecs.encode`` accepts only the ``latin1``
+#   encoding (``hex`` doubles its input and can be chained), ``numpy.ndarray`` may not be called (only named as
+#   ``_reconstruct``'s subtype: ``ndarray(shape, dtype, buffer, strides=0)`` makes an array of any size from a few
+#   bytes), ``_reconstruct`` makes only the empty array numpy's pickles start from, and every array's shape is
+#   charged to a budget of elements BEFORE numpy allocates it (its size is known from its header: the state that
+#   ``BUILD`` hands to ``__setstate__``, or ``_frombuffer``'s arguments), so arrays sharing one memoised state list
+#   cannot multiply it either.
+# - crash numpy: ``ndarray.__setstate__`` reads past the end of an object array's value list shorter than its shape
+#   (a segfault in numpy 2.4), and a structured dtype with a field offset beyond its item size reads past the array
+#   when used. The array state is checked (values exactly ``size``, bytes exactly ``size × itemsize``) and dtypes are
+#   limited to plain numbers, strings and objects (no fields, sub-arrays, void or datetime).
+# - expand after it is unpickled: a small pickle can reference one container many times (memo references: ``a=[0]
+#   * 1000; b=[a] * 1000; c=[b] * 1000`` is a few KB and 10^9 elements once ``np.asarray`` copies it), or nest
+#   containers deeply. :func:`_check_expansion` walks the unpickled graph once, memoised by object identity, and
+#   computes exactly how many elements it holds when every shared reference is copied, and how deeply containers
+#   nest, before anything is converted.
+
+#: Deepest nesting of containers (dict, list, tuple, set, object array) an MMSA pickle may have. A real file nests
+#: 3 levels (the dict of splits, a split's dict, an object array of strings).
+MAX_NESTING = 32
+#: Elements a pickle may expand to on top of one per byte of the file (see :func:`expansion_limit`).
+EXPANSION_ALLOWANCE = 1_000_000
+#: Array kinds a pickle may hold: bool, integers, floats, complex, byte and unicode strings, Python objects.
+ARRAY_KINDS = "biufcSUO"
 
 
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """The only globals an MMSA pickle may reference: numpy array/dtype/scalar reconstruction."""
-    try:  # numpy >= 2
-        from numpy._core import multiarray as _ma
-        from numpy._core import numeric as _nm
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray as _ma  # type: ignore[no-redef]
-        from numpy.core import numeric as _nm  # type: ignore[no-redef]
-    table: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        # Protocol-2 pickles encode bytes as _codecs.encode(str, 'latin1'); harmless.
-        ("_codecs", "encode"): codecs.encode,
-    }
-    # Files written with numpy 1.x name numpy.core, numpy 2.x numpy._core: resolve both to the same objects.
-    for pkg in ("numpy.core", "numpy._core"):
-        table[(f"{pkg}.multiarray", "_reconstruct")] = _ma._reconstruct
-        table[(f"{pkg}.multiarray", "scalar")] = _ma.scalar
-        # _frombuffer is private to numpy and absent from its stubs
-        table[(f"{pkg}.numeric", "_frombuffer")] = _nm._frombuffer  # type: ignore[attr-defined]
-    return table
+def expansion_limit(file_size: int) -> int:
+    """The most elements a pickle of ``file_size`` bytes may expand to: one per byte plus
+    :data:`EXPANSION_ALLOWANCE`.
+
+    Elements are numbers of numeric arrays, characters of strings and bytes, and one per container and per other
+    object, counted with every shared reference copied (what ``np.asarray`` and ``str`` would build). A file's own
+    content never exceeds one element per byte: an array element takes at least one byte (four for the float32
+    features of MMSA), a character at least one, and an unshared container or reference at least one opcode. Only
+    shared references (memo gets) and constructed arrays go beyond, and real MMSA files hold ~0.25 element per byte
+    (their bulk is float32 features).
+    """
+    return int(file_size) + EXPANSION_ALLOWANCE
 
 
-_ALLOWED = _allowed_globals()
+class _Refused(pickle.UnpicklingError):
+    """A pickle the restricted unpickler will not build; the message completes ``"<file>: ..."``."""
 
 
-class _RefusedGlobal(pickle.UnpicklingError):
-    """Raised by the restricted unpickler for a global outside the allow-list."""
+class _RefusedGlobal(_Refused):
+    """A global outside the allow-list."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
 
 
+@dataclass
+class _Budget:
+    """Elements the arrays of one pickle may still allocate (charged before numpy allocates anything)."""
+
+    limit: int
+    used: int = 0
+
+    def take(self, n: int, shape: tuple[int, ...]) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise _Refused(
+                f"its numpy arrays would hold more than {self.limit:,} elements (at an array of shape {shape}); "
+                f"the limit is one element per byte of the file + {EXPANSION_ALLOWANCE:,}"
+            )
+
+
+class _DtypeRecipe:
+    """What ``numpy.dtype(...)`` plus ``BUILD`` in a pickle asks for; :meth:`resolve` makes the real dtype after
+    checking it is plain (a crafted dtype state can give a field an offset beyond its item size)."""
+
+    def __init__(self, obj: Any, align: Any = False, copy: Any = True) -> None:
+        self.obj, self.state = obj, None
+        self.resolved: np.dtype[Any] | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state, self.resolved = state, None
+
+    def resolve(self) -> np.dtype[Any]:
+        if self.resolved is None:
+            self.resolved = _plain_dtype(self.obj, self.state)
+        return self.resolved
+
+
+def _plain_dtype(obj: Any, state: Any) -> np.dtype[Any]:
+    """``np.dtype(obj)`` with the byte order and item size of the pickled ``state``; refused unless plain."""
+    if not isinstance(obj, str):
+        raise _Refused(f"refusing a numpy dtype made from {type(obj).__name__} (a pickled dtype is a type code)")
+    dt = np.dtype(obj)
+    if state is not None:
+        if not (isinstance(state, tuple) and len(state) == 8 and state[2:5] == (None, None, None)
+                and state[1] in ("<", ">", "|", "=") and isinstance(state[5], int)):
+            raise _Refused(f"refusing numpy dtype {obj[:20]!r} with fields, sub-arrays or an unknown state: an MMSA "
+                           "pickle holds plain numbers, strings and objects")
+        if state[5] >= 0 and dt.kind in "SU":
+            dt = np.dtype((dt.type, state[5] // (4 if dt.kind == "U" else 1)))
+        if state[1] in "<>":
+            dt = dt.newbyteorder(state[1])
+    if dt.kind not in ARRAY_KINDS or dt.fields is not None or dt.subdtype is not None:
+        raise _Refused(f"refusing numpy dtype {dt.str!r}: an MMSA pickle holds numbers, strings and objects only")
+    return dt
+
+
+def _dtype_of(value: Any) -> np.dtype[Any]:
+    if not isinstance(value, _DtypeRecipe):
+        raise _Refused(f"refusing a numpy array whose dtype is a {type(value).__name__}")
+    return value.resolve()
+
+
+def _shape_of(value: Any) -> tuple[int, ...]:
+    if not (isinstance(value, tuple) and len(value) <= 64
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+        raise _Refused(f"refusing a numpy array of shape {str(value)[:80]}")
+    return value
+
+
+def _checked_state(state: Any, budget: _Budget) -> tuple[Any, ...]:
+    """The state ``(version, shape, dtype, fortran, data)`` of a pickled ndarray after checking its size against
+    ``budget`` and its data against its shape (numpy reads past an object array's short value list)."""
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise _Refused("refusing a numpy array with a malformed state")
+    version, shape, dtype, fortran, data = state if len(state) == 5 else (1, *state)
+    shape, dt = _shape_of(shape), _dtype_of(dtype)
+    n = math.prod(shape)
+    budget.take(n, shape)
+    if dt.hasobject:
+        ok, held = isinstance(data, list) and len(data) == n, len(data) if isinstance(data, list) else "no"
+    else:
+        ok = isinstance(data, bytes | bytearray | str) and len(data) == n * dt.itemsize
+        held = f"{len(data)} bytes" if isinstance(data, bytes | bytearray | str) else "no"
+    if not ok:
+        raise _Refused(f"refusing a numpy array of shape {shape} and dtype {dt.str!r} whose state holds {held} "
+                       "values for it")
+    return (version, shape, dt, bool(fortran), data)
+
+
+class _CheckedArray(np.ndarray):
+    """The ndarray the restricted unpickler builds: its ``__setstate__`` (pickle's ``BUILD``) checks the state
+    first. Loaders use ``np.asarray``, which gives a plain ndarray view of it."""
+
+    budget: _Budget
+
+    def __setstate__(self, state: Any) -> None:
+        np.ndarray.__setstate__(self, _checked_state(state, self.budget))
+
+
+class _NdarrayName:
+    """What the global ``numpy.ndarray`` resolves to: a name for ``_reconstruct``, never called."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise _RefusedGlobal("numpy.ndarray called directly")
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _numpy_modules() -> tuple[Any, Any]:
+    """numpy's ``multiarray`` and ``numeric`` modules (``numpy._core`` in numpy 2, ``numpy.core`` before)."""
+    try:  # numpy >= 2
+        from numpy._core import multiarray as _ma
+        from numpy._core import numeric as _nm
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray as _ma  # type: ignore[no-redef]
+        from numpy.core import numeric as _nm  # type: ignore[no-redef]
+    return _ma, _nm
+
+
+_MA, _NM = _numpy_modules()
+
+
+def _reconstruct(budget: _Budget, subtype: Any, shape: Any, typecode: Any) -> _CheckedArray:
+    """numpy's ``_reconstruct`` as its pickles use it: an empty ndarray that ``BUILD`` then fills."""
+    if subtype is not _NDARRAY:
+        raise _Refused(f"refusing numpy _reconstruct of a {type(subtype).__name__} (only of numpy.ndarray)")
+    if math.prod(_shape_of(shape)) != 0:
+        raise _Refused(f"refusing numpy _reconstruct of shape {shape} (numpy's pickles reconstruct an empty "
+                       "ndarray, then fill it from the file)")
+    arr: _CheckedArray = _MA._reconstruct(_CheckedArray, (0,), b"b")
+    arr.budget = budget
+    return arr
+
+
+def _frombuffer(budget: _Budget, buf: Any, dtype: Any, shape: Any, order: Any) -> _CheckedArray:
+    """numpy's ``_frombuffer`` (protocol-5 pickles) with its shape charged to ``budget`` first."""
+    dims, dt = _shape_of(shape), _dtype_of(dtype)
+    budget.take(math.prod(dims), dims)
+    arr: _CheckedArray = _NM._frombuffer(buf, dt, dims, order).view(_CheckedArray)
+    arr.budget = budget
+    return arr
+
+
+def _scalar(budget: _Budget, dtype: Any, *args: Any) -> Any:
+    """numpy's ``scalar`` (a pickled numpy scalar) with a checked dtype."""
+    budget.take(1, ())
+    return _MA.scalar(_dtype_of(dtype), *args)
+
+
+def _latin1_encode(obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    """``_codecs.encode(str, 'latin1')``: how protocol-2 pickles store bytes (no other codec: ``hex`` expands)."""
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"refusing _codecs.encode with encoding {str(encoding)[:20]!r} (pickles use latin1)")
+    return obj.encode("latin1", errors="strict")
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only numpy's array reconstruction globals (see :data:`_ALLOWED`)."""
+    """An unpickler that resolves only numpy's array reconstruction globals, each guarded (see above); arrays may
+    hold at most ``limit`` elements in all."""
+
+    def __init__(self, fh: Any, limit: int) -> None:
+        super().__init__(fh)
+        budget = _Budget(limit)
+        self._table: dict[tuple[str, str], Any] = {
+            ("numpy", "ndarray"): _NDARRAY,
+            ("numpy", "dtype"): _DtypeRecipe,
+            ("_codecs", "encode"): _latin1_encode,
+        }
+        # Files written with numpy 1.x name numpy.core, numpy 2.x numpy._core: both resolve to the same guards.
+        for pkg in ("numpy.core", "numpy._core"):
+            self._table[(f"{pkg}.multiarray", "_reconstruct")] = functools.partial(_reconstruct, budget)
+            self._table[(f"{pkg}.multiarray", "scalar")] = functools.partial(_scalar, budget)
+            self._table[(f"{pkg}.numeric", "_frombuffer")] = functools.partial(_frombuffer, budget)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            return self._table[(module, name)]
         except KeyError:
             raise _RefusedGlobal(f"{module}.{name}") from None
 
 
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _leaf_size(obj: Any) -> int | None:
+    """Elements of a leaf (None for a container): characters of a string or bytes, numbers of a non-object
+    array, 1 for anything else."""
+    if isinstance(obj, _CONTAINERS) or (isinstance(obj, np.ndarray) and obj.dtype.hasobject):
+        return None
+    if isinstance(obj, str | bytes | bytearray):
+        return max(1, len(obj))
+    if isinstance(obj, np.ndarray):
+        return max(1, int(obj.size))
+    return 1
+
+
+def _children(obj: Any) -> Iterator[Any]:
+    if isinstance(obj, dict):
+        return itertools.chain.from_iterable(obj.items())
+    if isinstance(obj, np.ndarray):
+        return iter(obj.flat)
+    return iter(obj)
+
+
+def _check_expansion(root: Any, limit: int) -> int:
+    """The number of elements ``root`` expands to when every shared reference is copied (see
+    :func:`expansion_limit`); refuses nesting deeper than :data:`MAX_NESTING`, a container holding itself and a
+    total above ``limit``.
+
+    One iterative depth-first walk over the graph as unpickled: each container's expanded size is computed once and
+    memoised by identity, so the work is one visit per distinct object and one step per reference, all bounded by
+    the file size; nothing is copied. (A pickletools scan of the opcodes would have to replay the unpickler's stack
+    and memo to know what each reference points to; walking the built graph gives the same count exactly.)
+    """
+    first = _leaf_size(root)
+    if first is not None:
+        return first
+    done: dict[int, tuple[Any, int]] = {}  # id -> (the object, kept alive so its id stays unique; its size)
+    path: list[tuple[Any, Iterator[Any], list[int]]] = [(root, _children(root), [1])]
+    on_path = {id(root)}
+    total = 0
+    while path:
+        obj, items, acc = path[-1]
+        child = next(items, _DONE)
+        if child is _DONE:
+            path.pop()
+            on_path.discard(id(obj))
+            done[id(obj)] = (obj, acc[0])
+            if path:
+                path[-1][2][0] += acc[0]
+            total = acc[0]
+            continue
+        size = _leaf_size(child)
+        if size is None:
+            key = id(child)
+            if key in done:
+                size = done[key][1]
+            elif key in on_path:
+                raise _Refused("a container holds itself (a reference cycle): an MMSA pickle is a tree of dicts "
+                               "and arrays")
+            elif len(path) >= MAX_NESTING:
+                raise _Refused(f"containers nest more than {MAX_NESTING} levels deep (an MMSA pickle nests 3: "
+                               "the dict of splits, a split's dict, an array); refusing to expand it")
+            else:
+                path.append((child, _children(child), [1]))
+                on_path.add(key)
+                continue
+        acc[0] += size
+    if total > limit:
+        raise _Refused(f"would expand to {total:,} elements once shared references are copied, more than the "
+                       f"limit of {limit:,} (one element per byte of the file + {EXPANSION_ALLOWANCE:,}); "
+                       "refusing to expand it")
+    return total
+
+
+_DONE = object()
+
+
 def _read_pickle(path: Path) -> Any:
-    """Unpickle ``path`` with the restricted unpickler; every failure is a one-line DataError."""
+    """Unpickle ``path`` with the restricted unpickler and check its expansion; every failure is a one-line
+    DataError."""
     if not path.exists():
         raise DataError(f"{path}: file not found (expected an MMSA pickle such as unaligned_50.pkl)")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected an MMSA pickle file such as unaligned_50.pkl")
     try:
+        limit = expansion_limit(path.stat().st_size)
         with path.open("rb") as fh:
-            return _NumpyOnlyUnpickler(fh).load()
+            data = _NumpyOnlyUnpickler(fh, limit).load()
+        _check_expansion(data, limit)
+        return data
     except _RefusedGlobal as err:
         raise DataError(
             f"{path}: refusing to unpickle {err.name}: an MMSA pickle may only contain numpy arrays "
             "(a pickle can run code when it is loaded)"
         ) from None
+    except _Refused as err:
+        raise DataError(f"{path}: {err}") from None
     except (
         pickle.UnpicklingError,
         EOFError,

@@ -57,11 +57,13 @@ def video_of(segment_id: str) -> str:
 
 
 def default_paths() -> list[Path]:
-    """Where MOSI-U is looked for when ``data.path`` is not given, in order."""
-    out: list[Path] = []
+    """Where MOSI-U is looked for when ``data.path`` is not given, in order: ``$ACCORD_DATA/mosi`` alone when
+    ``ACCORD_DATA`` is set (an explicit setting is never passed over), else ``../shared/data/mosi`` from the
+    working directory and from the repository."""
     env = os.environ.get("ACCORD_DATA")
     if env:
-        out.append(Path(env) / "mosi")
+        return [Path(env) / "mosi"]
+    out: list[Path] = []
     out.append(Path.cwd() / ".." / "shared" / "data" / "mosi")
     out.append(Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mosi")
     seen: set[Path] = set()
@@ -83,6 +85,11 @@ def find_mosi_dir(path: str | os.PathLike[str] | None = None) -> Path:
             return cand
         if (cand / "mosi" / "bclstm").is_dir():  # a data root holding mosi/
             return cand / "mosi"
+    env = os.environ.get("ACCORD_DATA")
+    if not path and env:
+        raise DataError(f"ACCORD_DATA={env}: no MOSI-U data there (expected {Path(env) / 'mosi'} with label.csv and "
+                        f"bclstm/); point ACCORD_DATA at the data folder or unset it to use ../shared/data; "
+                        f"{SOURCES_HINT}")
     names = ", ".join(str(p) for p in tried)
     raise DataError(
         f"MOSI-U data folder not found (tried {names}); set data.path or ACCORD_DATA to a folder "

@@ -1,7 +1,10 @@
 """Checkpoints: best weights as safetensors, full training state for ``--resume``; all writes atomic.
 
 ``last.pt`` holds only tensors and plain Python containers, so it loads with ``torch.load(weights_only=True)``
-(no arbitrary code runs when a checkpoint is opened).
+(no arbitrary code runs when a checkpoint is opened). Every file is validated on read: a damaged file, a training
+state that lacks a key :meth:`accord.training.trainer.Trainer.restore` reads (or holds a value of the wrong kind) and
+weights that do not fit the model are one-line :class:`~accord.core.errors.CheckpointError` naming the file; a
+write the system refuses (disk full, read-only folder) is a one-line :class:`~accord.core.errors.StorageError`.
 """
 
 from __future__ import annotations
@@ -49,12 +52,33 @@ def save_state(state: dict[str, Any], path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+STATE_KINDS: dict[str, tuple[type, ...]] = {
+    "model": (dict,), "optimizer": (dict,), "rng_torch": (torch.Tensor,), "epoch": (int,),
+    "best": (float, int, type(None)), "best_epoch": (int,), "bad_epochs": (int,), "step": (int,),
+    "elapsed": (float, int),
+}
+"""The keys of a training state (``last.pt``) that resuming reads, and the kinds of value each may hold."""
+
+
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Load a training state with ``weights_only=True``; a corrupt file is a one-line CheckpointError."""
+    """Load a training state with ``weights_only=True``; a corrupt file, or one lacking a key of
+    :data:`STATE_KINDS` (or holding a value of another kind), is a one-line CheckpointError naming the file."""
     p = Path(path)
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        state = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{p}: training state not found") from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise CheckpointError(f"{p}: unreadable training state ({str(err).splitlines()[0][:120]})") from None
+        first = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        raise CheckpointError(f"{p}: unreadable training state ({first})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{p}: not a training state (a {type(state).__name__}, expected a mapping)")
+    missing = [k for k in STATE_KINDS if k not in state]
+    if missing:
+        raise CheckpointError(f"{p}: training state lacks {', '.join(missing)} (damaged, or not a last.pt of "
+                              f"Accord); start the run over with --overwrite")
+    wrong = [k for k, kinds in STATE_KINDS.items() if not isinstance(state[k], kinds) or isinstance(state[k], bool)]
+    if wrong:
+        raise CheckpointError(f"{p}: training state holds values of the wrong kind for {', '.join(wrong)} (damaged); "
+                              f"start the run over with --overwrite")
+    return state

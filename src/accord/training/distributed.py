@@ -37,17 +37,59 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import functools
 import os
+import re
+import signal
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from accord.core.errors import ConfigError
+from accord.core.errors import AccordError, ConfigError
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class DistributedError(AccordError):
+    """A rank of a distributed run cannot go on: a collective failed (another rank died, was killed or lost its
+    connection) or torchrun stopped this rank (SIGTERM, which it sends to every rank when one fails). One line,
+    naming the rank; the run resumes from its last checkpoint with ``--resume``."""
+
+
+RESUME_HINT = "the run resumes from its last checkpoint with --resume"
+
+
+def _collective(name: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Turn the error of a failed collective (gloo's "Connection closed by peer", NCCL's DistBackendError, a
+    timeout) into a one-line :class:`DistributedError` naming this rank and the collective."""
+
+    def wrap(fn: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(fn)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return fn(*args, **kwargs)
+            except RuntimeError as err:  # DistBackendError is a RuntimeError
+                raise peer_lost(name, err) from None
+
+        return inner
+
+    return wrap
+
+
+def peer_lost(collective: str, err: BaseException) -> DistributedError:
+    """The one-line error of a collective that failed on this rank."""
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else env_rank()
+    first = " ".join((str(err).strip().splitlines() or [type(err).__name__])[0].split())
+    first = re.sub(r"^\[[^\]]*\.(cc|cpp|h|hpp):\d+\]\s*", "", first)  # gloo's "[.../pair.cc:537] " source location
+    first = first.split(". ", 1)[0][:200]  # its first sentence ("Read error [...]: Connection reset by peer")
+    return DistributedError(f"rank {rank}: {collective} failed: another rank stopped or the connection to it was "
+                            f"lost ({first}); {RESUME_HINT}")
 
 
 @dataclass(frozen=True)
@@ -68,10 +110,12 @@ class DistContext:
         return self.rank == 0
 
     # ------------------------------------------------------------------ collectives
+    @_collective("barrier")
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
 
+    @_collective("broadcast_object")
     def broadcast_object(self, obj: T) -> T:
         """Rank 0's ``obj`` on every rank (pickled between the job's own processes)."""
         if not self.enabled:
@@ -80,6 +124,7 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return cast(T, box[0])  # rank 0's obj, of type T on every rank
 
+    @_collective("all_gather_object")
     def all_gather_object(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order."""
         if not self.enabled:
@@ -88,6 +133,7 @@ class DistContext:
         dist.all_gather_object(out, obj)
         return out
 
+    @_collective("broadcast_module")
     def broadcast_module(self, module: nn.Module) -> None:
         """Overwrite every parameter and buffer with rank 0's values."""
         if not self.enabled:
@@ -96,6 +142,7 @@ class DistContext:
             for t in module.state_dict().values():
                 dist.broadcast(t, src=0)
 
+    @_collective("all_reduce_sum")
     def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
         """Element-wise sum over ranks (returns a new tensor)."""
         if not self.enabled:
@@ -147,6 +194,7 @@ def init_distributed(device: str, backend: str = "auto", timeout_minutes: float 
                                   f"(WORLD_SIZE={world})")
         dist.init_process_group(chosen, timeout=datetime.timedelta(minutes=timeout_minutes))
         atexit.register(_destroy)  # leave the group cleanly when the process ends
+        _stop_on_sigterm()
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                        backend=dist.get_backend())
 
@@ -171,6 +219,7 @@ def shard_rows(n: int, ctx: DistContext) -> slice:
     return slice(start, start + base + (1 if ctx.rank < extra else 0))
 
 
+@_collective("the gradient all_reduce")
 def allreduce_step(params: list[nn.Parameter], weight: float, loss: torch.Tensor | None,
                    ctx: DistContext) -> float:
     """Average gradients over ranks, weighted by each rank's share of the global batch; return the global loss.
@@ -207,6 +256,23 @@ def allreduce_step(params: list[nn.Parameter], weight: float, loss: torch.Tensor
     return float(buf[-1])
 
 
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM (torchrun sends it to every rank when one fails) raise a one-line :class:`DistributedError`,
+    so the rank's ``finally`` blocks run (the run lock is released) and it leaves the process group at exit instead
+    of vanishing mid-write. Only where SIGTERM has its default action and in the main thread; a second SIGTERM
+    during the clean-up ends the process at once."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise DistributedError(f"rank {env_rank()}: stopped by SIGTERM (torchrun stops every rank when one of them "
+                               f"fails: see that rank's error); {RESUME_HINT}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 LEAVE_TIMEOUT = datetime.timedelta(seconds=120)
 """How long a rank waits at exit for the others to arrive before it leaves the group anyway."""
 
@@ -226,7 +292,7 @@ def _destroy() -> None:
             dist.monitored_barrier(timeout=LEAVE_TIMEOUT)
         else:
             dist.barrier()
-    except RuntimeError:
-        pass  # a peer is gone: leave anyway
+    except (RuntimeError, DistributedError):
+        pass  # a peer is gone (or torchrun stops this rank): leave anyway
     finally:
         dist.destroy_process_group()

@@ -9,6 +9,11 @@ split only, evaluates the selected checkpoint on valid and test, and writes the 
     <output.dir>/<name>/seed_<s>/best.safetensors, last.pt, results.json, diagnostics.npz, <hook artifacts>.npz
     <output.dir>/<name>/summary.{json,csv,md} mean ± std over seeds, valid and test
 
+The run directory is locked for the whole run (``<run_dir>/.lock``, :mod:`accord.core.lock`; under torchrun rank 0
+holds it): a second run into the same directory, ``--overwrite`` included, is refused before anything is deleted.
+A run that starts (or resumes) removes the temporary files a killed writer left behind
+(:func:`accord.core.io.clean_dead_temps`).
+
 One seed is a sequence of named steps (:meth:`Trainer.fit_seed`): **set up** (model, hooks, optimiser),
 **restore** (``--resume``), then per epoch **train one epoch** (:meth:`Trainer.train_step` per batch), **validate**,
 **select** (keep the best checkpoint), **checkpoint** (``last.pt``) and **log**; finally **evaluate** the selected
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -41,9 +47,10 @@ import accord.balance  # noqa: F401  (registers the trainer hooks: grad_monitor,
 from accord.augment.modality_dropout import modality_dropout
 from accord.config import Config, model_hook_requests, read_yaml, validate
 from accord.core import rundir
-from accord.core.errors import AccordError, CheckpointError, ConfigError
+from accord.core.errors import AccordError, CheckpointError, ConfigError, storage_error
 from accord.core.hooks import HookRequest, StepState, TrainerHook, build_hook
-from accord.core.io import atomic_write_text, write_json, write_npz
+from accord.core.io import atomic_write_text, clean_dead_temps, write_json, write_npz
+from accord.core.lock import RunLock
 from accord.core.types import Batch, ModelOutput
 from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
@@ -53,6 +60,7 @@ from accord.evaluation.metrics import METRIC_ORDER, default_metric, metric_famil
 from accord.evaluation.summary import aggregate, aggregate_json, markdown_table, write_csv
 from accord.models.base import AccordModel, create_model
 from accord.objectives.task import task_loss
+from accord.training import threads
 from accord.training.checkpoint import load_state, load_weights, save_state, save_weights
 from accord.training.distributed import allreduce_step, init_distributed, rank_device, shard_rows
 from accord.training.evaluation import EvalResult, evaluate_split, predict_split
@@ -199,8 +207,19 @@ class Trainer:
         self.out_dim = out_dim_for(cfg, self.dataset)
         self.family = metric_family(cfg.task.kind, self.dataset.metric_family)
         self.metric = cfg.train.early_stopping.metric or default_metric(cfg.task.kind, self.dataset.metric_family)
+        if self.metric not in self.computed_metrics():  # before any training, not after the first epoch
+            raise ConfigError(f"train.early_stopping.metric: {self.metric!r} is not computed for "
+                              f"{cfg.task.kind} on dataset {self.dataset.name!r} (metric family {self.family}); "
+                              f"available: {', '.join(self.computed_metrics())}")
         self.mode = metric_spec(self.metric).direction
         self.run_dir = cfg.run_dir
+
+    def computed_metrics(self) -> list[str]:
+        """The metrics every evaluation of this task and dataset computes (those a selection metric may name)."""
+        names = list(METRIC_ORDER[self.family])
+        if self.cfg.task.kind == "classification":
+            names += [f"F1_{c}" for c in self.dataset.class_names or []]
+        return names
 
     # ------------------------------------------------------------------------------------------ building blocks
     def augmented_train_split(self) -> SplitData:
@@ -284,22 +303,48 @@ class Trainer:
         if not self.dist.is_main:
             return
         if self.progress:
-            self.console.log(text)
+            self.console.log(text, markup=False, highlight=False)
         else:
             print(text, file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------------------- the run
+    def open_run(self, resume: bool, overwrite: bool) -> RunLock:
+        """Rank 0's start of a run: take the run directory's lock (a run in progress there is a one-line error
+        naming it, raised before anything is deleted), remove the temporary files of dead writers, then
+        :meth:`prepare_run_dir`. Returns the held lock (released by the caller; here on a failure)."""
+        lock = RunLock(self.run_dir)
+        note = lock.acquire()
+        try:
+            if note:
+                self._say(note)
+            self.clean_temps()
+            self.prepare_run_dir(resume, overwrite)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def clean_temps(self) -> None:
+        """Remove the temporary files (``.<name>.<pid>.<hex>.tmp``) that writers killed between a write and its
+        rename left in the run directory, its seed folders and ``augment/``; those of live writers stay."""
+        folders = [self.run_dir, *rundir.seed_dirs(self.run_dir), self.run_dir / "augment"]
+        removed = [p for folder in folders for p in clean_dead_temps(folder)]
+        if removed:
+            self._say(f"note: removed {len(removed)} temporary file(s) left by a killed writer: "
+                      f"{', '.join(str(p) for p in removed)}")
+
     def prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
         """Create the run directory; refuse to clobber an existing run unless resuming or overwriting."""
         rd = self.run_dir
-        existing = rd.is_dir() and any(rd.iterdir())
+        try:
+            existing = rd.is_dir() and any(p.name != rundir.LOCK for p in rd.iterdir())
+        except OSError as err:
+            raise storage_error(rd, err, "list the run directory") from None
         if existing and not (resume or overwrite):
             raise CheckpointError(f"{rd}: run directory exists; pass --resume to continue it or --overwrite to "
                                   f"start over")
         if existing and overwrite and not resume:
-            import shutil
-
-            shutil.rmtree(rd)
+            _empty_dir(rd, keep=rundir.LOCK)
         if resume and (rd / rundir.CONFIG).is_file():
             # compare through the current schema, so a key added to Accord later (with its default) does not
             # block resuming a run made before it existed
@@ -309,7 +354,7 @@ class Trainer:
                 diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
                 raise CheckpointError(f"{rd}/{rundir.CONFIG}: differs from the config given to --resume (section "
                                       f"{', '.join(diff)}); resume with the same config or start a new run")
-        rd.mkdir(parents=True, exist_ok=True)
+        _mkdir(rd)
         atomic_write_text(rd / rundir.CONFIG, self.cfg.to_yaml())
         write_json(rd / rundir.DATASET, {"name": self.dataset.name, "dims": self.dataset.dims,
                                          "out_dim": self.out_dim, "class_names": self.dataset.class_names,
@@ -318,24 +363,27 @@ class Trainer:
 
     def fit(self, resume: bool = False, overwrite: bool = False, on_epoch: EpochCallback | None = None
             ) -> dict[str, Any]:
-        """Train every seed (resuming finished/partial seeds with ``resume``) and write the summary."""
-        threads = torch.get_num_threads()
-        if self.cfg.train.num_threads:
-            torch.set_num_threads(self.cfg.train.num_threads)
-        try:
-            failure: AccordError | None = None
-            if self.dist.is_main:
-                try:
-                    self.prepare_run_dir(resume, overwrite)
-                except AccordError as err:
-                    failure = err
-            failure = self.dist.broadcast_object(failure)  # every rank stops with rank 0's error
-            if failure is not None:
-                raise failure
-            results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
-            return self.write_summary(results)
-        finally:
-            torch.set_num_threads(threads)  # train.num_threads applies to this run only
+        """Train every seed (resuming finished/partial seeds with ``resume``) and write the summary.
+
+        Rank 0 holds the run directory's lock from the start (:meth:`open_run`) to the end, whatever the exit
+        (normal end, an error, KeyboardInterrupt)."""
+        lock: RunLock | None = None
+        with threads.using(self.cfg.train.num_threads):  # null: the thread policy's default (training/threads.py)
+            try:
+                failure: AccordError | None = None
+                if self.dist.is_main:
+                    try:
+                        lock = self.open_run(resume, overwrite)
+                    except AccordError as err:
+                        failure = err
+                failure = self.dist.broadcast_object(failure)  # every rank stops with rank 0's error
+                if failure is not None:
+                    raise failure
+                results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
+                return self.write_summary(results)
+            finally:
+                if lock is not None:
+                    lock.release()
 
     def fit_seed(self, seed: int, resume: bool = False, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
         """Train one seed; returns its results dict (also written to ``seed_<s>/results.json``)."""
@@ -381,12 +429,19 @@ class Trainer:
         """With ``resume``, the results of a seed that finished earlier (rank 0 reads, every rank gets them)."""
         sd = rundir.seed_dir(self.run_dir, seed)
         finished: dict[str, Any] | None = None
+        failure: AccordError | None = None
         if self.dist.is_main:
-            sd.mkdir(parents=True, exist_ok=True)
-            if resume and (sd / rundir.RESULTS).is_file():
-                self._say(f"seed {seed}: finished earlier, kept ({sd / rundir.RESULTS})")
-                finished = rundir.read_results(sd)
-        return self.dist.broadcast_object(finished)
+            try:
+                _mkdir(sd)
+                if resume and (sd / rundir.RESULTS).is_file():
+                    finished = rundir.read_results(sd, required=("seed", *self.eval_splits, "train_seconds"))
+                    self._say(f"seed {seed}: finished earlier, kept ({sd / rundir.RESULTS})")
+            except AccordError as err:
+                failure = err
+        finished, failure = self.dist.broadcast_object((finished, failure))  # every rank stops with rank 0's error
+        if failure is not None:
+            raise failure
+        return finished
 
     def setup_seed(self, seed: int) -> SeedRun:
         """Seed everything, build the model (identical on every rank), its hooks, optimiser and step state."""
@@ -407,23 +462,27 @@ class Trainer:
         """With ``resume``, continue from ``last.pt`` (model, optimiser, schedule, RNG, selection state); without,
         start a fresh log."""
         ck: dict[str, Any] | None = None
+        failure: AccordError | None = None
         last = run.folder / rundir.LAST
         if self.dist.is_main and resume and last.is_file():
-            ck = load_state(last)
-        ck = self.dist.broadcast_object(ck)  # rank 0 reads; other machines need no shared filesystem
+            try:
+                ck = load_state(last)  # validated: a damaged file or a missing key is a one-line error
+            except AccordError as err:
+                failure = err
+        # rank 0 reads; other machines need no shared filesystem; every rank stops with rank 0's error
+        ck, failure = self.dist.broadcast_object((ck, failure))
+        if failure is not None:
+            raise failure
         if ck is None:
-            if self.dist.is_main and (run.folder / rundir.LOG).exists():
-                (run.folder / rundir.LOG).unlink()
+            if self.dist.is_main:
+                _unlink(run.folder / rundir.LOG)
             return
-        run.model.load_state_dict(ck["model"])
-        run.opt.load_state_dict(ck["optimizer"])
-        if run.sched is not None and ck.get("scheduler") is not None:
-            run.sched.load_state_dict(ck["scheduler"])
-        rngs = ck.get("rng_torch_ranks")
-        if rngs is not None and len(rngs) == self.dist.world_size:
-            torch.set_rng_state(rngs[self.dist.rank])
-        elif self.dist.is_main:
-            torch.set_rng_state(ck["rng_torch"])
+        try:
+            self._load_state_dicts(run, ck)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise CheckpointError(f"{last}: training state does not fit this run's model or optimiser ({first}); "
+                                  f"start the run over with --overwrite") from None
         run.start_epoch, run.best_epoch = int(ck["epoch"]) + 1, int(ck["best_epoch"])
         run.bad_epochs = int(ck["bad_epochs"])
         run.best = None if ck["best"] is None else float(ck["best"])
@@ -433,6 +492,18 @@ class Trainer:
         if self.dist.is_main:
             _truncate_log(run.folder / rundir.LOG, int(ck["epoch"]))
         self._say(f"seed {run.seed}: resuming after epoch {int(ck['epoch']) + 1} from {last}")
+
+    def _load_state_dicts(self, run: SeedRun, ck: dict[str, Any]) -> None:
+        """Model, optimiser, schedule and RNG state from a training state (this rank's RNG stream)."""
+        run.model.load_state_dict(ck["model"])
+        run.opt.load_state_dict(ck["optimizer"])
+        if run.sched is not None and ck.get("scheduler") is not None:
+            run.sched.load_state_dict(ck["scheduler"])
+        rngs = ck.get("rng_torch_ranks")
+        if rngs is not None and len(rngs) == self.dist.world_size:
+            torch.set_rng_state(rngs[self.dist.rank])
+        elif self.dist.is_main:
+            torch.set_rng_state(ck["rng_torch"])
 
     def train_epoch(self, run: SeedRun, epoch: int, train_split: SplitData) -> EpochSums:
         """One pass over the shuffled training split (the order and modality dropout seeded by seed and epoch)."""
@@ -593,6 +664,7 @@ class Trainer:
             "selection_metric": self.metric, "best_epoch": best_epoch + 1, "stopped_early": stopped_early,
             "train_seconds": round(elapsed, 3),
             "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "torch_threads": torch.get_num_threads(),  # float reductions reorder with it (training/threads.py)
         }
         arrays: dict[str, np.ndarray] = {}
         for split in self.eval_splits:
@@ -662,10 +734,44 @@ class Trainer:
 
 
 def _append_log(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line to a ``log.jsonl``."""
-    with path.open("a") as f:
-        f.write(json.dumps(record, default=float) + "\n")
-        f.flush()
+    """Append one JSON line to a ``log.jsonl`` (a refusal of the system is a one-line StorageError)."""
+    line = json.dumps(record, default=float) + "\n"
+    try:
+        with path.open("a") as f:
+            f.write(line)
+            f.flush()
+    except OSError as err:
+        raise storage_error(path, err, "append to the log") from None
+
+
+def _mkdir(folder: Path) -> None:
+    """``mkdir -p`` (a refusal of the system is a one-line StorageError)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise storage_error(folder, err, "create the folder") from None
+
+
+def _unlink(file: Path) -> None:
+    """Remove ``file`` if it exists (a refusal of the system is a one-line StorageError)."""
+    try:
+        file.unlink(missing_ok=True)
+    except OSError as err:
+        raise storage_error(file, err, "remove") from None
+
+
+def _empty_dir(folder: Path, keep: str) -> None:
+    """Delete everything in ``folder`` but the entry named ``keep`` (``--overwrite``: the run lock stays)."""
+    try:
+        for p in folder.iterdir():
+            if p.name == keep:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+    except OSError as err:
+        raise storage_error(err.filename or folder, err, "delete (--overwrite)") from None
 
 
 def _truncate_log(path: Path, last_epoch: int) -> None:
@@ -673,7 +779,11 @@ def _truncate_log(path: Path, last_epoch: int) -> None:
     if not path.is_file():
         return
     keep = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise storage_error(path, err, "read the log") from None
+    for line in text.splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable
@@ -18,12 +17,13 @@ from accord.core import rundir
 from accord.core.errors import AccordError, CheckpointError
 from accord.evaluation.metrics import METRIC_ORDER, headline_metric, metric_mode
 from accord.evaluation.summary import Aggregate, format_mean_std, markdown_table, summary_rows
+from accord.studies.processes import exit_reason, run_processes, spawn
 from accord.studies.runner import Row, finished_rows, run_configs
-from accord.studies.sweep import workers
 from accord.studies.sweep.options import SweepError, SweepOptions, compose_config, sweep_dir
 from accord.studies.sweep.report import summarise
 from accord.studies.sweep.space import SweepSpace
 from accord.studies.sweep.storage import count_states, n_finished
+from accord.training import threads as thread_policy
 
 if TYPE_CHECKING:
     import optuna
@@ -53,15 +53,13 @@ def train_final(opts: SweepOptions, jobs: list[FinalJob], cfgs: list[Config], pa
     if parallel == 1:
         run_configs([(c.run_name, c) for c in cfgs], resume=True, progress=False)
         return
-    ctx = multiprocessing.get_context("spawn")
     procs = []
     for job, cfg in zip(jobs, cfgs, strict=True):
         log_path = out_dir / "logs" / f"{cfg.run_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        procs.append(ctx.Process(target=_spawned_final_job, args=(opts, job, threads, str(log_path)),
-                                 name=f"accord-final-{cfg.run_name}"))
-    codes = workers.run_processes(procs)
-    bad = [cfg.run_name for cfg, code in zip(cfgs, codes, strict=True) if code != 0]
+        procs.append(spawn(_spawned_final_job, (opts, job, threads, str(log_path)), f"accord-final-{cfg.run_name}"))
+    codes = run_processes(procs)
+    bad = [f"{cfg.run_name} ({exit_reason(code)})" for cfg, code in zip(cfgs, codes, strict=True) if code != 0]
     if bad:
         raise SweepError(f"final re-run(s) {', '.join(bad)} failed; see {out_dir / 'logs'}")
 
@@ -120,8 +118,8 @@ def final_rerun(study: optuna.Study, opts: SweepOptions, space: SweepSpace, spac
     # the tuned and the default runs go in parallel, the cores split between them (two 1-thread trainings are
     # much faster than one 2-thread training after another on a busy 2-core machine); this depends on the machine
     # only, not on --workers, so that a re-run with other --workers resumes the same final runs
-    parallel = max(1, min(len(jobs), workers.cores()))
-    threads = max(1, workers.cores() // parallel)
+    parallel = max(1, min(len(jobs), thread_policy.cores()))
+    threads = thread_policy.split(parallel, "the final re-run")
     cfgs = [compose_config(opts, j.params, j.forced, j.source, threads=threads) for j in jobs]
     log(f"final re-run of trial #{best.number} on seeds {opts.final_seeds} -> {cfgs[0].run_dir}"
         + (f"; untuned default -> {cfgs[1].run_dir}" if len(cfgs) > 1 else "")

@@ -9,10 +9,20 @@ from typing import Any
 from accord.config import Config, compose, validate
 from accord.core.errors import AccordError
 from accord.studies.sweep.space import param_overrides
+from accord.training import threads
 
 
 class SweepError(AccordError):
     """A sweep cannot run: bad storage URL, bad options, a study made for something else, failed workers."""
+
+
+class SweepInterrupted(SweepError):
+    """The sweep's main process was stopped (SIGTERM, Ctrl-C) and stopped its worker processes; ``exit_code`` is
+    the shell's ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM). The study keeps every finished trial."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 @dataclass
@@ -52,6 +62,7 @@ def check_options(opts: SweepOptions) -> None:
         raise SweepError(f"--trials: needs at least 1 trial (got {opts.trials})")
     if opts.workers < 1:
         raise SweepError(f"--workers: needs at least 1 worker (got {opts.workers})")
+    threads.split(opts.workers, "--workers")  # more worker processes than cores given: one line, before any work
     if opts.method not in accord.models.list_models():
         raise SweepError(f"--method: unknown method {opts.method!r}; registered: "
                          f"{', '.join(accord.models.list_models())}")

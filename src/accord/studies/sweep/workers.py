@@ -1,34 +1,35 @@
-"""A sweep's processes: how many cores there are, a worker optimising the shared study until N trials are
-finished, spawning K of them, and waiting for a set of processes (terminating the rest on Ctrl-C)."""
+"""A sweep's processes: a worker optimising the shared study until N trials are finished, and K of them spawned
+(each dying with the sweep's main process, :mod:`accord.studies.processes`)."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from accord.core.errors import AccordError, CheckpointError
+from accord.studies.processes import exit_reason, run_processes, spawn
 from accord.studies.sweep.objective import Objective, SurplusTrial
 from accord.studies.sweep.options import SweepError, SweepOptions, fmt_value, sweep_dir
 from accord.studies.sweep.space import SweepSpace
-from accord.studies.sweep.storage import count_states, finished_states, n_finished, open_study, study_attrs
+from accord.studies.sweep.storage import (
+    count_states,
+    finished_states,
+    n_finished,
+    open_study,
+    recover_dead_trials,
+    study_attrs,
+)
+from accord.training.threads import cores
 
 if TYPE_CHECKING:
     import optuna
 
+__all__ = ["POLL_SECONDS", "cores", "run_processes", "run_worker", "run_worker_processes"]
+
 POLL_SECONDS = 3.0
 """How often an idle worker re-checks the study while other workers' trials finish."""
-
-
-def cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _log_trial(log: Callable[[str], None], worker: int, metric: str) -> Callable[..., None]:
@@ -63,7 +64,7 @@ def run_worker(opts: SweepOptions, space: SweepSpace, metric: str, mode: str, se
         if finished >= opts.trials:
             return ran
         if finished + running >= opts.trials:  # the remaining trials are running elsewhere: wait for them
-            optuna.storages.fail_stale_trials(study)
+            _recover(study, worker, log)
             time.sleep(POLL_SECONDS)
             continue
         before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
@@ -78,6 +79,17 @@ def run_worker(opts: SweepOptions, space: SweepSpace, metric: str, mode: str, se
                                  f"score); see the trial logs in {sweep_dir(opts) / 'logs'}")
 
 
+def _recover(study: optuna.Study, worker: int, log: Callable[[str], None]) -> None:
+    """While waiting for trials running elsewhere: fail and re-enqueue those of dead workers on this host at once
+    (a killed sibling worker; no need to wait for the heartbeat's grace period), and the heartbeat-stale ones."""
+    import optuna
+
+    for r in recover_dead_trials(study):
+        log(f"[worker {worker}] trial {r['number']} of a dead worker (pid {r['pid']}) failed and re-enqueued as "
+            f"#{r['requeued_as']}")
+    optuna.storages.fail_stale_trials(study)
+
+
 def _spawned_worker(opts: SweepOptions, space: SweepSpace, metric: str, mode: str, session: str, worker: int,
                     threads: int) -> None:
     """Entry point of a worker process: one-line errors, exit status 2 on a user error."""
@@ -88,32 +100,13 @@ def _spawned_worker(opts: SweepOptions, space: SweepSpace, metric: str, mode: st
         sys.exit(2)
 
 
-
-def run_processes(procs: Sequence[multiprocessing.process.BaseProcess], stagger: float = 0.0) -> list[int | None]:
-    """Start ``procs`` (``stagger`` seconds apart), wait for all, and return their exit codes; on an interruption
-    (Ctrl-C) the ones still alive are terminated before the exception propagates."""
-    for p in procs:
-        p.start()
-        time.sleep(stagger)
-    try:
-        for p in procs:
-            p.join()
-    except BaseException:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        raise
-    return [p.exitcode for p in procs]
-
-
 def run_worker_processes(opts: SweepOptions, space: SweepSpace, metric: str, mode: str, session: str,
-                   threads: int) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_spawned_worker, args=(opts, space, metric, mode, session, i, threads),
-                         name=f"accord-sweep-{i}") for i in range(opts.workers)]
+                         threads: int) -> list[str]:
+    """Run K worker processes to the end; returns a phrase per worker that did not end normally (``worker 1:
+    killed by SIGKILL``). Whether the sweep succeeded is judged by the study (N finished trials), not by the exit
+    codes: a worker killed after its last trial, or whose trial another worker re-ran, failed nothing."""
+    procs = [spawn(_spawned_worker, (opts, space, metric, mode, session, i, threads), f"accord-sweep-{i}")
+             for i in range(opts.workers)]
     codes = run_processes(procs, stagger=0.5)  # stagger the first storage writes
-    bad = [(i, c) for i, c in enumerate(codes) if c != 0]
-    if bad:
-        raise SweepError("worker(s) " + ", ".join(f"{i} (exit {c})" for i, c in bad) + " failed; see above")
-
-
+    return [f"worker {i}: {exit_reason(c)}" + (" (its error is above)" if c == 2 else "")
+            for i, c in enumerate(codes) if c != 0]
