@@ -122,19 +122,22 @@ def write_npz(path: PathLike, arrays: Mapping[str, Any]) -> None:
     atomic_write_bytes(path, npz_bytes(arrays))
 
 
-def read_json_file(file: Path, error: type[Exception], expected: str) -> Any:
-    """The parsed JSON of ``file``; a missing or unparsable file raises ``error`` with one line naming the file.
+def read_json_file(file: Path, error: type[Exception], expected: str, context: str = "") -> Any:
+    """The parsed JSON of ``file``; a missing, unreadable or unparsable file raises ``error`` with one line naming
+    the file.
 
-    ``expected`` completes the message of a missing file: ``"<file>: missing; expected <expected>"``.
+    ``expected`` completes the message of a missing file: ``"<file>: missing; expected <expected>"``; ``context``,
+    when given, ends the other messages (``"<file>: not valid JSON (...); <context>"``).
     """
     if not file.is_file():
         raise error(f"{file}: missing; expected {expected}")
+    tail = f"; {context}" if context else ""
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise error(f"{file}: not valid JSON ({err})") from None
+        raise error(f"{file}: not valid JSON ({err}){tail}") from None
     except OSError as err:
-        raise error(f"{file}: cannot read ({err.strerror or err})") from None
+        raise error(f"{file}: cannot read ({err.strerror or err}){tail}") from None
 
 
 def write_json(path: PathLike, obj: Any) -> None:

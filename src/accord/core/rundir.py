@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from accord.core.errors import CheckpointError
+from accord.core.io import read_json_file
 
 CONFIG: Final = "config.yaml"
 DATASET: Final = "dataset.json"
@@ -89,12 +90,7 @@ def read_json(path: PathLike, what: str) -> Any:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: missing ({what})")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{p}: not valid JSON ({err}); {what}") from None
-    except OSError as err:
-        raise CheckpointError(f"{p}: cannot read ({err.strerror or err}); {what}") from None
+    return read_json_file(p, CheckpointError, what, context=what)
 
 
 def read_config_tree(run_dir: PathLike) -> dict[str, Any]:
