@@ -94,7 +94,8 @@ def test_walkthrough_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     cfg = namespace["cfg"]
     assert isinstance(cfg, Config) and cfg.model.name == "mymethod"
     # every default comes from the code: Params and default_loss_weights; the file adds only what differs
-    assert cfg.model.params == {"hidden": 32, "dropout": 0.1}
+    assert {k: v for k, v in cfg.model.params.items() if k != "text_encoder"} == {"hidden": 32, "dropout": 0.1}
+    assert cfg.model.params["text_encoder"]["source"] == "features"  # every model's text branch: features by default
     assert cfg.loss_weights == {"task": 1.0, "gate_balance": 0.01}
     assert cfg.train.lr == 0.003 and cfg.train.epochs == 2
     shown = _layers(capsys.readouterr().out)
@@ -142,7 +143,8 @@ def test_walkthrough_packaged_method_file(tmp_path: Path, monkeypatch: pytest.Mo
     (packaged / "methods" / "mymethod.yaml").write_text(files[METHOD_YAML].read_text())
     monkeypatch.setattr(config_module, "packaged_configs", lambda: packaged)
     cfg = api.load_config(method="mymethod", dataset="conflictbench")
-    assert cfg.train.lr == 0.003 and cfg.model.params == {"hidden": 32, "dropout": 0.1}
+    assert cfg.train.lr == 0.003
+    assert {k: v for k, v in cfg.model.params.items() if k != "text_encoder"} == {"hidden": 32, "dropout": 0.1}
     shown = _layers(api.config_show("mymethod", "conflictbench", overrides=["train.lr=0.001"]))
     assert shown["train.lr: 0.001"] == "--set train.lr=0.001"
     shown = _layers(api.config_show("mymethod", "conflictbench"))

@@ -159,6 +159,10 @@ class TrainConfig(Section):
     """Training-time modality dropout: per modality, the probability that a sample loses it in a batch (seeded)."""
     hooks: list[HookConfig] = Field(default_factory=list)
     """Trainer hooks switched on for this run, in order (they run after the hooks the model names)."""
+    bucket_by_length: bool = False
+    """Length-bucketed training batches: rows of similar text length batched together (shuffled within chunks and
+    in batch order, seeded), so with dynamic padding an epoch costs what the real token counts cost. Off keeps the
+    plain shuffled order."""
     log_every_steps: int = Field(0, ge=0)
     """0 logs one JSONL line per epoch; N > 0 also logs every N steps (loss terms and hook values)."""
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)

@@ -60,6 +60,10 @@ def modality_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
             owner = _owner(name)
             if owner is not None:
                 groups[owner].append(p)
+    text_input = getattr(model, "text_input", None)  # a pretrained text branch (models.create_model) is text's
+    if isinstance(text_input, nn.Module):
+        have = {id(p) for p in groups.get("text", [])}
+        groups["text"] = [*groups.get("text", []), *(p for p in text_input.parameters() if id(p) not in have)]
     return {m: [p for p in groups.get(m, []) if p.requires_grad] for m in MODALITIES}
 
 

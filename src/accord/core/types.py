@@ -25,6 +25,9 @@ class Batch:
         unimodal_labels: optional modality -> ``[B]`` float labels (CH-SIMS).
         ids: sample ids.
         extras: optional per-sample tensors carried through (e.g. ConflictBench's ``conflict`` flag).
+        text_tokens: optional long ``[B, 3, L]`` transcript tokens for a pretrained text encoder, MMSA's
+            ``text_bert`` layout: row 0 the token ids, row 1 the attention mask (1 = real token), row 2 the segment
+            ids; ``L`` is the longest real token count in the batch (dynamic padding).
     """
 
     features: dict[str, Tensor]
@@ -34,6 +37,7 @@ class Batch:
     unimodal_labels: dict[str, Tensor] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
     extras: dict[str, Tensor] = field(default_factory=dict)
+    text_tokens: Tensor | None = None
 
     @property
     def text(self) -> Tensor:
@@ -65,6 +69,7 @@ class Batch:
             unimodal_labels={k: v[rows] for k, v in self.unimodal_labels.items()},
             ids=list(self.ids[rows]),
             extras={k: v[rows] for k, v in self.extras.items()},
+            text_tokens=None if self.text_tokens is None else self.text_tokens[rows],
         )
 
     def to(self, device: torch.device | str) -> Batch:
@@ -78,6 +83,7 @@ class Batch:
             unimodal_labels={k: v.to(dev) for k, v in self.unimodal_labels.items()},
             ids=list(self.ids),
             extras={k: v.to(dev) for k, v in self.extras.items()},
+            text_tokens=None if self.text_tokens is None else self.text_tokens.to(dev),
         )
 
 

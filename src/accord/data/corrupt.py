@@ -128,6 +128,7 @@ def _copy(split: SplitData) -> SplitData:
         class_labels=None if split.class_labels is None else split.class_labels.clone(),
         unimodal_labels={m: v.clone() for m, v in split.unimodal_labels.items()},
         extras={k: v.clone() for k, v in split.extras.items()},
+        text_tokens=None if split.text_tokens is None else split.text_tokens.clone(),
     )
 
 

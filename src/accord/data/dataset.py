@@ -22,6 +22,9 @@ SPLITS: tuple[str, str, str] = ("train", "valid", "test")
 MetricFamily = Literal["mosi", "sims"]
 #: Duplicate ids named in the error of :meth:`MultimodalDataset.check_ids`.
 _SHOWN_IDS = 3
+#: Chunk size of length bucketing, in batches (:meth:`SplitData.bucket_order`).
+BUCKET_CHUNK = 50
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 @dataclass
@@ -37,6 +40,9 @@ class SplitData:
         ids: ``N`` sample ids.
         raw_text: ``N`` transcripts ('' where unknown).
         extras: optional per-sample tensors ``[N, ...]`` (ConflictBench ground truth, ...).
+        text_tokens: optional long ``[N, 3, L]`` transcript tokens for a pretrained text encoder in MMSA's
+            ``text_bert`` layout: row 0 the token ids, row 1 the attention mask (1 = real token, right-padded),
+            row 2 the segment ids. :meth:`batch` trims them to the longest real token count of the batch.
     """
 
     features: dict[str, Tensor]
@@ -47,6 +53,7 @@ class SplitData:
     class_labels: Tensor | None = None
     unimodal_labels: dict[str, Tensor] = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
+    text_tokens: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -72,13 +79,15 @@ class SplitData:
             class_labels=None if self.class_labels is None else self.class_labels[idx],
             unimodal_labels={m: v[idx] for m, v in self.unimodal_labels.items()},
             extras={k: v[idx] for k, v in self.extras.items()},
+            text_tokens=None if self.text_tokens is None else self.text_tokens[idx],
         )
 
     def batch(self, index: Tensor, task: str = "regression", trim: bool = True) -> Batch:
         """Assemble rows ``index`` into a :class:`Batch`.
 
         ``trim`` cuts each modality's padding to the longest real sequence in the batch (fewer wasted steps for
-        sequence models). For ``task == "classification"`` the label is ``class_labels``.
+        sequence models) and the text tokens to the longest real token count (dynamic padding, at least one
+        column). For ``task == "classification"`` the label is ``class_labels``.
         """
         feats: dict[str, Tensor] = {}
         masks: dict[str, Tensor] = {}
@@ -109,7 +118,26 @@ class SplitData:
             unimodal_labels={m: v[index] for m, v in self.unimodal_labels.items()},
             ids=[self.ids[i] for i in index.tolist()],
             extras={k: v[index] for k, v in self.extras.items()},
+            text_tokens=self._batch_tokens(index, trim),
         )
+
+    def _batch_tokens(self, index: Tensor, trim: bool) -> Tensor | None:
+        """Rows ``index`` of :attr:`text_tokens` as long ``[B, 3, L]``; with ``trim``, ``L`` is the longest
+        attention-mask sum of those rows (at least 1). ``None`` without tokens."""
+        if self.text_tokens is None:
+            return None
+        tokens = self.text_tokens[index].long()
+        if trim:
+            longest = int(tokens[:, 1].sum(dim=1).max().item()) if len(tokens) else 1
+            tokens = tokens[:, :, : max(longest, 1)]
+        return tokens
+
+    def token_counts(self) -> Tensor:
+        """Real token count per row ``[N]``: the attention-mask sums of :attr:`text_tokens`, or the text
+        lengths when there are no tokens."""
+        if self.text_tokens is None:
+            return self.lengths["text"].long()
+        return self.text_tokens[:, 1].long().sum(dim=1)
 
     def iter_batches(
         self,
@@ -118,13 +146,46 @@ class SplitData:
         generator: torch.Generator | None = None,
         task: str = "regression",
         drop_last: bool = False,
+        bucket: bool = False,
     ) -> Iterator[Batch]:
-        """Yield batches over the split, shuffled with ``generator`` when ``shuffle`` is True."""
+        """Yield batches over the split, shuffled with ``generator`` when ``shuffle`` is True.
+
+        ``bucket`` (with ``shuffle`` only; ignored otherwise) groups rows of similar token length into the same
+        batch, so dynamic padding wastes less (:meth:`bucket_order`). Without it the order is one
+        ``randperm`` of the rows, exactly as always.
+        """
+        if bucket and shuffle:
+            for index in self.bucket_order(batch_size, generator, drop_last):
+                yield self.batch(index, task=task)
+            return
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = (n // batch_size) * batch_size if drop_last and n >= batch_size else n
         for start in range(0, stop, batch_size):
             yield self.batch(order[start : start + batch_size], task=task)
+
+    def bucket_order(
+        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
+    ) -> list[Tensor]:
+        """Length-bucketed batches of row indices for one epoch (every row once; seeded = deterministic).
+
+        The rows are shuffled with ``generator``, cut into chunks of ``batch_size * BUCKET_CHUNK`` rows, each
+        chunk is sorted (stably) by real token count (:meth:`token_counts`) and cut into batches, and the batch
+        order is shuffled with the same generator. Only the last batch can be short; ``drop_last`` drops it.
+        """
+        n = len(self)
+        order = torch.randperm(n, generator=generator)
+        counts = self.token_counts()
+        chunk = batch_size * BUCKET_CHUNK
+        pieces = []
+        for start in range(0, n, chunk):
+            rows = order[start : start + chunk]
+            pieces.append(rows[torch.sort(counts[rows], stable=True).indices])
+        sorted_rows = torch.cat(pieces) if pieces else order
+        batches = [sorted_rows[start : start + batch_size] for start in range(0, n, batch_size)]
+        if drop_last and batches and len(batches[-1]) < batch_size and n >= batch_size:
+            batches.pop()
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def num_batches(self, batch_size: int) -> int:
         return math.ceil(len(self) / batch_size)
@@ -169,8 +230,8 @@ class MultimodalDataset:
         Checks: all three splits present and non-empty; three modalities with 3-D float tensors; same feature
         dims across splits; one row count per split across features, lengths, labels, ids, raw text and extras;
         lengths within ``[0, T_m]``; finite features and labels; labels within ``label_range``; class labels in
-        ``[0, len(class_names))``; no sample with every modality missing; sample ids unique across all splits
-        (:meth:`check_ids`).
+        ``[0, len(class_names))``; no sample with every modality missing; text tokens, when present, as
+        :func:`check_text_tokens` wants them; sample ids unique across all splits (:meth:`check_ids`).
         """
         for split in SPLITS:
             if split not in self.splits:
@@ -292,17 +353,48 @@ def _check_modality(part: SplitData, m: str, n: int, where: str) -> None:
 
 
 def _check_per_sample(part: SplitData, n: int, where: str) -> None:
-    """Unimodal labels (``n`` finite values) and extras (``n`` rows) of ``part``; no sample without any modality."""
+    """Unimodal labels (``n`` finite values), extras (``n`` rows) and text tokens (:func:`check_text_tokens`) of
+    ``part``; no sample without any modality."""
     for m, y in part.unimodal_labels.items():
         if y.shape != (n,) or not bool(torch.isfinite(y).all()):
             raise DataError(f"{where}: unimodal labels of {m} must be {n} finite values")
     for key, v in part.extras.items():
         if v.shape[0] != n:
             raise DataError(f"{where}: extra {key!r} has {v.shape[0]} rows for {n} samples")
+    if part.text_tokens is not None:
+        check_text_tokens(part.text_tokens, n, where)
     all_missing = torch.stack([part.lengths[m] == 0 for m in MODALITIES]).all(dim=0)
     if bool(all_missing.any()):
         i = int(all_missing.nonzero()[0].item())
         raise DataError(f"{where}: sample {part.ids[i]!r} has no modality at all (every length is 0)")
+
+
+def check_text_tokens(tokens: Tensor, n: int, where: str) -> None:
+    """Text tokens in MMSA's ``text_bert`` layout: an integer ``[n, 3, L]`` tensor (ids, mask, segments) with
+    ids >= 0, a right-padded 0/1 mask and at least one real token per row; else a one-line :class:`DataError`."""
+    if tokens.dtype not in _INT_DTYPES:
+        raise DataError(f"{where}: text tokens must be an integer tensor [N, 3, L], got {tokens.dtype}")
+    if tokens.ndim != 3 or tokens.shape[1] != 3 or tokens.shape[0] != n:
+        raise DataError(
+            f"{where}: text tokens must be [N, 3, L] = (ids, attention mask, segment ids) with N = {n}, "
+            f"got shape {tuple(tokens.shape)}"
+        )
+    if tokens.shape[2] == 0:
+        raise DataError(f"{where}: text tokens have no columns (L = 0); every row needs at least one token")
+    if bool((tokens[:, 0] < 0).any()):
+        raise DataError(f"{where}: text token ids must be >= 0, found {int(tokens[:, 0].min())}")
+    mask = tokens[:, 1]
+    if bool(((mask != 0) & (mask != 1)).any()):
+        raise DataError(f"{where}: text token attention mask (row 1) must hold only 0 and 1")
+    if bool((mask[:, 1:] > mask[:, :-1]).any()):
+        raise DataError(f"{where}: text token attention mask must be right-padded (1s, then 0s)")
+    empty = mask.sum(dim=1) == 0
+    if bool(empty.any()):
+        i = int(empty.nonzero()[0].item())
+        raise DataError(
+            f"{where}: {int(empty.sum())} row(s) of text tokens have no real token (mask sum 0), "
+            f"first row {i}; every sample needs at least one token"
+        )
 
 
 def make_split(

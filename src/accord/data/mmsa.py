@@ -5,7 +5,9 @@ Layout (as produced by the MMSA toolkit for CMU-MOSI, CMU-MOSEI and CH-SIMS): a 
 
 - ``text`` ``[N, T_t, D_t]`` float (BERT or GloVe features; 768-d in the released files);
 - ``text_bert`` ``[N, 3, T_t]`` (token ids / attention mask / segment ids; optional): the text length of a
-  sample is the sum of its attention-mask row; without ``text_bert`` the text is taken as full length;
+  sample is the sum of its attention-mask row; without ``text_bert`` the text is taken as full length. Its
+  whole-number values become ``SplitData.text_tokens`` (long), unless every token id is 0 (a mask-only
+  placeholder, as older writers produced: then there are no tokens);
 - ``audio`` ``[N, T_a, D_a]`` and ``vision`` ``[N, T_v, D_v]`` float;
 - ``audio_lengths`` / ``vision_lengths`` ``[N]`` (only in the unaligned files; absent means full length);
 - ``regression_labels`` ``[N]``; CH-SIMS adds ``regression_labels_T``, ``_A`` and ``_V`` (unimodal labels);
@@ -520,6 +522,7 @@ class _RawSplit:
     ids: list[str]
     raw_text: list[str]
     has_text_bert: bool
+    text_tokens: np.ndarray | None
     has_lengths: bool
 
 
@@ -555,27 +558,40 @@ def _feature(raw: dict[str, Any], key: str, where: str, n: int, nonfinite: NonFi
     return x
 
 
-def _text_lengths(raw: dict[str, Any], where: str, n: int, t: int) -> np.ndarray:
-    """Text lengths: the row sums of the ``text_bert`` attention mask, or full length ``t`` without it."""
+def _text_bert(raw: dict[str, Any], where: str, n: int) -> np.ndarray | None:
+    """The checked ``text_bert`` ``[n, 3, T]`` as int64 (whole numbers, 0/1 mask), or None when absent."""
     if "text_bert" not in raw:
-        return np.full(n, t, dtype=np.int64)
+        return None
     tb = _numeric(raw, "text_bert", where, 3, "[N, 3, T] (token ids, attention mask, segment ids)")
     if tb.shape[0] != n:
         raise DataError(f"{where}: key 'text_bert' has {tb.shape[0]} rows but 'regression_labels' has {n}")
-    if tb.shape[1] < 2:
+    if tb.shape[1] != 3:
         raise DataError(
-            f"{where}: key 'text_bert' must be [N, 3, T] with the attention mask in row 1, "
+            f"{where}: key 'text_bert' must be [N, 3, T] (token ids, attention mask in row 1, segment ids), "
             f"got shape {tuple(tb.shape)}"
         )
-    mask = tb[:, 1, :]
-    if not np.isin(mask, (0, 1)).all():
+    if not np.isin(tb[:, 1, :], (0, 1)).all():
         raise DataError(f"{where}: key 'text_bert' row 1 (the attention mask) must hold only 0 and 1")
-    return _lengths({"text_bert": mask.sum(axis=1)}, "text_bert", where, n, t, "text")
+    if tb.dtype.kind == "f":
+        whole = np.isfinite(tb) & (np.round(tb) == tb)
+        if not whole.all():
+            bad = float(tb[~whole][0])
+            raise DataError(f"{where}: key 'text_bert' must hold whole numbers (token ids), found {bad:g}")
+    return tb.astype(np.int64)
 
 
-def _split_lengths(raw: dict[str, Any], where: str, n: int, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-modality lengths ``[n]``: text from ``text_bert``, audio/visual from their length keys (else full)."""
-    lengths = {"text": _text_lengths(raw, where, n, feats["text"].shape[1])}
+def _text_lengths(tb: np.ndarray | None, where: str, n: int, t: int) -> np.ndarray:
+    """Text lengths: the row sums of the ``text_bert`` attention mask, or full length ``t`` without it."""
+    if tb is None:
+        return np.full(n, t, dtype=np.int64)
+    return _lengths({"text_bert": tb[:, 1, :].sum(axis=1)}, "text_bert", where, n, t, "text")
+
+
+def _split_lengths(raw: dict[str, Any], where: str, n: int, feats: dict[str, np.ndarray],
+                   tb: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Per-modality lengths ``[n]``: text from ``text_bert`` (``tb``), audio/visual from their length keys (else
+    full)."""
+    lengths = {"text": _text_lengths(tb, where, n, feats["text"].shape[1])}
     for m, key in LENGTH_KEYS.items():
         t = feats[m].shape[1]
         lengths[m] = _lengths(raw, key, where, n, t, FEATURE_KEYS[m]) if key in raw else np.full(n, t, np.int64)
@@ -602,7 +618,8 @@ def _split_arrays(raw: Any, split: str, where: str, nonfinite: NonFinite, replac
     if n == 0:
         raise DataError(f"{where}: is empty (0 samples in 'regression_labels')")
     feats = {m: _feature(raw, key, where, n, nonfinite, replaced) for m, key in FEATURE_KEYS.items()}
-    lengths = _split_lengths(raw, where, n, feats)
+    tb = _text_bert(raw, where, n)
+    lengths = _split_lengths(raw, where, n, feats, tb)
     for m in MODALITIES:  # the data contract: steps at or past the length are zero
         steps = np.arange(feats[m].shape[1])[None, :] < lengths[m][:, None]
         feats[m] *= steps[:, :, None]
@@ -616,7 +633,8 @@ def _split_arrays(raw: Any, split: str, where: str, nonfinite: NonFinite, replac
         unimodal=unimodal,
         ids=ids,
         raw_text=raw_text,
-        has_text_bert="text_bert" in raw,
+        has_text_bert=tb is not None,
+        text_tokens=None if tb is None or not tb[:, 0].any() else tb,
         has_lengths=all(k in raw for k in LENGTH_KEYS.values()),
     )
 
@@ -708,9 +726,12 @@ def _split_data(p: _RawSplit, max_len: Mapping[str, int] | None) -> SplitData:
     """The :class:`SplitData` of a checked split, truncated to ``max_len`` where given."""
     feats = {m: torch.from_numpy(p.features[m]) for m in MODALITIES}
     lens = {m: torch.from_numpy(p.lengths[m]) for m in MODALITIES}
+    tokens = None if p.text_tokens is None else torch.from_numpy(p.text_tokens)
     for m, limit in (max_len or {}).items():
         feats[m] = feats[m][:, :limit].contiguous()
         lens[m] = lens[m].clamp(max=limit)
+        if m == "text" and tokens is not None:  # text_bert and the text features share their steps
+            tokens = tokens[:, :, :limit].contiguous()
     return SplitData(
         features=feats,
         lengths=lens,
@@ -718,6 +739,7 @@ def _split_data(p: _RawSplit, max_len: Mapping[str, int] | None) -> SplitData:
         ids=p.ids,
         raw_text=p.raw_text,
         unimodal_labels={m: torch.from_numpy(y) for m, y in p.unimodal.items()},
+        text_tokens=tokens,
     )
 
 
@@ -764,6 +786,7 @@ def load_mmsa_pickle(
             "dataset_guess": guess,
             "aligned": not all(parts[s].has_lengths for s in SPLITS),
             "text_lengths": "text_bert attention mask" if parts["train"].has_text_bert else "full length",
+            "text_tokens": all(parts[s].text_tokens is not None for s in SPLITS),
             "nonfinite": nonfinite,
             "nonfinite_replaced": replaced,
             "max_len": dict(max_len or {}),
@@ -782,10 +805,30 @@ def _sign_class(y: np.ndarray) -> np.ndarray:
     return (np.sign(y).astype(np.int64) + 1).astype(np.int64)
 
 
+def _text_bert_of(part: SplitData, where: str) -> np.ndarray:
+    """The ``text_bert`` array to write for ``part``: its text tokens (as float32, like MMSA's files), or zeros
+    with row 1 the attention mask of the text lengths when it has none."""
+    if part.text_tokens is not None:
+        counts = part.text_tokens[:, 1].long().sum(dim=1)
+        if not torch.equal(counts, part.lengths["text"].long()):
+            i = int((counts != part.lengths["text"].long()).nonzero()[0].item())
+            raise DataError(
+                f"{where}: row {i} has {int(counts[i])} real text tokens but a text length of "
+                f"{int(part.lengths['text'][i])}; MMSA takes text lengths from the text_bert mask, so they must "
+                "agree (save in the safe format instead)"
+            )
+        return part.text_tokens.numpy().astype(np.float32)
+    n, t_text = len(part), part.features["text"].shape[1]
+    text_bert = np.zeros((n, 3, t_text), dtype=np.float32)
+    text_bert[:, 1, :] = (np.arange(t_text)[None, :] < part.lengths["text"].numpy()[:, None]).astype(np.float32)
+    return text_bert
+
+
 def write_mmsa_pickle(ds: MultimodalDataset, path: str | os.PathLike[str], aligned: bool = False) -> Path:
     """Write ``ds`` as an MMSA 2.x pickle (for tests and for side-by-side runs against MMSA).
 
-    Each split gets ``text``, ``text_bert`` (zeros, with row 1 the attention mask of the text lengths),
+    Each split gets ``text``, ``text_bert`` (the split's ``text_tokens`` when it has them, else zeros with row 1
+    the attention mask of the text lengths),
     ``audio``, ``vision``, ``audio_lengths`` / ``vision_lengths`` (omitted when ``aligned``),
     ``regression_labels`` (plus ``regression_labels_T/A/V`` when the dataset has unimodal labels), ``id``,
     ``raw_text``, and the sign-based ``classification_labels`` (0 negative, 1 neutral = exactly 0, 2 positive)
@@ -795,7 +838,9 @@ def write_mmsa_pickle(ds: MultimodalDataset, path: str | os.PathLike[str], align
 
     Raises:
         DataError: when ``aligned`` is requested for a dataset whose modalities differ in padded length or
-            whose audio/visual lengths are not full (the aligned layout stores no audio/vision lengths).
+            whose audio/visual lengths are not full (the aligned layout stores no audio/vision lengths), or
+            whose text tokens' real counts differ from its text lengths (MMSA reads the text lengths from the
+            ``text_bert`` mask).
     """
     ds.validate()
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -815,11 +860,7 @@ def write_mmsa_pickle(ds: MultimodalDataset, path: str | os.PathLike[str], align
                         f"{where}: aligned=True needs full-length {m} (the aligned layout stores no "
                         f"{LENGTH_KEYS[m]}); write with aligned=False"
                     )
-        t_text = part.features["text"].shape[1]
-        text_bert = np.zeros((n, 3, t_text), dtype=np.float32)
-        text_bert[:, 1, :] = (np.arange(t_text)[None, :] < part.lengths["text"].numpy()[:, None]).astype(
-            np.float32
-        )
+        text_bert = _text_bert_of(part, where)
         y = part.labels.numpy().astype(np.float32)
         cls = _sign_class(y)
         entry: dict[str, np.ndarray] = {

@@ -5,8 +5,8 @@ A dataset directory holds::
     manifest.json   {"format": "accord-dataset", "version": 1, "name", "metric_family", "label_range",
                      "class_names", "meta", "splits": {split: {"file", "n", "dims", "seq_lens", "sha256"}}}
     train.npz       features_<m>, lengths_<m>, labels, [class_labels], [unimodal_labels_<m>], [extras_<key>],
-    valid.npz       ids, [raw_text]   (strings as numpy unicode arrays; never object arrays)
-    test.npz
+    valid.npz       ids, [raw_text], [text_tokens]   (strings as numpy unicode arrays; never object arrays;
+    test.npz        text_tokens int64 [N, 3, L] in MMSA's text_bert layout)
 
 Loading never unpickles anything (``np.load(..., allow_pickle=False)``) and verifies every file's SHA-256
 against the manifest, so unlike the MMSA pickles (:mod:`accord.data.mmsa`) a downloaded dataset directory
@@ -73,6 +73,8 @@ def _split_arrays(part: SplitData, where: str) -> dict[str, np.ndarray]:
     arrays["ids"] = np.array([str(i) for i in part.ids], dtype=np.str_)
     if part.raw_text:
         arrays["raw_text"] = np.array([str(t) for t in part.raw_text], dtype=np.str_)
+    if part.text_tokens is not None:
+        arrays["text_tokens"] = _to_numpy(part.text_tokens.long(), f"{where}: text tokens")
     return arrays
 
 
@@ -243,6 +245,7 @@ def _load_split(root: Path, split: str, info: dict[str, Any]) -> SplitData:
     ids = z.strings("ids", "unicode strings")
     raw_text = z.strings("raw_text", "unicode") if "raw_text" in z.arrays else []
     class_labels = z.tensor("class_labels", "iu").long() if "class_labels" in z.arrays else None
+    text_tokens = z.tensor("text_tokens", "iu").long() if "text_tokens" in z.arrays else None
     unimodal = {k[len("unimodal_labels_") :]: z.tensor(k, "f").float() for k in z.with_prefix("unimodal_labels_")}
     extras = {
         k[len("extras_") :]: torch.from_numpy(np.ascontiguousarray(z.arrays[k])) for k in z.with_prefix("extras_")
@@ -261,6 +264,7 @@ def _load_split(root: Path, split: str, info: dict[str, Any]) -> SplitData:
         class_labels=class_labels,
         unimodal_labels=unimodal,
         extras=extras,
+        text_tokens=text_tokens,
     )
     dims = info.get("dims")
     if dims is not None and all(features[m].ndim == 3 for m in MODALITIES) and part.dims() != dims:

@@ -7,23 +7,30 @@ mistyped key in ``model.params`` is a one-line :class:`~accord.core.errors.Confi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from accord.core.errors import ConfigError, config_error
 from accord.core.hooks import HookRequest
 from accord.core.registry import Registry
 from accord.core.types import Batch, ModelOutput
+from accord.models.text_params import TextEncoderParams
 
 
 class ModelParams(BaseModel):
-    """Base of every model's ``Params``: unknown keys are rejected."""
+    """Base of every model's ``Params``: unknown keys are rejected. Every model has ``text_encoder`` (where its
+    text branch comes from: the dataset's text features, or a pretrained transformer on the transcript's tokens,
+    see :func:`create_model`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    text_encoder: TextEncoderParams = Field(default_factory=TextEncoderParams,
+                                            description="text: precomputed features or a pretrained transformer")
 
 
 class AccordModel(nn.Module):
@@ -41,6 +48,10 @@ class AccordModel(nn.Module):
 
     Params: ClassVar[type[ModelParams]] = ModelParams
     default_loss_weights: ClassVar[dict[str, float]] = {}
+    text_input_form: ClassVar[Literal["sequence", "pooled"]] = "sequence"
+    """What the model reads as text when its text branch is a pretrained transformer: its token states
+    (``sequence``: models that attend over time, MulT, CACR, ...) or its sentence vector (``pooled``: utterance
+    models, whose paper feeds one vector per utterance)."""
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__()
@@ -50,6 +61,27 @@ class AccordModel(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def parameter_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW parameter groups of the trainable parameters: one per submodule that has its own optimiser
+        settings (a pretrained text encoder's ``lr`` / ``weight_decay``, MMSA's ``learning_rate_bert``; found by
+        its ``optimizer_settings()`` method), then ``main`` with everything else at ``lr`` / ``weight_decay``.
+        Groups are named (``name``) and empty ones are left out; with no such submodule this is one group of
+        ``model.parameters()`` in order."""
+        groups: list[dict[str, Any]] = []
+        taken: set[int] = set()
+        for name, module in self.named_modules():
+            settings = getattr(module, "optimizer_settings", None)
+            if not callable(settings) or module is self:
+                continue
+            own = [q for q in module.parameters() if q.requires_grad and id(q) not in taken]
+            taken.update(id(q) for q in own)
+            if own:
+                groups.append({"name": name, "params": own, "lr": lr, "weight_decay": weight_decay, **settings()})
+        rest = [q for q in self.parameters() if q.requires_grad and id(q) not in taken]
+        if rest:
+            groups.insert(0, {"name": "main", "params": rest, "lr": lr, "weight_decay": weight_decay})
+        return groups
 
     @classmethod
     def required_hooks(cls, params: ModelParams) -> list[HookRequest]:
@@ -109,9 +141,44 @@ def validate_params(name: str, params: dict[str, Any]) -> ModelParams:
 
 
 def create_model(name: str, dims: dict[str, int], out_dim: int = 1, **params: Any) -> AccordModel:
-    """Build the registered model ``name`` for input ``dims`` and ``out_dim`` outputs."""
+    """Build the registered model ``name`` for input ``dims`` and ``out_dim`` outputs.
+
+    With ``text_encoder.source: pretrained`` the model gets a pretrained transformer as ``model.text_input``
+    (:class:`~accord.models.modules.text_encoder.PretrainedTextEncoder`) and a forward pre-hook that, before every
+    forward, replaces the batch's text features by the transformer's output on ``batch.text_tokens``: its token
+    states or its sentence vector (the model's :attr:`AccordModel.text_input_form`), zero where text is absent. The
+    model itself is unchanged: it is built for text features of the transformer's width, and the gradient flows
+    through its text branch into the transformer (fine-tuning end to end).
+    """
     spec = MODELS.get(name)
-    return spec.cls(dims, out_dim, validate_params(name, params))
+    p = validate_params(name, params)
+    if not p.text_encoder.pretrained:
+        return spec.cls(dims, out_dim, p)
+    from accord.models.modules.text_encoder import PretrainedTextEncoder
+
+    encoder = PretrainedTextEncoder(p.text_encoder)
+    model = spec.cls({**dims, "text": encoder.dim}, out_dim, p)
+    model.text_input = encoder
+    model.register_forward_pre_hook(_pretrained_text)
+    return model
+
+
+def _pretrained_text(model: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Forward pre-hook of a model with a pretrained text branch: the batch with the transformer's text."""
+    from accord.models.modules.text_encoder import text_tokens
+
+    batch = args[0]
+    encoder: nn.Module = getattr(model, "text_input")  # noqa: B009 (a submodule set by create_model)
+    out = encoder(text_tokens(batch.text_tokens, type(model).__name__))
+    present = batch.present[:, 0]
+    if getattr(model, "text_input_form", "sequence") == "pooled":
+        feats, mask = out.pooled.unsqueeze(1), present.unsqueeze(1)
+    else:
+        feats, mask = out.seq, out.mask & present.unsqueeze(1)
+    feats = feats * mask.unsqueeze(-1).to(feats.dtype)
+    text = dataclasses.replace(batch, features={**batch.features, "text": feats},
+                               mask={**batch.mask, "text": mask})
+    return (text, *args[1:])
 
 
 def list_models() -> list[str]:

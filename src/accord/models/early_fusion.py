@@ -31,6 +31,8 @@ from accord.models.modules import MLPHead, masked_mean, masked_std
 class EarlyFusion(AccordModel):
     """Concatenate masked mean (and std) of each modality's raw features; predict with an MLP."""
 
+    text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
+
     class Params(ModelParams):
         stats: Literal["mean", "mean_std"] = Field("mean_std", description="summary statistics per modality")
         proj_dim: int = Field(32, ge=0, description="per-modality projection width (0: concatenate raw)")

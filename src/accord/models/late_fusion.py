@@ -25,6 +25,8 @@ from accord.models.modules import EncoderParams, MLPHead, build_encoder
 class LateFusion(AccordModel):
     """Three unimodal branches; prediction = softmax-weighted average of their predictions."""
 
+    text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
+
     default_loss_weights = {"unimodal_text": 1.0, "unimodal_audio": 1.0, "unimodal_visual": 1.0}
 
     class Params(EncoderParams):

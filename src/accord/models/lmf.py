@@ -41,6 +41,8 @@ from accord.models.modules import EncoderParams, MLPHead, build_encoder, encode_
 class LMF(AccordModel):
     """Low-rank Multimodal Fusion (Liu et al., ACL 2018): rank-``r`` modality-specific factors of TFN's tensor."""
 
+    text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
+
     class Params(EncoderParams):
         hidden: int = Field(32, ge=1, description="d_m: encoder width = size of each modality embedding z_m")
         rank: int = Field(4, ge=1, description="r: rank of the decomposed fusion weight tensor (paper: 4 on MOSI)")

@@ -56,6 +56,8 @@ MISA_ORDER: tuple[str, str, str] = ("text", "visual", "audio")
 class MISA(AccordModel):
     """MISA (Hazarika et al., 2020): shared/private encoders, CMD similarity, difference and self-reconstruction."""
 
+    text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
+
     default_loss_weights: ClassVar[dict[str, float]] = {"sim": 1.0, "diff": 0.3, "recon": 1.0}
 
     class Params(ModelParams):

@@ -207,6 +207,8 @@ class LabelMemory:
 class SelfMM(AccordModel):
     """Self-MM (Yu et al., AAAI 2021): multimodal task + three unimodal tasks with ULGM-generated labels."""
 
+    text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
+
     default_loss_weights: ClassVar[dict[str, float]] = {f"uni_{m}": 1.0 for m in MODALITIES}
 
     class Params(EncoderParams):

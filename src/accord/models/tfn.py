@@ -28,6 +28,8 @@ from accord.models.modules import EncoderParams, MLPHead, build_encoder, encode_
 class TFN(AccordModel):
     """Tensor Fusion Network (Zadeh et al., EMNLP 2017): outer product of ``[z_m; 1]`` over the modalities."""
 
+    text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
+
     class Params(EncoderParams):
         hidden: int = Field(32, ge=1, description="encoder width before the embedding layer")
         fusion_dim: int = Field(16, ge=1, description="d: embedding size per modality; fused size (d+1)^3")

@@ -2,7 +2,8 @@
 
 Registered as ``unimodal`` (choose ``modality``) and as ``text``, ``audio`` and ``visual`` with the modality fixed.
 They measure how much each modality carries on its own: the reference point for modality imbalance (on MOSI, text
-alone is usually as good as naive fusion).
+alone is usually as good as naive fusion). With a pretrained text branch (``text_encoder.source: pretrained``)
+text alone reads the transformer's sentence vector (an utterance model).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Unimodal(AccordModel):
     Only the chosen modality's parameters exist; the other modalities in the batch are ignored. A sample whose
     modality is missing (length 0) pools to zeros, so its prediction is the head's response to a zero vector.
     """
+
+    text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
 
     class Params(EncoderParams):
         modality: Literal["text", "audio", "visual"] = "text"

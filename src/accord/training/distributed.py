@@ -82,8 +82,14 @@ def _collective(name: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
     return wrap
 
 
+_STOPPING: list[bool] = [False]
+"""Set once this rank is stopping (a collective failed, or SIGTERM came): a later SIGTERM is then ignored, so the
+clean-up (the error line, the lock, leaving the group) is never interrupted by a second exception."""
+
+
 def peer_lost(collective: str, err: BaseException) -> DistributedError:
-    """The one-line error of a collective that failed on this rank."""
+    """The one-line error of a collective that failed on this rank (from now on SIGTERM is ignored)."""
+    _STOPPING[0] = True
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else env_rank()
     first = " ".join((str(err).strip().splitlines() or [type(err).__name__])[0].split())
     first = re.sub(r"^\[[^\]]*\.(cc|cpp|h|hpp):\d+\]\s*", "", first)  # gloo's "[.../pair.cc:537] " source location
@@ -259,14 +265,17 @@ def allreduce_step(params: list[nn.Parameter], weight: float, loss: torch.Tensor
 def _stop_on_sigterm() -> None:
     """Make SIGTERM (torchrun sends it to every rank when one fails) raise a one-line :class:`DistributedError`,
     so the rank's ``finally`` blocks run (the run lock is released) and it leaves the process group at exit instead
-    of vanishing mid-write. Only where SIGTERM has its default action and in the main thread; a second SIGTERM
-    during the clean-up ends the process at once."""
+    of vanishing mid-write. Only where SIGTERM has its default action and in the main thread; once the rank is
+    stopping (this error, or a failed collective's) further SIGTERMs are ignored, so no second exception interrupts
+    the clean-up (torchrun SIGKILLs a rank that does not end within its grace period)."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if _STOPPING[0]:
+            return  # already stopping with one error: let the clean-up finish (torchrun kills after its grace)
+        _STOPPING[0] = True
         raise DistributedError(f"rank {env_rank()}: stopped by SIGTERM (torchrun stops every rank when one of them "
                                f"fails: see that rank's error); {RESUME_HINT}")
 

@@ -18,14 +18,19 @@ def make_optimizer(model: nn.Module, t: TrainConfig, mode: Literal["min", "max"]
                    ) -> tuple[torch.optim.Optimizer, Scheduler | None]:
     """AdamW over the trainable parameters and the configured schedule (stepped once per epoch).
 
+    An Accord model gives its parameter groups (:meth:`AccordModel.parameter_groups`: a pretrained text encoder's
+    own learning rate and weight decay); the schedule scales every group's learning rate by the same factor.
+
     ``plateau`` halves the learning rate when the selection metric (``mode``: whether lower or higher is better)
     has not improved for a third of the early-stopping patience; ``cosine`` decays it to 0 over the epochs after
     a linear warm-up of ``warmup_epochs`` (warm-up alone when the scheduler is ``none``).
     """
     fused, foreach = {"auto": (None, None), "fused": (True, None), "foreach": (None, True),
                       "loop": (None, False)}[t.optimizer_impl]
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr,
-                            weight_decay=t.weight_decay, fused=fused, foreach=foreach)
+    groups = getattr(model, "parameter_groups", None)
+    params: Any = groups(t.lr, t.weight_decay) if callable(groups) else \
+        [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused, foreach=foreach)
     if t.scheduler == "plateau":
         return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5,
                                                                patience=max(1, t.early_stopping.patience // 3))

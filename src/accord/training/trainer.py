@@ -65,6 +65,7 @@ from accord.training.checkpoint import load_state, load_weights, save_state, sav
 from accord.training.distributed import allreduce_step, init_distributed, rank_device, shard_rows
 from accord.training.evaluation import EvalResult, evaluate_split, predict_split
 from accord.training.optim import Scheduler, make_optimizer, step_scheduler
+from accord.training.text_tokens import prepare_text_tokens
 
 __all__ = ["EvalResult", "Trainer", "evaluate_split", "load_model", "load_run", "predict_split", "resolve_device",
            "seed_everything"]
@@ -193,6 +194,8 @@ class Trainer:
         # data.train_fraction: keep a seeded share of the training groups (videos); idempotent, valid/test untouched
         self.dataset = apply_train_fraction(self.dataset, cfg.data.train_fraction, cfg.data.train_fraction_seed,
                                             cfg.data.train_fraction_by)
+        # a pretrained text branch: stored tokens checked against its vocabulary, or the transcripts tokenized
+        self.dataset = prepare_text_tokens(self.dataset, cfg.model.params)
         self._augmented: SplitData | None = None  # QASA training split (augment section), built once per trainer
         self.extra_hooks = list(hooks)
         # hooks handed in by code (not by the config) bring their own losses, weighted by their class defaults
@@ -513,7 +516,8 @@ class Trainer:
         sums = EpochSums()
         gen = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
         drop_gen = torch.Generator().manual_seed(run.seed * 100_003 + epoch + 50_000_017)
-        for batch in train_split.iter_batches(t.batch_size, shuffle=True, generator=gen, task=self.cfg.task.kind):
+        for batch in train_split.iter_batches(t.batch_size, shuffle=True, generator=gen, task=self.cfg.task.kind,
+                                              bucket=t.bucket_by_length):
             if t.modality_dropout:
                 batch = modality_dropout(batch, t.modality_dropout, drop_gen)
             n_global = batch.size
