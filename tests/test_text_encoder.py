@@ -315,3 +315,11 @@ def test_the_gradient_monitor_counts_the_transformer_as_text(tiny_bert_with_toke
         assert grads and all({"g/text", "r/text", "r/audio", "r/visual"} <= set(r) for r in grads)
         ratios[finetune] = sum(r["g/text"] for r in grads) / len(grads)
     assert ratios[True] > ratios[False] > 0  # the transformer's own gradient adds to text's
+
+
+def test_self_mm_pools_the_cls_token_as_its_paper() -> None:
+    from accord.models.base import validate_params
+
+    assert validate_params("self_mm", {"text_encoder": {"source": "pretrained"}}).text_encoder.pooling == "cls"
+    assert validate_params("self_mm", {"text_encoder": {"pooling": "mean"}}).text_encoder.pooling == "mean"
+    assert validate_params("late_fusion", {"text_encoder": {"source": "pretrained"}}).text_encoder.pooling == "mean"

@@ -159,6 +159,10 @@ class TrainConfig(Section):
     """Training-time modality dropout: per modality, the probability that a sample loses it in a batch (seeded)."""
     hooks: list[HookConfig] = Field(default_factory=list)
     """Trainer hooks switched on for this run, in order (they run after the hooks the model names)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Mixed precision: forward passes and losses run under ``torch.autocast`` in bfloat16 or float16 (training and
+    evaluation; parameters and optimiser state stay float32). fp16 adds a gradient scaler whose gradients are
+    unscaled before the hooks and clipping. Meant for CUDA; bf16 and fp16 also run on CPU."""
     bucket_by_length: bool = False
     """Length-bucketed training batches: rows of similar text length batched together (shuffled within chunks and
     in batch order, seeded), so with dynamic padding an epoch costs what the real token counts cost. Off keeps the

@@ -3,8 +3,10 @@ checkpoint (valid and test), and what :func:`accord.evaluate` runs on a finished
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +54,14 @@ def predict_split(model: AccordModel, split: SplitData, task: str, batch_size: i
     return torch.cat(preds).numpy(), {k: torch.cat(v).numpy() for k, v in diags.items()}
 
 
+def autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` for ``train.precision`` (bf16 / fp16) on ``device``; a no-op context for fp32."""
+    if cfg.train.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def evaluate_split(model: AccordModel, split: SplitData, cfg: Config, ds: MultimodalDataset,
                    device: torch.device, ctx: DistContext = SINGLE) -> EvalResult:
     """Predict ``split`` and compute the task's metrics on it.
@@ -60,7 +70,8 @@ def evaluate_split(model: AccordModel, split: SplitData, cfg: Config, ds: Multim
     in rank order, so every rank computes the same metrics on the whole split.
     """
     rows = shard_rows(len(split), ctx) if ctx.enabled else None
-    pred, diags = predict_split(model, split, cfg.task.kind, cfg.train.eval_batch_size, device, rows)
+    with autocast(cfg, device):
+        pred, diags = predict_split(model, split, cfg.task.kind, cfg.train.eval_batch_size, device, rows)
     if ctx.enabled:
         parts = [p for p in ctx.all_gather_object((pred, diags)) if p[0] is not None]
         pred = np.concatenate([p[0] for p in parts])

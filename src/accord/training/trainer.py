@@ -63,7 +63,7 @@ from accord.objectives.task import task_loss
 from accord.training import threads
 from accord.training.checkpoint import load_state, load_weights, save_state, save_weights
 from accord.training.distributed import allreduce_step, init_distributed, rank_device, shard_rows
-from accord.training.evaluation import EvalResult, evaluate_split, predict_split
+from accord.training.evaluation import EvalResult, autocast, evaluate_split, predict_split
 from accord.training.optim import Scheduler, make_optimizer, step_scheduler
 from accord.training.text_tokens import prepare_text_tokens
 
@@ -146,6 +146,7 @@ class SeedRun:
     elapsed: float = 0.0
     stopped_early: bool = False
     checked_names: bool = False
+    scaler: torch.amp.GradScaler | None = None  # train.precision fp16 only
 
 
 @dataclass
@@ -207,6 +208,9 @@ class Trainer:
         self.console = console or Console(stderr=True)
         self.progress = (self.console.is_terminal if progress is None else progress) and self.dist.is_main
         self.device = resolve_device(rank_device(cfg.train.device, self.dist))
+        if cfg.train.precision == "fp16" and self.dist.enabled:  # the ranks' overflow skips are not synchronised
+            raise ConfigError("train.precision: fp16 is not supported under torchrun yet (a rank's gradient scaler "
+                              "could skip a step the others take); use bf16")
         self.out_dim = out_dim_for(cfg, self.dataset)
         self.family = metric_family(cfg.task.kind, self.dataset.metric_family)
         self.metric = cfg.train.early_stopping.metric or default_metric(cfg.task.kind, self.dataset.metric_family)
@@ -458,8 +462,10 @@ class Trainer:
         state = StepState(seed=seed, task_kind=self.cfg.task.kind, task_loss=self.cfg.task.loss_name,
                           loss_weights=dict(self.loss_weights), rank=self.dist.rank,
                           world_size=self.dist.world_size)
+        scaler = torch.amp.GradScaler(self.device.type) if self.cfg.train.precision == "fp16" else None
         return SeedRun(seed=seed, folder=rundir.seed_dir(self.run_dir, seed), model=model, hooks=hooks, opt=opt,
-                       sched=sched, state=state, params=[p for p in model.parameters() if p.requires_grad])
+                       sched=sched, state=state, params=[p for p in model.parameters() if p.requires_grad],
+                       scaler=scaler)
 
     def restore(self, run: SeedRun, resume: bool) -> None:
         """With ``resume``, continue from ``last.pt`` (model, optimiser, schedule, RNG, selection state); without,
@@ -502,6 +508,8 @@ class Trainer:
         run.opt.load_state_dict(ck["optimizer"])
         if run.sched is not None and ck.get("scheduler") is not None:
             run.sched.load_state_dict(ck["scheduler"])
+        if run.scaler is not None and ck.get("scaler"):
+            run.scaler.load_state_dict(ck["scaler"])
         rngs = ck.get("rng_torch_ranks")
         if rngs is not None and len(rngs) == self.dist.world_size:
             torch.set_rng_state(rngs[self.dist.rank])
@@ -546,21 +554,26 @@ class Trainer:
         logged: dict[str, float] = {}
         bad_terms: list[str] = []
         if batch.size:  # a rank's slice of a tiny last batch can be empty: it only joins the reduce
-            out = run.model(batch)
-            terms = self.prediction_terms(batch, out)
-            extra: dict[str, torch.Tensor] = {}
-            for hook in run.hooks:  # once per step, after the prediction terms (the graph's order is kept)
-                extra.update(hook.extra_losses(run.model, batch, out))
-            if not run.checked_names:
-                for name in [*out.losses, *extra]:
-                    self.weight(name)  # a term nothing declared fails on the first step, naming it
-                run.checked_names = True
-            self.add_loss_terms(terms, {**out.losses, **extra})
+            with autocast(self.cfg, self.device):  # train.precision (a no-op for fp32)
+                out = run.model(batch)
+                terms = self.prediction_terms(batch, out)
+                extra: dict[str, torch.Tensor] = {}
+                for hook in run.hooks:  # once per step, after the prediction terms (the graph's order is kept)
+                    extra.update(hook.extra_losses(run.model, batch, out))
+                if not run.checked_names:
+                    for name in [*out.losses, *extra]:
+                        self.weight(name)  # a term nothing declared fails on the first step, naming it
+                    run.checked_names = True
+                self.add_loss_terms(terms, {**out.losses, **extra})
             bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
             if bad_terms and not self.dist.enabled:
                 raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "
                                          f"{', '.join(bad_terms)} (lower train.lr or check inputs)")
-            terms["total"].backward()
+            if run.scaler is not None:  # fp16: scaled backward, true gradients again before the hooks see them
+                run.scaler.scale(terms["total"]).backward()
+                run.scaler.unscale_(run.opt)
+            else:
+                terms["total"].backward()
             state.loss_terms = {k: v.detach() for k, v in terms.items()}
             for hook in run.hooks:
                 logged.update(hook.after_backward(run.model, batch, out, state))
@@ -573,7 +586,11 @@ class Trainer:
                                          f"loss {where} (lower train.lr or check inputs)")
         if self.cfg.train.grad_clip:
             logged["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.params, self.cfg.train.grad_clip))
-        run.opt.step()
+        if run.scaler is not None:  # skips the step when a gradient overflowed, and adapts the scale
+            run.scaler.step(run.opt)
+            run.scaler.update()
+        else:
+            run.opt.step()
         state.step += 1
         return terms, logged
 
@@ -625,6 +642,7 @@ class Trainer:
             "rng_torch": torch.get_rng_state(), "rng_torch_ranks": rng_ranks, "epoch": epoch,
             "best": run.best, "best_epoch": run.best_epoch, "bad_epochs": run.bad_epochs, "step": run.state.step,
             "elapsed": run.elapsed, "stopped": stop,
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
         }, run.folder / rundir.LAST)
 
     def log_epoch(self, run: SeedRun, record: dict[str, Any]) -> None:

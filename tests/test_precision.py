@@ -1,0 +1,53 @@
+"""Mixed precision (``train.precision``): bf16 / fp16 autocast on the forward passes and losses, parameters in
+float32, fp16's gradient scaler unscaled before the hooks and clipping and kept in ``last.pt`` (an interrupted fp16
+run resumes to exactly the uninterrupted result). Run on CPU here; CUDA is the target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from accord.core.errors import CheckpointError
+from accord.training.trainer import Trainer
+from test_trainer import Interrupt, tiny_cfg
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _grad_lines(folder: Path) -> list[dict[str, float]]:
+    lines = [json.loads(x) for x in (folder / "log.jsonl").read_text().splitlines()]
+    return [r for r in lines if r["type"] == "grad"]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32_with_true_gradients_for_the_hooks(tmp_path: Path,
+                                                                               precision: str) -> None:
+    monitor = "train.hooks=[{name: grad_monitor}]"
+    full = Trainer(tiny_cfg(tmp_path / "fp32", monitor), progress=False).fit()
+    trainer = Trainer(tiny_cfg(tmp_path / precision, monitor, f"train.precision={precision}"), progress=False)
+    mixed = trainer.fit()
+    assert abs(mixed["test"]["MAE"]["mean"] - full["test"]["MAE"]["mean"]) < 0.1
+    # the first step starts from the same weights and batch: the monitor's gradient norms agree to the precision's
+    # rounding, so the hooks saw unscaled gradients (fp16's scaler multiplies the loss by 65536 before backward)
+    a = _grad_lines(tmp_path / "fp32" / "run" / "seed_0")[0]
+    b = _grad_lines(tmp_path / precision / "run" / "seed_0")[0]
+    for m in ("text", "audio", "visual"):
+        assert b[f"g/{m}"] == pytest.approx(a[f"g/{m}"], rel=0.05), m
+    state = torch.load(tmp_path / precision / "run" / "seed_0" / "last.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+    assert (state["scaler"] is not None) == (precision == "fp16")
+
+
+def test_an_interrupted_fp16_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    full = Trainer(tiny_cfg(tmp_path / "full", "train.precision=fp16"), progress=False).fit()
+    cfg = tiny_cfg(tmp_path / "cut", "train.precision=fp16")
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, hooks=[Interrupt(14)], progress=False).fit()
+    sd = tmp_path / "cut" / "run" / "seed_0"
+    assert torch.load(sd / "last.pt", weights_only=True)["scaler"]["scale"] > 0
+    with pytest.raises(CheckpointError, match="--resume"):
+        Trainer(cfg, progress=False).fit()
+    assert Trainer(cfg, progress=False).fit(resume=True)["test"] == full["test"]
