@@ -245,6 +245,10 @@ def test_training_from_raw_text_and_from_stored_tokens_gives_the_same_run(tiny_b
         results[name] = json.loads((tmp_path / name / "seed_0" / "results.json").read_text())
         results[name].pop("train_seconds")
     assert results["raw"] == results["stored"]
+    from accord import api  # a saved run reloads its transformer (weights in best.safetensors) and re-tokenizes
+
+    again = api.evaluate(tmp_path / "raw", dataset=raw, write=False)["per_seed"]["seed_0"]
+    assert again == pytest.approx(results["raw"]["test"], abs=1e-6)
     assert results["raw"]["test"]["Corr"] > 0.5 and results["raw"]["test"]["Has0_acc_2"] > 70, results["raw"]["test"]
     log = [json.loads(x) for x in (tmp_path / "raw" / "seed_0" / "log.jsonl").read_text().splitlines()]
     epochs = [r["loss/total"] for r in log if r["type"] == "epoch"]

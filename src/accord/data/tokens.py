@@ -29,6 +29,7 @@ from torch import Tensor
 from accord.core.errors import DataError
 from accord.core.extras import require
 from accord.core.io import atomic_write_bytes
+from accord.data.sentence_vectors import cache_dir  # the one $ACCORD_CACHE rule
 
 #: Files that make a folder a tokenizer folder (one of them must exist).
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
@@ -36,12 +37,6 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model
 #: Files whose contents key the cache (whichever exist).
 KEY_FILES = (*TOKENIZER_FILES, "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
              "added_tokens.json")
-
-
-def cache_dir() -> Path:
-    """``$ACCORD_CACHE`` or ``~/.cache/accord``."""
-    env = os.environ.get("ACCORD_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "accord"
 
 
 def _check_folder(folder: Path) -> None:
