@@ -52,6 +52,8 @@ class AccordModel(nn.Module):
     """What the model reads as text when its text branch is a pretrained transformer: its token states
     (``sequence``: models that attend over time, MulT, CACR, ...) or its sentence vector (``pooled``: utterance
     models, whose paper feeds one vector per utterance)."""
+    text_pooling: ClassVar[Literal["cls", "mean"]] = "mean"
+    """``text_encoder.pooling`` when the config does not set it: how the model's paper pools its transformer."""
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__()
@@ -133,6 +135,9 @@ def validate_params(name: str, params: dict[str, Any]) -> ModelParams:
     clash = sorted(set(params) & set(spec.fixed))
     if clash:
         raise ConfigError(f"model.params.{clash[0]}: fixed to {spec.fixed[clash[0]]!r} by model {name!r}")
+    te = params.get("text_encoder")
+    if isinstance(te, dict) and "pooling" not in te:  # the method's own default (AccordModel.text_pooling)
+        params = {**params, "text_encoder": {**te, "pooling": spec.cls.text_pooling}}
     try:
         return spec.cls.Params(**{**params, **spec.fixed})
     except ValidationError as err:

@@ -77,11 +77,11 @@ visual 32).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import Tensor, nn
 
 from accord.core.errors import ConfigError
@@ -208,6 +208,7 @@ class SelfMM(AccordModel):
     """Self-MM (Yu et al., AAAI 2021): multimodal task + three unimodal tasks with ULGM-generated labels."""
 
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
+    text_pooling = "cls"  # of [CLS], as the paper reads BERT (Yu et al., 2021; MMSA's BertTextEncoder output [:, 0])
 
     default_loss_weights: ClassVar[dict[str, float]] = {f"uni_{m}": 1.0 for m in MODALITIES}
 
@@ -221,16 +222,6 @@ class SelfMM(AccordModel):
                                                            "(paper: 2)")
         label_bound: float = Field(3.0, gt=0.0, description="H: generated labels are clipped to [-H, H] (MOSI: 3)")
         distance: Distance = Field("l2", description="Eq. 7 distance: l2 (released code) or squared (paper)")
-
-        @model_validator(mode="before")
-        @classmethod
-        def _cls_pooling(cls, data: Any) -> Any:
-            """A pretrained text branch pools the first token ([CLS]) unless told otherwise: Self-MM reads BERT's
-            [CLS] state as the text representation (Yu et al., 2021; MMSA's BertTextEncoder output [:, 0])."""
-            if isinstance(data, dict) and isinstance(data.get("text_encoder"), dict) \
-                    and "pooling" not in data["text_encoder"]:
-                data = {**data, "text_encoder": {**data["text_encoder"], "pooling": "cls"}}
-            return data
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

@@ -22,7 +22,7 @@ def text_encoder_params(model_params: dict[str, Any]) -> TextEncoderParams | Non
     raw = model_params.get("text_encoder")
     if not raw:
         return None
-    p = raw if isinstance(raw, TextEncoderParams) else TextEncoderParams.model_validate(raw)
+    p = TextEncoderParams.model_validate(raw)  # a dict, or the section itself
     return p if p.pretrained else None
 
 

@@ -9,9 +9,9 @@ feed optuna's MedianPruner.
 
 Parallel and resumable (:mod:`.workers`):
 
-* ``workers=K`` spawns K processes (``multiprocessing`` spawn), each with ``train.num_threads = max(1, cores // K)``,
-  all optimising the same study; separate invocations (other machines) may join the same study through one
-  PostgreSQL/MySQL URL.
+* ``workers=K`` spawns K processes (:func:`accord.studies.processes.spawn`: they die with the sweep), their torch
+  threads set by the thread policy (:func:`accord.training.threads.split`: at most the cores given), all optimising
+  the same study; separate invocations (other machines) may join the same study through one PostgreSQL/MySQL URL.
 * Trials finished (COMPLETE + PRUNED) across workers and restarts stop at N: a worker starts a trial only while
   ``finished + running < N`` and a trial that finds itself beyond N in the (start time, number) order at its start
   ends at once as FAIL with ``user_attrs["surplus"]`` (a rare race between workers); optuna's MaxTrialsCallback
@@ -58,10 +58,10 @@ from accord.studies.sweep.storage import (
     recover_dead_trials,
     study_attrs,
 )
-from accord.studies.sweep.workers import cores, run_processes, run_worker
+from accord.studies.sweep.workers import run_worker
 
 __all__ = ["DEFAULT_SPACE", "Objective", "ParamSpec", "SurplusTrial", "SweepError", "SweepOptions", "SweepSpace",
-           "_is_surplus", "base_config", "check_options", "compose_config", "cores", "count_states", "final_rerun",
+           "_is_surplus", "base_config", "check_options", "compose_config", "count_states", "final_rerun",
            "load_space", "n_finished", "open_storage", "open_study", "param_overrides", "parse_seeds", "pid_alive",
-           "recover_dead_trials", "run_processes", "run_sweep", "run_worker", "space_probe", "study_attrs",
+           "recover_dead_trials", "run_sweep", "run_worker", "space_probe", "study_attrs",
            "suggest", "summarise", "sweep_dir", "yaml_literal"]

@@ -21,12 +21,11 @@ from accord.studies.sweep.storage import (
     recover_dead_trials,
     study_attrs,
 )
-from accord.training.threads import cores
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["POLL_SECONDS", "cores", "run_processes", "run_worker", "run_worker_processes"]
+__all__ = ["POLL_SECONDS", "run_worker", "run_worker_processes"]
 
 POLL_SECONDS = 3.0
 """How often an idle worker re-checks the study while other workers' trials finish."""
