@@ -48,6 +48,11 @@ def test_benchmark_writes_one_table(tmp_path: Path) -> None:
     assert "| text |" in md and "| late_fusion |" in md and "Text alone" in md
     assert "Planted conflicts" in md and "acc_conflicting" in md
     assert (tmp_path / "b" / "benchmark.json").is_file()
+    # the trivial-baseline row: every cell of it is the train-mean predictor's value, ± 0.0 over the 2 seeds
+    row = next(line for line in md.splitlines() if line.startswith("| constant predictor"))
+    assert "± 0.0" in row and "0.000 ± 0.000" in row  # Corr of a constant is 0
+    saved = json.loads((tmp_path / "b" / "benchmark.json").read_text())["constant_predictor"]
+    assert saved["test"]["Corr"]["mean"] == 0.0 and saved["test"]["MAE"]["n"] == 2
 
 
 def test_data_build_and_convert(tmp_path: Path) -> None:

@@ -248,6 +248,14 @@ def test_concat_splits_rows_labels_and_errors() -> None:
     assert both.class_labels is not None and both.class_labels.tolist() == [0] * 4 + [1] * 3
     assert both.unimodal_labels["text"].tolist() == [1.0] * 4 + [-1.0] * 3
     assert both.extras["w"].tolist() == [1.0] * 4 + [0.0] * 3
+    assert both.text_tokens is None  # neither part has tokens
+    a.text_tokens = torch.ones(4, 3, 5, dtype=torch.long)
+    b.text_tokens = 2 * torch.ones(3, 3, 2, dtype=torch.long)
+    tok = concat_splits([a, b]).text_tokens  # a pretrained text branch reads the generated rows' real transcripts
+    assert tok is not None and tok.shape == (7, 3, 5) and tok[4:, :, :2].eq(2).all() and tok[4:, :, 2:].eq(0).all()
+    b.text_tokens = None
+    assert concat_splits([a, b]).text_tokens is None
+    a.text_tokens = None
     b.class_labels, b.raw_text = None, []
     partial = concat_splits([a, b])
     assert partial.class_labels is None and partial.raw_text == []  # a label kind not every part has is dropped

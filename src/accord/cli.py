@@ -114,12 +114,18 @@ def evaluate(
     corrupt: Annotated[list[str] | None, typer.Option(help="kind:modality:level, e.g. drop:audio:0.5")] = None,
     split: Annotated[str, typer.Option(help="valid or test")] = "test",
     save: Annotated[bool, typer.Option(help="Save eval_<split>_<tag>.json into the run directory")] = True,
+    on: Annotated[str | None, typer.Option(help="Evaluate on ANOTHER registered dataset (cross-dataset)")] = None,
+    on_set: Annotated[list[str] | None, typer.Option(help="key=value of --on's data.params, e.g. split=standard")
+                      ] = None,
+    on_path: Annotated[str | None, typer.Option(help="--on's data.path (where the dataset needs one)")] = None,
 ) -> None:
-    """Evaluate a trained run (every seed), optionally with corrupted inputs; prints mean ± std (and saves them
-    beside the run unless --no-save; a run directory that cannot be written is said in one line, not an error)."""
+    """Evaluate a trained run (every seed), optionally with corrupted inputs or on another dataset (``--on mosi-u
+    --on-set split=standard``); prints mean ± std (and saves them beside the run unless --no-save; a run directory
+    that cannot be written is said in one line, not an error)."""
     from accord import api
 
-    res = api.evaluate(run_dir, corrupt=corrupt, split=split, write=save)
+    res = api.evaluate(run_dir, corrupt=corrupt, split=split, write=save, on=on, on_overrides=on_set,
+                       on_path=on_path)
     _print_markdown(res["markdown"])
     if res.get("not_saved"):
         _say(f"warning: results not saved: {res['not_saved']}")

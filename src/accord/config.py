@@ -167,6 +167,15 @@ class TrainConfig(Section):
     """Length-bucketed training batches: rows of similar text length batched together (shuffled within chunks and
     in batch order, seeded), so with dynamic padding an epoch costs what the real token counts cost. Off keeps the
     plain shuffled order."""
+    compile: Literal["off", "inductor", "eager"] = "off"
+    """``torch.compile`` the model for training and evaluation (``dynamic=True``, so varying batch and token lengths
+    do not recompile each step): ``inductor`` generates fused kernels (CUDA, or CPU with a C++ compiler); ``eager``
+    only traces (checks that a model compiles, no speed-up). Refused for a run with a hook that needs double backward
+    (CP's penalty). Checkpoints are the same plain state dicts either way."""
+    dynamic_padding: bool = True
+    """Pad each batch's text tokens (and sequences) to the longest real row of THAT batch. Off pads every batch's
+    tokens to the split's longest sentence (fixed padding, as MMSA's 50-token arrays): the same predictions
+    (tested), more compute; kept for speed comparisons."""
     log_every_steps: int = Field(0, ge=0)
     """0 logs one JSONL line per epoch; N > 0 also logs every N steps (loss terms and hook values)."""
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)

@@ -20,6 +20,7 @@ from accord.core.io import write_json
 from accord.data.corrupt import apply_corruptions, parse_corruption
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
+from accord.data.transfer import align_to_run
 from accord.evaluation.summary import aggregate, aggregate_json, markdown_table
 from accord.models.base import AccordModel
 from accord.training import threads
@@ -87,9 +88,33 @@ def load(run_dir: str | Path, seed: int | None = None, device: str | None = None
     return load_model(run_dir, seed, device)
 
 
+def _other_dataset(run_dir: str | Path, info: dict[str, Any], name: str, overrides: Sequence[str] | None,
+                   path: str | None) -> MultimodalDataset:
+    """Dataset ``name`` (``key=value`` params ``overrides``, ``data.path`` ``path``) aligned to the run's inputs."""
+    params: dict[str, Any] = {}
+    for assignment in overrides or []:
+        params = _config.deep_merge(params, _config.override_tree(assignment))
+    return align_to_run(build_dataset(name, path, params), info, str(run_dir))
+
+
+def _save_evaluation(result: dict[str, Any], file: Path) -> None:
+    """Write ``result`` (without ``saved``) to ``file``; ``saved`` is its path, or ``not_saved`` the reason."""
+    try:
+        write_json(file, {k: v for k, v in result.items() if k != "saved"})
+        result["saved"] = str(file)
+    except StorageError as err:
+        result["not_saved"] = str(err)
+
+
 def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str = "test",
-             dataset: MultimodalDataset | None = None, write: bool = True) -> dict[str, Any]:
+             dataset: MultimodalDataset | None = None, write: bool = True, on: str | None = None,
+             on_overrides: Sequence[str] | None = None, on_path: str | None = None) -> dict[str, Any]:
     """Evaluate every seed's selected checkpoint of ``run_dir`` on ``split``, optionally corrupted.
+
+    ``on`` names ANOTHER registered dataset to evaluate on (cross-dataset: ``on_overrides`` are ``key=value`` of its
+    ``data.params``, ``on_path`` its ``data.path``): its inputs are aligned to the run's
+    (:func:`accord.data.transfer.align_to_run`: a modality one side never had becomes missing, features
+    re-standardised with the run's training statistics) and the saved file is ``eval_<split>_on-<name>_<tag>.json``.
 
     ``corrupt`` takes specs like ``drop:audio:0.5``, ``noise:all:0.3``, ``temporal_drop:visual:0.2``.
     Returns per-seed metrics and their mean ± std, and ``markdown`` (that table, as ``accord evaluate`` prints it);
@@ -99,6 +124,8 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
     """
     cfg, info = load_run(run_dir)
     specs = [parse_corruption(c) for c in (corrupt or [])]
+    if on:
+        dataset = _other_dataset(run_dir, info, on, on_overrides, on_path)
     ds = prepare_text_tokens(dataset or build_dataset(cfg.data.name, cfg.data.path, cfg.data.params),
                              cfg.model.params)
     if info and ds.dims != info["dims"]:
@@ -112,19 +139,16 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
             per_seed[sd.name] = evaluate_split(model, part, cfg, ds, dev).metrics
     agg = aggregate(list(per_seed.values()))
     mean_std = aggregate_json(agg)
-    result: dict[str, Any] = {"run": str(run_dir), "split": split, "corruption": [s.model_dump() for s in specs],
+    result: dict[str, Any] = {"run": str(run_dir), "split": split, "dataset": on or cfg.data.name,
+                              "corruption": [s.model_dump() for s in specs],
                               "per_seed": per_seed, "mean_std": mean_std}
     result["saved"] = None
     if write:
         tag = "_".join(f"{s.kind}-{s.modality}-{s.level:g}" for s in specs) or "clean"
-        file = Path(run_dir) / f"eval_{split}_{tag}.json"
-        try:
-            write_json(file, {k: v for k, v in result.items() if k != "saved"})
-            result["saved"] = str(file)
-        except StorageError as err:
-            result["not_saved"] = str(err)
+        _save_evaluation(result, Path(run_dir) / f"eval_{split}_{f'on-{on}_' if on else ''}{tag}.json")
     table = markdown_table({split: agg}, list(agg), first_col="split", bold_best=False)
-    result["markdown"] = f"**{run_dir}** on {split} ({', '.join(corrupt or []) or 'clean'})\n\n{table}\n"
+    where = f"{on} {split}" if on else split
+    result["markdown"] = f"**{run_dir}** on {where} ({', '.join(corrupt or []) or 'clean'})\n\n{table}\n"
     return result
 
 

@@ -95,7 +95,19 @@ def concat_splits(parts: list[SplitData]) -> SplitData:
         class_labels=_cat([p.class_labels for p in parts]),
         unimodal_labels=_cat_each([p.unimodal_labels for p in parts], first.unimodal_labels),
         extras=_cat_each([p.extras for p in parts], first.extras),
+        text_tokens=_cat_tokens([p.text_tokens for p in parts]),
     )
+
+
+def _cat_tokens(tokens: list[Tensor | None]) -> Tensor | None:
+    """Text tokens ``[N_i, 3, L_i]`` of every part, right-padded to the widest and concatenated (generated rows
+    keep their real row's transcript, so a pretrained text branch reads them); ``None`` unless every part has
+    them."""
+    if any(t is None for t in tokens):
+        return None
+    present = [t for t in tokens if t is not None]
+    width = max(int(t.shape[2]) for t in present)
+    return torch.cat([torch.nn.functional.pad(t, (0, width - int(t.shape[2]))) for t in present])
 
 
 def _copies(real: SplitData, k: int) -> tuple[SplitData, Tensor, Tensor]:

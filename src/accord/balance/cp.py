@@ -73,6 +73,7 @@ class ConflictPenalty(TrainerHook):
 
     name = "conflict_penalty"
     default_loss_weights = {"cp": 0.1}
+    double_backward = True  # the penalty differentiates the feature-gradient norms (create_graph)
 
     def __init__(self, params: CPParams | None = None) -> None:
         self.p = params or CPParams()

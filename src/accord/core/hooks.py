@@ -80,6 +80,9 @@ class TrainerHook:
     name: ClassVar[str] = "hook"
     default_loss_weights: ClassVar[dict[str, float]] = {}
     """Every extra loss this hook can emit, with the weight it gets unless the model or the config names it."""
+    double_backward: ClassVar[bool] = False
+    """True when the hook differentiates a gradient (``create_graph``): such a run cannot use ``train.compile``
+    (compiled graphs do not support double backward)."""
 
     def __init__(self, params: HookParams | None = None) -> None:
         """Registered hooks are built as ``cls(validated params)``."""

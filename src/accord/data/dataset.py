@@ -123,14 +123,13 @@ class SplitData:
 
     def _batch_tokens(self, index: Tensor, trim: bool) -> Tensor | None:
         """Rows ``index`` of :attr:`text_tokens` as long ``[B, 3, L]``; with ``trim``, ``L`` is the longest
-        attention-mask sum of those rows (at least 1). ``None`` without tokens."""
+        attention-mask sum of those rows (at least 1); without, the longest of the whole split (fixed padding).
+        ``None`` without tokens."""
         if self.text_tokens is None:
             return None
-        tokens = self.text_tokens[index].long()
-        if trim:
-            longest = int(tokens[:, 1].sum(dim=1).max().item()) if len(tokens) else 1
-            tokens = tokens[:, :, : max(longest, 1)]
-        return tokens
+        rows = self.text_tokens[index] if trim else self.text_tokens
+        longest = int(rows[:, 1].long().sum(dim=1).max().item()) if len(rows) else 1
+        return self.text_tokens[index].long()[:, :, : max(longest, 1)]
 
     def token_counts(self) -> Tensor:
         """Real token count per row ``[N]``: the attention-mask sums of :attr:`text_tokens`, or the text
@@ -147,22 +146,23 @@ class SplitData:
         task: str = "regression",
         drop_last: bool = False,
         bucket: bool = False,
+        trim: bool = True,
     ) -> Iterator[Batch]:
         """Yield batches over the split, shuffled with ``generator`` when ``shuffle`` is True.
 
         ``bucket`` (with ``shuffle`` only; ignored otherwise) groups rows of similar token length into the same
         batch, so dynamic padding wastes less (:meth:`bucket_order`). Without it the order is one
-        ``randperm`` of the rows, exactly as always.
+        ``randperm`` of the rows, exactly as always. ``trim``: dynamic padding (:meth:`batch`).
         """
         if bucket and shuffle:
             for index in self.bucket_order(batch_size, generator, drop_last):
-                yield self.batch(index, task=task)
+                yield self.batch(index, task=task, trim=trim)
             return
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = (n // batch_size) * batch_size if drop_last and n >= batch_size else n
         for start in range(0, stop, batch_size):
-            yield self.batch(order[start : start + batch_size], task=task)
+            yield self.batch(order[start : start + batch_size], task=task, trim=trim)
 
     def bucket_order(
         self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False

@@ -65,7 +65,11 @@ def _load() -> tuple[Any, Any]:
 
 
 def encode(texts: list[str], batch_size: int = 64) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(sequence [T, 384], vector [384])`` per text; an empty text gives ``(zeros [0, 384], zeros [384])``."""
+    """``(sequence [T, 384], vector [384])`` per text; an empty text gives ``(zeros [0, 384], zeros [384])``.
+
+    Texts are encoded in batches of similar token length (sorted by length, the result returned in the given
+    order), so a batch pads little: on MOSEI's 22,788 transcripts (lengths 3 to 345 word pieces) random batches
+    padded to their longest cost several times the real token count."""
     import torch
 
     out: list[tuple[np.ndarray, np.ndarray]] = [
@@ -75,6 +79,9 @@ def encode(texts: list[str], batch_size: int = 64) -> list[tuple[np.ndarray, np.
     if not todo:
         return out
     tok, model = _load()
+    lengths = [len(ids) for ids in tok([texts[i].strip() for i in todo], truncation=True,
+                                       max_length=MAX_TOKENS)["input_ids"]]
+    todo = [i for _, i in sorted(zip(lengths, todo, strict=True))]
     for start in range(0, len(todo), batch_size):
         idx = todo[start:start + batch_size]
         enc = tok([texts[i].strip() for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS,

@@ -13,10 +13,12 @@ from rich.console import Console
 from accord.config import Config, load_config
 from accord.core import rundir
 from accord.core.io import atomic_write_text, write_json
+from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import headline_metric, metric_mode, register_metric
 from accord.evaluation.summary import Aggregate, aggregate, aggregate_table_json, markdown_table, write_csv
 from accord.studies.runner import (
     DatasetCache,
+    constant_rows,
     rows_table,
     run_configs,
     selection_metric,
@@ -172,13 +174,16 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
     sel = selection_metric(cfgs[0], family)
     verdict = fusion_verdict(rows, headline_metric(trained[-1].cfg.task.kind, family))
     conflict_rows = conflict_split_rows({c.run_name: c.run_dir for c in cfgs}, seeds, cfgs[0].task.kind)
-    lines = _benchmark_lines(dataset, title, seeds, cfgs[0], sel, markdown_table(rows, metrics, first_col="method"),
+    constant = constant_rows(datasets.get(cfgs[0].data), len(seeds), cfgs[0].task.kind)
+    shown = {CONSTANT_ROW: constant["test"], **rows}
+    lines = _benchmark_lines(dataset, title, seeds, cfgs[0], sel, markdown_table(shown, metrics, first_col="method"),
                              verdict, datasets.get(cfgs[0].data).meta.get("reference"), conflict_rows)
     command = command or (f"accord benchmark --dataset {dataset} --methods {','.join(methods)} --seeds {len(seeds)}"
                           + "".join(f" --set {o}" for o in overrides or []))
     md = write_study_report(out, "benchmark", lines, seconds, command, rows, metrics, {
         "dataset": dataset, "seeds": seeds, "methods": methods, "selection_metric": sel,
         "test": aggregate_table_json(rows),
+        "constant_predictor": aggregate_table_json(constant),
         "valid": aggregate_table_json(valid_rows),
         "train_seconds": seconds, "verdict": verdict,
         "conflict_split": aggregate_table_json(conflict_rows),

@@ -30,12 +30,13 @@ from accord.core import rundir
 from accord.core.hooks import TrainerHook
 from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
+from accord.evaluation.baselines import constant_predictor_rows
 from accord.evaluation.metrics import METRIC_ORDER, default_metric, metric_family
 from accord.evaluation.summary import Aggregate, summary_rows
 from accord.training.trainer import EpochCallback, Trainer
 
-__all__ = ["Configs", "DatasetCache", "Row", "finished_rows", "named_configs", "row_from_summary", "rows_table",
-           "run_configs", "selection_metric", "table_metrics", "train_seconds"]
+__all__ = ["Configs", "DatasetCache", "Row", "constant_rows", "finished_rows", "named_configs", "row_from_summary",
+           "rows_table", "run_configs", "selection_metric", "table_metrics", "train_seconds"]
 
 Configs = Sequence[tuple[str, Config]] | Mapping[str, Config]
 """Named configs, in table order: ``[(name, cfg), ...]`` or ``{name: cfg}``."""
@@ -172,3 +173,15 @@ def selection_metric(cfg: Config, family: str) -> str:
     if family == "classification":
         return cfg.train.early_stopping.metric or default_metric("classification")
     return cfg.train.early_stopping.metric or default_metric("regression", family)
+
+
+def constant_rows(ds: MultimodalDataset, seeds: int, task: str) -> dict[str, dict[str, Aggregate]]:
+    """The trivial-baseline row of ``ds`` (:mod:`accord.evaluation.baselines`: train-mean predictor for regression,
+    majority class for classification) on its valid and test splits, as ``{split: {metric: (value, 0, seeds)}}``."""
+    labels = {}
+    for s in ("train", "valid", "test"):
+        part = ds.splits[s]
+        y = part.class_labels if task == "classification" and part.class_labels is not None else part.labels
+        labels[s] = y.numpy()
+    train = labels.pop("train")
+    return constant_predictor_rows(train, labels, task, ds.metric_family, ds.class_names, seeds)

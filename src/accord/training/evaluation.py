@@ -32,8 +32,10 @@ class EvalResult:
 
 @torch.no_grad()
 def predict_split(model: AccordModel, split: SplitData, task: str, batch_size: int,
-                  device: torch.device, rows: slice | None = None) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-    """Run ``model`` over ``split`` (or its ``rows``) in eval mode; return predictions and diagnostics.
+                  device: torch.device, rows: slice | None = None, trim: bool = True
+                  ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """Run ``model`` over ``split`` (or its ``rows``) in eval mode; return predictions and diagnostics. ``trim``:
+    dynamic padding (``train.dynamic_padding``; off pads every batch to the split's longest sentence).
 
     Predictions are ``None`` when ``rows`` is empty (a distributed rank with no share of a tiny split).
     """
@@ -42,7 +44,7 @@ def predict_split(model: AccordModel, split: SplitData, task: str, batch_size: i
     diags: dict[str, list[torch.Tensor]] = defaultdict(list)
     start, stop = (0, len(split)) if rows is None else (rows.start, rows.stop)
     for a in range(start, stop, batch_size):
-        batch = split.batch(torch.arange(a, min(a + batch_size, stop)), task=task)
+        batch = split.batch(torch.arange(a, min(a + batch_size, stop)), task=task, trim=trim)
         out = model(batch.to(device))
         preds.append(out.prediction.detach().float().cpu())
         for k, v in out.diagnostics.items():
@@ -71,7 +73,8 @@ def evaluate_split(model: AccordModel, split: SplitData, cfg: Config, ds: Multim
     """
     rows = shard_rows(len(split), ctx) if ctx.enabled else None
     with autocast(cfg, device):
-        pred, diags = predict_split(model, split, cfg.task.kind, cfg.train.eval_batch_size, device, rows)
+        pred, diags = predict_split(model, split, cfg.task.kind, cfg.train.eval_batch_size, device, rows,
+                                    trim=cfg.train.dynamic_padding)
     if ctx.enabled:
         parts = [p for p in ctx.all_gather_object((pred, diags)) if p[0] is not None]
         pred = np.concatenate([p[0] for p in parts])

@@ -56,6 +56,7 @@ from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.registry import build_dataset
 from accord.data.subset import apply_train_fraction
+from accord.data.transfer import run_record
 from accord.evaluation.metrics import METRIC_ORDER, default_metric, metric_family, metric_spec
 from accord.evaluation.summary import aggregate, aggregate_json, markdown_table, write_csv
 from accord.models.base import AccordModel, create_model
@@ -244,15 +245,24 @@ class Trainer:
         return self._augmented
 
     def build_model(self) -> AccordModel:
-        """A fresh model for this config and dataset, on the configured device."""
-        return create_model(self.cfg.model.name, self.dataset.dims, self.out_dim,
-                            **self.cfg.model.params).to(self.device)
+        """A fresh model for this config and dataset, on the configured device; compiled in place with
+        ``train.compile`` (``nn.Module.compile``: the parameters and state dict keys are the model's own)."""
+        model = create_model(self.cfg.model.name, self.dataset.dims, self.out_dim,
+                             **self.cfg.model.params).to(self.device)
+        if self.cfg.train.compile != "off":
+            model.compile(backend=self.cfg.train.compile, dynamic=True)
+        return model
 
     def build_hooks(self) -> list[TrainerHook]:
         """Fresh hooks for one seed: those the model names, then ``train.hooks``, then the ones handed in."""
         named = [build_hook(r, f"model {self.cfg.model.name!r} hook") for r in model_hook_requests(self.cfg)]
         configured = [build_hook(HookRequest(h.name, h.params), f"train.hooks.{i}")
                       for i, h in enumerate(self.cfg.train.hooks)]
+        if self.cfg.train.compile != "off":
+            twice = [h.name for h in [*named, *configured, *self.extra_hooks] if h.double_backward]
+            if twice:
+                raise ConfigError(f"train.compile={self.cfg.train.compile}: hook {twice[0]!r} needs double backward, "
+                                  "which compiled graphs do not support; set train.compile=off")
         return [*named, *configured, *self.extra_hooks]
 
     def loss_terms(self, model: AccordModel, batch: Batch, out: ModelOutput,
@@ -366,7 +376,7 @@ class Trainer:
         write_json(rd / rundir.DATASET, {"name": self.dataset.name, "dims": self.dataset.dims,
                                          "out_dim": self.out_dim, "class_names": self.dataset.class_names,
                                          "metric_family": self.dataset.metric_family,
-                                         "source": self.dataset.source})
+                                         "source": self.dataset.source, **run_record(self.dataset)})
 
     def fit(self, resume: bool = False, overwrite: bool = False, on_epoch: EpochCallback | None = None
             ) -> dict[str, Any]:
@@ -525,7 +535,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
         drop_gen = torch.Generator().manual_seed(run.seed * 100_003 + epoch + 50_000_017)
         for batch in train_split.iter_batches(t.batch_size, shuffle=True, generator=gen, task=self.cfg.task.kind,
-                                              bucket=t.bucket_by_length):
+                                              bucket=t.bucket_by_length, trim=t.dynamic_padding):
             if t.modality_dropout:
                 batch = modality_dropout(batch, t.modality_dropout, drop_gen)
             n_global = batch.size

@@ -81,6 +81,7 @@ class PretrainedTextEncoder(nn.Module):
         cfg = self.model.config
         self.dim = int(cfg.hidden_size)
         self.vocab_size = int(cfg.vocab_size)
+        self._checked_on_device = False
         self.use_segments = int(getattr(cfg, "type_vocab_size", 0) or 0) > 1
         self._freeze()
         if p.gradient_checkpointing and p.finetune:
@@ -109,16 +110,24 @@ class PretrainedTextEncoder(nn.Module):
         out = {"lr": self.p.lr, "weight_decay": self.p.weight_decay}
         return {k: float(v) for k, v in out.items() if v is not None}
 
-    def forward(self, tokens: Tensor) -> EncodedSequence:
-        """Token states ``[B, L, H]`` (zero at padding), the mask ``[B, L]`` and the pooled vector ``[B, H]``."""
-        if tokens.dim() != 3 or tokens.shape[1] != 3:
-            raise DataError(f"text tokens: expected [B, 3, L] (ids, mask, segments), got {tuple(tokens.shape)}")
-        ids, mask, segments = tokens[:, 0].long(), tokens[:, 1].long(), tokens[:, 2].long()
+    def check_ids(self, ids: Tensor) -> None:
+        """A one-line DataError when a token id is outside this encoder's vocabulary."""
         top = int(ids.max()) if ids.numel() else 0
         if top >= self.vocab_size:
             raise DataError(f"text tokens: ids reach {top} but the text encoder {self.folder} has a vocabulary of "
                             f"{self.vocab_size}; use the encoder the tokens were made with, or tokenize the raw text "
                             f"with this one")
+
+    def forward(self, tokens: Tensor) -> EncodedSequence:
+        """Token states ``[B, L, H]`` (zero at padding), the mask ``[B, L]`` and the pooled vector ``[B, H]``."""
+        if tokens.dim() != 3 or tokens.shape[1] != 3:
+            raise DataError(f"text tokens: expected [B, 3, L] (ids, mask, segments), got {tuple(tokens.shape)}")
+        ids, mask, segments = tokens[:, 0].long(), tokens[:, 1].long(), tokens[:, 2].long()
+        # The ids are checked on every CPU batch (cheap); on an accelerator, reading the max back is a host sync
+        # per step, so only the first batch is checked there (the trainer checks every split's tokens at load).
+        if ids.device.type == "cpu" or not self._checked_on_device:
+            self._checked_on_device = ids.device.type != "cpu"
+            self.check_ids(ids)
         kwargs: dict[str, Tensor] = {"input_ids": ids, "attention_mask": mask}
         if self.use_segments:
             kwargs["token_type_ids"] = segments
