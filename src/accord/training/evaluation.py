@@ -37,14 +37,20 @@ def predict_split(model: AccordModel, split: SplitData, task: str, batch_size: i
     """Run ``model`` over ``split`` (or its ``rows``) in eval mode; return predictions and diagnostics. ``trim``:
     dynamic padding (``train.dynamic_padding``; off pads every batch to the split's longest sentence).
 
+    With dynamic padding and text tokens, rows are batched in order of token count (each batch pads little) and
+    the results are returned in the split's order.
+
     Predictions are ``None`` when ``rows`` is empty (a distributed rank with no share of a tiny split).
     """
     model.eval()
     preds: list[torch.Tensor] = []
     diags: dict[str, list[torch.Tensor]] = defaultdict(list)
     start, stop = (0, len(split)) if rows is None else (rows.start, rows.stop)
-    for a in range(start, stop, batch_size):
-        batch = split.batch(torch.arange(a, min(a + batch_size, stop)), task=task, trim=trim)
+    order = torch.arange(start, stop)
+    if trim and split.text_tokens is not None:
+        order = order[torch.argsort(split.token_counts()[start:stop], stable=True)]
+    for a in range(0, len(order), batch_size):
+        batch = split.batch(order[a:a + batch_size], task=task, trim=trim)
         out = model(batch.to(device))
         preds.append(out.prediction.detach().float().cpu())
         for k, v in out.diagnostics.items():
@@ -53,7 +59,8 @@ def predict_split(model: AccordModel, split: SplitData, task: str, batch_size: i
             diags[f"aux_{k}"].append(v.detach().float().cpu())
     if not preds:
         return None, {}
-    return torch.cat(preds).numpy(), {k: torch.cat(v).numpy() for k, v in diags.items()}
+    back = torch.argsort(order)  # the split's order again
+    return torch.cat(preds)[back].numpy(), {k: torch.cat(v)[back].numpy() for k, v in diags.items()}
 
 
 def autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager[Any]:
