@@ -96,7 +96,7 @@ def report(out_runs: Path, mosi_runs: Path, out: Path) -> None:
         "batch 32, length buckets), ONE epoch (509 steps), so its only checkpoint is the one evaluated. Accuracies "
         "and F1 in %.", "",
         markdown_table(mosei, METRICS, first_col="MOSEI test").rstrip("\n"), "",
-        "## Cross-dataset: the MOSI standard test fold (686 segments)", "",
+        "## Cross-dataset: the MOSI standard test fold (685 segments)", "",
         "MOSEI-trained models evaluated on MOSI's test transcripts (`accord evaluate RUN --on mosi-u --on-set "
         "split=standard --on-set text_features=minilm`: the frozen model gets MOSI's MiniLM vectors re-standardised "
         "with MOSEI's training statistics, the fine-tuned one tokenizes MOSI's transcripts), beside text models "

@@ -70,7 +70,7 @@ def main() -> None:
     base = statistics.median(r["seconds"] for r in results[next(iter(SETTINGS))])
     lines = ["# Fine-tuning MiniLM on the MOSI training fold: seconds per epoch by padding", "",
              f"Text alone, packaged all-MiniLM-L6-v2 fine-tuned (lr 5e-5, batch 32), one epoch on the standard "
-             f"training fold (1,283 transcripts; real token counts: mean 14.9, 99th percentile 45, longest 114 "
+             f"training fold (1,281 transcripts; real token counts: mean 14.9, 99th percentile 45, longest 114 "
              f"word pieces), seed 0, {args.threads} threads, {args.repeats} interleaved repeats per setting. s/epoch "
              f"= the trainer's epoch time (training pass + validation pass); CPU s = the whole run's process CPU "
              f"(set-up, final test pass included). Speed-up = fixed / setting, medians.", "",
