@@ -652,6 +652,35 @@ def fmt_load(res: dict[str, Any]) -> str:
     return f"{ld.get('mean', float('nan')):.2f} (max {ld.get('max', float('nan')):.2f})"
 
 
+def bullet_section(title: str, items: list[str]) -> list[str]:
+    """A report section: ``## title``, then one bullet per item."""
+    return [f"## {title}", "", *(f"- {item}" for item in items), ""]
+
+
+def patch_lines(patches: list[dict[str, str]]) -> list[str]:
+    """The heading of the MMSA patches section and one bullet per patched file (the caller adds run-time notes)."""
+    return [f"## MMSA patches (applied to the installed package by this script, idempotent, marked `{MARK}`)", "",
+            *(f"- `{p['file']}` ({p['edits']} replacement rule(s)): {p['why']}." for p in patches)]
+
+
+def mmsa_versions() -> dict[str, str]:
+    """Versions inside the MMSA venv: torch, MMSA, transformers."""
+    version = "import importlib.metadata as m; print(m.version({!r}))"
+    return {"mmsa_torch": venv_query("import torch; print(torch.__version__)"),
+            "mmsa": venv_query(version.format("MMSA")),
+            "transformers_in_mmsa_venv": venv_query(version.format("transformers"))}
+
+
+def write_results(md_path: Path, json_path: Path, md: str, payload: dict[str, Any]) -> None:
+    """Write a report's Markdown and JSON, each atomically (a temporary file, then a rename)."""
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in ((md_path, md), (json_path, json.dumps(payload, indent=1, default=str))):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    log(f"wrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)}")
+
+
 def write_report(args: argparse.Namespace, res: dict[str, Any], data: dict[str, dict[str, Any]],
                  patches: list[dict[str, str]]) -> None:
     """Write the markdown and JSON results."""
@@ -730,21 +759,10 @@ def write_report(args: argparse.Namespace, res: dict[str, Any], data: dict[str, 
         add("")
     add(VERDICT_PLACEHOLDER)
     add("")
-    add("## Why (structural reasons, independent of the load)")
-    add("")
-    for line in WHY_NOTES:
-        add(f"- {line}")
-    add("")
-    add("## Model differences (Accord matched config vs MMSA's config_regression.json, MOSI)")
-    add("")
-    for line in DIFFERENCES:
-        add(f"- {line}")
-    add("")
-    add("## MMSA patches (applied to the installed package by this script, idempotent, marked "
-        f"`{MARK}`)")
-    add("")
-    for p in patches:
-        add(f"- `{p['file']}` ({p['edits']} replacement rule(s)): {p['why']}.")
+    lines += bullet_section("Why (structural reasons, independent of the load)", WHY_NOTES)
+    lines += bullet_section("Model differences (Accord matched config vs MMSA's config_regression.json, MOSI)",
+                            DIFFERENCES)
+    lines += patch_lines(patches)
     add("- Not file patches, done by the driver at run time: `gpu_ids=[]` (CPU device), `num_workers=0` (no "
         "DataLoader worker processes, so both frameworks use one process and one thread), `use_bert: false` for "
         "MISA and Self-MM, an epoch cap (`early_stop` set to 0 after `--epochs` validation passes), a wrapper "
@@ -754,9 +772,7 @@ def write_report(args: argparse.Namespace, res: dict[str, Any], data: dict[str, 
     add("## Environment and reproduction")
     add("")
     env = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-           "accord_torch": torch_version_here(), "mmsa_torch": venv_query("import torch; print(torch.__version__)"),
-           "mmsa": venv_query("import importlib.metadata as m; print(m.version('MMSA'))"),
-           "transformers_in_mmsa_venv": venv_query("import importlib.metadata as m; print(m.version('transformers'))"),
+           "accord_torch": torch_version_here(), **mmsa_versions(),
            "threads": args.threads, "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     add(f"Python {env['python']}, {env['cpus']} CPUs (shared), Accord torch {env['accord_torch']}, MMSA venv torch "
         f"{env['mmsa_torch']}, MMSA {env['mmsa']} (transformers {env['transformers_in_mmsa_venv']}, unused), "
@@ -794,14 +810,9 @@ def write_report(args: argparse.Namespace, res: dict[str, Any], data: dict[str, 
     md = "\n".join(lines) + "\n"
     verdict = build_verdict(summary, res)
     md = md.replace(VERDICT_PLACEHOLDER, verdict)
-    RESULTS_MD.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_MD.write_text(md)
-    payload = {"summary": summary, "runs": res, "patches": patches, "data": data, "environment": env,
-               "accord_overrides": ACCORD_MATCHED, "mmsa_overrides": MMSA_OVERRIDES}
-    tmp = RESULTS_JSON.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, RESULTS_JSON)
-    log(f"wrote {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.relative_to(ROOT)}")
+    write_results(RESULTS_MD, RESULTS_JSON, md, {
+        "summary": summary, "runs": res, "patches": patches, "data": data, "environment": env,
+        "accord_overrides": ACCORD_MATCHED, "mmsa_overrides": MMSA_OVERRIDES})
 
 
 VARIANT_LABEL = {(True, "accord_exact"): "full resolution (exact model)",
@@ -1256,20 +1267,9 @@ def write_finetune_report(args: argparse.Namespace, res: dict[str, Any], data: d
         f"within 0.5 points or better. With {len(seeds)} seed(s) and {args.finetune_epochs} epochs the accuracy "
         "comparison is indicative only (seed-to-seed spread on MOSI is ~1-2 points).")
     add("")
-    add("## Why not more (profile of one Accord Self-MM epoch, CPU seconds)")
-    add("")
-    for line in FT_WHY_NOTES:
-        add(f"- {line}")
-    add("")
-    add("## Differences between the two setups")
-    add("")
-    for line in FT_DIFFERENCES:
-        add(f"- {line}")
-    add("")
-    add(f"## MMSA patches (applied to the installed package by this script, idempotent, marked `{MARK}`)")
-    add("")
-    for p in patches:
-        add(f"- `{p['file']}` ({p['edits']} replacement rule(s)): {p['why']}.")
+    lines += bullet_section("Why not more (profile of one Accord Self-MM epoch, CPU seconds)", FT_WHY_NOTES)
+    lines += bullet_section("Differences between the two setups", FT_DIFFERENCES)
+    lines += patch_lines(patches)
     add("- Run-time config (no file patch), per model: " + "; ".join(
         f"{m}: `{json.dumps(ft_mmsa_overrides(m, data))}`" for m in res) + "; plus `featurePath` = the pickle, "
         "`gpu_ids=[]`, `num_workers=0`, the epoch cap and the `do_test` timing wrapper of vs_mmsa.md.")
@@ -1279,10 +1279,7 @@ def write_finetune_report(args: argparse.Namespace, res: dict[str, Any], data: d
     add("## Reproduction")
     add("")
     env = {"python": platform.python_version(), "cpus": os.cpu_count(), "accord_torch": torch_version_here(),
-           "mmsa_torch": venv_query("import torch; print(torch.__version__)"),
-           "mmsa": venv_query("import importlib.metadata as m; print(m.version('MMSA'))"),
-           "transformers_in_mmsa_venv": venv_query("import importlib.metadata as m; print(m.version('transformers'))"),
-           "accord_transformers": accord_transformers_version(),
+           **mmsa_versions(), "accord_transformers": accord_transformers_version(),
            "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     add(f"Python {env['python']}, {env['cpus']} CPUs (shared), Accord torch {env['accord_torch']} with transformers "
         f"{env['accord_transformers']}, MMSA venv torch {env['mmsa_torch']}, MMSA {env['mmsa']} with transformers "
@@ -1295,16 +1292,11 @@ def write_finetune_report(args: argparse.Namespace, res: dict[str, Any], data: d
     add("")
     add("Raw runs: `runs/vs_mmsa/results/ft_*.json`, MMSA logs in `runs/vs_mmsa/mmsa/ft_<model>/`, Accord runs in "
         "`runs/vs_mmsa/accord/ft_<model>/`; the pickle `runs/vs_mmsa/data/mosi_standard_tokens.pkl`.")
-    FT_RESULTS_MD.parent.mkdir(parents=True, exist_ok=True)
-    FT_RESULTS_MD.write_text("\n".join(lines) + "\n")
-    payload = {"summary": summary, "runs": res, "patches": patches, "data": data, "environment": env,
-               "mmsa_overrides": {m: ft_mmsa_overrides(m, data) for m in res},
-               "accord_overrides": {m: ACCORD_MATCHED[m] + ft_accord_sets(m) for m in res},
-               "differences": FT_DIFFERENCES, "why": FT_WHY_NOTES}
-    tmp = FT_RESULTS_JSON.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, FT_RESULTS_JSON)
-    log(f"wrote {FT_RESULTS_MD.relative_to(ROOT)} and {FT_RESULTS_JSON.relative_to(ROOT)}")
+    write_results(FT_RESULTS_MD, FT_RESULTS_JSON, "\n".join(lines) + "\n", {
+        "summary": summary, "runs": res, "patches": patches, "data": data, "environment": env,
+        "mmsa_overrides": {m: ft_mmsa_overrides(m, data) for m in res},
+        "accord_overrides": {m: ACCORD_MATCHED[m] + ft_accord_sets(m) for m in res},
+        "differences": FT_DIFFERENCES, "why": FT_WHY_NOTES})
 
 
 # ---------------------------------------------------------------------------------------------------------------
