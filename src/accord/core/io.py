@@ -122,6 +122,23 @@ def write_npz(path: PathLike, arrays: Mapping[str, Any]) -> None:
     atomic_write_bytes(path, npz_bytes(arrays))
 
 
+def write_npy(path: PathLike, array: Any) -> None:
+    """Write one array as a ``.npy`` file atomically (never pickled)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_npy(path: PathLike) -> np.ndarray | None:
+    """The array of a ``.npy`` file (never unpickled), or ``None`` when it is absent or unreadable: a cache miss."""
+    if not Path(path).is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+
+
 def read_json_file(file: Path, error: type[Exception], expected: str, context: str = "") -> Any:
     """The parsed JSON of ``file``; a missing, unreadable or unparsable file raises ``error`` with one line naming
     the file.

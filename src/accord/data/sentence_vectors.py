@@ -21,7 +21,6 @@ atomically; a damaged cache file is recomputed.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from functools import lru_cache
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from accord.core.extras import require
-from accord.core.io import atomic_write_bytes
+from accord.core.io import read_npy, write_npy
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
@@ -109,15 +108,9 @@ def minilm_vectors(texts: list[str]) -> np.ndarray:
     key = hashlib.sha256((json.dumps(settings(), sort_keys=True) + "\0" + "\n".join(texts))
                          .encode("utf-8")).hexdigest()[:24]
     file = cache_dir() / "minilm" / f"{key}.npy"
-    if file.is_file():
-        try:
-            arr = np.load(file, allow_pickle=False)
-            if arr.shape == (len(texts), DIM):
-                return arr
-        except (OSError, ValueError):
-            pass
+    arr = read_npy(file)
+    if arr is not None and arr.shape == (len(texts), DIM):
+        return arr
     vecs = np.stack([v for _, v in encode(texts)]) if texts else np.zeros((0, DIM), np.float32)
-    buf = io.BytesIO()
-    np.save(buf, vecs.astype(np.float32), allow_pickle=False)
-    atomic_write_bytes(file, buf.getvalue())
+    write_npy(file, vecs.astype(np.float32))
     return vecs.astype(np.float32)

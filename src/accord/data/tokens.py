@@ -16,7 +16,6 @@ tokenizer), in one line.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -28,7 +27,7 @@ from torch import Tensor
 
 from accord.core.errors import DataError
 from accord.core.extras import require
-from accord.core.io import atomic_write_bytes
+from accord.core.io import read_npy, write_npy
 from accord.data.sentence_vectors import cache_dir  # the one $ACCORD_CACHE rule
 
 #: Files that make a folder a tokenizer folder (one of them must exist).
@@ -93,13 +92,8 @@ def _encode(tokenizer: Any, texts: list[str], max_tokens: int) -> np.ndarray:
 
 def _read_cache(file: Path, n: int) -> np.ndarray | None:
     """The cached tokens of ``n`` texts in ``file``, or None when absent or damaged."""
-    if not file.is_file():
-        return None
-    try:
-        arr = np.load(file, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    ok = arr.ndim == 3 and arr.shape[0] == n and arr.shape[1] == 3 and arr.dtype == np.int64
+    arr = read_npy(file)
+    ok = arr is not None and arr.ndim == 3 and arr.shape[0] == n and arr.shape[1] == 3 and arr.dtype == np.int64
     return arr if ok else None
 
 
@@ -120,9 +114,7 @@ def tokenize_texts(texts: list[str], tokenizer_dir: str | os.PathLike[str], max_
     if cached is not None:
         return torch.from_numpy(cached)
     arr = _encode(_load_tokenizer(folder), texts, max_tokens)
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    atomic_write_bytes(file, buf.getvalue())
+    write_npy(file, arr)
     return torch.from_numpy(arr)
 
 
