@@ -29,12 +29,12 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
 
 from accord import api
 from accord.config import Config, load_config
 from accord.core import rundir
 from accord.core.io import atomic_write_text, write_json
+from accord.evaluation.baselines import constant_predictor_rows
 from accord.evaluation.summary import Aggregate, aggregate, aggregate_table_json, markdown_table
 from accord.studies.runner import DatasetCache, constant_rows, run_configs
 
@@ -69,16 +69,17 @@ def cross_rows(run_dirs: list[Path]) -> dict[str, Aggregate]:
 def report(out_runs: Path, mosi_runs: Path, out: Path) -> None:
     ft_dirs = [out_runs / f"finetune_seed{s}" for s in SEEDS]
     frozen = out_runs / "frozen"
+    mosei_ds = DatasetCache().get(config("frozen", SEEDS, out_runs, "x"))
     mosei = {
-        "constant predictor (train mean)": constant_rows(DatasetCache().get(config("frozen", SEEDS, out_runs, "x")),
-                                                         len(SEEDS), "regression")["test"],
+        "constant predictor (train mean)": constant_rows(mosei_ds, len(SEEDS), "regression")["test"],
         "text alone, frozen MiniLM vectors": aggregate(seed_rows(frozen)),
         "text alone, MiniLM fine-tuned (1 epoch)": aggregate([r for d in ft_dirs for r in seed_rows(d)]),
     }
     mosi_ds = DatasetCache().get(load_config(method="text", dataset="mosi-u", overrides=[
         "data.params.split=standard", "data.params.text_features=minilm"]))
     cross = {
-        "constant predictor (MOSEI train mean)": _mosei_constant_on_mosi(out_runs, mosi_ds),
+        "constant predictor (MOSEI train mean)": constant_predictor_rows(
+            mosei_ds["train"].labels.numpy(), {"test": mosi_ds["test"].labels.numpy()}, seeds=len(SEEDS))["test"],
         "MOSEI-trained, frozen MiniLM vectors": cross_rows([frozen]),
         "MOSEI-trained, MiniLM fine-tuned (1 epoch)": cross_rows(ft_dirs),
         "MOSI-trained, frozen MiniLM vectors (5 seeds)": aggregate(seed_rows(mosi_runs / "text_frozen")),
@@ -112,16 +113,6 @@ def report(out_runs: Path, mosi_runs: Path, out: Path) -> None:
     write_json(out.with_suffix(".json"), {"mosei_test": aggregate_table_json(mosei),
                                           "mosi_test": aggregate_table_json(cross), "train_seconds": seconds})
     print("\n".join(lines))
-
-
-def _mosei_constant_on_mosi(out_runs: Path, mosi_ds: Any) -> dict[str, Aggregate]:
-    """MOSEI's training mean predicted for every MOSI test segment."""
-    from accord.evaluation.baselines import constant_predictor_rows
-
-    mosei = DatasetCache().get(config("frozen", SEEDS, out_runs, "x"))
-    rows = constant_predictor_rows(mosei["train"].labels.numpy(), {"test": mosi_ds["test"].labels.numpy()},
-                                   seeds=len(SEEDS))
-    return rows["test"]
 
 
 def main() -> None:
