@@ -17,7 +17,6 @@ non-empty transcript, a unique id; an error names the file, the line and what wa
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from accord.core.errors import DataError
 from accord.data.dataset import MultimodalDataset, make_split
 from accord.data.dataset import standardize as standardize_features
 from accord.data.mosi_u import default_paths as mosi_paths
+from accord.data.mosi_u import parse_score
 from accord.data.registry import DataParams, register_dataset
 
 COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
@@ -64,12 +64,7 @@ def read_mosei_rows(file: Path, max_rows: int | None = None) -> dict[str, list[t
                 if sid in seen:
                     raise DataError(f"{file}: line {line}: id {sid!r} repeats line {seen[sid]}")
                 seen[sid] = line
-                try:
-                    score = float(row["label"])
-                except (TypeError, ValueError):
-                    raise DataError(f"{file}: line {line}: label {row['label']!r} is not a number") from None
-                if not math.isfinite(score) or not -3.0 <= score <= 3.0:
-                    raise DataError(f"{file}: line {line}: label {score:g} outside [-3, 3]")
+                score = parse_score(row["label"], file, line)
                 mode = (row["mode"] or "").strip()
                 mode = "valid" if mode == "dev" else mode
                 if mode not in folds:

@@ -147,6 +147,18 @@ def _split_index(root: Path, split: str, n_transcripts: int) -> tuple[np.ndarray
     return idx.astype(np.int64), mat[:, 1:]
 
 
+def parse_score(value: str, file: Path, line: int) -> float:
+    """A CMU-MOSI/MOSEI sentiment score from a CSV cell: a finite number in [-3, 3], else a one-line DataError
+    naming the file and line."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{file}: line {line}: label {value!r} is not a number") from None
+    if not np.isfinite(score) or not -3.0 <= score <= 3.0:
+        raise DataError(f"{file}: line {line}: label {score:g} outside [-3, 3]")
+    return score
+
+
 def _read_labels(root: Path) -> dict[str, tuple[float, str]]:
     """``label.csv`` as id -> (score, transcript)."""
     file = _need(root / "label.csv")
@@ -158,13 +170,7 @@ def _read_labels(root: Path) -> dict[str, tuple[float, str]]:
             if missing:
                 raise DataError(f"{file}: missing column(s) {sorted(missing)} (expected id,text,label,mode)")
             for line, row in enumerate(reader, start=2):
-                try:
-                    score = float(row["label"])
-                except (TypeError, ValueError):
-                    raise DataError(f"{file}: line {line}: label {row['label']!r} is not a number") from None
-                if not np.isfinite(score) or not -3.0 <= score <= 3.0:
-                    raise DataError(f"{file}: line {line}: label {score:g} outside [-3, 3]")
-                out[row["id"]] = (score, row["text"] or "")
+                out[row["id"]] = (parse_score(row["label"], file, line), row["text"] or "")
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{file}: cannot read as CSV ({err})") from None
     return out
