@@ -32,3 +32,35 @@ def test_fusion_verdict_names_winners_and_losers() -> None:
     assert "Beat text alone on mean Non0_acc_2: tfn 78" in v and "did not: mult 74" in v and "audio" not in v
     v = fusion_verdict({"text": {"MAE": (0.9, 0.0, 1)}, "tfn": {"MAE": (1.0, 0.0, 1)}}, "MAE")
     assert "No fusion method beats text alone" in v
+
+
+def test_workers_train_every_method_exactly_as_one_process_does(tmp_path: Path) -> None:
+    """`accord benchmark --workers 2`: the methods train in two processes (one thread each) and the table's numbers
+    are those of the same benchmark in this process."""
+    import json
+
+    from accord.api import benchmark
+
+    tiny = ["data.params.n_train=64", "data.params.n_valid=32", "data.params.n_test=32", "train.epochs=2",
+            "train.num_threads=1"]
+    one = benchmark(["text", "late_fusion", "early_fusion"], "conflictbench", 2, tmp_path / "one", overrides=tiny)
+    two = benchmark(["text", "late_fusion", "early_fusion"], "conflictbench", 2, tmp_path / "two", overrides=tiny,
+                    workers=2)
+    assert list(two["rows"]) == ["text", "late_fusion", "early_fusion"]
+    assert two["rows"] == one["rows"]
+    assert "--workers 2" in (tmp_path / "two" / "benchmark.md").read_text()
+    pids = {json.loads((tmp_path / "two" / m / "seed_0" / "results.json").read_text()).get("pid")
+            for m in ("text", "late_fusion", "early_fusion")}
+    assert len(pids) == 2  # two worker processes shared the three methods
+
+
+def test_a_failing_method_in_a_worker_is_one_line_naming_it(tmp_path: Path) -> None:
+    from accord.api import benchmark
+    from accord.studies.parallel import WorkerError
+
+    # a selection metric a regression run does not compute: the config loads, the worker's trainer refuses it
+    bad = ["data.params.n_train=64", "train.epochs=1", "train.early_stopping.metric=F1_negative"]
+    with pytest.raises(WorkerError, match=r"study config '\w+' failed in a worker process: ConfigError: "
+                                          r"train.early_stopping.metric") as err:
+        benchmark(["text", "late_fusion"], "conflictbench", 1, tmp_path, overrides=bad, workers=2)
+    assert "\n" not in str(err.value)

@@ -34,7 +34,7 @@ def tiny_cfg(tmp_path: Path, *extra: str, method: str = "late_fusion") -> Config
 
 
 def test_run_directory_contents_and_summary(tmp_path: Path) -> None:
-    cfg = tiny_cfg(tmp_path, "train.seeds=[0, 1]")
+    cfg = tiny_cfg(tmp_path, "train.seeds=[0, 1]", "train.seed_parallel=off")  # one by one: a last.pt per seed
     summary = Trainer(cfg, progress=False).fit()
     rd = tmp_path / "run"
     for f in ("config.yaml", "dataset.json", "summary.json", "summary.csv", "summary.md"):

@@ -143,12 +143,14 @@ def benchmark(
     config: Annotated[list[Path] | None, typer.Option(help="Extra YAML merged into every method's config")] = None,
     resume: Annotated[bool, typer.Option(help="Keep finished seeds and continue interrupted ones")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start every method's run over")] = False,
+    workers: Annotated[int, typer.Option(help="Methods trained at once, in processes sharing the cores (the last "
+                                              "listed starts first)")] = 1,
 ) -> None:
     """Train several methods with the same seeds and data; one table of test mean ± std."""
     from accord import api
 
     res = api.benchmark(_names(methods), dataset, seeds, out, overrides=set_ or [], config_files=config or [],
-                        table=table, resume=resume, overwrite=overwrite, console=err_console)
+                        table=table, resume=resume, overwrite=overwrite, console=err_console, workers=workers)
     _print_markdown(res["markdown"])
 
 
@@ -199,11 +201,13 @@ def demo(
     seeds: Annotated[int, typer.Option(help="Seeds per method")] = 2,
     out: Annotated[Path, typer.Option(help="Folder for the demo runs")] = Path("runs/demo"),
     methods: Annotated[str, typer.Option(help="Methods to compare")] = DEMO_METHODS,
+    workers: Annotated[int | None, typer.Option(help="Methods trained at once, in processes (default 2, or 1 on "
+                                                     "one core)")] = None,
 ) -> None:
     """The main job on the built-in data: baselines on ConflictBench (text dominates, 20% planted conflicts)."""
     from accord import api
 
-    _print_markdown(api.demo(seeds, out, _names(methods), console=err_console)["markdown"])
+    _print_markdown(api.demo(seeds, out, _names(methods), console=err_console, workers=workers)["markdown"])
 
 
 @app.command()

@@ -24,32 +24,49 @@ command                  function
 
 The functions live in a few modules (:mod:`accord.api.runs`, :mod:`~accord.api.studies`,
 :mod:`~accord.api.datasets`, :mod:`~accord.api.media`, :mod:`~accord.api.qasa`), none named like a function, so
-``accord.api.<name>`` is always the function.
+``accord.api.<name>`` is always the function. Each is imported on first use (a module ``__getattr__``), so
+``accord list`` and ``accord data info FOLDER`` import only the light :mod:`~accord.api.datasets` (no torch) and
+the other commands only the module of their function.
 """
 
 from __future__ import annotations
 
-from accord.api.datasets import data_build, data_convert, data_info, open_dataset, registered
-from accord.api.media import extract, format_prediction, predict_clip
-from accord.api.qasa import augment_fit, augment_sample
-from accord.api.runs import (
-    TrainRun,
-    config_show,
-    evaluate,
-    find_runs,
-    load,
-    load_config,
-    plot_conflict,
-    plot_gradients,
-    predictions,
-    read_summary,
-    report,
-    robustness,
-    seed_dirs,
-    train,
-    train_run,
-)
-from accord.api.studies import DEMO_METHODS, ablate, benchmark, demo, sweep
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
+    from accord.api.datasets import data_build, data_convert, data_info, open_dataset, registered
+    from accord.api.media import extract, format_prediction, predict_clip
+    from accord.api.qasa import augment_fit, augment_sample
+    from accord.api.runs import (
+        TrainRun,
+        config_show,
+        evaluate,
+        find_runs,
+        load,
+        load_config,
+        plot_conflict,
+        plot_gradients,
+        predictions,
+        read_summary,
+        report,
+        robustness,
+        seed_dirs,
+        train,
+        train_run,
+    )
+    from accord.api.studies import DEMO_METHODS, ablate, benchmark, demo, sweep
+
+_HOME: dict[str, str] = {
+    **dict.fromkeys(["data_build", "data_convert", "data_info", "open_dataset", "registered"], "datasets"),
+    **dict.fromkeys(["extract", "format_prediction", "predict_clip"], "media"),
+    **dict.fromkeys(["augment_fit", "augment_sample"], "qasa"),
+    **dict.fromkeys(["TrainRun", "config_show", "evaluate", "find_runs", "load", "load_config", "plot_conflict",
+                     "plot_gradients", "predictions", "read_summary", "report", "robustness", "seed_dirs", "train",
+                     "train_run"], "runs"),
+    **dict.fromkeys(["DEMO_METHODS", "ablate", "benchmark", "demo", "sweep"], "studies"),
+}
+"""Each public name (:data:`__all__`) -> the module of :mod:`accord.api` that defines it."""
 
 __all__ = [
     "DEMO_METHODS",
@@ -83,3 +100,16 @@ __all__ = [
     "train",
     "train_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``accord.api.<name>``: imported from its module on first use (then bound here)."""
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

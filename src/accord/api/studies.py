@@ -29,11 +29,12 @@ def benchmark(methods: Sequence[str], dataset: str = "conflictbench", seeds: int
               out: str | Path | None = None, overrides: Sequence[str] | None = None,
               config_files: Sequence[str | Path] | None = None, table: str | Path | None = None,
               resume: bool = False, overwrite: bool = False, console: Console | None = None,
-              title: str | None = None, command: str | None = None) -> dict[str, Any]:
+              title: str | None = None, command: str | None = None, workers: int = 1) -> dict[str, Any]:
     """Train ``methods`` with the same seeds (``0..seeds-1`` or a list) and data; one table of TEST mean ± std.
 
     Runs go to ``out`` (default ``runs/benchmark_<dataset>``), with ``benchmark.{md,csv,json}``; ``table`` also
-    gets the Markdown table. Returns the study's result (``markdown``, rows, ...).
+    gets the Markdown table. ``workers`` > 1 trains the methods in that many processes at once (they share the
+    cores: :mod:`accord.studies.parallel`). Returns the study's result (``markdown``, rows, ...).
     """
     from accord.studies.benchmark import run_benchmark
 
@@ -41,16 +42,20 @@ def benchmark(methods: Sequence[str], dataset: str = "conflictbench", seeds: int
                          Path(out) if out is not None else Path("runs") / f"benchmark_{dataset}",
                          overrides=list(overrides or []), table=table, resume=resume, overwrite=overwrite,
                          console=console, config_files=[str(c) for c in config_files or []], title=title,
-                         command=command)
+                         command=command, workers=workers)
 
 
 def demo(seeds: int = 2, out: str | Path = "runs/demo", methods: Sequence[str] | None = None,
-         console: Console | None = None) -> dict[str, Any]:
+         console: Console | None = None, workers: int | None = None) -> dict[str, Any]:
     """``accord demo``: the baselines (default :data:`DEMO_METHODS`) on the built-in ConflictBench (text dominates,
-    20% planted conflicts), each method's run started over."""
+    20% planted conflicts), each method's run started over, in ``workers`` processes (default: 2, or 1 on a
+    one-core machine or where ``ACCORD_CORES=1``)."""
+    from accord.training.threads import cores
+
     names = list(methods or DEMO_METHODS)
+    n = workers if workers is not None else min(2, cores())
     return benchmark(names, "conflictbench", seeds, Path(out), overwrite=True, console=console, title="Demo",
-                     command=f"accord demo --seeds {seeds} --methods {','.join(names)}")
+                     command=f"accord demo --seeds {seeds} --methods {','.join(names)} --workers {n}", workers=n)
 
 
 def ablate(method: str = "cacr", dataset: str = "conflictbench", seeds: int | Sequence[int] = 5,

@@ -1,4 +1,4 @@
-"""A small name -> factory registry (the timm pattern), used for models and datasets."""
+"""A small name -> factory registry (the timm pattern), used for models, datasets and trainer hooks."""
 
 from __future__ import annotations
 
@@ -11,11 +11,27 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to factories; ``kind`` is used in error messages ("model", "dataset")."""
+    """Maps names to factories; ``kind`` is used in error messages ("model", "dataset").
 
-    def __init__(self, kind: str) -> None:
+    ``builtins``, when given, registers the built-in entries: it is called once, on the first look-up (``get``,
+    ``names``, ``in``, iteration), so a package can register modules that are expensive to import (torch) only when
+    a name is actually looked up. :meth:`registered` lists what is registered so far without calling it.
+    """
+
+    def __init__(self, kind: str, builtins: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._builtins = builtins
+
+    def _load_builtins(self) -> None:
+        """Register the built-in entries (once; a failed import is retried on the next look-up)."""
+        load, self._builtins = self._builtins, None
+        if load is not None:
+            try:
+                load()
+            except BaseException:
+                self._builtins = load
+                raise
 
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
         """Decorator: register ``obj`` under ``name`` (and any aliases); a duplicate name is an error."""
@@ -31,6 +47,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the factory for ``name`` or raise a ConfigError listing the known names."""
+        self._load_builtins()
         try:
             return self._items[name]
         except KeyError:
@@ -38,9 +55,16 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
+        """Every registered name (aliases included), sorted."""
+        self._load_builtins()
+        return sorted(self._items)
+
+    def registered(self) -> list[str]:
+        """The names registered so far, sorted, WITHOUT registering the built-ins (imports nothing)."""
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._load_builtins()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:

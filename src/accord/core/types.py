@@ -1,12 +1,17 @@
-"""Core types shared by data, models and the trainer: modalities, :class:`Batch` and :class:`ModelOutput`."""
+"""Core types shared by data, models and the trainer: modalities, :class:`Batch` and :class:`ModelOutput`.
+
+Importing this module does not import torch (the tensors are only annotations), so light commands such as
+``accord list`` and the config's modality names stay fast.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 MODALITIES: Final[tuple[str, str, str]] = ("text", "audio", "visual")
 """The three modalities, in the canonical order used for ``Batch.present`` columns and stacked tensors."""
@@ -73,8 +78,8 @@ class Batch:
         )
 
     def to(self, device: torch.device | str) -> Batch:
-        """Return a copy with every tensor on ``device``."""
-        dev = torch.device(device)
+        """Return a copy with every tensor on ``device`` (a ``torch.device`` or its string, e.g. ``"cuda:1"``)."""
+        dev = device  # Tensor.to takes either form
         return Batch(
             features={k: v.to(dev) for k, v in self.features.items()},
             mask={k: v.to(dev) for k, v in self.mask.items()},

@@ -1,9 +1,31 @@
-"""Data: the in-memory contract, loaders (MMSA pickle, MOSI-U, ConflictBench, safe format) and corruptions."""
+"""Data: the in-memory contract, loaders (MMSA pickle, MOSI-U, ConflictBench, safe format) and corruptions.
 
-# Registration side effects: each loader module registers its builder.
-from accord.data import conflictbench, mmsa, mosei_text, mosi_u, safe  # noqa: F401
-from accord.data.dataset import SPLITS, MultimodalDataset, SplitData, make_split, standardize
-from accord.data.registry import DATASETS, build_dataset, register_dataset
+Importing this package is light (no torch): the names below are bound on first use (a module ``__getattr__``),
+and the built-in loaders register with :data:`DATASETS` on its first look-up
+(:data:`accord.data.registry.BUILTIN_LOADERS`). ``accord data info`` of a safe-format folder reads it with numpy
+only (:mod:`accord.data.safe_files`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
+    from accord.data.dataset import SPLITS, MultimodalDataset, SplitData, make_split, standardize
+    from accord.data.registry import DATASETS, build_dataset, register_dataset
+
+#: Each name of :data:`__all__` -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "DATASETS": "accord.data.registry",
+    "SPLITS": "accord.data.dataset",
+    "MultimodalDataset": "accord.data.dataset",
+    "SplitData": "accord.data.dataset",
+    "build_dataset": "accord.data.registry",
+    "make_split": "accord.data.dataset",
+    "register_dataset": "accord.data.registry",
+    "standardize": "accord.data.dataset",
+}
 
 __all__ = [
     "DATASETS",
@@ -15,3 +37,22 @@ __all__ = [
     "register_dataset",
     "standardize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``accord.data.<name>``: an exported name (imported on first use) or a submodule (``accord.data.mmsa``)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -7,7 +7,6 @@ models and the trainer only ever see :class:`accord.core.types.Batch` objects ma
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,14 +16,14 @@ from torch import Tensor
 
 from accord.core.errors import DataError
 from accord.core.types import MODALITIES, Batch
+from accord.data.contract import SPLITS, check_ids, check_text_tokens, split_dims, summarize, validate_splits
 
-SPLITS: tuple[str, str, str] = ("train", "valid", "test")
+__all__ = ["BUCKET_CHUNK", "SPLITS", "MetricFamily", "MultimodalDataset", "SplitData", "check_text_tokens",
+           "make_split", "standardize"]
+
 MetricFamily = Literal["mosi", "sims"]
-#: Duplicate ids named in the error of :meth:`MultimodalDataset.check_ids`.
-_SHOWN_IDS = 3
 #: Chunk size of length bucketing, in batches (:meth:`SplitData.bucket_order`).
 BUCKET_CHUNK = 50
-_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 @dataclass
@@ -60,7 +59,7 @@ class SplitData:
 
     def dims(self) -> dict[str, int]:
         """Feature dimension per modality."""
-        return {m: int(self.features[m].shape[2]) for m in MODALITIES}
+        return split_dims(self)
 
     def seq_lens(self) -> dict[str, int]:
         """Padded sequence length per modality."""
@@ -225,31 +224,10 @@ class MultimodalDataset:
         return self.splits["train"].dims()
 
     def validate(self) -> MultimodalDataset:
-        """Check the whole data contract; raise a one-line :class:`DataError` naming the source and problem.
-
-        Checks: all three splits present and non-empty; three modalities with 3-D float tensors; same feature
-        dims across splits; one row count per split across features, lengths, labels, ids, raw text and extras;
-        lengths within ``[0, T_m]``; finite features and labels; labels within ``label_range``; class labels in
-        ``[0, len(class_names))``; no sample with every modality missing; text tokens, when present, as
-        :func:`check_text_tokens` wants them; sample ids unique across all splits (:meth:`check_ids`).
-        """
-        for split in SPLITS:
-            if split not in self.splits:
-                raise DataError(f"{self.source}: missing split {split!r} (expected train, valid and test)")
-        ref_dims: dict[str, int] | None = None
-        for split in SPLITS:
-            part = self.splits[split]
-            where = f"{self.source}: split {split!r}"
-            n = _sample_count(part, where)
-            for m in MODALITIES:
-                _check_modality(part, m, n, where)
-            if ref_dims is None:
-                ref_dims = part.dims()
-            elif part.dims() != ref_dims:
-                raise DataError(f"{where}: feature dims {part.dims()} differ from train's {ref_dims}")
-            self._check_labels(part, n, where)
-            _check_per_sample(part, n, where)
-        return self.check_ids()
+        """Check the whole data contract; raise a one-line :class:`DataError` naming the source and problem
+        (:func:`accord.data.contract.validate_splits` says what is checked). Returns the dataset."""
+        validate_splits(self.splits, self.source, self.label_range, self.class_names)
+        return self
 
     def check_ids(self) -> MultimodalDataset:
         """Every sample id unique across the whole dataset (all splits together), as strings; else a one-line
@@ -258,143 +236,12 @@ class MultimodalDataset:
         Per-sample state is keyed by id (Self-MM's label memory, QASA's source rows, saved predictions), so two
         samples sharing an id would be merged, and an id in two splits is a leak between them.
         """
-        counts = Counter(str(i) for part in self.splits.values() for i in part.ids)
-        if all(c == 1 for c in counts.values()):
-            return self
-        where: dict[str, list[str]] = {}
-        for split, part in self.splits.items():
-            for i in part.ids:
-                if counts[str(i)] > 1:
-                    where.setdefault(str(i), []).append(split)
-        shown = ", ".join(f"{i[:60]!r} ({', '.join(s)})" for i, s in list(where.items())[:_SHOWN_IDS])
-        more = f" and {len(where) - _SHOWN_IDS} more" if len(where) > _SHOWN_IDS else ""
-        raise DataError(
-            f"{self.source}: {len(where)} sample id{'s' if len(where) > 1 else ''} used more than once: "
-            f"{shown}{more}; ids must be unique across train, valid and test"
-        )
-
-    def _check_labels(self, part: SplitData, n: int, where: str) -> None:
-        """Finite labels within ``label_range``, ``n`` ids (and raw texts, if any), class labels ``[n]`` within
-        ``[0, len(class_names))``."""
-        if not bool(torch.isfinite(part.labels).all()):
-            raise DataError(f"{where}: labels contain NaN/Inf")
-        lo, hi = self.label_range
-        if bool((part.labels < lo).any()) or bool((part.labels > hi).any()):
-            bad_val = float(part.labels[(part.labels < lo) | (part.labels > hi)][0])
-            raise DataError(f"{where}: label {bad_val:g} outside the expected range [{lo:g}, {hi:g}]")
-        if len(part.ids) != n:
-            raise DataError(f"{where}: {len(part.ids)} ids for {n} samples")
-        if part.raw_text and len(part.raw_text) != n:
-            raise DataError(f"{where}: {len(part.raw_text)} raw_text entries for {n} samples")
-        if part.class_labels is not None:
-            if part.class_labels.shape != (n,):
-                raise DataError(f"{where}: class labels have shape {tuple(part.class_labels.shape)}")
-            k = len(self.class_names)
-            if bool((part.class_labels < 0).any()) or bool((part.class_labels >= k).any()):
-                raise DataError(f"{where}: class label outside [0, {k - 1}] ({k} classes)")
+        check_ids(self.splits, self.source)
+        return self
 
     def summary(self) -> dict[str, Any]:
         """Per-split counts, shapes and label statistics (what ``accord data info`` prints)."""
-        out: dict[str, Any] = {"name": self.name, "source": self.source, "metric_family": self.metric_family}
-        for split, part in self.splits.items():
-            y = part.labels
-            info: dict[str, Any] = {
-                "n": len(part),
-                "shapes": {m: list(part.features[m].shape) for m in MODALITIES},
-                "mean_length": {m: round(float(part.lengths[m].float().mean()), 2) for m in MODALITIES},
-                "missing": {m: int((part.lengths[m] == 0).sum()) for m in MODALITIES},
-                "label": {
-                    "mean": round(float(y.mean()), 4),
-                    "std": round(float(y.std(unbiased=False)), 4),
-                    "min": round(float(y.min()), 4),
-                    "max": round(float(y.max()), 4),
-                    "zeros": int((y == 0).sum()),
-                    "positive": int((y > 0).sum()),
-                    "negative": int((y < 0).sum()),
-                },
-            }
-            if part.class_labels is not None:
-                counts = torch.bincount(part.class_labels, minlength=len(self.class_names)).tolist()
-                info["classes"] = dict(zip(self.class_names, counts, strict=True))
-            out[split] = info
-        return out
-
-
-def _sample_count(part: SplitData, where: str) -> int:
-    """The number of samples of ``part``: the length of its 1-D labels (DataError when 2-D or empty)."""
-    if part.labels.ndim != 1:
-        raise DataError(f"{where}: labels must be 1-D [N], got shape {tuple(part.labels.shape)}")
-    n = int(part.labels.shape[0])
-    if n == 0:
-        raise DataError(f"{where}: is empty (0 samples)")
-    return n
-
-
-def _check_modality(part: SplitData, m: str, n: int, where: str) -> None:
-    """Modality ``m`` of ``part``: finite float features ``[n, T, D]`` and lengths ``[n]`` within ``[0, T]``."""
-    if m not in part.features or m not in part.lengths:
-        raise DataError(f"{where}: modality {m!r} is missing (expected text, audio and visual)")
-    x = part.features[m]
-    if x.ndim != 3:
-        raise DataError(f"{where}: {m} features must be [N, T, D], got shape {tuple(x.shape)}")
-    if not torch.is_floating_point(x):
-        raise DataError(f"{where}: {m} features must be floating point, got {x.dtype}")
-    if x.shape[0] != n:
-        raise DataError(f"{where}: {m} features have {x.shape[0]} rows but there are {n} labels")
-    lens = part.lengths[m]
-    if lens.shape != (n,):
-        raise DataError(f"{where}: {m} lengths have shape {tuple(lens.shape)}, expected ({n},)")
-    if bool((lens < 0).any()) or bool((lens > x.shape[1]).any()):
-        bad = int(lens.max().item()) if bool((lens > x.shape[1]).any()) else int(lens.min().item())
-        raise DataError(f"{where}: {m} length {bad} outside [0, {x.shape[1]}] (the padded length)")
-    if not bool(torch.isfinite(x).all()):
-        count = int((~torch.isfinite(x)).sum().item())
-        raise DataError(f"{where}: {m} features contain {count} NaN/Inf values")
-
-
-def _check_per_sample(part: SplitData, n: int, where: str) -> None:
-    """Unimodal labels (``n`` finite values), extras (``n`` rows) and text tokens (:func:`check_text_tokens`) of
-    ``part``; no sample without any modality."""
-    for m, y in part.unimodal_labels.items():
-        if y.shape != (n,) or not bool(torch.isfinite(y).all()):
-            raise DataError(f"{where}: unimodal labels of {m} must be {n} finite values")
-    for key, v in part.extras.items():
-        if v.shape[0] != n:
-            raise DataError(f"{where}: extra {key!r} has {v.shape[0]} rows for {n} samples")
-    if part.text_tokens is not None:
-        check_text_tokens(part.text_tokens, n, where)
-    all_missing = torch.stack([part.lengths[m] == 0 for m in MODALITIES]).all(dim=0)
-    if bool(all_missing.any()):
-        i = int(all_missing.nonzero()[0].item())
-        raise DataError(f"{where}: sample {part.ids[i]!r} has no modality at all (every length is 0)")
-
-
-def check_text_tokens(tokens: Tensor, n: int, where: str) -> None:
-    """Text tokens in MMSA's ``text_bert`` layout: an integer ``[n, 3, L]`` tensor (ids, mask, segments) with
-    ids >= 0, a right-padded 0/1 mask and at least one real token per row; else a one-line :class:`DataError`."""
-    if tokens.dtype not in _INT_DTYPES:
-        raise DataError(f"{where}: text tokens must be an integer tensor [N, 3, L], got {tokens.dtype}")
-    if tokens.ndim != 3 or tokens.shape[1] != 3 or tokens.shape[0] != n:
-        raise DataError(
-            f"{where}: text tokens must be [N, 3, L] = (ids, attention mask, segment ids) with N = {n}, "
-            f"got shape {tuple(tokens.shape)}"
-        )
-    if tokens.shape[2] == 0:
-        raise DataError(f"{where}: text tokens have no columns (L = 0); every row needs at least one token")
-    if bool((tokens[:, 0] < 0).any()):
-        raise DataError(f"{where}: text token ids must be >= 0, found {int(tokens[:, 0].min())}")
-    mask = tokens[:, 1]
-    if bool(((mask != 0) & (mask != 1)).any()):
-        raise DataError(f"{where}: text token attention mask (row 1) must hold only 0 and 1")
-    if bool((mask[:, 1:] > mask[:, :-1]).any()):
-        raise DataError(f"{where}: text token attention mask must be right-padded (1s, then 0s)")
-    empty = mask.sum(dim=1) == 0
-    if bool(empty.any()):
-        i = int(empty.nonzero()[0].item())
-        raise DataError(
-            f"{where}: {int(empty.sum())} row(s) of text tokens have no real token (mask sum 0), "
-            f"first row {i}; every sample needs at least one token"
-        )
+        return summarize(self.splits, self.name, self.source, self.metric_family, self.class_names)
 
 
 def make_split(

@@ -1,16 +1,26 @@
-"""The dataset registry: a name in ``data.name`` -> a builder returning a validated MultimodalDataset."""
+"""The dataset registry: a name in ``data.name`` -> a builder returning a validated MultimodalDataset.
+
+The built-in loaders (:data:`BUILTIN_LOADERS`) register themselves when they are imported; :data:`DATASETS`
+imports them on its first look-up, so importing this module (or :mod:`accord.data`) does not import torch.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from accord.core.errors import ConfigError, config_error
 from accord.core.registry import Registry
-from accord.data.dataset import MultimodalDataset
+
+if TYPE_CHECKING:
+    from accord.data.dataset import MultimodalDataset
+
+BUILTIN_LOADERS: tuple[str, ...] = ("conflictbench", "mmsa", "mosei_text", "mosi_u", "safe")
+"""The modules of :mod:`accord.data` that register the built-in datasets."""
 
 
 class DataParams(BaseModel):
@@ -29,7 +39,14 @@ class DatasetSpec:
     description: str
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+def _register_builtins() -> None:
+    """Import the built-in loaders (each registers its dataset)."""
+    for module in BUILTIN_LOADERS:
+        importlib.import_module(f"accord.data.{module}")
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset", builtins=_register_builtins)
+"""Every registered dataset builder; the built-in ones are imported on the first look-up."""
 
 
 def register_dataset(

@@ -11,18 +11,17 @@ A dataset directory holds::
 Loading never unpickles anything (``np.load(..., allow_pickle=False)``) and verifies every file's SHA-256
 against the manifest, so unlike the MMSA pickles (:mod:`accord.data.mmsa`) a downloaded dataset directory
 cannot run code. Writes are atomic: everything is written into a temporary directory beside the target, which
-replaces an existing target only once it is complete.
+replaces an existing target only once it is complete. Reading (manifest, checksums, the arrays of a split) is
+:mod:`accord.data.safe_files`, numpy only; this module turns what it reads into tensors.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +29,25 @@ import numpy as np
 import torch
 
 from accord.core.errors import ConfigError, DataError
-from accord.core.io import read_json_file, write_npz
+from accord.core.io import write_npz
 from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, SplitData
 from accord.data.mmsa import load_mmsa_pickle
 from accord.data.registry import DataParams, register_dataset, validate_data_params
+from accord.data.safe_files import (
+    FORMAT,
+    MANIFEST,
+    VERSION,
+    SplitArrays,
+    class_names_of,
+    label_range_of,
+    read_manifest,
+    read_split,
+    sha256_file,
+)
 
-FORMAT = "accord-dataset"
-VERSION = 1
-MANIFEST = "manifest.json"
-
-
-def _sha256(file: Path) -> str:
-    h = hashlib.sha256()
-    with file.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["FORMAT", "MANIFEST", "VERSION", "SavedParams", "build_saved", "convert_mmsa", "load_any",
+           "load_dataset_dir", "save_dataset"]
 
 
 def _to_numpy(t: torch.Tensor, what: str) -> np.ndarray:
@@ -110,7 +111,7 @@ def save_dataset(ds: MultimodalDataset, out_dir: str | os.PathLike[str]) -> Path
                 "n": len(part),
                 "dims": part.dims(),
                 "seq_lens": part.seq_lens(),
-                "sha256": _sha256(file),
+                "sha256": sha256_file(file),
             }
         manifest = {
             "format": FORMAT,
@@ -143,140 +144,27 @@ def save_dataset(ds: MultimodalDataset, out_dir: str | os.PathLike[str]) -> Path
     return out
 
 
-def _check_manifest_header(manifest: dict[str, Any], file: Path) -> None:
-    """The required top-level keys, format, version, metric family and label range of a manifest."""
-    for key in ("format", "version", "name", "metric_family", "label_range", "splits"):
-        if key not in manifest:
-            raise DataError(f"{file}: missing key {key!r}")
-    if manifest["format"] != FORMAT:
-        raise DataError(f"{file}: key 'format' is {manifest['format']!r}, expected {FORMAT!r}")
-    if manifest["version"] != VERSION:
-        raise DataError(
-            f"{file}: key 'version' is {manifest['version']!r}; this Accord reads version {VERSION}"
-        )
-    if manifest["metric_family"] not in ("mosi", "sims"):
-        raise DataError(
-            f"{file}: key 'metric_family' is {manifest['metric_family']!r}, expected mosi or sims"
-        )
-    lr = manifest["label_range"]
-    if not (isinstance(lr, list) and len(lr) == 2 and all(isinstance(v, int | float) for v in lr)):
-        raise DataError(f"{file}: key 'label_range' must be [low, high], got {lr!r}")
-
-
-def _check_manifest_split(info: Any, split: str, file: Path) -> None:
-    """A manifest's ``splits.<split>`` entry: an object with ``file`` (a plain ``.npz`` name), ``n``, ``sha256``."""
-    if not isinstance(info, dict):
-        raise DataError(f"{file}: key 'splits.{split}' is missing (expected train, valid and test)")
-    for key in ("file", "n", "sha256"):
-        if key not in info:
-            raise DataError(f"{file}: key 'splits.{split}.{key}' is missing")
-    name = info["file"]
-    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".npz"):
-        raise DataError(f"{file}: key 'splits.{split}.file' must be a plain .npz file name, got {name!r}")
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    """The checked ``manifest.json`` of the dataset directory ``root``."""
-    file = root / MANIFEST
-    if not root.exists():
-        raise DataError(f"{root}: dataset directory not found")
-    if not root.is_dir():
-        raise DataError(f"{root}: is not a directory; expected a dataset directory with {MANIFEST}")
-    manifest = read_json_file(file, DataError, "a dataset directory written by `accord data convert`")
-    if not isinstance(manifest, dict):
-        raise DataError(f"{file}: top level must be a JSON object")
-    _check_manifest_header(manifest, file)
-    splits = manifest["splits"]
-    if not isinstance(splits, dict):
-        raise DataError(f"{file}: key 'splits' must be an object")
-    for split in SPLITS:
-        _check_manifest_split(splits.get(split), split, file)
-    return manifest
-
-
-def _read_npz(file: Path, split: str, info: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays of a split's ``.npz`` (never unpickling), after checking the file exists and its checksum."""
-    if not file.is_file():
-        raise DataError(f"{file}: missing (listed in {MANIFEST} for split {split!r})")
-    if _sha256(file) != info["sha256"]:
-        raise DataError(f"{file}: checksum mismatch (file changed or corrupt)")
-    try:
-        with np.load(file, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
-        detail = " ".join(str(err).split())[:160]
-        raise DataError(f"{file}: not a readable .npz ({type(err).__name__}: {detail})") from None
-
-
-class _Arrays:
-    """Checked access to the arrays of one ``.npz`` (errors name the file and the array)."""
-
-    def __init__(self, file: Path, arrays: dict[str, np.ndarray]) -> None:
-        self.file, self.arrays = file, arrays
-
-    def need(self, key: str) -> np.ndarray:
-        if key not in self.arrays:
-            raise DataError(f"{self.file}: missing array {key!r}")
-        return self.arrays[key]
-
-    def tensor(self, key: str, kinds: str) -> torch.Tensor:
-        arr = self.need(key)
-        if arr.dtype.kind not in kinds:
-            raise DataError(f"{self.file}: array {key!r} has dtype {arr.dtype}, expected a numeric array")
-        return torch.from_numpy(np.ascontiguousarray(arr))
-
-    def strings(self, key: str, expected: str) -> list[str]:
-        arr = self.need(key)
-        if arr.dtype.kind != "U":
-            raise DataError(f"{self.file}: array {key!r} has dtype {arr.dtype}, expected {expected}")
-        return [str(t) for t in arr.tolist()]
-
-    def with_prefix(self, prefix: str) -> list[str]:
-        return [k for k in self.arrays if k.startswith(prefix)]
-
-
-def _load_split(root: Path, split: str, info: dict[str, Any]) -> SplitData:
-    """Split ``split`` from its ``.npz`` in ``root``, checked against its manifest entry ``info``."""
-    file = root / info["file"]
-    z = _Arrays(file, _read_npz(file, split, info))
-    features = {m: z.tensor(f"features_{m}", "f").float() for m in MODALITIES}
-    lengths = {m: z.tensor(f"lengths_{m}", "iu").long() for m in MODALITIES}
-    labels = z.tensor("labels", "f").float()
-    ids = z.strings("ids", "unicode strings")
-    raw_text = z.strings("raw_text", "unicode") if "raw_text" in z.arrays else []
-    class_labels = z.tensor("class_labels", "iu").long() if "class_labels" in z.arrays else None
-    text_tokens = z.tensor("text_tokens", "iu").long() if "text_tokens" in z.arrays else None
-    unimodal = {k[len("unimodal_labels_") :]: z.tensor(k, "f").float() for k in z.with_prefix("unimodal_labels_")}
-    extras = {
-        k[len("extras_") :]: torch.from_numpy(np.ascontiguousarray(z.arrays[k])) for k in z.with_prefix("extras_")
-    }
-    if labels.ndim != 1:
-        raise DataError(f"{file}: array 'labels' must be 1-D [N], got shape {tuple(labels.shape)}")
-    n = int(labels.shape[0])
-    if n != info["n"]:
-        raise DataError(f"{file}: has {n} labels but {MANIFEST} says n = {info['n']}")
-    part = SplitData(
-        features=features,
-        lengths=lengths,
-        labels=labels,
-        ids=ids,
-        raw_text=raw_text,
-        class_labels=class_labels,
-        unimodal_labels=unimodal,
-        extras=extras,
-        text_tokens=text_tokens,
+def _tensors(part: SplitArrays) -> SplitData:
+    """A split read by :func:`~accord.data.safe_files.read_split` as tensors (sharing the arrays' memory)."""
+    t = torch.from_numpy
+    return SplitData(
+        features={m: t(v) for m, v in part.features.items()},
+        lengths={m: t(v) for m, v in part.lengths.items()},
+        labels=t(part.labels),
+        ids=part.ids,
+        raw_text=part.raw_text,
+        class_labels=None if part.class_labels is None else t(part.class_labels),
+        unimodal_labels={m: t(v) for m, v in part.unimodal_labels.items()},
+        extras={k: t(v) for k, v in part.extras.items()},
+        text_tokens=None if part.text_tokens is None else t(part.text_tokens),
     )
-    dims = info.get("dims")
-    if dims is not None and all(features[m].ndim == 3 for m in MODALITIES) and part.dims() != dims:
-        raise DataError(f"{file}: feature dims {part.dims()} differ from {MANIFEST}'s {dims}")
-    return part
 
 
 def load_dataset_dir(path: str | os.PathLike[str]) -> MultimodalDataset:
     """Load and validate a dataset directory written by :func:`save_dataset` (checksums verified)."""
     root = Path(path)
-    manifest = _read_manifest(root)
-    splits = {split: _load_split(root, split, manifest["splits"][split]) for split in SPLITS}
+    manifest = read_manifest(root)
+    splits = {split: _tensors(read_split(root, split, manifest["splits"][split])) for split in SPLITS}
     meta = manifest.get("meta") or {}
     meta = dict(meta) if isinstance(meta, dict) else {"meta": meta}
     meta.setdefault("saved_from", manifest.get("source", ""))
@@ -284,8 +172,8 @@ def load_dataset_dir(path: str | os.PathLike[str]) -> MultimodalDataset:
         name=str(manifest["name"]),
         splits=splits,
         metric_family=manifest["metric_family"],
-        label_range=(float(manifest["label_range"][0]), float(manifest["label_range"][1])),
-        class_names=[str(c) for c in manifest.get("class_names") or []],
+        label_range=label_range_of(manifest),
+        class_names=class_names_of(manifest),
         source=str(root),
         meta=meta,
     )

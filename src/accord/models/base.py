@@ -52,6 +52,10 @@ class AccordModel(nn.Module):
     """What the model reads as text when its text branch is a pretrained transformer: its token states
     (``sequence``: models that attend over time, MulT, CACR, ...) or its sentence vector (``pooled``: utterance
     models, whose paper feeds one vector per utterance)."""
+    not_vectorisable: ClassVar[str | None] = None
+    """Why the seeds of this model cannot train as one vmapped model (``train.seed_parallel``), or None when they
+    can: a forward that keeps Python-side state across steps (Self-MM's label memory), or whose shapes depend on
+    tensor values (MISA's presence-indexed losses)."""
     text_pooling: ClassVar[Literal["cls", "mean"]] = "mean"
     """``text_encoder.pooling`` when the config does not set it: how the model's paper pools its transformer."""
 
@@ -143,6 +147,11 @@ def validate_params(name: str, params: dict[str, Any]) -> ModelParams:
     except ValidationError as err:
         raise config_error(err, where="model.params", owner=f"model {name!r}",
                            known=spec.cls.Params.model_fields) from None
+
+
+def model_class(name: str) -> type[AccordModel]:
+    """The class registered as model ``name`` (an unknown name is a one-line ConfigError)."""
+    return MODELS.get(name).cls
 
 
 def create_model(name: str, dims: dict[str, int], out_dim: int = 1, **params: Any) -> AccordModel:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import MLPHead, masked_mean, masked_std
+from accord.models.modules import Dropout, MLPHead, masked_mean, masked_std
 
 
 @register_model("early_fusion")
@@ -51,7 +51,7 @@ class EarlyFusion(AccordModel):
             fused = 3 * p.proj_dim
         else:
             fused = sum(k * dims[m] for m in MODALITIES)
-        self.drop = nn.Dropout(p.dropout)
+        self.drop = Dropout(p.dropout)
         self.head = MLPHead(fused, out_dim, hidden=p.hidden, hidden_layers=p.hidden_layers, dropout=p.dropout)
 
     def modality_parameters(self) -> dict[str, list[nn.Parameter]]:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, MLPHead, build_encoder, encode_pooled
+from accord.models.modules import Dropout, EncoderParams, MLPHead, build_encoder, encode_pooled
 
 
 @register_model("lmf")
@@ -64,7 +64,7 @@ class LMF(AccordModel):
         for w in self.factors.values():
             nn.init.xavier_normal_(w)
         nn.init.xavier_normal_(self.rank_weights)
-        self.fusion_drop = nn.Dropout(p.fusion_dropout)
+        self.fusion_drop = Dropout(p.fusion_dropout)
         self.head = MLPHead(p.fusion_dim, out_dim, hidden=p.post_hidden, hidden_layers=p.post_layers,
                             dropout=p.dropout)
 

@@ -44,7 +44,7 @@ from torch import nn
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import CrossmodalTransformer, Decoupling, masked_mean
+from accord.models.modules import CrossmodalTransformer, Decoupling, Dropout, masked_mean
 from accord.objectives.conflict import conflict_scores
 from accord.objectives.decoupling import cmd, misa_difference
 
@@ -60,6 +60,7 @@ class MISA(AccordModel):
 
     default_loss_weights: ClassVar[dict[str, float]] = {"sim": 1.0, "diff": 0.3, "recon": 1.0}
 
+    not_vectorisable: ClassVar[str | None] = "its similarity and difference losses index rows by modality presence"
     class Params(ModelParams):
         hidden: int = Field(32, ge=2, description="d: width of the utterance, shared and private representations")
         heads: int = Field(2, ge=1, description="heads of the fusion transformer (MISA: 2; must divide hidden)")
@@ -89,7 +90,7 @@ class MISA(AccordModel):
         self.recon = nn.ModuleDict({m: nn.Linear(d, d) for m in MODALITIES})
         self.fusion = CrossmodalTransformer(d, p.heads, p.layers, relu_dropout=p.dropout, res_dropout=p.dropout,
                                             positions=False, scale_embedding=False, self_attention=True)
-        self.head = nn.Sequential(nn.Linear(6 * d, 3 * d), nn.Dropout(p.dropout), nn.ReLU(),
+        self.head = nn.Sequential(nn.Linear(6 * d, 3 * d), Dropout(p.dropout), nn.ReLU(),
                                   nn.Linear(3 * d, out_dim))
 
     def forward(self, batch: Batch) -> ModelOutput:

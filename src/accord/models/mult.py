@@ -28,8 +28,9 @@ Choices that differ from the released code (all switchable, defaults picked for 
   non-overlapping windows of 4 steps (masked; 375 -> 94 and 500 -> 125 steps on MOSI). Attention cost is
   quadratic in length, so this makes a MOSI epoch about 4x cheaper on CPU; set both to 1 for the exact
   full-resolution MulT;
-- ``attn_dropout_mem = 0`` (the original applies ``attn_dropout`` in the memory transformers; any attention
-  dropout forces PyTorch's slow explicit-softmax path, which is costly on the long audio/visual memories).
+- ``attn_dropout_mem = 0`` (the original applies ``attn_dropout`` in the memory transformers; attention dropout
+  runs the fused kernel twice, see :mod:`accord.models.modules.attention`, which is costly on the long
+  audio/visual memories).
 
 With ``pool = "last"`` the final memory layer is evaluated for the last valid query only
 (:meth:`CrossmodalTransformer.forward_last`), an exact shortcut. ``features[m]`` is target ``m``'s pooled memory

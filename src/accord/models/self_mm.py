@@ -88,7 +88,7 @@ from accord.core.errors import ConfigError
 from accord.core.hooks import HookRequest
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, build_encoder, encode_pooled
+from accord.models.modules import Dropout, EncoderParams, build_encoder, encode_pooled
 
 TASKS: tuple[str, str, str, str] = ("fusion", *MODALITIES)
 """ULGM's tasks: the multimodal one (``m`` in the paper) and the three unimodal ones."""
@@ -211,6 +211,7 @@ class SelfMM(AccordModel):
     text_pooling = "cls"  # of [CLS], as the paper reads BERT (Yu et al., 2021; MMSA's BertTextEncoder output [:, 0])
 
     default_loss_weights: ClassVar[dict[str, float]] = {f"uni_{m}": 1.0 for m in MODALITIES}
+    not_vectorisable: ClassVar[str | None] = "its label memory is updated per sample id in Python"
 
     class Params(EncoderParams):
         hidden: int = Field(32, ge=1, description="encoder width: size of each F_s")
@@ -233,7 +234,7 @@ class SelfMM(AccordModel):
         widths = {"fusion": p.post_fusion_dim, **{m: p.post_unimodal_dim for m in MODALITIES}}
         inputs = {"fusion": 3 * p.hidden, **{m: p.hidden for m in MODALITIES}}
         drops = {"fusion": p.post_fusion_dropout, **{m: p.post_unimodal_dropout for m in MODALITIES}}
-        self.drop = nn.ModuleDict({t: nn.Dropout(drops[t]) for t in TASKS})
+        self.drop = nn.ModuleDict({t: Dropout(drops[t]) for t in TASKS})
         self.layer1 = nn.ModuleDict({t: nn.Linear(inputs[t], widths[t]) for t in TASKS})
         self.layer2 = nn.ModuleDict({t: nn.Linear(widths[t], widths[t]) for t in TASKS})
         self.layer3 = nn.ModuleDict({t: nn.Linear(widths[t], 1) for t in TASKS})

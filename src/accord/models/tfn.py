@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, MLPHead, build_encoder, encode_pooled
+from accord.models.modules import Dropout, EncoderParams, MLPHead, build_encoder, encode_pooled
 
 
 @register_model("tfn")
@@ -43,7 +43,7 @@ class TFN(AccordModel):
         assert isinstance(p, TFN.Params)
         self.encoders = nn.ModuleDict({m: build_encoder(dims[m], p) for m in MODALITIES})
         self.embed = nn.ModuleDict({m: nn.Linear(p.hidden, p.fusion_dim) for m in MODALITIES})
-        self.fusion_drop = nn.Dropout(p.fusion_dropout)
+        self.fusion_drop = Dropout(p.fusion_dropout)
         self.head = MLPHead((p.fusion_dim + 1) ** 3, out_dim, hidden=p.post_hidden, hidden_layers=p.post_layers,
                             dropout=p.dropout)
 

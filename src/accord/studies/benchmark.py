@@ -16,11 +16,11 @@ from accord.core.io import atomic_write_text, write_json
 from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import headline_metric, metric_mode, register_metric
 from accord.evaluation.summary import Aggregate, aggregate, aggregate_table_json, markdown_table, write_csv
+from accord.studies.parallel import run_configs_parallel
 from accord.studies.runner import (
     DatasetCache,
     constant_rows,
     rows_table,
-    run_configs,
     selection_metric,
     table_metrics,
     train_seconds,
@@ -157,17 +157,18 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
                   overrides: list[str] | None = None, table: str | Path | None = None, resume: bool = False,
                   overwrite: bool = False, console: Console | None = None,
                   config_files: list[str] | None = None, title: str | None = None,
-                  command: str | None = None) -> dict[str, Any]:
+                  command: str | None = None, workers: int = 1) -> dict[str, Any]:
     """Train every method on ``dataset`` over ``seeds``; write ``benchmark.{md,csv,json}`` in ``out_dir``.
 
-    The dataset is built once per distinct data config and shared. Checkpoints are selected on validation; the
-    table reports TEST metrics as mean ± std over seeds, plus the validation selection metric.
+    The dataset is built once per distinct data config and shared (per worker process with ``workers`` > 1:
+    :func:`~accord.studies.parallel.run_configs_parallel`). Checkpoints are selected on validation; the table
+    reports TEST metrics as mean ± std over seeds, plus the validation selection metric.
     """
     out = Path(out_dir)
     cfgs = benchmark_configs(methods, dataset, seeds, out, overrides, config_files)
     datasets = DatasetCache()
-    trained = run_configs([(c.run_name, c) for c in cfgs], resume=resume, overwrite=overwrite, console=console,
-                          datasets=datasets)
+    trained = run_configs_parallel([(c.run_name, c) for c in cfgs], workers, resume=resume, overwrite=overwrite,
+                                   console=console, datasets=datasets)
     rows, valid_rows, seconds = rows_table(trained), rows_table(trained, "valid"), train_seconds(trained)
     family = trained[-1].family
     metrics = table_metrics(trained)
@@ -179,6 +180,7 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
     lines = _benchmark_lines(dataset, title, seeds, cfgs[0], sel, markdown_table(shown, metrics, first_col="method"),
                              verdict, datasets.get(cfgs[0].data).meta.get("reference"), conflict_rows)
     command = command or (f"accord benchmark --dataset {dataset} --methods {','.join(methods)} --seeds {len(seeds)}"
+                          + (f" --workers {workers}" if workers > 1 else "")
                           + "".join(f" --set {o}" for o in overrides or []))
     md = write_study_report(out, "benchmark", lines, seconds, command, rows, metrics, {
         "dataset": dataset, "seeds": seeds, "methods": methods, "selection_metric": sel,

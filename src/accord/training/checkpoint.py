@@ -60,9 +60,17 @@ STATE_KINDS: dict[str, tuple[type, ...]] = {
 """The keys of a training state (``last.pt``) that resuming reads, and the kinds of value each may hold."""
 
 
-def load_state(path: str | Path) -> dict[str, Any]:
-    """Load a training state with ``weights_only=True``; a corrupt file, or one lacking a key of
-    :data:`STATE_KINDS` (or holding a value of another kind), is a one-line CheckpointError naming the file."""
+GROUP_STATE_KINDS: dict[str, tuple[type, ...]] = {
+    "epoch": (int,), "seeds": (list,), "pending": (list,), "rng_torch": (torch.Tensor,),
+}
+"""The keys of a seed-parallel group's training state (``seed_group.pt``) every such state has."""
+
+
+def load_state(path: str | Path, kinds: dict[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
+    """Load a training state with ``weights_only=True``; a corrupt file, or one lacking a key of ``kinds``
+    (default :data:`STATE_KINDS`; :data:`GROUP_STATE_KINDS` for a seed-parallel group) or holding a value of
+    another kind, is a one-line CheckpointError naming the file."""
+    kinds = STATE_KINDS if kinds is None else kinds
     p = Path(path)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
@@ -73,11 +81,11 @@ def load_state(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{p}: unreadable training state ({first})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{p}: not a training state (a {type(state).__name__}, expected a mapping)")
-    missing = [k for k in STATE_KINDS if k not in state]
+    missing = [k for k in kinds if k not in state]
     if missing:
         raise CheckpointError(f"{p}: training state lacks {', '.join(missing)} (damaged, or not a last.pt of "
                               f"Accord); start the run over with --overwrite")
-    wrong = [k for k, kinds in STATE_KINDS.items() if not isinstance(state[k], kinds) or isinstance(state[k], bool)]
+    wrong = [k for k, ok in kinds.items() if not isinstance(state[k], ok) or isinstance(state[k], bool)]
     if wrong:
         raise CheckpointError(f"{p}: training state holds values of the wrong kind for {', '.join(wrong)} (damaged); "
                               f"start the run over with --overwrite")

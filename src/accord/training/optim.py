@@ -25,11 +25,18 @@ def make_optimizer(model: nn.Module, t: TrainConfig, mode: Literal["min", "max"]
     has not improved for a third of the early-stopping patience; ``cosine`` decays it to 0 over the epochs after
     a linear warm-up of ``warmup_epochs`` (warm-up alone when the scheduler is ``none``).
     """
-    fused, foreach = {"auto": (None, None), "fused": (True, None), "foreach": (None, True),
-                      "loop": (None, False)}[t.optimizer_impl]
     groups = getattr(model, "parameter_groups", None)
     params: Any = groups(t.lr, t.weight_decay) if callable(groups) else \
         [p for p in model.parameters() if p.requires_grad]
+    return make_optimizer_for(params, t, mode)
+
+
+def make_optimizer_for(params: Any, t: TrainConfig, mode: Literal["min", "max"]
+                       ) -> tuple[torch.optim.Optimizer, Scheduler | None]:
+    """:func:`make_optimizer` for given parameters or parameter groups (seed-parallel training passes the stacked
+    parameters, grouped as the model groups its own)."""
+    fused, foreach = {"auto": (None, None), "fused": (True, None), "foreach": (None, True),
+                      "loop": (None, False)}[t.optimizer_impl]
     opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused, foreach=foreach)
     if t.scheduler == "plateau":
         return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5,

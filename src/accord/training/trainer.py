@@ -19,6 +19,10 @@ One seed is a sequence of named steps (:meth:`Trainer.fit_seed`): **set up** (mo
 **select** (keep the best checkpoint), **checkpoint** (``last.pt``) and **log**; finally **evaluate** the selected
 checkpoint. Every hook method is called once per event.
 
+With ``train.seed_parallel`` (default ``auto``) the seeds are trained together as one vmapped model by
+:mod:`accord.training.seed_parallel` through the same steps (its ``train_seconds`` per seed are each seed's share
+of the group's epochs); where that cannot be done they are trained one by one as above.
+
 The model returns a prediction plus named auxiliary predictions and UNWEIGHTED losses; the total loss is
 ``w_task · task(prediction) + Σ w_name · task(aux_prediction) + Σ w_name · loss + Σ w_name · hook_loss`` with each
 weight read once from the resolved ``cfg.loss_weights`` (:func:`accord.config.resolve_loss_weights`).
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -66,6 +71,7 @@ from accord.training.checkpoint import load_state, load_weights, save_state, sav
 from accord.training.distributed import allreduce_step, init_distributed, rank_device, shard_rows
 from accord.training.evaluation import EvalResult, autocast, evaluate_split, predict_split
 from accord.training.optim import Scheduler, make_optimizer, step_scheduler
+from accord.training.seed_parallel import check_seed_parallel, fit_seed_group
 from accord.training.text_tokens import prepare_text_tokens
 
 __all__ = ["EvalResult", "Trainer", "evaluate_split", "load_model", "load_run", "predict_split", "resolve_device",
@@ -396,7 +402,10 @@ class Trainer:
                 failure = self.dist.broadcast_object(failure)  # every rank stops with rank 0's error
                 if failure is not None:
                     raise failure
-                results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
+                if check_seed_parallel(self, resume):  # train.seed_parallel: the seeds as one vectorised model
+                    results = fit_seed_group(self, resume, on_epoch)
+                else:
+                    results = [self.fit_seed(seed, resume=resume, on_epoch=on_epoch) for seed in self.cfg.train.seeds]
                 return self.write_summary(results)
             finally:
                 if lock is not None:
@@ -421,7 +430,7 @@ class Trainer:
             for epoch in range(run.start_epoch, self.cfg.train.epochs):
                 t0 = time.perf_counter()
                 sums = self.train_epoch(run, epoch, train_split)
-                valid = evaluate_split(run.model, valid_split, self.cfg, self.dataset, self.device, self.dist)
+                valid = self.evaluate_valid(run.model, valid_split)
                 score, improved = self.select(run, epoch, valid)
                 step_scheduler(run.sched, score)
                 run.elapsed += time.perf_counter() - t0
@@ -438,8 +447,7 @@ class Trainer:
         finally:
             if prog is not None:
                 prog.stop()
-        self.load_selected(run)
-        return self.final_evaluation(run.model, run.folder, seed, run.best_epoch, run.elapsed, run.stopped_early)
+        return self.finish_seed(run.model, run.folder, seed, run.best_epoch, run.elapsed, run.stopped_early)
 
     # -------------------------------------------------------------------------------------------- named steps
     def finished_results(self, seed: int, resume: bool) -> dict[str, Any] | None:
@@ -617,6 +625,11 @@ class Trainer:
 
         Returns ``(score, improved)``.
         """
+        return self.select_score(run, epoch, valid, run.model)
+
+    def select_score(self, run: Any, epoch: int, valid: EvalResult, model: AccordModel) -> tuple[float, bool]:
+        """:meth:`select` for any seed state with ``best``, ``best_epoch``, ``bad_epochs`` and ``folder`` (a
+        sequential :class:`SeedRun` or a seed of a seed-parallel group), saving ``model`` when it improves."""
         if self.metric not in valid.metrics:
             raise ConfigError(f"train.early_stopping.metric: {self.metric!r} is not computed for this task; "
                               f"available: {', '.join(valid.metrics)}")
@@ -625,10 +638,36 @@ class Trainer:
         if improved:
             run.best, run.best_epoch, run.bad_epochs = score, epoch, 0
             if self.dist.is_main:
-                save_weights(run.model, run.folder / rundir.BEST)
+                save_weights(model, run.folder / rundir.BEST)
         else:
             run.bad_epochs += 1
         return score, improved
+
+    def evaluate_valid(self, model: AccordModel, split: SplitData) -> EvalResult:
+        """The epoch's validation of ``model`` (every rank gets the same metrics)."""
+        return evaluate_split(model, split, self.cfg, self.dataset, self.device, self.dist)
+
+    def append_log(self, path: Path, record: dict[str, Any]) -> None:
+        """One line of a seed's ``log.jsonl`` (rank 0 writes)."""
+        if self.dist.is_main:
+            _append_log(path, record)
+
+    def hook_names(self) -> list[str]:
+        """The names of the hooks every seed of this run gets (the model's, ``train.hooks``, the handed-in ones)."""
+        return [*(r.name for r in model_hook_requests(self.cfg)), *(h.name for h in self.cfg.train.hooks),
+                *(h.name for h in self.extra_hooks)]
+
+    def finish_seed(self, model: AccordModel, folder: Path, seed: int, best_epoch: int, elapsed: float,
+                    stopped_early: bool) -> dict[str, Any]:
+        """Load a seed's selected checkpoint into ``model`` and run :meth:`final_evaluation` on it."""
+        best = folder / rundir.BEST
+        if not self.dist.broadcast_object(best.is_file()):
+            raise CheckpointError(f"{folder}: no epoch produced a finite validation {self.metric}; nothing to "
+                                  f"select")
+        if self.dist.is_main:
+            load_weights(model, best, self.device)
+        self.dist.broadcast_module(model)
+        return self.final_evaluation(model, folder, seed, best_epoch, elapsed, stopped_early)
 
     def epoch_record(self, run: SeedRun, epoch: int, t0: float, sums: EpochSums, valid: EvalResult,
                      improved: bool) -> dict[str, Any]:
@@ -666,7 +705,7 @@ class Trainer:
                 for stem, arrays in hook.artifacts().items():
                     write_npz(run.folder / f"{stem}.npz", arrays)
 
-    def show_progress(self, run: SeedRun, record: dict[str, Any], score: float, prog: Progress | None,
+    def show_progress(self, run: Any, record: dict[str, Any], score: float, prog: Progress | None,
                       task_id: Any) -> None:
         """Advance the progress bar, or print the epoch's line to stderr (rank 0)."""
         if prog is not None and task_id is not None:
@@ -676,16 +715,6 @@ class Trainer:
             print(f"seed {run.seed} epoch {record['epoch']}/{self.cfg.train.epochs} loss "
                   f"{record.get('loss/total', 0):.4f} valid {self.metric} {score:.4f} (best {best} @ "
                   f"{run.best_epoch + 1}) {record['seconds']:.1f}s", file=sys.stderr, flush=True)
-
-    def load_selected(self, run: SeedRun) -> None:
-        """Load the selected checkpoint into the model (rank 0 reads, every rank gets it)."""
-        best = run.folder / rundir.BEST
-        if not self.dist.broadcast_object(best.is_file()):
-            raise CheckpointError(f"{run.folder}: no epoch produced a finite validation {self.metric}; nothing to "
-                                  f"select")
-        if self.dist.is_main:
-            load_weights(run.model, best, self.device)
-        self.dist.broadcast_module(run.model)
 
     def final_evaluation(self, model: AccordModel, sd: Path, seed: int, best_epoch: int, elapsed: float,
                          stopped_early: bool) -> dict[str, Any]:
@@ -697,6 +726,7 @@ class Trainer:
             "train_seconds": round(elapsed, 3),
             "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "torch_threads": torch.get_num_threads(),  # float reductions reorder with it (training/threads.py)
+            "pid": os.getpid(),  # the process that trained it (a study's worker, accord.studies.parallel)
         }
         arrays: dict[str, np.ndarray] = {}
         for split in self.eval_splits:

@@ -12,14 +12,40 @@ target. Padding is handled with key padding masks everywhere, so sequences of di
 mixed; a sample whose source has no valid step at all (a missing modality) gets a zero attention output instead of
 NaN (one key is unmasked to keep the softmax defined and the result is zeroed).
 
-Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`, whose fused CPU kernel is several
-times faster than an explicit softmax; note that attention dropout > 0 makes PyTorch fall back to the slow explicit
-path, so keep it at 0 on long sequences.
+Which attention path runs (:meth:`MultiheadAttention.forward`):
+
+- **fused** (no attention dropout: ``eval()`` or ``dropout = 0``):
+  :func:`torch.nn.functional.scaled_dot_product_attention`, on CPU
+  ``aten::_scaled_dot_product_flash_attention_for_cpu`` and its backward. No ``[B, H, Tq, Tk]`` tensor is made;
+  the key padding mask goes in as ``[B, 1, 1, Tk]``.
+- **fused with dropout** (training with ``dropout > 0`` on CPU): torch 2.13's CPU flash kernel refuses
+  ``dropout_p > 0`` (``F.scaled_dot_product_attention`` then runs ``_scaled_dot_product_attention_math``: explicit
+  scores, softmax, a ``bernoulli_`` mask and their gradients, all ``[B, H, Tq, Tk]``, three to four times the fused
+  cost on long sequences). :func:`attention_with_dropout` keeps the flash kernel and stays exact: one pass with the
+  dropped entries masked gives the softmax over the kept keys and its logsumexp, a second pass the full logsumexp,
+  and their ratio rescales the first (:class:`_DropoutAttention`). About twice the no-dropout cost; the one
+  ``[B, H, Tq, Tk]`` tensor is the float mask the kernel reads. On other devices ``F.scaled_dot_product_attention``
+  with ``dropout_p`` (CUDA's kernels drop out inside).
+- **explicit** (``q @ k^T``, softmax, dropout, ``@ v``): when the weights are wanted (``return_weights=True``), when
+  asked (``explicit=True``), and under :func:`torch.func.vmap` (seed-parallel training) for short sequences
+  (``Tq * Tk <= VMAP_EXPLICIT_MAX_SCORES``): the flash ops have no batching rule, so torch loops them over the
+  vmapped instances, while the matmuls batch; longer sequences take the fused paths under vmap too, looped, which
+  is still faster than the explicit path there (:data:`VMAP_EXPLICIT_MAX_SCORES`). It is the only path that supports
+  **double backward**: torch 2.13 has no derivative for the flash backward. CPSL's cross-attention, which CP's
+  penalty differentiates twice, asks for it; MulT under CP does not need it (its features are taken after the
+  attention, so the second-order graph stops at the head).
+
+Dropout everywhere (:class:`Dropout`, the attention weights on every path) uses the same cheap random bits
+(:func:`random_bits15`, four 15-bit values per 64-bit word) and the same probability ``p_eff = round(p * 2^15) /
+2^15`` with inverted scaling ``1 / (1 - p_eff)``; the explicit and fused paths draw the same mask for the same
+generator state.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,36 +73,71 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     return emb.to(dtype)
 
 
+def is_batched(t: Tensor) -> bool:
+    """Whether ``t`` is a vmapped tensor (seed-parallel training runs the model under :func:`torch.func.vmap`):
+    shortcuts that read a tensor's values in Python (``if mask.all()``) take their general path there."""
+    return bool(torch._C._functorch.is_batchedtensor(t))
+
+
+def random_bits15(shape: Sequence[int], like: Tensor) -> Tensor:
+    """An int16 tensor of ``shape`` on ``like``'s device, i.i.d. uniform in ``[0, 2^15)``.
+
+    Four values are cut from each 64-bit word of one in-place ``random_()`` on int64 (it fills bits 0-62
+    uniformly; ``& 0x7FFF`` keeps 15 bits of every 16), so the generator runs once per 4 values: about a fifth of
+    the cost of ``torch.rand`` / ``bernoulli_`` on CPU. Under :func:`torch.func.vmap` with
+    ``randomness="different"`` the words are drawn per vmapped instance when ``like`` is batched
+    (``like.new_empty``); when it is not (an input shared by every instance), in-place randomness is refused there
+    and an out-of-place ``torch.randint`` draws them instead, still per instance.
+    """
+    n = math.prod(shape)
+    try:
+        words = like.new_empty(((n + 3) // 4,), dtype=torch.int64).random_()
+    except RuntimeError:  # vmap(randomness="different"): in-place randomness on an unbatched tensor
+        return torch.randint(0, 32768, tuple(shape), dtype=torch.int16, device=like.device)
+    return words.view(torch.int16)[:n].view(tuple(shape)).bitwise_and_(0x7FFF)
+
+
+def drop_threshold(p: float) -> tuple[int, float]:
+    """``(threshold, p_eff)`` for :func:`random_bits15`: a value is dropped when it is below ``threshold =
+    round(p * 2^15)``, i.e. with probability ``p_eff = threshold / 2^15`` (within ``2^-16`` of ``p``)."""
+    threshold = min(max(round(p * 32768), 0), 32768)
+    return threshold, threshold / 32768
+
+
 def bernoulli_keep_mask(x: Tensor, p: float) -> tuple[Tensor, float]:
     """A boolean keep-mask shaped like ``x`` with each entry dropped with probability ``p_eff``; returns
-    ``(keep, p_eff)`` where ``p_eff = round(p * 2^15) / 2^15`` (within 2e-5 of ``p``).
+    ``(keep, p_eff)`` where ``p_eff = round(p * 2^15) / 2^15`` (within 2e-5 of ``p``; :func:`random_bits15`)."""
+    threshold, p_eff = drop_threshold(p)
+    return random_bits15(x.shape, x) >= threshold, p_eff
 
-    Each element uses 15 random bits cut from 64-bit random words (``random_()`` on int64 fills bits 0-62
-    uniformly), so the generator runs once per 4 elements instead of once per element: the mask costs about a
-    fifth of ``torch.rand_like`` / ``bernoulli_`` on CPU, where dropout on long ``[B, T, 4d]`` activations is a
-    large share of a transformer step.
-    """
-    n = x.numel()
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
-    bits = words.view(torch.int16)[:n].view(x.shape) & 0x7FFF
-    threshold = round(p * 32768)
-    return bits >= threshold, threshold / 32768
+
+def dropout_scale_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor | None:
+    """Inverted-dropout multiplier of ``shape`` in ``like``'s dtype: ``1 / (1 - p_eff)`` where kept, 0 where dropped
+    (``p_eff`` of :func:`drop_threshold`, so ``E[mask] = 1`` exactly up to the dtype's rounding of the scale).
+    None when ``p_eff == 0``. Multiplying by it is ONE pass over the activations forward and one backward (the
+    mask is what autograd saves), where ``torch.where(keep, x * scale, 0)`` took two each way, and ``F.dropout``'s
+    ``bernoulli_`` costs about four times these random bits on CPU."""
+    threshold, p_eff = drop_threshold(p)
+    if threshold == 0:
+        return None
+    if threshold >= 32768:
+        return like.new_zeros(tuple(shape))
+    keep = random_bits15(shape, like) >= threshold
+    return keep.to(like.dtype).mul_(1.0 / (1.0 - p_eff))
 
 
 class Dropout(nn.Dropout):
-    """Inverted dropout with a cheap mask (:func:`bernoulli_keep_mask`); otherwise the same as
-    :class:`torch.nn.Dropout` (the drop probability is rounded to a multiple of ``2^-15``, and the kept values are
-    scaled by ``1 / (1 - p_eff)`` so the expectation is exactly preserved)."""
+    """Inverted dropout: ``x * dropout_scale_mask(...)`` (:func:`dropout_scale_mask`); otherwise the same as
+    :class:`torch.nn.Dropout`. The drop probability is ``p_eff = round(p * 2^15) / 2^15`` (within ``2^-16`` of
+    ``p``) and kept values are scaled by ``1 / (1 - p_eff)``, so the expectation is preserved. Works under
+    :func:`torch.func.vmap` (``randomness="different"`` draws each instance's own mask, see
+    :func:`random_bits15`)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if self.p >= 1.0:
-            return x * 0.0
-        keep, p_eff = bernoulli_keep_mask(x, self.p)
-        if p_eff == 0.0:
-            return x
-        return torch.where(keep, x * (1.0 / (1.0 - p_eff)), torch.zeros((), dtype=x.dtype, device=x.device))
+        mask = dropout_scale_mask(x.shape, self.p, x)
+        return x if mask is None else x * mask
 
 
 class SinusoidalPositionalEmbedding(nn.Module):
@@ -97,11 +158,95 @@ def safe_key_mask(key_mask: Tensor) -> tuple[Tensor, Tensor]:
     and ``has_key [B]`` says which rows really had one; multiply the attention output by it to zero the others.
     """
     has_key = key_mask.any(dim=1)
-    if bool(has_key.all()):
+    if not is_batched(has_key) and bool(has_key.all()):
         return key_mask, has_key
     mask = key_mask.clone()
     mask[:, 0] |= ~has_key
     return mask, has_key
+
+
+VMAP_EXPLICIT_MAX_SCORES = 128 * 128
+"""Under vmap, attention whose ``Tq * Tk`` is at most this runs on the explicit path, longer on the fused kernels
+(looped over the vmapped instances by torch). Measured on MulT, 3 seeds vmapped, one thread: default MulT (at most
+125 x 125 per head) 2.4 s/step explicit vs 2.6 s fused; full resolution (50 to 500 steps) 27.6 s vs 11.6 s."""
+_FLASH_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+"""dtypes of the CPU flash kernel (:func:`attention_with_dropout` needs it)."""
+
+
+def _neg_big(dtype: torch.dtype) -> float:
+    """A finite "minus infinity" for additive masks: exp() of it (plus any score) is exactly 0, and a row whose
+    every entry carries it still has a finite logsumexp (an all ``-inf`` row would give NaN)."""
+    return -0.5 * torch.finfo(dtype).max
+
+
+class _DropoutAttention(torch.autograd.Function):
+    """Attention with post-softmax dropout, exact, on the fused CPU flash kernel (two passes, no score tensors).
+
+    Wanted: ``O_i = sum_j D_ij softmax_j(s_i + b_i)_j v_j / (1 - p)`` (``D`` the keep mask, ``b`` the key padding
+    bias), what ``F.dropout(softmax(.)) @ v`` computes. The flash kernel takes one additive mask, which enters the
+    normaliser and the numerator alike; so it runs twice: pass A with ``b`` plus a big negative on dropped entries
+    gives ``(O^A, lse^A)`` (the softmax over the kept keys), pass B with ``b`` alone gives ``lse^B`` (the full
+    normaliser), and ``O = O^A * exp(lse^A - lse^B) / (1 - p)``. A row with every key dropped gets ``O = 0``
+    (its ``lse^A`` is finite and tiny, see :func:`_neg_big`), as the explicit formula gives.
+
+    Backward, with ``G_A = G * exp(lse^A - lse^B) / (1 - p)``: the score gradient is
+    ``P^A (G_A v^T) - (G . O) P^B``, which is pass A's flash backward with ``out = 0`` (no ``Delta`` term) plus
+    pass B's with ``grad_out = e_0``, ``out = (G . O) e_0`` and ``v = 0`` (only its ``Delta`` term). Cost: about
+    twice the no-dropout attention, against three to four times for the explicit path on long sequences.
+    Once differentiable (the flash backward has no derivative in torch 2.13): double backward needs the explicit
+    path. Works under :func:`torch.func.vmap` (generated rule; torch loops the flash kernels over the instances).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(q: Tensor, k: Tensor, v: Tensor, drop_bias: Tensor, pad_bias: Tensor | None,
+                inv_keep: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        o_a, lse_a = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=drop_bias)
+        _, lse_b = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=pad_bias)
+        ratio = torch.exp(lse_a - lse_b).mul_(inv_keep).to(o_a.dtype)
+        return o_a * ratio.unsqueeze(-1), o_a, lse_a, lse_b, ratio
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        q, k, v, drop_bias, pad_bias, _ = inputs
+        out, o_a, lse_a, lse_b, ratio = output
+        ctx.save_for_backward(q, k, v, drop_bias, pad_bias, out, lse_a, lse_b, ratio)
+        ctx.mark_non_differentiable(o_a, lse_a, lse_b, ratio)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        q, k, v, drop_bias, pad_bias, out, lse_a, lse_b, ratio = ctx.saved_tensors
+        bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+        grad = grad.contiguous()
+        zeros = torch.zeros_like(grad)
+        dq, dk, dv = bwd(grad * ratio.unsqueeze(-1), q, k, v, zeros, lse_a, 0.0, False, attn_mask=drop_bias)
+        e0 = torch.zeros_like(grad)
+        e0[..., 0] = 1.0
+        out_b = torch.zeros_like(grad)
+        out_b[..., 0] = (grad * out).sum(dim=-1)
+        dq_b, dk_b, _ = bwd(e0, q, k, torch.zeros_like(v), out_b, lse_b, 0.0, False,
+                            attn_mask=pad_bias)
+        return dq + dq_b, dk + dk_b, dv, None, None, None
+
+
+def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, p: float) -> Tensor:
+    """``softmax(q k^T / sqrt(d) + mask) @ v`` with inverted attention dropout ``p`` on the weights, on the fused
+    kernel (:class:`_DropoutAttention`). ``q [B, H, Tq, d]``, ``k, v [B, H, Tk, d]``, ``attn_mask`` boolean
+    (True = attend) broadcastable to ``[B, H, Tq, Tk]`` with at least one True per row, or None. The keep mask is
+    drawn with :func:`random_bits15` (``p_eff`` of :func:`drop_threshold`); the only ``[B, H, Tq, Tk]`` tensor is
+    the additive float mask the kernel reads (and autograd keeps)."""
+    threshold, p_eff = drop_threshold(p)
+    if threshold == 0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+    if threshold >= 32768:
+        return torch.zeros_like(q)
+    b, h, tq, _ = q.shape
+    neg = _neg_big(q.dtype)
+    pad_bias = None if attn_mask is None else torch.where(attn_mask, 0.0, float("-inf")).to(q.dtype)
+    bits = random_bits15((b, h, tq, k.shape[-2]), q)
+    drop_bias = torch.where(bits < threshold, neg, 0.0 if pad_bias is None else pad_bias).to(q.dtype)
+    return _DropoutAttention.apply(q, k, v, drop_bias, pad_bias, 1.0 / (1.0 - p_eff))[0]
 
 
 class MultiheadAttention(nn.Module):
@@ -109,7 +254,9 @@ class MultiheadAttention(nn.Module):
 
     ``forward(query [B, Tq, D], key_value [B, Tk, D_kv], key_mask [B, Tk] | None)`` returns ``[B, Tq, D]`` (and the
     attention weights ``[B, H, Tq, Tk]`` when ``return_weights`` is True, computed with an explicit softmax).
-    ``key_mask`` is True at real steps. Rows whose keys are all masked output zeros.
+    ``key_mask`` is True at real steps. Rows whose keys are all masked output zeros. Which kernel runs is in the
+    module docstring; ``explicit=True`` (or ``return_weights``) forces the explicit softmax, which is the path that
+    supports double backward.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, kv_dim: int | None = None,
@@ -127,25 +274,30 @@ class MultiheadAttention(nn.Module):
         return x.view(b, t, self.heads, self.dim // self.heads).transpose(1, 2)
 
     def forward(self, query: Tensor, key_value: Tensor, key_mask: Tensor | None = None,
-                return_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+                return_weights: bool = False, explicit: bool = False) -> tuple[Tensor, Tensor | None]:
         b, tq, _ = query.shape
         q = self._split(self.q_proj(query))
         k, v = (self._split(t) for t in self.kv_proj(key_value).chunk(2, dim=-1))
         has_key: Tensor | None = None
         attn_mask: Tensor | None = None
-        if key_mask is not None and not bool(key_mask.all()):
+        if key_mask is not None and (is_batched(key_mask) or not bool(key_mask.all())):
             safe, has_key = safe_key_mask(key_mask)
             attn_mask = safe[:, None, None, :]
         p = self.dropout if self.training else 0.0
         weights: Tensor | None = None
-        if return_weights:
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        # under vmap (seed-parallel training) the flash ops have no batching rule (torch loops them over the
+        # seeds) while the explicit matmuls batch: explicit for short sequences, fused (looped) for long ones
+        if return_weights or explicit or (is_batched(q) and tq * k.shape[-2] <= VMAP_EXPLICIT_MAX_SCORES):
+            scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
             if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, float("-inf"))
+                scores = scores + torch.where(attn_mask, 0.0, float("-inf")).to(scores.dtype)
             weights = scores.softmax(dim=-1)
             if has_key is not None:
                 weights = weights * has_key.to(weights.dtype)[:, None, None, None]
-            out = F.dropout(weights, p, self.training) @ v
+            drop = dropout_scale_mask(weights.shape, p, weights) if p > 0.0 else None
+            out = (weights if drop is None else weights * drop) @ v
+        elif p > 0.0 and q.device.type == "cpu" and q.dtype in _FLASH_DTYPES:
+            out = attention_with_dropout(q, k, v, attn_mask, p)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
         out = self.out_proj(out.transpose(1, 2).reshape(b, tq, self.dim))

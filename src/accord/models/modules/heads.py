@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from accord.models.modules.attention import Dropout
+
 
 class MLPHead(nn.Module):
     """``hidden_layers`` x (``Linear -> ReLU -> Dropout``) followed by ``Linear(., out_dim)``.
@@ -20,7 +22,7 @@ class MLPHead(nn.Module):
         layers: list[nn.Module] = []
         width = in_dim
         for _ in range(hidden_layers):
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, hidden), nn.ReLU(), Dropout(dropout)]
             width = hidden
         layers.append(nn.Linear(width, out_dim))
         self.net = nn.Sequential(*layers)
@@ -38,7 +40,7 @@ class ResidualMLPHead(nn.Module):
         super().__init__()
         self.proj1 = nn.Linear(in_dim, in_dim)
         self.proj2 = nn.Linear(in_dim, in_dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.out = nn.Linear(in_dim, out_dim)
 
     def forward(self, x: Tensor) -> Tensor:

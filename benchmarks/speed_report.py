@@ -1,0 +1,125 @@
+"""Assemble ``benchmarks/results/speed.md`` (issue 16's one file) from the speed benchmarks' JSON results.
+
+Each section reads the file its benchmark wrote and states the issue's goal, the measurement and whether the goal
+is met; the commands that made them are listed at the end. Run the benchmarks first (on a quiet machine), then::
+
+    python benchmarks/startup.py
+    python benchmarks/mfu.py
+    python benchmarks/seed_parallel.py --methods tfn,mult
+    python benchmarks/study_walls.py
+    bash benchmarks/fresh_clone_demo.sh
+    python benchmarks/speed_report.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path("benchmarks/results")
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"
+
+
+def startup_section(d: dict[str, Any]) -> list[str]:
+    r = d["results"]
+    lines = ["## Start-up: `accord --help` ≤ 0.25× `python -c \"import torch\"` (wall, same run)", "",
+             f"Median of {d['repeats']} fresh processes each, interleaved "
+             "(`benchmarks/results/startup.json`):", "",
+             "| command | median wall s | median CPU s | / import torch |", "|:---|---:|---:|---:|"]
+    lines += [f"| `{k}` | {v['median_wall_s']:.2f} | {v['median_cpu_s']:.2f} | {v['vs_import_torch']:.2f} |"
+              for k, v in r.items()]
+    lines += ["", f"`accord --help` / `import torch` = {d['help_vs_import_torch']:.3f}: goal ≤ 0.25 "
+              f"{verdict(d['help_vs_import_torch'] <= 0.25)}. `accord list` and `accord data info` import neither "
+              "torch nor scikit-learn either (`tests/test_startup.py`); `accord config show` still imports torch "
+              "(resolving a config reads the models' parameter classes), so that part of the issue is NOT met.", ""]
+    return lines
+
+
+def seed_parallel_section(d: dict[str, Any]) -> list[str]:
+    lines = ["## Seed-parallel: 5 seeds of TFN and of MulT on MOSI-U in ≤ 1.5× the time of one seed", "",
+             f"Wall seconds of `accord.train` on MOSI-U (its defaults: 40 epochs, patience 8, {d['threads']} "
+             "thread), one run after another in one process (`benchmarks/results/seed_parallel.json`). "
+             "`group` = `train.seed_parallel=on` (the default `auto` does the same here); the no-dropout pair "
+             "compares the group with training the 5 seeds one by one.", "",
+             "| method | 1 seed | 5 seeds, one group | group / one | one epoch: 5 seeds / 1 seed | no dropout: group | "
+             "no dropout: one by one | one by one / group | largest metric gap (points) | selected epochs that "
+             "differ |",
+             "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m, r in d["rows"].items():
+        lines.append(f"| {m} | {r['one_seed_s']:.1f} | {r['group_s']:.1f} | **{r['group_over_one']:.2f}×** | "
+                     f"{r['group_epoch_over_one']:.2f}× ({r['group_epoch_s']:.2f} / {r['one_seed_epoch_s']:.2f} s) | "
+                     f"{r['group_nodrop_s']:.1f} | {r['sequential_nodrop_s']:.1f} | "
+                     f"{r['sequential_over_group']:.2f}× | {r['no_dropout_max_metric_gap']:.3g} | "
+                     f"{r['no_dropout_best_epochs_differ']} |")
+    met = all(r["group_over_one"] <= 1.5 for r in d["rows"].values())
+    exact = all(r["no_dropout_max_metric_gap"] <= 1e-5 for r in d["rows"].values())
+    lines += ["", "The whole-run ratio also depends on when each seed stops (early stopping, patience 8): the "
+              "epoch column is the cost of training 5 seeds for one epoch against one seed's epoch.", "",
+              f"Goal ≤ 1.5× {verdict(met)}. Per-seed metrics equal to sequential training within 1e-5 without "
+              f"dropout: {verdict(exact)} over these full runs: batched matrix products round differently from "
+              "single ones (about 1e-7 in one forward), and 40 epochs of training amplify that into a different "
+              "prediction for a few test samples (an accuracy point on MOSI-U's 751 test samples is 0.13). "
+              "`tests/test_seed_parallel.py` shows the equality to 1e-5 where the training is short enough not to "
+              "amplify it (TFN and late fusion 8 epochs, MulT 2, every epoch's loss and validation MAE). With "
+              "dropout on, the group is deterministic (tested) and its masks differ from a sequential run's.", ""]
+    return lines
+
+
+def walls_section(d: dict[str, Any], fresh: dict[str, Any] | None) -> list[str]:
+    mu, demo = d["mosi_u_benchmark"], d["demo"]
+    lines = ["## The studies: MOSI-U 7 methods × 5 seeds ≤ 90 s; `make demo` ≤ 3 min from a fresh clone", "",
+             f"`benchmarks/results/study_walls.json` (load average {d['load_before']:.2f} before, "
+             f"{d['load_after']:.2f} after):", "",
+             "| study | command | wall s | CPU s (all processes) |", "|:---|:---|---:|---:|",
+             f"| MOSI-U baselines | `{mu['command']}` | {mu['wall_s']:.0f} | {mu['cpu_s']:.0f} |",
+             f"| demo (after set-up) | `{demo['command']}` | {demo['wall_s']:.0f} | {demo['cpu_s']:.0f} |"]
+    if fresh:
+        lines.append(f"| `make demo` from a fresh clone, warm pip cache | `{fresh['command']}` | "
+                     f"{fresh['wall_s']:.0f} (set-up {fresh['setup_wall_s']:.0f}) | |")
+    lines += ["", f"MOSI-U benchmark ≤ 90 s: {verdict(mu['wall_s'] <= 90)}."]
+    if fresh:
+        lines.append(f"`make demo` ≤ 180 s: {verdict(fresh['wall_s'] <= 180)}.")
+    lines.append("")
+    return lines
+
+
+def mfu_section(d: dict[str, Any]) -> list[str]:
+    lines = ["## Model FLOP utilisation vs the measured GEMM peak (before → after)", "",
+             "From `benchmarks/results/mfu.json` (its file says how FLOPs and the peak are measured).", ""]
+    table = d.get("markdown")
+    if isinstance(table, str):
+        lines += [table, ""]
+    return lines
+
+
+def main() -> None:
+    parts = ["# Speed (issue 16): every goal, its measurement on this 2-core CPU machine, and whether it is met", "",
+             "Each section is one benchmark's JSON, made by the command listed at the end; ratios within a section "
+             "come from one run. Figures are wall seconds unless a column says CPU.", ""]
+    for name, section in (("startup.json", startup_section), ("seed_parallel.json", seed_parallel_section),
+                          ("mfu.json", mfu_section)):
+        d = load(name)
+        parts += section(d) if d else [f"## {name}: not measured in this version", ""]
+    walls = load("study_walls.json")
+    parts += walls_section(walls, load("fresh_clone_demo.json")) if walls else ["## studies: not measured", ""]
+    parts += ["## Equal models vs MMSA 2.2.1 (≥ 2× per epoch at equal or better accuracy)", "",
+              "NOT re-measured in this version and NOT met: the last measurement ([vs_mmsa.md](vs_mmsa.md), before "
+              "issue 16) has Accord at 0.17-0.70× on TFN and LMF and 0.56× on MISA at MOSI resolution. What "
+              "changed since then (fused AdamW by default, cheaper dropout, dropout inside the fused attention "
+              "kernel) does not touch the encoders those models spend their time in; matching MMSA's once-per-run "
+              "time pooling is the open work.", "",
+              "## Reproduce", "", "```bash", *__doc__.split("::", 1)[1].strip().splitlines(), "```", ""]
+    (RESULTS / "speed.md").write_text("\n".join(line.rstrip() if line.strip() else "" for line in parts))
+
+
+if __name__ == "__main__":
+    main()
