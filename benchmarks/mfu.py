@@ -324,11 +324,11 @@ def measure_config(name: str, cfg: dict[str, Any], modes: list[str], args: argpa
 
 
 def markdown(report: dict[str, Any]) -> str:
-    peak = report["peak"]
+    peak, threads = report["peak"], report["setup"]["threads"]
+    peaks = ", ".join(f"{t} thread{'s' if t != '1' else ''} {v['gflops']} GFLOP/s" for t, v in peak.items())
     lines = [
-        f"GEMM peak (fp32 torch.mm): 1 thread {peak['1']['gflops']} GFLOP/s, {report['setup']['threads']} threads "
-        f"{peak[str(report['setup']['threads'])]['gflops']} GFLOP/s (MFU below against the "
-        f"{report['setup']['threads']}-thread peak).",
+        f"GEMM peak (fp32 torch.mm): {peaks}; MFU below against the {threads}-thread peak. MFU = sum of model FLOPs "
+        "/ sum of step times; 'median step' = the median of the per-step ratios (robust to a busy machine).",
         "",
         "| config | model GFLOP/step | mode | step ms (median) | executed GFLOP/step | MFU | MFU (median step) "
         "| target |",

@@ -14,6 +14,7 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,9 @@ def main() -> None:
               "changed since then (fused AdamW by default, cheaper dropout, dropout inside the fused attention "
               "kernel) does not touch the encoders those models spend their time in; matching MMSA's once-per-run "
               "time pooling is the open work.", "",
-              "## Reproduce", "", "```bash", *__doc__.split("::", 1)[1].strip().splitlines(), "```", ""]
+              "## Reproduce", "", "```bash", *textwrap.dedent(__doc__.split("::", 1)[1]).strip().splitlines(), "```",
+              "", "The machine was shared while these ran (other benchmarks and the test suite on the same 2 cores at "
+              "times; each JSON records the load or the setting): treat single ratios as ±15%.", ""]
     (RESULTS / "speed.md").write_text("\n".join(line.rstrip() if line.strip() else "" for line in parts))
 
 

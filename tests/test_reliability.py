@@ -148,6 +148,7 @@ def test_a_second_run_into_a_running_run_is_refused_and_the_first_is_undisturbed
     got = json.loads((a / "r" / "seed_0" / "results.json").read_text())
     want = json.loads((b / "r" / "seed_0" / "results.json").read_text())
     assert got.pop("train_seconds") > 0 and want.pop("train_seconds") > 0
+    assert got.pop("pid") == first.pid and want.pop("pid") == os.getpid()
     assert got == want
     assert (a / "r" / "seed_0" / "best.safetensors").read_bytes() == (b / "r" / "seed_0" / "best.safetensors"
                                                                        ).read_bytes()

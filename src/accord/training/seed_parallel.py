@@ -109,7 +109,6 @@ class SeedState:
     bad_epochs: int = 0
     elapsed: float = 0.0
     step: int = 0
-    done: bool = False
     stopped_early: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -244,8 +244,10 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | 
     b, h, tq, _ = q.shape
     neg = _neg_big(q.dtype)
     pad_bias = None if attn_mask is None else torch.where(attn_mask, 0.0, float("-inf")).to(q.dtype)
-    bits = random_bits15((b, h, tq, k.shape[-2]), q)
-    drop_bias = torch.where(bits < threshold, neg, 0.0 if pad_bias is None else pad_bias).to(q.dtype)
+    # 0 where kept, `neg` where dropped, plus the padding's -inf (a little faster than one torch.where)
+    drop_bias = random_bits15((b, h, tq, k.shape[-2]), q).lt(threshold).to(q.dtype).mul_(neg)
+    if pad_bias is not None:
+        drop_bias = drop_bias.add_(pad_bias)
     return _DropoutAttention.apply(q, k, v, drop_bias, pad_bias, 1.0 / (1.0 - p_eff))[0]
 
 
