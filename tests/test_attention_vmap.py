@@ -236,3 +236,30 @@ def test_attention_paths_agree_for_the_same_random_stream() -> None:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     bits = random_bits15((1000, 64), torch.empty(0))
     assert bits.dtype == torch.int16 and int(bits.min()) >= 0 and int(bits.max()) < 32768
+
+
+@pytest.mark.parametrize("p", [0.0, 0.4])
+def test_one_key_shortcut_equals_the_explicit_path(p: float) -> None:
+    """With one key (T = 1) the output is v times the dropout mask: exactly the explicit path's values, random
+    draws and gradients, including the zero gradients of the query projection (its parameters keep a gradient,
+    as they do on the full formula); a missing key (masked) gives zeros."""
+    torch.manual_seed(0)
+    attn = MultiheadAttention(8, 2, dropout=p).train()
+    q, kv = torch.randn(6, 3, 8, requires_grad=True), torch.randn(6, 1, 8, requires_grad=True)
+    mask = torch.tensor([[True], [False], [True], [True], [True], [True]])
+    grads = []
+    outs = []
+    for explicit in (False, True):
+        torch.manual_seed(1)
+        out, _ = attn(q, kv, mask, explicit=explicit)
+        attn.zero_grad()
+        (out * torch.arange(8.0)).sum().backward()
+        outs.append(out.detach())
+        grads.append([attn.q_proj.weight.grad.clone(), attn.kv_proj.weight.grad.clone()])  # type: ignore[union-attr]
+    assert torch.equal(outs[0], outs[1]) and bool((outs[0][1] == 0).all())
+    for a, b in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert bool((grads[0][0] == 0).all())  # the query cannot change a softmax over one key
+    if p > 0:  # some heads/steps dropped, the others scaled by 1 / (1 - p)
+        v = attn.kv_proj(kv)[..., 8:].detach()
+        assert not torch.allclose(outs[0][0], attn.out_proj(v[0].expand(3, 8)).detach())

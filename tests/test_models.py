@@ -14,6 +14,7 @@ from accord.models.modules import (
     Dropout,
     MultiheadAttention,
     SequenceEncoder,
+    TemporalConv1d,
     downsample_mean,
     last_valid,
     masked_max,
@@ -445,3 +446,24 @@ def test_sequence_encoder_pools_zeros_for_a_missing_modality() -> None:
     assert out.seq.shape == (2, 5, 8) and out.pooled.shape == (2, 8)
     assert out.pooled[1].abs().sum() == 0 and out.seq[0, 3:].abs().sum() == 0
     assert out.pooled[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize(("kernel", "steps"), [(1, 7), (3, 1), (5, 1)])
+def test_temporal_conv_linear_fast_path_equals_the_convolution(kernel: int, steps: int) -> None:
+    """A kernel-1 convolution, or any kernel over one step, runs as F.linear by the centre tap: the same outputs
+    and the same weight and bias gradients (zero on the unused taps) as ``nn.Conv1d``; a masked step stays zero."""
+    torch.manual_seed(0)
+    layer = TemporalConv1d(4, 3, kernel)
+    x = torch.randn(5, steps, 4)
+    mask = torch.ones(5, steps, dtype=torch.bool)
+    mask[1] = False  # a missing modality
+    m = mask.unsqueeze(-1).float()
+    want = F.conv1d((x * m).transpose(1, 2), layer.conv.weight, layer.conv.bias,
+                                      padding=kernel // 2).transpose(1, 2) * m
+    got = layer(x, mask)
+    assert torch.allclose(got, want, atol=1e-6) and bool((got[1] == 0).all())
+    g_w, g_b = torch.autograd.grad((want * torch.arange(3.0)).sum(), [layer.conv.weight, layer.conv.bias])
+    f_w, f_b = torch.autograd.grad((got * torch.arange(3.0)).sum(), [layer.conv.weight, layer.conv.bias])
+    assert torch.allclose(f_w, g_w, atol=1e-6) and torch.allclose(f_b, g_b, atol=1e-6)
+    if kernel > 1:
+        assert bool((f_w[:, :, kernel // 2] != 0).any()) and bool((f_w[:, :, 0] == 0).all())

@@ -74,6 +74,9 @@ class DataConfig(Section):
     train_fraction_seed: int = 0
     train_fraction_by: Literal["group", "sample"] = "group"
     """``sample`` keeps a share of single rows instead (datasets whose ids carry no group, e.g. ConflictBench)."""
+    pool_time: list[Literal["text", "audio", "visual"]] = Field(default_factory=list)
+    """Modalities averaged over their valid time steps ONCE when the run loads its data (one step each after;
+    MMSA's ``need_normalized``, :mod:`accord.data.pool_time`); also applied when the run is evaluated."""
 
     def cache_key(self) -> str:
         """The one key under which a built dataset may be shared between runs: everything that shapes the data

@@ -15,6 +15,7 @@ from accord.augment.quality import QualityScorer
 from accord.config import Config, DataConfig, compose, load_config, validate
 from accord.core.errors import ConfigError
 from accord.data.dataset import MultimodalDataset
+from accord.data.pool_time import pool_time
 from accord.data.registry import DATASETS, build_dataset
 from accord.data.safe import MANIFEST, save_dataset
 from accord.data.subset import apply_train_fraction
@@ -22,9 +23,9 @@ from accord.data.subset import apply_train_fraction
 
 def dataset_for(data: DataConfig | dict[str, Any]) -> MultimodalDataset:
     """Build the dataset of a ``data`` config section (a :class:`~accord.config.DataConfig` or its dict),
-    with ``data.train_fraction`` applied: the training split a generator is fitted on."""
+    with ``data.pool_time`` and ``data.train_fraction`` applied: the training split a generator is fitted on."""
     cfg = data if isinstance(data, DataConfig) else DataConfig(**data)
-    ds = build_dataset(cfg.name, cfg.path, cfg.params)
+    ds = pool_time(build_dataset(cfg.name, cfg.path, cfg.params), cfg.pool_time)
     return apply_train_fraction(ds, cfg.train_fraction, cfg.train_fraction_seed, cfg.train_fraction_by)
 
 

@@ -25,7 +25,7 @@ from accord.evaluation.summary import aggregate, aggregate_json, markdown_table
 from accord.models.base import AccordModel
 from accord.training import threads
 from accord.training.distributed import env_rank
-from accord.training.text_tokens import prepare_text_tokens
+from accord.training.text_tokens import prepare_inputs
 from accord.training.trainer import Trainer, evaluate_split, load_model, load_run, resolve_device
 
 
@@ -126,8 +126,8 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
     specs = [parse_corruption(c) for c in (corrupt or [])]
     if on:
         dataset = _other_dataset(run_dir, info, on, on_overrides, on_path)
-    ds = prepare_text_tokens(dataset or build_dataset(cfg.data.name, cfg.data.path, cfg.data.params),
-                             cfg.model.params)
+    ds = prepare_inputs(dataset or build_dataset(cfg.data.name, cfg.data.path, cfg.data.params), cfg.data,
+                        cfg.model.params)
     if info and ds.dims != info["dims"]:
         raise DataError(f"{cfg.data.name}: feature dims {ds.dims} differ from the run's {info['dims']}")
     part = apply_corruptions(ds[split], specs) if specs else ds[split]

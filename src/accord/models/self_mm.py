@@ -199,6 +199,8 @@ class LabelMemory:
     def centres(self, task: str) -> tuple[Tensor, Tensor] | None:
         """Eq. 6 for ``task`` over the rows with a stored representation."""
         keep = self.stored[task]
+        if bool(keep.all()):  # every row stored (from the second epoch on): no boolean gather each step
+            return class_centres(self.features[task], self.labels[task])
         return class_centres(self.features[task][keep], self.labels[task][keep])
 
 

@@ -23,7 +23,7 @@ from accord.evaluation.metrics import headline_metric
 from accord.evaluation.robustness import Curve, markdown, plot_curves, summary_rows
 from accord.models.base import AccordModel
 from accord.studies.runner import DatasetCache
-from accord.training.text_tokens import prepare_text_tokens
+from accord.training.text_tokens import prepare_inputs
 from accord.training.trainer import evaluate_split, load_model, load_run, resolve_device
 
 __all__ = ["run_robustness"]
@@ -73,7 +73,7 @@ def run_curves(rd: Path, datasets: DatasetCache, modalities: Sequence[str], corr
                levels: list[float], split: str, metric: str | None, seed: int) -> list[Curve]:
     """Every (corruption kind, modality) curve of run ``rd``, on ``metric`` (default: the headline metric)."""
     cfg, _ = load_run(rd)
-    ds = prepare_text_tokens(datasets.get(cfg.data), cfg.model.params)
+    ds = prepare_inputs(datasets.get(cfg.data), cfg.data, cfg.model.params)
     chosen = metric or headline_metric(cfg.task.kind, ds.metric_family)
     dev = resolve_device(cfg.train.device)
     models = load_seed_models(rd, dev)

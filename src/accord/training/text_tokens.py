@@ -11,8 +11,10 @@ import dataclasses
 import json
 from typing import Any
 
+from accord.config import DataConfig
 from accord.core.errors import DataError
 from accord.data.dataset import MultimodalDataset
+from accord.data.pool_time import pool_time
 from accord.data.tokens import check_vocab, tokenize_texts
 from accord.models.modules.text_encoder import TextEncoderParams, encoder_folder
 
@@ -51,3 +53,10 @@ def prepare_text_tokens(ds: MultimodalDataset, model_params: dict[str, Any]) -> 
                             f"split has neither (no text_bert, raw_text empty)")
         splits[name] = dataclasses.replace(part, text_tokens=tokenize_texts(part.raw_text, folder, p.max_tokens))
     return dataclasses.replace(ds, splits=splits)
+
+
+def prepare_inputs(ds: MultimodalDataset, data: DataConfig, model_params: dict[str, Any]) -> MultimodalDataset:
+    """What a run's model reads, from the built dataset ``ds``: ``data.pool_time`` applied
+    (:func:`~accord.data.pool_time.pool_time`), then :func:`prepare_text_tokens`. Training, evaluation and the
+    robustness curves all go through here, so a run is evaluated on the inputs it was trained on."""
+    return prepare_text_tokens(pool_time(ds, data.pool_time), model_params)

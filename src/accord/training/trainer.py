@@ -72,7 +72,7 @@ from accord.training.distributed import allreduce_step, init_distributed, rank_d
 from accord.training.evaluation import EvalResult, autocast, evaluate_split, predict_split
 from accord.training.optim import Scheduler, make_optimizer, step_scheduler
 from accord.training.seed_parallel import check_seed_parallel, fit_seed_group
-from accord.training.text_tokens import prepare_text_tokens
+from accord.training.text_tokens import prepare_inputs
 
 __all__ = ["EvalResult", "Trainer", "evaluate_split", "load_model", "load_run", "predict_split", "resolve_device",
            "seed_everything"]
@@ -203,7 +203,8 @@ class Trainer:
         self.dataset = apply_train_fraction(self.dataset, cfg.data.train_fraction, cfg.data.train_fraction_seed,
                                             cfg.data.train_fraction_by)
         # a pretrained text branch: stored tokens checked against its vocabulary, or the transcripts tokenized
-        self.dataset = prepare_text_tokens(self.dataset, cfg.model.params)
+        # data.pool_time (modalities averaged over time once), then the pretrained text branch's tokens
+        self.dataset = prepare_inputs(self.dataset, cfg.data, cfg.model.params)
         self._augmented: SplitData | None = None  # QASA training split (augment section), built once per trainer
         self.extra_hooks = list(hooks)
         # hooks handed in by code (not by the config) bring their own losses, weighted by their class defaults

@@ -26,6 +26,9 @@ Which attention path runs (:meth:`MultiheadAttention.forward`):
   and their ratio rescales the first (:class:`_DropoutAttention`). About twice the no-dropout cost; the one
   ``[B, H, Tq, Tk]`` tensor is the float mask the kernel reads. On other devices ``F.scaled_dot_product_attention``
   with ``dropout_p`` (CUDA's kernels drop out inside).
+- **one key** (``Tk = 1``, utterance-level data): the softmax over one key is exactly 1, so the output is ``v``
+  times the dropout mask; computed without matmuls or a flash call (each flash call costs about 0.1 ms at T = 1),
+  with the explicit path's values, (zero) gradients for ``q`` and ``k`` and random draws.
 - **explicit** (``q @ k^T``, softmax, dropout, ``@ v``): when the weights are wanted (``return_weights=True``), when
   asked (``explicit=True``), and under :func:`torch.func.vmap` (seed-parallel training) for short sequences
   (``Tq * Tk <= VMAP_EXPLICIT_MAX_SCORES``): the flash ops have no batching rule, so torch loops them over the
@@ -289,7 +292,14 @@ class MultiheadAttention(nn.Module):
         weights: Tensor | None = None
         # under vmap (seed-parallel training) the flash ops have no batching rule (torch loops them over the
         # seeds) while the explicit matmuls batch: explicit for short sequences, fused (looped) for long ones
-        if return_weights or explicit or (is_batched(q) and tq * k.shape[-2] <= VMAP_EXPLICIT_MAX_SCORES):
+        if k.shape[-2] == 1 and not (return_weights or explicit):
+            # one key (utterance-level data, T = 1): the softmax over it is exactly 1, so the output is v itself
+            # (times the dropout mask). Written with the scores so that q and k keep their exact, zero gradients;
+            # the same values, gradients and random draws as the explicit path, without its matmuls or a flash call
+            w = (q * k).sum(dim=-1, keepdim=True).softmax(dim=-1)
+            drop = dropout_scale_mask(w.shape, p, w) if p > 0.0 else None
+            out = (w if drop is None else w * drop) * v
+        elif return_weights or explicit or (is_batched(q) and tq * k.shape[-2] <= VMAP_EXPLICIT_MAX_SCORES):
             scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
             if attn_mask is not None:
                 scores = scores + torch.where(attn_mask, 0.0, float("-inf")).to(scores.dtype)

@@ -1,0 +1,175 @@
+"""Issue 16: Accord vs MMSA 2.2.1 per epoch on the same models, measured again in ONE run (CPU seconds, 1 thread).
+
+Re-measures the speed half of ``benchmarks/vs_mmsa.py`` (whose report, ``vs_mmsa.md``, predates issue 16) with
+Accord's current defaults and its new ``data.pool_time`` (audio and visual averaged over time once when the run
+loads its data, as MMSA's loader does for TFN and LMF with ``need_normalized``). It reuses that script's MMSA venv,
+patches, pickles and workers (``run_mmsa`` / ``run_accord``: one process per run, one thread, load sampled), and
+interleaves per model: MMSA, then each Accord variant, then the next model.
+
+Data (MMSA pickles that both frameworks read):
+
+- ``mosi_sized``: ConflictBench at MMSA's MOSI shapes (1284/229/686, text 768x50, audio 5x375, visual 20x500);
+- ``mosi_sized_small``: the same shapes with 128/32/32 samples, for full-resolution MulT only (a full epoch at 1284
+  samples costs over 1,000 CPU seconds in each framework; per-sample cost does not depend on the sample count);
+- ``mosi_u``: real CMU-MOSI utterance features (T = 1), where an epoch is mostly per-batch overhead.
+
+Every run: seed 0, ``--epochs`` epochs (3), the median epoch (train + validation + checkpoint). Accord runs with the
+model settings matched to MMSA's MOSI config (``ACCORD_MATCHED`` in vs_mmsa.py). Writes
+``benchmarks/results/vs_mmsa_speed.json`` and ``.md``; ``benchmarks/speed_report.py`` quotes them.
+
+Usage::
+
+    python benchmarks/vs_mmsa_speed.py                    # everything (about 15 minutes on a quiet machine)
+    python benchmarks/vs_mmsa_speed.py --models tfn,lmf   # a subset (the JSON keeps the other rows; `runs` lists
+                                                          # which command made which rows)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vs_mmsa as vm  # noqa: E402  (the MMSA venv, patches, pickles and workers)
+
+RESULTS = vm.ROOT / "benchmarks" / "results"
+OUT_JSON, OUT_MD = RESULTS / "vs_mmsa_speed.json", RESULTS / "vs_mmsa_speed.md"
+POOLED = ["data.pool_time=[audio,visual]"]
+
+#: Accord variants per model and dataset: (name, extra --set overrides, what it is).
+VARIANTS: dict[str, list[tuple[str, list[str], str]]] = {
+    "tfn": [("pooled", POOLED, "audio/visual averaged once (data.pool_time, as MMSA's loader), conv text encoder"),
+            ("pooled_none", [*POOLED, "model.params.temporal=none"],
+             "audio/visual averaged once, temporal=none (per-step linear text projection + mean)"),
+            ("per_step", ["model.params.temporal=none"], "before issue 16's pooling: every step projected")],
+    "lmf": [("pooled", POOLED, "audio/visual averaged once (data.pool_time, as MMSA's loader), conv text encoder"),
+            ("pooled_none", [*POOLED, "model.params.temporal=none"],
+             "audio/visual averaged once, temporal=none (per-step linear text projection + mean)"),
+            ("per_step", ["model.params.temporal=none"], "before issue 16's pooling: every step projected")],
+    "mult": [("exact", vm.FULL_RES, "full resolution (exact model)")],
+    "misa": [("exact", vm.FULL_RES, "full resolution (Accord's LSTMs read every step; MMSA's read at most 50)"),
+             ("downsample4", vm.DEFAULT_RES, "audio/visual averaged over windows of 4 steps (Accord's default)")],
+    "self_mm": [("exact", [], "matched sizes; Accord's audio/visual encoders are temporal convolutions, MMSA's "
+                              "LSTMs")],
+}
+#: Which pickle each model's MOSI-shaped speed run reads.
+SPEED_DATA = {"mult": "mosi_sized_small"}
+
+
+def small_pickle() -> dict[str, Any]:
+    """``mosi_sized_small``: MOSI shapes with 128/32/32 samples (written once, like vs_mmsa's pickles)."""
+    from accord.data.mmsa import write_mmsa_pickle
+    from accord.data.registry import build_dataset
+
+    params = {"seed": 0, "conflict_rate": 0.2, **vm.MOSI_SIZED, "n_train": 128, "n_valid": 32, "n_test": 32}
+    path, meta_path = vm.RUNS / "data" / "mosi_sized_small.pkl", vm.RUNS / "data" / "mosi_sized_small.json"
+    if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("params") == params:
+        return dict(json.loads(meta_path.read_text()))
+    ds = build_dataset("conflictbench", None, params)
+    write_mmsa_pickle(ds, path)
+    meta = {"path": str(path), "source": "conflictbench", "params": params, "dims": ds.dims,
+            "sizes": {s: len(ds.splits[s]) for s in ("train", "valid", "test")},
+            "seq_lens": ds.splits["train"].seq_lens()}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def cpu_median(res: dict[str, Any]) -> float:
+    """Median CPU seconds per epoch over all epochs of the run (``nan`` when it failed)."""
+    flat = [x for seed in res.get("epoch_cpu_seconds", []) for x in seed]
+    return statistics.median(flat) if flat else float("nan")
+
+
+def row(model: str, data_key: str, mm: dict[str, Any], name: str, ac: dict[str, Any], what: str) -> dict[str, Any]:
+    """One comparison: both frameworks' median CPU and wall seconds per epoch and their ratio (MMSA / Accord)."""
+    out: dict[str, Any] = {"model": model, "data": data_key, "variant": name, "what": what,
+                           "mmsa_error": mm.get("error"), "accord_error": ac.get("error")}
+    if mm.get("error") or ac.get("error"):
+        return out
+    c_m, c_a = cpu_median(mm), cpu_median(ac)
+    out.update({"mmsa_cpu": round(c_m, 3), "accord_cpu": round(c_a, 3), "cpu_ratio": round(c_m / c_a, 3),
+                "mmsa_wall": round(vm.median_epoch(mm), 3), "accord_wall": round(vm.median_epoch(ac), 3),
+                "mmsa_params": mm["per_seed"][0]["n_params"], "accord_params": ac["per_seed"][0]["n_params"],
+                "mmsa_load": mm.get("load"), "accord_load": ac.get("load"),
+                "accord_command": ac.get("command"), "accord_test": ac["per_seed"][0]["test"],
+                "mmsa_test": mm["per_seed"][0]["test"]})
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The results as a markdown table per dataset."""
+    lines = [
+        "# Accord vs MMSA 2.2.1 per epoch, same models, one run (issue 16)", "",
+        f"Made by `python benchmarks/vs_mmsa_speed.py` on {report['finished_utc']} UTC: {report['epochs']} epochs "
+        "per run, seed 0, 1 thread per process, runs one after another, interleaved per model. Ratio = MMSA CPU s "
+        "/ Accord CPU s per epoch (median epoch: train + validation + checkpoint), > 1: Accord faster. Accord "
+        "uses the settings matched to MMSA's MOSI config (vs_mmsa.py `ACCORD_MATCHED`). Goal: ≥ 2× on each model.",
+        "", "Rows made by: " + "; ".join(
+            f"{r['utc']} UTC `--models {','.join(r['models'])} --data {','.join(r['data'])}`"
+            for r in report.get("runs", [])) + " (a later run replaces the rows it covers).", ""]
+    for key, title in (("mosi_sized", "MOSI-sized sequences (1284 training samples)"),
+                       ("mosi_sized_small", "MOSI-sized sequences, 128 training samples (full-resolution MulT)"),
+                       ("mosi_u", "MOSI-U (real features, T = 1)")):
+        rows = [r for r in report["rows"] if r["data"] == key]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", "| model | Accord variant | MMSA CPU s | Accord CPU s | ratio | params MMSA / "
+                  "Accord | load MMSA / Accord |", "|:---|:---|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            if r.get("mmsa_error") or r.get("accord_error"):
+                lines.append(f"| {r['model']} | {r['what']} | failed: {r['mmsa_error'] or r['accord_error']} "
+                             "| | | | |")
+                continue
+            lines.append(f"| {r['model']} | {r['what']} | {r['mmsa_cpu']:.2f} | {r['accord_cpu']:.2f} | "
+                         f"**{r['cpu_ratio']:.2f}×** | {r['mmsa_params']:,} / {r['accord_params']:,} | "
+                         f"{r['mmsa_load']['mean']} / {r['accord_load']['mean']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--data", default="mosi_sized,mosi_u", help="mosi_sized (MulT: the small one) and/or mosi_u")
+    args = p.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    vm.apply_patches()
+    data = {**vm.write_pickles(), "mosi_sized_small": small_pickle()}
+    old = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {"rows": []}
+    keys = [k for k in args.data.split(",") if k]
+    redo = {(m, SPEED_DATA.get(m, k) if k == "mosi_sized" else k) for m in models for k in keys}
+    keep = [r for r in old["rows"] if (r["model"], r["data"]) not in redo]
+    rows: list[dict[str, Any]] = []
+    for m in models:
+        for key in keys:
+            dkey = SPEED_DATA.get(m, key) if key == "mosi_sized" else key
+            tag = f"s16_{m}_{dkey}"
+            vm.log(f"{tag}: MMSA")
+            mm = vm.run_mmsa(m, data[dkey], [0], args.epochs, 1, tag)
+            variants = VARIANTS[m] if dkey != "mosi_u" else [VARIANTS[m][0]]
+            for name, extra, what in variants:
+                if dkey == "mosi_u":  # T = 1: nothing to pool or downsample
+                    extra, what = [e for e in extra if not e.startswith("data.pool_time")], "matched (T = 1)"
+                vm.log(f"{tag}: Accord {name}")
+                ac = vm.run_accord(m, data[dkey], [0], args.epochs, 1, f"{tag}_{name}", extra)
+                rows.append(row(m, dkey, mm, name, ac, what))
+                vm.log(f"  -> {rows[-1].get('cpu_ratio')}")
+    order = {m: i for i, m in enumerate(VARIANTS)}
+    report = {"finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "epochs": args.epochs,
+              "threads": 1, "rows": sorted(keep + rows, key=lambda r: order[r["model"]]),
+              "runs": [*old.get("runs", []), {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                                              "models": models, "data": keys}]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    OUT_JSON.write_text(json.dumps(report, indent=1))
+    OUT_MD.write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
