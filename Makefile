@@ -1,5 +1,7 @@
 # Two entry points: `make demo` (set up + the main job on built-in data) and `make test` (set up + lint + the tests).
 # Set-up installs the CPU wheel torch==2.13.0 BEFORE the project, so no multi-GB CUDA build is downloaded.
+# --no-compile: byte-compiling every installed file took about 60 of the set-up's 140 s; Python compiles the
+# modules it actually imports on first use instead (benchmarks/results/fresh_clone_demo.json).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,8 +12,8 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
 	touch $@
 
 # Optional: the media extra for `accord extract` / `accord predict` (docs/features.md). Kept out of `setup`: it adds
