@@ -64,12 +64,15 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
                      f"{r['no_dropout_best_epochs_differ']} |")
     met = all(r["group_over_one"] <= 1.5 for r in d["rows"].values())
     exact = all(r["no_dropout_max_metric_gap"] <= 1e-5 for r in d["rows"].values())
+    gaps = ", ".join(f"{m} {r['no_dropout_max_metric_gap']:.2g} points ({r['no_dropout_best_epochs_differ']} "
+                     "selected epochs differ)" for m, r in d["rows"].items())
     lines += ["", "The whole-run ratio also depends on when each seed stops (early stopping, patience 8): the "
               "epoch column is the cost of training 5 seeds for one epoch against one seed's epoch.", "",
               f"Goal ≤ 1.5× {verdict(met)}. Per-seed metrics equal to sequential training within 1e-5 without "
-              f"dropout: {verdict(exact)} over these full runs: batched matrix products round differently from "
-              "single ones (about 1e-7 in one forward), and 40 epochs of training amplify that into a different "
-              "prediction for a few test samples (an accuracy point on MOSI-U's 751 test samples is 0.13). "
+              f"dropout: {verdict(exact)} over these full runs ({gaps}): batched matrix products round differently "
+              "from single ones (about 1e-7 in one forward), and 40 epochs of training can amplify that into a "
+              "different selected epoch and different predictions (an accuracy point on MOSI-U's 751 test samples "
+              "is 0.13). "
               "`tests/test_seed_parallel.py` shows the equality to 1e-5 where the training is short enough not to "
               "amplify it (TFN and late fusion 8 epochs, MulT 2, every epoch's loss and validation MAE). With "
               "dropout on, the group is deterministic (tested) and its masks differ from a sequential run's.", ""]
@@ -85,8 +88,11 @@ def walls_section(d: dict[str, Any], fresh: dict[str, Any] | None) -> list[str]:
              f"| MOSI-U baselines | `{mu['command']}` | {mu['wall_s']:.0f} | {mu['cpu_s']:.0f} |",
              f"| demo (after set-up) | `{demo['command']}` | {demo['wall_s']:.0f} | {demo['cpu_s']:.0f} |"]
     if fresh:
+        before = fresh.get("before_pip_no_compile")
+        was = f"; {before['wall_s']:.0f} (set-up {before['setup_wall_s']:.0f}) before `pip --no-compile`" \
+            if before else ""
         lines.append(f"| `make demo` from a fresh clone, warm pip cache | `{fresh['command']}` | "
-                     f"{fresh['wall_s']:.0f} (set-up {fresh['setup_wall_s']:.0f}) | |")
+                     f"{fresh['wall_s']:.0f} (set-up {fresh['setup_wall_s']:.0f}{was}) | |")
     lines += ["", f"MOSI-U benchmark ≤ 90 s: {verdict(mu['wall_s'] <= 90)}."]
     if fresh:
         lines.append(f"`make demo` ≤ 180 s: {verdict(fresh['wall_s'] <= 180)}.")
@@ -113,7 +119,9 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
               f"attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} ({100 * mmsa:.1f}%). Attention dropout now runs "
               "inside the fused kernel (no explicit [B, heads, T, T] scores) except where a method needs second "
               "derivatives (CP); the remaining time is in the many small operations around the attention "
-              "(projections, layer norms, masks), not in the kernels that the MFU counts.", ""]
+              "(projections, layer norms, masks), not in the kernels that the MFU counts. This run predates the "
+              "T = 1 fast paths (one-key attention, one-step convolutions as F.linear), which change only the "
+              "mult_mosi_u row.", ""]
     return lines
 
 
