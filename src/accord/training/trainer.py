@@ -202,8 +202,8 @@ class Trainer:
         # data.train_fraction: keep a seeded share of the training groups (videos); idempotent, valid/test untouched
         self.dataset = apply_train_fraction(self.dataset, cfg.data.train_fraction, cfg.data.train_fraction_seed,
                                             cfg.data.train_fraction_by)
-        # a pretrained text branch: stored tokens checked against its vocabulary, or the transcripts tokenized
-        # data.pool_time (modalities averaged over time once), then the pretrained text branch's tokens
+        # data.pool_time (modalities averaged over time once), then a pretrained text branch's tokens (stored ones
+        # checked against its vocabulary, or the transcripts tokenized)
         self.dataset = prepare_inputs(self.dataset, cfg.data, cfg.model.params)
         self._augmented: SplitData | None = None  # QASA training split (augment section), built once per trainer
         self.extra_hooks = list(hooks)

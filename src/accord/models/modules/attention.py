@@ -254,6 +254,29 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | 
     return _DropoutAttention.apply(q, k, v, drop_bias, pad_bias, 1.0 / (1.0 - p_eff))[0]
 
 
+def one_key_attention(q: Tensor, k: Tensor, v: Tensor, p: float) -> Tensor:
+    """Attention over ONE key (utterance-level data, T = 1): the softmax over it is exactly 1, so the output is ``v``
+    times the dropout mask. Written with the scores so that ``q`` and ``k`` keep their exact (zero) gradients; the
+    same values, gradients and random draws as :func:`explicit_attention`, without its matmuls or a flash call."""
+    w = (q * k).sum(dim=-1, keepdim=True).softmax(dim=-1)
+    drop = dropout_scale_mask(w.shape, p, w) if p > 0.0 else None
+    return (w if drop is None else w * drop) * v
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, has_key: Tensor | None,
+                       p: float) -> tuple[Tensor, Tensor]:
+    """``dropout(softmax(q k^T / sqrt(d) + mask)) @ v`` with the scores made explicitly; returns the output and the
+    weights before dropout (zero for a sample without any key, ``has_key`` False). Twice differentiable."""
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
+    if attn_mask is not None:
+        scores = scores + torch.where(attn_mask, 0.0, float("-inf")).to(scores.dtype)
+    weights = scores.softmax(dim=-1)
+    if has_key is not None:
+        weights = weights * has_key.to(weights.dtype)[:, None, None, None]
+    drop = dropout_scale_mask(weights.shape, p, weights) if p > 0.0 else None
+    return (weights if drop is None else weights * drop) @ v, weights
+
+
 class MultiheadAttention(nn.Module):
     """Multi-head attention with a key padding mask that never produces NaN.
 
@@ -293,21 +316,9 @@ class MultiheadAttention(nn.Module):
         # under vmap (seed-parallel training) the flash ops have no batching rule (torch loops them over the
         # seeds) while the explicit matmuls batch: explicit for short sequences, fused (looped) for long ones
         if k.shape[-2] == 1 and not (return_weights or explicit):
-            # one key (utterance-level data, T = 1): the softmax over it is exactly 1, so the output is v itself
-            # (times the dropout mask). Written with the scores so that q and k keep their exact, zero gradients;
-            # the same values, gradients and random draws as the explicit path, without its matmuls or a flash call
-            w = (q * k).sum(dim=-1, keepdim=True).softmax(dim=-1)
-            drop = dropout_scale_mask(w.shape, p, w) if p > 0.0 else None
-            out = (w if drop is None else w * drop) * v
+            out = one_key_attention(q, k, v, p)
         elif return_weights or explicit or (is_batched(q) and tq * k.shape[-2] <= VMAP_EXPLICIT_MAX_SCORES):
-            scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
-            if attn_mask is not None:
-                scores = scores + torch.where(attn_mask, 0.0, float("-inf")).to(scores.dtype)
-            weights = scores.softmax(dim=-1)
-            if has_key is not None:
-                weights = weights * has_key.to(weights.dtype)[:, None, None, None]
-            drop = dropout_scale_mask(weights.shape, p, weights) if p > 0.0 else None
-            out = (weights if drop is None else weights * drop) @ v
+            out, weights = explicit_attention(q, k, v, attn_mask, has_key, p)
         elif p > 0.0 and q.device.type == "cpu" and q.dtype in _FLASH_DTYPES:
             out = attention_with_dropout(q, k, v, attn_mask, p)
         else:
