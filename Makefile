@@ -1,7 +1,9 @@
 # Two entry points: `make demo` (set up + the main job on built-in data) and `make test` (set up + lint + the tests).
 # Set-up installs the CPU wheel torch==2.13.0 BEFORE the project, so no multi-GB CUDA build is downloaded.
-# --no-compile: byte-compiling every installed file took about 60 of the set-up's 140 s; Python compiles the
-# modules it actually imports on first use instead (benchmarks/results/fresh_clone_demo.json).
+# pip byte-compiles every installed file on one core (about 60 of the set-up's 140 s); here it installs with
+# --no-compile and compileall does the same on every core (about 40 s on 2). The .pyc files must exist: with
+# PYTHONDONTWRITEBYTECODE set (as on this machine) Python would otherwise compile torch again in every process.
+# compileall's exit status is ignored: a few files in third-party packages do not compile, as under pip.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	-$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1
 	touch $@
 
 # Optional: the media extra for `accord extract` / `accord predict` (docs/features.md). Kept out of `setup`: it adds
