@@ -89,8 +89,8 @@ def walls_section(d: dict[str, Any], fresh: dict[str, Any] | None) -> list[str]:
              f"| demo (after set-up) | `{demo['command']}` | {demo['wall_s']:.0f} | {demo['cpu_s']:.0f} |"]
     if fresh:
         before = fresh.get("before_pip_no_compile")
-        was = f"; {before['wall_s']:.0f} (set-up {before['setup_wall_s']:.0f}) before `pip --no-compile`" \
-            if before else ""
+        was = (f"; was {before['wall_s']:.0f}, set-up {before['setup_wall_s']:.0f}, with pip byte-compiling on "
+               "one core") if before else ""
         lines.append(f"| `make demo` from a fresh clone, warm pip cache | `{fresh['command']}` | "
                      f"{fresh['wall_s']:.0f} (set-up {fresh['setup_wall_s']:.0f}{was}) | |")
     lines += ["", f"MOSI-U benchmark ≤ 90 s: {verdict(mu['wall_s'] <= 90)}."]
