@@ -73,6 +73,19 @@ def test_without_dropout_every_seed_matches_sequential_training(tmp_path: Path, 
     assert not (tmp_path / "mode_on" / GROUP_STATE).exists()  # the group's training state is removed at the end
 
 
+def test_length_bucketing_and_modality_dropout_batch_each_seed_as_a_sequential_run_does(tmp_path: Path) -> None:
+    """``train.bucket_by_length`` and ``train.modality_dropout`` shape each seed's batches; the group draws them
+    exactly as the seed trained alone would (one rule, :meth:`Trainer.epoch_batches`)."""
+    extra = [*NO_DROPOUT["late_fusion"], "train.epochs=3", "train.seeds=[0, 1]", "train.bucket_by_length=true",
+             "train.modality_dropout.audio=0.3"]
+    Trainer(cfg_for(tmp_path, "late_fusion", "off", *extra), progress=False).fit()
+    Trainer(cfg_for(tmp_path, "late_fusion", "on", *extra), progress=False).fit()
+    assert_same_metrics(seed_results(tmp_path / "mode_on", [0, 1]), seed_results(tmp_path / "mode_off", [0, 1]), 1e-5)
+    for s in (0, 1):
+        for ra, rb in zip(log_lines(tmp_path / "mode_on", s), log_lines(tmp_path / "mode_off", s), strict=True):
+            assert ra["loss/total"] == pytest.approx(rb["loss/total"], abs=1e-5)
+
+
 def test_with_dropout_the_group_is_deterministic_and_each_seed_draws_its_own_masks(tmp_path: Path) -> None:
     extra = ["train.epochs=3", "train.seeds=[0, 1]", "model.params.fusion_dropout=0.5"]
     Trainer(cfg_for(tmp_path, "tfn", "on", *extra, name="a"), progress=False).fit()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -110,7 +110,6 @@ class SeedState:
     elapsed: float = 0.0
     step: int = 0
     stopped_early: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SeedGroup:
@@ -380,19 +379,11 @@ def _selection(s: SeedState) -> dict[str, Any]:
 
 
 def _train_epoch(trainer: Trainer, group: SeedGroup, epoch: int, split: Any, sums: list[EpochSums]) -> None:
-    """One epoch: each seed's shuffled batches (and modality dropout), seeded exactly as a sequential seed's."""
-    from accord.augment.modality_dropout import modality_dropout
-
+    """One epoch: each seed's batches (order, length bucketing, modality dropout) exactly as a sequential seed's
+    (:meth:`Trainer.epoch_batches`)."""
     t = trainer.cfg.train
-    for s in group.seeds:
-        s.extra["gen"] = torch.Generator().manual_seed(s.seed * 100_003 + epoch)
-        s.extra["drop"] = torch.Generator().manual_seed(s.seed * 100_003 + epoch + 50_000_017)
-    iters = [split.iter_batches(t.batch_size, shuffle=True, generator=s.extra["gen"], task=trainer.cfg.task.kind,
-                                trim=t.dynamic_padding) for s in group.seeds]
+    iters = [trainer.epoch_batches(split, s.seed, epoch) for s in group.seeds]
     for batches in zip(*iters, strict=True):
-        if t.modality_dropout:
-            batches = tuple(modality_dropout(b, t.modality_dropout, s.extra["drop"])
-                            for b, s in zip(batches, group.seeds, strict=True))
         batches = tuple(b.to(trainer.device) for b in batches)
         terms, norms = group.train_step(list(batches))
         n = batches[0].size

@@ -38,7 +38,7 @@ import shutil
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -541,12 +541,7 @@ class Trainer:
         run.state.epoch = epoch
         run.model.train()
         sums = EpochSums()
-        gen = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
-        drop_gen = torch.Generator().manual_seed(run.seed * 100_003 + epoch + 50_000_017)
-        for batch in train_split.iter_batches(t.batch_size, shuffle=True, generator=gen, task=self.cfg.task.kind,
-                                              bucket=t.bucket_by_length, trim=t.dynamic_padding):
-            if t.modality_dropout:
-                batch = modality_dropout(batch, t.modality_dropout, drop_gen)
+        for batch in self.epoch_batches(train_split, run.seed, epoch):
             n_global = batch.size
             if self.dist.enabled:  # this rank's contiguous slice of the global batch
                 batch = batch.select(shard_rows(n_global, self.dist))
@@ -560,6 +555,17 @@ class Trainer:
         if self.dist.enabled:  # epoch means over all ranks' samples (loss) and steps (hook values)
             sums = self._merge_epoch_sums(sums)
         return sums
+
+    def epoch_batches(self, split: SplitData, seed: int, epoch: int) -> Iterator[Batch]:
+        """``seed``'s training batches of ``epoch``: ``split`` shuffled (and length-bucketed with
+        ``train.bucket_by_length``) by a generator seeded with seed and epoch, ``train.modality_dropout`` drawn from
+        a second one. A seed trained alone and a seed of a seed-parallel group both read their batches here."""
+        t = self.cfg.train
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        drop_gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 50_000_017)
+        for batch in split.iter_batches(t.batch_size, shuffle=True, generator=gen, task=self.cfg.task.kind,
+                                        bucket=t.bucket_by_length, trim=t.dynamic_padding):
+            yield modality_dropout(batch, t.modality_dropout, drop_gen) if t.modality_dropout else batch
 
     def train_step(self, run: SeedRun, batch: Batch, n_global: int) -> tuple[dict[str, torch.Tensor],
                                                                              dict[str, float]]:
