@@ -347,11 +347,8 @@ def _end_epoch(trainer: Trainer, group: SeedGroup, epoch: int, seconds: float, s
         model = group.sync(i)
         valid = trainer.evaluate_valid(model, trainer.dataset["valid"])
         score, improved = trainer.select_score(s, epoch, valid, model)
-        record = {"type": "epoch", "epoch": epoch + 1, "seconds": round(seconds, 4),
-                  "lr": group.opt.param_groups[0]["lr"], **sums[i].means(),
-                  **{f"valid/{k}": v for k, v in valid.metrics.items()},
-                  "best": s.best, "best_epoch": s.best_epoch + 1, "improved": improved,
-                  "seed_parallel": len(group.seeds)}
+        record = {**trainer.epoch_record(s, epoch, seconds, group.opt.param_groups[0]["lr"], sums[i], valid,
+                                         improved), "seed_parallel": len(group.seeds)}
         trainer.append_log(s.folder / rundir.LOG, record)
         if verbose:  # no progress bar: the epoch's line on stderr, as a sequential seed prints it
             trainer.show_progress(s, record, score, None, None)

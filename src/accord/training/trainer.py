@@ -435,7 +435,8 @@ class Trainer:
                 score, improved = self.select(run, epoch, valid)
                 step_scheduler(run.sched, score)
                 run.elapsed += time.perf_counter() - t0
-                record = self.epoch_record(run, epoch, t0, sums, valid, improved)
+                record = self.epoch_record(run, epoch, time.perf_counter() - t0, run.opt.param_groups[0]["lr"], sums,
+                                           valid, improved)
                 self.log_epoch(run, record)
                 stop = run.bad_epochs >= self.cfg.train.early_stopping.patience
                 self.checkpoint(run, epoch, stop)
@@ -676,12 +677,13 @@ class Trainer:
         self.dist.broadcast_module(model)
         return self.final_evaluation(model, folder, seed, best_epoch, elapsed, stopped_early)
 
-    def epoch_record(self, run: SeedRun, epoch: int, t0: float, sums: EpochSums, valid: EvalResult,
+    def epoch_record(self, run: Any, epoch: int, seconds: float, lr: float, sums: EpochSums, valid: EvalResult,
                      improved: bool) -> dict[str, Any]:
-        """The epoch's ``log.jsonl`` line: losses and hook values (epoch means), validation metrics, selection."""
+        """The epoch's ``log.jsonl`` line: losses and hook values (epoch means), validation metrics, selection
+        (``run``: a sequential :class:`SeedRun` or a seed of a seed-parallel group, with ``best`` and
+        ``best_epoch``)."""
         return {
-            "type": "epoch", "epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 4),
-            "lr": run.opt.param_groups[0]["lr"],
+            "type": "epoch", "epoch": epoch + 1, "seconds": round(seconds, 4), "lr": lr,
             **sums.means(),
             **{f"valid/{k}": v for k, v in valid.metrics.items()},
             "best": run.best, "best_epoch": run.best_epoch + 1, "improved": improved,
