@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from accord.data.dataset import MultimodalDataset, make_split
+from accord.data.safe import MANIFEST
+from accord.data.safe_files import sha256_file
 
 SHARED_DATA = Path(os.environ.get("ACCORD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -48,3 +53,16 @@ def tiny_dataset(n: int = 24, dims: tuple[int, int, int] = (6, 4, 5), t: tuple[i
         splits[split] = make_split(feats, y, ids=[f"{split}_{i}" for i in range(n)], lengths=lengths,
                                    raw_text=["" for _ in range(n)])
     return MultimodalDataset("tiny", splits)
+
+
+def rewrite_npz(folder: Path, split: str, change: Callable[[dict[str, np.ndarray]], None]) -> None:
+    """Edit ``split``'s arrays of a safe-format folder with ``change`` and fix the manifest's checksum, so that the
+    content checks (not the checksum) must catch the edit."""
+    file = folder / f"{split}.npz"
+    with np.load(file) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    np.savez(file, **arrays)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["splits"][split]["sha256"] = sha256_file(file)
+    (folder / MANIFEST).write_text(json.dumps(manifest))

@@ -17,7 +17,7 @@ from accord.data import build_dataset
 from accord.data.mmsa import load_mmsa_pickle
 from accord.data.mosi_u import load_mosi_u
 from accord.data.safe import MANIFEST, load_any, load_dataset_dir, save_dataset
-from conftest import tiny_dataset
+from conftest import rewrite_npz, tiny_dataset
 
 Raw = dict[str, Any]
 
@@ -80,18 +80,6 @@ def saved(edit: Callable[[Path], None]) -> Callable[[Path], Callable[[], object]
         return lambda: load_dataset_dir(out)
 
     return make
-
-
-def _rewrite_npz(out: Path, split: str, change: Callable[[dict[str, np.ndarray]], None]) -> None:
-    """Rewrite ``split``'s npz and fix its checksum, so the content check (not the checksum) must catch it."""
-    file = out / f"{split}.npz"
-    with np.load(file) as z:
-        arrays = {k: z[k] for k in z.files}
-    change(arrays)
-    np.savez(file, **arrays)
-    manifest = json.loads((out / MANIFEST).read_text())
-    manifest["splits"][split]["sha256"] = hashlib.sha256(file.read_bytes()).hexdigest()
-    (out / MANIFEST).write_text(json.dumps(manifest))
 
 
 def _corrupt_npz(out: Path) -> None:
@@ -316,7 +304,7 @@ CASES: list[tuple[str, Callable[[Path], Callable[[], object]], type[AccordError]
     ("corrupt npz", saved(_corrupt_npz), DataError, ["valid.npz: not a readable .npz"]),
     (
         "missing array in npz",
-        saved(lambda out: _rewrite_npz(out, "test", lambda a: a.pop("labels"))),
+        saved(lambda out: rewrite_npz(out, "test", lambda a: a.pop("labels"))),
         DataError,
         ["test.npz: missing array 'labels'"],
     ),
@@ -399,5 +387,5 @@ def test_valid_base_inputs_load(tmp_path: Path) -> None:
     assert len(ds["train"]) == 4
     out = save_dataset(tiny_dataset(n=5), tmp_path / "ds")
     assert len(load_dataset_dir(out)["valid"]) == 5
-    _rewrite_npz(out, "valid", lambda a: None)
+    rewrite_npz(out, "valid", lambda a: None)
     assert len(load_dataset_dir(out)["valid"]) == 5

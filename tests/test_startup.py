@@ -21,9 +21,9 @@ import torch
 
 from accord.api import catalog
 from accord.core.errors import DataError
-from accord.data.safe import MANIFEST, load_dataset_dir, save_dataset
-from accord.data.safe_files import inspect_dataset_dir, sha256_file
-from conftest import tiny_dataset
+from accord.data.safe import load_dataset_dir, save_dataset
+from accord.data.safe_files import inspect_dataset_dir
+from conftest import rewrite_npz, tiny_dataset
 
 HEAVY = ("torch", "sklearn", "scipy")
 """Packages a light command must never import (the top-level names of ``sys.modules`` entries)."""
@@ -160,18 +160,6 @@ def test_registered_adds_what_was_registered_in_this_process(monkeypatch: pytest
 
 
 # ------------------------------------------------------------------------- data info read with numpy only
-def _rewrite(folder: Path, split: str, change: Any) -> None:
-    """Edit ``split``'s arrays with ``change`` and fix the checksum, so the content checks must catch it."""
-    file = folder / f"{split}.npz"
-    with np.load(file) as z:
-        arrays = {k: z[k] for k in z.files}
-    change(arrays)
-    np.savez(file, **arrays)
-    manifest = json.loads((folder / MANIFEST).read_text())
-    manifest["splits"][split]["sha256"] = sha256_file(file)
-    (folder / MANIFEST).write_text(json.dumps(manifest))
-
-
 def _poke(key: str, index: tuple[int, ...], value: Any) -> Any:
     def change(arrays: dict[str, np.ndarray]) -> None:
         arrays[key][index] = value
@@ -196,7 +184,7 @@ BAD = {
 def test_data_info_with_numpy_refuses_what_loading_refuses(case: str, tmp_path: Path) -> None:
     folder = save_dataset(load_dataset_dir(_dataset_dir(tmp_path)), tmp_path / "bad")
     split, change = BAD[case]
-    _rewrite(folder, split, change)
+    rewrite_npz(folder, split, change)
     with pytest.raises(DataError) as loading:
         load_dataset_dir(folder)
     with pytest.raises(DataError) as reading:
