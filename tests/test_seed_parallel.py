@@ -9,6 +9,7 @@ stack, the others are unaffected); an interrupted run resumes to the same result
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,18 @@ def seed_results(run_dir: Path, seeds: list[int]) -> list[dict[str, Any]]:
 
 def log_lines(run_dir: Path, seed: int) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (run_dir / f"seed_{seed}" / "log.jsonl").read_text().splitlines()]
+
+
+class Stop(Exception):
+    """Raised to interrupt a run (see :func:`stop_at`)."""
+
+
+def stop_at(seed: int, epoch: int) -> Callable[[int, int, dict[str, Any]], None]:
+    """An ``on_epoch`` callback that interrupts the run after 0-based ``epoch`` of ``seed``."""
+    def callback(s: int, e: int, record: dict[str, Any]) -> None:
+        if s == seed and e == epoch:
+            raise Stop
+    return callback
 
 
 def assert_same_metrics(a: list[dict[str, Any]], b: list[dict[str, Any]], tol: float) -> None:
@@ -122,15 +135,8 @@ def test_an_interrupted_group_resumes_to_the_same_results(tmp_path: Path) -> Non
     Trainer(cfg_for(tmp_path, "tfn", "on", *extra, name="whole"), progress=False).fit()
     cfg = cfg_for(tmp_path, "tfn", "on", *extra, name="cut")
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_third(seed: int, epoch: int, record: dict[str, Any]) -> None:
-        if epoch == 3 and seed == 0:
-            raise Stop
-
     with pytest.raises(Stop):
-        Trainer(cfg, progress=False).fit(on_epoch=stop_after_third)
+        Trainer(cfg, progress=False).fit(on_epoch=stop_at(seed=0, epoch=3))
     assert (tmp_path / "cut" / GROUP_STATE).is_file()
     Trainer(cfg, progress=False).fit(resume=True)
     whole, cut = seed_results(tmp_path / "whole", [0, 1, 2]), seed_results(tmp_path / "cut", [0, 1, 2])
@@ -233,9 +239,6 @@ def test_a_seed_that_left_the_group_before_the_interruption_is_evaluated_on_resu
     first_out = min(whole, key=lambda r: len(log_lines(tmp_path / "whole", r["seed"])))["seed"]
     cfg = cfg_for(tmp_path, "tfn", "on", *extra, name="cut")
 
-    class Stop(Exception):
-        pass
-
     real = Trainer.finish_seed
 
     def killed(self: Trainer, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -262,15 +265,8 @@ def test_a_run_made_before_seed_parallel_resumes_one_seed_at_a_time(tmp_path: Pa
     Trainer(cfg_for(tmp_path, "late_fusion", "off", *extra, name="whole"), progress=False).fit()
     old = cfg_for(tmp_path, "late_fusion", "off", *extra, name="old")
 
-    class Stop(Exception):
-        pass
-
-    def stop(seed: int, epoch: int, record: dict[str, Any]) -> None:
-        if seed == 1 and epoch == 1:
-            raise Stop
-
     with pytest.raises(Stop):
-        Trainer(old, progress=False).fit(on_epoch=stop)
+        Trainer(old, progress=False).fit(on_epoch=stop_at(seed=1, epoch=1))
     written = tmp_path / "old" / "config.yaml"
     tree = yaml.safe_load(written.read_text())
     del tree["train"]["seed_parallel"]  # as a run made before the option existed
