@@ -291,32 +291,37 @@ def apply_patches() -> list[dict[str, str]]:
 def write_pickles() -> dict[str, dict[str, Any]]:
     """Write MOSI-U and the MOSI-sized ConflictBench as MMSA pickles (skipped when present)."""
     from accord.config import load_config
-    from accord.data.mmsa import write_mmsa_pickle
-    from accord.data.registry import build_dataset
 
     out: dict[str, dict[str, Any]] = {}
-    data_dir = RUNS / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
     specs = {
         "mosi_u": ("mosi-u", dict(load_config(method="text", dataset="mosi-u").data.params)),
         "mosi_sized": ("conflictbench", {"seed": 0, "conflict_rate": 0.2, **MOSI_SIZED}),
     }
     for key, (name, params) in specs.items():
-        path = data_dir / f"{key}.pkl"
-        meta_path = data_dir / f"{key}.json"
-        if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("params") == params:
-            out[key] = json.loads(meta_path.read_text())
-            log(f"data {key}: {path} exists")
-            continue
-        ds = build_dataset(name, None, params)
-        write_mmsa_pickle(ds, path)
-        meta = {"path": str(path), "source": name, "params": params, "dims": ds.dims,
-                "sizes": {s: len(ds.splits[s]) for s in ("train", "valid", "test")},
-                "seq_lens": ds.splits["train"].seq_lens()}
-        meta_path.write_text(json.dumps(meta, indent=1))
-        out[key] = meta
-        log(f"data {key}: wrote {path} ({meta['sizes']}, dims {ds.dims}, T {meta['seq_lens']})")
+        out[key] = write_pickle(key, name, params)
     return out
+
+
+def write_pickle(key: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Dataset ``name`` built with ``params`` as the MMSA pickle ``runs/vs_mmsa/data/<key>.pkl`` (kept when one made
+    with the same params exists); returns its metadata (path, dims, sizes, sequence lengths)."""
+    from accord.data.mmsa import write_mmsa_pickle
+    from accord.data.registry import build_dataset
+
+    data_dir = RUNS / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path, meta_path = data_dir / f"{key}.pkl", data_dir / f"{key}.json"
+    if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("params") == params:
+        log(f"data {key}: {path} exists")
+        return dict(json.loads(meta_path.read_text()))
+    ds = build_dataset(name, None, params)
+    write_mmsa_pickle(ds, path)
+    meta = {"path": str(path), "source": name, "params": params, "dims": ds.dims,
+            "sizes": {s: len(ds.splits[s]) for s in ("train", "valid", "test")},
+            "seq_lens": ds.splits["train"].seq_lens()}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    log(f"data {key}: wrote {path} ({meta['sizes']}, dims {ds.dims}, T {meta['seq_lens']})")
+    return meta
 
 
 # ---------------------------------------------------------------------------------------------------------------

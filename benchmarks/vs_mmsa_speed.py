@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,26 +62,9 @@ SPEED_DATA = {"mult": "mosi_sized_small"}
 
 def small_pickle() -> dict[str, Any]:
     """``mosi_sized_small``: MOSI shapes with 128/32/32 samples (written once, like vs_mmsa's pickles)."""
-    from accord.data.mmsa import write_mmsa_pickle
-    from accord.data.registry import build_dataset
-
-    params = {"seed": 0, "conflict_rate": 0.2, **vm.MOSI_SIZED, "n_train": 128, "n_valid": 32, "n_test": 32}
-    path, meta_path = vm.RUNS / "data" / "mosi_sized_small.pkl", vm.RUNS / "data" / "mosi_sized_small.json"
-    if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("params") == params:
-        return dict(json.loads(meta_path.read_text()))
-    ds = build_dataset("conflictbench", None, params)
-    write_mmsa_pickle(ds, path)
-    meta = {"path": str(path), "source": "conflictbench", "params": params, "dims": ds.dims,
-            "sizes": {s: len(ds.splits[s]) for s in ("train", "valid", "test")},
-            "seq_lens": ds.splits["train"].seq_lens()}
-    meta_path.write_text(json.dumps(meta, indent=1))
-    return meta
-
-
-def cpu_median(res: dict[str, Any]) -> float:
-    """Median CPU seconds per epoch over all epochs of the run (``nan`` when it failed)."""
-    flat = [x for seed in res.get("epoch_cpu_seconds", []) for x in seed]
-    return statistics.median(flat) if flat else float("nan")
+    return vm.write_pickle("mosi_sized_small", "conflictbench",
+                           {"seed": 0, "conflict_rate": 0.2, **vm.MOSI_SIZED, "n_train": 128, "n_valid": 32,
+                            "n_test": 32})
 
 
 def row(model: str, data_key: str, mm: dict[str, Any], name: str, ac: dict[str, Any], what: str) -> dict[str, Any]:
@@ -91,7 +73,7 @@ def row(model: str, data_key: str, mm: dict[str, Any], name: str, ac: dict[str, 
                            "mmsa_error": mm.get("error"), "accord_error": ac.get("error")}
     if mm.get("error") or ac.get("error"):
         return out
-    c_m, c_a = cpu_median(mm), cpu_median(ac)
+    c_m, c_a = vm.median_epoch(mm, "epoch_cpu_seconds"), vm.median_epoch(ac, "epoch_cpu_seconds")
     out.update({"mmsa_cpu": round(c_m, 3), "accord_cpu": round(c_a, 3), "cpu_ratio": round(c_m / c_a, 3),
                 "mmsa_wall": round(vm.median_epoch(mm), 3), "accord_wall": round(vm.median_epoch(ac), 3),
                 "mmsa_params": mm["per_seed"][0]["n_params"], "accord_params": ac["per_seed"][0]["n_params"],
