@@ -192,6 +192,21 @@ def report(
     _say(f"wrote {api.report(target, out=out, split=split)}")
 
 
+@app.command()
+@user_errors
+def probe(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by accord train")],
+    split: Annotated[str, typer.Option(help="valid or test")] = "test",
+    save: Annotated[bool, typer.Option(help="Save probe_<split>.json into the run directory")] = True,
+) -> None:
+    """Mechanism probes of a trained run: does each method's mechanism do what its paper says (CACR's H_n-dependence
+    and conflict AUROC, CP's projected share, EBMC's trust of a dropped or noised modality, QASA's weight-error
+    correlation, Self-MM's label drift)."""
+    from accord import api
+
+    _print_markdown(api.probe(run_dir, split=split, write=save)["markdown"])
+
+
 DEMO_METHODS = "text,audio,visual,early_fusion,late_fusion,tfn,mult"
 
 

@@ -14,6 +14,7 @@ command                  function
 ``ablate``/``sweep``     :func:`ablate` / :func:`sweep`
 ``robustness``           :func:`robustness`
 ``report``               :func:`report`
+``probe``                :func:`probe`
 ``extract``/``predict``  :func:`extract` / :func:`predict_clip` (printed by :func:`format_prediction`)
 ``list``                 :func:`registered`
 ``config show``          :func:`config_show`
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __g
         plot_conflict,
         plot_gradients,
         predictions,
+        probe,
         read_summary,
         report,
         robustness,
@@ -62,8 +64,8 @@ _HOME: dict[str, str] = {
     **dict.fromkeys(["extract", "format_prediction", "predict_clip"], "media"),
     **dict.fromkeys(["augment_fit", "augment_sample"], "qasa"),
     **dict.fromkeys(["TrainRun", "config_show", "evaluate", "find_runs", "load", "load_config", "plot_conflict",
-                     "plot_gradients", "predictions", "read_summary", "report", "robustness", "seed_dirs", "train",
-                     "train_run"], "runs"),
+                     "plot_gradients", "predictions", "probe", "read_summary", "report", "robustness", "seed_dirs",
+                     "train", "train_run"], "runs"),
     **dict.fromkeys(["DEMO_METHODS", "ablate", "benchmark", "demo", "sweep"], "studies"),
 }
 """Each public name (:data:`__all__`) -> the module of :mod:`accord.api` that defines it."""
@@ -91,6 +93,7 @@ __all__ = [
     "plot_gradients",
     "predict_clip",
     "predictions",
+    "probe",
     "read_summary",
     "registered",
     "report",

@@ -201,6 +201,16 @@ def report(target: str | Path, out: str | Path | None = None, split: str = "test
     return write_report(target, out=out, split=split)
 
 
+def probe(run_dir: str | Path, split: str = "test", write: bool = True) -> dict[str, Any]:
+    """The mechanism probes of a trained run (:mod:`accord.studies.probes`: CACR's H_n-dependence and conflict
+    AUROC, CP's projected share, EBMC's trust under a dropped or noised modality, QASA's weight-error correlation,
+    Self-MM's label drift), per seed and mean ± std, with ``markdown``; ``write`` saves
+    ``<run>/probe_<split>.json``, which ``accord report`` shows."""
+    from accord.studies.probes import probe_run
+
+    return probe_run(run_dir, split=split, write=write)
+
+
 # ------------------------------------------------------------------------------------------------------ plots
 def monitor_kappa(cfg: Config) -> float:
     """The conflict threshold κ a run's gradient monitor used: its ``train.hooks`` entry's, else the model's

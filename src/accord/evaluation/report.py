@@ -78,6 +78,8 @@ class RunSection:
     summary: dict[str, Any] | None
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    probes: dict[str, Any] | None = None
+    """``probe_<split>.json`` (``accord probe``): the mechanism probes' mean ± std, when the run has them."""
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -326,6 +328,9 @@ def run_section(run_dir: Path, split: str = "test") -> RunSection:
                 "metric")
         except Exception:  # noqa: BLE001 - an unreadable config only loses the metric curve
             metric = None
+    probe_file = run_dir / f"probe_{split}.json"
+    if probe_file.is_file():
+        sec.probes = rundir.read_json(probe_file, "probe results")
     diag = _diagnostics(run_dir, split)
     figures = [training_curves(run_dir, metric), prediction_figure(run_dir, diag, split), gradient_figure(run_dir),
                conflict_figure(run_dir, diag, split), trust_figure(run_dir, diag, split),
@@ -352,6 +357,10 @@ def _section_html(sec: RunSection, level: int) -> str:
         rows = {k: s[k] for k in ("valid", "test") if isinstance(s.get(k), dict)}
         parts.append(f"<h{level + 1}>Metrics (mean ± std over seeds)</h{level + 1}>")
         parts.append(metrics_table(rows, "split"))
+    if sec.probes is not None:
+        parts.append(f"<h{level + 1}>Mechanism probes ({_esc(', '.join(sec.probes.get('probes', [])))}; "
+                     f"see accord.studies.probes)</h{level + 1}>")
+        parts.append(metrics_table({"probe": sec.probes.get("mean_std", {})}, "measure"))
     for note in sec.notes:
         parts.append(f'<p class="note">{_esc(note)}</p>')
     if sec.figures:

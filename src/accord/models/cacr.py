@@ -100,6 +100,7 @@ from accord.objectives.conflict import (
 from accord.objectives.decoupling import private_preservation, reconstruction_error
 
 Ablation = Literal["full", "no_crm", "no_caw", "gating", "no_fsr", "no_orth", "no_private"]
+CRMForm = Literal["paper", "narrow", "drop"]
 FUSION_ORDER: tuple[str, str, str] = ("text", "visual", "audio")
 """The paper's concatenation order ``[L; V; A]`` for both fusion transformers."""
 
@@ -112,17 +113,32 @@ class CrossReconstruction(nn.Module):
     """
 
     def __init__(self, dim: int, kernel_size: int = 3, modalities: tuple[str, ...] = MODALITIES,
-                 sharing: Literal["pair", "target"] = "pair") -> None:
+                 sharing: Literal["pair", "target"] = "pair", form: CRMForm = "paper", private_width: int = 4,
+                 private_drop: float = 0.5) -> None:
         super().__init__()
-        self.modalities, self.sharing = modalities, sharing
+        self.modalities, self.sharing, self.form, self.private_drop = modalities, sharing, form, private_drop
         keys = ([f"{n}_to_{m}" for m in modalities for n in modalities if n != m] if sharing == "pair"
                 else [f"to_{m}" for m in modalities])
+        width = private_width if form == "narrow" else dim
+        self.narrow = (nn.ModuleDict({m: nn.Linear(dim, private_width) for m in modalities}) if form == "narrow"
+                       else None)
         self.decoders = nn.ModuleDict({
-            k: nn.ModuleList([TemporalConv1d(2 * dim, dim, kernel_size), TemporalConv1d(dim, dim, kernel_size)])
+            k: nn.ModuleList([TemporalConv1d(dim + width, dim, kernel_size), TemporalConv1d(dim, dim, kernel_size)])
             for k in keys
         })
         self.act = nn.GELU()
         self.fuse = nn.ModuleDict({m: nn.Linear((len(modalities) - 1) * dim, dim) for m in modalities})
+
+    def private_input(self, modality: str, private: Tensor) -> Tensor:
+        """What of ``P_m`` the decoders read: all of it (``paper``), a ``private_width``-channel linear projection
+        (``narrow``), or all of it with each sample's ``P_m`` zeroed with probability ``private_drop`` in training
+        (``drop``; scaled by ``1 / (1 - p)`` like dropout, so evaluation reads ``P_m`` unchanged)."""
+        if self.narrow is not None:
+            return cast(nn.Linear, self.narrow[modality])(private)
+        if self.form == "drop" and self.training and self.private_drop > 0:
+            keep = torch.rand(private.shape[0], 1, 1, device=private.device) >= self.private_drop
+            return private * keep.to(private.dtype) / (1.0 - self.private_drop)
+        return private
 
     def decode(self, source: str, target: str, shared_source: Tensor, source_mask: Tensor, private_target: Tensor,
                target_mask: Tensor) -> Tensor:
@@ -133,11 +149,15 @@ class CrossReconstruction(nn.Module):
         return conv2(self.act(conv1(torch.cat([h, private_target], dim=-1), target_mask)), target_mask)
 
     def forward(self, shared: dict[str, Tensor], private: dict[str, Tensor],
-                mask: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Target modality -> ``X~_m [B, T_m, d]`` (zero at padding); never reads ``shared[m]`` for target m."""
+                mask: dict[str, Tensor], shared_mask: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Target modality -> ``X~_m [B, T_m, d]`` (zero at padding); never reads ``shared[m]`` for target m.
+        ``shared_mask`` (default ``mask``) is the validity mask of ``shared`` when it differs from the targets'
+        (the H_n-dependence probe permutes ``shared`` across the batch)."""
+        smask = mask if shared_mask is None else shared_mask
         out: dict[str, Tensor] = {}
         for m in self.modalities:
-            parts = [self.decode(n, m, shared[n], mask[n], private[m], mask[m]) for n in self.modalities if n != m]
+            pm = self.private_input(m, private[m])
+            parts = [self.decode(n, m, shared[n], smask[n], pm, mask[m]) for n in self.modalities if n != m]
             out[m] = self.fuse[m](torch.cat(parts, dim=-1)) * mask[m].unsqueeze(-1).to(parts[0].dtype)
         return out
 
@@ -245,6 +265,10 @@ class CACR(AccordModel):
         downsample_visual: int = Field(4, ge=1, description="average every k projected visual steps (1: off)")
         decoders: Literal["pair", "target"] = Field(
             "pair", description="one decoder D_nm per (source, target) pair (paper), or one D_m per target")
+        crm: CRMForm = Field("paper", description="what of P_m the CRM decoders read: all (paper), a narrow "
+                             "projection, or P_m dropped per sample in training")
+        private_width: int = Field(4, ge=1, description="channels of P_m the decoders read under crm=narrow")
+        private_drop: float = Field(0.5, ge=0.0, lt=1.0, description="probability of dropping P_m under crm=drop")
         shared_anchor: bool = Field(False, description="NOT in seed 003 (off in every paper configuration): one "
                                     "regressor shared by all modalities also reads each pooled h_m")
         ablation: Ablation = Field("full", description="which component of seed 003's ablation table to remove")
@@ -269,7 +293,9 @@ class CACR(AccordModel):
             dims, d, kernel_size=p.kernel_size, shared_encoder=p.shared_encoder, temporal=p.encoder_temporal,
             encoder_kernel=p.encoder_kernel, heads=p.heads, dropout=p.dropout,
             downsample={"text": p.downsample_text, "audio": p.downsample_audio, "visual": p.downsample_visual})
-        self.crm = CrossReconstruction(d, p.decoder_kernel, sharing=p.decoders) if self.use_crm else None
+        self.crm = (CrossReconstruction(d, p.decoder_kernel, sharing=p.decoders, form=p.crm,
+                                        private_width=p.private_width, private_drop=p.private_drop)
+                    if self.use_crm else None)
         self.gate = (nn.ModuleDict({m: nn.Linear(d, 1) for m in MODALITIES})
                      if self.use_crm and self.weighting == "gate" else None)
         self.fsr = SentimentRefinement(d, p.heads, p.fsr_kernel, p.dropout, p.attn_dropout) if self.use_fsr else None
