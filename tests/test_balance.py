@@ -265,8 +265,17 @@ def test_statistical_loss_on_a_hand_computed_batch() -> None:
 
 # ---------------------------------------------------------------------------------------------- OGM-GE
 def test_ogm_ge_coefficient_on_a_hand_case() -> None:
-    assert ogm_coefficient(1.5, 0.5) == pytest.approx(1 - math.tanh(0.25))
-    assert ogm_coefficient(0.7, 0.5) == 1.0 and ogm_coefficient(1.0, 3.0) == 1.0
+    # paper Eq. 10: k = 1 − tanh(α·ρ) for the dominant modality (ρ > 1); ρ = 1.2, α = 0.3:
+    # tanh(0.36) = (e^0.72 − 1) / (e^0.72 + 1) = 1.054433 / 3.054433 = 0.345214, so k = 0.654786
+    assert ogm_coefficient(1.2, 0.3) == pytest.approx(0.654786, abs=1e-6)
+    assert ogm_coefficient(1.5, 0.5) == pytest.approx(1 - math.tanh(0.75))
+    assert ogm_coefficient(0.9, 0.3) == 1.0 and ogm_coefficient(0.7, 0.5) == 1.0
+    assert ogm_coefficient(1.0, 0.3) == 1.0 and ogm_coefficient(1.0, 3.0) == 1.0  # ρ = 1 does not lead
+    # the jump at ρ = 1: just above it k = 1 − tanh(α) already (0.709 at α = 0.3), not ≈ 1
+    assert ogm_coefficient(1.0 + 1e-9, 0.3) == pytest.approx(1 - math.tanh(0.3))
+    # the continuous (non-paper) form, kept as an option: 1 − tanh(α·relu(ρ − 1))
+    assert ogm_coefficient(1.2, 0.3, "continuous") == pytest.approx(1 - math.tanh(0.06))
+    assert ogm_coefficient(0.9, 0.3, "continuous") == 1.0
     ratios = discrepancy_ratios({"text": 0.6, "audio": 0.3, "visual": 0.3})
     assert ratios == pytest.approx({"text": 2.0, "audio": 0.3 / 0.45, "visual": 0.3 / 0.45})
     assert regression_score(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 2.0])) == pytest.approx(
@@ -286,8 +295,8 @@ def test_ogm_ge_hook_scales_only_the_leading_encoder() -> None:
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     logged = hook.after_backward(model, batch, out, state())
-    k_text = 1 - math.tanh(0.5 * (math.e - 1))
-    assert logged["ogm/k_text"] == pytest.approx(k_text, rel=1e-5)
+    k_text = 1 - math.tanh(0.5 * math.e)  # Eq. 10 with ρ_text = e > 1: 0.123806
+    assert logged["ogm/k_text"] == pytest.approx(k_text, rel=1e-5) and k_text == pytest.approx(0.123806, abs=1e-6)
     assert logged["ogm/k_audio"] == 1.0 and logged["ogm/k_visual"] == 1.0
     for name, p in model.named_parameters():
         expected = k_text if (".text." in name) else 1.0  # encoders.text.*, heads.text.*
