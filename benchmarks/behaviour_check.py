@@ -35,7 +35,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "cacr_anchor": ("cacr", ["model.params.shared_anchor=true"]),
     **{f"cpsl_{a}": ("cpsl", [f"model.params.ablation={a}"]) for a in ("no_cp", "no_sl", "no_projection",
                                                                        "backbone")},
-    "cpsl_always": ("cpsl", ["model.params.project_on=always"]),
+    "cpsl_conflict_projection": ("cpsl", ["model.params.project_on=conflict"]),  # the pre-issue-17 rule
     **{f"ebmc_{a}": ("ebmc", [f"model.params.ablation={a}"]) for a in ("no_enhance", "no_energy", "no_trust",
                                                                        "trust_without_distillation")},
     "late_fusion_monitor": ("late_fusion", ["train.hooks=[{name: grad_monitor}]", "train.log_every_steps=5"]),
