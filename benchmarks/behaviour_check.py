@@ -35,9 +35,10 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "cacr_anchor": ("cacr", ["model.params.shared_anchor=true"]),
     **{f"cpsl_{a}": ("cpsl", [f"model.params.ablation={a}"]) for a in ("no_cp", "no_sl", "no_projection",
                                                                        "backbone")},
-    "cpsl_always": ("cpsl", ["model.params.project_on=always"]),
+    "cpsl_conflict_projection": ("cpsl", ["model.params.project_on=conflict"]),  # the pre-issue-17 rule
     **{f"ebmc_{a}": ("ebmc", [f"model.params.ablation={a}"]) for a in ("no_enhance", "no_energy", "no_trust",
-                                                                       "trust_without_distillation")},
+                                                                       "trust_without_distillation", "no_sim")},
+    "ebmc_two_sided_eq": ("ebmc", ["model.params.eq_form=two_sided"]),  # the pre-issue-17 L_eq
     "late_fusion_monitor": ("late_fusion", ["train.hooks=[{name: grad_monitor}]", "train.log_every_steps=5"]),
     "late_fusion_ogm": ("late_fusion", ["train.hooks=[{name: ogm_ge, params: {alpha: 0.3}}]"]),
     "tfn_agm": ("tfn", ["train.hooks=[{name: agm, params: {alpha: 0.1}}]"]),

@@ -124,7 +124,7 @@ ABLATION_PROBES = {"clean": [], "text dropped": ["drop:text:1.0"],
                    "audio+visual dropped": ["drop:audio:1.0", "drop:visual:1.0"], "noise all 1.0": ["noise:all:1.0"]}
 
 
-ABLATIONS = ("full", "no_enhance", "no_energy", "no_trust", "trust_without_distillation")
+ABLATIONS = ("full", "no_enhance", "no_energy", "no_trust", "trust_without_distillation", "no_sim")
 ABL_DIR = "runs/ebmc_ablation_mosi-u"
 TABLE_METRICS = ("Non0_acc_2", "Non0_F1", "Has0_acc_2", "Mult_acc_7", "MAE", "Corr")
 

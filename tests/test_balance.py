@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import torch
@@ -244,6 +245,62 @@ def test_cp_hook_projects_the_dominant_task_gradient_off_sl() -> None:
     assert found, "no batch produced a conflicting projection"
 
 
+def balanced_sl_step(labels: list[float], project_on: Literal["always", "conflict"] | None = None) -> tuple[
+        dict[str, float], Tensor]:
+    """One step of :class:`WithSL` ``w = (1.2, 1.0, 0.8)``, ``u = 1``, with CP, ``λ_task = 2``, ``λ_sl = 0.5``;
+    returns the hook's log and ``u_text.grad`` (``project_on`` None: the default). Text ``x = ([1, 0], [0, −1])``,
+    audio/visual zero, so ``ŷ = (1.2 u_1, −1.2 u_2) = (1.2, −1.2)``; ``r_m = w_m / mean w = (1.2, 1.0, 0.8)``:
+    balanced (κ = 1.5), no penalty, text dominant. On ``u_text`` (the only parameter both the text task gradient
+    and SL reach), with ``∂ŷ/∂u_1 = (1.2, 0)``, ``∂ŷ/∂u_2 = (0, −1.2)``:
+    task (MSE, ∂L/∂ŷ = ŷ − y): ``g = (1.2 (ŷ_1 − y_1), −1.2 (ŷ_2 − y_2))``;
+    SL, for both label pairs used (mean 1 > mean ŷ = 0, std 2 > std ŷ = 1.2, so both |·| terms have sign −1):
+    ``∂SL/∂ŷ = −(.5, .5) − (ŷ − mean ŷ)/(2·1.2) = −(.5, .5) − (.5, −.5) = (−1, 0)``, ``s = (−1.2, 0)``."""
+    model = WithSL([1.2, 1.0, 0.8])
+    feats = {"text": torch.tensor([[[1.0, 0.0]], [[0.0, -1.0]]]), "audio": torch.zeros(2, 1, 2),
+             "visual": torch.zeros(2, 1, 2)}
+    batch = Batch(features=feats, mask={m: torch.ones(2, 1, dtype=torch.bool) for m in MODALITIES},
+                  present=torch.ones(2, 3, dtype=torch.bool), label=torch.tensor(labels))
+    hook = ConflictPenalty(CPParams(kappa=1.5) if project_on is None else CPParams(kappa=1.5, project_on=project_on))
+    st = state(task=2.0, sl=0.5)
+    hook.on_fit_start(model, st)
+    out = model(batch)
+    cp = hook.extra_losses(model, batch, out)["cp"]
+    task = ((out.prediction - batch.label) ** 2).mean()
+    (2.0 * task + 0.5 * out.losses["sl"] + 0.1 * cp).backward()
+    assert model.u["text"].grad is not None
+    other = {n: p.grad.clone() for n, p in model.named_parameters() if n != "u.text" and p.grad is not None}
+    logged = hook.after_backward(model, batch, out, st)
+    for n, p in model.named_parameters():  # the edit touches only the shared parameters (u_text)
+        if n in other:
+            torch.testing.assert_close(p.grad, other[n])
+    return logged, model.u["text"].grad
+
+
+def test_cp_projects_on_a_balanced_step_when_the_cosine_is_negative() -> None:
+    """METHODS §2: the projection is decided on EVERY step by the cosine, not only on norm-conflict steps."""
+    # y = (−1, 3): g = 1.2·(2.2, 4.2) = (2.64, 5.04), s = (−1.2, 0): g·s = −3.168 < 0, cos = −2.64 / |g|
+    # = −2.64 / sqrt(2.64² + 5.04²) = −2.64 / 5.689569 = −0.464007; PCGrad: g − (g·s/|s|²) s = g + 2.2 s = (0, 5.04)
+    # (λ_sl scales s, not its direction). u_text.grad = 2·(0, 5.04) + 0.5·(−1.2, 0) = (−0.6, 10.08)
+    logged, grad = balanced_sl_step([-1.0, 3.0])
+    assert logged["cp/conflict"] == 0.0 and logged["cp/penalty"] == 0.0
+    assert logged["cp/r_max"] == pytest.approx(1.2, rel=1e-5)
+    assert logged["cp/projected"] == 1.0 and logged["cp/cos"] == pytest.approx(-0.464007, abs=1e-5)
+    torch.testing.assert_close(grad, torch.tensor([-0.6, 10.08]))
+    # the old rule (project only on conflict steps) leaves this step alone: 2·(2.64, 5.04) + 0.5·(−1.2, 0)
+    logged, grad = balanced_sl_step([-1.0, 3.0], project_on="conflict")
+    assert logged["cp/projected"] == 0.0 and "cp/cos" not in logged
+    torch.testing.assert_close(grad, torch.tensor([4.68, 10.08]))
+
+
+def test_cp_does_not_project_when_the_cosine_is_positive() -> None:
+    # y = (3, −1): g = 1.2·(−1.8, 0.2) = (−2.16, 0.24), s = (−1.2, 0): g·s = 2.592 > 0, cos = 2.16 / |g|
+    # = 2.16 / sqrt(2.16² + 0.24²) = 0.993884; u_text.grad = 2·(−2.16, 0.24) + 0.5·(−1.2, 0) = (−4.92, 0.48)
+    logged, grad = balanced_sl_step([3.0, -1.0])
+    assert logged["cp/conflict"] == 0.0 and logged["cp/projected"] == 0.0
+    assert logged["cp/cos"] == pytest.approx(0.993884, abs=1e-5)
+    torch.testing.assert_close(grad, torch.tensor([-4.92, 0.48]))
+
+
 # ---------------------------------------------------------------------------------------------- SL
 def test_statistical_loss_on_a_hand_computed_batch() -> None:
     pred, y = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 2.0, 2.0, 4.0])
@@ -265,8 +322,17 @@ def test_statistical_loss_on_a_hand_computed_batch() -> None:
 
 # ---------------------------------------------------------------------------------------------- OGM-GE
 def test_ogm_ge_coefficient_on_a_hand_case() -> None:
-    assert ogm_coefficient(1.5, 0.5) == pytest.approx(1 - math.tanh(0.25))
-    assert ogm_coefficient(0.7, 0.5) == 1.0 and ogm_coefficient(1.0, 3.0) == 1.0
+    # paper Eq. 10: k = 1 − tanh(α·ρ) for the dominant modality (ρ > 1); ρ = 1.2, α = 0.3:
+    # tanh(0.36) = (e^0.72 − 1) / (e^0.72 + 1) = 1.054433 / 3.054433 = 0.345214, so k = 0.654786
+    assert ogm_coefficient(1.2, 0.3) == pytest.approx(0.654786, abs=1e-6)
+    assert ogm_coefficient(1.5, 0.5) == pytest.approx(1 - math.tanh(0.75))
+    assert ogm_coefficient(0.9, 0.3) == 1.0 and ogm_coefficient(0.7, 0.5) == 1.0
+    assert ogm_coefficient(1.0, 0.3) == 1.0 and ogm_coefficient(1.0, 3.0) == 1.0  # ρ = 1 does not lead
+    # the jump at ρ = 1: just above it k = 1 − tanh(α) already (0.709 at α = 0.3), not ≈ 1
+    assert ogm_coefficient(1.0 + 1e-9, 0.3) == pytest.approx(1 - math.tanh(0.3))
+    # the continuous (non-paper) form, kept as an option: 1 − tanh(α·relu(ρ − 1))
+    assert ogm_coefficient(1.2, 0.3, "continuous") == pytest.approx(1 - math.tanh(0.06))
+    assert ogm_coefficient(0.9, 0.3, "continuous") == 1.0
     ratios = discrepancy_ratios({"text": 0.6, "audio": 0.3, "visual": 0.3})
     assert ratios == pytest.approx({"text": 2.0, "audio": 0.3 / 0.45, "visual": 0.3 / 0.45})
     assert regression_score(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 2.0])) == pytest.approx(
@@ -286,8 +352,8 @@ def test_ogm_ge_hook_scales_only_the_leading_encoder() -> None:
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     logged = hook.after_backward(model, batch, out, state())
-    k_text = 1 - math.tanh(0.5 * (math.e - 1))
-    assert logged["ogm/k_text"] == pytest.approx(k_text, rel=1e-5)
+    k_text = 1 - math.tanh(0.5 * math.e)  # Eq. 10 with ρ_text = e > 1: 0.123806
+    assert logged["ogm/k_text"] == pytest.approx(k_text, rel=1e-5) and k_text == pytest.approx(0.123806, abs=1e-6)
     assert logged["ogm/k_audio"] == 1.0 and logged["ogm/k_visual"] == 1.0
     for name, p in model.named_parameters():
         expected = k_text if (".text." in name) else 1.0  # encoders.text.*, heads.text.*

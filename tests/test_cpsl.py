@@ -102,6 +102,7 @@ def test_ablation_switches(ablation: str, has_sl: bool, penalty: bool, projectio
         hook = build_hook(requests[0])
         assert isinstance(hook, ConflictPenalty) and hook.p.projection == projection
         assert hook.p.kappa == model.params.kappa  # type: ignore[attr-defined]
+        assert hook.p.project_on == "always"  # METHODS §2: the projection is decided on every step
 
 
 def test_sl_needs_regression() -> None:
@@ -140,6 +141,8 @@ def test_training_logs_cp_and_sl(tmp_path: Path) -> None:
     epoch = [x for x in lines if x["type"] == "epoch"]
     assert len(grad) == 8 and len(epoch) == 2
     # the model's CP hook ran before the monitor: its values are in the monitor's step lines
-    assert all({"cp/penalty", "cp/conflict", "loss/sl", "loss/cp", "cos/sl", "r/text"} <= set(x) for x in grad)
+    assert all({"cp/penalty", "cp/conflict", "cp/projected", "loss/sl", "loss/cp", "cos/sl", "r/text"} <= set(x)
+               for x in grad)
+    assert all("cp/cos" in x for x in grad)  # the projection is considered on every step, conflict or not
     assert any(x["cp/conflict"] == 1.0 and x["loss/cp"] > 0 for x in grad)
     assert {"loss/sl", "loss/cp", "cp/conflict"} <= set(epoch[0])

@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch
 from accord.models import create_model
+from accord.models.ebmc import EBMC
+from accord.models.modules import masked_mean
+from accord.objectives.decoupling import cmd
 from accord.objectives.energy import equilibrium_loss, trust_kl, trust_teacher
 from test_models import TINY_DIMS, check_output, make_batch, repad
 
@@ -28,23 +31,44 @@ def test_equilibrium_loss_is_zero_at_equal_energies() -> None:
     assert equilibrium_loss(torch.full((4, 3), 2.5)).item() == 0.0
 
 
-def test_equilibrium_loss_hand_value_and_gradient_pushes_energies_together() -> None:
-    e = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+def test_equilibrium_loss_is_one_sided_with_a_stopped_mean() -> None:
+    """METHODS §3: L_eq = Σ_m relu(E_m − sg(mean_n E_n))². E = (1, 2, 6): mean 3, L = 0 + 0 + 3² = 9,
+    ∂L/∂E = 2 relu(E − 3) = (0, 0, 6) (the mean is detached: no −(2/3)·3 = −2 leaking to every modality)."""
+    e = torch.tensor([1.0, 2.0, 6.0], requires_grad=True)
     loss = equilibrium_loss(e)
+    assert loss.item() == pytest.approx(9.0)
+    (grad,) = torch.autograd.grad(loss, [e])
+    torch.testing.assert_close(grad, torch.tensor([0.0, 0.0, 6.0]))
+    assert float(grad[0]) == 0.0 and float(grad[1]) == 0.0  # below the mean: exactly zero
+    # batched rows are averaged: row 2 = (3, 3, 3) gives 0, so L = 9 / 2 and the gradient halves
+    rows = torch.tensor([[1.0, 2.0, 6.0], [3.0, 3.0, 3.0]], requires_grad=True)
+    loss = equilibrium_loss(rows)
+    assert loss.item() == pytest.approx(4.5)
+    (grad,) = torch.autograd.grad(loss, [rows])
+    torch.testing.assert_close(grad, torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 0.0]]))
+
+
+def test_two_sided_equilibrium_loss_hand_value_and_gradient_pushes_energies_together() -> None:
+    """The old form (``form="two_sided"``): Σ_m (E_m − mean)², gradient 2 (E_m − mean) on both sides."""
+    e = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    loss = equilibrium_loss(e, form="two_sided")
     assert loss.item() == pytest.approx(2.0)  # (1-2)^2 + 0 + (3-2)^2
     loss.backward()
     assert e.grad is not None
     torch.testing.assert_close(e.grad, torch.tensor([-2.0, 0.0, 2.0]))  # 2 (E_m - mean)
     stepped = e.detach() - 0.1 * e.grad
     assert float(stepped.max() - stepped.min()) < 2.0  # one gradient step narrows the spread
-    assert equilibrium_loss(stepped).item() < loss.item()
+    assert equilibrium_loss(stepped, form="two_sided").item() < loss.item()
+    assert equilibrium_loss(torch.tensor([1.0, 2.0, 6.0]), form="two_sided").item() == pytest.approx(14.0)
 
 
 def test_equilibrium_loss_ignores_absent_modalities() -> None:
     e = torch.tensor([[1.0, 3.0, 100.0], [5.0, 5.0, 5.0]])
     present = torch.tensor([[True, True, False], [True, False, False]])
-    # row 0: mean 2 over the two present -> 1 + 1 = 2; row 1: one modality -> 0; mean over rows = 1
-    assert equilibrium_loss(e, present).item() == pytest.approx(1.0)
+    # row 0: mean 2 over the two present -> relu(1-2)^2 + relu(3-2)^2 = 0 + 1 (one-sided; two-sided 1 + 1);
+    # row 1: one modality -> 0; mean over rows = 0.5 (two-sided 1.0)
+    assert equilibrium_loss(e, present).item() == pytest.approx(0.5)
+    assert equilibrium_loss(e, present, form="two_sided").item() == pytest.approx(1.0)
 
 
 # --- trust teacher and KL ----------------------------------------------------------------------------------------
@@ -90,7 +114,8 @@ def test_contract_losses_and_masked_trust(out_dim: int) -> None:
     batch = make_batch(lengths, TINY_DIMS, out_dim=out_dim)
     out = model(batch)
     check_output(out, 5, out_dim)
-    assert set(out.losses) == {"eq", "trust", "orth"}
+    assert set(out.losses) == {"eq", "trust", "orth", "sim"}
+    assert set(out.losses) <= set(model.default_loss_weights) and model.default_loss_weights["sim"] == 0.1
     assert set(out.aux_predictions) == {f"unimodal_{m}" for m in MODALITIES}
     for k, m in enumerate(MODALITIES):
         torch.testing.assert_close(out.aux_weights[f"unimodal_{m}"], batch.present[:, k].float())
@@ -124,26 +149,41 @@ def test_energies_are_the_unimodal_l1_errors_and_eq_matches_them() -> None:
         torch.testing.assert_close(out.diagnostics[f"energy_{m}"], (out.aux_predictions[f"unimodal_{m}"]
                                                                      - batch.label).abs())
     e_bar = torch.stack([out.diagnostics[f"energy_{m}"].mean() for m in MODALITIES])
-    assert out.losses["eq"].item() == pytest.approx(float(((e_bar - e_bar.mean()) ** 2).sum()), rel=1e-5)
+    one_sided = float((torch.relu(e_bar - e_bar.mean()) ** 2).sum())
+    assert out.losses["eq"].item() == pytest.approx(one_sided, rel=1e-5)
+    assert one_sided < float(((e_bar - e_bar.mean()) ** 2).sum())  # not the two-sided value
+    with torch.no_grad():
+        two = small_model(eq_form="two_sided").eval()(batch)
+    assert two.losses["eq"].item() == pytest.approx(float(((e_bar - e_bar.mean()) ** 2).sum()), rel=1e-5)
 
 
-def test_eq_loss_sends_more_gradient_to_the_weaker_modality() -> None:
-    """∂L_eq/∂y_m ∝ (Ē_m − mean Ē): the unimodal head with the larger error gets the larger push."""
-    model = small_model().eval()
+def test_eq_loss_pushes_only_modalities_above_the_mean_energy() -> None:
+    """∂L_eq/∂Ē_m = 2 relu(Ē_m − mean Ē): the strongest modality's (lowest energy) unimodal head gets NO gradient
+    from L_eq, the weakest the largest; under the two-sided form the strongest head is pushed too."""
     batch = make_batch({"text": [2] * 6, "audio": [2] * 6, "visual": [2] * 6}, TINY_DIMS)
-    out = model(batch)
-    preds = [out.aux_predictions[f"unimodal_{m}"] for m in MODALITIES]
-    grads = torch.autograd.grad(out.losses["eq"], preds)
-    e_bar = torch.stack([out.diagnostics[f"energy_{m}"].mean() for m in MODALITIES])
-    norms = torch.stack([g.abs().sum() for g in grads])
-    dev = (e_bar - e_bar.mean()).abs()
-    assert int(norms.argmax()) == int(dev.argmax())
+    for form in ("one_sided", "two_sided"):
+        model = small_model(eq_form=form).eval()
+        out = model(batch)
+        e_bar = torch.stack([out.diagnostics[f"energy_{m}"].mean() for m in MODALITIES])
+        strong, weak = MODALITIES[int(e_bar.argmin())], MODALITIES[int(e_bar.argmax())]
+        heads = {m: list(model.unimodal_heads[m].parameters()) for m in (strong, weak)}
+        grads = torch.autograd.grad(out.losses["eq"], heads[strong] + heads[weak], allow_unused=True)
+        norm = [sum(float(g.abs().sum()) for g in part if g is not None) for part in (grads[:len(heads[strong])],
+                                                                                        grads[len(heads[strong]):])]
+        assert norm[1] > 0
+        if form == "one_sided":
+            assert norm[0] == 0.0
+        else:
+            assert norm[0] > 0
 
 
 def test_ablation_switches() -> None:
     batch = make_batch({"text": [2, 3, 1], "audio": [2, 0, 2], "visual": [1, 1, 2]}, TINY_DIMS)
     out = small_model(ablation="no_energy")(batch)
     assert out.losses["eq"].item() == 0.0 and out.losses["trust"].item() > 0.0
+    out = small_model(ablation="no_sim")(batch)
+    assert out.losses["sim"].item() == 0.0 and out.losses["orth"].item() > 0.0 and out.losses["trust"].item() > 0
+    assert small_model()(batch).losses["sim"].item() > 0.0
     out = small_model(ablation="no_trust")(batch)
     w = torch.stack([out.diagnostics[f"trust_{m}"] for m in MODALITIES], dim=1)
     torch.testing.assert_close(w, batch.present.float() / batch.present.float().sum(dim=1, keepdim=True))
@@ -155,6 +195,57 @@ def test_ablation_switches() -> None:
     full, no_enh = small_model(), small_model(ablation="no_enhance")
     assert full.enhance is not None and no_enh.enhance is None
     assert sum(p.numel() for p in no_enh.parameters()) < sum(p.numel() for p in full.parameters())
+
+
+# --- shared-space term ----------------------------------------------------------------------------------------
+def test_shared_similarity_by_hand() -> None:
+    """L_sim = mean over the 3 pairs of CMD(h_m, h_n) over the rows where both are present."""
+    model = small_model()
+    assert isinstance(model, EBMC)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    pres = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 1], [1, 1, 1]], dtype=torch.bool)
+    assert model.shared_similarity({m: x for m in MODALITIES}, pres).item() == pytest.approx(0.0, abs=1e-4)
+    junk = {m: x.clone() for m in MODALITIES}
+    junk["audio"][2], junk["visual"][1] = 100.0, -50.0  # rows where the modality is absent take no part
+    assert model.shared_similarity(junk, pres).item() == pytest.approx(0.0, abs=1e-4)
+    # audio shifted by 0.5: pairs (t, a) and (a, v) differ only in the mean, by |0.5·1_8| = 0.5·sqrt 8 = 1.414214;
+    # (t, v) is 0; the mean over the 3 pairs is 2/3 · 1.414214 = 0.942809
+    shifted = {**junk, "audio": junk["audio"] + 0.5}
+    assert model.shared_similarity(shifted, pres).item() == pytest.approx(0.942809, abs=1e-4)
+
+
+def test_sim_loss_is_cmd_of_the_pooled_shared_features_and_trains_the_shared_encoder() -> None:
+    batch = make_batch({"text": [5, 2, 3, 0, 4], "audio": [0, 3, 4, 2, 6], "visual": [3, 1, 0, 2, 3]}, TINY_DIMS)
+    model = small_model().eval()
+    assert isinstance(model, EBMC)
+    out = model(batch)
+    with torch.no_grad():  # MISA's form, boolean-indexed rows: h_m = masked mean of the shared sequence H_m
+        dec = model.decoupling(batch.features, batch.mask)
+        h = {m: masked_mean(dec.shared[m], dec.mask[m]) for m in MODALITIES}
+        pres = {m: batch.present[:, k] for k, m in enumerate(MODALITIES)}
+        expected = sum(float(cmd(h[a][pres[a] & pres[b]], h[b][pres[a] & pres[b]], 5))
+                       for a, b in [("text", "audio"), ("text", "visual"), ("audio", "visual")]) / 3
+    assert out.losses["sim"].item() == pytest.approx(expected, rel=1e-5) and expected > 0
+    shared_enc = model.decoupling.shared_encoder("text")
+    enc_params = [*shared_enc.parameters(), *model.decoupling.proj["audio"].parameters()]
+    grads = torch.autograd.grad(out.losses["sim"], enc_params, allow_unused=True)
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    heads = [*model.unimodal_heads.parameters(), *model.fusion_head.parameters()]
+    assert all(g is None for g in torch.autograd.grad(out.losses["sim"], heads, allow_unused=True))
+    # no_sim drops exactly λ_sim · ∂L_sim/∂θ from the total gradient (same initialisation, no dropout)
+    lam = EBMC.default_loss_weights
+
+    def total_grad(m: torch.nn.Module) -> list[torch.Tensor]:
+        o = m(batch)
+        loss = o.prediction.abs().mean() + sum(lam[k] * v for k, v in o.losses.items())
+        return [g for g in torch.autograd.grad(loss, list(m.decoupling.shared_encoder("text").parameters()))]
+
+    ablated = small_model(ablation="no_sim").eval()
+    full_g, ablated_g = total_grad(model), total_grad(ablated)
+    sim_g = torch.autograd.grad(model(batch).losses["sim"], list(shared_enc.parameters()))
+    assert any(not torch.allclose(a, b) for a, b in zip(full_g, ablated_g, strict=True))
+    for a, b, s in zip(full_g, ablated_g, sim_g, strict=True):
+        torch.testing.assert_close(a - b, lam["sim"] * s, atol=1e-6, rtol=1e-4)
 
 
 def test_bad_params_are_config_errors() -> None:

@@ -33,6 +33,24 @@ def test_cmd_by_hand() -> None:
     assert cmd(empty, x).item() == 0.0
 
 
+def test_weighted_cmd_equals_cmd_of_the_selected_rows() -> None:
+    """0/1 weights (EBMC's rows where both modalities are present) = CMD of those rows, without boolean indexing."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 3, generator=g), torch.randn(7, 3, generator=g) * 2 + 1
+    keep = torch.tensor([True, False, True, True, False, True, True])
+    for k in (1, 2, 5):
+        torch.testing.assert_close(cmd(x, y, k, weight=keep.float()), cmd(x[keep], y[keep], k))
+    torch.testing.assert_close(cmd(x, y, weight=torch.ones(7)), cmd(x, y))
+    # by hand: rows 0 and 2 of x = (0, 1), (9, 9), (2, 3) vs y + 1: only the mean differs, CMD = |(1, 1)| = sqrt 2
+    xs = torch.tensor([[0.0, 1.0], [9.0, 9.0], [2.0, 3.0]])
+    w = torch.tensor([1.0, 0.0, 1.0])
+    assert cmd(xs, xs + 1, weight=w).item() == pytest.approx(2**0.5, abs=1e-4)
+    assert cmd(xs, xs.flip(0), weight=torch.zeros(3)).item() == 0.0  # no common row: 0, not NaN
+    xr = xs.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(cmd(xr, xs + 1, weight=w), [xr])
+    assert grad[1].abs().sum() == 0 and grad[0].abs().sum() > 0  # a weight-0 row gets no gradient
+
+
 def test_misa_difference_by_hand() -> None:
     # MISA's difference loss penalises CORRELATION of feature dimensions across the batch
     a = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])

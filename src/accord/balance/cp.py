@@ -10,20 +10,22 @@ Per step, before backward (:meth:`ConflictPenalty.extra_losses`):
    (the trainer multiplies it by ``λ_cp = loss_weights.cp``, default 0.1; CP+SL's default 1.0) on conflict steps
    only (a constant 0 otherwise, so no second-order graph is built on balanced steps). Its gradient flows through
    ``g_m`` into the fusion/head parameters and the encoders (double backward).
-3. The projection. The paper leaves open what "the gradient of the dominant modality's contribution" is; we use
-   the task loss's parameter gradient that flows through the dominant modality's representation ``z_d``
-   (``d = argmax_m r_m``), i.e. the vector-Jacobian product ``G_d = (∂z_d/∂θ)ᵀ ∂L_task/∂z_d``, and the SL
-   gradient ``G_SL = ∂(λ_sl·L_SL)/∂θ`` (``output.losses["sl"]`` times ``loss_weights.sl``), on the parameters
-   both reach (the shared ones: the encoder and gain of ``d``). If ``cos(G_d, G_SL) < 0`` the conflicting
-   component is removed PCGrad-style (Yu et al., NeurIPS 2020, Eq. 1):
+3. The projection, decided on EVERY step by the cosine (METHODS.md §2), not only on conflict steps. The paper
+   leaves open what "the gradient of the dominant modality's contribution" is; we use the task loss's parameter
+   gradient that flows through the dominant modality's representation ``z_d`` (``d = argmax_m r_m``, defined on
+   every step, whether or not ``max_m r_m > κ``), i.e. the vector-Jacobian product
+   ``G_d = (∂z_d/∂θ)ᵀ ∂L_task/∂z_d``, and the SL gradient ``G_SL = ∂(λ_sl·L_SL)/∂θ`` (``output.losses["sl"]``
+   times ``loss_weights.sl``), on the parameters both reach (the shared ones: the encoder and gain of ``d``).
+   If ``cos(G_d, G_SL) < 0`` the conflicting component is removed PCGrad-style (Yu et al., NeurIPS 2020, Eq. 1):
    ``G_d ← G_d − (G_d·G_SL / ‖G_SL‖²) G_SL`` (:func:`project_conflicting`).
    After backward (:meth:`ConflictPenalty.after_backward`) the difference, times the task loss weight, is added
    to those parameters' ``.grad`` in place, so the total gradient is exactly the one with ``G_d`` projected.
-   The paper leaves open whether the projection runs on every step; we run it on conflict steps only
-   (``project_on: conflict``, "dominant" is only defined there), ``always`` is the alternative.
+   ``project_on: always`` (default) is the paper's rule; ``project_on: conflict`` (consider the projection only on
+   conflict steps) is the pre-issue-17 behaviour, NOT the paper's, kept so the two can be compared.
 
-Logged per step: ``cp/penalty`` (``Σ relu(r − κ)²``, before λ), ``cp/conflict``, ``cp/r_max``, and on steps where
-the projection was considered ``cp/cos`` (the cosine before projection) and ``cp/projected`` (0/1).
+Logged per step: ``cp/penalty`` (``Σ relu(r − κ)²``, before λ), ``cp/conflict``, ``cp/r_max``, ``cp/projected``
+(0/1 on every step, so the share of projected steps is the mean of that column), and on steps where the projection
+was considered ``cp/cos`` (the cosine before projection).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class CPParams(HookParams):
     kappa: float = Field(1.5, gt=0, description="conflict threshold κ on max_m r_m")
     penalty: bool = Field(True, description="add the penalty loss 'cp' on conflict steps")
     projection: bool = Field(True, description="project the dominant modality's task gradient off the SL gradient")
-    project_on: Literal["conflict", "always"] = Field("conflict", description="steps on which to project")
+    project_on: Literal["always", "conflict"] = Field(
+        "always", description="steps on which the projection is considered: always (paper) or conflict (old)")
     sl_loss: str = Field("sl", description="name of the SL loss in output.losses")
 
 
@@ -100,7 +103,8 @@ class ConflictPenalty(TrainerHook):
         r_max = float(r.max().detach())
         conflict = r_max > self.p.kappa
         raw = conflict_penalty(r, self.p.kappa) if conflict else zero
-        self._log = {"cp/penalty": float(raw.detach()), "cp/conflict": float(conflict), "cp/r_max": r_max}
+        self._log = {"cp/penalty": float(raw.detach()), "cp/conflict": float(conflict), "cp/r_max": r_max,
+                     "cp/projected": 0.0}
         sl = output.losses.get(self.p.sl_loss)
         if (self.p.projection and sl is not None and sl.requires_grad and active
                 and (conflict or self.p.project_on == "always")):

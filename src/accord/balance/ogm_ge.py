@@ -10,10 +10,11 @@ Per step, after backward:
    same "probability-like agreement with the label" in (0, 1] (for classification: the paper's mean softmax
    probability of the true class).
 2. The discrepancy ratio (paper Eq. 9) ``ρ_m = s_m / mean_{n≠m} s_n`` (with two modalities exactly ``s_a/s_v``).
-3. The coefficient (paper Eq. 10) ``k_m = 1 − tanh(α · relu(ρ_m − 1))``: 1 for a modality that does not lead,
-   < 1 for the dominant one. The released code uses ``tanh(α·ρ)`` (a jump from 1 to ``1 − tanh(α)`` at ρ = 1);
-   we use ``relu(ρ − 1)`` as the issue specifies, which is continuous. With three modalities every modality whose
-   score beats the mean of the others is slowed (with two, only the dominant one can be).
+3. The coefficient (paper Eq. 10, as in the released code): ``k_m = 1 − tanh(α · ρ_m)`` if ``ρ_m > 1`` (the
+   dominant modality), ``k_m = 1`` otherwise. It jumps from 1 to ``1 − tanh(α)`` as ρ crosses 1 (at α = 0.3: to
+   0.709). ``coefficient: continuous`` selects ``1 − tanh(α · relu(ρ_m − 1))`` instead (not the paper's; the
+   form Accord used before issue 17, kept so its results can be compared). With three modalities every modality
+   whose score beats the mean of the others is slowed (with two, only the dominant one can be).
 4. The gradients of each modality's encoder parameters (:func:`accord.balance.modality.modality_parameters`) are
    scaled: ``g ← k_m · g`` (paper Eq. 11), plus the Generalization Enhancement ``+ N(0, std(g)²)`` (paper
    Sec. 3.3; the released code adds this noise to every modality's encoder, with the std of each gradient
@@ -28,6 +29,7 @@ Modulation runs for epochs ``start_epoch <= epoch < end_epoch`` (1-based like th
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -59,15 +61,24 @@ def discrepancy_ratios(scores: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def ogm_coefficient(ratio: float, alpha: float) -> float:
-    """``k = 1 − tanh(α · relu(ρ − 1))`` (OGM-GE Eq. 10, continuous form)."""
-    return 1.0 - math.tanh(alpha * max(ratio - 1.0, 0.0))
+Coefficient = Literal["paper", "continuous"]
+
+
+def ogm_coefficient(ratio: float, alpha: float, form: Coefficient = "paper") -> float:
+    """OGM-GE Eq. 10: ``k = 1 − tanh(α · ρ)`` for the dominant modality (``ρ > 1``), else ``k = 1``.
+
+    ``form="continuous"``: ``k = 1 − tanh(α · relu(ρ − 1))`` (no jump at ρ = 1; not the paper's)."""
+    if form == "continuous":
+        return 1.0 - math.tanh(alpha * max(ratio - 1.0, 0.0))
+    return 1.0 - math.tanh(alpha * ratio) if ratio > 1.0 else 1.0
 
 
 class OGMGEParams(HookParams):
     """``train.hooks: [{name: ogm_ge, params: {alpha: 0.3}}]``."""
 
     alpha: float = Field(0.3, ge=0, description="α: modulation strength")
+    coefficient: Coefficient = Field("paper", description="paper: Eq. 10, 1 − tanh(α·ρ) when ρ > 1; continuous: "
+                                                          "1 − tanh(α·relu(ρ − 1)) (the pre-issue-17 form)")
     gaussian: bool = Field(True, description="Generalization Enhancement: add N(0, std(g)^2) to encoder gradients")
     response: ResponseSource = Field("auto", description="mono-modal responses: unimodal heads or zero padding")
     start_epoch: int = Field(1, ge=1, description="first modulated epoch (1-based)")
@@ -107,7 +118,7 @@ class OGMGE(TrainerHook):
             scores[m] = (classification_score(r[rows], y) if self.task_kind == "classification"
                          else regression_score(r[rows], y))
         ratios = discrepancy_ratios(scores)
-        return scores, {m: ogm_coefficient(ratios[m], self.p.alpha) for m in scores}
+        return scores, {m: ogm_coefficient(ratios[m], self.p.alpha, self.p.coefficient) for m in scores}
 
     def after_backward(self, model: nn.Module, batch: Batch, output: ModelOutput,
                        state: StepState) -> dict[str, float]:

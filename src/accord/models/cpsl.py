@@ -25,7 +25,8 @@ The objectives:
   Regression only.
 * CP (the ``conflict_penalty`` hook, :mod:`accord.balance.cp`): penalty ``Σ_m relu(r_m − κ)²`` on conflict steps,
   weighted by ``λ_cp = loss_weights.cp`` (default 1.0), plus the projection of the dominant modality's task
-  gradient off the SL gradient; :meth:`CPSL.required_hooks` names the hook, so the one trainer runs it (no second
+  gradient off the SL gradient, decided on every step by their cosine (``project_on: always``; ``conflict`` is
+  the old, non-paper rule); :meth:`CPSL.required_hooks` names the hook, so the one trainer runs it (no second
   training loop) and the model never imports it.
 
 Ablations (``model.params.ablation``): ``full``; ``no_cp`` (no penalty, no projection); ``no_sl`` (no SL, hence
@@ -68,7 +69,8 @@ class CPSL(AccordModel):
         ablation: Ablation = Field("full", description="full, no_cp, no_sl, no_projection or backbone")
         kappa: float = Field(1.2, gt=0, description="κ: conflict when max_m r_m > κ")
         sl_correlation: bool = Field(False, description="add 1 − corr(ŷ, y) to SL")
-        project_on: Literal["conflict", "always"] = Field("conflict", description="steps on which CP projects")
+        project_on: Literal["always", "conflict"] = Field(
+            "always", description="steps on which CP considers the projection: always (paper) or conflict (old)")
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

@@ -4,7 +4,12 @@ Per sample ``i`` and modality ``m ∈ {text, audio, visual}``:
 
 1. **Semantic disentanglement** (reuses :class:`~accord.models.modules.Decoupling`, CACR's block):
    ``X^_m = Conv1D(X_m)``, shared ``H_m = E_s(X^_m)``, private ``P_m = E_p^m(X^_m)``; soft orthogonality
-   ``L_orth = Σ_m mean_i |cos(vec H_m, vec P_m)|`` (loss ``orth``).
+   ``L_orth = Σ_m mean_i |cos(vec H_m, vec P_m)|`` (loss ``orth``). Orthogonality alone leaves the "shared" space
+   unconstrained, so a shared-space term makes it shared across modalities (METHODS.md §3, as MISA's similarity
+   loss, Hazarika et al. 2020 Eq. 6): ``L_sim = mean_{(m,n) pairs} CMD(h_m, h_n)`` with ``h_m = mean_t H_m`` the
+   pooled shared features (before enhancement), CMD over the samples where both modalities are present (5
+   moments, :func:`accord.objectives.decoupling.cmd` with 0/1 row weights, so EBMC stays vectorisable; loss
+   ``sim``). Its gradient reaches the shared encoder ``E_s`` and the projections.
 2. **Cross-modal enhancement** (strong → weak): ``H'_a = H_a + CA(H_a ← H_t)``, ``H'_v = H_v + CA(H_v ← H_t)``
    with ``CA`` one pre-LN cross-attention transformer layer (query: the weak modality, keys/values: text), residual.
    Paper leaves the enhancement block open; we use Accord's :class:`CrossmodalTransformerLayer` (its residual
@@ -15,9 +20,12 @@ Per sample ``i`` and modality ``m ∈ {text, audio, visual}``:
    ``present[:, m]`` so a missing modality's head is never trained on zeros).
 4. **Energy-guided modality coordination**: energy ``E_m^(i)`` = per-sample unimodal loss ``|y_m − y|``
    (regression) or the free energy ``−logsumexp(logits_m)`` (classification). Paper leaves the aggregation
-   open; we use the batch energy ``Ē_m = mean_{i: m present} E_m^(i)`` and
-   ``L_eq = Σ_m (Ē_m − mean_n Ē_n)²`` (:func:`accord.objectives.energy.equilibrium_loss`, loss ``eq``), so the
-   modality with the higher loss (the weak one) receives the larger gradient without hand-edited gradients.
+   open; we use the batch energy ``Ē_m = mean_{i: m present} E_m^(i)`` and the ONE-SIDED
+   ``L_eq = Σ_m relu(Ē_m − sg(mean_n Ē_n))²`` (sg = stop-gradient; METHODS.md §3;
+   :func:`accord.objectives.energy.equilibrium_loss`, loss ``eq``): a modality above the mean energy (a weak one)
+   gets the gradient ``2 (Ē_m − mean)``, one below it (a strong one) none, so nothing rewards raising a strong
+   modality's loss; no hand-edited gradients. ``eq_form: two_sided`` gives ``Σ_m (Ē_m − mean_n Ē_n)²`` (the
+   pre-issue-17 form, which pushes the strong modality's loss UP), kept so the difference can be measured.
 5. **Instance-aware modality trust distillation**: a trust network maps ``[z_t ; z_a ; z_v ; present]`` to logits
    ``s^(i) ∈ R^3``; absent modalities are masked out, ``w^(i) = softmax(s^(i))`` over the present ones (absent:
    exactly 0). Teacher ``t^(i) = softmax(−err^(i) / T)`` from the unimodal heads' DETACHED per-sample errors
@@ -25,19 +33,22 @@ Per sample ``i`` and modality ``m ∈ {text, audio, visual}``:
    (loss ``trust``). Fusion ``h = Σ_m w_m z_m`` and ``ŷ = g(h)``. Paper leaves the trust network's input open;
    we use the unimodal representations plus the presence flags (one MLP sees all three, so it can compare them).
 
-Loss: ``L = L_task(ŷ) + Σ_m λ_u L_task(y_m) + λ_eq L_eq + λ_trust L_trust + λ_orth L_orth`` (weights in
-``EBMC.default_loss_weights``; the paper does not report them).
+Loss: ``L = L_task(ŷ) + Σ_m λ_u L_task(y_m) + λ_eq L_eq + λ_trust L_trust + λ_orth L_orth + λ_sim L_sim``
+(weights in ``EBMC.default_loss_weights``; the paper does not report them. ``λ_sim = 0.1`` like the other
+regularisers rather than MISA's 1.0: MISA's shared features are sigmoid outputs in [0, 1], EBMC's are unbounded,
+and CMD's higher moments grow with the scale).
 
 Ablations (``ablation``): ``no_enhance`` (step 2 off), ``no_energy`` (``eq`` is 0), ``no_trust`` (uniform
 weights over the present modalities; ``trust`` is 0), ``trust_without_distillation`` (the trust network is learned
-only through the task loss; ``trust`` is 0). Every loss name is always emitted so one ``loss_weights`` serves all
-ablations.
+only through the task loss; ``trust`` is 0), ``no_sim`` (``sim`` is 0: orthogonality alone, the pre-issue-17
+model). Every loss name is always emitted so one ``loss_weights`` serves all ablations.
 
 Diagnostics (per sample): ``trust_<m>`` (``w_m``), ``teacher_<m>`` (``t_m``), ``energy_<m>`` (``E_m``).
 """
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -49,9 +60,10 @@ from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import CrossmodalTransformerLayer, Decoupling, MLPHead, masked_mean
-from accord.objectives.energy import equilibrium_loss, trust_kl, trust_teacher
+from accord.objectives.decoupling import cmd
+from accord.objectives.energy import EqForm, equilibrium_loss, trust_kl, trust_teacher
 
-Ablation = Literal["full", "no_enhance", "no_energy", "no_trust", "trust_without_distillation"]
+Ablation = Literal["full", "no_enhance", "no_energy", "no_trust", "trust_without_distillation", "no_sim"]
 WEAK = ("audio", "visual")
 _NEG = -1e9
 
@@ -62,7 +74,7 @@ class EBMC(AccordModel):
     trust-weighted fusion distilled from the unimodal heads' errors."""
 
     default_loss_weights = {"unimodal_text": 1.0, "unimodal_audio": 1.0, "unimodal_visual": 1.0,
-                            "eq": 0.1, "trust": 0.1, "orth": 0.1}
+                            "eq": 0.1, "trust": 0.1, "orth": 0.1, "sim": 0.1}
     # `accord ablate --method ebmc` re-runs the ablation table; seed 001 is an abstract, so no paper numbers.
     ablation_param: ClassVar[str] = "ablation"
     ablation_reference: ClassVar[str] = "seed 001 (EBMC) gives only its abstract: no paper numbers to compare"
@@ -72,6 +84,7 @@ class EBMC(AccordModel):
         "no_energy": {"label": "w/o L_eq (energy coordination)", "paper": {}},
         "no_trust": {"label": "w/o trust (uniform weights)", "paper": {}},
         "trust_without_distillation": {"label": "trust without distillation", "paper": {}},
+        "no_sim": {"label": "w/o shared-space CMD (orthogonality only)", "paper": {}},
     }
 
     class Params(ModelParams):
@@ -89,6 +102,9 @@ class EBMC(AccordModel):
         downsample_audio: int = Field(4, ge=1, description="average every k projected audio steps (1: off)")
         downsample_visual: int = Field(4, ge=1, description="average every k projected visual steps (1: off)")
         ablation: Ablation = Field("full", description="which EBMC component to remove")
+        eq_form: EqForm = Field("one_sided", description="L_eq: one_sided Σ relu(E_m − sg(mean))² (METHODS §3) or "
+                                                          "two_sided Σ (E_m − mean)² (the old form)")
+        cmd_moments: int = Field(5, ge=1, description="moments of the shared-space CMD term (MISA: 5)")
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)
@@ -123,10 +139,24 @@ class EBMC(AccordModel):
             out[m] = ps
         return out
 
-    def unimodal(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor]:
-        """Steps 1-3: ``({m: z_m [B, d]}, L_orth)``."""
+    def shared_similarity(self, pooled: dict[str, Tensor], present: Tensor) -> Tensor:
+        """``L_sim = mean_{(m,n)} CMD(h_m, h_n)`` over the rows where both ``m`` and ``n`` are present (0/1 weights,
+        no data-dependent indexing)."""
+        p = self.params
+        assert isinstance(p, EBMC.Params)
+        fp = present.to(pooled["text"].dtype)
+        idx = {m: k for k, m in enumerate(MODALITIES)}
+        return torch.stack([cmd(pooled[a], pooled[b], p.cmd_moments, weight=fp[:, idx[a]] * fp[:, idx[b]])
+                            for a, b in combinations(MODALITIES, 2)]).mean()
+
+    def unimodal(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """Steps 1-3: ``({m: z_m [B, d]}, L_orth, L_sim)``."""
         dec = self.decoupling(batch.features, batch.mask)
         l_orth = self.decoupling.orthogonality(dec.shared, dec.private, dec.mask)
+        p = self.params
+        assert isinstance(p, EBMC.Params)
+        l_sim = (self.shared_similarity({m: masked_mean(dec.shared[m], dec.mask[m]) for m in MODALITIES},
+                                        batch.present) if p.ablation != "no_sim" else l_orth * 0.0)
         shared = dict(dec.shared)
         if self.enhance is not None:
             for m in WEAK:
@@ -136,7 +166,7 @@ class EBMC(AccordModel):
         z = {m: self.unimodal_proj[m](torch.cat([masked_mean(shared[m], dec.mask[m]),
                                                  masked_mean(dec.private[m], dec.mask[m])], dim=-1))
              for m in MODALITIES}
-        return z, l_orth
+        return z, l_orth, l_sim
 
     def trust_logits(self, z: dict[str, Tensor], present: Tensor) -> Tensor:
         """Trust logits ``s [B, 3]`` with absent modalities masked to a large negative value."""
@@ -165,7 +195,7 @@ class EBMC(AccordModel):
         assert isinstance(p, EBMC.Params)
         present = batch.present.bool()
         fp = present.to(batch.features["text"].dtype)
-        z, l_orth = self.unimodal(batch)
+        z, l_orth, l_sim = self.unimodal(batch)
         preds = {m: squeeze_head(self.unimodal_heads[m](z[m]), self.out_dim) for m in MODALITIES}
         err, energy = self.errors_and_energies(preds, batch.label)
 
@@ -173,14 +203,15 @@ class EBMC(AccordModel):
         counts = fp.sum(dim=0)
         e_bar = (energy * fp).sum(dim=0) / counts.clamp_min(1.0)
         zero = energy.sum() * 0.0
-        l_eq = equilibrium_loss(e_bar, counts > 0) if p.ablation != "no_energy" else zero
+        l_eq = equilibrium_loss(e_bar, counts > 0, p.eq_form) if p.ablation != "no_energy" else zero
 
         # Step 5: trust w, its teacher t and L_trust; fusion h = sum_m w_m z_m.
         s = self.trust_logits(z, present)
         log_w = s.log_softmax(dim=-1)
         w = log_w.exp() * fp
         teacher = trust_teacher(err.detach(), p.temperature, present)
-        l_trust = trust_kl(teacher, log_w, present) if p.ablation in ("full", "no_enhance", "no_energy") else zero
+        distil = p.ablation not in ("no_trust", "trust_without_distillation")
+        l_trust = trust_kl(teacher, log_w, present) if distil else zero
         fused = (w.unsqueeze(-1) * torch.stack([z[m] for m in MODALITIES], dim=1)).sum(dim=1)
         y = self.fusion_head(fused)
 
@@ -193,7 +224,7 @@ class EBMC(AccordModel):
             prediction=squeeze_head(y, self.out_dim),
             aux_predictions={f"unimodal_{m}": preds[m] for m in MODALITIES},
             aux_weights={f"unimodal_{m}": fp[:, k] for k, m in enumerate(MODALITIES)},
-            losses={"eq": l_eq, "trust": l_trust, "orth": l_orth},
+            losses={"eq": l_eq, "trust": l_trust, "orth": l_orth, "sim": l_sim},
             diagnostics=diagnostics,
             features=z,
         )

@@ -15,6 +15,7 @@ MISA (Hazarika, Zimmermann, Poria, "MISA: Modality-Invariant and -Specific Repre
 Sentiment Analysis", ACM MM 2020), the decoupling baseline CACR argues against:
 
 * :func:`cmd`: central moment discrepancy (Zellinger et al., ICLR 2017), MISA's similarity loss (Eq. 6);
+  optional per-row weights give the CMD of a subset of rows without data-dependent indexing (EBMC's shared term);
 * :func:`misa_difference`: MISA's soft orthogonality ``||H_c^T H_p||_F^2`` on batch matrices (Eq. 7), computed
   as in MISA's released ``DiffLoss`` (rows mean-centred and L2-normalised, mean of the squared entries).
 
@@ -76,21 +77,32 @@ def _matchnorm(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
     return ((a - b).pow(2).sum() + eps).sqrt()
 
 
-def cmd(x: Tensor, y: Tensor, moments: int = 5) -> Tensor:
+def _mean(x: Tensor, w: Tensor | None) -> Tensor:
+    """Mean over rows, or the weighted sum with normalised weights ``w [B, 1]``."""
+    return x.mean(dim=0) if w is None else (w * x).sum(dim=0)
+
+
+def cmd(x: Tensor, y: Tensor, moments: int = 5, weight: Tensor | None = None) -> Tensor:
     """Central moment discrepancy between two batches of vectors ``[B, d]`` (MISA's similarity loss).
 
     ``||E x - E y||_2 + sum_{k=2..moments} ||c_k(x) - c_k(y)||_2`` with ``c_k`` the k-th central moment per
     dimension; MISA uses ``moments = 5`` and omits CMD's ``1/|b-a|^k`` scaling (its features are sigmoid outputs
     in [0, 1]), and so do we. 0 for an empty batch.
+
+    ``weight`` (``[B]``, >= 0, shared by ``x`` and ``y``, which then have the same rows): weighted moments
+    ``E_w x = sum_i w_i x_i / sum_i w_i``, ``c_k = E_w (x - E_w x)^k``; with 0/1 weights this equals ``cmd`` of the
+    rows where ``w = 1`` without indexing by a data-dependent mask (so it runs under ``vmap``). 0 when
+    ``sum w = 0``.
     """
-    if x.shape[0] == 0 or y.shape[0] == 0:
+    if weight is None and (x.shape[0] == 0 or y.shape[0] == 0):
         return x.sum() * 0.0 + y.sum() * 0.0
-    mx, my = x.mean(dim=0), y.mean(dim=0)
+    w = None if weight is None else (weight / weight.sum().clamp_min(1e-12)).to(x.dtype).unsqueeze(-1)
+    mx, my = _mean(x, w), _mean(y, w)
     sx, sy = x - mx, y - my
     total = _matchnorm(mx, my)
     for k in range(2, moments + 1):
-        total = total + _matchnorm(sx.pow(k).mean(dim=0), sy.pow(k).mean(dim=0))
-    return total
+        total = total + _matchnorm(_mean(sx.pow(k), w), _mean(sy.pow(k), w))
+    return total if weight is None else total * (weight.sum() > 0).to(total.dtype)
 
 
 def misa_difference(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:

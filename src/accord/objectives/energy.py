@@ -1,7 +1,9 @@
 """EBMC's pure objectives (METHODS.md §3; seed 001): the energy equilibrium loss and trust distillation.
 
-- :func:`equilibrium_loss` — ``L_eq = Σ_m (E_m − mean_n E_n)²`` over per-modality energies (differentiable, so
-  the gradient ``∂L_eq/∂E_m = 2 (E_m − mean_n E_n)`` pushes high-energy modalities down and low-energy ones up).
+- :func:`equilibrium_loss` — ``L_eq = Σ_m relu(E_m − sg(mean_n E_n))²`` over per-modality energies (sg =
+  stop-gradient): one-sided, ``∂L_eq/∂E_m = 2 relu(E_m − mean_n E_n)``, so only modalities above the mean energy
+  (the weak ones) are pushed down and nothing rewards raising a strong modality's loss. ``form="two_sided"`` is
+  ``Σ_m (E_m − mean_n E_n)²``, whose gradient ``2 (E_m − mean)`` also pushes low-energy (strong) modalities UP.
 - :func:`trust_teacher` — ``t = softmax(−err / T)`` over the available modalities; an absent modality gets 0.
 - :func:`trust_kl` — ``KL(t ‖ w) = Σ_m t_m (log t_m − log w_m)`` with ``0 log 0 = 0``.
 
@@ -11,27 +13,35 @@ modality unavailable); masked entries take no part.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
-__all__ = ["equilibrium_loss", "trust_kl", "trust_teacher"]
+__all__ = ["EqForm", "equilibrium_loss", "trust_kl", "trust_teacher"]
+
+EqForm = Literal["one_sided", "two_sided"]
+"""``one_sided``: ``Σ relu(E_m − sg(mean))²`` (METHODS §3); ``two_sided``: ``Σ (E_m − mean)²``."""
 
 _NEG = -1e9  # finite "minus infinity": keeps softmax/log-softmax free of NaN when a whole row is masked
 
 
-def equilibrium_loss(energies: Tensor, present: Tensor | None = None) -> Tensor:
-    """``L_eq = Σ_m (E_m − mean_n E_n)²`` (METHODS.md §3, "energy-guided modality coordination").
+def equilibrium_loss(energies: Tensor, present: Tensor | None = None, form: EqForm = "one_sided") -> Tensor:
+    """``L_eq = Σ_m relu(E_m − sg(mean_n E_n))²`` (METHODS.md §3, "energy-guided modality coordination").
 
     ``energies`` is ``[M]`` or ``[..., M]``; the sum runs over the last axis (modalities, restricted to ``present``
-    where given, and the mean ``mean_n E_n`` is over those modalities only); leading axes are averaged. A row with
-    fewer than two valid modalities contributes 0.
+    where given, and the mean ``mean_n E_n`` is over those modalities only and detached); leading axes are
+    averaged. A row with fewer than two valid modalities contributes 0. ``form="two_sided"``:
+    ``Σ_m (E_m − mean_n E_n)²`` (the pre-issue-17 form, kept for comparison; it rewards raising a strong
+    modality's energy).
     """
     e = energies if energies.ndim > 1 else energies.unsqueeze(0)
     valid = torch.ones_like(e, dtype=torch.bool) if present is None else present.reshape(e.shape).bool()
     v = valid.to(e.dtype)
     e0 = torch.where(valid, e, torch.zeros_like(e))
     mean = (e0 * v).sum(dim=-1, keepdim=True) / v.sum(dim=-1, keepdim=True).clamp_min(1.0)
-    per_row = (((e0 - mean) ** 2) * v).sum(dim=-1)
+    dev = e0 - mean if form == "two_sided" else torch.relu(e0 - mean.detach())
+    per_row = (dev.pow(2) * v).sum(dim=-1)
     return per_row.mean()
 
 
