@@ -181,6 +181,45 @@ def test_reconstruction_of_m_does_not_read_h_m() -> None:
         assert g_private[k] is not None and g_private[k].abs().sum() > 0, f"X~_{m} ignores P_{m}"
 
 
+def test_crm_forms_decide_what_of_p_m_the_decoders_read() -> None:
+    """``paper``: all of P_m; ``narrow``: a ``private_width``-channel linear map of P_m (the decoders' first conv
+    reads d + width channels); ``drop``: in training each sample's P_m is zeroed with probability p and the kept
+    ones scaled by 1 / (1 - p) (dropout's convention), in evaluation P_m unchanged."""
+    p = torch.randn(400, 3, 16)
+    paper = create_model("cacr", TINY_DIMS, 1, **SMALL)
+    assert paper.crm.private_input("audio", p) is p
+    narrow = create_model("cacr", TINY_DIMS, 1, **SMALL, crm="narrow", private_width=3)
+    lin = narrow.crm.narrow["audio"]
+    assert torch.allclose(narrow.crm.private_input("audio", p), p @ lin.weight.T + lin.bias)
+    for conv1, _ in narrow.crm.decoders.values():
+        assert conv1.conv.weight.shape[1] == 16 + 3
+    drop = create_model("cacr", TINY_DIMS, 1, **SMALL, crm="drop", private_drop=0.25).train()
+    torch.manual_seed(0)
+    out = drop.crm.private_input("audio", p)
+    zeroed = (out == 0).flatten(1).all(dim=1)
+    kept = ~zeroed
+    assert torch.allclose(out[kept], p[kept] / 0.75)
+    assert 0.18 < float(zeroed.float().mean()) < 0.32  # 400 draws of p = 0.25
+    assert drop.eval().crm.private_input("audio", p) is p
+
+
+def test_crm_drop_trains_the_decoders_from_h_n_alone_on_dropped_rows() -> None:
+    """Under ``crm=drop`` a dropped row's reconstruction gets no gradient into P_m but still into every H_n."""
+    torch.manual_seed(3)
+    model = create_model("cacr", TINY_DIMS, 1, **SMALL, crm="drop", private_drop=0.5, dropout=0.0).train()
+    batch = make_batch(LENGTHS, TINY_DIMS)
+    _, shared, private, mask = model.decoupling(batch.features, batch.mask)
+    shared = {m: v.detach().requires_grad_() for m, v in shared.items()}
+    private = {m: v.detach().requires_grad_() for m, v in private.items()}
+    torch.manual_seed(1)
+    recon = model.cross_reconstruct(shared, private, mask)
+    g_p = torch.autograd.grad(recon["text"].square().sum(), private["text"], retain_graph=True)[0]
+    dropped = g_p.flatten(1).abs().sum(dim=1) == 0
+    assert bool(dropped.any()) and bool((~dropped).any())
+    g_h = torch.autograd.grad(recon["text"].square().sum(), shared["audio"])[0]
+    assert bool((g_h[dropped].flatten(1).abs().sum(dim=1) > 0).all())
+
+
 def test_cross_reconstruction_handles_unaligned_lengths_and_padding() -> None:
     torch.manual_seed(0)
     model = create_model("cacr", TINY_DIMS, 1, **SMALL).eval()

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from accord.config import Config
 from accord.core import rundir
@@ -45,7 +46,8 @@ from accord.core.io import write_json
 from accord.core.types import MODALITIES
 from accord.data.corrupt import apply_corruptions, parse_corruption
 from accord.data.dataset import MultimodalDataset, SplitData
-from accord.data.safe import load_dataset_dir
+from accord.augment.augmented import WEIGHT_KEY
+from accord.data.safe import MANIFEST, load_dataset_dir
 from accord.evaluation.summary import aggregate, aggregate_json
 from accord.models.base import AccordModel
 from accord.models.modules import masked_mean
@@ -54,7 +56,7 @@ from accord.training.evaluation import predict_split
 from accord.training.text_tokens import prepare_inputs
 from accord.training.trainer import build_dataset, load_model, load_run, resolve_device
 
-__all__ = ["PROBES", "cacr_dependence", "probe_run", "probes_for"]
+__all__ = ["PROBES", "auroc", "cacr_dependence", "label_ceiling", "probe_run", "probes_for", "spearman"]
 
 PROBE_BATCH = 512
 """Rows per forward pass of a probe (the H_n permutation runs within each such batch)."""
@@ -114,16 +116,15 @@ def cacr_dependence(model: Any, batch: Any, generator: torch.Generator) -> dict[
 
 
 @torch.no_grad()
-def label_ceiling(model: Any, split: SplitData, device: torch.device, generator: torch.Generator
+def label_ceiling(x: dict[str, Tensor], mask: dict[str, Tensor], label: Tensor, generator: torch.Generator
                   ) -> dict[str, float]:
     """What ``hn_rise_<m>`` could at most be if ``H_n`` carried the label and nothing else of the sample: each step
-    of the target ``X_m`` is fitted by least squares on ``[1, y, |y|]`` (the label's information), and the rise of
-    ``l_m`` is measured for that fit with the labels permuted across the split (``ceiling_<m>``). Data with
-    little label-related variance in ``X_m`` cannot show a large H_n-dependence, whatever the model does."""
-    batch = split.batch(torch.arange(len(split))).to(device)
-    x, _, _, mask = model.decoupling(batch.features, batch.mask)
-    y = batch.label.float().reshape(batch.size, -1)[:, :1]
-    perm = torch.randperm(batch.size, generator=generator).to(y.device)
+    of the target ``x[m] [N, T, d]`` is fitted by least squares on ``[1, y, |y|]`` (the label's information), and
+    the rise of ``l_m`` is measured for that fit with the labels permuted across the rows (``ceiling_<m>``; mean
+    ``ceiling``). Data with little label-related variance in ``X_m`` cannot show a large H_n-dependence, whatever
+    the model does."""
+    y = label.float().reshape(label.shape[0], -1)[:, :1]
+    perm = torch.randperm(y.shape[0], generator=generator).to(y.device)
     feats = torch.cat([torch.ones_like(y), y, y.abs()], dim=1)
     out: dict[str, float] = {}
     for m in MODALITIES:
@@ -160,7 +161,10 @@ def probe_cacr(ctx: ProbeContext) -> dict[str, float]:
             rises.append(rise)
         res["hn_rise"] = float(np.nanmean(rises))
         if ctx.cfg.task.kind == "regression":
-            res.update(label_ceiling(model, ctx.split, ctx.device, gen))
+            with torch.no_grad():
+                whole = ctx.split.batch(torch.arange(len(ctx.split))).to(ctx.device)
+                x, _, _, mask = model.decoupling(whole.features, whole.mask)
+            res.update(label_ceiling(x, mask, whole.label, gen))
     which = ctx.split.extras.get("conflict_modality")
     if which is not None:
         _, diag = predict_split(model, ctx.split, ctx.cfg.task.kind, PROBE_BATCH, ctx.device)
@@ -227,7 +231,9 @@ def probe_self_mm(ctx: ProbeContext) -> dict[str, float]:
     return res
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of ``a`` and ``b`` (ties broken by order); NaN for fewer than 3 rows or a constant
+    input."""
     if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
@@ -235,22 +241,25 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def probe_qasa(ctx: ProbeContext) -> dict[str, float]:
-    """Spearman correlation between a generated row's loss weight and the trained model's error on it."""
+    """Spearman correlation between a generated row's loss weight (the run's ``augment.weighting``: q, q_fid or
+    q_con) and the trained model's error on it (absolute error; cross-entropy for classification), over the
+    generated training rows the run used (``<run>/augment/samples``). Nothing for ``uniform`` weights."""
+    key = WEIGHT_KEY.get(ctx.cfg.augment.weighting)
     folder = ctx.seed_dir.parent / "augment" / "samples"
-    if not (folder / "manifest.json").is_file() and not folder.is_dir():
+    if key is None or not (folder / MANIFEST).is_file():
         return {}
     train = load_dataset_dir(folder)["train"]
-    gen = train.extras.get("generated")
-    if gen is None or not bool((gen == 1).any()):
+    used = (train.extras["generated"] == 1) & (train.extras["variant"] < ctx.cfg.augment.per_sample)
+    if not bool(used.any()):
         return {}
-    rows = train.subset((gen == 1).nonzero().flatten())
+    rows = train.subset(used.nonzero().flatten())
     pred, _ = predict_split(ctx.model, rows, ctx.cfg.task.kind, PROBE_BATCH, ctx.device)
     assert pred is not None
-    err = np.abs(pred.reshape(len(rows), -1)[:, 0] - rows.labels.numpy()) if pred.ndim == 1 else \
-        -np.log(np.take_along_axis(_softmax(pred), rows.class_labels.numpy()[:, None], 1)[:, 0] + 1e-12)
-    weight = rows.extras["sample_weight"].numpy() if "sample_weight" in rows.extras else \
-        rows.extras["quality"].numpy()
-    return {"weight_error_corr": _spearman(weight, err), "generated_rows": float(len(rows))}
+    if pred.ndim == 1:
+        err = np.abs(pred - rows.labels.numpy())
+    else:
+        err = -np.log(np.take_along_axis(_softmax(pred), rows.class_labels.numpy()[:, None], 1)[:, 0] + 1e-12)
+    return {"weight_error_corr": spearman(rows.extras[key].numpy(), err), "generated_rows": float(len(rows))}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
