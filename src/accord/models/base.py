@@ -43,7 +43,8 @@ class AccordModel(nn.Module):
     ``default_loss_weights`` names EVERY auxiliary prediction and loss the model can emit, with the weight each gets
     when the config's ``loss_weights`` does not name it (the main task loss is ``task``, weight 1). It is the one
     source of these defaults: the config loader resolves ``loss_weights`` from it (so an unknown name fails at
-    load) and the trainer weights each term once; models return their losses unweighted.
+    load) and the trainer weights each term once; models return their losses unweighted, each a scalar (batch
+    level) or per sample ``[B]`` (reduced by the trainer with the sample weights; see ``ModelOutput.losses``).
     """
 
     Params: ClassVar[type[ModelParams]] = ModelParams

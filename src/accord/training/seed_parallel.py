@@ -146,7 +146,7 @@ class SeedGroup:
         out = functional_call(self.template, ({**params, **self.frozen}, buffers), (batch,))
         tr = self.trainer
         terms = tr.prediction_terms(batch, out)
-        return tr.add_loss_terms(terms, out.losses)
+        return tr.add_loss_terms(terms, out.losses, batch.extras.get("sample_weight"))
 
     def train_step(self, batches: list[Batch]) -> tuple[dict[str, Tensor], Tensor | None]:
         """Forward and backward of every active seed on its batch, per-seed clipping and one optimiser step.
