@@ -56,7 +56,7 @@ class AccordModel(nn.Module):
     not_vectorisable: ClassVar[str | None] = None
     """Why the seeds of this model cannot train as one vmapped model (``train.seed_parallel``), or None when they
     can: a forward that keeps Python-side state across steps (Self-MM's label memory), or whose shapes depend on
-    tensor values (MISA's presence-indexed losses)."""
+    tensor values (boolean indexing; weight rows by 0/1 instead, as MISA's losses do)."""
     text_pooling: ClassVar[Literal["cls", "mean"]] = "mean"
     """``text_encoder.pooling`` when the config does not set it: how the model's paper pools its transformer."""
 

@@ -23,7 +23,7 @@ What runs sequentially instead (``auto``) or is refused (``on``, one line naming
 (gradient editing needs per-seed gradients at hook time), QASA augmentation, torchrun, a pretrained text branch
 (token batches differ in length per seed), mixed precision, ``train.compile``, the ``plateau`` schedule (its
 learning rate differs per seed), and models that say why they cannot (``AccordModel.not_vectorisable``:
-Self-MM's label memory, MISA's presence-indexed losses).
+Self-MM's label memory).
 """
 
 from __future__ import annotations
