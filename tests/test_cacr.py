@@ -307,7 +307,7 @@ def test_each_ablation_removes_its_component() -> None:
     o = outs["no_caw"]
     assert all((o.diagnostics[f"omega_{m}"] == 1).all() for m in MODALITIES)
     err = torch.stack([o.diagnostics[f"rec_error_{m}"] for m in MODALITIES], dim=1)
-    torch.testing.assert_close(o.losses["rec"], err.sum(dim=1))
+    torch.testing.assert_close(o.losses["rec"], err.sum(dim=1))  # per sample since issue 17 (was its batch mean)
     # gating: the weight comes from a learned gate, not from the conflict score
     g = models["gating"]
     assert "gate" in _names(g)
