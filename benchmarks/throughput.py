@@ -37,6 +37,7 @@ from accord.core.types import MODALITIES, Batch
 from accord.data.dataset import SplitData, make_split
 from accord.models import create_model, list_models
 from accord.models.base import AccordModel
+from accord.objectives.task import reduce_losses
 
 DEFAULT_METHODS: list[str] = ["text", "audio", "visual", "early_fusion", "late_fusion", "tfn", "mult", "cacr", "misa"]
 """Methods measured by default, in report order. Extend this list as methods are added (e.g. ``"cacr"``)."""
@@ -70,7 +71,7 @@ def loss_fn(model: AccordModel, batch: Batch) -> torch.Tensor:
     loss = (out.prediction - batch.label).abs().mean()
     for name, pred in out.aux_predictions.items():
         loss = loss + weights.get(name, 1.0) * (pred - batch.label).abs().mean()
-    for name, value in out.losses.items():
+    for name, value in reduce_losses(out.losses).items():  # a per-sample loss [B] by its mean, as the trainer
         loss = loss + weights.get(name, 1.0) * value
     return loss
 

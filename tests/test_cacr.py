@@ -26,6 +26,7 @@ from accord.objectives.conflict import (
     weighted_reconstruction_loss,
 )
 from accord.objectives.decoupling import private_preservation, reconstruction_error, soft_orthogonality
+from accord.objectives.task import reduce_losses
 from test_models import MOSI_DIMS, MOSI_T, TINY_DIMS, check_output, make_batch, repad
 
 ABLATIONS = ["full", "no_crm", "no_caw", "gating", "no_fsr", "no_orth", "no_private"]
@@ -38,12 +39,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def total_loss(model: CACR, batch, out) -> torch.Tensor:  # type: ignore[no-untyped-def]
     """The trainer's total loss with MSE as the task loss (an L1 gradient can be exactly 0 for a bias when half
-    the residuals are positive), plus the weighted model losses."""
+    the residuals are positive), plus the weighted model losses (per-sample ones reduced as the trainer does)."""
     w = model.default_loss_weights
     loss = F.mse_loss(out.prediction, batch.label)
     for name, aux in out.aux_predictions.items():
         loss = loss + w[name] * F.mse_loss(aux, batch.label)
-    for name, value in out.losses.items():
+    for name, value in reduce_losses(out.losses).items():
         loss = loss + w[name] * value
     return loss
 
@@ -108,9 +109,10 @@ def test_model_omega_diagnostics_follow_caw_of_the_conflict() -> None:
     assert ((c >= 0) & (c <= 2)).all() and c.std() > 0
     assert ((w >= 0.3) & (w <= 1.0)).all()
     torch.testing.assert_close(w, 0.3 + 0.7 * torch.exp(-c / 0.7))
-    # L_rec = mean_i sum_m w^_m l_m with the saved per-sample errors
+    # L_rec(i) = sum_m w^_m l_m with the saved per-sample errors (per sample since issue 17: the trainer takes
+    # the sample-weighted mean over the batch)
     err = torch.stack([out.diagnostics[f"rec_error_{m}"] for m in MODALITIES], dim=1)
-    expected = (w / w.sum(dim=1, keepdim=True) * 3 * err).sum(dim=1).mean()
+    expected = (w / w.sum(dim=1, keepdim=True) * 3 * err).sum(dim=1)
     torch.testing.assert_close(out.losses["rec"], expected)
 
 
@@ -335,7 +337,7 @@ def test_each_ablation_removes_its_component() -> None:
         outs = {a: m(batch) for a, m in models.items()}
     full = outs["full"]
     assert {"crm", "fsr"} <= _names(models["full"]) and "gate" not in _names(models["full"])
-    assert all(full.losses[k] > 0 for k in ("rec", "orth", "preserve"))
+    assert all(bool((full.losses[k] > 0).all()) for k in ("rec", "orth", "preserve"))  # per sample [B]
     # w/o CRM: no decoders, no reconstruction, no re-decoupled private features to preserve, w = 1
     assert "crm" not in _names(models["no_crm"])
     assert outs["no_crm"].losses["rec"] == 0 and outs["no_crm"].losses["preserve"] == 0
@@ -344,7 +346,7 @@ def test_each_ablation_removes_its_component() -> None:
     o = outs["no_caw"]
     assert all((o.diagnostics[f"omega_{m}"] == 1).all() for m in MODALITIES)
     err = torch.stack([o.diagnostics[f"rec_error_{m}"] for m in MODALITIES], dim=1)
-    torch.testing.assert_close(o.losses["rec"], err.sum(dim=1).mean())
+    torch.testing.assert_close(o.losses["rec"], err.sum(dim=1))  # per sample since issue 17 (was its batch mean)
     # gating: the weight comes from a learned gate, not from the conflict score
     g = models["gating"]
     assert "gate" in _names(g)
@@ -361,8 +363,8 @@ def test_each_ablation_removes_its_component() -> None:
     assert "fsr" not in _names(models["no_fsr"])
     assert sum(p.numel() for p in models["no_fsr"].parameters()) < sum(
         p.numel() for p in models["full"].parameters())
-    assert outs["no_orth"].losses["orth"] == 0 and outs["no_orth"].losses["rec"] > 0
-    assert outs["no_private"].losses["preserve"] == 0 and outs["no_private"].losses["orth"] > 0
+    assert outs["no_orth"].losses["orth"] == 0 and (outs["no_orth"].losses["rec"] > 0).all()
+    assert outs["no_private"].losses["preserve"] == 0 and (outs["no_private"].losses["orth"] > 0).all()
     train = create_model("cacr", TINY_DIMS, 1, ablation="no_orth", **SMALL)(batch)
     assert not train.losses["orth"].requires_grad and train.losses["rec"].requires_grad
 

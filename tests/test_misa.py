@@ -11,6 +11,7 @@ from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES
 from accord.models import create_model
 from accord.objectives.decoupling import cmd, misa_difference
+from accord.objectives.task import reduce_losses
 from test_models import TINY_DIMS, check_output, make_batch, repad
 
 LENGTHS = {"text": [9, 4, 12, 7, 2, 10], "audio": [31, 17, 24, 9, 40, 3], "visual": [22, 40, 13, 31, 8, 27]}
@@ -67,11 +68,13 @@ def test_misa_contract_losses_and_gradients() -> None:
     batch = make_batch(LENGTHS, TINY_DIMS)
     out = model(batch)
     check_output(out, 6, 1)
-    assert set(out.losses) == {"sim", "diff", "recon"} and all(v > 0 for v in out.losses.values())
+    assert set(out.losses) == {"sim", "diff", "recon"} and all(bool((v > 0).all()) for v in out.losses.values())
+    # sim and diff are batch statistics (scalars); recon is per sample since issue 17, so sample weights reach it
+    assert out.losses["sim"].ndim == out.losses["diff"].ndim == 0 and out.losses["recon"].shape == (6,)
     assert {f"conflict_{m}" for m in MODALITIES} <= set(out.diagnostics)
     w = model.default_loss_weights
     assert w == {"sim": 1.0, "diff": 0.3, "recon": 1.0}
-    loss = F.mse_loss(out.prediction, batch.label) + sum(w[k] * v for k, v in out.losses.items())
+    loss = F.mse_loss(out.prediction, batch.label) + sum(w[k] * v for k, v in reduce_losses(out.losses).items())
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert missing == [], f"no gradient for {missing}"

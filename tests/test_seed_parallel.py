@@ -28,7 +28,7 @@ TINY = ["data.params.n_train=96", "data.params.n_valid=48", "data.params.n_test=
 NO_DROPOUT = {"tfn": ["model.params.dropout=0", "model.params.fusion_dropout=0"],
               "mult": ["model.params.hidden=16", "model.params.layers=1", "model.params.attn_dropout=0",
                        "model.params.relu_dropout=0", "model.params.res_dropout=0", "model.params.embed_dropout=0"],
-              "late_fusion": ["model.params.dropout=0"]}
+              "late_fusion": ["model.params.dropout=0"], "misa": ["model.params.dropout=0"]}
 
 
 def cfg_for(tmp_path: Path, method: str, mode: str, *extra: str, name: str | None = None) -> Config:
@@ -65,7 +65,7 @@ def assert_same_metrics(a: list[dict[str, Any]], b: list[dict[str, Any]], tol: f
                 assert v == pytest.approx(rb[split][k], abs=tol), (ra["seed"], split, k)
 
 
-@pytest.mark.parametrize(("method", "epochs"), [("tfn", 8), ("late_fusion", 8), ("mult", 2)])
+@pytest.mark.parametrize(("method", "epochs"), [("tfn", 8), ("late_fusion", 8), ("mult", 2), ("misa", 2)])
 def test_without_dropout_every_seed_matches_sequential_training(tmp_path: Path, method: str, epochs: int) -> None:
     # patience 2 over 8 epochs: the seeds stop at different epochs, so seeds leave the stack mid-run
     extra = [*NO_DROPOUT[method], f"train.epochs={epochs}", "train.early_stopping.patience=2",
@@ -222,7 +222,7 @@ def test_every_model_trains_seed_parallel_or_says_why_not(tmp_path: Path, method
     trainer = Trainer(cfg, progress=False)
     why = seed_parallel_blocker(trainer)
     if why is not None:
-        assert method in {"cpsl", "self_mm", "misa"}, why
+        assert method in {"cpsl", "self_mm"}, why  # MISA vectorises since its losses weight rows (issue 17)
         return
     trainer.fit()
     assert log_lines(tmp_path / "mode_on", 1)[0]["seed_parallel"] == 2

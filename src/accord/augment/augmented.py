@@ -1,8 +1,9 @@
 """QASA training data (METHODS.md §4): the training split plus K generated audio/visual variants per real row.
 
 Every real training row keeps weight 1; each of its K generated rows keeps the real text and label, carries
-generated audio/visual features, and is weighted in the task loss by its quality (the trainer honours
-``extras["sample_weight"]`` on every task-loss term). The ablations of the paper are weightings of the same rows:
+generated audio/visual features, and is weighted in the loss by its quality (the trainer honours
+``extras["sample_weight"]`` on every loss term; docs/qasa.md, "Sample weights"). The ablations of the paper are
+weightings of the same rows:
 
 ============  ==========================================================================================
 weighting     loss weight of a generated row

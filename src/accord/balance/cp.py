@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from accord.balance.monitor import batch_task_loss, feature_grad_norms, flat_cosine, imbalance_ratios
 from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
 from accord.core.types import Batch, ModelOutput
+from accord.objectives.task import reduce_per_sample
 
 
 def conflict_penalty(ratios: Tensor, kappa: float) -> Tensor:
@@ -106,6 +107,8 @@ class ConflictPenalty(TrainerHook):
         self._log = {"cp/penalty": float(raw.detach()), "cp/conflict": float(conflict), "cp/r_max": r_max,
                      "cp/projected": 0.0}
         sl = output.losses.get(self.p.sl_loss)
+        if sl is not None:  # the SL term as the trainer reduces it (a per-sample loss: the weighted mean)
+            sl = reduce_per_sample(sl, batch.extras.get("sample_weight"))
         if (self.p.projection and sl is not None and sl.requires_grad and active
                 and (conflict or self.p.project_on == "always")):
             dom = max(active, key=lambda m: float(ratios[m].detach()))

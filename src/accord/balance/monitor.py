@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
 from accord.core.types import MODALITIES, Batch, ModelOutput
-from accord.objectives.task import task_loss
+from accord.objectives.task import reduce_losses, task_loss
 
 
 def batch_task_loss(output: ModelOutput, batch: Batch, loss_name: str) -> Tensor:
@@ -105,7 +105,8 @@ def objective_cosines(model: nn.Module, batch: Batch, output: ModelOutput, task:
         aw = output.aux_weights.get(name)
         w = aw if sw is None else (sw if aw is None else sw * aw)
         objectives[name] = task_loss(aux, batch.label, loss_name, w)
-    objectives.update({k: v for k, v in output.losses.items() if v.requires_grad})
+    # a per-sample model loss [B] as the trainer reduces it (weighted mean), a batch-level one as it is
+    objectives.update({k: v for k, v in reduce_losses(output.losses, sw).items() if v.requires_grad})
     if not objectives:
         return {}
     params = [p for p in model.parameters() if p.requires_grad]

@@ -29,7 +29,8 @@ class Batch:
         label: ``[B]`` float regression scores, or long class indices for classification.
         unimodal_labels: optional modality -> ``[B]`` float labels (CH-SIMS).
         ids: sample ids.
-        extras: optional per-sample tensors carried through (e.g. ConflictBench's ``conflict`` flag).
+        extras: optional per-sample tensors carried through (e.g. ConflictBench's ``conflict`` flag);
+            ``sample_weight`` (``[B]``, QASA's quality scores) weights every loss term of the sample.
         text_tokens: optional long ``[B, 3, L]`` transcript tokens for a pretrained text encoder, MMSA's
             ``text_bert`` layout: row 0 the token ids, row 1 the attention mask (1 = real token), row 2 the segment
             ids; ``L`` is the longest real token count in the batch (dynamic padding).
@@ -100,7 +101,13 @@ class ModelOutput:
         prediction: ``[B]`` regression scores, or ``[B, C]`` class logits.
         aux_predictions: named auxiliary predictions of the same shape as ``prediction`` (unimodal, shared,
             private heads); the trainer applies the task loss to each, weighted by ``loss_weights[name]``.
-        losses: named unweighted auxiliary losses (scalars); weighted by ``loss_weights[name]``.
+        losses: named unweighted auxiliary losses, each a scalar (a batch-level loss: a statistic over the batch such
+            as CMD or CP+SL's SL) or a per-sample tensor ``[B]``. The trainer reduces a ``[B]`` loss to the weighted
+            mean with the batch's sample weights ``w = extras["sample_weight"]``,
+            ``sum_i w_i l_i / max(sum_i w_i, 1e-12)`` (the plain mean without them; the task loss's reduction,
+            :func:`accord.objectives.task.reduce_per_sample`), then multiplies it by ``loss_weights[name]``. A loss
+            that is per sample must be returned per sample, so a sample of weight 0 trains nothing; a batch-level
+            loss may read the sample weights to weight its statistics (never to scale the loss).
         aux_weights: optional per-sample weights ``[B]`` for an auxiliary prediction of the same name (e.g. 0 where
             the modality of a unimodal head is missing, so the head is not trained to predict from zeros).
         diagnostics: named per-sample values ``[B]`` or ``[B, k]`` saved at evaluation (conflict, trust, ...).

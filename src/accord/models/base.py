@@ -43,7 +43,8 @@ class AccordModel(nn.Module):
     ``default_loss_weights`` names EVERY auxiliary prediction and loss the model can emit, with the weight each gets
     when the config's ``loss_weights`` does not name it (the main task loss is ``task``, weight 1). It is the one
     source of these defaults: the config loader resolves ``loss_weights`` from it (so an unknown name fails at
-    load) and the trainer weights each term once; models return their losses unweighted.
+    load) and the trainer weights each term once; models return their losses unweighted, each a scalar (batch
+    level) or per sample ``[B]`` (reduced by the trainer with the sample weights; see ``ModelOutput.losses``).
     """
 
     Params: ClassVar[type[ModelParams]] = ModelParams
@@ -55,7 +56,7 @@ class AccordModel(nn.Module):
     not_vectorisable: ClassVar[str | None] = None
     """Why the seeds of this model cannot train as one vmapped model (``train.seed_parallel``), or None when they
     can: a forward that keeps Python-side state across steps (Self-MM's label memory), or whose shapes depend on
-    tensor values (MISA's presence-indexed losses)."""
+    tensor values (boolean indexing; weight rows by 0/1 instead, as MISA's losses do)."""
     text_pooling: ClassVar[Literal["cls", "mean"]] = "mean"
     """``text_encoder.pooling`` when the config does not set it: how the model's paper pools its transformer."""
 

@@ -25,6 +25,11 @@ Pipeline (the paper's five steps; equations as numbered in METHODS.md §1):
 6. **Loss** (§1.6): ``L = L1(y) + a L1(y_shared) + b L1(y_private) + l_rec L_rec + l_o L_o + l_p L_p``. The
    trainer applies the task loss (L1 for regression) to the prediction and both aux predictions and weights every
    term by ``loss_weights`` (defaults: :attr:`CACR.default_loss_weights`, overridable with ``loss_weights.<name>``).
+   ``rec``, ``orth`` and ``preserve`` are returned per sample ``[B]`` (``L_rec(i) = sum_m w^_m l_m``,
+   ``L_o(i) = sum_m |cos(H_m, P_m)|`` and ``L_p(i) = sum_m ||P~_m - P_m||^2`` over the modalities present in
+   ``i``); the trainer takes their mean over the batch, weighted by the samples' ``sample_weight`` (QASA). With
+   every modality present the means equal the paper's batch forms; with a missing one, ``orth`` and ``preserve``
+   divide each modality's sum by the batch size rather than by its count of present samples.
 
 Ablations of seed 003's table (``ablation`` parameter, one config switch each): ``full``; ``no_crm`` (no
 cross-reconstruction: the shared branch reads ``H`` from plain decoupling; no ``rec``, no ``preserve``, since
@@ -95,7 +100,7 @@ from accord.objectives.conflict import (
     conflict_scores,
     conflict_weights,
     normalize_weights,
-    weighted_reconstruction_loss,
+    weighted_reconstruction_per_sample,
 )
 from accord.objectives.decoupling import private_preservation, reconstruction_error
 
@@ -343,7 +348,7 @@ class CACR(AccordModel):
         else:
             diagnostics.update({f"omega_{m}": torch.ones_like(conflict[:, k]) for k, m in enumerate(MODALITIES)})
         if self.use_orth:
-            losses["orth"] = self.decoupling.orthogonality(shared, private, mask)
+            losses["orth"] = self.decoupling.orthogonality(shared, private, mask, per_sample=True)  # [B]
         zero = pooled.new_zeros(())
         for name in ("rec", "orth", "preserve"):  # a removed loss is a constant 0, so one loss_weights fits all
             losses.setdefault(name, zero)
@@ -365,13 +370,13 @@ class CACR(AccordModel):
             reconstruction_error(recon[m], x[m].detach() if p.detach_target else x[m], mask[m])
             for m in MODALITIES], dim=1)  # l_m, [B, 3]
         diagnostics.update({f"rec_error_{m}": err[:, k].detach() for k, m in enumerate(MODALITIES)})
-        losses = {"rec": weighted_reconstruction_loss(err, normalize_weights(omega, present))}
+        losses = {"rec": weighted_reconstruction_per_sample(err, normalize_weights(omega, present))}  # [B]
         shared_again, private_again = self.decoupling.decouple(recon, mask)  # same encoders
         if self.use_preserve:
             pres = present.to(err.dtype)
             per = torch.stack([private_preservation(private_again[m], private[m], mask[m])
                                for m in MODALITIES], dim=1)
-            losses["preserve"] = ((per * pres).sum(dim=0) / pres.sum(dim=0).clamp_min(1.0)).sum()
+            losses["preserve"] = (per * pres).sum(dim=1)  # [B]: sum over the present modalities
         return shared_again, losses, diagnostics
 
     def _fuse(self, refined: dict[str, Tensor], shared: dict[str, Tensor], mask: dict[str, Tensor], pooled: Tensor,

@@ -21,7 +21,9 @@ The backbone (the paper's "adaptive modality encoding, gated cross-modal fusion,
 The objectives:
 
 * SL (:func:`accord.objectives.statistical.statistical_loss`): the model loss ``sl`` = ``L_SL`` over the batch's
-  predictions and labels, unweighted; the trainer multiplies it by ``λ_sl = loss_weights.sl`` (default 0.1).
+  predictions and labels, unweighted; the trainer multiplies it by ``λ_sl = loss_weights.sl`` (default 0.1). It is
+  a statistic over the batch (a scalar): the batch's per-sample weights (``batch.extras["sample_weight"]``, QASA)
+  weight its moments, so a row of weight 0 does not enter it; they never scale it (the trainer weights losses).
   Regression only.
 * CP (the ``conflict_penalty`` hook, :mod:`accord.balance.cp`): penalty ``Σ_m relu(r_m − κ)²`` on conflict steps,
   weighted by ``λ_cp = loss_weights.cp`` (default 1.0), plus the projection of the dominant modality's task
@@ -160,7 +162,9 @@ class CPSL(AccordModel):
                for m in MODALITIES}
         losses: dict[str, Tensor] = {}
         if self.uses_sl:
-            losses["sl"] = statistical_loss(prediction, batch.label, correlation=p.sl_correlation)
+            # a statistic over the batch: the sample weights (QASA) weight its moments, they never scale it
+            losses["sl"] = statistical_loss(prediction, batch.label, correlation=p.sl_correlation,
+                                            weight=batch.extras.get("sample_weight"))
         return ModelOutput(
             prediction=prediction,
             aux_predictions=aux,

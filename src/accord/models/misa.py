@@ -16,6 +16,15 @@ Pipeline (paper Sec. 3):
    averaged over the 3 pairs); ``diff`` = MISA's soft orthogonality between shared and private of each modality
    plus between the privates of each pair; ``recon`` = MSE of the self-reconstruction
    ``D_m(H_m + P_m)`` of the projected sequence ``X_m`` (averaged over the modalities);
+
+   ``recon`` is per sample ``[B]``: ``L_rec(i) = mean_{m present in i} mean_{t valid, c} (D_m(H_m + P_m) - X_m)^2``,
+   which the trainer averages over the batch with the samples' ``sample_weight``; with full-length rows and every
+   modality present its mean is the released code's, otherwise each row counts once (not once per valid step)
+   and a row's missing modalities are left out of its mean. ``sim`` and ``diff`` are statistics over the batch
+   (scalars): the model reads ``batch.extras["sample_weight"]`` only to weight those statistics' rows (weighted
+   moments and centring, :mod:`accord.objectives.decoupling`), times modality presence as 0/1 weights, so a row
+   of weight 0 (or without the modality) has no influence at all. The weights never scale a loss: the trainer
+   does that;
 4. fusion (paper Sec. 3.4): a transformer layer (self-attention) over the six vectors
    ``[h_p^t, h_p^v, h_p^a, h_c^t, h_c^v, h_c^a]``, outputs concatenated, then ``Linear(6d, 3d) -> Dropout -> ReLU
    -> Linear(3d, out)``.
@@ -60,7 +69,6 @@ class MISA(AccordModel):
 
     default_loss_weights: ClassVar[dict[str, float]] = {"sim": 1.0, "diff": 0.3, "recon": 1.0}
 
-    not_vectorisable: ClassVar[str | None] = "its similarity and difference losses index rows by modality presence"
     class Params(ModelParams):
         hidden: int = Field(32, ge=2, description="d: width of the utterance, shared and private representations")
         heads: int = Field(2, ge=1, description="heads of the fusion transformer (MISA: 2; must divide hidden)")
@@ -101,20 +109,24 @@ class MISA(AccordModel):
         hc = {m: masked_mean(shared[m], mask[m]) for m in MODALITIES}
         hp = {m: masked_mean(private[m], mask[m]) for m in MODALITIES}
 
+        # row weights of the batch statistics: presence (0/1) times the sample weight (QASA) where there is one
+        sw = batch.extras.get("sample_weight")
+        rows = {m: present[m].to(x[m].dtype) * (1.0 if sw is None else sw.to(x[m].dtype)) for m in MODALITIES}
         pairs = list(combinations(MODALITIES, 2))
-        sim = torch.stack([cmd(hc[a][present[a] & present[b]], hc[b][present[a] & present[b]], p.cmd_moments)
-                           for a, b in pairs]).mean()
-        diff = sum((misa_difference(hp[m][present[m]], hc[m][present[m]]) for m in MODALITIES),
+        both = {(a, b): rows[a] * present[b].to(rows[a].dtype) for a, b in pairs}
+        sim = torch.stack([cmd(hc[a], hc[b], p.cmd_moments, weight=both[a, b]) for a, b in pairs]).mean()
+        diff = sum((misa_difference(hp[m], hc[m], weight=rows[m]) for m in MODALITIES),
                    start=torch.zeros((), dtype=x["text"].dtype, device=x["text"].device))
         for a, b in pairs:
-            both = present[a] & present[b]
-            diff = diff + misa_difference(hp[a][both], hp[b][both])
-        recon_terms = []
+            diff = diff + misa_difference(hp[a], hp[b], weight=both[a, b])
+        errors = []  # per sample and modality: mean squared error over the valid steps and the d channels
         for m in MODALITIES:
             rec = self.recon[m](shared[m] + private[m])
             w = mask[m].unsqueeze(-1).to(rec.dtype)
-            recon_terms.append(((rec - x[m]) * w).pow(2).sum() / (w.sum() * rec.shape[-1]).clamp_min(1.0))
-        recon = torch.stack(recon_terms).mean()
+            errors.append(((rec - x[m]) * w).pow(2).flatten(1).sum(dim=1)
+                          / (w.flatten(1).sum(dim=1) * rec.shape[-1]).clamp_min(1.0))
+        n_present = torch.stack([present[m] for m in MODALITIES], dim=1).to(x["text"].dtype).sum(dim=1)
+        recon = torch.stack(errors, dim=1).sum(dim=1) / n_present.clamp_min(1.0)  # [B]
 
         tokens = torch.stack([hp[m] for m in MISA_ORDER] + [hc[m] for m in MISA_ORDER], dim=1)  # [B, 6, d]
         token_mask = torch.stack([present[m] for m in MISA_ORDER] * 2, dim=1)

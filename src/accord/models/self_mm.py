@@ -41,8 +41,9 @@ Loss (Eq. 13): ``L = 1/N sum_i ( |y^_m^i - y_m^i| + sum_s W_s^i |y^_s^i - y_s^i|
 ``W_s^i = tanh(|y_s^i - y_m^i|)``: a unimodal head is trained only as far as its label departs from the
 multimodal one (in epoch 1, ``y_s = y_m``, so the unimodal losses are zero). The multimodal term is the trainer's
 task loss (``train.loss`` l1 = the paper's); the unimodal terms are the model's ``losses`` ``uni_text``,
-``uni_audio``, ``uni_visual`` (``default_loss_weights`` 1, as in the paper), each the batch mean of
-``W_s^i |y^_s^i - y_s^i|`` (0 where modality ``s`` is missing).
+``uni_audio``, ``uni_visual`` (``default_loss_weights`` 1, as in the paper), each per sample ``[B]``:
+``W_s^i |y^_s^i - y_s^i|`` (0 where modality ``s`` is missing), averaged over the batch by the trainer (weighted by
+the samples' ``sample_weight`` where the batch has them, e.g. QASA).
 
 Timing, as in the released code: every training step first computes the losses with the current labels; after
 ``backward`` (the ``self_mm_ulgm`` hook of :mod:`accord.balance.ulgm`, named by :meth:`SelfMM.required_hooks`,
@@ -275,7 +276,7 @@ class SelfMM(AccordModel):
             for k, m in enumerate(MODALITIES):
                 y_s = labels[m].to(y_m.device, y_m.dtype)
                 w = unimodal_weights(y_s, y_m) * batch.present[:, k].to(y_m.dtype)
-                losses[f"uni_{m}"] = (w * (preds[m] - y_s).abs()).mean()
+                losses[f"uni_{m}"] = w * (preds[m] - y_s).abs()  # per sample [B]; the trainer takes the mean
             # the representations, for the hook's memory update (training only; never saved)
             diagnostics.update({f"repr_{t}": reps[t].detach() for t in TASKS})
         return ModelOutput(prediction=squeeze_head(preds["fusion"].unsqueeze(-1), self.out_dim), losses=losses,

@@ -6,7 +6,8 @@ For one sample ``i`` and the temporally pooled shared features ``h_m`` of the mo
     C_m  = (1 / |S_m|) sum_{n in S_m} d_mn,   S_m = M \\ {m}     conflict score of modality m, in [0, 2]
     w_m  = w_min + (1 - w_min) exp(-C_m / tau)                 exponential decay with a floor, in [w_min, 1]
     w^_m = w_m / (sum_n w_n) * |M|                             normalised per sample (sums to |M|)
-    L_rec = mean_i sum_m w^_m(i) l_m(i)                        the weighted cross-reconstruction loss
+    L_rec(i) = sum_m w^_m(i) l_m(i)                            the weighted cross-reconstruction loss of sample i
+    L_rec = mean_i L_rec(i)                                    its batch mean (the trainer's, with sample weights)
 
 The paper states the exponential decay with a floor ``w_min`` but leaves the exact form open; we use
 ``w_min + (1 - w_min) exp(-C / tau)``, which keeps ``w`` in ``[w_min, 1]`` with ``w = 1`` at zero conflict.
@@ -33,6 +34,7 @@ __all__ = [
     "normalize_weights",
     "pairwise_cosine_distance",
     "weighted_reconstruction_loss",
+    "weighted_reconstruction_per_sample",
 ]
 
 
@@ -81,8 +83,13 @@ def normalize_weights(omega: Tensor, present: Tensor | None = None) -> Tensor:
     return w / w.sum(dim=1, keepdim=True).clamp_min(1e-12) * p.sum(dim=1, keepdim=True)
 
 
-def weighted_reconstruction_loss(per_sample: Tensor, weights: Tensor) -> Tensor:
-    """``L_rec = mean_i sum_m w^_m(i) l_m(i)`` for per-sample, per-modality errors ``l [B, M]``."""
+def weighted_reconstruction_per_sample(per_sample: Tensor, weights: Tensor) -> Tensor:
+    """``L_rec(i) = sum_m w^_m(i) l_m(i)`` ``[B]`` for per-sample, per-modality errors ``l [B, M]``."""
     if per_sample.shape != weights.shape:
         raise ValueError(f"errors {tuple(per_sample.shape)} and weights {tuple(weights.shape)} differ in shape")
-    return (per_sample * weights).sum(dim=1).mean()
+    return (per_sample * weights).sum(dim=1)
+
+
+def weighted_reconstruction_loss(per_sample: Tensor, weights: Tensor) -> Tensor:
+    """``L_rec = mean_i sum_m w^_m(i) l_m(i)``, the batch mean of :func:`weighted_reconstruction_per_sample`."""
+    return weighted_reconstruction_per_sample(per_sample, weights).mean()

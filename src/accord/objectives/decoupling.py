@@ -19,6 +19,11 @@ Sentiment Analysis", ACM MM 2020), the decoupling baseline CACR argues against:
 * :func:`misa_difference`: MISA's soft orthogonality ``||H_c^T H_p||_F^2`` on batch matrices (Eq. 7), computed
   as in MISA's released ``DiffLoss`` (rows mean-centred and L2-normalised, mean of the squared entries).
 
+Both are statistics over the batch (scalars), not per-sample losses, so per-sample weights cannot be applied to
+their value afterwards; they take an optional per-row ``weight [N]`` instead, which weights the batch statistics
+themselves (weighted moments ``sum_i w_i x_i^k / sum_i w_i``, ``A^T diag(w) B``): a row of weight 0 has no
+influence at all, a row of weight 2 counts as two copies, and ``weight=None`` is the unweighted original.
+
 All functions take an optional validity mask and return zeros (not NaN) for empty inputs.
 """
 
@@ -77,9 +82,19 @@ def _matchnorm(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
     return ((a - b).pow(2).sum() + eps).sqrt()
 
 
-def _mean(x: Tensor, w: Tensor | None) -> Tensor:
-    """Mean over rows, or the weighted sum with normalised weights ``w [B, 1]``."""
-    return x.mean(dim=0) if w is None else (w * x).sum(dim=0)
+def _row_mean(x: Tensor, weight: Tensor | None) -> Tensor:
+    """Mean over the rows of ``x [N, ...]``: ``sum_i w_i x_i / max(sum_i w_i, 1e-12)``, or the plain mean."""
+    if weight is None:
+        return x.mean(dim=0)
+    if weight.shape != x.shape[:1]:
+        raise ValueError(f"row weights {tuple(weight.shape)} do not match {x.shape[0]} rows")
+    w = weight.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+    return (w * x).sum(dim=0) / w.sum().clamp_min(1e-12)
+
+
+def _any_weight(total: Tensor, weight: Tensor | None) -> Tensor:
+    """``total``, or exactly 0 when every row weight is 0 (no rows count); no data-dependent control flow."""
+    return total if weight is None else total * (weight.sum() > 0).to(total.dtype)
 
 
 def cmd(x: Tensor, y: Tensor, moments: int = 5, weight: Tensor | None = None) -> Tensor:
@@ -87,31 +102,34 @@ def cmd(x: Tensor, y: Tensor, moments: int = 5, weight: Tensor | None = None) ->
 
     ``||E x - E y||_2 + sum_{k=2..moments} ||c_k(x) - c_k(y)||_2`` with ``c_k`` the k-th central moment per
     dimension; MISA uses ``moments = 5`` and omits CMD's ``1/|b-a|^k`` scaling (its features are sigmoid outputs
-    in [0, 1]), and so do we. 0 for an empty batch.
-
-    ``weight`` (``[B]``, >= 0, shared by ``x`` and ``y``, which then have the same rows): weighted moments
-    ``E_w x = sum_i w_i x_i / sum_i w_i``, ``c_k = E_w (x - E_w x)^k``; with 0/1 weights this equals ``cmd`` of the
-    rows where ``w = 1`` without indexing by a data-dependent mask (so it runs under ``vmap``). 0 when
-    ``sum w = 0``.
+    in [0, 1]), and so do we. ``weight [B]`` (optional) weights the rows of both batches (row ``i`` of ``x`` and
+    of ``y`` belong to one sample) in every moment: ``E_w x = sum_i w_i x_i / sum_i w_i``,
+    ``c_k = E_w (x - E_w x)^k``; with 0/1 weights this equals ``cmd`` of the rows where ``w = 1`` without indexing
+    by a data-dependent mask (so it runs under ``vmap``). 0 for an empty batch or all weights 0.
     """
     if weight is None and (x.shape[0] == 0 or y.shape[0] == 0):
         return x.sum() * 0.0 + y.sum() * 0.0
-    w = None if weight is None else (weight / weight.sum().clamp_min(1e-12)).to(x.dtype).unsqueeze(-1)
-    mx, my = _mean(x, w), _mean(y, w)
+    mx, my = _row_mean(x, weight), _row_mean(y, weight)
     sx, sy = x - mx, y - my
     total = _matchnorm(mx, my)
     for k in range(2, moments + 1):
-        total = total + _matchnorm(_mean(sx.pow(k), w), _mean(sy.pow(k), w))
-    return total if weight is None else total * (weight.sum() > 0).to(total.dtype)
+        total = total + _matchnorm(_row_mean(sx.pow(k), weight), _row_mean(sy.pow(k), weight))
+    return _any_weight(total, weight)
 
 
-def misa_difference(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
+def misa_difference(a: Tensor, b: Tensor, eps: float = 1e-6, weight: Tensor | None = None) -> Tensor:
     """MISA's ``DiffLoss``: ``mean((A^T B)^2)`` after mean-centring the rows of ``A, B [N, d]`` over the batch and
-    scaling each row to unit L2 norm (norm detached, as in MISA's code). 0 for orthogonal column spaces."""
+    scaling each row to unit L2 norm (norm detached, as in MISA's code). 0 for orthogonal column spaces.
+
+    ``weight [N]`` (optional) weights the rows: centring on the weighted mean ``sum_i w_i a_i / sum_i w_i`` and
+    ``mean((A^T diag(w) B)^2)``, i.e. ``A^T B = sum_i w_i a_i b_i^T`` (weights 0/1 select rows). 0 when all
+    weights are 0."""
     if a.shape[0] == 0:
         return a.sum() * 0.0 + b.sum() * 0.0
-    a = a.flatten(1) - a.flatten(1).mean(dim=0, keepdim=True)
-    b = b.flatten(1) - b.flatten(1).mean(dim=0, keepdim=True)
+    a = a.flatten(1) - _row_mean(a.flatten(1), weight).unsqueeze(0)
+    b = b.flatten(1) - _row_mean(b.flatten(1), weight).unsqueeze(0)
     a = a / (a.norm(dim=1, keepdim=True).detach() + eps)
     b = b / (b.norm(dim=1, keepdim=True).detach() + eps)
+    if weight is not None:
+        a = a * weight.to(a.dtype).unsqueeze(1)
     return (a.t() @ b).pow(2).mean()

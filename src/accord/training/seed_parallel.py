@@ -23,7 +23,7 @@ What runs sequentially instead (``auto``) or is refused (``on``, one line naming
 (gradient editing needs per-seed gradients at hook time), QASA augmentation, torchrun, a pretrained text branch
 (token batches differ in length per seed), mixed precision, ``train.compile``, the ``plateau`` schedule (its
 learning rate differs per seed), and models that say why they cannot (``AccordModel.not_vectorisable``:
-Self-MM's label memory, MISA's presence-indexed losses).
+Self-MM's label memory).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class SeedGroup:
         out = functional_call(self.template, ({**params, **self.frozen}, buffers), (batch,))
         tr = self.trainer
         terms = tr.prediction_terms(batch, out)
-        return tr.add_loss_terms(terms, out.losses)
+        return tr.add_loss_terms(terms, out.losses, batch.extras.get("sample_weight"))
 
     def train_step(self, batches: list[Batch]) -> tuple[dict[str, Tensor], Tensor | None]:
         """Forward and backward of every active seed on its batch, per-seed clipping and one optimiser step.

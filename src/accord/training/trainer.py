@@ -25,7 +25,10 @@ of the group's epochs); where that cannot be done they are trained one by one as
 
 The model returns a prediction plus named auxiliary predictions and UNWEIGHTED losses; the total loss is
 ``w_task · task(prediction) + Σ w_name · task(aux_prediction) + Σ w_name · loss + Σ w_name · hook_loss`` with each
-weight read once from the resolved ``cfg.loss_weights`` (:func:`accord.config.resolve_loss_weights`).
+weight read once from the resolved ``cfg.loss_weights`` (:func:`accord.config.resolve_loss_weights`). Per-sample
+weights (``batch.extras["sample_weight"]``, QASA's quality scores) weight every term: the task losses, and each
+per-sample ``[B]`` model or hook loss, reduced as ``Σ_i w_i l_i / max(Σ_i w_i, 1e-12)``
+(:func:`accord.objectives.task.reduce_per_sample`); a scalar (batch-level) loss is taken as it is.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from accord.data.transfer import run_record
 from accord.evaluation.metrics import METRIC_ORDER, default_metric, metric_family, metric_spec
 from accord.evaluation.summary import aggregate, aggregate_json, markdown_table, write_csv
 from accord.models.base import AccordModel, create_model
-from accord.objectives.task import task_loss
+from accord.objectives.task import reduce_per_sample, task_loss
 from accord.training import threads
 from accord.training.checkpoint import load_state, load_weights, save_state, save_weights
 from accord.training.distributed import allreduce_step, init_distributed, rank_device, shard_rows
@@ -276,7 +279,7 @@ class Trainer:
                    extra_losses: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Weighted loss terms of one step (``total`` is their sum); ``extra_losses`` are the hooks' losses."""
         terms = self.prediction_terms(batch, out)
-        return self.add_loss_terms(terms, {**out.losses, **(extra_losses or {})})
+        return self.add_loss_terms(terms, {**out.losses, **(extra_losses or {})}, batch.extras.get("sample_weight"))
 
     def prediction_terms(self, batch: Batch, out: ModelOutput) -> dict[str, torch.Tensor]:
         """The weighted task loss of the prediction (``task``) and of each auxiliary prediction.
@@ -296,13 +299,16 @@ class Trainer:
                 terms[name] = w * task_loss(aux, batch.label, loss_name, both)
         return terms
 
-    def add_loss_terms(self, terms: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]
-                       ) -> dict[str, torch.Tensor]:
-        """Add the weighted model and hook ``losses`` to ``terms`` (in place) and their sum as ``total``."""
+    def add_loss_terms(self, terms: dict[str, torch.Tensor], losses: dict[str, torch.Tensor],
+                       sample_weight: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Add the weighted model and hook ``losses`` to ``terms`` (in place) and their sum as ``total``.
+
+        A per-sample loss ``[B]`` becomes the weighted mean with the batch's ``sample_weight`` (the plain mean
+        without), a scalar stays as it is (:func:`~accord.objectives.task.reduce_per_sample`); runs under vmap."""
         for name, value in losses.items():
             w = self.weight(name)
             if w:
-                terms[name] = w * value
+                terms[name] = w * reduce_per_sample(value, sample_weight)
         terms["total"] = torch.stack([v for v in terms.values()]).sum()
         return terms
 
@@ -590,7 +596,7 @@ class Trainer:
                     for name in [*out.losses, *extra]:
                         self.weight(name)  # a term nothing declared fails on the first step, naming it
                     run.checked_names = True
-                self.add_loss_terms(terms, {**out.losses, **extra})
+                self.add_loss_terms(terms, {**out.losses, **extra}, batch.extras.get("sample_weight"))
             bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
             if bad_terms and not self.dist.enabled:
                 raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "

@@ -14,8 +14,9 @@ modality. This block implements CACR's version (METHODS.md §1.1; seed 003, "Ove
    Paper leaves the encoder architecture open; we use Accord's :class:`SequenceEncoder` (position-wise linear,
    then an optional residual temporal conv or transformer layer) with an optional output activation
    (``"none"`` by default; MISA uses ``"sigmoid"``);
-3. the soft orthogonality loss ``L_o = sum_m mean_i |cos(vec H_m^(i), vec P_m^(i))|`` (:meth:`orthogonality`;
-   per-sample values from :func:`accord.objectives.decoupling.soft_orthogonality`).
+3. the soft orthogonality loss ``L_o = sum_m |cos(vec H_m^(i), vec P_m^(i))|`` (:meth:`orthogonality`; per-sample
+   values from :func:`accord.objectives.decoupling.soft_orthogonality`), per sample ``[B]`` (summed over the
+   modalities present in the sample) or as the batch form ``sum_m mean_{i: m present}``.
 
 :meth:`decouple` can be called again on any ``d``-channel sequences with the SAME encoders (CACR re-decouples its
 cross-reconstructions this way). Everything is masked: padded steps are zero in every output, results do not depend
@@ -143,14 +144,20 @@ class Decoupling(nn.Module):
         return DecoupledSequences(projected, shared, private, masks)
 
     @staticmethod
-    def orthogonality(shared: Mapping[str, Tensor], private: Mapping[str, Tensor],
-                      mask: Mapping[str, Tensor]) -> Tensor:
-        """``L_o = sum_m mean_i |cos(vec H_m^(i), vec P_m^(i))|``, the mean over samples where ``m`` is present."""
+    def orthogonality(shared: Mapping[str, Tensor], private: Mapping[str, Tensor], mask: Mapping[str, Tensor],
+                      per_sample: bool = False) -> Tensor:
+        """Soft orthogonality with ``o_m(i) = |cos(vec H_m^(i), vec P_m^(i))|`` and ``p_m(i)`` = m present in i.
+
+        ``per_sample``: ``L_o(i) = sum_m p_m(i) o_m(i)`` ``[B]`` (the trainer takes its (weighted) mean over the
+        batch). Otherwise the scalar ``L_o = sum_m mean_{i: p_m(i)} o_m(i)``, each modality averaged over the
+        samples where it is present. The two agree in the batch mean when every modality is present; with missing
+        modalities the per-sample form divides by the batch size, not by each modality's count of present samples.
+        """
         total: Tensor | None = None
         for m in shared:
             per = soft_orthogonality(shared[m], private[m], mask[m])
             present = mask[m].any(dim=1).to(per.dtype)
-            term = (per * present).sum() / present.sum().clamp_min(1.0)
+            term = per * present if per_sample else (per * present).sum() / present.sum().clamp_min(1.0)
             total = term if total is None else total + term
         assert total is not None, "orthogonality needs at least one modality"
         return total
