@@ -188,7 +188,7 @@ def test_crm_forms_decide_what_of_p_m_the_decoders_read() -> None:
     reads d + width channels); ``drop``: in training each sample's P_m is zeroed with probability p and the kept
     ones scaled by 1 / (1 - p) (dropout's convention), in evaluation P_m unchanged."""
     p = torch.randn(400, 3, 16)
-    paper = create_model("cacr", TINY_DIMS, 1, **SMALL)
+    paper = create_model("cacr", TINY_DIMS, 1, **SMALL, crm="paper")
     assert paper.crm.private_input("audio", p) is p
     narrow = create_model("cacr", TINY_DIMS, 1, **SMALL, crm="narrow", private_width=3)
     lin = narrow.crm.narrow["audio"]

@@ -124,7 +124,7 @@ def test_contract_losses_and_masked_trust(out_dim: int) -> None:
     assert float(w[~batch.present].max()) < 1e-6  # absent modalities get (near-)zero trust
     teacher = torch.stack([out.diagnostics[f"teacher_{m}"] for m in MODALITIES], dim=1)
     assert float(teacher[~batch.present].max()) == 0.0
-    total = out.prediction.float().square().mean() + sum(out.losses.values())
+    total = out.prediction.float().square().mean() + sum(v.mean() for v in out.losses.values())  # [B] or scalar
     total.backward()
     for name, p in model.named_parameters():
         assert p.grad is None or torch.isfinite(p.grad).all(), name
@@ -180,16 +180,16 @@ def test_eq_loss_pushes_only_modalities_above_the_mean_energy() -> None:
 def test_ablation_switches() -> None:
     batch = make_batch({"text": [2, 3, 1], "audio": [2, 0, 2], "visual": [1, 1, 2]}, TINY_DIMS)
     out = small_model(ablation="no_energy")(batch)
-    assert out.losses["eq"].item() == 0.0 and out.losses["trust"].item() > 0.0
+    assert out.losses["eq"].item() == 0.0 and out.losses["trust"].mean().item() > 0.0
     out = small_model(ablation="no_sim")(batch)
-    assert out.losses["sim"].item() == 0.0 and out.losses["orth"].item() > 0.0 and out.losses["trust"].item() > 0
+    assert out.losses["sim"].item() == 0.0 and out.losses["orth"].mean().item() > 0.0 and out.losses["trust"].mean().item() > 0
     assert small_model()(batch).losses["sim"].item() > 0.0
     out = small_model(ablation="no_trust")(batch)
     w = torch.stack([out.diagnostics[f"trust_{m}"] for m in MODALITIES], dim=1)
     torch.testing.assert_close(w, batch.present.float() / batch.present.float().sum(dim=1, keepdim=True))
     model = small_model(ablation="trust_without_distillation")
     out = model(batch)
-    assert out.losses["trust"].item() == 0.0
+    assert out.losses["trust"].mean().item() == 0.0
     out.prediction.square().mean().backward()  # the trust net still learns, through the task loss only
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trust_net.parameters())
     full, no_enh = small_model(), small_model(ablation="no_enhance")
@@ -237,7 +237,7 @@ def test_sim_loss_is_cmd_of_the_pooled_shared_features_and_trains_the_shared_enc
 
     def total_grad(m: torch.nn.Module) -> list[torch.Tensor]:
         o = m(batch)
-        loss = o.prediction.abs().mean() + sum(lam[k] * v for k, v in o.losses.items())
+        loss = o.prediction.abs().mean() + sum(lam[k] * v.mean() for k, v in o.losses.items())
         return [g for g in torch.autograd.grad(loss, list(m.decoupling.shared_encoder("text").parameters()))]
 
     ablated = small_model(ablation="no_sim").eval()
@@ -285,7 +285,7 @@ def _train_and_check_trust() -> None:
         zero = torch.rand(64, generator=g) < 0.5
         batch = _controlled_batch(g, 64, zero)
         out = model(batch)
-        loss = F.l1_loss(out.prediction, batch.label) + out.losses["trust"]
+        loss = F.l1_loss(out.prediction, batch.label) + out.losses["trust"].mean()
         for m in MODALITIES:
             loss = loss + F.l1_loss(out.aux_predictions[f"unimodal_{m}"], batch.label)
         opt.zero_grad()

@@ -15,6 +15,15 @@ Pipeline (the paper's five steps; equations as numbered in METHODS.md §1):
    re-decoupled with the SAME encoders into ``H~_m, P~_m``; ``L_p = sum_m ||P~_m - P_m||^2`` (loss
    ``preserve``). By construction ``X~_m`` never reads ``H_m`` (only the other modalities' shared features and
    its own private ones).
+
+   **The shortcut and ``crm``** (METHODS.md §1.3). ``P_m = E_p(X_m)`` can carry all of ``X_m``, so with the
+   literal decoder input (``crm: paper``) the decoders learn to rebuild ``X_m`` from ``P_m`` alone: on a trained
+   model ``l_m`` is the same with ``H_n`` intact or permuted across the batch (``accord probe``: ``hn_rise`` ~0),
+   and ``L_rec``/CAW never shape the shared space. The default ``crm: drop`` closes it without a similarity
+   loss: in training each sample's ``P_m`` is zeroed in the decoder input with probability ``private_drop``
+   (0.5; kept ones scaled by ``1/(1-p)``), so on those samples ``X~_m`` must come from the ``H_n``; evaluation reads
+   ``P_m`` unchanged. ``crm: narrow`` (``P_m`` through a ``private_width``-channel linear map) was also tried and
+   did not close it. Chosen by measurement (validation MAE and the probe; benchmarks/results/cacr_conflictbench.md).
 4. **Fine-grained sentiment refinement, FSR** (§1.4; :class:`SentimentRefinement`): residual conv extractors give
    ``P'_A, P'_V``; ``P'_L = P_L + CrossAttn(query = P_L, key/value = [P'_A; P'_V])``: language is the only query.
 5. **Hierarchical fusion** (§1.5): a multimodal transformer (self-attention over the time-concatenation
@@ -270,8 +279,8 @@ class CACR(AccordModel):
         downsample_visual: int = Field(4, ge=1, description="average every k projected visual steps (1: off)")
         decoders: Literal["pair", "target"] = Field(
             "pair", description="one decoder D_nm per (source, target) pair (paper), or one D_m per target")
-        crm: CRMForm = Field("paper", description="what of P_m the CRM decoders read: all (paper), a narrow "
-                             "projection, or P_m dropped per sample in training")
+        crm: CRMForm = Field("drop", description="what of P_m the CRM decoders read: all of it (paper, literal), "
+                             "a narrow projection, or P_m dropped per sample in training (drop, closes the shortcut)")
         private_width: int = Field(4, ge=1, description="channels of P_m the decoders read under crm=narrow")
         private_drop: float = Field(0.5, ge=0.0, lt=1.0, description="probability of dropping P_m under crm=drop")
         shared_anchor: bool = Field(False, description="NOT in seed 003 (off in every paper configuration): one "

@@ -61,7 +61,7 @@ from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import CrossmodalTransformerLayer, Decoupling, MLPHead, masked_mean
 from accord.objectives.decoupling import cmd
-from accord.objectives.energy import EqForm, equilibrium_loss, trust_kl, trust_teacher
+from accord.objectives.energy import EqForm, equilibrium_loss, trust_kl_per_sample, trust_teacher
 
 Ablation = Literal["full", "no_enhance", "no_energy", "no_trust", "trust_without_distillation", "no_sim"]
 WEAK = ("audio", "visual")
@@ -139,12 +139,15 @@ class EBMC(AccordModel):
             out[m] = ps
         return out
 
-    def shared_similarity(self, pooled: dict[str, Tensor], present: Tensor) -> Tensor:
+    def shared_similarity(self, pooled: dict[str, Tensor], present: Tensor, sample_weight: Tensor | None = None
+                          ) -> Tensor:
         """``L_sim = mean_{(m,n)} CMD(h_m, h_n)`` over the rows where both ``m`` and ``n`` are present (0/1 weights,
-        no data-dependent indexing)."""
+        no data-dependent indexing), each row also weighted by its ``sample_weight`` (QASA) in the moments."""
         p = self.params
         assert isinstance(p, EBMC.Params)
         fp = present.to(pooled["text"].dtype)
+        if sample_weight is not None:
+            fp = fp * sample_weight.to(fp.dtype).unsqueeze(1)
         idx = {m: k for k, m in enumerate(MODALITIES)}
         return torch.stack([cmd(pooled[a], pooled[b], p.cmd_moments, weight=fp[:, idx[a]] * fp[:, idx[b]])
                             for a, b in combinations(MODALITIES, 2)]).mean()
@@ -152,11 +155,12 @@ class EBMC(AccordModel):
     def unimodal(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Steps 1-3: ``({m: z_m [B, d]}, L_orth, L_sim)``."""
         dec = self.decoupling(batch.features, batch.mask)
-        l_orth = self.decoupling.orthogonality(dec.shared, dec.private, dec.mask)
+        l_orth = self.decoupling.orthogonality(dec.shared, dec.private, dec.mask, per_sample=True)
         p = self.params
         assert isinstance(p, EBMC.Params)
         l_sim = (self.shared_similarity({m: masked_mean(dec.shared[m], dec.mask[m]) for m in MODALITIES},
-                                        batch.present) if p.ablation != "no_sim" else l_orth * 0.0)
+                                        batch.present, batch.extras.get("sample_weight"))
+                 if p.ablation != "no_sim" else l_orth.sum() * 0.0)
         shared = dict(dec.shared)
         if self.enhance is not None:
             for m in WEAK:
@@ -199,9 +203,12 @@ class EBMC(AccordModel):
         preds = {m: squeeze_head(self.unimodal_heads[m](z[m]), self.out_dim) for m in MODALITIES}
         err, energy = self.errors_and_energies(preds, batch.label)
 
-        # Step 4: batch energy per modality over the samples where it is present, then L_eq.
-        counts = fp.sum(dim=0)
-        e_bar = (energy * fp).sum(dim=0) / counts.clamp_min(1.0)
+        # Step 4: batch energy per modality over the samples where it is present (weighted by QASA's sample
+        # weights when the batch has them), then L_eq.
+        sw = batch.extras.get("sample_weight")
+        wp = fp if sw is None else fp * sw.to(fp.dtype).unsqueeze(1)
+        counts = wp.sum(dim=0)
+        e_bar = (energy * wp).sum(dim=0) / counts.clamp_min(1e-12)
         zero = energy.sum() * 0.0
         l_eq = equilibrium_loss(e_bar, counts > 0, p.eq_form) if p.ablation != "no_energy" else zero
 
@@ -211,7 +218,7 @@ class EBMC(AccordModel):
         w = log_w.exp() * fp
         teacher = trust_teacher(err.detach(), p.temperature, present)
         distil = p.ablation not in ("no_trust", "trust_without_distillation")
-        l_trust = trust_kl(teacher, log_w, present) if distil else zero
+        l_trust = trust_kl_per_sample(teacher, log_w, present)[0] if distil else zero
         fused = (w.unsqueeze(-1) * torch.stack([z[m] for m in MODALITIES], dim=1)).sum(dim=1)
         y = self.fusion_head(fused)
 

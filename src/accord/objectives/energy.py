@@ -68,9 +68,17 @@ def trust_kl(teacher: Tensor, log_weights: Tensor, present: Tensor | None = None
     modality stays finite). Entries with ``t_m = 0`` or ``present`` False contribute nothing. Rows with no
     modality present are skipped from the mean.
     """
+    per, rows = trust_kl_per_sample(teacher, log_weights, present)
+    return per.sum() / rows.sum().clamp_min(1.0)
+
+
+def trust_kl_per_sample(teacher: Tensor, log_weights: Tensor, present: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor]:
+    """``(KL(t^(i) ‖ w^(i)) [B], valid rows [B])`` as in :func:`trust_kl`, before the mean: rows with no modality
+    present get 0 and a row flag of 0 (the mean of :func:`trust_kl` skips them)."""
     t = teacher
     valid = (t > 0) if present is None else (present.bool() & (t > 0))
     safe_log_w = torch.where(valid, log_weights, torch.zeros_like(log_weights))
     per = torch.where(valid, torch.xlogy(t, t) - t * safe_log_w, torch.zeros_like(t)).sum(dim=-1)
     rows = valid.any(dim=-1).to(per.dtype)
-    return (per * rows).sum() / rows.sum().clamp_min(1.0)
+    return per * rows, rows
