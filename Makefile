@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-media demo test lint bench clean
+.PHONY: setup setup-media demo test lint bench mutate clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -40,5 +40,11 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
 
+# Mutation testing over the methods' code (pyproject.toml [tool.mutmut]); hours on 2 cores, so not in CI: run it
+# before a release. Writes benchmarks/results/mutation.md (score per file, survivors and their triage).
+mutate: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,mutation]'
+	$(BIN)/python benchmarks/mutation.py run --label after
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
+	rm -rf $(VENV) runs mutants .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

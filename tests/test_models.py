@@ -287,6 +287,33 @@ def test_mult_variants_respect_the_contract(params: dict[str, object]) -> None:
     torch.testing.assert_close(b.prediction, a.prediction, atol=1e-5, rtol=1e-5)
 
 
+def test_mult_each_crossmodal_block_queries_its_target_with_its_source() -> None:
+    """MulT Eq. 3-4: block ``t_from_s`` takes the target's projected sequence as the query and the source's as
+    keys/values (told apart here by their lengths, 3 / 5 / 7 steps): a swapped query, source or block name fails
+    this test; and each target's pooled output depends on every modality."""
+    torch.manual_seed(0)
+    model = create_model("mult", TINY_DIMS, 1, downsample_audio=1, downsample_visual=1).eval()
+    steps = {"text": 3, "audio": 5, "visual": 7}
+    batch = make_batch({m: [steps[m]] * 2 for m in MODALITIES}, TINY_DIMS)
+    seen: dict[str, tuple[int, int]] = {}
+    hooks = [block.register_forward_hook(
+        lambda mod, args, out, name=name: seen.__setitem__(name, (args[0].shape[1], args[2].shape[1])))
+        for name, block in model.cross.items()]
+    with torch.no_grad():
+        model(batch)
+    for h in hooks:
+        h.remove()
+    assert seen == {f"{t}_from_{s}": (steps[t], steps[s]) for t in MODALITIES for s in MODALITIES if s != t}
+    # each target's pooled memory output depends on both sources, through its own two blocks only
+    feats = {m: batch.features[m].clone().requires_grad_() for m in MODALITIES}
+    probe = Batch(features=feats, mask=batch.mask, present=batch.present, label=batch.label)
+    out = model.forward_features(probe)
+    for t in MODALITIES:  # a random readout: the plain sum of a LayerNorm output has no gradient
+        readout = (out[t] * torch.randn(out[t].shape, generator=torch.Generator().manual_seed(1))).sum()
+        grads = torch.autograd.grad(readout, [feats[m] for m in MODALITIES], retain_graph=True)
+        assert all(g.abs().sum() > 1e-4 for g in grads), t
+
+
 def test_early_fusion_on_raw_statistics_still_exposes_differentiable_features() -> None:
     torch.manual_seed(0)
     model = create_model("early_fusion", TINY_DIMS, 1, proj_dim=0, stats="mean")

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-__all__ = ["EqForm", "equilibrium_loss", "trust_kl", "trust_teacher"]
+__all__ = ["EqForm", "equilibrium_loss", "trust_kl", "trust_kl_per_sample", "trust_teacher"]
 
 EqForm = Literal["one_sided", "two_sided"]
 """``one_sided``: ``Σ relu(E_m − sg(mean))²`` (METHODS §3); ``two_sided``: ``Σ (E_m − mean)²``."""

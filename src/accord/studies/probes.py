@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from accord.augment.augmented import WEIGHT_KEY
 from accord.config import Config
 from accord.core import rundir
 from accord.core.errors import DataError
@@ -46,7 +47,6 @@ from accord.core.io import write_json
 from accord.core.types import MODALITIES
 from accord.data.corrupt import apply_corruptions, parse_corruption
 from accord.data.dataset import MultimodalDataset, SplitData
-from accord.augment.augmented import WEIGHT_KEY
 from accord.data.safe import MANIFEST, load_dataset_dir
 from accord.evaluation.summary import aggregate, aggregate_json
 from accord.models.base import AccordModel

@@ -1,0 +1,136 @@
+"""Mutation testing (issue 17): run mutmut over the methods' code and write its score and survivors.
+
+    python benchmarks/mutation.py run --label after           # mutmut run, then the snapshot and the report
+    python benchmarks/mutation.py snapshot --label before --root ../old-checkout   # read a finished run elsewhere
+    python benchmarks/mutation.py report                       # mutation.md from the saved snapshots
+
+``make mutate`` calls ``run``. What is mutated and which tests run are ``[tool.mutmut]`` in pyproject.toml
+(``only_mutate``: objectives/, balance/, augment/ and the method files; ``pytest_add_cli_args_test_selection``: the
+unit-test files of those). mutmut 3 runs, for each mutant, the tests that executed the mutated function when it
+collected its stats. Not in CI: a full run takes hours on 2 cores; run it before a release.
+
+A snapshot (``benchmarks/results/mutation_<label>.json``) holds every mutant's status per file and the diff of each
+survivor (``mutmut show``). The report (``benchmarks/results/mutation.md``) gives the score per file for each
+snapshot, score = (killed + timeout) / (killed + timeout + survived + no tests), and lists the survivors of the
+newest snapshot with their triage from ``benchmarks/mutation_triage.json`` (mutant name -> why it is equivalent),
+so every survivor is either explained there or is work left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from accord.core.io import atomic_write_text, write_json
+
+RESULTS = Path("benchmarks/results")
+TRIAGE = Path("benchmarks/mutation_triage.json")
+KILLED = ("killed", "timeout", "caught by type check", "segfault")
+COUNTED = (*KILLED, "survived", "no tests")
+
+
+def statuses(root: Path) -> dict[str, dict[str, str]]:
+    """``{file: {mutant: status}}`` from a mutmut run's ``mutants/**/*.meta`` files under ``root``."""
+    try:
+        from mutmut.stats import status_by_exit_code
+    except ImportError:
+        sys.exit("mutation.py: mutmut is not installed (pip install -e '.[mutation]', or make mutate)")
+    out: dict[str, dict[str, str]] = {}
+    for meta in sorted((root / "mutants").rglob("*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if codes:
+            rel = str(meta.relative_to(root / "mutants")).removesuffix(".meta")
+            out[rel] = {k: status_by_exit_code[v] for k, v in codes.items()}
+    if not out:
+        sys.exit(f"mutation.py: no mutmut results under {root / 'mutants'} (run `mutmut run` there first)")
+    return out
+
+
+def show(root: Path, name: str) -> str:
+    """The diff of one mutant (``mutmut show``), run in ``root``."""
+    res = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=root, capture_output=True, text=True,
+                         timeout=120)
+    lines = res.stdout.splitlines()
+    return "\n".join(line for line in lines if line.startswith(("-", "+", "@")) and not line.startswith(("---",
+                                                                                                        "+++")))
+
+
+def snapshot(root: Path, label: str, commit: str) -> Path:
+    """Save every mutant's status and the survivors' diffs as ``mutation_<label>.json``."""
+    per_file = statuses(root)
+    survivors = {name: show(root, name) for f in per_file.values() for name, st in f.items()
+                 if st in ("survived", "no tests")}
+    dest = RESULTS / f"mutation_{label}.json"
+    write_json(dest, {"label": label, "commit": commit, "files": per_file, "survivors": survivors,
+                      "written": time.strftime("%Y-%m-%d %H:%M")})
+    return dest
+
+
+def score(counts: Counter[str]) -> tuple[float, int]:
+    """``(score, counted mutants)``: killed (incl. timeouts) over killed + survived + no tests."""
+    n = sum(counts[s] for s in COUNTED)
+    return (sum(counts[s] for s in KILLED) / n if n else float("nan")), n
+
+
+def report() -> Path:
+    """``mutation.md`` from every ``mutation_<label>.json`` (oldest first), survivors of the newest one."""
+    snaps = sorted((json.loads(p.read_text()) for p in RESULTS.glob("mutation_*.json")), key=lambda s: s["written"])
+    if not snaps:
+        sys.exit("mutation.py: no snapshots in benchmarks/results (run `snapshot` or `run` first)")
+    triage: dict[str, str] = json.loads(TRIAGE.read_text()) if TRIAGE.is_file() else {}
+    files = sorted({f for s in snaps for f in s["files"]})
+    head = "| file | " + " | ".join(f"{s['label']} ({s['commit']})" for s in snaps) + " |"
+    lines = ["# Mutation testing", "",
+             "mutmut 3 over the files below (pyproject.toml `[tool.mutmut]`); per snapshot the score (killed and "
+             "timed-out mutants over all mutants that ran or had no test) and the number of mutants. Produced by "
+             "`python benchmarks/mutation.py run --label <label>` (`make mutate`); `python benchmarks/mutation.py "
+             "report` rebuilds this file.", "", head, "|:---|" + "---:|" * len(snaps)]
+    totals = [Counter[str]() for _ in snaps]
+    for f in files:
+        cells = []
+        for k, s in enumerate(snaps):
+            c = Counter(s["files"].get(f, {}).values())
+            totals[k] += c
+            sc, n = score(c)
+            cells.append(f"{100 * sc:.1f}% of {n}" if n else "–")
+        lines.append(f"| `{f}` | " + " | ".join(cells) + " |")
+    lines.append("| **all** | " + " | ".join(f"**{100 * score(t)[0]:.1f}% of {score(t)[1]}**" for t in totals) + " |")
+    last = snaps[-1]
+    lines += ["", f"## Survivors of `{last['label']}` ({len(last['survivors'])})", "",
+              "Each is either explained as equivalent (`benchmarks/mutation_triage.json`) or is a test still to "
+              "write.", ""]
+    for name, diff in sorted(last["survivors"].items()):
+        why = triage.get(name)
+        lines += [f"- `{name}`: " + (f"equivalent: {why}" if why else "**not yet triaged**"), "",
+                  "  ```diff", *("  " + d for d in diff.splitlines()), "  ```", ""]
+    dest = RESULTS / "mutation.md"
+    atomic_write_text(dest, "\n".join(lines) + "\n")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["run", "snapshot", "report"])
+    parser.add_argument("--label", default="after", help="snapshot name (before / after / a release tag)")
+    parser.add_argument("--root", default=".", help="the checkout mutmut ran in")
+    parser.add_argument("--children", type=int, default=2, help="mutmut --max-children")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if args.action == "run":
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children)], cwd=root,
+                       check=False)
+    if args.action in ("run", "snapshot"):
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True).stdout.strip()
+        print(f"wrote {snapshot(root, args.label, commit)}")
+    print(f"wrote {report()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
