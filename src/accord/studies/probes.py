@@ -145,7 +145,7 @@ def label_ceiling(x: dict[str, Tensor], mask: dict[str, Tensor], label: Tensor, 
 
 def probe_cacr(ctx: ProbeContext) -> dict[str, float]:
     """H_n-dependence of the reconstruction and, with planted conflicts, the conflict score's AUROC."""
-    model = ctx.model
+    model: Any = ctx.model  # a CACR: its decoupling and crm are read directly
     gen = torch.Generator().manual_seed(0)
     sums: dict[str, float] = {}
     for batch in _batches(ctx.split, ctx.device):
@@ -258,7 +258,9 @@ def probe_qasa(ctx: ProbeContext) -> dict[str, float]:
     if pred.ndim == 1:
         err = np.abs(pred - rows.labels.numpy())
     else:
-        err = -np.log(np.take_along_axis(_softmax(pred), rows.class_labels.numpy()[:, None], 1)[:, 0] + 1e-12)
+        classes = rows.class_labels
+        assert classes is not None, "a classification run's rows have class labels"
+        err = -np.log(np.take_along_axis(_softmax(pred), classes.numpy()[:, None], 1)[:, 0] + 1e-12)
     return {"weight_error_corr": spearman(rows.extras[key].numpy(), err), "generated_rows": float(len(rows))}
 
 
