@@ -20,7 +20,7 @@ from torch import Tensor
 
 from accord.objectives.task import reduce_per_sample
 
-__all__ = ["batch_std", "pearson_corr", "statistical_loss", "std_ratio"]
+__all__ = ["batch_std", "pearson_corr", "statistical_loss"]
 
 
 def batch_std(x: Tensor, eps: float = 1e-12, weight: Tensor | None = None) -> Tensor:
@@ -57,9 +57,3 @@ def statistical_loss(prediction: Tensor, target: Tensor, correlation: bool = Fal
     if correlation:
         loss = loss + (1.0 - pearson_corr(prediction, y, weight=weight))
     return loss
-
-
-def std_ratio(prediction: Tensor, target: Tensor) -> Tensor:
-    """``std(ŷ) / std(y)`` (population): 1 means the predictions spread like the labels, < 1 a collapse to the mean."""
-    return prediction.float().std(unbiased=False) / target.float().std(unbiased=False).clamp_min(1e-12)
-
