@@ -48,7 +48,7 @@ from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
-from torch import nn
+from torch import Tensor, nn
 
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
@@ -101,32 +101,46 @@ class MISA(AccordModel):
         self.head = nn.Sequential(nn.Linear(6 * d, 3 * d), Dropout(p.dropout), nn.ReLU(),
                                   nn.Linear(3 * d, out_dim))
 
-    def forward(self, batch: Batch) -> ModelOutput:
+    def similarity_and_difference(self, hc: dict[str, Tensor], hp: dict[str, Tensor], present: dict[str, Tensor],
+                                  sample_weight: Tensor | None) -> tuple[Tensor, Tensor]:
+        """MISA Eq. 6-7 on the pooled shared ``hc`` and private ``hp`` vectors: ``sim`` = mean over the modality
+        pairs of CMD(h_c^a, h_c^b); ``diff`` = Σ_m DiffLoss(h_p^m, h_c^m) + Σ_pairs DiffLoss(h_p^a, h_p^b). Both are
+        batch statistics whose rows are weighted by presence (0/1) times the sample weight (QASA) when there is one."""
         p = self.params
         assert isinstance(p, MISA.Params)
-        x, shared, private, mask = self.decoupling(batch.features, batch.mask)
-        present = {m: mask[m].any(dim=1) for m in MODALITIES}
-        hc = {m: masked_mean(shared[m], mask[m]) for m in MODALITIES}
-        hp = {m: masked_mean(private[m], mask[m]) for m in MODALITIES}
-
-        # row weights of the batch statistics: presence (0/1) times the sample weight (QASA) where there is one
-        sw = batch.extras.get("sample_weight")
-        rows = {m: present[m].to(x[m].dtype) * (1.0 if sw is None else sw.to(x[m].dtype)) for m in MODALITIES}
+        ref = hc["text"]
+        rows = {m: present[m].to(ref.dtype) * (1.0 if sample_weight is None else sample_weight.to(ref.dtype))
+                for m in MODALITIES}
         pairs = list(combinations(MODALITIES, 2))
-        both = {(a, b): rows[a] * present[b].to(rows[a].dtype) for a, b in pairs}
+        both = {(a, b): rows[a] * present[b].to(ref.dtype) for a, b in pairs}
         sim = torch.stack([cmd(hc[a], hc[b], p.cmd_moments, weight=both[a, b]) for a, b in pairs]).mean()
         diff = sum((misa_difference(hp[m], hc[m], weight=rows[m]) for m in MODALITIES),
-                   start=torch.zeros((), dtype=x["text"].dtype, device=x["text"].device))
+                   start=torch.zeros((), dtype=ref.dtype, device=ref.device))
         for a, b in pairs:
             diff = diff + misa_difference(hp[a], hp[b], weight=both[a, b])
-        errors = []  # per sample and modality: mean squared error over the valid steps and the d channels
+        return sim, diff
+
+    def reconstruction_error(self, x: dict[str, Tensor], shared: dict[str, Tensor], private: dict[str, Tensor],
+                             mask: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """MISA Eq. 8 per sample ``[B]``: each modality rebuilt from ``H_c + H_p``, the mean squared error over its
+        valid steps and d channels, averaged over the modalities present."""
+        errors = []
         for m in MODALITIES:
             rec = self.recon[m](shared[m] + private[m])
             w = mask[m].unsqueeze(-1).to(rec.dtype)
             errors.append(((rec - x[m]) * w).pow(2).flatten(1).sum(dim=1)
                           / (w.flatten(1).sum(dim=1) * rec.shape[-1]).clamp_min(1.0))
-        n_present = torch.stack([present[m] for m in MODALITIES], dim=1).to(x["text"].dtype).sum(dim=1)
-        recon = torch.stack(errors, dim=1).sum(dim=1) / n_present.clamp_min(1.0)  # [B]
+        n_present = torch.stack([present[m] for m in MODALITIES], dim=1).to(errors[0].dtype).sum(dim=1)
+        return torch.stack(errors, dim=1).sum(dim=1) / n_present.clamp_min(1.0)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        x, shared, private, mask = self.decoupling(batch.features, batch.mask)
+        present = {m: mask[m].any(dim=1) for m in MODALITIES}
+        hc = {m: masked_mean(shared[m], mask[m]) for m in MODALITIES}
+        hp = {m: masked_mean(private[m], mask[m]) for m in MODALITIES}
+
+        sim, diff = self.similarity_and_difference(hc, hp, present, batch.extras.get("sample_weight"))
+        recon = self.reconstruction_error(x, shared, private, mask, present)
 
         tokens = torch.stack([hp[m] for m in MISA_ORDER] + [hc[m] for m in MISA_ORDER], dim=1)  # [B, 6, d]
         token_mask = torch.stack([present[m] for m in MISA_ORDER] * 2, dim=1)
