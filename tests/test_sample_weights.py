@@ -4,6 +4,7 @@ whole models, where a row of weight 0 must change no gradient and no parameter."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,14 +56,21 @@ def _rows() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, y, torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
 
 
-def test_weighted_cmd_is_cmd_of_the_weighted_rows() -> None:
+def _weights_select_and_count_rows(fn: Callable[..., torch.Tensor]) -> None:
+    """0/1 weights give ``fn`` of the selected rows, all-ones the unweighted value, and a weight of 2 counts a row
+    twice (weighted moments ``Σ w x^k / Σ w``)."""
     x, y, w = _rows()
     keep = w > 0
-    torch.testing.assert_close(cmd(x, y, weight=w), cmd(x[keep], y[keep]))
-    torch.testing.assert_close(cmd(x, y, weight=torch.ones(6)), cmd(x, y))
-    # a weight of 2 counts a row twice (weighted moments Σ w x^k / Σ w)
+    torch.testing.assert_close(fn(x, y, weight=w), fn(x[keep], y[keep]))
+    torch.testing.assert_close(fn(x, y, weight=torch.ones(6)), fn(x, y))
     w2 = torch.tensor([2.0, 1, 1, 1, 1, 1])
-    torch.testing.assert_close(cmd(x, y, weight=w2), cmd(torch.cat([x, x[:1]]), torch.cat([y, y[:1]])))
+    torch.testing.assert_close(fn(x, y, weight=w2), fn(torch.cat([x, x[:1]]), torch.cat([y, y[:1]])))
+
+
+def test_weighted_cmd_is_cmd_of_the_weighted_rows() -> None:
+    _weights_select_and_count_rows(cmd)
+    x, y, w = _rows()
+    keep = w > 0
     # unweighted: CMD's hand value (shift of the mean only) is unchanged
     z = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
     assert cmd(z, z + torch.tensor([3.0, 4.0])).item() == pytest.approx(5.0, abs=1e-5)
@@ -74,13 +82,9 @@ def test_weighted_cmd_is_cmd_of_the_weighted_rows() -> None:
 
 
 def test_weighted_misa_difference_is_the_difference_of_the_weighted_rows() -> None:
+    _weights_select_and_count_rows(misa_difference)
     x, y, w = _rows()
     keep = w > 0
-    torch.testing.assert_close(misa_difference(x, y, weight=w), misa_difference(x[keep], y[keep]))
-    torch.testing.assert_close(misa_difference(x, y, weight=torch.ones(6)), misa_difference(x, y))
-    w2 = torch.tensor([2.0, 1, 1, 1, 1, 1])
-    torch.testing.assert_close(misa_difference(x, y, weight=w2),
-                               misa_difference(torch.cat([x, x[:1]]), torch.cat([y, y[:1]])))
     # the unweighted hand value: unit rows ±e1 -> A^T A = [[4, 0], [0, 0]] -> 16 / 4
     a = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
     assert misa_difference(a, a).item() == pytest.approx(4.0, abs=1e-4)
