@@ -100,6 +100,10 @@ def report() -> Path:
             cells.append(f"{100 * sc:.1f}% of {n}" if n else "–")
         lines.append(f"| `{f}` | " + " | ".join(cells) + " |")
     lines.append("| **all** | " + " | ".join(f"**{100 * score(t)[0]:.1f}% of {score(t)[1]}**" for t in totals) + " |")
+    lines += ["", "Mutants by status: " + "; ".join(
+        f"`{s['label']}`: " + ", ".join(f"{k} {v}" for k, v in sorted(t.items())) for s, t in zip(snaps, totals,
+                                                                                                strict=True))
+              + ". `suspicious` (a child killed by a signal) and `skipped` are left out of the score."]
     last = snaps[-1]
     lines += ["", f"## Survivors of `{last['label']}` ({len(last['survivors'])})", "",
               "Each is either explained as equivalent (`benchmarks/mutation_triage.json`) or is a test still to "

@@ -10,9 +10,16 @@ import math
 import pytest
 import torch
 
-from accord.objectives.conflict import conflict_weights, weighted_reconstruction_per_sample
-from accord.objectives.decoupling import misa_difference, private_preservation, reconstruction_error
-from accord.objectives.energy import trust_kl, trust_kl_per_sample
+from accord.objectives.conflict import conflict_weights, pairwise_cosine_distance, weighted_reconstruction_per_sample
+from accord.objectives.decoupling import (
+    cmd,
+    misa_difference,
+    private_preservation,
+    reconstruction_error,
+    soft_orthogonality,
+)
+from accord.objectives.energy import equilibrium_loss, trust_kl, trust_kl_per_sample
+from accord.objectives.task import reduce_losses, task_loss
 
 
 def test_reconstruction_error_of_a_non_zero_target_by_hand() -> None:
@@ -104,3 +111,69 @@ def test_conflict_weights_accept_a_floor_of_one() -> None:
 def test_weighted_reconstruction_names_both_shapes_on_a_mismatch() -> None:
     with pytest.raises(ValueError, match=r"errors \(2, 3\) and weights \(2, 2\) differ in shape"):
         weighted_reconstruction_per_sample(torch.zeros(2, 3), torch.zeros(2, 2))
+
+
+def test_cross_entropy_task_loss_by_hand_and_reduce_losses_with_weights() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    per = [math.log(1 + math.exp(-2.0)), math.log(1 + math.exp(-1.0))]
+    assert task_loss(logits, torch.tensor([0, 1]), "ce").item() == pytest.approx(sum(per) / 2, rel=1e-6)
+    w = torch.tensor([1.0, 3.0])
+    assert task_loss(logits, torch.tensor([0, 1]), "ce", w).item() == pytest.approx((per[0] + 3 * per[1]) / 4,
+                                                                                     rel=1e-6)
+    out = reduce_losses({"per": torch.tensor([1.0, 5.0]), "batch": torch.tensor(7.0)}, w)
+    assert out["per"].item() == pytest.approx(4.0) and out["batch"].item() == 7.0  # (1 + 15) / 4
+
+
+def test_equilibrium_loss_averages_every_leading_axis() -> None:
+    """``[..., M]`` energies: rows (1, 2, 6) -> 9, (3, 3, 3) -> 0, (0, 0, 3) -> (3 - 1)^2 = 4, (2, 4, 6) -> 4; the
+    mean over the 2 x 2 leading axes is 17 / 4 (a sum over the wrong axis gives another value)."""
+    e = torch.tensor([[[1.0, 2.0, 6.0], [3.0, 3.0, 3.0]], [[0.0, 0.0, 3.0], [2.0, 4.0, 6.0]]])
+    assert equilibrium_loss(e).item() == pytest.approx(17 / 4)
+
+
+def test_trust_kl_skips_rows_whose_teacher_is_all_zero() -> None:
+    """A row whose teacher is 0 everywhere (no modality to trust) counts in neither the sum nor the row count,
+    with or without a presence mask."""
+    teacher = torch.tensor([[0.5, 0.5], [0.0, 0.0]])
+    log_w = torch.log(torch.tensor([[0.25, 0.75], [0.5, 0.5]]))
+    row0 = 0.5 * math.log(2.0) + 0.5 * math.log(2.0 / 3.0)
+    for present in (None, torch.ones(2, 2, dtype=torch.bool)):
+        per, rows = trust_kl_per_sample(teacher, log_w, present)
+        torch.testing.assert_close(rows, torch.tensor([1.0, 0.0]))
+        assert trust_kl(teacher, log_w, present).item() == pytest.approx(row0)
+
+
+def test_soft_orthogonality_reads_only_the_valid_steps() -> None:
+    """Step 0: H = (1, 0), P = (0, 1) -> orthogonal; the padded step 1 holds parallel noise that must not count."""
+    shared = torch.tensor([[[1.0, 0.0], [5.0, 5.0]]])
+    private = torch.tensor([[[0.0, 1.0], [5.0, 5.0]]])
+    mask = torch.tensor([[True, False]])
+    assert soft_orthogonality(shared, private, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert soft_orthogonality(shared, private).item() > 0.5
+    with pytest.raises(ValueError, match=r"mask \(1, 3\) does not match sequences \(1, 2, 2\)"):
+        soft_orthogonality(shared, private, torch.ones(1, 3, dtype=torch.bool))
+
+
+def test_weighted_moments_are_invariant_to_the_scale_of_the_weights() -> None:
+    """CMD's weighted moments are normalised by the weights' sum, also when it is below 1 (0.1 per row): the same
+    CMD as with weights 1 (MISA's DiffLoss is not: like the unweighted sum over rows, it counts a row of weight w as w
+    copies); a weight vector of the wrong length is an error that names both sizes."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 3, generator=g), torch.rand(4, 3, generator=g)
+    w = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    torch.testing.assert_close(cmd(x, y, weight=0.1 * w), cmd(x, y, weight=w))
+    with pytest.raises(ValueError, match=r"row weights \(3,\) do not match 4 rows"):
+        cmd(x, y, weight=torch.ones(3))
+
+
+def test_cmd_by_hand_for_batches_of_different_sizes() -> None:
+    """x = (0, 2), y = (5): mean gap 4; central moments of x: k=2 -> 1, k=3 -> 0, k=4 -> 1, k=5 -> 0; of y: all 0.
+    Each term is sqrt(gap^2 + 1e-12), so CMD_5 = 4 + 1 + 1e-6 + 1 + 1e-6 (a 6th moment or k = 0, 1 would show)."""
+    x, y = torch.tensor([[0.0], [2.0]]), torch.tensor([[5.0]])
+    assert cmd(x, y, moments=5).item() == pytest.approx(6.0 + 2e-6, abs=2e-7)
+    assert cmd(x, torch.zeros(0, 1)).item() == 0.0  # an empty batch
+
+
+def test_pairwise_cosine_distance_names_the_shape_it_got() -> None:
+    with pytest.raises(ValueError, match=r"expected pooled features \[B, M, d\], got shape \(2, 3\)"):
+        pairwise_cosine_distance(torch.zeros(2, 3))
