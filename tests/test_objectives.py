@@ -10,7 +10,12 @@ import math
 import pytest
 import torch
 
-from accord.objectives.conflict import conflict_weights, pairwise_cosine_distance, weighted_reconstruction_per_sample
+from accord.objectives.conflict import (
+    conflict_scores,
+    conflict_weights,
+    pairwise_cosine_distance,
+    weighted_reconstruction_per_sample,
+)
 from accord.objectives.decoupling import (
     cmd,
     misa_difference,
@@ -171,9 +176,24 @@ def test_cmd_by_hand_for_batches_of_different_sizes() -> None:
     Each term is sqrt(gap^2 + 1e-12), so CMD_5 = 4 + 1 + 1e-6 + 1 + 1e-6 (a 6th moment or k = 0, 1 would show)."""
     x, y = torch.tensor([[0.0], [2.0]]), torch.tensor([[5.0]])
     assert cmd(x, y, moments=5).item() == pytest.approx(6.0 + 2e-6, abs=2e-7)
+    assert cmd(x, y).item() == pytest.approx(6.0 + 2e-6, abs=2e-7)  # MISA's 5 moments by default
     assert cmd(x, torch.zeros(0, 1)).item() == 0.0  # an empty batch
 
 
 def test_pairwise_cosine_distance_names_the_shape_it_got() -> None:
     with pytest.raises(ValueError, match=r"expected pooled features \[B, M, d\], got shape \(2, 3\)"):
         pairwise_cosine_distance(torch.zeros(2, 3))
+
+
+def test_conflict_scores_of_short_vectors_by_hand() -> None:
+    """Pooled vectors far shorter than 1: h_text = (0.1, 0), h_audio = (0.2, 0) (parallel: distance 0) and
+    h_visual = (0, 0.05) (orthogonal to both: distance 1). C_text = C_audio = (0 + 1) / 2, C_visual = 1: the cosine
+    normalises each vector, whatever its length."""
+    h = torch.tensor([[[0.1, 0.0], [0.2, 0.0], [0.0, 0.05]]])
+    torch.testing.assert_close(conflict_scores(h), torch.tensor([[0.5, 0.5, 1.0]]))
+    torch.testing.assert_close(pairwise_cosine_distance(h)[0, 0, 1], torch.tensor(0.0))
+
+
+def test_equilibrium_loss_rejects_an_unknown_form() -> None:
+    with pytest.raises(ValueError, match="form must be 'one_sided' or 'two_sided', got 'one-sided'"):
+        equilibrium_loss(torch.ones(3), form="one-sided")  # type: ignore[arg-type]

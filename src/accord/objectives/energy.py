@@ -35,6 +35,8 @@ def equilibrium_loss(energies: Tensor, present: Tensor | None = None, form: EqFo
     ``Σ_m (E_m − mean_n E_n)²`` (the pre-issue-17 form, kept for comparison; it rewards raising a strong
     modality's energy).
     """
+    if form not in ("one_sided", "two_sided"):
+        raise ValueError(f"equilibrium_loss: form must be 'one_sided' or 'two_sided', got {form!r}")
     e = energies if energies.ndim > 1 else energies.unsqueeze(0)
     valid = torch.ones_like(e, dtype=torch.bool) if present is None else present.reshape(e.shape).bool()
     v = valid.to(e.dtype)
