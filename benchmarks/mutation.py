@@ -12,8 +12,9 @@ collected its stats. Not in CI: a full run takes hours on 2 cores; run it before
 A snapshot (``benchmarks/results/mutation_<label>.json``) holds every mutant's status per file and the diff of each
 survivor (``mutmut show``). The report (``benchmarks/results/mutation.md``) gives the score per file for each
 snapshot, score = (killed + timeout) / (killed + timeout + survived + no tests), and lists the survivors of the
-newest snapshot with their triage from ``benchmarks/mutation_triage.json`` (mutant name -> why it is equivalent),
-so every survivor is either explained there or is work left.
+newest snapshot with their triage from ``benchmarks/mutation_triage.json`` (mutant name -> why it is equivalent,
+or "killed by ..." naming a test added after the snapshot), so every survivor is either explained there or is work
+left.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def report() -> Path:
               "write.", ""]
     for name, diff in sorted(last["survivors"].items()):
         why = triage.get(name)
-        lines += [f"- `{name}`: " + (f"equivalent: {why}" if why else "**not yet triaged**"), "",
+        label = (why if why and why.startswith("killed") else f"equivalent: {why}") if why else "**not yet triaged**"
+        lines += [f"- `{name}`: {label}", "",
                   "  ```diff", *("  " + d for d in diff.splitlines()), "  ```", ""]
     dest = RESULTS / "mutation.md"
     atomic_write_text(dest, "\n".join(lines) + "\n")
@@ -123,14 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="after", help="snapshot name (before / after / a release tag)")
     parser.add_argument("--root", default=".", help="the checkout mutmut ran in")
     parser.add_argument("--children", type=int, default=2, help="mutmut --max-children")
+    parser.add_argument("--commit", default=None, help="the commit the mutated code is (default: --root's HEAD)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     if args.action == "run":
         subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children)], cwd=root,
                        check=False)
     if args.action in ("run", "snapshot"):
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                                text=True).stdout.strip()
+        commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                               capture_output=True, text=True).stdout.strip()
         print(f"wrote {snapshot(root, args.label, commit)}")
     print(f"wrote {report()}")
     return 0

@@ -24,7 +24,8 @@ from accord.objectives.decoupling import (
     soft_orthogonality,
 )
 from accord.objectives.energy import equilibrium_loss, trust_kl, trust_kl_per_sample
-from accord.objectives.task import reduce_losses, task_loss
+from accord.objectives.statistical import batch_std, statistical_loss
+from accord.objectives.task import reduce_losses, reduce_per_sample, task_loss
 
 
 def test_reconstruction_error_of_a_non_zero_target_by_hand() -> None:
@@ -197,3 +198,23 @@ def test_conflict_scores_of_short_vectors_by_hand() -> None:
 def test_equilibrium_loss_rejects_an_unknown_form() -> None:
     with pytest.raises(ValueError, match="form must be 'one_sided' or 'two_sided', got 'one-sided'"):
         equilibrium_loss(torch.ones(3), form="one-sided")  # type: ignore[arg-type]
+
+
+def test_soft_orthogonality_masks_both_sequences() -> None:
+    """Valid step: H = P = (1, 0), parallel: |cos| = 1. The padded step holds H = (0, 5) and P = (5, 0): read from
+    either side it would pull the cosine to 1/sqrt(26)."""
+    shared = torch.tensor([[[1.0, 0.0], [0.0, 5.0]]])
+    private = torch.tensor([[[1.0, 0.0], [5.0, 0.0]]])
+    assert soft_orthogonality(shared, private, torch.tensor([[True, False]])).item() == pytest.approx(1.0)
+
+
+def test_batch_statistics_edge_cases() -> None:
+    """A constant batch has a standard deviation of exactly 0; SL refuses tensors of different lengths; the
+    weighted mean divides by the weights' sum also when it is below 1; an unknown task loss is named."""
+    assert float(batch_std(torch.full((5,), 3.0))) < 1e-9
+    with pytest.raises(ValueError, match=r"statistical_loss expects two \[B\] tensors, got \(3,\) and \(4,\)"):
+        statistical_loss(torch.zeros(3), torch.zeros(4))
+    w = torch.tensor([0.25, 0.25, 0.0])
+    assert reduce_per_sample(torch.tensor([2.0, 4.0, 100.0]), w).item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match=r"unknown task loss 'huber' \(expected l1, mse or ce\)"):
+        task_loss(torch.zeros(2), torch.zeros(2), "huber")
