@@ -3,6 +3,8 @@
     python benchmarks/mutation.py run --label after           # mutmut run, then the snapshot and the report
     python benchmarks/mutation.py snapshot --label before --root ../old-checkout   # read a finished run elsewhere
     python benchmarks/mutation.py report                       # mutation.md from the saved snapshots
+    python benchmarks/mutation.py run --label before --merge 'accord.balance.cp.*'   # one module, added to `before`
+    python benchmarks/mutation.py rerun --from before --label after   # before's survivors again, with the new tests
 
 ``make mutate`` calls ``run``. What is mutated and which tests run are ``[tool.mutmut]`` in pyproject.toml
 (``only_mutate``: objectives/, balance/, augment/ and the method files; ``pytest_add_cli_args_test_selection``: the
@@ -61,13 +63,31 @@ def show(root: Path, name: str) -> str:
                                                                                                         "+++")))
 
 
-def snapshot(root: Path, label: str, commit: str) -> Path:
-    """Save every mutant's status and the survivors' diffs as ``mutation_<label>.json``."""
+def module_of(path: str) -> str:
+    """``src/accord/balance/cp.py`` -> ``accord.balance.cp`` (the prefix of that file's mutant names)."""
+    return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+
+def snapshot(root: Path, label: str, commit: str, merge: bool = False) -> Path:
+    """Save every mutant's status and the survivors' diffs as ``mutation_<label>.json``.
+
+    With ``merge``, files of an existing snapshot of that label that this run did not mutate are kept (a run over
+    one folder adds its files to the snapshot of another); each file records the commit it was mutated at.
+    """
     per_file = statuses(root)
     survivors = {name: show(root, name) for f in per_file.values() for name, st in f.items()
                  if st in ("survived", "no tests")}
+    commits = dict.fromkeys(per_file, commit)
     dest = RESULTS / f"mutation_{label}.json"
-    write_json(dest, {"label": label, "commit": commit, "files": per_file, "survivors": survivors,
+    if merge and dest.is_file():
+        old = json.loads(dest.read_text())
+        kept = {f: v for f, v in old["files"].items() if f not in per_file}
+        mods = tuple(module_of(f) + "." for f in per_file)
+        survivors = {**{n: d for n, d in old["survivors"].items() if not n.startswith(mods)}, **survivors}
+        commits = {**{f: old.get("commits", {}).get(f, old["commit"]) for f in kept}, **commits}
+        per_file = {**kept, **per_file}
+    write_json(dest, {"label": label, "commit": ", ".join(dict.fromkeys(commits[f] for f in sorted(commits))),
+                      "commits": commits, "files": dict(sorted(per_file.items())), "survivors": survivors,
                       "written": time.strftime("%Y-%m-%d %H:%M")})
     return dest
 
@@ -80,7 +100,8 @@ def score(counts: Counter[str]) -> tuple[float, int]:
 
 def report() -> Path:
     """``mutation.md`` from every ``mutation_<label>.json`` (oldest first), survivors of the newest one."""
-    snaps = sorted((json.loads(p.read_text()) for p in RESULTS.glob("mutation_*.json")), key=lambda s: s["written"])
+    snaps = sorted((json.loads(p.read_text()) for p in RESULTS.glob("mutation_*.json")),
+                   key=lambda s: (s["label"] != "before", s["label"] != "after", s["written"]))
     if not snaps:
         sys.exit("mutation.py: no snapshots in benchmarks/results (run `snapshot` or `run` first)")
     triage: dict[str, str] = json.loads(TRIAGE.read_text()) if TRIAGE.is_file() else {}
@@ -121,20 +142,32 @@ def report() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["run", "snapshot", "report"])
+    parser.add_argument("action", choices=["run", "rerun", "snapshot", "report"])
     parser.add_argument("--label", default="after", help="snapshot name (before / after / a release tag)")
     parser.add_argument("--root", default=".", help="the checkout mutmut ran in")
     parser.add_argument("--children", type=int, default=2, help="mutmut --max-children")
     parser.add_argument("--commit", default=None, help="the commit the mutated code is (default: --root's HEAD)")
+    parser.add_argument("--merge", action="store_true",
+                        help="add this run's files to the existing snapshot of --label instead of replacing it")
+    parser.add_argument("--from", dest="source", default="before",
+                        help="rerun: the snapshot whose survivors are run again (with the tests written since)")
+    parser.add_argument("mutants", nargs="*", help="run: mutant names or globs (e.g. 'accord.balance.cp.*')")
     args = parser.parse_args(argv)
     root = Path(args.root)
-    if args.action == "run":
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children)], cwd=root,
-                       check=False)
-    if args.action in ("run", "snapshot"):
+    names = list(args.mutants)
+    if args.action == "rerun":
+        mutated = {module_of(f) + "." for f in statuses(root)}
+        old = json.loads((RESULTS / f"mutation_{args.source}.json").read_text())
+        names = [n for n in old["survivors"] if n.startswith(tuple(mutated))]
+        if not names:
+            sys.exit(f"mutation.py: no survivors of {args.source!r} in the files mutated under {root}")
+    if args.action in ("run", "rerun"):
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children), *names],
+                       cwd=root, check=False)
+    if args.action != "report":
         commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                                                capture_output=True, text=True).stdout.strip()
-        print(f"wrote {snapshot(root, args.label, commit)}")
+        print(f"wrote {snapshot(root, args.label, commit, merge=args.merge or args.action == 'rerun')}")
     print(f"wrote {report()}")
     return 0
 

@@ -3,6 +3,7 @@ and the guarantee that monitoring alone does not change training."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -16,7 +17,14 @@ from typer.testing import CliRunner
 
 from accord.balance.agm import AGM, AGMParams, agm_coefficient, agm_ratios
 from accord.balance.cp import ConflictPenalty, CPParams, conflict_penalty, project_conflicting
-from accord.balance.modality import modality_parameters, shapley_responses
+from accord.balance.modality import (
+    modality_parameters,
+    modality_responses,
+    present_rows,
+    require_modality_parameters,
+    shapley_responses,
+    zero_modalities,
+)
 from accord.balance.monitor import GradMonitor, feature_grad_norms, imbalance_ratios
 from accord.balance.ogm_ge import OGMGE, OGMGEParams, discrepancy_ratios, ogm_coefficient, regression_score
 from accord.config import load_config
@@ -435,3 +443,101 @@ def test_modality_parameters_convention() -> None:
     assert [len(groups[m]) for m in MODALITIES] == [2, 2, 2]  # cross.text_from_audio is shared
     with pytest.raises(ConfigError, match="needs modality-specific parameters"):
         OGMGE().on_fit_start(nn.Linear(2, 2), state())
+
+
+# ---------------------------------------------------------------------------------------------- modality helpers
+def test_a_models_own_modality_parameters_win_over_names_and_the_text_branch_is_texts() -> None:
+    class Own(nn.Module):  # names say audio/visual, the model's own method says otherwise
+        def __init__(self) -> None:
+            super().__init__()
+            self.audio_proj = nn.Linear(2, 2)
+            self.visual_proj = nn.Linear(2, 2)
+            self.text_input = nn.Linear(2, 1)  # a pretrained text branch: text's, added once
+            self.frozen = nn.Linear(2, 2).requires_grad_(False)
+
+        def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+            return {"text": [self.text_input.weight], "visual": [*self.audio_proj.parameters(),
+                                                                 *self.frozen.parameters()]}
+
+    model = Own()
+    groups = modality_parameters(model)
+    assert groups["text"] == [model.text_input.weight, model.text_input.bias]  # no duplicate, own first
+    assert groups["visual"] == list(model.audio_proj.parameters())  # frozen parameters dropped
+    assert groups["audio"] == []  # a modality the method leaves out: empty, and the name fallback is not used
+
+    class Names(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.audio_proj = nn.Linear(2, 2)
+            self.text_input = nn.Linear(2, 1)
+
+    named = Names()
+    groups = modality_parameters(named)
+    assert groups["text"] == list(named.text_input.parameters())
+    assert groups["audio"] == list(named.audio_proj.parameters()) and groups["visual"] == []
+    with pytest.raises(ConfigError, match=r"train\.hooks: 'ogm_ge' needs .* model Linear defines no"):
+        require_modality_parameters(nn.Linear(2, 2), "ogm_ge")
+
+
+def test_present_rows_and_zero_padding() -> None:
+    pres = torch.tensor([[True, False, True], [True, True, False], [False, True, True]])
+    batch = make_batch(b=3, present=pres)
+    batch = dataclasses.replace(batch, ids=["a", "b", "c"], extras={"conflict": torch.tensor([1, 0, 1])},
+                                unimodal_labels={"text": torch.ones(3)}, text_tokens=torch.ones(3, 3, 4).long())
+    for k, m in enumerate(MODALITIES):
+        rows = present_rows(batch, m)
+        assert rows.dtype == torch.bool and rows.tolist() == pres[:, k].tolist()
+    other = present_rows(batch, "depth")
+    assert other.dtype == torch.bool and other.tolist() == [True, True, True]
+    flat = dataclasses.replace(batch, present=torch.ones(3, dtype=torch.bool))  # not [B, 3]: every row
+    assert present_rows(flat, "audio").tolist() == [True, True, True]
+
+    z = zero_modalities(batch, ("audio",))
+    assert torch.equal(z.features["audio"], torch.zeros_like(batch.features["audio"]))
+    assert z.features["text"] is batch.features["text"] and z.features["visual"] is batch.features["visual"]
+    assert z.mask is batch.mask and torch.equal(z.present, batch.present) and z.label is batch.label
+    assert z.ids == batch.ids and z.extras is batch.extras and z.unimodal_labels is batch.unimodal_labels
+    assert z.text_tokens is batch.text_tokens
+    zt = zero_modalities(batch, ("text",))  # tokens present: text is also marked absent for the text branch
+    assert zt.present[:, 0].tolist() == [False, False, False] and zt.present[:, 1:].tolist() == pres[:, 1:].tolist()
+    assert batch.present[:, 0].tolist() == [True, True, False]  # the caller's batch is not modified
+
+
+class WithHeads(nn.Module):
+    """Additive plus unimodal heads ``unimodal_<m> = 10 * w_m * sum(x_m)`` (different from the Shapley terms)."""
+
+    def __init__(self, heads: bool = True) -> None:
+        super().__init__()
+        self.inner = Additive([2.0, -1.0, 0.5])
+        self.heads = heads
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        out = self.inner(batch)
+        if self.heads:
+            out.aux_predictions.update({f"unimodal_{m}": 10 * self.inner.w[k] * batch.features[m][:, 0].sum(1)
+                                        for k, m in enumerate(MODALITIES)})
+        return out
+
+
+def test_modality_responses_choose_heads_or_shapley() -> None:
+    batch = make_batch(b=4)
+    model = WithHeads()
+    out = model(batch)
+    for source in ("heads", "auto"):
+        resp = modality_responses(model, batch, out, source)  # type: ignore[arg-type]
+        for m in MODALITIES:
+            torch.testing.assert_close(resp[m], out.aux_predictions[f"unimodal_{m}"].detach())
+            assert not resp[m].requires_grad
+    shap = shapley_responses(model, batch)
+    forced = modality_responses(model, batch, out, "shapley")
+    assert all(torch.allclose(forced[m], shap[m]) for m in MODALITIES)  # shapley even where heads exist
+    bare = WithHeads(heads=False)
+    out = bare(batch)
+    reg = modality_responses(bare, batch, out, "auto")
+    cls = modality_responses(bare, batch, out, "auto", task_kind="classification")
+    unscaled = shapley_responses(bare, batch, scale_to_label=False)
+    for m in MODALITIES:
+        torch.testing.assert_close(cls[m], unscaled[m])  # logits: phi_m + f(empty)/K
+        torch.testing.assert_close(reg[m], 3 * unscaled[m])  # regression: on the label's scale
+    with pytest.raises(ConfigError, match=r"response source 'heads' needs .* model WithHeads emits \[\]"):
+        modality_responses(bare, batch, out, "heads")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -66,12 +67,19 @@ def test_modality_dropout_rates_and_guarantees() -> None:
     share = (b.present[:, 1] & ~only_audio.present[:, 1]).sum() / eligible.sum()
     assert 0.42 < float(share) < 0.58
     assert torch.equal(only_audio.present[:, [0, 2]], b.present[:, [0, 2]])
+    # by hand: one uniform draw per sample for audio only (a rate of 0 draws nothing), below the rate = removed
+    draw = torch.rand(b.size, generator=torch.Generator().manual_seed(1)) < 0.5
+    assert torch.equal(b.present[:, 1] & ~only_audio.present[:, 1], eligible & draw)
     rows = removed[:, 1]
     assert float(out.features["audio"][rows].abs().sum()) == 0.0 and not bool(out.mask["audio"][rows].any())
     kept = b.present[:, 1] & ~rows
     assert torch.equal(out.features["audio"][kept], b.features["audio"][kept])
     again = modality_dropout(b, {"audio": 0.5, "visual": 0.5, "text": 0.5}, torch.Generator().manual_seed(0))
     assert torch.equal(again.present, out.present)
+    tok = dataclasses.replace(b, text_tokens=torch.ones(b.size, 3, 2, dtype=torch.long))
+    kept_tok = modality_dropout(tok, {"audio": 0.5}, torch.Generator().manual_seed(1))
+    assert kept_tok.text_tokens is tok.text_tokens  # a fine-tuned text branch still gets its tokens
+    assert kept_tok.ids == tok.ids and kept_tok.label is tok.label and kept_tok.extras is tok.extras
 
 
 def test_training_with_modality_dropout_is_seeded(tmp_path: Path) -> None:

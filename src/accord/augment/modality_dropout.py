@@ -7,6 +7,7 @@ modalities, that sample keeps them all for this step.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import torch
@@ -35,5 +36,4 @@ def modality_dropout(batch: Batch, rates: Mapping[str, float], generator: torch.
             keep = (~d).to(feats[m].dtype).view(-1, *([1] * (feats[m].ndim - 1)))
             feats[m] = feats[m] * keep
             mask[m] = mask[m] & ~d.unsqueeze(1)
-    return Batch(features=feats, mask=mask, present=batch.present & ~drop.to(batch.present.device),
-                 label=batch.label, unimodal_labels=batch.unimodal_labels, ids=batch.ids, extras=batch.extras)
+    return dataclasses.replace(batch, features=feats, mask=mask, present=batch.present & ~drop.to(batch.present.device))

@@ -23,6 +23,7 @@ are shared and left alone).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from typing import Literal
@@ -86,10 +87,15 @@ def present_rows(batch: Batch, modality: str) -> Tensor:
 
 def zero_modalities(batch: Batch, drop: tuple[str, ...]) -> Batch:
     """A shallow copy of ``batch`` whose features of the modalities in ``drop`` are zero (masks unchanged), i.e.
-    AGM's zero padding."""
+    AGM's zero padding. Everything else (labels, ids, extras, transcript tokens) is kept. A pretrained text branch
+    reads ``text_tokens``, not the text features, so where text is dropped and the batch carries tokens, text is
+    also marked absent (the branch then outputs zeros for it, see ``models.base._pretrained_text``)."""
     feats = {m: (torch.zeros_like(x) if m in drop else x) for m, x in batch.features.items()}
-    return Batch(features=feats, mask=batch.mask, present=batch.present, label=batch.label,
-                 unimodal_labels=batch.unimodal_labels, ids=batch.ids, extras=batch.extras)
+    present = batch.present
+    if "text" in drop and batch.text_tokens is not None and present.ndim == 2:
+        present = present.clone()
+        present[:, MODALITIES.index("text")] = False
+    return dataclasses.replace(batch, features=feats, present=present)
 
 
 @torch.no_grad()
