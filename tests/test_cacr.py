@@ -85,6 +85,26 @@ def test_caw_leaves_missing_modalities_out() -> None:
     torch.testing.assert_close(alone, torch.zeros(1, 3))
 
 
+def test_caw_is_inert_with_two_present_modalities() -> None:
+    """With two modalities C_text = C_audio (each is the other's only partner), so the normalised weights are 1:
+    the full model's L_rec equals ``no_caw``'s (the fine-tuned MOSI benchmark, visual absent); with three it does
+    not."""
+    two = {"text": [5, 3, 4], "audio": [6, 2, 5], "visual": [0, 0, 0]}
+    three = {**two, "visual": [4, 3, 2]}
+    outs = {}
+    for ablation in ("full", "no_caw"):
+        torch.manual_seed(0)
+        model = create_model("cacr", TINY_DIMS, 1, ablation=ablation, **SMALL).eval()
+        with torch.no_grad():
+            outs[ablation] = [model(make_batch(lens, TINY_DIMS, seed=3)) for lens in (two, three)]
+    full, none = outs["full"], outs["no_caw"]
+    # CAW weights L_rec only (the forward's prediction never reads w), so training differs through rec alone
+    torch.testing.assert_close(full[1].prediction, none[1].prediction, rtol=0, atol=0)
+    torch.testing.assert_close(full[0].diagnostics["conflict_text"], full[0].diagnostics["conflict_audio"])
+    torch.testing.assert_close(full[0].losses["rec"], none[0].losses["rec"])
+    assert not torch.allclose(full[1].losses["rec"], none[1].losses["rec"])
+
+
 @pytest.mark.parametrize("omega_min,tau", [(0.1, 0.5), (0.0, 1.0), (0.5, 0.2)])
 def test_omega_is_bounded_and_decreasing_in_conflict(omega_min: float, tau: float) -> None:
     c = torch.linspace(0, 2, 201, dtype=torch.float64)

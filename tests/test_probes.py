@@ -5,6 +5,7 @@ by ``accord report``)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,13 @@ def test_label_ceiling_matches_the_formula_for_a_label_driven_target() -> None:
     # residual ~0.1 per step; permuted: sqrt(0.01*2 + 2 var(y)) / sqrt(0.02) - 1 >> 1
     assert high["ceiling_text"] > 5.0
     assert abs(low["ceiling_text"]) < 0.05
+    assert high["ceiling"] == pytest.approx(high["ceiling_text"])  # the mean over modalities
+    # a modality absent from the whole split (MOSI's visual) has no ceiling and is left out of the mean
+    no_visual = {**mask, "visual": torch.zeros(n, 1, dtype=torch.bool)}
+    mixed = label_ceiling({"text": x_lab, "audio": x_free, "visual": x_lab}, no_visual, y,
+                          torch.Generator().manual_seed(0))
+    assert math.isnan(mixed["ceiling_visual"])
+    assert mixed["ceiling"] == pytest.approx((mixed["ceiling_text"] + mixed["ceiling_audio"]) / 2)
 
 
 @pytest.fixture(scope="module")

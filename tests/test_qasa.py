@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 from typer.testing import CliRunner
 
 from accord.augment.augmented import (
@@ -30,7 +32,7 @@ from accord.augment.params import AugmentConfig, GeneratorParams, ScorerParams
 from accord.augment.quality import fit_scorer, load_scorer, saturate, survival
 from accord.cli import app
 from accord.config import load_config
-from accord.core.errors import ConfigError, DataError
+from accord.core.errors import CheckpointError, ConfigError, DataError
 from accord.data.dataset import MultimodalDataset, SplitData, make_split
 from accord.data.subset import apply_train_fraction, group_of, keep_fraction
 from accord.training.trainer import Trainer
@@ -198,8 +200,34 @@ def test_scorer_saves_and_loads(tmp_path: Path) -> None:
     back = load_scorer(tmp_path)
     a, b = sc.score_split(train), back.score_split(train)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    (tmp_path / "scorer.safetensors").unlink()
-    with pytest.raises(Exception, match="scorer.safetensors: missing"):
+    assert back.info == sc.info and back.params == sc.params and back.modalities == ["audio"]
+    nested = tmp_path / "a" / "b"
+    sc.save(nested)  # parents are made
+    cfg = json.loads((tmp_path / "scorer.json").read_text())
+    assert cfg["format"] == "accord-qasa-scorer" and cfg["version"] == 1 and cfg["modalities"] == ["audio"]
+    assert cfg["params"] == json.loads(ScorerParams().model_dump_json())
+    for bad in ({**cfg, "format": "other"}, {**cfg, "version": 2}, [cfg]):
+        (nested / "scorer.json").write_text(json.dumps(bad))
+        with pytest.raises(CheckpointError, match=r"b/scorer\.json: expected format 'accord-qasa-scorer' version 1$"):
+            load_scorer(nested)
+    (nested / "scorer.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"b/scorer\.json: not valid JSON"):
+        load_scorer(nested)
+    (nested / "scorer.json").unlink()
+    with pytest.raises(CheckpointError, match=r"b/scorer\.json: missing; expected a generator folder written by "
+                                              r"`accord augment fit`$"):
+        load_scorer(nested)
+    weights = tmp_path / "scorer.safetensors"
+    full = weights.read_bytes()
+    weights.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match=r"/scorer\.safetensors: not a readable safetensors file \(\S"):
+        load_scorer(tmp_path)
+    tensors = {k: v for k, v in st_load(full).items() if k != "audio/coef"}
+    weights.write_bytes(st_save(tensors))
+    with pytest.raises(CheckpointError, match=r"/scorer\.safetensors: missing tensor 'audio/coef'$"):
+        load_scorer(tmp_path)
+    weights.unlink()
+    with pytest.raises(CheckpointError, match=r"/scorer\.safetensors: missing \(the scorer's reference data\)$"):
         load_scorer(tmp_path)
 
 

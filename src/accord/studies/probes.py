@@ -30,6 +30,7 @@ Results are saved to ``<run>/probe_<split>.json`` (per seed and mean ± std) and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,8 +122,8 @@ def label_ceiling(x: dict[str, Tensor], mask: dict[str, Tensor], label: Tensor, 
     """What ``hn_rise_<m>`` could at most be if ``H_n`` carried the label and nothing else of the sample: each step
     of the target ``x[m] [N, T, d]`` is fitted by least squares on ``[1, y, |y|]`` (the label's information), and
     the rise of ``l_m`` is measured for that fit with the labels permuted across the rows (``ceiling_<m>``; mean
-    ``ceiling``). Data with little label-related variance in ``X_m`` cannot show a large H_n-dependence, whatever
-    the model does."""
+    ``ceiling``, over the modalities present somewhere in the split). Data with little label-related variance in
+    ``X_m`` cannot show a large H_n-dependence, whatever the model does."""
     y = label.float().reshape(label.shape[0], -1)[:, :1]
     perm = torch.randperm(y.shape[0], generator=generator).to(y.device)
     feats = torch.cat([torch.ones_like(y), y, y.abs()], dim=1)
@@ -137,9 +138,13 @@ def label_ceiling(x: dict[str, Tensor], mask: dict[str, Tensor], label: Tensor, 
             fit[rows, t] = feats[rows] @ coef
             fit_perm[rows, t] = feats[perm][rows] @ coef
         rows = mask[m].any(dim=1)
+        if not bool(rows.any()):  # a modality absent from the whole split (e.g. MOSI's visual): no ceiling
+            out[f"ceiling_{m}"] = float("nan")
+            continue
         base = reconstruction_error(fit, x[m], mask[m])[rows].sum()
         out[f"ceiling_{m}"] = float((reconstruction_error(fit_perm, x[m], mask[m])[rows].sum() - base) / base)
-    out["ceiling"] = float(np.mean([out[f"ceiling_{m}"] for m in MODALITIES]))
+    have = [out[f"ceiling_{m}"] for m in MODALITIES if math.isfinite(out[f"ceiling_{m}"])]
+    out["ceiling"] = float(np.mean(have)) if have else float("nan")
     return out
 
 
