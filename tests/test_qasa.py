@@ -27,9 +27,19 @@ from accord.augment.diffusion import (
     fit_generator,
     load_generator,
     q_sample,
+    summary_vector,
 )
 from accord.augment.params import AugmentConfig, GeneratorParams, ScorerParams
-from accord.augment.quality import fit_scorer, load_scorer, saturate, survival
+from accord.augment.quality import (
+    fit_scorer,
+    group_folds,
+    knn_distance,
+    load_scorer,
+    ridge_fit,
+    ridge_predict,
+    saturate,
+    survival,
+)
 from accord.cli import app
 from accord.config import load_config
 from accord.core.errors import CheckpointError, ConfigError, DataError
@@ -169,6 +179,93 @@ def _linear_split(n: int, seed: int) -> SplitData:
     y = (2 * audio[:, 0, 0]).clamp(-3, 3)
     feats = {"text": torch.randn(n, 3, 4, generator=g), "audio": audio, "visual": torch.randn(n, 5, 3, generator=g)}
     return make_split(feats, y, ids=[f"vid{i // 8}_{i}" for i in range(n)])
+
+
+def test_knn_distance_by_hand() -> None:
+    ref = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    q = torch.tensor([[0.0], [2.0]])
+    torch.testing.assert_close(knn_distance(q, ref, 2), torch.tensor([0.5, 1.0], dtype=torch.float64))
+    # row 0 leaves reference row 0 out (its own source), row 1 leaves nothing out (-1)
+    ex = torch.tensor([0, -1])
+    torch.testing.assert_close(knn_distance(q, ref, 2, ex), torch.tensor([2.0, 1.0], dtype=torch.float64))
+    # k larger than the reference: all rows (without exclusion), all but one (with)
+    torch.testing.assert_close(knn_distance(q, ref, 10), torch.tensor([2.75, 2.25], dtype=torch.float64))
+    torch.testing.assert_close(knn_distance(q, ref, 10, ex), torch.tensor([11 / 3, 4 / 3], dtype=torch.float64))
+    # batching changes nothing
+    torch.testing.assert_close(knn_distance(q, ref, 2, ex, batch_size=1), knn_distance(q, ref, 2, ex))
+    empty = knn_distance(torch.zeros(0, 1), ref, 2)
+    assert empty.shape == (0,) and empty.dtype == torch.float64
+    with pytest.raises(DataError, match=r"^fidelity needs at least 2 real rows, got 1$"):
+        knn_distance(q, ref[:1], 2, ex)
+    with pytest.raises(DataError, match=r"^fidelity needs at least 1 real rows, got 0$"):
+        knn_distance(q, ref[:0], 2)
+    assert knn_distance(q, ref[:1], 2).tolist() == [0.0, 2.0]  # one row, no exclusion: k = 1
+
+
+def test_ridge_fit_is_the_closed_form_with_an_unpenalised_intercept() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 3, generator=g, dtype=torch.float64) + torch.tensor([1.0, -2.0, 5.0], dtype=torch.float64)
+    y = torch.randn(30, generator=g, dtype=torch.float64) + 4.0
+    for alpha in (0.7, torch.tensor([0.1, 1.0, 10.0], dtype=torch.float64)):
+        pen = torch.as_tensor(alpha, dtype=torch.float64).expand(3)
+        xm, ym = x.mean(0), y.mean()
+        w = torch.linalg.solve((x - xm).T @ (x - xm) + torch.diag(pen), (x - xm).T @ (y - ym))
+        fit = ridge_fit(x, y, alpha)
+        torch.testing.assert_close(fit, torch.cat([w, (ym - xm @ w).reshape(1)]))
+        torch.testing.assert_close(ridge_predict(x, fit), x @ w + (ym - xm @ w))
+    exact = ridge_fit(x, 2 * x[:, 0] - x[:, 2] + 3, 0.0)  # no penalty, noiseless: the true coefficients
+    torch.testing.assert_close(exact, torch.tensor([2.0, 0.0, -1.0, 3.0], dtype=torch.float64))
+
+
+def test_group_folds_deal_whole_groups_round_robin() -> None:
+    ids = [f"v{g}_{i}" for g in range(4) for i in range(3)]  # 4 videos of 3 rows
+    folds = group_folds(ids, 3, seed=0)
+    assert folds.dtype == torch.long
+    per_group = {g: set(folds[3 * g:3 * g + 3].tolist()) for g in range(4)}
+    assert all(len(v) == 1 for v in per_group.values())  # a video is never split
+    counts = sorted(sum(1 for v in per_group.values() if f in v) for f in range(3))
+    assert counts == [1, 1, 2]  # 4 groups dealt round-robin into 3 folds
+    assert torch.equal(group_folds(ids, 3, seed=0), folds)  # seeded
+    assert len({tuple(group_folds(ids, 3, seed=s).tolist()) for s in range(8)}) > 1  # the seed matters
+    two = group_folds(ids[:6], 5, seed=1)  # exactly two groups: one fold each, never split
+    assert sorted({tuple(two[:3].tolist()), tuple(two[3:].tolist())}) == [(0, 0, 0), (1, 1, 1)]
+    one = group_folds([f"solo{i}" for i in range(5)], 2, seed=0)  # one group: rows dealt instead
+    assert sorted(one.tolist()) == [0, 0, 0, 1, 1]
+
+
+def test_scores_of_training_rows_follow_the_equations() -> None:
+    """Training rows scored with their own source: the fidelity distance is exactly the stored leave-one-out
+    calibration distance, and consistency is exp(-relu(|y - f(t, m)| - |y - f(t, 0)|) / scale) with the fold model
+    that never saw the row; the combined scores are geometric means (features shifted off zero on purpose)."""
+    train = _linear_split(48, seed=3)
+    train = SplitData(**{**train.__dict__, "features": {**train.features, "audio": train.features["audio"] + 5.0,
+                                                        "text": train.features["text"] * 3 - 2}})
+    params = ScorerParams(tau=0.5, k=3)
+    sc = fit_scorer(train, params, ["audio", "visual"])
+    n = len(train)
+    got = sc.score_split(train, source=torch.arange(n))
+    assert torch.equal(sc.score_split(train)["q_fid_audio"],
+                       sc.score_split(train, source=torch.full((n,), -1))["q_fid_audio"])  # None = no source
+    ts = (summary_vector(train.features["text"], train.lengths["text"]).double() - sc.t["text/s_mean"]) \
+        / sc.t["text/s_std"]
+    y = train.labels.double()
+    logs = {"fid": torch.zeros(n, dtype=torch.float64), "con": torch.zeros(n, dtype=torch.float64)}
+    for m in ("audio", "visual"):
+        s = (summary_vector(train.features[m], train.lengths[m]).double() - sc.t[f"{m}/s_mean"]) / sc.t[f"{m}/s_std"]
+        d = knn_distance(s, s, 3, torch.arange(n))
+        assert torch.equal(d.sort().values, sc.t[f"{m}/real_dist"])
+        q_fid = ((1.0 - torch.searchsorted(sc.t[f"{m}/real_dist"], d).double() / n) / 0.5).clamp(0, 1)
+        torch.testing.assert_close(got[f"q_fid_{m}"], q_fid.float())
+        w = sc.t[f"{m}/coef"][sc.t["fold_of"]]  # each row's out-of-fold model
+        base = (ts * w[:, :ts.shape[1]]).sum(1) + w[:, -1]
+        pred = base + (s * w[:, ts.shape[1]:-1]).sum(1)
+        q_con = torch.exp(-((y - pred).abs() - (y - base).abs()).clamp_min(0) / sc.t[f"{m}/scale"])
+        torch.testing.assert_close(got[f"q_con_{m}"], q_con.float())
+        logs["fid"] += q_fid.clamp_min(1e-12).log()
+        logs["con"] += q_con.clamp_min(1e-12).log()
+    torch.testing.assert_close(got["q_fid"], (logs["fid"] / 2).exp().float())
+    torch.testing.assert_close(got["q_con"], (logs["con"] / 2).exp().float())
+    torch.testing.assert_close(got["quality"], ((logs["fid"] + logs["con"]) / 2).exp().float())
 
 
 def test_scores_are_in_range_and_track_realness_and_agreement() -> None:
