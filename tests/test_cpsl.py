@@ -79,6 +79,44 @@ def test_forward_contract_gain_and_sl() -> None:
     assert all(g.abs().sum() > 0 for g in grads)
 
 
+def test_gain_and_gated_fusion_follow_the_equations() -> None:
+    """Z_m = a_m · H_m with a_m = 2σ(w_mᵀh_m + b_m); F = Z_L + Σ_{m∈A,V} G_m ⊙ C_m with C_m = Attn(LN(Z_L), LN(Z_m))
+    over m's real steps only, G_m = σ(W_m[Z_L; C_m] + b_m); prediction = head(masked mean of F over text)."""
+    torch.manual_seed(0)
+    model = create_model("cpsl", DIMS, 1, hidden=8, head_hidden=8, fusion_heads=2).eval()
+    assert isinstance(model, CPSL)
+    with torch.no_grad():  # gains away from 1: a_text = 2σ(log 3) = 1.5, a_audio = 2σ(-log 3) = 0.5
+        model.gain["text"].bias.fill_(float(torch.log(torch.tensor(3.0))))
+        model.gain["audio"].bias.fill_(-float(torch.log(torch.tensor(3.0))))
+        model.gain["visual"].weight.normal_()
+    b = batch(FULL, seed=1)
+    feats, gains = model.encode(b)
+    for k, m in enumerate(MODALITIES):
+        enc = model.encoders[m](b.features[m], b.mask[m])
+        a = 2 * torch.sigmoid(enc.pooled @ model.gain[m].weight.T + model.gain[m].bias).squeeze(-1)
+        torch.testing.assert_close(gains[:, k], a)
+        torch.testing.assert_close(feats[m], enc.seq * a.view(-1, 1, 1))
+    torch.testing.assert_close(gains[:, 0], torch.full((4,), 1.5))
+    torch.testing.assert_close(gains[:, 1], torch.full((4,), 0.5))
+    zl = feats["text"]
+    fused = zl.clone()
+    for m in ("audio", "visual"):
+        c = torch.stack([  # attention of each sample over m's REAL steps only, written per sample
+            model.cross[m](model.ln_query(zl[i:i + 1]), model.ln_source[m](feats[m][i:i + 1, :n]))[0][0]
+            for i, n in enumerate(b.mask[m].sum(1).tolist())])
+        g = torch.sigmoid(torch.cat([zl, c], dim=-1) @ model.gate[m].weight.T + model.gate[m].bias)
+        fused = fused + g * c
+    tmask = b.mask["text"].unsqueeze(-1).float()
+    pooled = (fused * tmask).sum(1) / tmask.sum(1)
+    got_pooled, gates = model.fuse(feats, b.mask)
+    torch.testing.assert_close(got_pooled, pooled)
+    torch.testing.assert_close(model(b).prediction, model.head(pooled).squeeze(-1))
+    # padding of audio/visual is never read: noise beyond the real steps changes nothing
+    noisy = {m: torch.where(b.mask[m].unsqueeze(-1), b.features[m], torch.randn_like(b.features[m]) * 9)
+             for m in MODALITIES}
+    torch.testing.assert_close(model(Batch(**{**b.__dict__, "features": noisy})).prediction, model(b).prediction)
+
+
 def test_missing_modalities_give_finite_outputs_and_gradients() -> None:
     torch.manual_seed(0)
     model = create_model("cpsl", DIMS, 1, hidden=8, head_hidden=8, fusion_heads=2)

@@ -306,3 +306,20 @@ def _train_and_check_trust() -> None:
                     present=torch.tensor([[True, False, True]]).expand(200, 3).clone(), label=batch.label)
     with torch.no_grad():
         assert float(model(flagged).diagnostics["trust_audio"].max()) < 1e-6
+
+
+def test_modality_parameters_are_each_modalitys_own_and_the_enhancement_of_audio_and_visual() -> None:
+    """What OGM-GE / AGM modulate on EBMC: private encoder, projection, unimodal head, and A/V's enhancement; the
+    shared encoder, trust network and fusion belong to no modality."""
+    for ablation in ("full", "no_enhance"):
+        model = create_model("ebmc", TINY_DIMS, 1, ablation=ablation, **SMALL)
+        assert isinstance(model, EBMC)
+        groups = model.modality_parameters()
+        for m in MODALITIES:
+            want = [*model.decoupling.proj[m].parameters(), *model.decoupling.private[m].parameters(),
+                    *model.unimodal_proj[m].parameters(), *model.unimodal_heads[m].parameters()]
+            if ablation == "full" and m != "text":
+                want += list(model.enhance[m].parameters())  # type: ignore[index]
+            assert [id(p) for p in groups[m]] == [id(p) for p in want], (ablation, m)
+        ids = [{id(p) for p in groups[m]} for m in MODALITIES]
+        assert not (ids[0] & ids[1]) and not (ids[1] & ids[2]) and not (ids[0] & ids[2])
