@@ -266,6 +266,42 @@ def test_scores_of_training_rows_follow_the_equations() -> None:
     torch.testing.assert_close(got["q_fid"], (logs["fid"] / 2).exp().float())
     torch.testing.assert_close(got["q_con"], (logs["con"] / 2).exp().float())
     torch.testing.assert_close(got["quality"], ((logs["fid"] + logs["con"]) / 2).exp().float())
+    # no source: every neighbour and the full-data model (the last row of coef)
+    free = sc.score_split(train)
+    s = (summary_vector(train.features["audio"], train.lengths["audio"]).double() - sc.t["audio/s_mean"]) \
+        / sc.t["audio/s_std"]
+    d = knn_distance(s, sc.t["audio/ref"], 3)
+    q_fid = ((1.0 - torch.searchsorted(sc.t["audio/real_dist"], d).double() / n) / 0.5).clamp(0, 1)
+    torch.testing.assert_close(free["q_fid_audio"], q_fid.float())
+    w = sc.t["audio/coef"][-1]
+    base = ts @ w[:ts.shape[1]] + w[-1]
+    pred = base + s @ w[ts.shape[1]:-1]
+    q_con = torch.exp(-((y - pred).abs() - (y - base).abs()).clamp_min(0) / sc.t["audio/scale"])
+    torch.testing.assert_close(free["q_con_audio"], q_con.float())
+
+
+def test_a_modality_missing_in_training_rows_is_neither_scored_nor_a_neighbour() -> None:
+    train = _linear_split(40, seed=4)
+    lengths = dict(train.lengths)
+    lengths["visual"] = torch.where(torch.arange(40) % 5 == 0, 0, lengths["visual"])  # rows 0, 5, ... lack visual
+    train = SplitData(**{**train.__dict__, "lengths": lengths})
+    sc = fit_scorer(train, ScorerParams(tau=0.5, k=3), ["audio", "visual"])
+    assert sc.t["visual/ref_rows"].tolist() == [i for i in range(40) if i % 5]
+    got = sc.score_split(train, source=torch.arange(40))
+    missing = torch.arange(40) % 5 == 0
+    assert bool((got["q_fid_visual"][missing] == 1).all()) and bool((got["q_con_visual"][missing] == 1).all())
+    # the combined score of a row without visual is audio's alone
+    torch.testing.assert_close(got["q_fid"][missing], got["q_fid_audio"][missing])
+    torch.testing.assert_close(got["q_con"][missing], got["q_con_audio"][missing])
+    # a generated row whose source (training row 0) lacks visual, with training row 2's visual (reference row 1)
+    s_rows = torch.tensor([0, 1])
+    gen = SplitData(**{**train.subset(s_rows).__dict__,
+                       "lengths": {**train.subset(s_rows).lengths, "visual": train.lengths["visual"][[2, 1]]},
+                       "features": {**train.subset(s_rows).features, "visual": train.features["visual"][[2, 1]]}})
+    both = sc.score_split(gen, source=s_rows)
+    no_src = sc.score_split(gen)
+    # row 0's source (training row 0) has no visual reference row: nothing to leave out, as without a source
+    assert float(both["q_fid_visual"][0]) == float(no_src["q_fid_visual"][0])
 
 
 def test_scores_are_in_range_and_track_realness_and_agreement() -> None:
