@@ -98,6 +98,17 @@ def score(counts: Counter[str]) -> tuple[float, int]:
     return (sum(counts[s] for s in KILLED) / n if n else float("nan")), n
 
 
+def triage_kind(why: str | None) -> str:
+    """The kind of a survivor's triage entry: killed later, not an equation line, equivalent, or not yet triaged."""
+    if not why:
+        return "not yet triaged"
+    if why.startswith("killed"):
+        return "killed later"
+    if why.startswith("not an equation line"):
+        return "not an equation line"
+    return "equivalent"
+
+
 def report() -> Path:
     """``mutation.md`` from every ``mutation_<label>.json`` (oldest first), survivors of the newest one."""
     snaps = sorted((json.loads(p.read_text()) for p in RESULTS.glob("mutation_*.json")),
@@ -127,12 +138,18 @@ def report() -> Path:
                                                                                                 strict=True))
               + ". `suspicious` (a child killed by a signal) and `skipped` are left out of the score."]
     last = snaps[-1]
+    kinds = Counter(triage_kind(triage.get(n)) for n in last["survivors"])
     lines += ["", f"## Survivors of `{last['label']}` ({len(last['survivors'])})", "",
-              "Each is either explained as equivalent (`benchmarks/mutation_triage.json`) or is a test still to "
-              "write.", ""]
+              "Each is killed by a test written after the snapshot's run, explained as equivalent (no input the code "
+              "can receive tells it apart), or marked as not on an equation line (an error message's wording, a "
+              "default argument no caller uses, a device argument on a CPU-only run); the reasons are in "
+              "`benchmarks/mutation_triage.json`. By kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+              + ".", ""]
     for name, diff in sorted(last["survivors"].items()):
         why = triage.get(name)
-        label = (why if why and why.startswith("killed") else f"equivalent: {why}") if why else "**not yet triaged**"
+        kind = triage_kind(why)
+        label = {"killed later": why, "equivalent": f"equivalent: {why}", "not an equation line": why,
+                 "not yet triaged": "**not yet triaged**"}[kind]
         lines += [f"- `{name}`: {label}", "",
                   "  ```diff", *("  " + d for d in diff.splitlines()), "  ```", ""]
     dest = RESULTS / "mutation.md"

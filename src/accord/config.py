@@ -98,6 +98,10 @@ class TaskConfig(Section):
     kind: Literal["regression", "classification"] = "regression"
     loss: Literal["l1", "mse", "ce"] | None = None
     """Task loss; defaults to l1 for regression and cross-entropy for classification."""
+    check_labels: bool = True
+    """Before training a regression, stop when the training labels are all of one sign or take only two values
+    (0/1 classes trained as scores: the sentiment metrics split at 0 and would be meaningless); ``false`` trains
+    anyway (a rating scale such as 1-5 whose MAE and correlation are what you read)."""
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:

@@ -131,6 +131,22 @@ def validate_splits(splits: Mapping[str, SplitLike], source: str, label_range: t
     check_ids(splits, source)
 
 
+def check_regression_labels(labels: Any, source: str) -> None:
+    """A one-line DataError when regression labels look like classes or an uncentred scale: only two distinct values
+    (0/1 classes), or all of one sign (every sentiment metric but MAE and Corr splits at 0: with labels >= 0, Non0
+    drops the zeros and Has0 calls every sample positive, so they read 100%). ``labels`` are the training split's."""
+    values = np.unique(np.asarray(labels, dtype=np.float64))
+    fix = ("train it as classes (task.kind=classification, with class labels in the dataset) or put the scores on a "
+           "scale centred on 0 (e.g. label - midpoint); task.check_labels=false trains anyway")
+    if len(values) == 2:
+        raise DataError(f"{source}: the training labels take only two values ({values[0]:g} and {values[1]:g}): "
+                        f"classes trained as a regression; {fix}")
+    if len(values) and (values[0] >= 0 or values[-1] <= 0):
+        side = ">= 0" if values[0] >= 0 else "<= 0"
+        raise DataError(f"{source}: every training label is {side} (range {values[0]:g} to {values[-1]:g}): the "
+                        f"sentiment metrics split at 0 and would be meaningless; {fix}")
+
+
 def check_ids(splits: Mapping[str, SplitLike], source: str) -> None:
     """Every sample id unique across the whole dataset (all splits together), as strings; else a one-line
     :class:`DataError` naming the source, the first duplicate ids with their splits and how many there are."""

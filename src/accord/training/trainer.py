@@ -60,6 +60,7 @@ from accord.core.hooks import HookRequest, StepState, TrainerHook, build_hook
 from accord.core.io import atomic_write_text, clean_dead_temps, write_json, write_npz
 from accord.core.lock import RunLock
 from accord.core.types import Batch, ModelOutput
+from accord.data.contract import check_regression_labels
 from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.registry import build_dataset
@@ -223,6 +224,9 @@ class Trainer:
             raise ConfigError("train.precision: fp16 is not supported under torchrun yet (a rank's gradient scaler "
                               "could skip a step the others take); use bf16")
         self.out_dim = out_dim_for(cfg, self.dataset)
+        if cfg.task.kind == "regression" and cfg.task.check_labels:  # 0/1 classes or an uncentred scale: stop
+            check_regression_labels(self.dataset.splits["train"].labels.cpu().numpy(),
+                                    f"dataset {self.dataset.name!r}, task.kind=regression")
         self.family = metric_family(cfg.task.kind, self.dataset.metric_family)
         self.metric = cfg.train.early_stopping.metric or default_metric(cfg.task.kind, self.dataset.metric_family)
         if self.metric not in self.computed_metrics():  # before any training, not after the first epoch
