@@ -323,3 +323,27 @@ def test_modality_parameters_are_each_modalitys_own_and_the_enhancement_of_audio
             assert [id(p) for p in groups[m]] == [id(p) for p in want], (ablation, m)
         ids = [{id(p) for p in groups[m]} for m in MODALITIES]
         assert not (ids[0] & ids[1]) and not (ids[1] & ids[2]) and not (ids[0] & ids[2])
+
+
+def test_text_guides_the_enhancement_of_audio_and_visual_only() -> None:
+    """Step 3 (METHODS §3): audio's and visual's shared features attend to text's, so z_A and z_V depend on the text
+    features (its real steps only), z_T does not depend on audio or visual; ``no_enhance`` removes the dependence."""
+    lengths = {"text": [5, 2, 4], "audio": [3, 4, 2], "visual": [2, 3, 3]}
+    for ablation, guided in (("full", True), ("no_enhance", False)):
+        torch.manual_seed(0)
+        model = create_model("ebmc", TINY_DIMS, 1, ablation=ablation, **SMALL).eval()
+        assert isinstance(model, EBMC)
+        batch = make_batch(lengths, TINY_DIMS)
+        feats = {m: x.clone().requires_grad_(True) for m, x in batch.features.items()}
+        z, _, _ = model.unimodal(Batch(**{**batch.__dict__, "features": feats}))
+        for m in ("audio", "visual"):
+            (g,) = torch.autograd.grad(z[m].sum(), feats["text"], retain_graph=True, allow_unused=True)
+            if not guided:
+                assert g is None or float(g.abs().max()) == 0.0, m
+                continue
+            assert g is not None
+            real = batch.mask["text"].unsqueeze(-1).expand_as(g)
+            assert bool((g[real] != 0).all(dim=-1).any()), m
+            assert float(g[~real].abs().max()) == 0.0  # text's padding is never read
+        (ga, gv) = torch.autograd.grad(z["text"].sum(), [feats["audio"], feats["visual"]], allow_unused=True)
+        assert all(g is None or float(g.abs().max()) == 0.0 for g in (ga, gv))
