@@ -168,14 +168,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="add this run's files to the existing snapshot of --label instead of replacing it")
     parser.add_argument("--from", dest="source", default="before",
                         help="rerun: the snapshot whose survivors are run again (with the tests written since)")
-    parser.add_argument("mutants", nargs="*", help="run: mutant names or globs (e.g. 'accord.balance.cp.*')")
+    parser.add_argument("mutants", nargs="*", help="mutant names or globs to run (e.g. 'accord.balance.cp.*'); with "
+                        "rerun, added to the survivors (the functions whose code changed since the snapshot)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     names = list(args.mutants)
     if args.action == "rerun":
         mutated = {module_of(f) + "." for f in statuses(root)}
         old = json.loads((RESULTS / f"mutation_{args.source}.json").read_text())
-        names = [n for n in old["survivors"] if n.startswith(tuple(mutated))]
+        names = [n for n in old["survivors"] if n.startswith(tuple(mutated))] + names  # + functions changed since
         if not names:
             sys.exit(f"mutation.py: no survivors of {args.source!r} in the files mutated under {root}")
     if args.action in ("run", "rerun"):

@@ -309,6 +309,32 @@ def test_cp_does_not_project_when_the_cosine_is_positive() -> None:
     torch.testing.assert_close(grad, torch.tensor([-4.92, 0.48]))
 
 
+def test_cp_has_nothing_to_do_without_features_gradients_or_a_modality_that_reaches_the_prediction() -> None:
+    batch = make_batch(b=4)
+    bare = ModelOutput(prediction=torch.zeros(4, requires_grad=True))  # a model that exposes no features
+    for penalty, want in ((True, {"cp": 0.0}), (False, {})):
+        hook = ConflictPenalty(CPParams(penalty=penalty))
+        hook.on_fit_start(Additive([1.0, 1.0, 1.0]), state())
+        got = hook.extra_losses(Additive([1.0, 1.0, 1.0]), batch, bare)
+        assert {k: float(v) for k, v in got.items()} == want
+        assert hook.after_backward(Additive([1.0, 1.0, 1.0]), batch, bare, state()) == {}  # nothing measured
+        model = Additive([1.0, 2.0, 3.0])
+        with torch.no_grad():  # evaluation: no gradient to measure
+            got = hook.extra_losses(model, batch, model(batch))
+        assert {k: float(v) for k, v in got.items()} == want
+    # features outside the graph (detached): no active modality, r_max 0, no conflict, no penalty, no projection
+    model = Additive([2.0, 1.0, 1.0])
+    out = model(batch)
+    detached = ModelOutput(prediction=out.prediction, features={m: z.detach() for m, z in out.features.items()},
+                           losses={"sl": out.prediction.std()})
+    hook = ConflictPenalty(CPParams(kappa=1.2))
+    hook.on_fit_start(model, state())
+    got = hook.extra_losses(model, batch, detached)
+    assert float(got["cp"]) == 0.0
+    logged = hook.after_backward(model, batch, detached, state())
+    assert logged == {"cp/penalty": 0.0, "cp/conflict": 0.0, "cp/r_max": 0.0, "cp/projected": 0.0}
+
+
 # ---------------------------------------------------------------------------------------------- SL
 def test_statistical_loss_on_a_hand_computed_batch() -> None:
     pred, y = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 2.0, 2.0, 4.0])
