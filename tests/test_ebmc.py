@@ -186,6 +186,7 @@ def test_ablation_switches() -> None:
     assert out.losses["trust"].mean().item() > 0
     assert small_model()(batch).losses["sim"].item() > 0.0
     out = small_model(ablation="no_trust")(batch)
+    assert float(out.losses["trust"].detach().abs().sum()) == 0.0  # no trust network: nothing to distil
     w = torch.stack([out.diagnostics[f"trust_{m}"] for m in MODALITIES], dim=1)
     torch.testing.assert_close(w, batch.present.float() / batch.present.float().sum(dim=1, keepdim=True))
     model = small_model(ablation="trust_without_distillation")
@@ -347,3 +348,49 @@ def test_text_guides_the_enhancement_of_audio_and_visual_only() -> None:
             assert float(g[~real].abs().max()) == 0.0  # text's padding is never read
         (ga, gv) = torch.autograd.grad(z["text"].sum(), [feats["audio"], feats["visual"]], allow_unused=True)
         assert all(g is None or float(g.abs().max()) == 0.0 for g in (ga, gv))
+
+
+def test_every_param_reaches_its_module() -> None:
+    """A config value that silently does nothing is a wrong result: each EBMC param is where the code uses it."""
+    model = create_model("ebmc", TINY_DIMS, 1, hidden=8, heads=4, head_hidden=16, kernel_size=5, encoder_kernel=3,
+                         encoder_temporal="transformer", shared_encoder="separate", dropout=0.3, downsample_text=2,
+                         downsample_audio=3, downsample_visual=5)
+    assert isinstance(model, EBMC)
+    dec = model.decoupling
+    assert dec.downsample == {"text": 2, "audio": 3, "visual": 5}
+    assert dec.shared_mode == "separate" and dec.shared_common is None and dec.shared_separate is not None
+    assert all(dec.proj[m].conv.kernel_size == (5,) for m in MODALITIES)
+    enc = dec.private["text"]
+    assert enc.temporal == "transformer" and enc.mixer.attn.heads == 4 and enc.drop.p == 0.3
+    for m in ("audio", "visual"):
+        layer = model.enhance[m]  # type: ignore[index]
+        assert layer.attn.heads == 4 and layer.drop.p == 0.3 and layer.ffn[2].p == 0.3
+    conv = create_model("ebmc", TINY_DIMS, 1, hidden=8, heads=2, encoder_kernel=5, **{
+        k: v for k, v in SMALL.items() if k not in ("hidden", "heads")})
+    assert conv.decoupling.private["audio"].mixer.conv.kernel_size == (5,)  # type: ignore[union-attr]
+
+
+def test_classification_energies_are_free_energies_and_eq_counts_present_modalities_only() -> None:
+    model = small_model(out_dim=3).eval()
+    assert isinstance(model, EBMC)
+    logits = {m: torch.tensor([[1.0, 2.0, 0.5], [0.0, 0.0, 3.0]]) * (k + 1) for k, m in enumerate(MODALITIES)}
+    label = torch.tensor([1, 2])
+    err, energy = model.errors_and_energies(logits, label)
+    for k, m in enumerate(MODALITIES):
+        torch.testing.assert_close(err[:, k], F.cross_entropy(logits[m], label, reduction="none"))
+        torch.testing.assert_close(energy[:, k], -torch.logsumexp(logits[m], dim=-1))
+    # visual present in one sample only, audio in none: L_eq over text and visual (a count of 1 still counts)
+    reg = small_model().eval()
+    batch = make_batch({"text": [2, 3, 1], "audio": [0, 0, 0], "visual": [0, 2, 0]}, TINY_DIMS)
+    with torch.no_grad():
+        out = reg(batch)
+    e_text = out.diagnostics["energy_text"].mean()
+    e_vis = out.diagnostics["energy_visual"][1]
+    mean = (e_text + e_vis) / 2
+    want = float(torch.relu(e_text - mean) ** 2 + torch.relu(e_vis - mean) ** 2)
+    assert out.losses["eq"].item() == pytest.approx(want, rel=1e-5)
+    assert out.features is not None and set(out.features) == set(MODALITIES)  # z_m at the fusion input
+    with torch.no_grad():
+        z, _, _ = reg.unimodal(batch)
+    for m in MODALITIES:
+        torch.testing.assert_close(out.features[m], z[m])
