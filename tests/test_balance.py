@@ -26,7 +26,14 @@ from accord.balance.modality import (
     zero_modalities,
 )
 from accord.balance.monitor import GradMonitor, feature_grad_norms, imbalance_ratios
-from accord.balance.ogm_ge import OGMGE, OGMGEParams, discrepancy_ratios, ogm_coefficient, regression_score
+from accord.balance.ogm_ge import (
+    OGMGE,
+    OGMGEParams,
+    classification_score,
+    discrepancy_ratios,
+    ogm_coefficient,
+    regression_score,
+)
 from accord.config import load_config
 from accord.core.errors import ConfigError
 from accord.core.hooks import StepState
@@ -371,6 +378,59 @@ def test_ogm_ge_coefficient_on_a_hand_case() -> None:
     assert ratios == pytest.approx({"text": 2.0, "audio": 0.3 / 0.45, "visual": 0.3 / 0.45})
     assert regression_score(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 2.0])) == pytest.approx(
         (1 + math.exp(-2)) / 2)
+
+
+def test_ogm_ge_scores_ratios_and_window_by_hand() -> None:
+    logits = torch.tensor([[0.0, math.log(3.0)], [math.log(2.0), 0.0], [0.0, 0.0]])  # rows (1/4, 3/4), (2/3, 1/3)
+    assert classification_score(logits, torch.tensor([1, 0, 1])) == pytest.approx((0.75 + 2 / 3 + 0.5) / 3, abs=1e-6)
+    assert regression_score(torch.tensor([1.0, -1.0]), torch.tensor([1.0, 1.0])) == pytest.approx(
+        (1 + math.exp(-2)) / 2, abs=1e-6)
+    assert discrepancy_ratios({"text": 0.6, "audio": 0.2, "visual": 0.4}) == pytest.approx(
+        {"text": 2.0, "audio": 0.4, "visual": 1.0})
+    assert discrepancy_ratios({"text": 0.5, "audio": 0.0}) == {"text": 1.0, "audio": 0.0}  # others' mean 0: ρ = 1
+    assert discrepancy_ratios({"text": 0.7}) == {"text": 1.0}
+    hook = OGMGE(OGMGEParams(start_epoch=2, end_epoch=4))
+    assert [hook.active(e) for e in range(5)] == [False, True, True, False, False]  # 1-based epochs 2 and 3
+    assert OGMGE().active(0) and OGMGE().active(99)
+
+
+class TwoGroups(nn.Module):
+    """Parameters owned by text and audio, their gradients set by hand (forward unused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(2))  # grad None: skipped, the rest still modulated
+        self.const = nn.Parameter(torch.zeros(2))  # a constant gradient: std 0, no noise drawn for it
+        self.w = nn.Parameter(torch.zeros(2))
+        self.s = nn.Parameter(torch.zeros(1))  # one element: no std, no noise
+        self.v = nn.Parameter(torch.zeros(3))
+
+    def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+        return {"text": [self.unused, self.const, self.w, self.s], "audio": [self.v]}
+
+
+@pytest.mark.parametrize("gaussian", [True, False])
+def test_ogm_ge_generalization_enhancement_by_hand(gaussian: bool) -> None:
+    """g ← k_m·g + N(0, std(g)²) per parameter, std of the gradient before scaling, noise drawn from a generator
+    seeded with seed·1,000,003 + step in the order of the groups; k = 1 for a modality without a coefficient."""
+    model = TwoGroups()
+    grads = {"const": torch.tensor([2.0, 2.0]), "w": torch.tensor([1.0, -3.0]), "s": torch.tensor([4.0]),
+             "v": torch.tensor([0.5, 1.5, -1.0])}
+    for name, g in grads.items():
+        getattr(model, name).grad = g.clone()
+    hook = OGMGE(OGMGEParams(gaussian=gaussian))
+    hook.on_fit_start(model, state())
+    hook.coefficients = lambda *a: ({"text": 0.9, "audio": 0.3}, {"text": 0.5})  # type: ignore[method-assign]
+    st = StepState(seed=3, task_kind="regression", task_loss="l1", loss_weights={}, epoch=0, step=7)
+    log = hook.after_backward(model, make_batch(), ModelOutput(prediction=torch.zeros(4)), st)
+    assert log == {"ogm/s_text": 0.9, "ogm/s_audio": 0.3, "ogm/k_text": 0.5}
+    gen = torch.Generator().manual_seed(3 * 1_000_003 + 7)
+    want = {"const": grads["const"] * 0.5, "s": grads["s"] * 0.5}
+    want["w"] = grads["w"] * 0.5 + (torch.randn(2, generator=gen) * grads["w"].std() if gaussian else 0)
+    want["v"] = grads["v"] * 1.0 + (torch.randn(3, generator=gen) * grads["v"].std() if gaussian else 0)
+    assert model.unused.grad is None
+    for name, g in want.items():
+        torch.testing.assert_close(getattr(model, name).grad, g, msg=name)
 
 
 def test_ogm_ge_hook_scales_only_the_leading_encoder() -> None:
