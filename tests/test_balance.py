@@ -495,6 +495,59 @@ def test_agm_coefficients_and_running_means() -> None:
     assert same == pytest.approx({m: 1.0 for m in MODALITIES})  # as good as it usually is: no modulation
 
 
+def test_agm_by_hand_ratios_scores_window_and_rescaling() -> None:
+    assert agm_ratios({"text": 1.0, "audio": 2.0}) == pytest.approx({"text": math.e, "audio": math.exp(-1)})  # K=2
+    assert agm_ratios({"text": 0.3}) == {"text": 1.0}
+    hook = AGM(AGMParams(start_epoch=2, end_epoch=3))
+    assert [hook.active(e) for e in range(4)] == [False, True, False, False]
+    # scores: the task loss of each modality's response, heads or zero-padding Shapley on the label's scale
+    batch = make_batch(b=4)
+    model = WithHeads()
+    out = model(batch)
+    for source in ("heads", "shapley"):
+        hook = AGM(AGMParams(response=source))  # type: ignore[arg-type]
+        hook.on_fit_start(model, state())
+        resp = modality_responses(model, batch, out, source)  # type: ignore[arg-type]
+        want = {m: float((resp[m] - batch.label).pow(2).mean()) for m in MODALITIES}  # mse (state()), all present
+        assert hook.scores(model, batch, out) == pytest.approx(want)
+    # rescaling: text and visual scored (audio absent from the scores: c = 1), first step: running ratios 1
+    two = TwoGroups()
+    for name in ("const", "w", "s", "v"):
+        getattr(two, name).grad = torch.ones_like(getattr(two, name))
+    hook = AGM(AGMParams(alpha=0.5))
+    hook.on_fit_start(two, state())
+    hook.scores = lambda *a: {"text": 0.5, "visual": 1.0}  # type: ignore[method-assign]
+    log = hook.after_backward(two, batch, out, state())
+    c_text = math.exp(0.5 * (1 - math.exp(0.5)))  # ρ_text = exp((0.75 - 0.5)·2)
+    assert log["agm/c_text"] == pytest.approx(c_text) and "agm/c_audio" not in log
+    for name in ("const", "w", "s"):
+        torch.testing.assert_close(getattr(two, name).grad, torch.full_like(getattr(two, name), c_text))
+    torch.testing.assert_close(two.v.grad, torch.ones(3))  # audio: no coefficient, unchanged
+    assert two.unused.grad is None
+    assert hook.running == {"text": 0.5, "visual": 1.0} and hook.counts == {"text": 1, "visual": 1}
+
+
+def test_agm_and_ogm_ge_pass_the_task_kind_to_the_responses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Classification responses are logits (unscaled Shapley), regression ones scores on the label's scale."""
+    seen: list[tuple[str, str]] = []
+
+    def spy(model: nn.Module, batch: Batch, output: ModelOutput, source: str, task_kind: str = "regression"
+            ) -> dict[str, Tensor]:
+        seen.append((source, task_kind))
+        return {}
+
+    import accord.balance.agm as agm_mod
+    import accord.balance.ogm_ge as ogm_mod
+
+    monkeypatch.setattr(agm_mod, "modality_responses", spy)
+    monkeypatch.setattr(ogm_mod, "modality_responses", spy)
+    cls = StepState(seed=0, task_kind="classification", task_loss="ce", loss_weights={})
+    for hook in (AGM(AGMParams(response="heads")), OGMGE(OGMGEParams(response="shapley"))):
+        hook.on_fit_start(Additive([1.0, 1.0, 1.0]), cls)
+        hook.after_backward(Additive([1.0, 1.0, 1.0]), make_batch(), ModelOutput(prediction=torch.zeros(4)), cls)
+    assert seen == [("heads", "classification"), ("shapley", "classification")]
+
+
 def test_agm_hook_rescales_each_branch(tmp_path: Path) -> None:
     cfg = load_config(method="late_fusion", dataset="conflictbench",
                       overrides=[*TINY, "train.epochs=1", f"output.dir={tmp_path}", "name=run",
