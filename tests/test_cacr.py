@@ -225,6 +225,74 @@ def test_crm_forms_decide_what_of_p_m_the_decoders_read() -> None:
     assert drop.eval().crm.private_input("audio", p) is p
 
 
+def test_crm_variants_in_a_forward_pass() -> None:
+    """Every CRM variant runs the whole model: ``narrow`` per modality, decoders shared per target
+    (``decoders: target``), and ``drop`` at rate 0 is the literal form, drawing no random numbers."""
+    batch = make_batch(LENGTHS, TINY_DIMS)
+    for params in ({"crm": "narrow", "private_width": 3}, {"decoders": "target"}):
+        torch.manual_seed(0)
+        model = create_model("cacr", TINY_DIMS, 1, **SMALL, **params)
+        out = model(batch)
+        assert torch.isfinite(out.prediction).all() and out.losses["rec"].shape == (6,), params
+    keys = set(create_model("cacr", TINY_DIMS, 1, **SMALL, decoders="target").crm.decoders)
+    assert keys == {"to_text", "to_audio", "to_visual"}
+    torch.manual_seed(0)
+    paper = create_model("cacr", TINY_DIMS, 1, **SMALL, crm="paper").train()
+    drop0 = create_model("cacr", TINY_DIMS, 1, **SMALL, crm="drop", private_drop=0.0).train()
+    drop0.load_state_dict(paper.state_dict())
+    torch.manual_seed(5)
+    a = paper(batch)
+    torch.manual_seed(5)
+    b = drop0(batch)
+    torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=0)
+
+
+def test_shared_mask_is_the_mask_of_the_sources() -> None:
+    """``shared_mask`` (the probe's permuted H_n) replaces the sources' validity masks only."""
+    torch.manual_seed(0)
+    model = create_model("cacr", TINY_DIMS, 1, **SMALL).eval()
+    batch = make_batch(LENGTHS, TINY_DIMS)
+    _, shared, private, mask = model.decoupling(batch.features, batch.mask)
+    with torch.no_grad():
+        same = model.crm(shared, private, mask, shared_mask=mask)
+        base = model.crm(shared, private, mask)
+        short = {m: v & (torch.arange(v.shape[1]) < 1).unsqueeze(0) for m, v in mask.items()}  # one step each
+        other = model.crm(shared, private, mask, shared_mask=short)
+    for m in MODALITIES:
+        torch.testing.assert_close(same[m], base[m])
+        assert not torch.allclose(other[m], base[m])
+        assert float(other[m][~mask[m]].abs().max()) == 0.0  # the targets' padding stays zero
+
+
+def test_detach_target_decides_whether_l_rec_trains_the_target_projection() -> None:
+    """``detach_target``: L_rec's target X_m is a constant, so the projection of X_m gets L_rec's gradient only
+    through the reconstruction; without it also through the target. The two gradients differ."""
+    batch = make_batch(LENGTHS, TINY_DIMS)
+    grads = {}
+    for detach in (True, False):
+        torch.manual_seed(0)
+        model = create_model("cacr", TINY_DIMS, 1, **SMALL, detach_target=detach).eval()
+        out = model(batch)
+        w = model.decoupling.proj["audio"].conv.weight
+        grads[detach] = torch.autograd.grad(out.losses["rec"].sum(), w)[0]
+    assert not torch.allclose(grads[True], grads[False])
+
+
+def test_rec_weights_are_normalised_over_the_present_modalities() -> None:
+    """L_rec(i) = Σ_m ŵ_m l_m with ŵ_m = w_m / Σ_{n present} w_n · |present|, by hand from the diagnostics."""
+    torch.manual_seed(0)
+    model = create_model("cacr", TINY_DIMS, 1, **SMALL).eval()
+    lengths = {"text": [9, 4, 12], "audio": [31, 0, 24], "visual": [0, 40, 13]}
+    batch = make_batch(lengths, TINY_DIMS)
+    with torch.no_grad():
+        out = model(batch)
+    w = torch.stack([out.diagnostics[f"omega_{m}"] for m in MODALITIES], dim=1)
+    err = torch.stack([out.diagnostics[f"rec_error_{m}"] for m in MODALITIES], dim=1)
+    pres = batch.present.float()
+    w_hat = w * pres / (w * pres).sum(1, keepdim=True) * pres.sum(1, keepdim=True)
+    torch.testing.assert_close(out.losses["rec"], (w_hat * err).sum(1))
+
+
 def test_crm_drop_trains_the_decoders_from_h_n_alone_on_dropped_rows() -> None:
     """Under ``crm=drop`` a dropped row's reconstruction gets no gradient into P_m but still into every H_n."""
     torch.manual_seed(3)
