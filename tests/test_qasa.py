@@ -16,7 +16,10 @@ from typer.testing import CliRunner
 
 from accord.augment.augmented import (
     augment_split,
+    augmented_train_split,
     concat_splits,
+    feature_std,
+    fit_generator_dir,
     generated_rows,
     noise_rows,
 )
@@ -437,6 +440,47 @@ def test_noise_rows_same_budget_and_level() -> None:
     diff = rows.features["audio"] - real.features["audio"].repeat(3, 1, 1)
     ratio = diff.std(dim=(0, 1)) / real.features["audio"].std(dim=(0, 1), unbiased=False)
     assert torch.allclose(ratio, torch.full_like(ratio, 0.5), atol=0.05)
+
+
+def test_feature_std_and_noise_rows_by_hand() -> None:
+    x = torch.tensor([[[1.0, 5.0], [3.0, 5.0]], [[5.0, 5.0], [99.0, 99.0]]])  # row 1's second step is padding
+    real = make_split({"text": torch.zeros(2, 1, 2), "audio": x, "visual": torch.zeros(2, 1, 2)},
+                      torch.tensor([0.5, -0.5]), ids=["a_0", "b_0"],
+                      lengths={"text": torch.tensor([1, 1]), "audio": torch.tensor([2, 1]),
+                               "visual": torch.tensor([1, 1])})
+    # real steps 1, 3, 5 (mean 3, population std sqrt(8/3)) and 5, 5, 5 (constant: std 1)
+    torch.testing.assert_close(feature_std(real, "audio"), torch.tensor([math.sqrt(8 / 3), 1.0]))
+    rows = noise_rows(real, k=2, level=0.5, modalities=["audio"], seed=7)
+    eps = torch.randn(4, 2, 2, generator=torch.Generator().manual_seed(7))
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0]]).unsqueeze(-1)
+    want = (x.repeat(2, 1, 1) + 0.5 * torch.tensor([math.sqrt(8 / 3), 1.0]) * eps) * mask
+    torch.testing.assert_close(rows.features["audio"], want)
+    assert rows.extras["generated"].tolist() == [1, 1, 1, 1] and rows.extras["generated"].dtype == torch.long
+    assert rows.extras["source_index"].tolist() == [0, 1, 0, 1] and rows.extras["variant"].tolist() == [0, 0, 1, 1]
+    assert torch.equal(rows.features["visual"], real.features["visual"].repeat(2, 1, 1))
+
+
+def test_a_generator_folder_gives_the_weighting_asked_for_and_must_match_the_training_split(tmp_path: Path) -> None:
+    ds = tiny_dataset(n=12)
+    aug = AugmentConfig(source="fit", per_sample=2, generator=TINY_GEN, weighting="quality")
+    fitted = augmented_train_split(aug, ds, save_dir=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "augment.json").read_text()) == aug.model_dump(mode="json")
+    assert (tmp_path / "run" / "samples" / "manifest.json").is_file()
+    folder = tmp_path / "gen"
+    fit_generator_dir(ds, aug, folder)
+    for weighting, key in (("quality", "quality"), ("fidelity", "q_fid"), ("consistency", "q_con")):
+        split = augmented_train_split(aug.model_copy(update={"source": str(folder), "weighting": weighting}), ds)
+        gen = split.extras["generated"] == 1
+        assert int(gen.sum()) == 24
+        torch.testing.assert_close(split.extras["sample_weight"][gen], split.extras[key][gen].float())
+        assert bool((split.extras["sample_weight"][~gen] == 1).all())
+    uniform = augmented_train_split(aug.model_copy(update={"source": str(folder), "weighting": "uniform"}), ds)
+    assert bool((uniform.extras["sample_weight"] == 1).all())
+    assert torch.equal(fitted.extras["sample_weight"][12:], fitted.extras["quality"][12:].float())
+    other = tiny_dataset(n=13)  # other training ids: the folder was fitted on another split
+    with pytest.raises(ConfigError, match=r"augment\.source: .*gen was fitted on a different training split than "
+                                          r"this run's \(13 rows"):
+        augmented_train_split(aug.model_copy(update={"source": str(folder)}), other)
 
 
 def test_generated_sample_of_weight_zero_changes_nothing(tmp_path: Path) -> None:
