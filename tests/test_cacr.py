@@ -506,6 +506,63 @@ def test_shared_anchor_option_emits_one_prediction_per_modality() -> None:
     assert "anchor_text" not in create_model("cacr", TINY_DIMS, 1, **SMALL)(batch).aux_predictions
 
 
+def test_shared_anchor_predictions_are_the_anchor_head_on_each_pooled_h_m() -> None:
+    torch.manual_seed(0)
+    model = create_model("cacr", TINY_DIMS, 1, shared_anchor=True, **SMALL).eval()
+    batch = make_batch({"text": [5, 2, 3], "audio": [0, 4, 2], "visual": [3, 1, 2]}, TINY_DIMS)
+    with torch.no_grad():
+        out = model(batch)
+        _, shared, _, mask = model.decoupling(batch.features, batch.mask)
+    for m in MODALITIES:
+        h = (shared[m] * mask[m].unsqueeze(-1)).sum(1) / mask[m].sum(1, keepdim=True).clamp_min(1)
+        with torch.no_grad():
+            torch.testing.assert_close(out.aux_predictions[f"anchor_{m}"], model.anchor_head(h).squeeze(-1))
+        assert out.aux_weights[f"anchor_{m}"].dtype == torch.float32
+
+
+def test_fusion_transformer_input_is_scaled_positioned_and_tagged_per_segment() -> None:
+    """Each segment k enters the fusion transformer as (sqrt(d)·x + PE(t) + e_k) ⊙ mask, the positions counted
+    within the segment, e_k the learned modality embedding ([segments, d], small at initialisation)."""
+    from accord.models.cacr import ConcatTransformer
+    from accord.models.modules.attention import sinusoidal_positions
+
+    torch.manual_seed(0)
+    fusion = ConcatTransformer(8, 2, 1, segments=2, dropout=0.0).eval()
+    assert fusion.modality_embedding.shape == (2, 8) and float(fusion.modality_embedding.detach().abs().max()) < 0.2
+    seen = {}
+
+    def capture(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        seen["x"] = x
+        return x
+
+    fusion.transformer.forward = capture  # type: ignore[method-assign]
+    a, b = torch.randn(2, 3, 8), torch.randn(2, 2, 8)
+    ma, mb = torch.tensor([[True, True, False], [True, True, True]]), torch.tensor([[True, False], [True, True]])
+    out = fusion([a, b], [ma, mb])
+    pe = {t: sinusoidal_positions(t, 8) for t in (3, 2)}
+    want = torch.cat([(math.sqrt(8) * a + pe[3] + fusion.modality_embedding[0]) * ma.unsqueeze(-1),
+                      (math.sqrt(8) * b + pe[2] + fusion.modality_embedding[1]) * mb.unsqueeze(-1)], dim=1)
+    torch.testing.assert_close(seen["x"], want)
+    assert [o.shape[1] for o in out] == [3, 2]
+    tr = fusion.transformer
+    assert tr.positions is False and tr.embed_scale == 1.0  # positions and scale added here, once
+
+
+def test_every_param_reaches_its_module() -> None:
+    model = create_model("cacr", TINY_DIMS, 1, hidden=8, heads=4, head_hidden=8, layers=1, decoder_kernel=5,
+                         fsr_kernel=5, kernel_size=5, attn_dropout=0.2, dropout=0.3, downsample_audio=2)
+    assert isinstance(model, CACR)
+    assert all(c1.conv.kernel_size == (5,) and c2.conv.kernel_size == (5,)
+               for c1, c2 in model.crm.decoders.values())  # type: ignore[union-attr]
+    assert model.fsr.extract["audio"].conv.kernel_size == (5,)  # type: ignore[union-attr]
+    assert model.fsr.attn.dropout == 0.2 and model.fsr.drop.p == 0.3  # type: ignore[union-attr]
+    for fusion in (model.private_fusion, model.shared_fusion):
+        layer = fusion.transformer.layers[0]
+        assert layer.attn.dropout == 0.2 and layer.drop.p == 0.3 and layer.ffn[2].p == 0.3
+        assert fusion.transformer.embed_drop.p == 0.3 and fusion.transformer.layers[0].ln_kv is None
+    assert model.decoupling.downsample["audio"] == 2
+
+
 # ------------------------------------------------------------------------------------------- decoupling block
 
 
