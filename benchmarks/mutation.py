@@ -54,13 +54,24 @@ def statuses(root: Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def show(root: Path, name: str) -> str:
-    """The diff of one mutant (``mutmut show``), run in ``root``."""
-    res = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=root, capture_output=True, text=True,
-                         timeout=120)
-    lines = res.stdout.splitlines()
-    return "\n".join(line for line in lines if line.startswith(("-", "+", "@")) and not line.startswith(("---",
-                                                                                                        "+++")))
+DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+print(json.dumps({n: get_diff_for_mutant(n) for n in json.load(sys.stdin)}))
+"""
+
+
+def show(root: Path, names: list[str]) -> dict[str, str]:
+    """The diffs of mutants (what ``mutmut show`` prints), computed in one process run in ``root``; only the
+    changed and hunk lines are kept."""
+    res = subprocess.run([sys.executable, "-c", DIFFS], cwd=root, input=json.dumps(names), capture_output=True,
+                         text=True, timeout=600, check=True)
+    out = {}
+    for name, diff in json.loads(res.stdout).items():
+        lines = diff.splitlines()
+        out[name] = "\n".join(line for line in lines if line.startswith(("-", "+", "@"))
+                              and not line.startswith(("---", "+++")))
+    return out
 
 
 def module_of(path: str) -> str:
@@ -75,8 +86,8 @@ def snapshot(root: Path, label: str, commit: str, merge: bool = False) -> Path:
     one folder adds its files to the snapshot of another); each file records the commit it was mutated at.
     """
     per_file = statuses(root)
-    survivors = {name: show(root, name) for f in per_file.values() for name, st in f.items()
-                 if st in ("survived", "no tests")}
+    survivors = show(root, [name for f in per_file.values() for name, st in f.items()
+                            if st in ("survived", "no tests")])
     commits = dict.fromkeys(per_file, commit)
     dest = RESULTS / f"mutation_{label}.json"
     if merge and dest.is_file():
@@ -170,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rerun: the snapshot whose survivors are run again (with the tests written since)")
     parser.add_argument("mutants", nargs="*", help="mutant names or globs to run (e.g. 'accord.balance.cp.*'); with "
                         "rerun, added to the survivors (the functions whose code changed since the snapshot)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     root = Path(args.root)
     names = list(args.mutants)
     if args.action == "rerun":
