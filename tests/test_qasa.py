@@ -283,6 +283,36 @@ def test_scores_of_training_rows_follow_the_equations() -> None:
     torch.testing.assert_close(free["q_con_audio"], q_con.float())
 
 
+def test_consistency_models_are_cross_fitted_over_group_folds_with_the_penalty_of_least_out_of_fold_error() -> None:
+    """coef[f] is the ridge fit on every fold but f (the rows of f never train the model that scores them), the last
+    row the fit on all rows; the penalties (text, modality) are the pair of ``alphas`` with the least out-of-fold
+    MAE, which is also the consistency scale."""
+    train = _linear_split(48, seed=5)
+    params = ScorerParams(folds=3, alphas=[0.1, 10.0])
+    sc = fit_scorer(train, params, ["audio"], seed=2)
+    folds = group_folds(list(train.ids), 3, 2)
+    assert torch.equal(sc.t["fold_of"], folds)
+    ts = (summary_vector(train.features["text"], train.lengths["text"]).double() - sc.t["text/s_mean"]) \
+        / sc.t["text/s_std"]
+    x = torch.cat([ts, sc.t["audio/ref"]], dim=1)
+    y = train.labels.double()
+    best = None
+    for a_t in (0.1, 10.0):
+        for a_m in (0.1, 10.0):
+            pen = torch.cat([torch.full((ts.shape[1],), a_t), torch.full((6,), a_m)]).double()
+            coefs = [ridge_fit(x[folds != f], y[folds != f], pen) for f in range(3)]
+            oof = torch.zeros(48, dtype=torch.float64)
+            for f in range(3):
+                oof[folds == f] = ridge_predict(x[folds == f], coefs[f])
+            mae = float((oof - y).abs().mean())
+            if best is None or mae < best[0]:
+                best = (mae, (a_t, a_m), torch.stack([*coefs, ridge_fit(x, y, pen)]))
+    assert best is not None
+    torch.testing.assert_close(sc.t["audio/coef"], best[2])
+    assert sc.info["alpha"]["audio"] == {"text": best[1][0], "audio": best[1][1], "oof_mae": round(best[0], 4)}
+    assert float(sc.t["audio/scale"]) == pytest.approx(best[0])
+
+
 def test_a_modality_missing_in_training_rows_is_neither_scored_nor_a_neighbour() -> None:
     train = _linear_split(40, seed=4)
     lengths = dict(train.lengths)
