@@ -548,6 +548,28 @@ def test_fusion_transformer_input_is_scaled_positioned_and_tagged_per_segment() 
     assert tr.positions is False and tr.embed_scale == 1.0  # positions and scale added here, once
 
 
+def test_fsr_is_the_residual_refinement_of_the_paper_by_hand() -> None:
+    """P'_m = P_m + GELU(Conv(P_m)) for audio and visual, P'_L = P_L + Attn(LN(P_L), LN([P'_A; P'_V])) (eval: no
+    dropout), zero at padding."""
+    from accord.models.cacr import SentimentRefinement
+
+    torch.manual_seed(0)
+    fsr = SentimentRefinement(8, 2).eval()
+    mask = {"text": torch.tensor([[True, True, False]]), "audio": torch.tensor([[True, False]]),
+            "visual": torch.tensor([[True, True]])}
+    private = {m: torch.randn(1, v.shape[1], 8) * v.unsqueeze(-1) for m, v in mask.items()}
+    with torch.no_grad():
+        out = fsr(private, mask)
+        want = {}
+        for m in ("audio", "visual"):
+            want[m] = (private[m] + F.gelu(fsr.extract[m](private[m], mask[m]))) * mask[m].unsqueeze(-1)
+        kv = torch.cat([want["audio"], want["visual"]], dim=1)
+        att = fsr.attn(fsr.ln_q(private["text"]), fsr.ln_kv(kv), torch.cat([mask["audio"], mask["visual"]], 1))[0]
+        want["text"] = (private["text"] + att) * mask["text"].unsqueeze(-1)
+    for m in MODALITIES:
+        torch.testing.assert_close(out[m], want[m])
+
+
 def test_every_param_reaches_its_module() -> None:
     model = create_model("cacr", TINY_DIMS, 1, hidden=8, heads=4, head_hidden=8, layers=1, decoder_kernel=5,
                          fsr_kernel=5, kernel_size=5, attn_dropout=0.2, dropout=0.3, downsample_audio=2)
@@ -561,6 +583,9 @@ def test_every_param_reaches_its_module() -> None:
         assert layer.attn.dropout == 0.2 and layer.drop.p == 0.3 and layer.ffn[2].p == 0.3
         assert fusion.transformer.embed_drop.p == 0.3 and fusion.transformer.layers[0].ln_kv is None
     assert model.decoupling.downsample["audio"] == 2
+    assert all(proj.conv.kernel_size == (5,) for proj in model.decoupling.proj.values())
+    assert "text_to_audio" in model.crm.decoders  # type: ignore[operator]  # decoders: pair (the default)
+    assert model.private_fusion.modality_embedding.shape == (3, 8)  # one embedding per modality
     for head in (model.head, model.shared_head, model.private_head):
         assert head.net[0].out_features == 8 and head.net[2].p == 0.3
     other = create_model("cacr", TINY_DIMS, 1, hidden=8, heads=4, head_hidden=8, layers=1, shared_anchor=True,

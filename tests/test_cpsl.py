@@ -184,3 +184,15 @@ def test_training_logs_cp_and_sl(tmp_path: Path) -> None:
     assert all("cp/cos" in x for x in grad)  # the projection is considered on every step, conflict or not
     assert any(x["cp/conflict"] == 1.0 and x["loss/cp"] > 0 for x in grad)
     assert {"loss/sl", "loss/cp", "cp/conflict"} <= set(epoch[0])
+
+
+def test_sl_correlation_and_head_widths_reach_the_model() -> None:
+    torch.manual_seed(0)
+    model = create_model("cpsl", DIMS, 1, hidden=8, head_hidden=12, fusion_heads=2, sl_correlation=True)
+    b = batch(FULL)
+    out = model(b)
+    torch.testing.assert_close(out.losses["sl"], statistical_loss(out.prediction, b.label, correlation=True))
+    assert not torch.allclose(out.losses["sl"], statistical_loss(out.prediction, b.label))
+    assert isinstance(model, CPSL)
+    assert model.head.net[0].out_features == 12
+    assert all(model.unimodal[m].net[0].out_features == 12 for m in MODALITIES)

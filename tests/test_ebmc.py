@@ -394,3 +394,29 @@ def test_classification_energies_are_free_energies_and_eq_counts_present_modalit
         z, _, _ = reg.unimodal(batch)
     for m in MODALITIES:
         torch.testing.assert_close(out.features[m], z[m])
+
+
+def test_shared_term_moments_eq_weight_scale_and_head_widths() -> None:
+    """``cmd_moments`` reaches the CMD term; Ē_m is a weighted MEAN, so scaling every sample weight leaves L_eq
+    unchanged (also when the weights sum to less than 1); ``head_hidden`` sizes every MLP."""
+    batch = make_batch({"text": [2, 3], "audio": [2, 2], "visual": [1, 2]}, TINY_DIMS)
+    model = small_model(cmd_moments=2).eval()
+    assert isinstance(model, EBMC)
+    with torch.no_grad():
+        out = model(batch)
+        z, _, _ = model.unimodal(batch)
+        dec = model.decoupling(batch.features, batch.mask)
+    pooled = {m: masked_mean(dec.shared[m], dec.mask[m]) for m in MODALITIES}
+    pairs = [("text", "audio"), ("text", "visual"), ("audio", "visual")]
+    want = torch.stack([cmd(pooled[a], pooled[b], 2) for a, b in pairs]).mean()
+    assert out.losses["sim"].item() == pytest.approx(float(want), rel=1e-5)
+    eqs = []
+    for w in (1.0, 0.25):
+        weighted = Batch(**{**batch.__dict__, "extras": {"sample_weight": torch.full((2,), w)}})
+        with torch.no_grad():
+            eqs.append(model(weighted).losses["eq"].item())
+    assert eqs[1] == pytest.approx(eqs[0], rel=1e-5)
+    wide = create_model("ebmc", TINY_DIMS, 1, **{**SMALL, "head_hidden": 12})
+    assert isinstance(wide, EBMC)
+    heads = [wide.fusion_head, wide.trust_net, *wide.unimodal_heads.values()]
+    assert all(h.net[0].out_features == 12 for h in heads)  # type: ignore[union-attr]
