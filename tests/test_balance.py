@@ -329,6 +329,10 @@ def test_cp_has_nothing_to_do_without_features_gradients_or_a_modality_that_reac
         with torch.no_grad():  # evaluation: no gradient to measure
             got = hook.extra_losses(model, batch, model(batch))
         assert {k: float(v) for k, v in got.items()} == want
+    plain = ConflictPenalty(CPParams(penalty=False, projection=False))
+    model = Additive([2.0, 1.0, 1.0])
+    plain.on_fit_start(model, state())
+    assert plain.extra_losses(model, batch, model(batch)) == {}  # no penalty term at all when it is off
     # features outside the graph (detached): no active modality, r_max 0, no conflict, no penalty, no projection
     model = Additive([2.0, 1.0, 1.0])
     out = model(batch)
@@ -495,6 +499,33 @@ def test_agm_coefficients_and_running_means() -> None:
     assert same == pytest.approx({m: 1.0 for m in MODALITIES})  # as good as it usually is: no modulation
 
 
+def test_ogm_ge_coefficients_from_the_responses() -> None:
+    """Per modality: the score of its present rows (classification: mean true-class probability), the ratio to the
+    others', and the coefficient of the configured form."""
+    pres = torch.tensor([[False, True, True], [False, True, True], [False, False, True], [False, True, True]])
+    batch = make_batch(b=4, present=pres)
+    model = WithHeads()
+    out = model(batch)
+    hook = OGMGE(OGMGEParams(alpha=0.5, coefficient="continuous", response="heads"))
+    hook.on_fit_start(model, state())
+    scores, coeffs = hook.coefficients(model, batch, out)
+    assert set(scores) == {"audio", "visual"}  # text is absent from every row: not scored, and the loop goes on
+    rows = pres[:, 1]
+    audio = out.aux_predictions["unimodal_audio"].detach()
+    assert scores["audio"] == pytest.approx(regression_score(audio[rows], batch.label[rows]))
+    ratios = discrepancy_ratios(scores)
+    assert coeffs == pytest.approx({m: ogm_coefficient(ratios[m], 0.5, "continuous") for m in scores})
+    logits = {m: torch.randn(4, 3, generator=torch.Generator().manual_seed(k)) for k, m in enumerate(MODALITIES)}
+    cls_out = ModelOutput(prediction=torch.zeros(4, 3), aux_predictions={f"unimodal_{m}": v for m, v in
+                                                                          logits.items()})
+    labels = torch.tensor([0, 2, 1, 2])
+    cls_batch = dataclasses.replace(batch, label=labels)
+    hook = OGMGE(OGMGEParams(response="heads"))
+    hook.on_fit_start(model, StepState(seed=0, task_kind="classification", task_loss="ce", loss_weights={}))
+    scores, _ = hook.coefficients(model, cls_batch, cls_out)
+    assert scores["audio"] == pytest.approx(classification_score(logits["audio"][rows], labels[rows]))
+
+
 def test_agm_by_hand_ratios_scores_window_and_rescaling() -> None:
     assert agm_ratios({"text": 1.0, "audio": 2.0}) == pytest.approx({"text": math.e, "audio": math.exp(-1)})  # K=2
     assert agm_ratios({"text": 0.3}) == {"text": 1.0}
@@ -525,6 +556,23 @@ def test_agm_by_hand_ratios_scores_window_and_rescaling() -> None:
     torch.testing.assert_close(two.v.grad, torch.ones(3))  # audio: no coefficient, unchanged
     assert two.unused.grad is None
     assert hook.running == {"text": 0.5, "visual": 1.0} and hook.counts == {"text": 1, "visual": 1}
+    hook.scores = lambda *a: {"text": 1.5, "visual": 1.0}  # type: ignore[method-assign]
+    log = hook.after_backward(two, batch, out, state())
+    # history now: running ratios from the running means (0.5, 1.0) before this step's update
+    rho = agm_ratios({"text": 1.5, "visual": 1.0})["text"]
+    run_rho = agm_ratios({"text": 0.5, "visual": 1.0})["text"]
+    assert log["agm/c_text"] == pytest.approx(math.exp(0.5 * min(run_rho - rho, 7.0)))
+    assert hook.running == pytest.approx({"text": 1.0, "visual": 1.0}) and hook.counts == {"text": 2, "visual": 2}
+    # scores read each modality's present rows only
+    pres = torch.tensor([[True, True, True], [True, False, True], [True, True, True], [True, False, True]])
+    gap = make_batch(b=4, present=pres)
+    hook = AGM(AGMParams(response="heads"))
+    hook.on_fit_start(model, state())
+    out_gap = model(gap)
+    got = hook.scores(model, gap, out_gap)
+    rows = pres[:, 1]
+    heads = out_gap.aux_predictions["unimodal_audio"].detach()
+    assert got["audio"] == pytest.approx(float((heads[rows] - gap.label[rows]).pow(2).mean()))
 
 
 def test_agm_and_ogm_ge_pass_the_task_kind_to_the_responses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -533,6 +581,7 @@ def test_agm_and_ogm_ge_pass_the_task_kind_to_the_responses(monkeypatch: pytest.
 
     def spy(model: nn.Module, batch: Batch, output: ModelOutput, source: str, task_kind: str = "regression"
             ) -> dict[str, Tensor]:
+        assert isinstance(model, Additive) and isinstance(batch, Batch) and isinstance(output, ModelOutput)
         seen.append((source, task_kind))
         return {}
 
@@ -610,6 +659,12 @@ def test_a_models_own_modality_parameters_win_over_names_and_the_text_branch_is_
             self.audio_proj = nn.Linear(2, 2)
             self.text_input = nn.Linear(2, 1)
 
+    class NoText(Own):
+        def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
+            return {"audio": list(self.audio_proj.parameters())}
+
+    no_text = NoText()
+    assert modality_parameters(no_text)["text"] == list(no_text.text_input.parameters())
     named = Names()
     groups = modality_parameters(named)
     assert groups["text"] == list(named.text_input.parameters())
