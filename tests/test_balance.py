@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -735,3 +736,33 @@ def test_modality_responses_choose_heads_or_shapley() -> None:
         torch.testing.assert_close(reg[m], 3 * unscaled[m])  # regression: on the label's scale
     with pytest.raises(ConfigError, match=r"response source 'heads' needs .* model WithHeads emits \[\]"):
         modality_responses(bare, batch, out, "heads")
+
+
+def test_ulgm_hook_calls_the_model_with_the_1_based_epoch_and_saves_only_non_empty_labels() -> None:
+    from accord.balance.ulgm import ULGMHook
+
+    class Fake(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epochs: list[int] = []
+            self.ids: list[str] = []
+
+        def ulgm_step(self, batch: Batch, output: ModelOutput, epoch: int) -> dict[str, float]:
+            self.epochs.append(epoch)
+            return {"ulgm/steps": float(len(self.epochs))}
+
+        def generated_labels(self) -> dict[str, np.ndarray]:
+            return {"id": np.array(self.ids), "text": np.zeros(len(self.ids))}
+
+    model = Fake()
+    hook = ULGMHook()
+    assert hook.artifacts() == {}  # before any step: nothing to save
+    hook.on_fit_start(model, state())
+    assert hook.artifacts() == {}  # an empty memory is not saved
+    st = StepState(seed=0, task_kind="regression", task_loss="l1", loss_weights={}, epoch=3, step=0)
+    assert hook.after_backward(model, make_batch(), ModelOutput(prediction=torch.zeros(4)), st) == {"ulgm/steps": 1.0}
+    assert model.epochs == [4]  # Self-MM's epochs count from 1
+    model.ids = ["a", "b"]
+    assert list(hook.artifacts()) == ["ulgm_labels"]
+    with pytest.raises(ConfigError, match=r"self_mm_ulgm needs a model with ulgm_step \(Self-MM\), not Linear$"):
+        ULGMHook().on_fit_start(nn.Linear(2, 2), state())
