@@ -3,6 +3,7 @@ split and its loss weights, data.train_fraction, config and CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -480,6 +481,8 @@ def test_feature_std_and_noise_rows_by_hand() -> None:
                                "visual": torch.tensor([1, 1])})
     # real steps 1, 3, 5 (mean 3, population std sqrt(8/3)) and 5, 5, 5 (constant: std 1)
     torch.testing.assert_close(feature_std(real, "audio"), torch.tensor([math.sqrt(8 / 3), 1.0]))
+    small = dataclasses.replace(real, features={**real.features, "audio": x * 0.25})  # std below 1 is kept
+    torch.testing.assert_close(feature_std(small, "audio"), torch.tensor([0.25 * math.sqrt(8 / 3), 1.0]))
     rows = noise_rows(real, k=2, level=0.5, modalities=["audio"], seed=7)
     eps = torch.randn(4, 2, 2, generator=torch.Generator().manual_seed(7))
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0]]).unsqueeze(-1)
@@ -507,6 +510,13 @@ def test_a_generator_folder_gives_the_weighting_asked_for_and_must_match_the_tra
     uniform = augmented_train_split(aug.model_copy(update={"source": str(folder), "weighting": "uniform"}), ds)
     assert bool((uniform.extras["sample_weight"] == 1).all())
     assert torch.equal(fitted.extras["sample_weight"][12:], fitted.extras["quality"][12:].float())
+    assert augmented_train_split(AugmentConfig(), ds) is ds["train"]  # source none: the real rows only
+    noise = augmented_train_split(AugmentConfig(source="noise", per_sample=2, seed=3), ds)
+    want = noise_rows(ds["train"], 2, 0.5, AugmentConfig().generator.modalities, 3)
+    assert torch.equal(noise.features["audio"][12:], want.features["audio"])
+    assert bool((noise.extras["sample_weight"] == 1).all())
+    unsaved = augmented_train_split(aug, ds)  # fit without a folder to save to
+    assert len(unsaved) == 36
     other = tiny_dataset(n=13)  # other training ids: the folder was fitted on another split
     with pytest.raises(ConfigError, match=r"augment\.source: .*gen was fitted on a different training split than "
                                           r"this run's \(13 rows"):
