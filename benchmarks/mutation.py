@@ -110,13 +110,16 @@ def score(counts: Counter[str]) -> tuple[float, int]:
 
 
 def triage_kind(why: str | None) -> str:
-    """The kind of a survivor's triage entry: killed later, not an equation line, equivalent, or not yet triaged."""
+    """The kind of a survivor's triage entry: killed later, not an equation line, a test still to write (the entry
+    starts with "NOT TESTED"), equivalent, or not yet triaged."""
     if not why:
         return "not yet triaged"
     if why.startswith("killed"):
         return "killed later"
     if why.startswith("not an equation line"):
         return "not an equation line"
+    if why.startswith("NOT TESTED"):
+        return "test still to write"
     return "equivalent"
 
 
@@ -144,6 +147,11 @@ def report() -> Path:
             cells.append(f"{100 * sc:.1f}% of {n}" if n else "–")
         lines.append(f"| `{f}` | " + " | ".join(cells) + " |")
     lines.append("| **all** | " + " | ".join(f"**{100 * score(t)[0]:.1f}% of {score(t)[1]}**" for t in totals) + " |")
+    last_files = snaps[-1]["files"]
+    unrun = [f for f in files if not any(v != "not checked" for v in last_files.get(f, {}).values())]
+    if unrun:
+        lines += ["", "Not run yet (every mutant `not checked`: not reached in the session that made the snapshot): "
+                  + ", ".join(f"`{f}`" for f in unrun) + "."]
     lines += ["", "Mutants by status: " + "; ".join(
         f"`{s['label']}`: " + ", ".join(f"{k} {v}" for k, v in sorted(t.items())) for s, t in zip(snaps, totals,
                                                                                                 strict=True))
@@ -152,15 +160,16 @@ def report() -> Path:
     kinds = Counter(triage_kind(triage.get(n)) for n in last["survivors"])
     lines += ["", f"## Survivors of `{last['label']}` ({len(last['survivors'])})", "",
               "Each is killed by a test written after the snapshot's run, explained as equivalent (no input the code "
-              "can receive tells it apart), or marked as not on an equation line (an error message's wording, a "
-              "default argument no caller uses, a device argument on a CPU-only run); the reasons are in "
+              "can receive tells it apart), marked as not on an equation line (an error message's wording, a "
+              "default argument no caller uses, a device argument on a CPU-only run), or marked NOT TESTED (a gap "
+              "that is a test still to write, in bold); the reasons are in "
               "`benchmarks/mutation_triage.json`. By kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
               + ".", ""]
     for name, diff in sorted(last["survivors"].items()):
         why = triage.get(name)
         kind = triage_kind(why)
         label = {"killed later": why, "equivalent": f"equivalent: {why}", "not an equation line": why,
-                 "not yet triaged": "**not yet triaged**"}[kind]
+                 "test still to write": f"**{why}**", "not yet triaged": "**not yet triaged**"}[kind]
         lines += [f"- `{name}`: {label}", "",
                   "  ```diff", *("  " + d for d in diff.splitlines()), "  ```", ""]
     dest = RESULTS / "mutation.md"
