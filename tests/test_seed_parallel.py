@@ -73,13 +73,16 @@ def test_without_dropout_every_seed_matches_sequential_training(tmp_path: Path, 
     Trainer(cfg_for(tmp_path, method, "off", *extra), progress=False).fit()
     Trainer(cfg_for(tmp_path, method, "on", *extra), progress=False).fit()
     seq, par = seed_results(tmp_path / "mode_off", [0, 1, 2]), seed_results(tmp_path / "mode_on", [0, 1, 2])
-    assert_same_metrics(par, seq, 1e-5)
+    # float32: the stacked (batched) and the single-seed GEMMs sum in different orders; after 8 epochs TFN's seed 2
+    # differs by 1.0e-5 in validation MAE and 1.5e-5 in an epoch's loss on one CPU (2026-12-01; 1e-5 held on the
+    # machine the test was written on), so 3e-5 here; the 5-seed MOSI-U benchmark's gaps are in speed.md
+    assert_same_metrics(par, seq, 3e-5)
     for s in (0, 1, 2):  # every epoch's training loss and validation metric, not only the selected checkpoint
         a, b = log_lines(tmp_path / "mode_on", s), log_lines(tmp_path / "mode_off", s)
         assert [r["epoch"] for r in a] == [r["epoch"] for r in b]
         for ra, rb in zip(a, b, strict=True):
-            assert ra["loss/total"] == pytest.approx(rb["loss/total"], abs=1e-5)
-            assert ra["valid/MAE"] == pytest.approx(rb["valid/MAE"], abs=1e-5)
+            assert ra["loss/total"] == pytest.approx(rb["loss/total"], abs=3e-5)
+            assert ra["valid/MAE"] == pytest.approx(rb["valid/MAE"], abs=3e-5)
         assert a[0]["seed_parallel"] == 3
     if method == "tfn":  # the seeds stopped at different epochs
         assert len({len(log_lines(tmp_path / "mode_on", s)) for s in (0, 1, 2)}) > 1
