@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from accord.augment.augmented import (
     augment_split,
     augmented_train_split,
+    build_sampled_dataset,
     concat_splits,
     feature_std,
     fit_generator_dir,
@@ -336,6 +337,63 @@ def test_a_modality_missing_in_training_rows_is_neither_scored_nor_a_neighbour()
     no_src = sc.score_split(gen)
     # row 0's source (training row 0) has no visual reference row: nothing to leave out, as without a source
     assert float(both["q_fid_visual"][0]) == float(no_src["q_fid_visual"][0])
+    # a row scored on one modality only: its combined consistency is that modality's, also below 1
+    flipped = SplitData(**{**train.__dict__, "labels": -train.labels})
+    con = sc.score_split(flipped, source=torch.arange(40))
+    low = missing & (con["q_con_audio"] < 0.9)
+    assert bool(low.any())
+    torch.testing.assert_close(con["q_con"][low], con["q_con_audio"][low])
+
+
+def test_scorer_needs_three_rows_and_stores_the_column_statistics() -> None:
+    train = _linear_split(12, seed=7)
+    with pytest.raises(DataError, match=r"^training split: the quality scorer needs at least 3 rows, got 2$"):
+        fit_scorer(train.subset(torch.arange(2)), ScorerParams(k=1, folds=2), ["audio"])
+    three = fit_scorer(train.subset(torch.arange(3)), ScorerParams(k=1, folds=2), ["audio"])  # the minimum
+    assert three.t["audio/ref"].shape[0] == 3
+    lengths = dict(train.lengths)
+    lengths["visual"] = torch.where(torch.arange(12) < 2, lengths["visual"], 0)  # visual in 2 rows only
+    sparse = SplitData(**{**train.__dict__, "lengths": lengths})
+    with pytest.raises(DataError, match=r"^training split: modality 'visual' has 2 non-missing rows; the scorer "
+                                        r"needs 3$"):
+        fit_scorer(sparse, ScorerParams(k=1, folds=2), ["visual"])
+    lengths["visual"] = torch.where(torch.arange(12) < 3, train.lengths["visual"], 0)
+    ok = fit_scorer(SplitData(**{**train.__dict__, "lengths": lengths}), ScorerParams(k=1, folds=2), ["visual"])
+    assert ok.t["visual/ref_rows"].tolist() == [0, 1, 2]
+    sc = fit_scorer(train, ScorerParams(k=2, folds=2), ["visual"])
+    for key, m in (("visual", "visual"), ("text", "text")):
+        v = summary_vector(train.features[m], train.lengths[m]).double()
+        torch.testing.assert_close(sc.t[f"{key}/s_mean"].flatten(), v.mean(0))
+        torch.testing.assert_close(sc.t[f"{key}/s_std"].flatten(), v.std(0, unbiased=False))
+
+
+def test_a_source_index_of_0_is_the_first_training_row() -> None:
+    """Source 0 leaves training row 0 out of the neighbours and uses the fold model that never saw it."""
+    base = _linear_split(40, seed=6)
+    audio = base.features["audio"].clone()
+    audio[0] += 6.0  # an outlier: its own row is its only close neighbour
+    train = SplitData(**{**base.__dict__, "features": {**base.features, "audio": audio},
+                         "ids": [f"r{i}_0" for i in range(40)]})  # one row per group: rows 0 and 1 in other folds
+    sc = fit_scorer(train, ScorerParams(tau=0.5, k=1, folds=4), ["audio"], seed=0)
+    fold_of = sc.t["fold_of"]
+    assert int(fold_of[0]) != int(fold_of[1])
+    first = train.subset(torch.tensor([0]))
+    own = sc.score_split(first, source=torch.tensor([0]))
+    free = sc.score_split(first)
+    assert float(own["q_fid_audio"][0]) < float(free["q_fid_audio"][0])  # without itself, row 0 is atypical
+    s = (summary_vector(first.features["audio"], first.lengths["audio"]).double() - sc.t["audio/s_mean"]) \
+        / sc.t["audio/s_std"]
+    d = knn_distance(s, sc.t["audio/ref"], 1, torch.tensor([0]))
+    want = ((1.0 - torch.searchsorted(sc.t["audio/real_dist"], d).double() / 40) / 0.5).clamp(0, 1)
+    torch.testing.assert_close(own["q_fid_audio"], want.float())
+    ts = (summary_vector(first.features["text"], first.lengths["text"]).double() - sc.t["text/s_mean"]) \
+        / sc.t["text/s_std"]
+    w = sc.t["audio/coef"][int(fold_of[0])]
+    base_pred = ts @ w[:ts.shape[1]] + w[-1]
+    pred = base_pred + s @ w[ts.shape[1]:-1]
+    y = first.labels.double()
+    q_con = torch.exp(-((y - pred).abs() - (y - base_pred).abs()).clamp_min(0) / sc.t["audio/scale"])
+    torch.testing.assert_close(own["q_con_audio"], q_con.float())
 
 
 def test_scores_are_in_range_and_track_realness_and_agreement() -> None:
@@ -491,6 +549,20 @@ def test_feature_std_and_noise_rows_by_hand() -> None:
     assert rows.extras["generated"].tolist() == [1, 1, 1, 1] and rows.extras["generated"].dtype == torch.long
     assert rows.extras["source_index"].tolist() == [0, 1, 0, 1] and rows.extras["variant"].tolist() == [0, 0, 1, 1]
     assert torch.equal(rows.features["visual"], real.features["visual"].repeat(2, 1, 1))
+
+
+def test_the_seed_reaches_the_scorer_folds_and_the_sampling() -> None:
+    ds = tiny_dataset(n=12)
+    aug = AugmentConfig(source="fit", per_sample=2, generator=TINY_GEN, seed=3)
+    generator, scorer = fit_generator_dir(ds, aug, None)
+    assert scorer.info["seed"] == 3
+    assert torch.equal(scorer.t["fold_of"], group_folds(list(ds["train"].ids), aug.scorer.folds, 3))
+    built = build_sampled_dataset(ds, generator, scorer, 2, seed=5)["train"]
+    gen = built.extras["generated"] == 1
+    for seed in (5, 6):
+        rows = generated_rows(ds["train"], generator, scorer, 2, seed=seed)
+        same = torch.equal(built.features["audio"][gen], rows.features["audio"])
+        assert same == (seed == 5)
 
 
 def test_a_generator_folder_gives_the_weighting_asked_for_and_must_match_the_training_split(tmp_path: Path) -> None:
