@@ -71,3 +71,29 @@ def test_cli_train_on_a_folder_of_01_labels_is_one_line(tmp_path: Path) -> None:
     err = res.output.strip().splitlines()
     assert len(err) == 1 and "only two values (0 and 1)" in err[0] and "task.kind=classification" in err[0], err
     assert "Traceback" not in res.output
+
+
+def test_class_counts_are_reported_before_training_and_recorded(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    cfg = load_config(method="late_fusion", dataset="conflictbench",
+                      overrides=[f"output.dir={tmp_path}", "name=c", "task.kind=classification", "train.epochs=1",
+                                 "data.params.n_train=40", "data.params.n_valid=20", "data.params.n_test=20",
+                                 "train.seeds=[0]"])
+    tr = Trainer(cfg, progress=False, console=Console(file=out, width=300))
+    tr.fit()
+    info = json.loads((tmp_path / "c" / "dataset.json").read_text())
+    counts = info["class_counts"]
+    assert set(counts) == {"train", "valid", "test"} and sum(counts["train"].values()) == 40
+    labels = tr.dataset["train"].class_labels
+    names = tr.dataset.class_names
+    assert counts["train"] == {c: int((labels == k).sum()) for k, c in enumerate(names)}
+    top = max(counts["train"], key=lambda c: counts["train"][c])
+    share = 100 * counts["train"][top] / 40
+    assert f"majority {top!r} is {share:.1f}%" in out.getvalue()
+    reg = load_config(method="late_fusion", dataset="conflictbench", overrides=[f"output.dir={tmp_path}", "name=r"])
+    assert Trainer(reg, progress=False).class_counts() == {}

@@ -390,10 +390,31 @@ class Trainer:
                                       f"{', '.join(diff)}); resume with the same config or start a new run")
         _mkdir(rd)
         atomic_write_text(rd / rundir.CONFIG, self.cfg.to_yaml())
+        counts = self.class_counts()
         write_json(rd / rundir.DATASET, {"name": self.dataset.name, "dims": self.dataset.dims,
                                          "out_dim": self.out_dim, "class_names": self.dataset.class_names,
                                          "metric_family": self.dataset.metric_family,
-                                         "source": self.dataset.source, **run_record(self.dataset)})
+                                         "source": self.dataset.source, **run_record(self.dataset),
+                                         **({"class_counts": counts} if counts else {})})
+        if counts:  # class imbalance, reported before training: the majority class is what a constant scores
+            train = counts["train"]
+            top = max(train, key=lambda c: train[c])
+            share = 100.0 * train[top] / max(sum(train.values()), 1)
+            self.console.print(f"classes in train: {', '.join(f'{c} {n}' for c, n in train.items())}; majority "
+                               f"{top!r} is {share:.1f}% (a constant predictor's accuracy on a split like it)",
+                               markup=False, highlight=False)
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """``{split: {class name: samples}}`` for a classification run (``{}`` for regression)."""
+        names = self.dataset.class_names
+        if self.cfg.task.kind != "classification" or not names:
+            return {}
+        out = {}
+        for split, part in self.dataset.splits.items():
+            if part.class_labels is not None:
+                n = part.class_labels.long().bincount(minlength=len(names)).tolist()
+                out[split] = {c: int(k) for c, k in zip(names, n, strict=True)}
+        return out
 
     def fit(self, resume: bool = False, overwrite: bool = False, on_epoch: EpochCallback | None = None
             ) -> dict[str, Any]:
