@@ -96,6 +96,13 @@ def _class_counts(labels: Any, k: int) -> list[int]:
     return labels.bincount(minlength=k).tolist()
 
 
+def class_counts(splits: Mapping[str, SplitLike], class_names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """``{split: {class name: samples}}`` over the splits that have class labels."""
+    return {split: {c: int(n) for c, n in zip(class_names, _class_counts(part.class_labels, len(class_names)),
+                                              strict=True)}
+            for split, part in splits.items() if part.class_labels is not None}
+
+
 def split_dims(part: SplitLike) -> dict[str, int]:
     """Feature dimension per modality."""
     return {m: int(part.features[m].shape[2]) for m in MODALITIES}
@@ -272,6 +279,7 @@ def summarize(splits: Mapping[str, SplitLike], name: str, source: str, metric_fa
               class_names: Sequence[str]) -> dict[str, Any]:
     """Per-split counts, shapes and label statistics (what ``accord data info`` prints)."""
     out: dict[str, Any] = {"name": name, "source": source, "metric_family": metric_family}
+    classes = class_counts(splits, class_names)
     for split, part in splits.items():
         y = part.labels
         stats = _label_stats(y)
@@ -287,8 +295,7 @@ def summarize(splits: Mapping[str, SplitLike], name: str, source: str, metric_fa
                 "negative": int((y < 0).sum()),
             },
         }
-        if part.class_labels is not None:
-            counts = _class_counts(part.class_labels, len(class_names))
-            info["classes"] = dict(zip(class_names, counts, strict=True))
+        if split in classes:
+            info["classes"] = classes[split]
         out[split] = info
     return out

@@ -60,7 +60,7 @@ from accord.core.hooks import HookRequest, StepState, TrainerHook, build_hook
 from accord.core.io import atomic_write_text, clean_dead_temps, write_json, write_npz
 from accord.core.lock import RunLock
 from accord.core.types import Batch, ModelOutput
-from accord.data.contract import check_regression_labels
+from accord.data.contract import check_regression_labels, class_counts
 from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.registry import build_dataset
@@ -409,12 +409,7 @@ class Trainer:
         names = self.dataset.class_names
         if self.cfg.task.kind != "classification" or not names:
             return {}
-        out = {}
-        for split, part in self.dataset.splits.items():
-            if part.class_labels is not None:
-                n = part.class_labels.long().bincount(minlength=len(names)).tolist()
-                out[split] = {c: int(k) for c, k in zip(names, n, strict=True)}
-        return out
+        return class_counts(self.dataset.splits, names)
 
     def fit(self, resume: bool = False, overwrite: bool = False, on_epoch: EpochCallback | None = None
             ) -> dict[str, Any]:
