@@ -252,8 +252,9 @@ def mosi_ft(args: argparse.Namespace, command: str) -> None:
 
     seeds = list(range(args.seeds))
     out = Path(args.out) / "mosi_ft"
+    trained = [(k, form) for form in ("drop", "paper") for k in FT_ROWS if not (k == "no_crm" and form == "paper")]
     specs = {f"{k}_{form}": ("cacr", [f"model.params.crm={form}", f"model.params.ablation={k}"])
-             for form in ("drop", "paper") for k in FT_ROWS if not (k == "no_crm" and form == "paper")}
+             for k, form in trained}
     runs = train_runs(specs, "mosi-u", seeds, out, [*DATA, *FINETUNE, f"train.epochs={args.epochs}", *args.set],
                       args.resume)
     forms: dict[str, dict[str, Any]] = {}
@@ -261,8 +262,7 @@ def mosi_ft(args: argparse.Namespace, command: str) -> None:
         rows = {k: runs[f"{k}_{'drop' if k == 'no_crm' else form}"].test for k in FT_ROWS}
         forms[form] = {"rows": rows,
                        "dependence": {k: dependence(runs[f"{k}_{form}"].run_dir) for k in ("full", "no_caw")}}
-    table = {f"CACR {k} ({form})": runs[f"{k}_{form}"].test for k, form in
-             [(k, f) for f in ("drop", "paper") for k in FT_ROWS if not (k == "no_crm" and f == "paper")]}
+    table = {f"CACR {k} ({form})": runs[f"{k}_{form}"].test for k, form in trained}
     ref = aggregate_table_from_json(json.loads((RESULTS / "mosi_finetune.json").read_text())["test"])
     md = [
         "# CACR ablation on MOSI with fine-tuned MiniLM text (both CRM forms)",
