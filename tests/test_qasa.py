@@ -238,6 +238,25 @@ def test_group_folds_deal_whole_groups_round_robin() -> None:
     assert sorted(one.tolist()) == [0, 0, 0, 1, 1]
 
 
+def _summary(sc, split: SplitData, m: str) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """A modality's summary vector, normalised with the statistics the scorer stored."""
+    return (summary_vector(split.features[m], split.lengths[m]).double() - sc.t[f"{m}/s_mean"]) / sc.t[f"{m}/s_std"]
+
+
+def _hand_q_fid(sc, m: str, d: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """min(1, S(d) / τ) with S(d) the share of the calibration distances that are >= d."""
+    ref = sc.t[f"{m}/real_dist"]
+    return ((1.0 - torch.searchsorted(ref, d).double() / len(ref)) / tau).clamp(0, 1)
+
+
+def _hand_q_con(sc, m: str, ts: torch.Tensor, s: torch.Tensor, y: torch.Tensor,  # type: ignore[no-untyped-def]
+                w: torch.Tensor) -> torch.Tensor:
+    """exp(-relu(|y - f(t, m)| - |y - f(t, 0)|) / scale) with each row's ridge weights ``w [n, P + 1]``."""
+    base = (ts * w[:, :ts.shape[1]]).sum(1) + w[:, -1]
+    pred = base + (s * w[:, ts.shape[1]:-1]).sum(1)
+    return torch.exp(-((y - pred).abs() - (y - base).abs()).clamp_min(0) / sc.t[f"{m}/scale"])
+
+
 def test_scores_of_training_rows_follow_the_equations() -> None:
     """Training rows scored with their own source: the fidelity distance is exactly the stored leave-one-out
     calibration distance, and consistency is exp(-relu(|y - f(t, m)| - |y - f(t, 0)|) / scale) with the fold model
@@ -251,20 +270,16 @@ def test_scores_of_training_rows_follow_the_equations() -> None:
     got = sc.score_split(train, source=torch.arange(n))
     assert torch.equal(sc.score_split(train)["q_fid_audio"],
                        sc.score_split(train, source=torch.full((n,), -1))["q_fid_audio"])  # None = no source
-    ts = (summary_vector(train.features["text"], train.lengths["text"]).double() - sc.t["text/s_mean"]) \
-        / sc.t["text/s_std"]
+    ts = _summary(sc, train, "text")
     y = train.labels.double()
     logs = {"fid": torch.zeros(n, dtype=torch.float64), "con": torch.zeros(n, dtype=torch.float64)}
     for m in ("audio", "visual"):
-        s = (summary_vector(train.features[m], train.lengths[m]).double() - sc.t[f"{m}/s_mean"]) / sc.t[f"{m}/s_std"]
+        s = _summary(sc, train, m)
         d = knn_distance(s, s, 3, torch.arange(n))
         assert torch.equal(d.sort().values, sc.t[f"{m}/real_dist"])
-        q_fid = ((1.0 - torch.searchsorted(sc.t[f"{m}/real_dist"], d).double() / n) / 0.5).clamp(0, 1)
+        q_fid = _hand_q_fid(sc, m, d, 0.5)
         torch.testing.assert_close(got[f"q_fid_{m}"], q_fid.float())
-        w = sc.t[f"{m}/coef"][sc.t["fold_of"]]  # each row's out-of-fold model
-        base = (ts * w[:, :ts.shape[1]]).sum(1) + w[:, -1]
-        pred = base + (s * w[:, ts.shape[1]:-1]).sum(1)
-        q_con = torch.exp(-((y - pred).abs() - (y - base).abs()).clamp_min(0) / sc.t[f"{m}/scale"])
+        q_con = _hand_q_con(sc, m, ts, s, y, sc.t[f"{m}/coef"][sc.t["fold_of"]])  # each row's out-of-fold model
         torch.testing.assert_close(got[f"q_con_{m}"], q_con.float())
         logs["fid"] += q_fid.clamp_min(1e-12).log()
         logs["con"] += q_con.clamp_min(1e-12).log()
@@ -273,15 +288,10 @@ def test_scores_of_training_rows_follow_the_equations() -> None:
     torch.testing.assert_close(got["quality"], ((logs["fid"] + logs["con"]) / 2).exp().float())
     # no source: every neighbour and the full-data model (the last row of coef)
     free = sc.score_split(train)
-    s = (summary_vector(train.features["audio"], train.lengths["audio"]).double() - sc.t["audio/s_mean"]) \
-        / sc.t["audio/s_std"]
-    d = knn_distance(s, sc.t["audio/ref"], 3)
-    q_fid = ((1.0 - torch.searchsorted(sc.t["audio/real_dist"], d).double() / n) / 0.5).clamp(0, 1)
-    torch.testing.assert_close(free["q_fid_audio"], q_fid.float())
-    w = sc.t["audio/coef"][-1]
-    base = ts @ w[:ts.shape[1]] + w[-1]
-    pred = base + s @ w[ts.shape[1]:-1]
-    q_con = torch.exp(-((y - pred).abs() - (y - base).abs()).clamp_min(0) / sc.t["audio/scale"])
+    s = _summary(sc, train, "audio")
+    torch.testing.assert_close(free["q_fid_audio"], _hand_q_fid(sc, "audio", knn_distance(s, sc.t["audio/ref"], 3),
+                                                                0.5).float())
+    q_con = _hand_q_con(sc, "audio", ts, s, y, sc.t["audio/coef"][-1].expand(n, -1))
     torch.testing.assert_close(free["q_con_audio"], q_con.float())
 
 
@@ -294,8 +304,7 @@ def test_consistency_models_are_cross_fitted_over_group_folds_with_the_penalty_o
     sc = fit_scorer(train, params, ["audio"], seed=2)
     folds = group_folds(list(train.ids), 3, 2)
     assert torch.equal(sc.t["fold_of"], folds)
-    ts = (summary_vector(train.features["text"], train.lengths["text"]).double() - sc.t["text/s_mean"]) \
-        / sc.t["text/s_std"]
+    ts = _summary(sc, train, "text")
     x = torch.cat([ts, sc.t["audio/ref"]], dim=1)
     y = train.labels.double()
     best = None
@@ -381,18 +390,11 @@ def test_a_source_index_of_0_is_the_first_training_row() -> None:
     own = sc.score_split(first, source=torch.tensor([0]))
     free = sc.score_split(first)
     assert float(own["q_fid_audio"][0]) < float(free["q_fid_audio"][0])  # without itself, row 0 is atypical
-    s = (summary_vector(first.features["audio"], first.lengths["audio"]).double() - sc.t["audio/s_mean"]) \
-        / sc.t["audio/s_std"]
+    s = _summary(sc, first, "audio")
     d = knn_distance(s, sc.t["audio/ref"], 1, torch.tensor([0]))
-    want = ((1.0 - torch.searchsorted(sc.t["audio/real_dist"], d).double() / 40) / 0.5).clamp(0, 1)
-    torch.testing.assert_close(own["q_fid_audio"], want.float())
-    ts = (summary_vector(first.features["text"], first.lengths["text"]).double() - sc.t["text/s_mean"]) \
-        / sc.t["text/s_std"]
-    w = sc.t["audio/coef"][int(fold_of[0])]
-    base_pred = ts @ w[:ts.shape[1]] + w[-1]
-    pred = base_pred + s @ w[ts.shape[1]:-1]
-    y = first.labels.double()
-    q_con = torch.exp(-((y - pred).abs() - (y - base_pred).abs()).clamp_min(0) / sc.t["audio/scale"])
+    torch.testing.assert_close(own["q_fid_audio"], _hand_q_fid(sc, "audio", d, 0.5).float())
+    w = sc.t["audio/coef"][fold_of[:1]]  # the model of row 0's fold
+    q_con = _hand_q_con(sc, "audio", _summary(sc, first, "text"), s, first.labels.double(), w)
     torch.testing.assert_close(own["q_con_audio"], q_con.float())
 
 
