@@ -43,6 +43,7 @@ from accord.config import compose, validate
 from accord.core import rundir
 from accord.core.io import atomic_write_text
 from accord.core.types import MODALITIES
+from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import register_metric
 from accord.evaluation.plots import plot_conflict
 from accord.evaluation.summary import Aggregate, aggregate, aggregate_table_from_json, format_mean_std, markdown_table
@@ -50,7 +51,7 @@ from accord.models.cacr import CACR
 from accord.studies.ablate import run_ablation
 from accord.studies.benchmark import conflict_split_rows
 from accord.studies.probes import probe_run
-from accord.studies.runner import Row, finished_rows, rows_table, run_configs
+from accord.studies.runner import DatasetCache, Row, constant_rows, finished_rows, rows_table, run_configs
 
 THREAD = ["train.num_threads=1"]
 REPORT_ONLY = False
@@ -262,7 +263,8 @@ def mosi_ft(args: argparse.Namespace, command: str) -> None:
         rows = {k: runs[f"{k}_{'drop' if k == 'no_crm' else form}"].test for k in FT_ROWS}
         forms[form] = {"rows": rows,
                        "dependence": {k: dependence(runs[f"{k}_{form}"].run_dir) for k in ("full", "no_caw")}}
-    table = {f"CACR {k} ({form})": runs[f"{k}_{form}"].test for k, form in trained}
+    constant = constant_rows(DatasetCache().get(runs["full_drop"].cfg.data), len(seeds), "regression")
+    table = {CONSTANT_ROW: constant["test"], **{f"CACR {k} ({form})": runs[f"{k}_{form}"].test for k, form in trained}}
     ref = aggregate_table_from_json(json.loads((RESULTS / "mosi_finetune.json").read_text())["test"])
     md = [
         "# CACR ablation on MOSI with fine-tuned MiniLM text (both CRM forms)",

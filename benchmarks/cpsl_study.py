@@ -36,11 +36,12 @@ import numpy as np
 from accord.config import Config, load_config
 from accord.core import rundir
 from accord.core.io import atomic_write_text, write_json
+from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import register_metric
 from accord.evaluation.plots import plot_max_ratio
 from accord.evaluation.summary import Aggregate, aggregate, markdown_table
 from accord.studies.benchmark import CONFLICT_COLUMNS, conflict_split_rows
-from accord.studies.runner import rows_table, run_configs, table_metrics, train_seconds
+from accord.studies.runner import DatasetCache, constant_rows, rows_table, run_configs, table_metrics, train_seconds
 
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (registered model, overrides, description)
@@ -137,10 +138,12 @@ def run_dataset(dataset: str, variants: list[str], seeds: list[int], out: Path, 
     kappa = float(cp_cfg.model.params.get("kappa", 1.2))
     cfgs = {v: variant_config(v, dataset, seeds, out, [*sets.get("all", []), *sets.get(v, [])], hook_params, kappa)
             for v in variants}
-    rows = run_configs(cfgs, resume=resume, overwrite=not resume, progress=False,
+    cache = DatasetCache()
+    rows = run_configs(cfgs, resume=resume, overwrite=not resume, progress=False, datasets=cache,
                        log=lambda m: print(f"[{dataset}] {m}", file=sys.stderr, flush=True))
     run_dirs = {r.name: r.run_dir for r in rows}
-    return {"test": rows_table(rows), "valid": rows_table(rows, "valid"),
+    constant = constant_rows(cache.get(cfgs[variants[0]].data), len(seeds), "regression")
+    return {"test": rows_table(rows), "valid": rows_table(rows, "valid"), "constant": constant,
             "steps": {v: step_stats(rd, seeds) for v, rd in run_dirs.items()},
             "spread": {v: spread_stats(rd, seeds) for v, rd in run_dirs.items()}, "seconds": train_seconds(rows),
             "run_dirs": run_dirs, "metrics": table_metrics(rows), "kappa": kappa,
@@ -153,10 +156,11 @@ def dataset_section(dataset: str, res: dict[str, Any], seeds: list[int], figure:
     relabel = lambda rows: {label[k]: r for k, r in rows.items()}  # noqa: E731
     lines = [f"## {DATASET_NAMES.get(dataset, dataset)}", "",
              f"Test split, mean ± std over {len(seeds)} seeds {seeds}; checkpoint selected on validation MAE.", "",
-             markdown_table(relabel(res["test"]), metrics).rstrip("\n"), "",
-             "Validation (the selection split) MAE and Corr:", "",
-             markdown_table(relabel({k: {m: r[m] for m in ("MAE", "Corr") if m in r}
-                                     for k, r in res["valid"].items()}), ["MAE", "Corr"]).rstrip("\n"), ""]
+             markdown_table({CONSTANT_ROW: res["constant"]["test"], **relabel(res["test"])}, metrics).rstrip("\n"),
+             "", "Validation (the selection split) MAE and Corr:", "",
+             markdown_table({CONSTANT_ROW: res["constant"]["valid"],
+                             **relabel({k: {m: r[m] for m in ("MAE", "Corr") if m in r}
+                                        for k, r in res["valid"].items()})}, ["MAE", "Corr"]).rstrip("\n"), ""]
     steps = {k: r for k, r in res["steps"].items() if r}
     lines += [f"Gradient imbalance at the fusion input over all training steps (gradient monitor; conflict = "
               f"max_m r_m > κ = {res['kappa']:g}; projected = share of steps where CP removed the dominant "
@@ -246,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lines += [args.notes.read_text().rstrip("\n"), ""]
     atomic_write_text(args.results / "cpsl_mosi_u.md", "\n".join(lines) + "\n")
     write_json(args.results / "cpsl_mosi_u.json", {
-        d: {k: res[k] for k in ("test", "valid", "steps", "spread", "seconds", "conflict", "kappa")}
+        d: {k: res[k] for k in ("test", "valid", "constant", "steps", "spread", "seconds", "conflict", "kappa")}
         for d, res in results.items()})
     print(f"wrote {args.results / 'cpsl_mosi_u.md'}", file=sys.stderr)
 
