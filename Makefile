@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[dev,serve]'
 	-$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1
 	touch $@
 
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 # about 1 GB of wheels (MediaPipe + jax, OpenCV, transformers, pyarrow) and several minutes; without it the media
 # tests skip with the reason. Installs nothing that changes torch/numpy (the CPU torch 2.13.0 satisfies every range).
 setup-media: setup
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,media]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,serve,media]'
 
 demo: setup
 	$(BIN)/accord demo
