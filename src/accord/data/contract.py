@@ -103,6 +103,26 @@ def class_counts(splits: Mapping[str, SplitLike], class_names: Sequence[str]) ->
             for split, part in splits.items() if part.class_labels is not None}
 
 
+def absent_shares(splits: Mapping[str, SplitLike]) -> dict[str, dict[str, float]]:
+    """``{split: {modality: share}}``: the share (0..1) of each split's samples whose modality is absent (length 0)."""
+    out: dict[str, dict[str, float]] = {}
+    for split, part in splits.items():
+        n = int(part.labels.shape[0])
+        out[split] = {m: int((part.lengths[m] == 0).sum()) / n if n else 0.0 for m in MODALITIES}
+    return out
+
+
+def dataset_record(splits: Mapping[str, SplitLike], class_names: Sequence[str] = ()) -> dict[str, Any]:
+    """What a run records of its data (``dataset.json``) for the dataset section of every table and report:
+    ``n`` (samples per split), ``absent`` (:func:`absent_shares`) and, with ``class_names`` (a classification run),
+    ``class_counts`` (:func:`class_counts`)."""
+    record: dict[str, Any] = {"n": {split: int(part.labels.shape[0]) for split, part in splits.items()},
+                              "absent": absent_shares(splits)}
+    if class_names:
+        record["class_counts"] = class_counts(splits, class_names)
+    return record
+
+
 def split_dims(part: SplitLike) -> dict[str, int]:
     """Feature dimension per modality."""
     return {m: int(part.features[m].shape[2]) for m in MODALITIES}

@@ -60,13 +60,21 @@ from accord.core.hooks import HookRequest, StepState, TrainerHook, build_hook
 from accord.core.io import atomic_write_text, clean_dead_temps, write_json, write_npz
 from accord.core.lock import RunLock
 from accord.core.types import Batch, ModelOutput
-from accord.data.contract import check_regression_labels, class_counts
+from accord.data.contract import check_regression_labels, class_counts, dataset_record
 from accord.data.corrupt import apply_corruptions
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.registry import build_dataset
 from accord.data.subset import apply_train_fraction
 from accord.data.transfer import run_record
+from accord.evaluation.baselines import CONSTANT_ROW, constant_value, constant_value_rows
 from accord.evaluation.metrics import METRIC_ORDER, default_metric, metric_family, metric_spec
+from accord.evaluation.sections import (
+    confusion_markdown,
+    confusion_matrix,
+    dataset_markdown,
+    seed_confusion,
+    sum_confusions,
+)
 from accord.evaluation.summary import aggregate, aggregate_json, markdown_table, write_csv
 from accord.models.base import AccordModel, create_model
 from accord.objectives.task import reduce_per_sample, task_loss
@@ -391,11 +399,7 @@ class Trainer:
         _mkdir(rd)
         atomic_write_text(rd / rundir.CONFIG, self.cfg.to_yaml())
         counts = self.class_counts()
-        write_json(rd / rundir.DATASET, {"name": self.dataset.name, "dims": self.dataset.dims,
-                                         "out_dim": self.out_dim, "class_names": self.dataset.class_names,
-                                         "metric_family": self.dataset.metric_family,
-                                         "source": self.dataset.source, **run_record(self.dataset),
-                                         **({"class_counts": counts} if counts else {})})
+        write_json(rd / rundir.DATASET, self.dataset_info())
         if counts:  # class imbalance, reported before training: the majority class is what a constant scores
             train = counts["train"]
             top = max(train, key=lambda c: train[c])
@@ -403,6 +407,30 @@ class Trainer:
             self.console.print(f"classes in train: {', '.join(f'{c} {n}' for c, n in train.items())}; majority "
                                f"{top!r} is {share:.1f}% (a constant predictor's accuracy on a split like it)",
                                markup=False, highlight=False)
+
+    def dataset_info(self) -> dict[str, Any]:
+        """What ``dataset.json`` records: input dims, classes, metric family, source and ``data.path``, the dataset
+        section's per-split record (:func:`~accord.data.contract.dataset_record`: samples, absent-modality shares,
+        class counts) and the trivial predictor's value (``constant_prediction``: train mean or majority class)."""
+        names = self.dataset.class_names if self.cfg.task.kind == "classification" else []
+        return {"name": self.dataset.name, "dims": self.dataset.dims, "out_dim": self.out_dim,
+                "class_names": self.dataset.class_names, "metric_family": self.dataset.metric_family,
+                "source": self.dataset.source, "path": self.cfg.data.path, **run_record(self.dataset),
+                **dataset_record(self.dataset.splits, names or []),
+                "constant_prediction": constant_value(self._labels("train"), self.cfg.task.kind, self.out_dim)}
+
+    def _labels(self, split: str) -> np.ndarray:
+        """The labels of ``split`` the task scores: class indices (classification) or scores (regression)."""
+        part = self.dataset.splits[split]
+        y = part.class_labels if self.cfg.task.kind == "classification" and part.class_labels is not None \
+            else part.labels
+        return y.cpu().numpy()
+
+    def constant_rows(self, seeds: int) -> dict[str, dict[str, tuple[float, float, int]]]:
+        """The trivial-baseline row (:mod:`accord.evaluation.baselines`) on each evaluated split."""
+        value = constant_value(self._labels("train"), self.cfg.task.kind, self.out_dim)
+        return constant_value_rows(value, {s: self._labels(s) for s in self.eval_splits}, self.cfg.task.kind,
+                                   self.dataset.metric_family, self.dataset.class_names or [], seeds)
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """``{split: {class name: samples}}`` for a classification run (``{}`` for regression)."""
@@ -777,6 +805,9 @@ class Trainer:
                 arrays[f"{split}/{k}"] = v
             for k, t in part.extras.items():
                 arrays[f"{split}/extra_{k}"] = t.numpy()
+            if cfg.task.kind == "classification":  # counts, rows = true class (sections.confusion_matrix)
+                out.setdefault("confusion", {})[split] = confusion_matrix(res.predictions, res.labels,
+                                                                          self.out_dim).tolist()
         if self.dist.enabled:  # the replicas must have stayed identical (one reduced gradient, same optimiser steps)
             digests = self.dist.all_gather_object([float(p.detach().double().sum()) for p in model.parameters()])
             out["world_size"] = self.dist.world_size
@@ -790,26 +821,52 @@ class Trainer:
         return out
 
     def write_summary(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Write summary.json/csv/md (mean ± std over seeds for valid and test) and return the summary."""
+        """Write summary.json/csv/md (mean ± std over seeds for valid and test, the trivial-baseline row, the test
+        confusion matrix summed over seeds for classification, the dataset section) and return the summary."""
         rows = {split: aggregate([r[split] for r in results]) for split in self.eval_splits}
         last = self.eval_splits[-1]
         metrics = [m for m in METRIC_ORDER[self.family] if m in rows[last]]
         metrics += [m for m in rows[last] if m not in metrics]
+        constant = self.constant_rows(len(results))
+        confusion = self.summed_confusion(results)
         summary = {
             "name": self.cfg.run_name, "method": self.cfg.model.name, "dataset": self.dataset.name,
             "seeds": [r["seed"] for r in results], "selection_metric": self.metric,
             **{split: aggregate_json(rows[split]) for split in self.eval_splits},
+            "constant_predictor": {split: aggregate_json(constant[split]) for split in self.eval_splits},
+            **({"confusion": confusion} if confusion else {}),
             "train_seconds": float(np.mean([r["train_seconds"] for r in results])),
         }
         if not self.dist.is_main:
             return summary
         write_json(self.run_dir / rundir.SUMMARY, summary)
-        write_csv(self.run_dir / "summary.csv", rows, metrics)
-        table = markdown_table(rows, metrics, first_col="split", bold_best=False)
+        shown = {**rows, **{f"{split}: {CONSTANT_ROW}": constant[split] for split in self.eval_splits}}
+        write_csv(self.run_dir / "summary.csv", shown, metrics)
+        table = markdown_table(shown, metrics, first_col="split", bold_best=False)
         header = (f"# {self.cfg.run_name}\n\nmethod `{self.cfg.model.name}` on `{self.dataset.name}`, "
                   f"{len(results)} seed(s), checkpoint selected on validation {self.metric}.\n\n")
-        atomic_write_text(self.run_dir / "summary.md", header + table + "\n")
+        parts = [header + table]
+        if confusion and last in confusion:
+            parts.append(confusion_markdown(confusion[last], confusion["class_names"],
+                                            f"Confusion matrix on {last}, counts summed over {len(results)} seed(s) "
+                                            "(rows: true class, columns: predicted class):"))
+        parts.append(dataset_markdown(self.dataset_info(), "## Dataset"))
+        atomic_write_text(self.run_dir / "summary.md", "\n".join(parts) + "\n")
         return summary
+
+    def summed_confusion(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """``{"class_names": [...], split: counts summed over seeds}`` of a classification run (``{}`` for
+        regression); a seed that finished before confusion matrices were recorded is read from its diagnostics."""
+        if self.cfg.task.kind != "classification":
+            return {}
+        out: dict[str, Any] = {"class_names": list(self.dataset.class_names or [])}
+        for split in self.eval_splits:
+            found = [seed_confusion(r, rundir.seed_dir(self.run_dir, int(r["seed"])), split, self.out_dim)
+                     for r in results]
+            total = sum_confusions([m for m in found if m is not None])
+            if total is not None:
+                out[split] = total.tolist()
+        return out
 
     def _merge_epoch_sums(self, sums: EpochSums) -> EpochSums:
         """Sum the per-rank running sums and counts of an epoch (every rank gets the same totals)."""
