@@ -17,11 +17,14 @@ from accord.core import rundir
 from accord.core.errors import AccordError, ConfigError, DataError, StorageError
 from accord.core.hooks import TrainerHook
 from accord.core.io import write_json
+from accord.data.contract import dataset_record
 from accord.data.corrupt import apply_corruptions, parse_corruption
-from accord.data.dataset import MultimodalDataset
+from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.registry import build_dataset
 from accord.data.transfer import align_to_run
-from accord.evaluation.summary import aggregate, aggregate_json, markdown_table
+from accord.evaluation.baselines import CONSTANT_ROW, constant_value, constant_value_rows
+from accord.evaluation.sections import confusion_markdown, confusion_matrix, dataset_markdown, sum_confusions
+from accord.evaluation.summary import Aggregate, aggregate, aggregate_json, markdown_table
 from accord.models.base import AccordModel
 from accord.training import threads
 from accord.training.distributed import env_rank
@@ -106,6 +109,25 @@ def _save_evaluation(result: dict[str, Any], file: Path) -> None:
         result["not_saved"] = str(err)
 
 
+def _task_labels(part: SplitData, task: str) -> np.ndarray:
+    """The labels of ``part`` the task scores: class indices (classification) or scores (regression)."""
+    y = part.class_labels if task == "classification" and part.class_labels is not None else part.labels
+    return y.cpu().numpy()
+
+
+def _evaluated_constant(cfg: Config, info: dict[str, Any], ds: MultimodalDataset, part: SplitData,
+                        seeds: int) -> dict[str, Aggregate]:
+    """The trivial-baseline row on the evaluated split: the run's own constant prediction (``dataset.json``), or for
+    a run trained before it was recorded, the train mean / majority class of ``ds``'s training split."""
+    task = cfg.task.kind
+    names = list(ds.class_names or [])
+    value = info.get("constant_prediction")
+    if value is None:
+        value = constant_value(_task_labels(ds["train"], task), task, len(names))
+    return constant_value_rows(float(value), {"x": _task_labels(part, task)}, task, ds.metric_family, names,
+                               seeds)["x"]
+
+
 def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str = "test",
              dataset: MultimodalDataset | None = None, write: bool = True, on: str | None = None,
              on_overrides: Sequence[str] | None = None, on_path: str | None = None) -> dict[str, Any]:
@@ -133,22 +155,43 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
     part = apply_corruptions(ds[split], specs) if specs else ds[split]
     dev = resolve_device(cfg.train.device)
     per_seed: dict[str, dict[str, float]] = {}
+    classification = cfg.task.kind == "classification"
+    names = list(ds.class_names or [])
+    matrices = []
     with threads.using(cfg.train.num_threads):  # the thread policy, as in training
         for sd in seed_dirs(run_dir):
             model = load_model(run_dir, rundir.seed_of(sd), dev)
-            per_seed[sd.name] = evaluate_split(model, part, cfg, ds, dev).metrics
+            res = evaluate_split(model, part, cfg, ds, dev)
+            per_seed[sd.name] = res.metrics
+            if classification:
+                matrices.append(confusion_matrix(res.predictions, res.labels, len(names)))
     agg = aggregate(list(per_seed.values()))
     mean_std = aggregate_json(agg)
+    constant = _evaluated_constant(cfg, info, ds, part, len(per_seed))
+    confusion = sum_confusions(matrices)
+    data_info = {"name": on or cfg.data.name, "source": ds.source, "path": on_path if on else cfg.data.path,
+                 "class_names": names, **dataset_record({**ds.splits, split: part}, names if classification else [])}
     result: dict[str, Any] = {"run": str(run_dir), "split": split, "dataset": on or cfg.data.name,
                               "corruption": [s.model_dump() for s in specs],
-                              "per_seed": per_seed, "mean_std": mean_std}
+                              "per_seed": per_seed, "mean_std": mean_std,
+                              "constant_predictor": aggregate_json(constant),
+                              **({"confusion": {"class_names": names, "matrix": confusion.tolist()}}
+                                 if confusion is not None else {}),
+                              "dataset_info": data_info}
     result["saved"] = None
     if write:
         tag = "_".join(f"{s.kind}-{s.modality}-{s.level:g}" for s in specs) or "clean"
         _save_evaluation(result, Path(run_dir) / f"eval_{split}_{f'on-{on}_' if on else ''}{tag}.json")
-    table = markdown_table({split: agg}, list(agg), first_col="split", bold_best=False)
+    table = markdown_table({split: agg, f"{split}: {CONSTANT_ROW}": constant}, list(agg), first_col="split",
+                           bold_best=False)
     where = f"{on} {split}" if on else split
-    result["markdown"] = f"**{run_dir}** on {where} ({', '.join(corrupt or []) or 'clean'})\n\n{table}\n"
+    parts = [f"**{run_dir}** on {where} ({', '.join(corrupt or []) or 'clean'})\n\n{table}"]
+    if confusion is not None:
+        parts.append(confusion_markdown(confusion, names, f"Confusion matrix on {where}, counts summed over "
+                                        f"{len(matrices)} seed(s) (rows: true class, columns: predicted class):"))
+    heading = "Dataset" + (f" (split {split} as evaluated, after the corruption)" if specs else "")
+    parts.append(dataset_markdown(data_info, f"**{heading}**"))
+    result["markdown"] = "\n".join(parts) + "\n"
     return result
 
 

@@ -24,9 +24,25 @@ from rich.console import Console
 
 from accord.config import Config, compose, validate
 from accord.core.errors import ConfigError
+from accord.evaluation.baselines import CONSTANT_ROW
+from accord.evaluation.sections import dataset_markdown
 from accord.evaluation.summary import Aggregate, aggregate_table_json, format_mean_std, markdown_table
-from accord.studies.benchmark import CONFLICT_COLUMNS, conflict_split_rows, write_study_report
-from accord.studies.runner import rows_table, run_configs, selection_metric, table_metrics, train_seconds
+from accord.studies.benchmark import (
+    CONFLICT_COLUMNS,
+    confusion_lines,
+    confusion_tables,
+    conflict_split_rows,
+    dataset_info,
+    write_study_report,
+)
+from accord.studies.runner import (
+    rows_table,
+    run_configs,
+    selection_metric,
+    summary_constant_rows,
+    table_metrics,
+    train_seconds,
+)
 
 PAPER_COLUMNS: dict[str, str] = {"Mult_acc_7": "ACC7", "Non0_acc_2": "ACC2", "MAE": "MAE"}
 """Our metric -> the column name of seed 003's ablation table (its single ACC2 is compared with Non0_acc_2)."""
@@ -72,10 +88,10 @@ def paper_layout_table(rows: dict[str, dict[str, Aggregate]], table: dict[str, d
     for name, stats in rows.items():
         spec = table.get(name, {})
         paper = spec.get("paper", {})
-        cells = [str(spec.get("label", name)), f"`{name}`"]
+        cells = [str(spec.get("label", name)), f"`{name}`" if name in table else "—"]
         cells += [format_mean_std(*stats[m][:2], m) if m in stats else "n/a" for m in ours]
         cells += [(f"{paper[m]:.3f}" if m == "MAE" else f"{paper[m]:.2f}") if m in paper else "—" for m in ours]
-        if name == reference_row:
+        if name == reference_row or name not in table:
             cells.append("—")
         else:
             d_ours = (f"{stats['Non0_acc_2'][0] - ref['Non0_acc_2'][0]:+.1f}"
@@ -92,8 +108,13 @@ def paper_layout_table(rows: dict[str, dict[str, Aggregate]], table: dict[str, d
 def _ablation_lines(method: str, dataset: str, param: str, seeds: list[int], c0: Config, sel: str, reference: str,
                     spec: dict[str, dict[str, Any]], rows: dict[str, dict[str, Aggregate]],
                     valid_rows: dict[str, dict[str, Aggregate]], metrics: list[str],
-                    conflict_rows: dict[str, dict[str, Aggregate]], notes: str) -> list[str]:
-    """The Markdown of an ablation above its closing lines (:func:`write_study_report`)."""
+                    conflict_rows: dict[str, dict[str, Aggregate]], notes: str,
+                    constant: dict[str, dict[str, Aggregate]] | None = None) -> list[str]:
+    """The Markdown of an ablation above its closing lines (:func:`write_study_report`); ``constant`` is the
+    trivial-baseline row per split, shown first in every table."""
+    const = constant or {}
+    rows = {**({CONSTANT_ROW: const["test"]} if "test" in const else {}), **rows}
+    valid_rows = {**({CONSTANT_ROW: const["valid"]} if "valid" in const else {}), **valid_rows}
     lines = [
         f"# Ablation of `{method}` on `{dataset}`",
         "",
@@ -138,8 +159,12 @@ def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Pat
     sel = selection_metric(c0, trained[-1].family)
     run_dirs = {r.name: r.run_dir for r in trained}
     conflict_rows = conflict_split_rows(run_dirs, seeds, c0.task.kind)
+    constant = summary_constant_rows(trained[0])
+    confusion = confusion_tables(run_dirs)
+    info = dataset_info(trained[0].run_dir)
     lines = _ablation_lines(method, dataset, param, seeds, c0, sel, reference, spec, rows, valid_rows, metrics,
-                            conflict_rows, notes)
+                            conflict_rows, notes, constant)
+    lines += [*confusion_lines(confusion), dataset_markdown(info, "## Dataset")]
     command = command or (f"accord ablate --method {method} --dataset {dataset} --seeds {len(seeds)}"
                           + "".join(f" --set {o}" for o in overrides or []))
     md = write_study_report(out, "ablation", lines, seconds, command, rows, metrics, {
@@ -148,6 +173,8 @@ def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Pat
         "test": aggregate_table_json(rows),
         "valid": aggregate_table_json(valid_rows),
         "conflict_split": aggregate_table_json(conflict_rows),
+        "constant_predictor": aggregate_table_json(constant), "confusion": confusion, "dataset_info": info,
         "train_seconds": seconds, "command": command,
     }, table)
-    return {"markdown": md, "rows": rows, "valid": valid_rows, "conflict": conflict_rows, "run_dirs": run_dirs}
+    return {"markdown": md, "rows": rows, "valid": valid_rows, "conflict": conflict_rows, "run_dirs": run_dirs,
+            "constant": constant, "confusion": confusion}

@@ -4,6 +4,7 @@ are trained by the runner primitive (:func:`~accord.studies.runner.run_configs`)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from accord.core import rundir
 from accord.core.io import atomic_write_text, write_json
 from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import headline_metric, metric_mode, register_metric
+from accord.evaluation.sections import confusion_markdown, dataset_markdown, run_confusion
 from accord.evaluation.summary import Aggregate, aggregate, aggregate_table_json, markdown_table, write_csv
 from accord.studies.parallel import run_configs_parallel
 from accord.studies.runner import (
@@ -125,6 +127,34 @@ def conflict_split_rows(run_dirs: dict[str, Path], seeds: list[int], task: str) 
     return rows
 
 
+def confusion_tables(run_dirs: Mapping[str, Path], split: str = "test") -> dict[str, dict[str, Any]]:
+    """``{name: {"class_names", "matrix", "seeds"}}``: each classification run's confusion matrix on ``split``,
+    counts summed over its seeds (:func:`~accord.evaluation.sections.run_confusion`); regression runs are left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, rd in run_dirs.items():
+        found = run_confusion(rd, split)
+        if found is not None:
+            matrix, names, seeds = found
+            out[name] = {"class_names": names, "matrix": matrix.tolist(), "seeds": seeds}
+    return out
+
+
+def confusion_lines(tables: Mapping[str, Mapping[str, Any]], over: str = "seeds") -> list[str]:
+    """The Markdown of :func:`confusion_tables` (one matrix per run; ``over`` says what the counts are summed over),
+    no lines for a regression study."""
+    lines: list[str] = []
+    for name, t in tables.items():
+        lines += [confusion_markdown(t["matrix"], t["class_names"],
+                                     f"Confusion matrix of {name} on test, counts summed over {t['seeds']} {over} "
+                                     "(rows: true class, columns: predicted class):").rstrip("\n"), ""]
+    return lines
+
+
+def dataset_info(run_dir: Path) -> dict[str, Any]:
+    """The dataset record of a finished run (its ``dataset.json``): what a study's dataset section shows."""
+    return rundir.read_dataset_info(run_dir)
+
+
 def _benchmark_lines(dataset: str, title: str | None, seeds: list[int], c0: Config, sel: str, table: str,
                      verdict: str, reference: Any, conflict_rows: dict[str, dict[str, Aggregate]]) -> list[str]:
     """The Markdown of a benchmark above its closing lines (:func:`write_study_report`)."""
@@ -170,6 +200,8 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
     trained = run_configs_parallel([(c.run_name, c) for c in cfgs], workers, resume=resume, overwrite=overwrite,
                                    console=console, datasets=datasets)
     rows, valid_rows, seconds = rows_table(trained), rows_table(trained, "valid"), train_seconds(trained)
+    confusion = confusion_tables({c.run_name: c.run_dir for c in cfgs})
+    info = dataset_info(cfgs[0].run_dir)
     family = trained[-1].family
     metrics = table_metrics(trained)
     sel = selection_metric(cfgs[0], family)
@@ -179,6 +211,7 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
     shown = {CONSTANT_ROW: constant["test"], **rows}
     lines = _benchmark_lines(dataset, title, seeds, cfgs[0], sel, markdown_table(shown, metrics, first_col="method"),
                              verdict, datasets.get(cfgs[0].data).meta.get("reference"), conflict_rows)
+    lines += [*confusion_lines(confusion), dataset_markdown(info, "## Dataset")]
     command = command or (f"accord benchmark --dataset {dataset} --methods {','.join(methods)} --seeds {len(seeds)}"
                           + (f" --workers {workers}" if workers > 1 else "")
                           + "".join(f" --set {o}" for o in overrides or []))
@@ -189,5 +222,8 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
         "valid": aggregate_table_json(valid_rows),
         "train_seconds": seconds, "verdict": verdict,
         "conflict_split": aggregate_table_json(conflict_rows),
+        "confusion": confusion, "dataset_info": info,
     }, table)
-    return {"markdown": md, "rows": rows, "verdict": verdict, "metrics": metrics, "conflict": conflict_rows}
+    return {"markdown": md, "rows": rows, "verdict": verdict, "metrics": metrics, "conflict": conflict_rows,
+            "constant": constant, "confusion": confusion, "dataset_info": info, "selection_metric": sel,
+            "train_seconds": seconds}

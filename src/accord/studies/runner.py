@@ -32,11 +32,11 @@ from accord.data.dataset import MultimodalDataset
 from accord.data.registry import build_dataset
 from accord.evaluation.baselines import constant_predictor_rows
 from accord.evaluation.metrics import METRIC_ORDER, default_metric, metric_family
-from accord.evaluation.summary import Aggregate, summary_rows
+from accord.evaluation.summary import Aggregate, aggregate_from_json, summary_rows
 from accord.training.trainer import EpochCallback, Trainer
 
 __all__ = ["Configs", "DatasetCache", "Row", "constant_rows", "finished_rows", "named_configs", "row_from_summary",
-           "rows_table", "run_configs", "selection_metric", "table_metrics", "train_seconds"]
+           "rows_table", "run_configs", "selection_metric", "summary_constant_rows", "table_metrics", "train_seconds"]
 
 Configs = Sequence[tuple[str, Config]] | Mapping[str, Config]
 """Named configs, in table order: ``[(name, cfg), ...]`` or ``{name: cfg}``."""
@@ -185,3 +185,9 @@ def constant_rows(ds: MultimodalDataset, seeds: int, task: str) -> dict[str, dic
         labels[s] = y.numpy()
     train = labels.pop("train")
     return constant_predictor_rows(train, labels, task, ds.metric_family, ds.class_names, seeds)
+
+
+def summary_constant_rows(row: Row) -> dict[str, dict[str, Aggregate]]:
+    """The trivial-baseline row per split that the trainer recorded in ``row``'s summary (``constant_predictor``:
+    train-mean / majority-class predictor of the run's training labels); ``{}`` for a summary without it."""
+    return {split: aggregate_from_json(agg) for split, agg in (row.summary.get("constant_predictor") or {}).items()}

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 from accord.config import Config
 from accord.core import rundir
 from accord.core.errors import AccordError, CheckpointError
+from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import METRIC_ORDER, headline_metric, metric_mode
+from accord.evaluation.sections import dataset_markdown
 from accord.evaluation.summary import Aggregate, format_mean_std, markdown_table, summary_rows
 from accord.studies.processes import exit_reason, run_processes, spawn
-from accord.studies.runner import Row, finished_rows, run_configs
+from accord.studies.benchmark import confusion_lines, confusion_tables, dataset_info
+from accord.studies.runner import Row, finished_rows, run_configs, summary_constant_rows
 from accord.studies.sweep.options import SweepError, SweepOptions, compose_config, sweep_dir
 from accord.studies.sweep.report import summarise
 from accord.studies.sweep.space import SweepSpace
@@ -97,9 +100,12 @@ def final_verdict(tuned: Row, default: dict[str, Any], head: str, metric: str, b
 
 
 def final_table(tuned: Row, default: dict[str, Any], best: Any) -> str:
-    """Valid and test of the tuned and the untuned config, mean ± std over the final seeds."""
+    """Valid and test of the tuned and the untuned config, mean ± std over the final seeds, and the trivial-baseline
+    row (train-mean / majority-class predictor) on valid and test."""
     order = [m for m in METRIC_ORDER[tuned.family] if m in tuned.test]
+    constant = summary_constant_rows(tuned)
     rows: dict[str, dict[str, Aggregate]] = {
+        **{f"{CONSTANT_ROW} {split}": constant[split] for split in ("valid", "test") if split in constant},
         f"tuned (trial #{best.number}) valid": tuned.valid,
         f"tuned (trial #{best.number}) test": tuned.test,
         "untuned default valid": summary_rows(default, "valid"),
@@ -138,10 +144,15 @@ def final_rerun(study: optuna.Study, opts: SweepOptions, space: SweepSpace, spac
           f"untuned default "
           f"({default_dir}). Mean ± std over seeds; accuracies and F1 in %.", "",
           final_table(tuned, default, best).rstrip("\n"), "", verdict, ""]
+    confusion = confusion_tables({f"the tuned config (trial #{best.number})": tuned.run_dir})
+    info = dataset_info(tuned.run_dir)
+    md += [*confusion_lines(confusion), dataset_markdown(info, "### Dataset")]
     js = {"seeds": opts.final_seeds, "best_trial": best.number, "params": best.params,
           "run_dir": str(tuned.run_dir), "valid": tuned.summary["valid"], "test": tuned.summary["test"],
           "default": {"run_dir": str(default_dir), "valid": default.get("valid"), "test": default["test"]},
-          "headline_metric": head, "verdict": verdict, "seconds": round(tuned_seconds, 1)}
+          "headline_metric": head, "verdict": verdict, "seconds": round(tuned_seconds, 1),
+          "constant_predictor": tuned.summary.get("constant_predictor"), "confusion": confusion,
+          "dataset_info": info}
     parts = {"markdown": md, "json": js}
     return {**summarise(study, opts, space, space_source, metric, mode, final=parts), "final_parts": parts}
 
