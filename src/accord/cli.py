@@ -135,9 +135,12 @@ def evaluate(
 @user_errors
 def benchmark(
     methods: Annotated[str, typer.Option(help="Comma-separated registered model names")],
-    dataset: Annotated[str, typer.Option(help="Registered dataset name")] = "conflictbench",
+    dataset: Annotated[str | None, typer.Option(help="Registered dataset name (default conflictbench)")] = None,
+    folds: Annotated[Path | None, typer.Option(help="A k-fold dataset folder (folds.json): every method on every "
+                                                    "fold; instead of --dataset")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds 0..N-1 for every method")] = 5,
-    out: Annotated[Path | None, typer.Option(help="Folder for the runs (default runs/benchmark_<dataset>)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the runs (default runs/benchmark_<dataset>, "
+                                                  "runs/benchmark_folds_<folder>)")] = None,
     table: Annotated[Path | None, typer.Option(help="Also write the Markdown table here")] = None,
     set_: SetOpt = None,
     config: Annotated[list[Path] | None, typer.Option(help="Extra YAML merged into every method's config")] = None,
@@ -146,11 +149,13 @@ def benchmark(
     workers: Annotated[int, typer.Option(help="Methods trained at once, in processes sharing the cores (the last "
                                               "listed starts first)")] = 1,
 ) -> None:
-    """Train several methods with the same seeds and data; one table of test mean ± std."""
+    """Train several methods with the same seeds and data; one table of test mean ± std (with --folds: per-fold
+    tables and one across folds)."""
     from accord import api
 
     res = api.benchmark(_names(methods), dataset, seeds, out, overrides=set_ or [], config_files=config or [],
-                        table=table, resume=resume, overwrite=overwrite, console=err_console, workers=workers)
+                        table=table, resume=resume, overwrite=overwrite, console=err_console, workers=workers,
+                        folds=folds)
     _print_markdown(res["markdown"])
 
 

@@ -25,19 +25,37 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     return out
 
 
-def benchmark(methods: Sequence[str], dataset: str = "conflictbench", seeds: int | Sequence[int] = 5,
+def benchmark(methods: Sequence[str], dataset: str | None = None, seeds: int | Sequence[int] = 5,
               out: str | Path | None = None, overrides: Sequence[str] | None = None,
               config_files: Sequence[str | Path] | None = None, table: str | Path | None = None,
               resume: bool = False, overwrite: bool = False, console: Console | None = None,
-              title: str | None = None, command: str | None = None, workers: int = 1) -> dict[str, Any]:
+              title: str | None = None, command: str | None = None, workers: int = 1,
+              folds: str | Path | None = None) -> dict[str, Any]:
     """Train ``methods`` with the same seeds (``0..seeds-1`` or a list) and data; one table of TEST mean ± std.
 
-    Runs go to ``out`` (default ``runs/benchmark_<dataset>``), with ``benchmark.{md,csv,json}``; ``table`` also
-    gets the Markdown table. ``workers`` > 1 trains the methods in that many processes at once (they share the
-    cores: :mod:`accord.studies.parallel`). Returns the study's result (``markdown``, rows, ...).
+    ``dataset`` names the dataset (default ``conflictbench``); runs go to ``out`` (default
+    ``runs/benchmark_<dataset>``), with ``benchmark.{md,csv,json}``; ``table`` also gets the Markdown table.
+    ``folds`` instead names a k-fold dataset folder (``folds.json``): every method is trained on every fold
+    (:mod:`accord.studies.kfold`; runs under ``out/fold_<i>``, default ``out`` ``runs/benchmark_folds_<folder>``) and
+    the result has per-fold and across-fold tables (``kfold.{md,csv,json}``); giving both is an error.
+    ``workers`` > 1 trains the methods in that many processes at once (they share the cores:
+    :mod:`accord.studies.parallel`). Returns the study's result (``markdown``, rows, ...).
     """
+    if folds is not None:
+        if dataset is not None:
+            raise ConfigError(f"--folds {folds} and --dataset {dataset}: give one (--folds trains on the fold "
+                              "datasets of a k-fold folder, --dataset on one dataset)")
+        from accord.studies.kfold import run_fold_benchmark
+
+        root = Path(folds)
+        return run_fold_benchmark(list(methods), root, _seed_list(seeds),
+                                  Path(out) if out is not None else Path("runs") / f"benchmark_folds_{root.name}",
+                                  overrides=list(overrides or []), table=table, resume=resume, overwrite=overwrite,
+                                  console=console, config_files=[str(c) for c in config_files or []],
+                                  command=command, workers=workers)
     from accord.studies.benchmark import run_benchmark
 
+    dataset = dataset or "conflictbench"
     return run_benchmark(list(methods), dataset, _seed_list(seeds),
                          Path(out) if out is not None else Path("runs") / f"benchmark_{dataset}",
                          overrides=list(overrides or []), table=table, resume=resume, overwrite=overwrite,

@@ -140,8 +140,9 @@ def _escape(cell: str) -> str:
 
 
 def markdown_table(rows: Mapping[str, Mapping[str, Aggregate]], metrics: Sequence[str],
-                   first_col: str = "method", bold_best: bool = True) -> str:
-    """A Markdown table: one row per key of ``rows``, one column per metric, then a ``seeds`` column.
+                   first_col: str = "method", bold_best: bool = True, count_col: str = "seeds") -> str:
+    """A Markdown table: one row per key of ``rows``, one column per metric, then a ``seeds`` column (named
+    ``count_col``: ``folds`` for a table of means over folds).
 
     Cells are formatted with :func:`format_mean_std` (``"n/a"`` when a row lacks the metric). With
     ``bold_best``, the best mean of each column (lowest for ``"min"`` metrics such as ``MAE``, highest
@@ -149,7 +150,7 @@ def markdown_table(rows: Mapping[str, Mapping[str, Aggregate]], metrics: Sequenc
     column with fewer than two finite means has no bold cell. The returned text ends with a newline.
     """
     best = {m: _best_rows(rows, m) for m in metrics} if bold_best else {m: set() for m in metrics}
-    header = [first_col, *metrics, "seeds"]
+    header = [first_col, *metrics, count_col]
     lines = [
         "| " + " | ".join(_escape(h) for h in header) + " |",
         "|" + "|".join([":---", *(["---:"] * (len(metrics) + 1))]) + "|",
@@ -165,8 +166,9 @@ def markdown_table(rows: Mapping[str, Mapping[str, Aggregate]], metrics: Sequenc
 
 
 def csv_rows(rows: Mapping[str, Mapping[str, Aggregate]],
-             metrics: Sequence[str]) -> list[dict[str, str | float]]:
-    """Flat CSV records: ``method``, ``<metric>_mean`` and ``<metric>_std`` per metric, then ``seeds``.
+             metrics: Sequence[str], count_col: str = "seeds") -> list[dict[str, str | float]]:
+    """Flat CSV records: ``method``, ``<metric>_mean`` and ``<metric>_std`` per metric, then ``seeds`` (named
+    ``count_col``).
 
     Means and stds are raw floats (NaN when a row lacks the metric); ``seeds`` is formatted as in
     :func:`markdown_table`.
@@ -178,7 +180,7 @@ def csv_rows(rows: Mapping[str, Mapping[str, Aggregate]],
             mean, std, _ = stats.get(m, (math.nan, math.nan, 0))
             record[f"{m}_mean"] = float(mean)
             record[f"{m}_std"] = float(std)
-        record["seeds"] = _seeds_cell(stats, metrics)
+        record[count_col] = _seeds_cell(stats, metrics)
         records.append(record)
     return records
 
@@ -189,13 +191,14 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: PathLike, rows: Mapping[str, Mapping[str, Aggregate]], metrics: Sequence[str]) -> None:
+def write_csv(path: PathLike, rows: Mapping[str, Mapping[str, Aggregate]], metrics: Sequence[str],
+              count_col: str = "seeds") -> None:
     """Write :func:`csv_rows` to ``path`` atomically (``\\n`` line ends, non-finite values as empty cells)."""
-    fieldnames = ["method", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")), "seeds"]
+    fieldnames = ["method", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")), count_col]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
-    for record in csv_rows(rows, metrics):
+    for record in csv_rows(rows, metrics, count_col):
         writer.writerow({k: _csv_cell(v) for k, v in record.items()})
     atomic_write_text(path, buf.getvalue())
 
