@@ -13,7 +13,10 @@ matplotlib's Agg backend, and there is no JavaScript. For each run it shows
   ``fusion_weight``), and robustness curves (``robustness.png``, embedded as is).
 
 A benchmark folder (``benchmark.json`` + several run folders) gets its table of test mean ± std first, then one
-section per run. All text taken from files is HTML-escaped.
+section per run; a k-fold benchmark folder (``kfold.json`` + ``fold_<i>/`` benchmark folders, ``accord benchmark
+--folds``) its across-fold and per-fold tables, then one section per run of every fold. Every metrics table has the
+trivial-baseline row (train mean / majority class), every classification run its confusion matrix and every run (and
+study) the dataset section (:mod:`accord.evaluation.sections`). All text taken from files is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from accord.core import rundir
 from accord.core.errors import AccordError, CheckpointError, ConfigError
 from accord.core.io import atomic_write_text
 from accord.core.types import MODALITIES
+from accord.evaluation.sections import Cells, confusion_cells, dataset_cells, dataset_line, run_confusion
 
 __all__ = ["Figure", "build_report", "metrics_table", "write_report"]
 
@@ -80,6 +84,8 @@ class RunSection:
     notes: list[str] = field(default_factory=list)
     probes: dict[str, Any] | None = None
     """``probe_<split>.json`` (``accord probe``): the mechanism probes' mean ± std, when the run has them."""
+    tables_html: str = ""
+    """The run's confusion matrix (classification) and dataset section (:func:`run_tables_html`)."""
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -338,6 +344,7 @@ def run_section(run_dir: Path, split: str = "test") -> RunSection:
     sec.figures += [f for f in figures if f is not None]
     if not diag:
         sec.notes.append("No diagnostics.npz: no per-sample diagnostics to show.")
+    sec.tables_html = run_tables_html(run_dir, split, 3)
     return sec
 
 
@@ -355,12 +362,14 @@ def _section_html(sec: RunSection, level: int) -> str:
                      f"validation {_esc(s.get('selection_metric', '?'))}; mean training time per seed "
                      f"{float(s.get('train_seconds', 0.0)):.1f} s.</p>")
         rows = {k: s[k] for k in ("valid", "test") if isinstance(s.get(k), dict)}
+        rows.update(constant_rows(s))
         parts.append(f"<h{level + 1}>Metrics (mean ± std over seeds)</h{level + 1}>")
         parts.append(metrics_table(rows, "split"))
     if sec.probes is not None:
         parts.append(f"<h{level + 1}>Mechanism probes ({_esc(', '.join(sec.probes.get('probes', [])))}; "
                      f"see accord.studies.probes)</h{level + 1}>")
         parts.append(metrics_table({"probe": sec.probes.get("mean_std", {})}, "measure"))
+    parts.append(sec.tables_html)
     for note in sec.notes:
         parts.append(f'<p class="note">{_esc(note)}</p>')
     if sec.figures:
@@ -389,6 +398,8 @@ def build_report(target: str | Path, split: str = "test") -> str:
         raise CheckpointError(f"{t}: not a directory (give a run directory or a benchmark folder)")
     if (t / "config.yaml").is_file():
         return _page(f"Accord report: {t.name}", _section_html(run_section(t, split), 2))
+    if (t / KFOLD_JSON).is_file():
+        return kfold_report(t, split)
     runs = sorted(p for p in t.iterdir() if (p / "config.yaml").is_file())
     if not runs:
         raise CheckpointError(f"{t}: neither a run directory nor a folder of runs (no config.yaml found)")
@@ -401,12 +412,14 @@ def build_report(target: str | Path, split: str = "test") -> str:
                      f"{_esc(bench.get('selection_metric', '?'))}.</p>")
         if isinstance(bench.get("test"), dict) and bench["test"]:
             parts.append("<h2>Test metrics (mean ± std over seeds)</h2>")
-            parts.append(metrics_table(bench["test"], "method"))
+            parts.append(metrics_table(with_constant_row(bench["test"], bench.get("constant_predictor")), "method"))
         if isinstance(bench.get("conflict_split"), dict) and bench["conflict_split"]:
             parts.append("<h2>Planted conflicts: accuracy on conflicting vs consistent test samples</h2>")
             parts.append(metrics_table(bench["conflict_split"], "method"))
         if bench.get("verdict"):
             parts.append(f"<p>{_esc(bench['verdict'])}</p>")
+        if isinstance(bench.get("dataset_info"), dict):
+            parts.append(dataset_html(bench["dataset_info"], "h2"))
     else:
         parts.append('<p class="note">No benchmark.json in this folder: showing each run.</p>')
     rob = robustness_figure(t)
@@ -416,6 +429,99 @@ def build_report(target: str | Path, split: str = "test") -> str:
         f'<li><a href="#{_esc(_anchor(r.name))}">{_esc(r.name)}</a></li>' for r in runs) + "</ul></nav>")
     parts += [_section_html(run_section(r, split), 2) for r in runs]
     return _page(f"Accord benchmark report: {t.name}", "\n".join(parts))
+
+
+# ------------------------------------- trivial-baseline row, confusion matrix, dataset section, k-fold benchmark
+
+CONSTANT_ROW = "constant predictor (train mean / majority class)"
+"""The trivial-baseline row's name (:data:`accord.evaluation.baselines.CONSTANT_ROW`, which imports torch)."""
+KFOLD_JSON = "kfold.json"
+"""The k-fold benchmark's results (:data:`accord.studies.kfold.KFOLD_STEM`)."""
+
+
+def constant_rows(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"<split>: constant predictor ...": {metric: {"mean", "std", "n"}}}``: the trivial-baseline rows a run's
+    summary recorded (``constant_predictor``), empty for a run trained before they were."""
+    recorded = summary.get("constant_predictor")
+    if not isinstance(recorded, dict):
+        return {}
+    return {f"{split}: {CONSTANT_ROW}": recorded[split] for split in ("valid", "test")
+            if isinstance(recorded.get(split), dict)}
+
+
+def with_constant_row(table: Mapping[str, Any], constant: Any) -> dict[str, Any]:
+    """A study's table with its trivial-baseline row first (when the study recorded one)."""
+    if not isinstance(constant, dict) or not constant:
+        return dict(table)
+    return {CONSTANT_ROW: constant.get("test", constant), **table}
+
+
+def cells_html(cells: Cells) -> str:
+    """An HTML table of text cells (:data:`accord.evaluation.sections.Cells`), escaped."""
+    header, rows = cells
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="cells"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def confusion_html(matrix: Any, class_names: list[str], caption: str, tag: str) -> str:
+    """A confusion matrix under the heading ``caption`` (``tag``: h2, h3, ...)."""
+    return f"<{tag}>{_esc(caption)}</{tag}>" + cells_html(confusion_cells(matrix, class_names))
+
+
+def dataset_html(info: Mapping[str, Any], tag: str, title: str = "Dataset") -> str:
+    """The dataset section of a run's ``dataset.json`` (or a study's record of it)."""
+    cells = dataset_cells(info)
+    table = (cells_html(cells) + '<p class="note">absent: share of the split\'s samples whose modality has length 0.'
+             "</p>") if cells is not None else \
+        '<p class="note">Samples per split and absent modalities: not recorded for this run.</p>'
+    return f"<{tag}>{_esc(title)}</{tag}><p>{_esc(dataset_line(info).replace('`', ''))}</p>{table}"
+
+
+def run_tables_html(run_dir: Path, split: str, level: int) -> str:
+    """A run's confusion matrix on ``split`` (classification; counts summed over seeds) and its dataset section."""
+    parts = []
+    found = run_confusion(run_dir, split)
+    if found is not None:
+        matrix, names, seeds = found
+        parts.append(confusion_html(matrix, names, f"Confusion matrix on {split}, counts summed over {seeds} "
+                                    "seed(s) (rows: true class, columns: predicted)", f"h{level}"))
+    if (run_dir / rundir.DATASET).is_file():
+        parts.append(dataset_html(rundir.read_dataset_info(run_dir), f"h{level}"))
+    return "\n".join(parts)
+
+
+def kfold_report(folder: Path, split: str = "test") -> str:
+    """The page of a k-fold benchmark folder: the across-fold table (mean ± std over folds of the per-fold means),
+    each fold's table, the confusion matrices summed over seeds and folds, the dataset per fold, then every run."""
+    kf = rundir.read_json(folder / KFOLD_JSON, "a k-fold benchmark's results")
+    parts = [f"<p>k-fold dataset <code>{_esc(kf.get('folds_dir', '?'))}</code> ({_esc(kf.get('k', '?'))} folds), "
+             f"seeds {_esc(', '.join(str(x) for x in kf.get('seeds', [])))} on every fold, checkpoints selected on "
+             f"validation {_esc(kf.get('selection_metric', '?'))}.</p>"]
+    across = (kf.get("across_folds") or {}).get("test")
+    if isinstance(across, dict):
+        parts.append("<h2>Across folds: test, mean ± std over folds of the per-fold means</h2>")
+        parts.append(f'<p class="note">{_esc((kf.get("across_folds") or {}).get("statistic", ""))}</p>')
+        parts.append(metrics_table(across, "method"))
+    for fold in kf.get("per_fold", []):
+        parts.append(f"<h2>{_esc(fold.get('fold', '?'))}: test, mean ± std over seeds</h2>")
+        parts.append(metrics_table(with_constant_row(fold.get("test", {}), fold.get("constant_predictor")), "method"))
+    for name, t in (kf.get("confusion") or {}).items():
+        parts.append(confusion_html(t["matrix"], t["class_names"], f"Confusion matrix of {name} on test, counts "
+                                    f"summed over {t.get('seeds', '?')} seed runs ({t.get('folds', '?')} folds)", "h2"))
+    for fold in kf.get("per_fold", []):
+        if isinstance(fold.get("dataset_info"), dict):
+            parts.append(dataset_html(fold["dataset_info"], "h2", f"Dataset of {fold.get('fold', '?')}"))
+    sections = []
+    for fold_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("fold_")):
+        for run in sorted(p for p in fold_dir.iterdir() if (p / rundir.CONFIG).is_file()):
+            sec = run_section(run, split)
+            sec.name = f"{fold_dir.name}/{run.name}"
+            sections.append(sec)
+    parts.append("<nav><h2>Runs</h2><ul>" + "".join(
+        f'<li><a href="#{_esc(_anchor(sec.name))}">{_esc(sec.name)}</a></li>' for sec in sections) + "</ul></nav>")
+    parts += [_section_html(sec, 2) for sec in sections]
+    return _page(f"Accord k-fold benchmark report: {folder.name}", "\n".join(parts))
 
 
 def write_report(target: str | Path, out: str | Path | None = None, split: str = "test") -> Path:

@@ -29,9 +29,9 @@ from accord.evaluation.sections import dataset_markdown
 from accord.evaluation.summary import Aggregate, aggregate_table_json, format_mean_std, markdown_table
 from accord.studies.benchmark import (
     CONFLICT_COLUMNS,
+    conflict_split_rows,
     confusion_lines,
     confusion_tables,
-    conflict_split_rows,
     dataset_info,
     write_study_report,
 )

@@ -26,8 +26,14 @@ from accord.core.io import atomic_write_text, write_json
 from accord.data.folds import read_folds
 from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.sections import dataset_markdown, sum_confusions
-from accord.evaluation.summary import Aggregate, aggregate, aggregate_json, aggregate_table_json, markdown_table, \
-    write_csv
+from accord.evaluation.summary import (
+    Aggregate,
+    aggregate,
+    aggregate_json,
+    aggregate_table_json,
+    markdown_table,
+    write_csv,
+)
 from accord.studies.benchmark import confusion_lines, run_benchmark
 
 __all__ = ["KFOLD_STEM", "across_folds", "run_fold_benchmark", "summed_confusion"]
@@ -141,7 +147,8 @@ def run_fold_benchmark(methods: list[str], folds_dir: str | Path, seeds: list[in
         "per_fold": [{"fold": f"fold_{i}", "path": str(fold), "runs": str(out / f"fold_{i}"),
                       "test": aggregate_table_json(r["rows"]),
                       "constant_predictor": aggregate_json(r["constant"]["test"]),
-                      "dataset_info": r["dataset_info"]} for i, (fold, r) in enumerate(zip(folds, results, strict=True))],
+                      "dataset_info": r["dataset_info"]}
+                     for i, (fold, r) in enumerate(zip(folds, results, strict=True))],
         "confusion": confusion, "command": command,
     })
     if table:

@@ -19,8 +19,8 @@ from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import METRIC_ORDER, headline_metric, metric_mode
 from accord.evaluation.sections import dataset_markdown
 from accord.evaluation.summary import Aggregate, format_mean_std, markdown_table, summary_rows
-from accord.studies.processes import exit_reason, run_processes, spawn
 from accord.studies.benchmark import confusion_lines, confusion_tables, dataset_info
+from accord.studies.processes import exit_reason, run_processes, spawn
 from accord.studies.runner import Row, finished_rows, run_configs, summary_constant_rows
 from accord.studies.sweep.options import SweepError, SweepOptions, compose_config, sweep_dir
 from accord.studies.sweep.report import summarise
