@@ -173,6 +173,12 @@ def test_final_rerun_reports_test_mean_std_over_seeds(tmp_path: Path, monkeypatc
     assert f"tuned (trial #{best}) test" in md and "untuned default test" in md and "±" in md
     assert "Top trials (1 best finished" in md and "`train.lr`" in md and "untuned default" in js["final"]["verdict"]
     assert out["path"] == tmp_path / "res" / "sweep.md"
+    # the trivial-baseline rows (the tuned run's train mean, valid and test) and the dataset section
+    const = js["final"]["constant_predictor"]
+    assert const["test"]["MAE"]["mean"] > 0 and js["final"]["dataset_info"]["n"]["test"] > 0
+    row = next(line for line in md.splitlines() if line.startswith("| constant predictor (train mean / majority "
+                                                                   "class) test |"))
+    assert f"{const['test']['MAE']['mean']:.3f} ± 0.000" in row and "### Dataset" in md
     # the final run is resumable: run again, nothing is retrained and the numbers stay
     again = run_sweep(opts, log=lambda m: None)
     assert again["json"]["final"]["test"] == js["final"]["test"]
