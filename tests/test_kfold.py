@@ -228,6 +228,10 @@ def test_cli_benchmark_on_two_folds_end_to_end(tmp_path: Path) -> None:
     page = (out / "report.html").read_text()
     assert "Across folds" in page and "Confusion matrix of late_fusion" in page and "fold_1/late_fusion" in page
     assert page.count(CONSTANT_ROW) >= 3 and "25.0%" in page
+    from accord.evaluation.report import build_report
+
+    fold_page = build_report(out / "fold_0")  # one fold: a plain benchmark folder
+    assert f"<td>{CONSTANT_ROW}</td>" in fold_page and "Dataset" in fold_page and "Confusion matrix on test" in fold_page
     # resumed: nothing retrained, the same tables
     again = runner.invoke(app, [*args, "--resume"])
     assert again.exit_code == 0, again.output
