@@ -25,6 +25,24 @@ def test_conflict_split_by_hand(tmp_path: Path) -> None:
     assert rows["m"]["acc_consistent"][0] == 75.0
 
 
+def test_conflict_split_has_the_constant_predictor_row(tmp_path: Path) -> None:
+    import json
+
+    from accord.evaluation.baselines import CONSTANT_ROW
+
+    sd = tmp_path / "m" / "seed_0"
+    sd.mkdir(parents=True)
+    np.savez(sd / "diagnostics.npz", **{
+        "test/prediction": np.array([1.0, -1.0, 1.0, -1.0, 0.5]), "test/label": np.array([1.0, 1.0, -1.0, -1.0, 0.0]),
+        "test/extra_conflict": np.array([1, 1, 0, 0, 1], dtype=np.int8)})
+    (tmp_path / "m" / "dataset.json").write_text(json.dumps({"dims": {}, "out_dim": 1, "constant_prediction": 0.5}))
+    rows = conflict_split_rows({"m": tmp_path / "m"}, [0], "regression")
+    assert list(rows) == [CONSTANT_ROW, "m"]
+    # the constant 0.5 > 0: right on the conflicting labels [1, 1], wrong on the consistent [-1, -1]
+    assert rows[CONSTANT_ROW] == {"acc_conflicting": (100.0, 0.0, 1), "acc_consistent": (0.0, 0.0, 1)}
+    assert rows["m"]["acc_conflicting"][0] == 50.0 and rows["m"]["acc_consistent"][0] == 50.0
+
+
 def test_fusion_verdict_names_winners_and_losers() -> None:
     rows = {"text": {"Non0_acc_2": (77.0, 1.0, 5)}, "audio": {"Non0_acc_2": (55.0, 1.0, 5)},
             "tfn": {"Non0_acc_2": (78.0, 0.5, 5)}, "mult": {"Non0_acc_2": (74.0, 2.0, 5)}}

@@ -645,11 +645,12 @@ def test_ablate_and_plot_conflict_end_to_end(tmp_path: Path) -> None:
     assert "| CACR (Full) | `full` |" in md and "| w/o CAW | `no_caw` |" in md
     assert "48.69" in md and "83.84" in md  # the paper's numbers beside ours
     assert "acc_conflicting" in md and "Produced by `accord ablate --method cacr" in md
-    # the trivial-baseline row (train mean, from the run's summary) heads the paper-layout, test and valid tables
+    # the trivial-baseline row (train mean, from the run's summary) heads every table
     from accord.evaluation.baselines import CONSTANT_ROW
 
     const = json.loads((tmp_path / "abl" / "cacr_full" / "summary.json").read_text())["constant_predictor"]
-    assert md.count(f"| {CONSTANT_ROW} |") == 3 and "## Dataset" in md and "| test | 48 |" in md
+    # paper layout, all metrics (test), validation and the planted-conflict table
+    assert md.count(f"| {CONSTANT_ROW} |") == 4 and "## Dataset" in md and "| test | 48 |" in md
     assert f"{const['test']['MAE']['mean']:.3f} ± 0.000" in md
     run = tmp_path / "abl" / "cacr_full"
     with np.load(run / "seed_0" / "diagnostics.npz") as z:
