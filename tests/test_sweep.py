@@ -179,6 +179,9 @@ def test_final_rerun_reports_test_mean_std_over_seeds(tmp_path: Path, monkeypatc
     row = next(line for line in md.splitlines() if line.startswith("| constant predictor (train mean / majority "
                                                                    "class) test |"))
     assert f"{const['test']['MAE']['mean']:.3f} ± 0.000" in row and "### Dataset" in md
+    trial_row = next(line for line in md.splitlines() if line.startswith("| constant predictor (train mean / "
+                                                                         "majority class) | — |"))
+    assert f"| {const['valid']['MAE']['mean']:.4f} |" in trial_row  # the same train mean on the same valid split
     # the final run is resumable: run again, nothing is retrained and the numbers stay
     again = run_sweep(opts, log=lambda m: None)
     assert again["json"]["final"]["test"] == js["final"]["test"]

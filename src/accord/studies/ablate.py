@@ -167,7 +167,8 @@ def run_ablation(method: str, dataset: str, seeds: list[int], out_dir: str | Pat
     lines += [*confusion_lines(confusion), dataset_markdown(info, "## Dataset")]
     command = command or (f"accord ablate --method {method} --dataset {dataset} --seeds {len(seeds)}"
                           + "".join(f" --set {o}" for o in overrides or []))
-    md = write_study_report(out, "ablation", lines, seconds, command, rows, metrics, {
+    shown = {**({CONSTANT_ROW: constant["test"]} if "test" in constant else {}), **rows}
+    md = write_study_report(out, "ablation", lines, seconds, command, shown, metrics, {
         "method": method, "dataset": dataset, "seeds": seeds, "param": param, "ablations": names,
         "selection_metric": sel, "paper": {n: spec[n].get("paper", {}) for n in names}, "reference": reference,
         "test": aggregate_table_json(rows),

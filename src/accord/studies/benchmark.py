@@ -239,7 +239,7 @@ def run_benchmark(methods: list[str], dataset: str, seeds: list[int], out_dir: s
     command = command or (f"accord benchmark --dataset {dataset} --methods {','.join(methods)} --seeds {len(seeds)}"
                           + (f" --workers {workers}" if workers > 1 else "")
                           + "".join(f" --set {o}" for o in overrides or []))
-    md = write_study_report(out, "benchmark", lines, seconds, command, rows, metrics, {
+    md = write_study_report(out, "benchmark", lines, seconds, command, shown, metrics, {
         "dataset": dataset, "seeds": seeds, "methods": methods, "selection_metric": sel,
         "test": aggregate_table_json(rows),
         "constant_predictor": aggregate_table_json(constant),

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord.core import rundir
 from accord.core.io import atomic_write_text, write_json
 from accord.studies.sweep.options import SweepOptions, fmt_value, sweep_dir
 from accord.studies.sweep.space import SweepSpace
@@ -144,9 +145,23 @@ def _trial_lines(space: SweepSpace, space_source: str, metric: str, top: list[An
     for t in top:
         lines.append(f"| {t.number} | {t.state.name} | {t.value:.4f} | {trial_seconds(t) or 0:.0f} | "
                      + " | ".join(fmt_value(t.params.get(k, "")) for k in keys) + " |")
+    constant = constant_valid(best, metric)
+    if constant is not None:
+        lines.append(f"| constant predictor (train mean / majority class) | — | {constant:.4f} | — | "
+                     + " | ".join("—" for _ in keys) + " |")
     lines += ["", f"Best trial: #{best.number}, validation {metric} {best.value:.4f}; params: "
               + ", ".join(f"`{k}={fmt_value(v)}`" for k, v in best.params.items()) + ".", ""]
     return lines
+
+
+def constant_valid(best: Any, metric: str) -> float | None:
+    """The trivial baseline's validation ``metric`` (train mean / majority class), as the best trial's run recorded
+    it in its ``summary.json`` (``constant_predictor``); ``None`` when it has none."""
+    run = best.user_attrs.get("run_dir")
+    if not run or not (Path(run) / rundir.SUMMARY).is_file():
+        return None
+    cell = (rundir.read_summary(run).get("constant_predictor") or {}).get("valid", {}).get(metric)
+    return float(cell["mean"]) if isinstance(cell, dict) and cell.get("mean") is not None else None
 
 
 def _result_json(study: optuna.Study, opts: SweepOptions, space: SweepSpace, space_source: str, metric: str,
