@@ -115,11 +115,10 @@ def _constant_conflict_row(run_dir: Path, diag: dict[str, np.ndarray], task: str
     if value is None:
         return None
     n = len(diag["label"])
+    pred: np.ndarray = np.full(n, float(value))
     if task == "classification":
         pred = np.zeros((n, int(info["out_dim"])))
         pred[:, int(value)] = 1.0
-    else:
-        pred = np.full(n, float(value))
     hits = _conflict_hits({**diag, "prediction": pred}, task)
     return {k: (v, 0.0, seeds) for k, v in hits.items()}
 
