@@ -265,18 +265,20 @@ def resolve_columns(table: Table, given: dict[str, str | None], required: tuple[
     default to their canonical name when the table has it; a role in ``required`` must be played."""
     out: dict[str, str | None] = {}
     listing = ", ".join(repr(c) for c in table.columns)
-    for role in ROLES:
+    for role in ROLES:  # the columns named first: a typo in one is the error to show
         name = given.get(role)
         if name is not None:
             found = _find(table.columns, name)
             if found is None:
                 raise DataError(f"{table.path}: no column {name!r} (given for {role}); the file has {listing}")
             out[role] = found
-        else:
+    for role in ROLES:
+        if role not in out:
             out[role] = _find(table.columns, role)
         if out[role] is None and role in required:
             raise DataError(f"{table.path}: no {role} column {role!r}; the file has {listing}; name it with "
                             f"--{role}-col COLUMN (or the {role!r} key of --columns)")
+    out = {role: out[role] for role in ROLES}
     used = [c for c in out.values() if c is not None]
     twice = [c for c, n in Counter(used).items() if n > 1]
     if twice:
