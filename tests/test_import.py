@@ -274,6 +274,7 @@ def test_text_only_import_absent_modalities_and_meta(tmp_path: Path, fake_minilm
     meta = manifest["meta"]
     assert meta["loader"] == "accord data import" and meta["task"] == "regression"
     assert meta["extractor"]["audio"] is None and meta["extractor"]["visual"] is None
+    assert meta["features"]["audio"] == "absent: imported from a text-only table"  # what `accord predict` says
     assert meta["extractor"]["text"]["name"] == "minilm" and meta["extractor"]["level"] == "vector"
     assert set(meta["standardize"]) == {"text", "audio", "visual"}
     imp = meta["import"]

@@ -419,7 +419,10 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
         rows = [rows[i] for i in keep]
         views = {m: [v[i] for i in keep] for m, v in views.items()}
         fold_rows = [[f[i] for i in keep] for f in fold_rows]
-    meta = {"loader": LOADER, "extractor": settings, "task": opts.rule.task, "import": record}
+    meta: dict[str, Any] = {"loader": LOADER, "extractor": settings, "task": opts.rule.task, "import": record}
+    if opts.media is None:  # what `accord predict` names as the reason a clip's audio/visual is not used
+        meta["features"] = {"text": "MiniLM", "audio": "absent: imported from a text-only table",
+                            "visual": "absent: imported from a text-only table"}
     if cols["context"] is not None:
         meta["text_input"] = CONTEXT_TEMPLATE
     name = opts.name or opts.table.stem
