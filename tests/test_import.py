@@ -365,7 +365,7 @@ def test_cli_import_then_train_a_text_only_classification_import(tmp_path: Path,
                               "--label-col", "emotion", "--task", "classification", "--split", "0.6,0.2,0.2",
                               "--group-by", "speaker", "--seed", "1"])
     assert res.exit_code == 0, res.output
-    assert "classes train: neg" in res.output and "--set task.kind=classification" in res.output
+    assert "  classes: train neg " in res.output and "--set task.kind=classification" in res.output
     res = runner.invoke(app, ["train", "--method", "late_fusion", "--dataset", "saved",
                               "--set", f"data.path={tmp_path / 'dlg'}", "--set", "task.kind=classification",
                               "--set", "train.epochs=1", "--set", f"output.dir={tmp_path / 'runs'}"])
@@ -413,3 +413,17 @@ def test_media_import_marks_a_missing_clip_absent(tmp_path: Path, fake_minilm: l
     assert ds.meta["extractor"]["audio"]["name"] == "egemaps"
     _import(f, tmp_path, media=clips)  # again: the clip cache is kept and reused
     assert sorted(p.name for p in (tmp_path / "out" / "clips").iterdir()) == ["a.npz", "b.npz"]
+    # no text column: transcripts from a sidecar .txt beside the clip; a row whose clip is missing has nothing left
+    (clips / "a.txt").write_text("from the sidecar")
+    bare = write(tmp_path / "bare.csv", "id,label,split,media\na,1,train,a.wav\nb,-1,valid,sub/b.wav\nc,0,test,a.wav\n"
+                                       "d,0,test,gone.wav\n")
+    rep = _import(bare, tmp_path, out="bare", media=clips)
+    ds = load_dataset_dir(tmp_path / "bare")
+    assert ds.splits["train"].raw_text == ["from the sidecar"] and ds.splits["valid"].raw_text == [""]
+    assert ds.splits["valid"].lengths["text"].tolist() == [0] and ds.splits["valid"].lengths["audio"].tolist() == [1]
+    assert rep.record["rows"]["dropped"] == {"no usable modality (empty text, clip failed)": {"count": 1,
+                                                                                               "lines": [5]}}
+    by_id = write(tmp_path / "by_id.csv", "id,label,split\na,1,train\nb,-1,valid\nc,0,test\n")
+    assert one_line_error(_import, by_id, tmp_path, out="by_id", media=clips) == (
+        f"{by_id}: split 'valid' has no row with a usable modality (its rows have an empty text and no usable clip); "
+        "give those rows a text or a clip")

@@ -121,8 +121,10 @@ class ImportReport:
                  + (f", dropped {dropped}" if dropped else "")]
         for folder, ds in self.datasets.items():
             lines.append(f"wrote {folder}: " + ", ".join(f"{s} {len(ds.splits[s])}" for s in SPLITS))
-            for split, counts in class_counts(ds.splits, ds.class_names).items():
-                lines.append(f"  classes {split}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+            counts = class_counts(ds.splits, ds.class_names)
+            if counts:
+                lines.append("  classes: " + "; ".join(f"{split} " + ", ".join(f"{c} {n}" for c, n in per.items())
+                                                       for split, per in counts.items()))
             absent = []
             for s in SPLITS:
                 part = ds.splits[s]
@@ -251,6 +253,15 @@ def _find_clip(row: ImportRow, folder: Path, index: dict[str, list[Path]], by_co
     return found[0] if found else f"no clip {row.id}.* in {folder}"
 
 
+def _sidecar_texts(rows: list[ImportRow], folder: Path, cols: dict[str, str | None]) -> None:
+    """Each row's text from the ``.txt``/``.srt`` beside its clip (empty where there is none)."""
+    index = _clip_index(folder)
+    for row in rows:
+        clip = _find_clip(row, folder, index, cols.get("media") is not None)
+        if isinstance(clip, Path):
+            row.text = text_fx.sidecar_transcript(clip) or ""
+
+
 def _media_views(rows: list[ImportRow], opts: ImportOptions, settings: dict[str, Any], cols: dict[str, str | None],
                  progress: bool) -> tuple[dict[str, list[np.ndarray]], dict[str, str], dict[str, dict[str, str]]]:
     """Audio and visual ``[T, D]`` of every row from its clip (absent where a clip is missing, fails or lacks the
@@ -307,6 +318,9 @@ def _build(rows: list[ImportRow], splits: list[str], views: dict[str, list[np.nd
     parts = {}
     for split in SPLITS:
         idx = [i for i, s in enumerate(splits) if s == split]
+        if not idx:  # its rows were dropped: neither a text nor a usable clip
+            raise DataError(f"{source}: split {split!r} has no row with a usable modality (its rows have an empty "
+                            "text and no usable clip); give those rows a text or a clip")
         feats: dict[str, torch.Tensor] = {}
         lens: dict[str, torch.Tensor] = {}
         for m in MODALITIES:
@@ -393,6 +407,9 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
     settings = extractor_settings(opts.level, opts.fps, opts.audio_pool)
     if opts.media is not None and not opts.media.is_dir():  # before the (long) text encoding
         raise DataError(f"{opts.media}: --media: not a folder; expected the folder of the table's clips")
+    if opts.media is not None and cols["text"] is None:  # transcripts from sidecar files, as `accord extract`
+        _sidecar_texts(rows, opts.media, cols)
+        record["text"] = "a sidecar .txt/.srt beside each clip (no text column)"
     views: dict[str, list[np.ndarray]] = {}
     views["text"] = encode_texts([_encoded_text(r, cols["context"] is not None) for r in rows], opts.level,
                                  progress)
@@ -412,7 +429,8 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
             record["media_column_ignored"] = f"{cols['media']} (no --media DIR)"
     keep = [i for i in range(len(rows)) if any(len(views[m][i]) for m in MODALITIES)]
     if len(keep) < len(rows):
-        lines = [rows[i].line for i in range(len(rows)) if i not in set(keep)]
+        kept = set(keep)
+        lines = [rows[i].line for i in range(len(rows)) if i not in kept]
         record["rows"]["dropped"]["no usable modality (empty text, clip failed)"] = {"count": len(lines),
                                                                                      "lines": lines[:20]}
         record["rows"]["kept"] = len(keep)
