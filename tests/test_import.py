@@ -427,3 +427,23 @@ def test_media_import_marks_a_missing_clip_absent(tmp_path: Path, fake_minilm: l
     assert one_line_error(_import, by_id, tmp_path, out="by_id", media=clips) == (
         f"{by_id}: split 'valid' has no row with a usable modality (its rows have an empty text and no usable clip); "
         "give those rows a text or a clip")
+
+
+def test_save_dataset_carries_kept_entries_only(tmp_path: Path) -> None:
+    from accord.data.safe import save_dataset
+    from conftest import tiny_dataset
+
+    out = tmp_path / "ds"
+    (out / "clips").mkdir(parents=True)
+    (out / "clips" / "a.npz").write_bytes(b"cache")
+    save_dataset(tiny_dataset(), out, keep=("clips",))  # a folder holding only the cache is not foreign content
+    assert (out / "clips" / "a.npz").read_bytes() == b"cache" and (out / "manifest.json").is_file()
+    save_dataset(tiny_dataset(seed=1), out, keep=("clips",))  # replaced again: the cache is carried over
+    assert (out / "clips" / "a.npz").read_bytes() == b"cache"
+    save_dataset(tiny_dataset(), out)  # without keep the new folder has no cache
+    assert not (out / "clips").exists()
+    other = tmp_path / "other"
+    (other / "clips").mkdir(parents=True)
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="is not empty and has no manifest.json"):
+        save_dataset(tiny_dataset(), other, keep=("clips",))
