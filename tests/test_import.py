@@ -198,6 +198,12 @@ def test_class_order(tmp_path: Path) -> None:
     assert classes(["10", "2", "2.0", "-1"], cls) == (["-1", "2", "10"], [2, 1, 1, 0])  # integers numerically
     fixed = LabelRule("classification", classes=["pos", "neu", "neg"])
     assert classes(["pos", "neg", "neu"], fixed) == (["pos", "neu", "neg"], [0, 2, 1])  # --classes: the position
+    # integer classes match numerically, names case-insensitively where that is unambiguous
+    assert classes(["1.0", "0"], LabelRule("classification", classes=["0", "1"])) == (["0", "1"], [1, 0])
+    assert classes(["True", "false"], LabelRule("classification", classes=["false", "true"])) == (
+        ["false", "true"], [1, 0])
+    with pytest.raises(DataError, match=r"line 2: label 'pos' \(column 'label'\) is not one of --classes Pos,POS"):
+        classes(["pos"], LabelRule("classification", classes=["Pos", "POS"]))  # two case-insensitive matches
     with pytest.raises(DataError, match="holds one class only"):
         classes(["a", "a"], cls)
 
@@ -224,7 +230,13 @@ def test_group_aware_splits_are_reproducible_per_seed(tmp_path: Path) -> None:
     assert draw(3) != draw(4)
     # the split column (aliases, any case) is used when no shares are given
     parsed = parse_rows(t, cols, LabelRule())
+    # speaker k has rows k + 12 j, whose split (row % 3) is k % 3: one split per speaker, nothing to note; with 2
+    # speakers of 10 rows, s0 has rows 0, 2, 4 (train, test, valid) and s1 rows 1, 3, 5 (valid, train, test)
     assert assign_splits(parsed, t, cols, None, 0) == {"rule": "column", "column": "split"}
+    mixed = read_table(write(tmp_path / "m.csv", corpus(10, 2)))  # speaker s0: rows 0 (train), 2 (test), ...
+    mcols = resolve_columns(mixed, {"group": "speaker"})
+    assert assign_splits(parse_rows(mixed, mcols, LabelRule()), mixed, mcols, None, 0)["groups_across_splits"] == {
+        "count": 2, "example": "'s0' in test, train, valid"}
     assert [r.split for r in parsed.rows[:4]] == ["train", "valid", "test", "train"]
 
 
@@ -285,7 +297,7 @@ def test_text_only_import_absent_modalities_and_meta(tmp_path: Path, fake_minilm
     assert imp["task"] == "regression" and imp["classes"] is None and imp["label_range"] == [-3.0, 3.0]
     assert imp["split"] == {"rule": "ratios", "ratios": [0.5, 0.25, 0.25], "seed": 7, "group_by": "Speaker"}
     assert imp["rows"] == {"read": 24, "kept": 24, "dropped": {}} and imp["context"] is None and imp["media"] is None
-    assert rep.record == imp and list(rep.datasets) == [tmp_path / "out"]
+    assert rep.record == imp and list(rep.summaries) == [tmp_path / "out"]
     lines = rep.summary_lines()
     assert lines[0] == f"read {f} (csv, cp1252, delimiter ';'): 24 rows, 24 kept"
     assert "absent: train audio" in lines[2]

@@ -449,10 +449,15 @@ def _apply_labels(rows: list[ImportRow], raw: list[str], rule: LabelRule, path: 
             r.label = value
         return []
     names = rule.classes if rule.classes is not None else _class_order(raw)
-    integer_classes = rule.classes is None and all(n.lstrip("-").isdigit() for n in names)
+    integer_classes = all(n.lstrip("-").isdigit() for n in names)
     index = {n: i for i, n in enumerate(names)}
+    folded: dict[str, list[str]] = {}
+    for n in names:
+        folded.setdefault(n.lower(), []).append(n)
     for r, v in zip(rows, raw, strict=True):
         key = _class_key(v, integer_classes)
+        if key not in index and len(folded.get(key.lower(), [])) == 1:  # 'True' for the class 'true'
+            key = folded[key.lower()][0]
         if key not in index:
             raise DataError(f"{path}: line {r.line}: label {v!r} (column {col!r}) is not one of --classes "
                             f"{','.join(names)}; add it to --classes or fix the row")
@@ -544,11 +549,21 @@ def assign_splits(parsed: ParsedRows, table: Table, cols: dict[str, str | None],
             raise DataError(f"{table.path}: line {r.line}: split {raw!r} (column {col!r}) is not one of train, valid, "
                             "test (or training, dev, val, validation, testing)")
         r.split = found
+    rule: dict[str, Any] = {"rule": "column", "column": col}
+    if cols.get("group"):
+        spans: dict[str, set[str]] = {}
+        for r in rows:
+            if r.group:
+                spans.setdefault(r.group, set()).add(str(r.split))
+        across = {g: sorted(s) for g, s in spans.items() if len(s) > 1}
+        if across:  # recorded and printed: the split column mixes a group (speaker, video) across splits
+            g = next(iter(across))
+            rule["groups_across_splits"] = {"count": len(across), "example": f"{g!r} in {', '.join(across[g])}"}
     for split in _SPLITS:
         if not any(r.split == split for r in rows):
             raise DataError(f"{table.path}: split {split!r} is empty (column {col!r} names no row {split}); label "
                             "some rows with it, or draw splits with --split 0.7,0.15,0.15")
-    return {"rule": "column", "column": col}
+    return rule
 
 
 def assign_folds(parsed: ParsedRows, k: int, seed: int) -> list[int]:

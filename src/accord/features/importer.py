@@ -41,7 +41,6 @@ import torch
 from accord.core.errors import AccordError, DataError
 from accord.core.io import write_npz
 from accord.core.types import MODALITIES
-from accord.data.contract import class_counts
 from accord.data.dataset import SPLITS, MetricFamily, MultimodalDataset, make_split, standardize
 from accord.data.folds import FOLDS_FILE, write_folds_index
 from accord.data.safe import save_dataset
@@ -101,11 +100,12 @@ class ImportOptions:
 
 @dataclass
 class ImportReport:
-    """What :func:`import_table` wrote: the dataset folder(s) with their datasets, the ``meta.import`` record,
-    the folds index (k folds) and the clips that failed or were not found."""
+    """What :func:`import_table` wrote: the dataset folder(s) with each one's summary (``MultimodalDataset.summary()``:
+    per split ``n``, ``missing`` per modality, ``classes``; the datasets themselves are not kept in memory), the
+    ``meta.import`` record, the folds index (k folds) and the clips that failed or were not found."""
 
     out: Path
-    datasets: dict[Path, MultimodalDataset]
+    summaries: dict[Path, dict[str, Any]]
     record: dict[str, Any]
     folds_index: Path | None = None
     failed: dict[str, str] = field(default_factory=dict)
@@ -119,21 +119,19 @@ class ImportReport:
                             f"{', ...' if d['count'] > 5 else ''})" for why, d in rows["dropped"].items())
         lines = [f"read {rec['table']} ({enc}): {rows['read']} rows, {rows['kept']} kept"
                  + (f", dropped {dropped}" if dropped else "")]
-        for folder, ds in self.datasets.items():
-            lines.append(f"wrote {folder}: " + ", ".join(f"{s} {len(ds.splits[s])}" for s in SPLITS))
-            counts = class_counts(ds.splits, ds.class_names)
-            if counts:
-                lines.append("  classes: " + "; ".join(f"{split} " + ", ".join(f"{c} {n}" for c, n in per.items())
-                                                       for split, per in counts.items()))
-            absent = []
-            for s in SPLITS:
-                part = ds.splits[s]
-                miss = [f"{m} {int((part.lengths[m] == 0).sum())}/{len(part)}" for m in MODALITIES
-                        if int((part.lengths[m] == 0).sum())]
-                if miss:
-                    absent.append(f"{s} {', '.join(miss)}")
+        for folder, summary in self.summaries.items():
+            lines.append(f"wrote {folder}: " + ", ".join(f"{s} {summary[s]['n']}" for s in SPLITS))
+            if "classes" in summary["train"]:
+                lines.append("  classes: " + "; ".join(
+                    f"{s} " + ", ".join(f"{c} {n}" for c, n in summary[s]["classes"].items()) for s in SPLITS))
+            absent = ["{} {}".format(s, ", ".join(f"{m} {k}/{summary[s]['n']}" for m, k in summary[s]["missing"].items()
+                                                  if k)) for s in SPLITS if any(summary[s]["missing"].values())]
             if absent:
                 lines.append("  absent: " + "; ".join(absent))
+        if rec["split"].get("groups_across_splits"):
+            across = rec["split"]["groups_across_splits"]
+            lines.append(f"note: {across['count']} group(s) of column {rec['columns']['group']!r} are in more than one "
+                         f"split (e.g. {across['example']}); --split ... --group-by keeps groups together")
         if self.failed:
             lines.append(f"{len(self.failed)} clip(s) failed or not found (audio/visual absent): "
                          + "; ".join(f"{i}: {why}" for i, why in list(self.failed.items())[:3])
@@ -445,25 +443,26 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
         meta["text_input"] = CONTEXT_TEMPLATE
     name = opts.name or opts.table.stem
     label_range = _label_range(opts.rule, parsed)
-    datasets: dict[Path, MultimodalDataset] = {}
+    summaries: dict[Path, dict[str, Any]] = {}
     if fold is None:
         ds = _build(rows, [str(r.split) for r in rows], views, parsed.class_names, label_range, name,
                     str(opts.table), meta)
         save_dataset(ds, opts.out, keep=("clips",))
-        datasets[opts.out] = ds
-        return ImportReport(opts.out, datasets, record, failed=failed)
+        summaries[opts.out] = ds.summary()
+        return ImportReport(opts.out, summaries, record, failed=failed)
     names = []
     for i, splits in enumerate(fold_rows):
         fold_meta = {**meta, "fold": {"index": i, "k": len(fold_rows)}}
         ds = _build(rows, splits, views, parsed.class_names, label_range, f"{name}_fold{i}", str(opts.table),
                     fold_meta)
         folder = save_dataset(ds, opts.out / f"fold_{i}")
-        datasets[folder] = ds
+        summaries[folder] = ds.summary()
+        del ds
         names.append(folder.name)
     _remove_stale_folds(opts.out, len(names))
     index = write_folds_index(opts.out, names, {"loader": LOADER, "name": name, "task": opts.rule.task,
                                                 "import": record})
-    return ImportReport(opts.out, datasets, record, folds_index=index, failed=failed)
+    return ImportReport(opts.out, summaries, record, folds_index=index, failed=failed)
 
 
 def _label_range(rule: LabelRule, parsed: ParsedRows) -> tuple[float, float]:
