@@ -430,6 +430,57 @@ def data_convert(
     _say(f"wrote {api.data_convert(source, out, nonfinite=nonfinite)}")
 
 
+@data_app.command("import")
+@user_errors
+def data_import(
+    table: Annotated[Path, typer.Argument(help="The corpus table: .csv, .tsv/.tab or .jsonl/.ndjson (any common "
+                                               "encoding)")],
+    out: Annotated[Path, typer.Option(help="Output dataset folder (k folds: OUT/fold_<i>/ and OUT/folds.json)")],
+    media: Annotated[Path | None, typer.Option(help="Folder of the clips (by the media column, or <id>.<ext>)")]
+    = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv or jsonl (default: by extension)")] = None,
+    encoding: Annotated[str | None, typer.Option(help="The table's encoding (default: detected)")] = None,
+    columns: Annotated[Path | None, typer.Option(help="YAML {id,text,label,split,group,context,media: column}")]
+    = None,
+    id_col: Annotated[str | None, typer.Option(help="Id column (default 'id'; none: row numbers)")] = None,
+    text_col: Annotated[str | None, typer.Option(help="Text column (default 'text')")] = None,
+    label_col: Annotated[str | None, typer.Option(help="Label column (default 'label')")] = None,
+    split_col: Annotated[str | None, typer.Option(help="Split column: train/valid/test (default 'split')")] = None,
+    group_col: Annotated[str | None, typer.Option(help="Group column (speaker, video, show; default 'group')")]
+    = None,
+    context_col: Annotated[str | None, typer.Option(help="Context column, encoded as 'context [SEP] text'")] = None,
+    media_col: Annotated[str | None, typer.Option(help="Clip path column, relative to --media (default 'media')")]
+    = None,
+    task: Annotated[str, typer.Option(help="regression or classification")] = "regression",
+    label_range: Annotated[str, typer.Option(help="Regression labels' range LO,HI")] = "-3,3",
+    classes: Annotated[str | None, typer.Option(help="Class names in order (index = position): a,b,c")] = None,
+    split: Annotated[str | None, typer.Option(help="Draw splits: TRAIN,VALID,TEST shares, e.g. 0.7,0.15,0.15")]
+    = None,
+    group_by: Annotated[str | None, typer.Option(help="Keep each group's rows in one split/fold (a column)")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of --split / --folds")] = 0,
+    folds: Annotated[int | None, typer.Option(help="K folds: OUT/fold_<i>/ with test = fold i")] = None,
+    folds_file: Annotated[Path | None, typer.Option(help="A table id,fold giving each row's fold")] = None,
+    valid_share: Annotated[float, typer.Option(help="With folds: share of the other folds' groups for valid")]
+    = 0.15,
+    level: Annotated[str, typer.Option(help="vector (one step) or sequence (tokens/frames)")] = "vector",
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: the table's stem)")] = None,
+    fps: Annotated[float, typer.Option(help="With --media: frames per second for face landmarks")] = 5.0,
+    audio_pool: Annotated[int, typer.Option(help="With --media: eGeMAPS frames per sequence step")] = 10,
+) -> None:
+    """Import your own corpus (a table, and optionally clips) as a safe-format dataset (docs/your_data.md)."""
+    from accord import api
+
+    cols = {"id": id_col, "text": text_col, "label": label_col, "split": split_col, "group": group_col,
+            "context": context_col, "media": media_col}
+    rep = api.data_import(table, out, media=media, format=fmt, encoding=encoding, columns=cols, columns_file=columns,
+                          task=task, label_range=label_range, classes=classes, split=split, folds=folds,
+                          folds_file=folds_file, group_by=group_by, seed=seed, valid_share=valid_share, level=level,
+                          name=name, fps=fps, audio_pool=audio_pool)
+    for line in rep.summary_lines():
+        _say(line)
+
+
 @augment_app.command("fit")
 @user_errors
 def augment_fit(

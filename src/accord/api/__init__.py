@@ -19,7 +19,7 @@ command                  function
 ``list``                 :func:`registered`
 ``config show``          :func:`config_show`
 ``plot ...``             :func:`plot_gradients`, :func:`plot_conflict`
-``data ...``             :func:`data_info`, :func:`data_build`, :func:`data_convert`
+``data ...``             :func:`data_info`, :func:`data_build`, :func:`data_convert`, :func:`data_import`
 ``augment ...``          :func:`augment_fit`, :func:`augment_sample`
 =======================  ==========================================================================================
 
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
     from accord.api.datasets import data_build, data_convert, data_info, open_dataset, registered
+    from accord.api.importing import data_import
     from accord.api.media import extract, format_prediction, predict_clip
     from accord.api.qasa import augment_fit, augment_sample
     from accord.api.runs import (
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __g
 _HOME: dict[str, str] = {
     **dict.fromkeys(["data_build", "data_convert", "data_info", "open_dataset", "registered"], "datasets"),
     **dict.fromkeys(["extract", "format_prediction", "predict_clip"], "media"),
+    "data_import": "importing",
     **dict.fromkeys(["augment_fit", "augment_sample"], "qasa"),
     **dict.fromkeys(["TrainRun", "config_show", "evaluate", "find_runs", "load", "load_config", "plot_conflict",
                      "plot_gradients", "predictions", "probe", "read_summary", "report", "robustness", "seed_dirs",
@@ -80,6 +82,7 @@ __all__ = [
     "config_show",
     "data_build",
     "data_convert",
+    "data_import",
     "data_info",
     "demo",
     "evaluate",

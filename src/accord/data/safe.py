@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +80,20 @@ def _split_arrays(part: SplitData, where: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_dataset(ds: MultimodalDataset, out_dir: str | os.PathLike[str]) -> Path:
+def save_dataset(ds: MultimodalDataset, out_dir: str | os.PathLike[str], keep: Sequence[str] = ()) -> Path:
     """Validate ``ds`` and write it to ``out_dir`` in the safe format (atomically); returns the directory.
 
     An existing ``out_dir`` is replaced only if it is an Accord dataset directory (has ``manifest.json``) or
-    empty, and only after the new directory is complete.
+    empty, and only after the new directory is complete. ``keep``: names of entries of an existing ``out_dir``
+    (e.g. ``accord data import``'s per-clip feature cache ``clips``) carried into the new directory (and not
+    counted as foreign content).
     """
     ds.validate()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a directory; expected a dataset directory to write")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+    if (out.is_dir() and any(p.name not in keep for p in out.iterdir())
+            and not (out / MANIFEST).is_file()):
         raise DataError(
             f"{out}: exists, is not empty and has no {MANIFEST}; refusing to replace a directory that "
             "is not an Accord dataset"
@@ -127,6 +131,9 @@ def save_dataset(ds: MultimodalDataset, out_dir: str | os.PathLike[str]) -> Path
         (tmp / MANIFEST).write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
+        carried = [name for name in keep if (out / name).exists()]
+        for name in carried:
+            os.rename(out / name, tmp / name)
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(out, old)
@@ -139,6 +146,9 @@ def save_dataset(ds: MultimodalDataset, out_dir: str | os.PathLike[str]) -> Path
         else:
             os.rename(tmp, out)
     except BaseException:
+        for name in keep:  # a carried entry goes back where it was
+            if (tmp / name).exists() and not (out / name).exists() and out.is_dir():
+                os.rename(tmp / name, out / name)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
