@@ -4,10 +4,9 @@ doc shows, so the doc and the code cannot drift apart.
 The commands are read from the doc's ```` ```shell ```` blocks (an ``accord ...`` line runs through the CLI in
 process; a ``cat > FILE <<'EOF'`` block writes the file; anything else fails the test), in a temporary folder
 that holds the raw files. To stay fast, ``train.epochs=N`` becomes ``train.epochs=1`` and ``--seeds N`` becomes
-``--seeds 1``; nothing else of a command is changed. Each walk-through must end with a results table. Walk-through
+``--seeds 1``; nothing else of a command is changed. Each walk-through must end with a results table
+carrying the trivial-baseline row. Walk-through
 1 needs clips (made with imageio-ffmpeg's ffmpeg) and skips, with the reason, where the media extra is missing.
-Step 2 of walk-through 4, ``accord benchmark --folds``, is another change of issue 18: on a branch without it that
-one step is an expected failure (xfail, naming it), and it runs for real once the option exists.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from accord.cli import app
@@ -81,12 +79,6 @@ def fast(args: list[str]) -> list[str]:
     return out
 
 
-def has_option(command: str, option: str) -> bool:
-    """Whether ``accord <command>`` has ``option`` on this branch."""
-    cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
-    return any(option in p.opts for p in cmd.params)
-
-
 def run_walkthrough(number: int, folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run walk-through ``number`` in ``folder``; returns the last command's output."""
     monkeypatch.chdir(folder)
@@ -96,8 +88,6 @@ def run_walkthrough(number: int, folder: Path, monkeypatch: pytest.MonkeyPatch) 
             Path(step.file).write_text(step.content, encoding="utf-8")
             continue
         assert step.args is not None
-        if step.args[0] == "benchmark" and "--folds" in step.args and not has_option("benchmark", "--folds"):
-            pytest.xfail("`accord benchmark --folds` (issue 18, another engineer's change) is not on this branch")
         res = runner.invoke(app, fast(step.args))
         assert res.exit_code == 0, f"{step.line}\n{res.output}"
         output = res.output
@@ -105,13 +95,21 @@ def run_walkthrough(number: int, folder: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def assert_results_table(output: str) -> None:
-    """``output`` ends with a Markdown results table: a header, its ``|:---`` rule and at least one row of numbers
-    (``mean ± std``), before only prose lines."""
+    """``output`` holds a Markdown results table: a header, its ``|:---`` rule and rows of numbers (``mean ± std``)
+    only, one of them the trivial-baseline row (the confusion matrix and the dataset section follow it)."""
     lines = output.splitlines()
-    rule = max((i for i, ln in enumerate(lines) if ln.startswith("|:---")), default=-1)
-    assert rule > 0 and lines[rule - 1].startswith("| "), output
-    body = [ln for ln in lines[rule + 1:] if ln.startswith("| ")]
-    assert body and all(" ± " in ln for ln in body), output
+    tables = []
+    for i, ln in enumerate(lines):
+        if ln.startswith("|:---") and i > 0 and lines[i - 1].startswith("| "):
+            body = []
+            for row in lines[i + 1:]:
+                if not row.startswith("| "):
+                    break
+                body.append(row)
+            tables.append(body)
+    results = [b for b in tables if b and all(" ± " in row for row in b)]
+    assert results, output
+    assert any("constant predictor" in row for b in results for row in b), output
 
 
 @pytest.fixture
