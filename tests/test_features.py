@@ -310,18 +310,31 @@ def _fake_encode(texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _fake_encoder(calls: list[int] | None = None) -> Callable[..., list[tuple[np.ndarray, np.ndarray]]]:
+    """A stand-in for the model pass of :mod:`accord.data.sentence_vectors` (``_run_encoder``) that records how
+    many sentences each call encodes."""
+    def run(texts: list[str], *args: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        if calls is not None:
+            calls.append(len(texts))
+        return _fake_encode(texts)
+
+    return run
+
+
 def test_minilm_vectors_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from accord.data import sentence_vectors
 
     calls: list[int] = []
     monkeypatch.setenv("ACCORD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(sentence_vectors, "encode", lambda texts: calls.append(len(texts)) or _fake_encode(texts))
+    monkeypatch.setattr(sentence_vectors, "_run_encoder", _fake_encoder(calls))
     a = sentence_vectors.minilm_vectors(["good movie", "bad movie"])
     b = sentence_vectors.minilm_vectors(["good movie", "bad movie"])
     assert calls == [2] and np.array_equal(a, b) and a.shape == (2, 384)
-    assert len(list((tmp_path / "cache" / "minilm").glob("*.npy"))) == 1
-    sentence_vectors.minilm_vectors(["good movie"])  # other texts -> another key
-    assert calls == [2, 1]
+    assert len(list((tmp_path / "cache" / "minilm" / "sentences").glob("*/shard-*.npz"))) == 1
+    sentence_vectors.minilm_vectors(["good movie"])  # a subset: all from the cache (per sentence)
+    assert calls == [2]
+    c = sentence_vectors.minilm_vectors(["good movie", "a new one"])
+    assert calls == [2, 1] and np.array_equal(c[0], a[0])
 
 
 def test_mosi_u_minilm_standard_folds_drop_visual(shared_data: Path, tmp_path: Path,
@@ -330,7 +343,7 @@ def test_mosi_u_minilm_standard_folds_drop_visual(shared_data: Path, tmp_path: P
     from accord.data.mosi_u import load_mosi_u
 
     monkeypatch.setenv("ACCORD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(sentence_vectors, "encode", _fake_encode)
+    monkeypatch.setattr(sentence_vectors, "_run_encoder", _fake_encoder())
     ds = load_mosi_u(shared_data / "mosi", split="standard", text_features="minilm")
     assert {k: len(v) for k, v in ds.splits.items()} == {"train": 1281, "valid": 229, "test": 685}
     assert ds.meta["videos"] == {"train": 52, "valid": 10, "test": 31}

@@ -295,14 +295,21 @@ def extract(
     level: Annotated[str, typer.Option(help="vector (one step per clip) or sequence (tokens/frames)")] = "vector",
     fps: Annotated[float, typer.Option(help="Frames per second sampled for face landmarks")] = 5.0,
     audio_pool: Annotated[int, typer.Option(help="eGeMAPS 10 ms frames averaged per sequence step")] = 10,
+    max_side: Annotated[int, typer.Option(help="Long side (pixels) frames are scaled down to for face landmarks")
+                        ] = 480,
+    face_retry_side: Annotated[int, typer.Option(help="No face found: decode again with this long side (never "
+                                                      "enlarged) and search in tiles; 0: no retry")] = 1920,
 ) -> None:
-    """Offline features (MiniLM text, eGeMAPS audio, face geometry) -> per-clip cache and a safe-format dataset."""
+    """Offline features (MiniLM text, eGeMAPS audio, face geometry) -> per-clip cache and a safe-format dataset.
+    MediaPipe/TFLite's own log lines go to OUT/extract.log."""
     from accord import api
 
     rep = api.extract(source, out, csv_path=csv_file, text=text, level=level,  # type: ignore[arg-type]
-                      fps=fps, audio_pool=audio_pool,
+                      fps=fps, audio_pool=audio_pool, max_side=max_side, face_retry_side=face_retry_side,
                       on_clip=lambda cid, st: _say(f"{cid}: {st}") if st.startswith("failed") else None)
-    _say(f"{len(rep.done)} extracted, {len(rep.skipped)} already done (skipped), {len(rep.failed)} failed")
+    _say(f"{len(rep.done)} extracted, {len(rep.skipped)} already done (skipped), {len(rep.failed)} failed"
+         + (f"; face found only by the retry at a larger size: {', '.join(rep.retried)}" if rep.retried else "")
+         + f"; native log: {rep.log}")
     for cid, why in rep.missing.items():
         _say(f"  {cid}: " + "; ".join(f"{m} {r}" for m, r in why.items()))
     if rep.dataset is not None:

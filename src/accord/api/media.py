@@ -13,6 +13,7 @@ import torch
 
 from accord.api.runs import load
 from accord.core.errors import CheckpointError
+from accord.core.native_log import capture_native_output
 from accord.core.types import MODALITIES
 from accord.features.extract import ExtractReport, Level, extract_clip, extract_folder, extractor_settings
 from accord.features.predict import (
@@ -23,6 +24,7 @@ from accord.features.predict import (
     prediction_result,
     require_usable,
 )
+from accord.features.visual import DEFAULT_RETRY_SIDE
 from accord.training.trainer import load_run
 
 __all__ = ["extract", "format_prediction", "predict_clip"]
@@ -30,22 +32,27 @@ __all__ = ["extract", "format_prediction", "predict_clip"]
 
 def extract(source: str | os.PathLike[str], out: str | os.PathLike[str], csv_path: str | os.PathLike[str] | None = None,
             text: str | None = None, level: Level = "vector", fps: float = 5.0, audio_pool: int = 10,
-            on_clip: Callable[[str, str], None] | None = None, progress: bool = True) -> ExtractReport:
+            on_clip: Callable[[str, str], None] | None = None, progress: bool = True, max_side: int = 480,
+            face_retry_side: int = DEFAULT_RETRY_SIDE) -> ExtractReport:
     """Offline features (MiniLM text, eGeMAPS audio, face geometry) of a clip or a folder of clips into
     ``out/clips`` (resumable), and a safe-format dataset ``out/dataset`` when a CSV ``id,text,label,split`` labels
-    clips in train, valid and test. ``on_clip(id, status)`` is called per clip."""
-    settings = extractor_settings(level, fps, audio_pool)
+    clips in train, valid and test. ``on_clip(id, status)`` is called per clip. Frames are scaled to ``max_side``
+    for face landmarks; a clip without a face there is searched again at ``face_retry_side`` in tiles (0: no
+    retry). Native (MediaPipe/TFLite) logging goes to ``out/extract.log``."""
+    settings = extractor_settings(level, fps, audio_pool, max_side, face_retry_side)
     return extract_folder(source, out, csv_path=str(csv_path) if csv_path else None, text=text, settings=settings,
                           progress=progress, on_clip=on_clip)
 
 
 def predict_clip(clip: str | os.PathLike[str], run_dir: str | os.PathLike[str], text: str | None = None,
-                 seed: int | None = None) -> dict[str, Any]:
+                 seed: int | None = None, native_log: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Score one clip with the run's model (``seed``'s checkpoint, default the first); a JSON-ready dict.
 
     The clip is extracted with the extractor settings of the run's training dataset (checked against the installed
     extractor and the model's input sizes) and standardised with its statistics; a modality the clip lacks or the
-    extractor cannot produce is fed as absent and named in ``modalities`` / ``degraded``. Keys: ``clip``, ``run``,
+    extractor cannot produce is fed as absent and named in ``modalities`` / ``degraded``. What MediaPipe/TFLite write
+    to file descriptor 2 while the clip is read is discarded, or appended to ``native_log`` when given (errors that
+    matter are raised as one-line Accord errors). Keys: ``clip``, ``run``,
     ``method``, ``transcript``, ``duration_s``, ``score`` (regression) or ``class`` and ``probabilities``,
     ``polarity``, ``modalities``, ``degraded``, ``diagnostics``, ``per_modality``, ``seconds``
     (:func:`format_prediction` prints it).
@@ -59,7 +66,8 @@ def predict_clip(clip: str | os.PathLike[str], run_dir: str | os.PathLike[str], 
     ex = check_settings(run_dir, meta, dims)
     model = load(Path(run_dir), seed=seed, device="cpu")
     t_load = time.perf_counter() - t0
-    cf = extract_clip(clip, text, ex)
+    with capture_native_output(native_log):
+        cf = extract_clip(clip, text, ex)
     batch, absent = clip_batch(cf, ex, dims, meta)
     require_usable(clip, batch, absent)
     t1 = time.perf_counter()

@@ -16,6 +16,7 @@ for that modality and the reason in ``missing``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -32,26 +33,37 @@ import torch
 
 from accord.core.errors import AccordError, DataError
 from accord.core.io import atomic_write_bytes, npz_bytes, write_json
+from accord.core.native_log import capture_native_output, terminal_stderr
 from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, make_split, standardize
 from accord.features import audio as audio_fx
 from accord.features import text as text_fx
 from accord.features import visual as visual_fx
-from accord.features.media import MEDIA_EXTS, decode_audio, decode_frames, probe
+from accord.features.media import MEDIA_EXTS, MediaInfo, decode_audio, decode_frames, probe, scaled_size
 
 Level = Literal["vector", "sequence"]
 CACHE_VERSION = 1
+LOG_NAME = "extract.log"
 
 
 def extractor_settings(level: Level = "vector", fps: float = 5.0, audio_pool: int = 10,
-                       max_side: int = 480) -> dict[str, Any]:
-    """Everything that determines the feature dims and meaning; stored in ``meta.extractor`` of a dataset."""
+                       max_side: int = 480, face_retry_side: int = visual_fx.DEFAULT_RETRY_SIDE) -> dict[str, Any]:
+    """Everything that determines the feature dims and meaning; stored in ``meta.extractor`` of a dataset.
+
+    ``max_side``: long side (pixels) frames are scaled down to for face landmarks; ``face_retry_side``: when no
+    sampled frame has a face, the clip is decoded again with this long side (never enlarged: a 720p clip at full
+    resolution with the default 1920) and searched in tiles (:func:`accord.features.visual.extract_tiled`); 0
+    switches the retry off (the settings are then those of extractors before the retry)."""
     if level not in ("vector", "sequence"):
         raise DataError(f"level: expected 'vector' or 'sequence', got {level!r}")
     if fps <= 0:
         raise DataError(f"fps: expected a positive frame rate, got {fps:g}")
+    if max_side < 16:
+        raise DataError(f"max_side: expected a long side of at least 16 pixels, got {max_side}")
+    if face_retry_side < 0:
+        raise DataError(f"face_retry_side: expected 0 (no retry) or a long side in pixels, got {face_retry_side}")
     return {"version": CACHE_VERSION, "level": level, "text": text_fx.settings(),
-            "audio": audio_fx.settings(audio_pool), "visual": visual_fx.settings(fps, max_side)}
+            "audio": audio_fx.settings(audio_pool), "visual": visual_fx.settings(fps, max_side, face_retry_side)}
 
 
 def expected_dims(settings: dict[str, Any]) -> dict[str, int | None]:
@@ -85,6 +97,9 @@ class ClipFeatures:
     missing: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     duration: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+    """How a modality was found: ``details["visual"]`` = frame size of the first pass, ``face_found_at``
+    (``"first pass"``, ``"retry"`` or None), and for a retry its frame size, grid, tile and probed frames."""
 
     def view(self, modality: str, level: Level) -> np.ndarray:
         """``[T, D]`` features of ``modality`` at ``level`` (T = 0 when missing; T = 1 for vectors)."""
@@ -98,7 +113,7 @@ class ClipFeatures:
 
     def to_npz_bytes(self, key: str) -> bytes:
         info = {"clip_id": self.clip_id, "path": self.path, "text": self.text, "missing": self.missing,
-                "seconds": self.seconds, "duration": self.duration, "key": key}
+                "seconds": self.seconds, "duration": self.duration, "key": key, "details": self.details}
         return npz_bytes({"info": np.array(json.dumps(info), dtype=np.str_), **self.arrays})
 
     @classmethod
@@ -107,7 +122,7 @@ class ClipFeatures:
             info = json.loads(str(z["info"]))
             arrays = {k: z[k] for k in z.files if k != "info"}
         return cls(info["clip_id"], info["path"], info["text"], arrays, info["missing"], info["seconds"],
-                   float(info["duration"])), str(info["key"])
+                   float(info["duration"]), dict(info.get("details") or {})), str(info["key"])
 
 
 def extract_clip(path: str | os.PathLike[str], text: str | None, settings: dict[str, Any],
@@ -119,7 +134,7 @@ def extract_clip(path: str | os.PathLike[str], text: str | None, settings: dict[
     missing: dict[str, str] = {}
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
-    (t_seq, t_vec), = text_fx.encode([transcript])
+    (t_seq, t_vec), = text_fx.encode([transcript], cache=False, progress=False)  # the clip cache keeps it
     secs["text"] = time.perf_counter() - t0
     if len(t_seq) == 0:
         missing["text"] = "empty transcript (no speech recogniser is shipped: give --text, a sidecar .txt/.srt "\
@@ -138,20 +153,50 @@ def extract_clip(path: str | os.PathLike[str], text: str | None, settings: dict[
     secs["audio"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     v_seq, v_vec = visual_fx.extract(None)
+    details: dict[str, Any] = {}
     vs = settings.get("visual")
     if vs is None:
         missing["visual"] = "not extracted (no visual settings)"
     else:
-        frames = decode_frames(p, vs["fps"], vs["max_side"], info=info)
-        v_seq, v_vec = visual_fx.extract(frames)
-        if frames is None:
-            missing["visual"] = "no video track"
-        elif len(v_seq) == 0:
-            missing["visual"] = f"no face found in {len(frames)} sampled frames"
+        v_seq, v_vec, vis, why = _visual(p, info, vs)
+        if why:
+            missing["visual"] = why
+        if vis:
+            details["visual"] = vis
     secs["visual"] = time.perf_counter() - t0
     arrays = {"text_sequence": t_seq, "text_vector": t_vec, "audio_sequence": a_seq, "audio_vector": a_vec,
               "visual_sequence": v_seq, "visual_vector": v_vec}
-    return ClipFeatures(clip_id or p.stem, str(p), transcript, arrays, missing, secs, info.duration)
+    return ClipFeatures(clip_id or p.stem, str(p), transcript, arrays, missing, secs, info.duration, details)
+
+
+def _visual(p: Path, info: MediaInfo, vs: dict[str, Any]
+            ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], str | None]:
+    """Face features of a clip with the visual settings ``vs``: frames at ``max_side``, and when none has a face,
+    the tiled retry at the retry's size (:func:`accord.features.visual.extract_tiled`). Returns the sequence, the
+    vector, what was found where (``details["visual"]``) and why the modality is missing (None: present)."""
+    frames = decode_frames(p, vs["fps"], vs["max_side"], info=info)
+    v_seq, v_vec = visual_fx.extract(frames)
+    if frames is None:
+        return v_seq, v_vec, {}, "no video track"
+    w, h = scaled_size(info, vs["max_side"])
+    vis: dict[str, Any] = {"size": f"{w}x{h}", "face_found_at": "first pass" if len(v_seq) else None}
+    if len(v_seq):
+        return v_seq, v_vec, vis, None
+    why = f"no face found in {len(frames)} sampled frames at {w}x{h}"
+    side = visual_fx.retry_side(vs)
+    if not side or len(frames) == 0:
+        return v_seq, v_vec, vis, why
+    rw, rh = scaled_size(info, side)
+    big = frames if (rw, rh) == (w, h) else decode_frames(p, vs["fps"], side, info=info)
+    retry = vs["face_retry"]
+    v_seq, v_vec, found = visual_fx.extract_tiled(big, tuple(retry["grids"]), int(retry["probe_frames"]))
+    vis.update({"retry_size": f"{rw}x{rh}", **found})
+    if found["grid"] is not None:
+        vis["face_found_at"] = "retry"
+        return v_seq, v_vec, vis, None
+    grids = max(retry["grids"])
+    return v_seq, v_vec, vis, (f"{why}, nor by the retry at {rw}x{rh} (tiles up to {grids}x{grids} in "
+                               f"{found['probed_frames']} frames)")
 
 
 def list_clips(source: str | os.PathLike[str]) -> list[Path]:
@@ -205,6 +250,15 @@ class ExtractReport:
     missing: dict[str, dict[str, str]] = field(default_factory=dict)
     dataset: MultimodalDataset | None = None
     note: str = ""
+    visual: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per clip with a video track: the frame size, where the face was found (``first pass``, ``retry``, None)."""
+    log: Path | None = None
+    """The native log (MediaPipe/TFLite/absl output) of the run: ``<out>/extract.log``."""
+
+    @property
+    def retried(self) -> list[str]:
+        """The clips whose face only the retry found."""
+        return [c for c, v in self.visual.items() if v.get("face_found_at") == "retry"]
 
 
 def _cached(file: Path, key: str) -> ClipFeatures | None:
@@ -242,19 +296,51 @@ def _transcript(clip: Path, text: str | None, row: dict[str, Any]) -> str:
 
 @contextmanager
 def _progress_bar(total: int, show: bool) -> Iterator[Callable[[], None]]:
-    """A rich progress bar of ``total`` steps while the block runs (none when not ``show``); yields ``advance``."""
+    """A rich progress bar of ``total`` steps on the terminal's stderr (:func:`accord.core.native_log.terminal_stderr`:
+    the original fd 2, also while native logs are captured) while the block runs (none when not ``show``); yields
+    ``advance``. Python's ``sys.stderr`` is not redirected by the bar (it goes on to the native log), except around
+    :func:`_to_terminal` blocks."""
     if not show:
         yield lambda: None
         return
+    from rich.console import Console
     from rich.progress import Progress
 
-    prog = Progress(transient=False)
+    prog = Progress(console=Console(file=terminal_stderr()), transient=False, redirect_stdout=False,
+                    redirect_stderr=False)
     prog.start()
     task = prog.add_task("extracting", total=total)
+    _bars.append(prog)
     try:
         yield lambda: prog.advance(task)
     finally:
+        _bars.pop()
         prog.stop()
+
+
+_bars: list[Any] = []  # the running progress bar (printing above it keeps it intact)
+
+
+@contextmanager
+def _to_terminal() -> Iterator[None]:
+    """``sys.stderr`` on the terminal for the block (above a running progress bar): what a caller's ``on_clip``
+    prints (a failed clip) is seen, not buried in the native log."""
+    import sys
+
+    if _bars:
+        from rich.file_proxy import FileProxy
+
+        stream: Any = FileProxy(_bars[-1].console, terminal_stderr())
+    else:
+        stream = terminal_stderr()
+    before = sys.stderr
+    sys.stderr = stream
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+        sys.stderr = before
 
 
 def _extract_all(clips: list[Path], rows: dict[str, dict[str, Any]], text: str | None, settings: dict[str, Any],
@@ -275,6 +361,8 @@ def _extract_all(clips: list[Path], rows: dict[str, dict[str, Any]], text: str |
                 status = "skipped" if skipped else "done"
                 if cf.missing:
                     report.missing[cid] = cf.missing
+                if "visual" in cf.details:
+                    report.visual[cid] = cf.details["visual"]
             except AccordError as err:
                 report.failed[cid] = str(err)
                 status = f"failed: {err}"
@@ -282,7 +370,8 @@ def _extract_all(clips: list[Path], rows: dict[str, dict[str, Any]], text: str |
                 report.failed[cid] = f"{clip}: {type(err).__name__}: {err}"
                 status = f"failed: {report.failed[cid]}"
             if on_clip:
-                on_clip(cid, status)
+                with _to_terminal():
+                    on_clip(cid, status)
             advance()
     return feats
 
@@ -292,9 +381,11 @@ def extract_folder(source: str | os.PathLike[str], out: str | os.PathLike[str], 
                    progress: bool = True, on_clip: Callable[[str, str], None] | None = None) -> ExtractReport:
     """Extract every clip of ``source`` into ``out/clips`` (resumable), then build the dataset if labelled.
 
-    ``text`` applies to a single clip only. Transcripts otherwise come from the CSV's ``text`` column, then a
-    sidecar ``.txt``/``.srt``. ``on_clip(id, status)`` is called per clip (status ``done``/``skipped``/
-    ``failed: ...``).
+    While clips are extracted, everything written to file descriptor 2 (MediaPipe/TFLite/absl C++ logging, Python
+    warnings) goes to ``out/extract.log`` (:func:`accord.core.native_log.capture_native_output`); the progress bar
+    and ``on_clip``'s output stay on the terminal. ``text`` applies to a single clip only. Transcripts otherwise
+    come from the CSV's ``text`` column, then a sidecar ``.txt``/``.srt``. ``on_clip(id, status)`` is called per
+    clip (status ``done``/``skipped``/``failed: ...``).
     """
     settings = settings or extractor_settings()
     clips = list_clips(source)
@@ -306,11 +397,13 @@ def extract_folder(source: str | os.PathLike[str], out: str | os.PathLike[str], 
         raise DataError(f"{outp}: exists and is not a directory")
     cache = outp / "clips"
     cache.mkdir(parents=True, exist_ok=True)
-    report = ExtractReport(outp)
-    feats = _extract_all(clips, rows, text, settings, report, progress, on_clip)
+    report = ExtractReport(outp, log=outp / LOG_NAME)
+    with capture_native_output(report.log):
+        feats = _extract_all(clips, rows, text, settings, report, progress, on_clip)
     write_json(outp / "failed.json", report.failed)
     write_json(outp / "extraction.json", {"settings": settings, "done": report.done, "skipped": report.skipped,
-                                         "failed": report.failed, "missing": report.missing})
+                                         "failed": report.failed, "missing": report.missing,
+                                         "visual": report.visual})
     labelled = {cid: rows[cid] for cid in feats if cid in rows and rows[cid]["label"] is not None
                 and rows[cid]["split"] is not None}
     present_splits = {r["split"] for r in labelled.values()}

@@ -114,6 +114,13 @@ def decode_audio(path: str | os.PathLike[str], sample_rate: int = 16000,
     return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
 
 
+def scaled_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
+    """``(width, height)`` of ``info``'s video frames decoded with the long side at most ``max_side`` (never enlarged;
+    even numbers, as the encoder needs)."""
+    scale = min(1.0, max_side / max(info.width, info.height, 1))
+    return max(2, int(round(info.width * scale / 2)) * 2), max(2, int(round(info.height * scale / 2)) * 2)
+
+
 def decode_frames(path: str | os.PathLike[str], fps: float = 5.0, max_side: int = 480,
                   info: MediaInfo | None = None) -> np.ndarray | None:
     """RGB uint8 frames ``[F, H, W, 3]`` sampled at ``fps`` (long side scaled down to ``max_side``); ``None``
@@ -122,9 +129,7 @@ def decode_frames(path: str | os.PathLike[str], fps: float = 5.0, max_side: int 
     info = info or probe(p)
     if not info.has_video or info.width <= 0 or info.height <= 0:
         return None
-    scale = min(1.0, max_side / max(info.width, info.height))
-    w = max(2, int(round(info.width * scale / 2)) * 2)
-    h = max(2, int(round(info.height * scale / 2)) * 2)
+    w, h = scaled_size(info, max_side)
     proc = _run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(p), "-an", "-vf", f"fps={fps:g},scale={w}:{h}",
                  "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], p)
     if proc.returncode != 0:
@@ -140,16 +145,18 @@ def make_test_media(out: str | os.PathLike[str], kind: str, seconds: float = 2.0
     """Write a small synthetic clip with the shipped ffmpeg (for tests and demos).
 
     ``kind``: ``tone`` (a sine wave, audio only), ``video_no_audio`` (``testsrc`` pattern, no audio track),
-    ``video_tone`` (a colour video without a face, with a sine tone), ``silent_audio`` (``anullsrc``).
+    ``video_tone`` (a colour video without a face, with a sine tone), ``silent_audio`` (``anullsrc``). Options:
+    ``freq`` (Hz of the tone), ``size`` (``WxH`` of a video, default ``160x120``).
     """
     o = Path(out)
     o.parent.mkdir(parents=True, exist_ok=True)
     freq = float(kw.get("freq", 220.0))
+    size = str(kw.get("size", "160x120"))
     inputs: dict[str, list[str]] = {
         "tone": ["-f", "lavfi", "-i", f"sine=frequency={freq:g}:duration={seconds:g}"],
         "silent_audio": ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", f"{seconds:g}"],
-        "video_no_audio": ["-f", "lavfi", "-i", f"testsrc=size=160x120:rate=10:duration={seconds:g}"],
-        "video_tone": ["-f", "lavfi", "-i", f"color=c=blue:size=160x120:rate=10:duration={seconds:g}",
+        "video_no_audio": ["-f", "lavfi", "-i", f"testsrc=size={size}:rate=10:duration={seconds:g}"],
+        "video_tone": ["-f", "lavfi", "-i", f"color=c=blue:size={size}:rate=10:duration={seconds:g}",
                        "-f", "lavfi", "-i", f"sine=frequency={freq:g}:duration={seconds:g}", "-shortest"],
     }
     if kind not in inputs:

@@ -44,7 +44,11 @@ def dataset_meta(name: str, path: str | None, params: dict[str, Any]) -> dict[st
 
 
 def check_settings(run_dir: str | os.PathLike[str], meta: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
-    """The extractor settings of the run, validated against the installed extractor and the model's dims."""
+    """The extractor settings of the run, validated against the installed extractor and the model's dims.
+
+    Settings recorded before the face retry existed (no ``visual.face_retry``) are still valid: the installed
+    extractor reproduces them exactly, with the retry off, so a clip is scored with the rule its training data was
+    extracted with."""
     from accord.features import audio as audio_fx
     from accord.features import text as text_fx
     from accord.features import visual as visual_fx
@@ -58,7 +62,8 @@ def check_settings(run_dir: str | os.PathLike[str], meta: dict[str, Any], dims: 
         )
     current = {"text": text_fx.settings(),
                "audio": audio_fx.settings(ex["audio"]["pool"]) if ex.get("audio") else None,
-               "visual": (visual_fx.settings(ex["visual"]["fps"], ex["visual"]["max_side"])
+               "visual": (visual_fx.settings(ex["visual"]["fps"], ex["visual"]["max_side"],
+                                             visual_fx.retry_side(ex["visual"]))
                           if ex.get("visual") else None)}
     for m in MODALITIES:
         if ex.get(m) is not None and ex[m] != current[m]:
