@@ -57,12 +57,22 @@ def fake_encode(texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
 
 @pytest.fixture
 def fake_minilm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]]:
-    """MiniLM replaced by :func:`fake_encode` (the calls are recorded) and the text cache in ``tmp_path``."""
+    """MiniLM replaced by :func:`fake_encode` (the calls of both views are recorded) and ``$ACCORD_CACHE`` in
+    ``tmp_path``."""
     from accord.features import text as text_fx
 
     calls: list[list[str]] = []
+
+    def encode(texts: list[str], **kw: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        calls.append(list(texts))
+        return fake_encode(texts)
+
+    def encode_vectors(texts: list[str], **kw: Any) -> np.ndarray:
+        return np.stack([v for _, v in encode(texts)]) if texts else np.zeros((0, 384), np.float32)
+
     monkeypatch.setenv("ACCORD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(text_fx, "encode", lambda texts: calls.append(list(texts)) or fake_encode(texts))
+    monkeypatch.setattr(text_fx, "encode", encode)
+    monkeypatch.setattr(text_fx, "encode_vectors", encode_vectors)
     return calls
 
 
@@ -360,12 +370,15 @@ def test_folds_file_and_output_kinds(tmp_path: Path, fake_minilm: list[list[str]
         f"{bad}: line 3: id 'zz' is not a row of the imported table (or its row was dropped)"
 
 
-def test_text_encoding_is_cached_by_chunk(tmp_path: Path, fake_minilm: list[list[str]]) -> None:
-    a = encode_texts(["b", "a", "", "a"], "vector")
-    assert fake_minilm == [["a", "b"]]  # distinct, non-empty texts only
-    again = encode_texts(["a", "b"], "vector")
-    assert fake_minilm == [["a", "b"]]  # from the cache
-    assert np.array_equal(again[0], a[1]) and a[2].shape == (0, 384) and a[0].shape == (1, 384)
+def test_text_views_per_level(tmp_path: Path, fake_minilm: list[list[str]]) -> None:
+    texts = ["b c", "a", "", "a"]
+    vec = encode_texts(texts, "vector")
+    want = fake_encode(texts)
+    assert [v.shape for v in vec] == [(1, 384), (1, 384), (0, 384), (1, 384)]  # an empty text: absent (T = 0)
+    assert np.array_equal(vec[0][0], want[0][1]) and np.array_equal(vec[3], vec[1])
+    seq = encode_texts(texts, "sequence")
+    assert [v.shape for v in seq] == [(2, 384), (1, 384), (0, 384), (1, 384)]  # a step per (fake) word piece
+    assert np.array_equal(seq[0], want[0][0])
 
 
 # ------------------------------------------------------------------------------------------------- the CLI

@@ -6,9 +6,10 @@ The table is read, mapped, labelled and split by :mod:`accord.data.table`; here 
 - text: the packaged MiniLM encoder (:func:`accord.features.text.encode`) at ``level`` ``vector`` (one step) or
   ``sequence`` (word pieces), as ``accord extract`` does; with a context column the encoded text is
   ``"<context> [SEP] <utterance>"`` (the utterance alone where the context is empty); the utterance is kept as
-  ``raw_text``. Texts are encoded in chunks behind a progress bar and each chunk is cached under
-  ``$ACCORD_CACHE/import_text/`` (keyed by the extractor settings, the level and the chunk's texts), so a re-run,
-  or a run that was interrupted, encodes only what it has not encoded before.
+  ``raw_text``. Encoding goes through the encoder's per-sentence cache (:mod:`accord.data.sentence_vectors`:
+  length-sorted batches behind a progress bar, each sentence cached under ``$ACCORD_CACHE`` keyed by the sentence
+  and the encoder's settings), so a re-run, or a run that was interrupted, encodes only what it has not encoded
+  before.
 - media (``--media DIR``): each row's clip (the media column, relative to DIR, or the file in DIR whose stem is the
   row's id) is extracted with :mod:`accord.features.extract`'s per-clip cache in ``OUT/clips`` (resumable); a clip
   that fails or is not found is reported and that row's audio and visual are absent.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -39,12 +39,10 @@ import numpy as np
 import torch
 
 from accord.core.errors import AccordError, DataError
-from accord.core.io import write_npz
 from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MetricFamily, MultimodalDataset, make_split, standardize
 from accord.data.folds import FOLDS_FILE, write_folds_index
 from accord.data.safe import save_dataset
-from accord.data.sentence_vectors import cache_dir
 from accord.data.table import (
     ImportRow,
     LabelRule,
@@ -68,8 +66,6 @@ __all__ = ["CONTEXT_TEMPLATE", "ImportOptions", "ImportReport", "encode_texts", 
 LOADER = "accord data import"
 #: How a context and its utterance are joined for the text encoder.
 CONTEXT_TEMPLATE = "{context} [SEP] {text}"
-#: Texts per encoding chunk (one cache file and one progress step each).
-CHUNK = 256
 #: Clip cache names: ids made of these characters are used as they are, others are hashed.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}")
 
@@ -168,50 +164,16 @@ def _progress(total: int, what: str, show: bool) -> Iterator[Callable[[int], Non
 
 
 # ----------------------------------------------------------------------------------------------------- text
-def _chunk_file(level: Level, texts: list[str]) -> Path:
-    blob = json.dumps({"text": text_fx.settings(), "level": level}, sort_keys=True) + "\0" + "\0".join(texts)
-    return cache_dir() / "import_text" / f"{hashlib.sha256(blob.encode('utf-8')).hexdigest()[:24]}.npz"
-
-
-def _read_chunk(file: Path, n: int) -> list[np.ndarray] | None:
-    """The ``n`` cached views of a chunk (None when absent or damaged: then it is encoded again)."""
-    if not file.is_file():
-        return None
-    try:
-        with np.load(file, allow_pickle=False) as z:
-            steps, lens = z["steps"], z["lengths"]
-    except (OSError, ValueError, KeyError, EOFError):
-        return None
-    if lens.shape != (n,) or int(lens.sum()) != steps.shape[0]:
-        return None
-    return list(np.split(steps, np.cumsum(lens)[:-1])) if n else []
-
-
-def encode_texts(texts: list[str], level: Level, progress: bool = False,
-                 on_chunk: Callable[[int], None] | None = None) -> list[np.ndarray]:
+def encode_texts(texts: list[str], level: Level, progress: bool = False) -> list[np.ndarray]:
     """``[T, 384]`` MiniLM features of each text at ``level`` (vector: T = 1; sequence: word pieces; an empty text:
-    T = 0). Distinct texts are encoded in chunks of :data:`CHUNK`, each cached on disk; ``on_chunk(n)`` is called
-    after each chunk of ``n`` texts (besides the progress bar when ``progress``)."""
-    unique = sorted({t for t in texts if t})
-    views: dict[str, np.ndarray] = {}
-    with _progress(len(unique), "encoding texts (MiniLM)", progress) as advance:
-        for start in range(0, len(unique), CHUNK):
-            chunk = unique[start:start + CHUNK]
-            file = _chunk_file(level, chunk)
-            got = _read_chunk(file, len(chunk))
-            if got is None:
-                pairs = text_fx.encode(chunk)
-                got = [seq if level == "sequence" else vec[None, :] for seq, vec in pairs]
-                got = [g if len(g) else np.zeros((0, text_fx.DIM), np.float32) for g in got]
-                write_npz(file, {"steps": np.concatenate(got).astype(np.float32) if got else
-                                 np.zeros((0, text_fx.DIM), np.float32),
-                                 "lengths": np.array([len(g) for g in got], np.int64)})
-            views.update(zip(chunk, got, strict=True))
-            advance(len(chunk))
-            if on_chunk is not None:
-                on_chunk(len(chunk))
+    T = 0), through the encoder's per-sentence cache; ``progress``: the encoder's progress bar for a long call."""
+    show = None if progress else False
     empty = np.zeros((0, text_fx.DIM), np.float32)
-    return [views[t].astype(np.float32, copy=False) if t else empty for t in texts]
+    if level == "vector":
+        vecs = text_fx.encode_vectors(texts, progress=show)
+        return [vecs[i:i + 1].astype(np.float32) if t.strip() else empty for i, t in enumerate(texts)]
+    return [seq.astype(np.float32, copy=False) if len(seq) else empty
+            for seq, _ in text_fx.encode(texts, progress=show)]
 
 
 def _encoded_text(row: ImportRow, with_context: bool) -> str:

@@ -9,9 +9,9 @@ import os
 import re
 from pathlib import Path
 
-from accord.data.sentence_vectors import DIM, MAX_TOKENS, MODEL_NAME, encode, model_dir, settings
+from accord.data.sentence_vectors import DIM, MAX_TOKENS, MODEL_NAME, encode, encode_vectors, model_dir, settings
 
-__all__ = ["DIM", "MAX_TOKENS", "MODEL_NAME", "encode", "model_dir", "read_transcript", "settings",
+__all__ = ["DIM", "MAX_TOKENS", "MODEL_NAME", "encode", "encode_vectors", "model_dir", "read_transcript", "settings",
            "sidecar_transcript"]
 
 _SRT_TIME = re.compile(r"^\d\d:\d\d:\d\d[,.]\d+\s*-->")
