@@ -238,7 +238,8 @@ def _fake_clip(missing: dict[str, str]) -> Callable[..., Any]:
 
 
 RESULT_KEYS = ["clip", "run", "method", "transcript", "duration_s", "score", "polarity", "modalities", "degraded",
-               "diagnostics", "per_modality", "seconds"]
+               "diagnostics", "per_modality", "attribution", "base", "disagree", "conflict", "conflict_detail",
+               "seconds"]
 
 
 def test_api_predict_clip_composes_the_pure_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
