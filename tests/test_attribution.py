@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_models import TINY_DIMS, make_batch
 
 from accord.core.types import MODALITIES, Batch
 from accord.evaluation.attribution import (
@@ -22,6 +21,7 @@ from accord.evaluation.attribution import (
     value_of,
 )
 from accord.models.base import create_model
+from test_models import TINY_DIMS, make_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

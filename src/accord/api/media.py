@@ -84,7 +84,7 @@ class Predictor:
         self.device = device
         self.method = cfg.model.name
         self.task = cfg.task.kind
-        self.class_names: list[str] | None = info.get("class_names")
+        self.class_names: list[str] | None = info.get("class_names") or None
         self.pool_time = list(cfg.data.pool_time)
         self.load_seconds = time.perf_counter() - t0
         self._model_lock = threading.Lock()
