@@ -183,6 +183,7 @@ def test_upload_goes_through_a_temporary_file_that_is_removed(client: TestClient
         return real(text=text)
 
     monkeypatch.setattr(predictor, "predict", spy)
+    assert predictor.warm_up() > 0  # a text prediction outside the spy (start-up's warm-up)
     data = wav(8000)
     r = client.post("/predict", files={"file": ("talk.wav", data, "audio/wav")}, data={"text": "good fun"})
     assert r.status_code == 200, r.text
@@ -261,7 +262,8 @@ def test_media_upload_is_extracted_with_the_run_settings(tmp_path_factory: pytes
     assert res["clip"] == "tone.wav" and res["modalities"]["audio"] == "used" and res["degraded"] == ["visual"]
     assert res["attribution"]["visual"] == 0.0
     assert res["score"] == pytest.approx(res["base"] + sum(res["attribution"].values()), abs=2e-4)
-    # a WAV header followed by garbage passes the sniffing but not ffmpeg: 422 naming the decoding failure
+    # a WAV header followed by garbage passes the sniffing but not ffmpeg: 422 naming the upload and the failure
     r = client.post("/predict", files={"file": ("bad.wav", wav(0)[:12] + b"\x13\x37" * 2000, "audio/wav")})
     assert r.status_code == 422 and "\n" not in r.json()["error"], r.text
+    assert r.json()["error"].startswith("file 'bad.wav': cannot decode as audio/video"), r.text
     assert client.get("/health").status_code == 200

@@ -332,6 +332,8 @@ def create_app(predictor: api.Predictor, max_upload_mb: float = 50.0, max_batch:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                 res = await score(lambda: predictor.predict(text=text, clip=tmp))
+            except RequestError as err:  # name the upload, not the temporary file
+                raise RequestError(err.status, err.message.replace(tmp, f"file {name!r}")) from None
             finally:
                 Path(tmp).unlink(missing_ok=True)
             res["clip"] = name
@@ -377,7 +379,8 @@ def run_server(run_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: i
         raise CheckpointError(f"{run_dir}: not a run directory")
     predictor = api.Predictor(run_dir, seed=seed)
     app = create_app(predictor, max_upload_mb=max_upload_mb, max_batch=max_batch)
+    warm = predictor.warm_up()
     if log:
-        log(f"serving {run_dir} ({predictor.method}, {predictor.task}; loaded in {predictor.load_seconds:.1f} s) at "
-            f"http://{host}:{port} (docs: http://{host}:{port}/docs)")
+        log(f"serving {run_dir} ({predictor.method}, {predictor.task}; loaded in {predictor.load_seconds:.1f} s, "
+            f"text encoder warmed up in {warm:.1f} s) at http://{host}:{port} (docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

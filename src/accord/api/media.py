@@ -177,6 +177,14 @@ class Predictor:
         feats = [encoded[k] if c is None else self._clip_features(c, t) for k, (t, c) in enumerate(norm)]
         return self._score(feats, [c for _, c in norm], t0)
 
+    def warm_up(self) -> float:
+        """One text prediction, so that the text encoder and the model are loaded before the first real request
+        (``accord serve`` calls it at start-up); returns its seconds."""
+        t0 = time.perf_counter()
+        if self.settings.get("text") is not None:
+            self.predict_batch(["warm up"])
+        return time.perf_counter() - t0
+
     # -------------------------------------------------------------------------------------------- the model
     def describe(self) -> dict[str, Any]:
         """What is being served: run, method, task, class names, the training data (name, path, how it was made:
