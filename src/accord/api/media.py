@@ -112,16 +112,30 @@ class Predictor:
         return out
 
     def _clip_features(self, clip: str | os.PathLike[str], text: str | None) -> ClipFeatures:
-        """Features of one clip, extracted with the run's settings (the transcript: ``text``, else a sidecar)."""
+        """Features of one clip, extracted with the run's settings (the transcript: ``text``, else a sidecar
+        ``.txt``/``.srt``, as :func:`~accord.features.extract.extract_clip` takes it). Audio and video are extracted
+        under the media lock; the transcript is encoded separately under the model lock, so the text encoder (its
+        tokenizer is not thread-safe) is never used by two threads at once."""
+        transcript = text if text is not None else (text_fx.sidecar_transcript(clip) or "")
         with self._media_lock:
-            return extract_clip(clip, text, self.settings)
+            cf = extract_clip(clip, "", self.settings)
+        if transcript.strip():
+            (enc,) = self._text_features([transcript])
+            for view in ("text_sequence", "text_vector"):
+                cf.arrays[view] = enc.arrays[view]
+            cf.missing.pop("text", None)
+            if "text" in enc.missing:
+                cf.missing["text"] = enc.missing["text"]
+            cf.seconds["text"] = enc.seconds["text"]
+        cf.text = transcript
+        return cf
 
     # -------------------------------------------------------------------------------------------- scoring
     def _score(self, feats: list[ClipFeatures], clips: list[str | None], t0: float) -> list[dict[str, Any]]:
         """Results of ``feats`` (one per item), scored and attributed in ONE forward of ``8·B`` rows."""
         pairs = [clip_batch(cf, self.settings, self.dims, self.meta) for cf in feats]
-        for (one, absent), clip in zip(pairs, clips, strict=True):
-            require_usable(clip or "text", one, absent)
+        for k, ((one, absent), clip) in enumerate(zip(pairs, clips, strict=True)):
+            require_usable(clip or ("text" if len(clips) == 1 else f"item {k} (text)"), one, absent)
         batch = pool_batch(stack_batches([b for b, _ in pairs]), self.pool_time)
         b = batch.size
         outputs: list[ModelOutput] = []
@@ -187,9 +201,9 @@ class Predictor:
 
     # -------------------------------------------------------------------------------------------- the model
     def describe(self) -> dict[str, Any]:
-        """What is being served: run, method, task, class names, the training data (name, path, how it was made:
-        ``meta.import`` / ``meta.extractor``), the test metrics (mean ± std over seeds, from ``summary.json``) and
-        the extractor settings used for raw inputs."""
+        """What is being served: run, method, task, class names, the training data (name, path and how it was made:
+        its ``meta.import`` / ``meta.loader`` / ``meta.source``), the test metrics (mean ± std over seeds, from
+        ``summary.json``) and the extractor settings used for raw inputs (the data's ``meta.extractor``)."""
         summary: dict[str, Any] = {}
         if (self.run_dir / rundir.SUMMARY).is_file():
             summary = rundir.read_summary(self.run_dir)
@@ -198,8 +212,7 @@ class Predictor:
             "run": str(self.run_dir), "method": self.method, "task": self.task, "class_names": self.class_names,
             "dims": self.dims,
             "training_data": {"name": self.config.data.name, "path": self.config.data.path,
-                              "dataset": self.info.get("name"), **made,
-                              "extractor": self.settings},
+                              "dataset": self.info.get("name"), **made},
             "test_metrics": summary.get("test", {}),
             "seeds": summary.get("seeds"),
             "extractor": self.settings,
