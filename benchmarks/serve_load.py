@@ -1,6 +1,7 @@
 """Load test of `accord serve` as a real uvicorn process on loopback (issue 18).
 
     python benchmarks/serve_load.py [--work /tmp/accord_serve_load] [--texts 2000] [--media 50] [--clients 8]
+                                    [--malloc-arena-max N] [--out benchmarks/results/serve_load.md]
 
 1. Makes a small model once (reused from ``--work`` afterwards): 12 synthetic clips written with the ffmpeg of
    imageio-ffmpeg (colour videos with a sine tone: audio, no face; and tones alone), labelled by a CSV with short
@@ -98,11 +99,15 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(run: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], float]:
+def start_server(run: Path, port: int, log: Path, arena_max: int | None = None
+                 ) -> tuple[subprocess.Popen[bytes], float]:
     """``accord serve`` in its own process; returns it and the seconds until ``/health`` answered 200."""
     cmd = [sys.executable, "-m", "accord", "serve", str(run), "--host", "127.0.0.1", "--port", str(port)]
+    env = dict(os.environ)
+    if arena_max is not None:
+        env["MALLOC_ARENA_MAX"] = str(arena_max)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     while time.perf_counter() - t0 < 300:
         if proc.poll() is not None:
             raise SystemExit(f"accord serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
@@ -119,8 +124,9 @@ def start_server(run: Path, port: int, log: Path) -> tuple[subprocess.Popen[byte
 # ------------------------------------------------------------------------------------------------ load
 
 
-def load(url: str, requests: list[Callable[[httpx.Client], httpx.Response]], clients: int) -> dict[str, Any]:
-    """Send ``requests`` from ``clients`` threads (each takes the next one); latency per request, errors."""
+def load(url: str, requests: list[Callable[[httpx.Client], httpx.Response]], clients: int
+         ) -> tuple[list[float], list[str], float]:
+    """Send ``requests`` from ``clients`` threads (each takes the next one): latencies, errors, wall seconds."""
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -152,12 +158,27 @@ def load(url: str, requests: list[Callable[[httpx.Client], httpx.Response]], cli
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    return lat, errors, time.perf_counter() - t0
+
+
+def phase(url: str, requests: list[Callable[[httpx.Client], httpx.Response]], clients: int, pid: int,
+          cuts: list[int]) -> tuple[dict[str, Any], list[float]]:
+    """``requests`` in parts (cut before each index of ``cuts``), the server's RSS in MB after each part: the
+    statistics over all of them, and the RSS values."""
+    lat: list[float] = []
+    errors: list[str] = []
+    wall = 0.0
+    rss: list[float] = []
+    for a, b in zip([0, *cuts], [*cuts, len(requests)], strict=True):
+        part_lat, part_err, part_wall = load(url, requests[a:b], clients)
+        lat, errors, wall = lat + part_lat, errors + part_err, wall + part_wall
+        rss.append(rss_mb(pid))
     q = statistics.quantiles(lat, n=100, method="inclusive")
     return {"requests": len(requests), "clients": clients, "wall_s": round(wall, 2),
             "throughput_rps": round(len(requests) / wall, 1), "p50_ms": round(q[49] * 1000, 1),
             "p95_ms": round(q[94] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
-            "mean_ms": round(statistics.mean(lat) * 1000, 1), "errors": len(errors), "first_errors": errors[:5]}
+            "mean_ms": round(statistics.mean(lat) * 1000, 1), "errors": len(errors),
+            "first_errors": errors[:5]}, rss
 
 
 def wav(samples: int) -> bytes:
@@ -246,9 +267,15 @@ def markdown(res: dict[str, Any]) -> str:
         p = res[key]
         lines.append(f"| {name} | {p['requests']} | {p['clients']} | {p['wall_s']} | {p['throughput_rps']} | "
                      f"{p['p50_ms']} | {p['p95_ms']} | {p['p99_ms']} | {p['errors']} |")
-    lines += ["", f"Server RSS: {res['rss_mb']['before']:.0f} MB after start-up, {res['rss_mb']['after_text']:.0f} MB "
-              f"after the text phase, {res['rss_mb']['after_media']:.0f} MB after the media phase, "
-              f"{res['rss_mb']['after_bad']:.0f} MB at the end.", "",
+    r = res["rss_mb"]
+    lines += ["", f"Server RSS (MB): {r['before']:.0f} after start-up (model and text encoder loaded and warmed up); "
+              f"after each quarter of the text requests {', '.join(f'{x:.0f}' for x in r['text'])}; after each fifth "
+              f"of the media requests {', '.join(f'{x:.0f}' for x in r['media'])} (openSMILE and MediaPipe load on "
+              f"the first upload); {r['after_bad']:.0f} after the bad requests. Server environment: "
+              f"MALLOC_ARENA_MAX={res['malloc_arena_max'] or 'unset (glibc default: up to 8 arenas per core)'}. "
+              "With it unset, the RSS under concurrent uploads grows with glibc's per-thread malloc arenas (each "
+              "worker thread that extracts a clip gets its own); `MALLOC_ARENA_MAX=2` bounds that (docs/serving.md).",
+              "",
               f"## Bad requests: {sum(b['ok'] for b in res['bad'])} of {len(res['bad'])} answered 4xx with a "
               "one-line JSON error, `/health` 200 after each", "",
               "| kind | status | error |", "|:---|---:|:---|"]
@@ -266,25 +293,28 @@ def main() -> None:
     ap.add_argument("--media", type=int, default=50)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.md")
+    ap.add_argument("--malloc-arena-max", type=int, default=None,
+                    help="MALLOC_ARENA_MAX for the server process (default: unset, glibc's own)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     load_before = [round(x, 2) for x in os.getloadavg()]
     run = make_model(args.work)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc, startup = start_server(run, port, args.work / "server.log")
+    proc, startup = start_server(run, port, args.work / "server.log", args.malloc_arena_max)
     try:
-        rss = {"before": rss_mb(proc.pid)}
+        rss: dict[str, Any] = {"before": rss_mb(proc.pid)}
         texts = [f"{WORDS[i % len(WORDS)]} {WORDS[(i * 7) % len(WORDS)]} number {i}" for i in range(args.texts)]
-        text_res = load(url, [lambda c, t=t: c.post("/predict", json={"text": t}) for t in texts], args.clients)
-        rss["after_text"] = rss_mb(proc.pid)
+        text_res, rss["text"] = phase(url, [lambda c, t=t: c.post("/predict", json={"text": t}) for t in texts],
+                                      args.clients, proc.pid, [args.texts // 4, args.texts // 2, 3 * args.texts // 4])
         clips = sorted((args.work / "clips").iterdir())
         blobs = [(p.name, p.read_bytes()) for p in clips]
         media = [lambda c, b=blobs[i % len(blobs)], i=i: c.post(
             "/predict", files={"file": (b[0], b[1], "application/octet-stream")},
             data={"text": WORDS[i % len(WORDS)]}) for i in range(args.media)]
-        media_res = load(url, media, args.clients)
-        rss["after_media"] = rss_mb(proc.pid)
+        media_res, rss["media"] = phase(url, media, args.clients, proc.pid,
+                                        [args.media // 5, 2 * args.media // 5, 3 * args.media // 5,
+                                         4 * args.media // 5])
         bad = check_bad(url)
         rss["after_bad"] = rss_mb(proc.pid)
         good = httpx.post(f"{url}/predict", json={"text": "really good"}, timeout=60).status_code == 200
@@ -298,8 +328,10 @@ def main() -> None:
            "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": {"cpus": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version(),
                        "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]},
-           "startup_s": round(startup, 2), "text": text_res, "media": media_res,
-           "rss_mb": {k: round(v, 1) for k, v in rss.items()}, "bad": bad, "good_after_bad": good}
+           "startup_s": round(startup, 2), "malloc_arena_max": args.malloc_arena_max, "text": text_res,
+           "media": media_res,
+           "rss_mb": {k: [round(x, 1) for x in v] if isinstance(v, list) else round(v, 1) for k, v in rss.items()},
+           "bad": bad, "good_after_bad": good}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(res))
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
