@@ -244,9 +244,8 @@ RESULT_KEYS = ["clip", "run", "method", "transcript", "duration_s", "score", "po
 
 def test_api_predict_clip_composes_the_pure_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import accord.api.media
-    from accord.features.extract import extractor_settings
-
     import accord.features.text
+    from accord.features.extract import extractor_settings
 
     run = _saved_run(tmp_path, {"text": 384, "audio": 88, "visual": 35}, extractor_settings())
     monkeypatch.setattr(accord.api.media, "extract_clip",
