@@ -278,3 +278,61 @@ def test_conflict_flag_from_conflict_scores_and_unimodal_heads() -> None:
     c = conflict_result(_row({}, heads), both, "classification", ["neg", "pos"])
     assert c == {"flag": False, "by": "unimodal_heads", "unimodal": {"text": "pos", "audio": "pos"}}
     assert conflict_result(_row({"gain": 1.0}), both, "regression") is None  # no conflict diagnostic (e.g. MulT)
+
+
+BERT_WORDS = ["good", "great", "fine", "bad", "awful", "dull", "movie", "plot"]
+
+
+def test_a_pretrained_text_branch_gets_the_transcript_tokens(tmp_path: Path) -> None:
+    """A run whose text branch is a pretrained transformer (here a 2-layer BERT with its own tokenizer) is fed the
+    transcript's tokens, as the trainer tokenizes raw text: the score is that of a batch built by hand with
+    tokenize_texts."""
+    transformers = pytest.importorskip("transformers", reason="the pretrained text branch needs transformers")
+    import inspect
+
+    import accord
+    from accord import api
+    from accord.api import Predictor
+    from accord.data.safe import save_dataset
+    from accord.data.tokens import tokenize_texts
+
+    bert = tmp_path / "bert"  # a 2-layer BERT and its WordPiece tokenizer (as test_text_encoder builds one)
+    bert.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS]
+    (bert / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    takes_vocab = "vocab" in inspect.signature(transformers.BertTokenizerFast.__init__).parameters
+    transformers.BertTokenizerFast(**({"vocab": {w: i for i, w in enumerate(vocab)}} if takes_vocab
+                                      else {"vocab_file": str(bert / "vocab.txt")})).save_pretrained(bert)
+    torch.manual_seed(0)
+    transformers.BertModel(transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=64, type_vocab_size=2)).save_pretrained(bert)
+    g = torch.Generator().manual_seed(0)
+    splits = {}
+    for split in ("train", "valid", "test"):
+        texts = [" ".join(BERT_WORDS[int(i)] for i in torch.randint(0, len(BERT_WORDS), (3,), generator=g))
+                 for _ in range(8)]
+        vecs = torch.from_numpy(np.stack([v for _, v in fake_encode(texts)])).unsqueeze(1)
+        feats = {"text": vecs, "audio": torch.zeros(8, 1, 1), "visual": torch.zeros(8, 1, 1)}
+        lengths = {"text": torch.ones(8, dtype=torch.long), "audio": torch.zeros(8, dtype=torch.long),
+                   "visual": torch.zeros(8, dtype=torch.long)}
+        splits[split] = make_split(feats, torch.rand(8, generator=g) * 6 - 3, lengths=lengths, id_prefix=split,
+                                   raw_text=texts)
+    save_dataset(MultimodalDataset("words", splits, meta={"extractor": text_only_extractor()}).validate(),
+                 tmp_path / "ds")
+    api.train(accord.load_config(method="late_fusion", overrides=[
+        "data.name=saved", f"data.path={tmp_path / 'ds'}", "train.epochs=1", "train.seeds=[0]",
+        f"output.dir={tmp_path}", "name=run", "train.num_threads=1", "model.params.text_encoder.source=pretrained",
+        f"model.params.text_encoder.path={bert}"]))
+    text = f"{BERT_WORDS[0]} {BERT_WORDS[4]}"
+    res = Predictor(tmp_path / "run").predict(text=text)
+    model = api.load(tmp_path / "run")
+    vec = torch.from_numpy(fake_encode([text])[0][1]).view(1, 1, -1)
+    batch = Batch(features={"text": vec, "audio": torch.zeros(1, 1, 1), "visual": torch.zeros(1, 1, 1)},
+                  mask={"text": torch.ones(1, 1, dtype=torch.bool), "audio": torch.zeros(1, 1, dtype=torch.bool),
+                        "visual": torch.zeros(1, 1, dtype=torch.bool)},
+                  present=torch.tensor([[True, False, False]]), label=torch.zeros(1),
+                  text_tokens=tokenize_texts([text], bert, 50))
+    with torch.no_grad():
+        assert res["score"] == pytest.approx(float(model(batch).prediction[0]), abs=1e-4)
+    assert res["score"] == pytest.approx(res["base"] + res["attribution"]["text"], abs=2e-4)

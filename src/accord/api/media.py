@@ -17,6 +17,7 @@ from accord.api.runs import load
 from accord.core import rundir
 from accord.core.errors import CheckpointError, DataError
 from accord.core.types import MODALITIES, Batch, ModelOutput
+from accord.data.tokens import tokenizer
 from accord.evaluation.attribution import attribute, value_of
 from accord.features import audio as audio_fx
 from accord.features import text as text_fx
@@ -34,6 +35,8 @@ from accord.features.predict import (
     require_usable,
     stack_batches,
 )
+from accord.models.modules.text_encoder import encoder_folder
+from accord.training.text_tokens import text_encoder_params
 from accord.training.trainer import load_run
 
 __all__ = ["Predictor", "extract", "format_prediction", "predict_clip"]
@@ -63,6 +66,10 @@ class Predictor:
     (default the first) on ``device``. :meth:`predict` and :meth:`predict_batch` may be called from several
     threads: media extraction and the model each run under their own lock.
 
+    A run whose text branch is a pretrained transformer (``model.params.text_encoder.source: pretrained``) gets the
+    transcripts' tokens from that encoder's tokenizer (loaded once, :func:`accord.data.tokens.tokenizer`), as the
+    trainer tokenizes raw text. ``data.pool_time`` is applied as in training.
+
     Every prediction also carries the exact Shapley attribution of the prediction over the three modalities
     (:mod:`accord.evaluation.attribution`; all 8 coalitions in one forward of ``8·B`` rows, whose coalition ``N``
     rows give the prediction itself) and the flags ``disagree`` and ``conflict``
@@ -86,6 +93,8 @@ class Predictor:
         self.task = cfg.task.kind
         self.class_names: list[str] | None = info.get("class_names") or None
         self.pool_time = list(cfg.data.pool_time)
+        encoder = text_encoder_params(cfg.model.params)  # a pretrained text branch reads transcript tokens
+        self._tokenize = None if encoder is None else tokenizer(encoder_folder(encoder.path), encoder.max_tokens)
         self.load_seconds = time.perf_counter() - t0
         self._model_lock = threading.Lock()
         self._media_lock = threading.Lock()
@@ -137,6 +146,9 @@ class Predictor:
         for k, ((one, absent), clip) in enumerate(zip(pairs, clips, strict=True)):
             require_usable(clip or ("text" if len(clips) == 1 else f"item {k} (text)"), one, absent)
         batch = pool_batch(stack_batches([b for b, _ in pairs]), self.pool_time)
+        if self._tokenize is not None:  # the transcripts' tokens (an absent text: its tokens are never read)
+            with self._model_lock:
+                batch.text_tokens = self._tokenize([cf.text.strip() for cf in feats])
         b = batch.size
         outputs: list[ModelOutput] = []
 

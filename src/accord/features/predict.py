@@ -15,6 +15,7 @@ one-clip batch (:func:`clip_batch`), the result dict (:func:`prediction_result`)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,7 +196,7 @@ def pool_batch(batch: Batch, modalities: Sequence[str]) -> Batch:
         n = mask.sum(dim=1, keepdim=True)
         feats[m] = ((x * mask.unsqueeze(-1).to(x.dtype)).sum(dim=1) / n.clamp_min(1).to(x.dtype)).unsqueeze(1)
         masks[m] = (n > 0)
-    return Batch(features=feats, mask=masks, present=batch.present, label=batch.label, ids=list(batch.ids))
+    return dataclasses.replace(batch, features=feats, mask=masks)
 
 
 def conflict_result(row: ModelOutput, present: torch.Tensor, task: str,
