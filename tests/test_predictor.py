@@ -181,9 +181,10 @@ def test_predictor_loads_once_and_batches_in_one_forward(text_run: Path, monkeyp
 
 
 def test_classification_attributes_the_predicted_class(tmp_path: Path) -> None:
-    from accord.api import Predictor
+    from accord.api import Predictor, attribution
 
-    res = Predictor(train_text_only(tmp_path, "ebmc", classes=3)).predict(text="boring sad")
+    run = train_text_only(tmp_path, "ebmc", classes=3)
+    res = Predictor(run).predict(text="boring sad")
     probs = res["probabilities"]
     assert set(probs) == {"c0", "c1", "c2"} and sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
     cls = res["class"]
@@ -194,6 +195,10 @@ def test_classification_attributes_the_predicted_class(tmp_path: Path) -> None:
     per_class = res["attribution_per_class"]["text"]
     assert per_class[cls] == res["attribution"]["text"]
     assert sum(per_class.values()) == pytest.approx(0.0, abs=1e-5)  # probabilities move between classes
+    # the split's attribution of a classifier: φ of each sample's predicted class
+    split = attribution(run, write=False)
+    assert split["task"] == "classification" and split["n"] == 16 and "saved" not in split
+    assert split["mean_abs_phi"]["text"] > 0 and split["mean_abs_phi"]["audio"] == 0.0
 
 
 def test_multimodal_run_given_only_text_is_degraded(tmp_path: Path) -> None:
