@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "accord"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())
-FLOORS_TOP_DOWN = ["accord.__main__", "accord.cli", "accord.api", "accord.studies", "accord.training", "accord.config",
+FLOORS_TOP_DOWN = ["accord.__main__", "accord.cli", "accord.server", "accord.api", "accord.studies", "accord.training",
+                   "accord.config",
                    "accord.augment | accord.features",
                    "accord.data | accord.models | accord.balance | accord.evaluation", "accord.objectives",
                    "accord.core"]
@@ -37,7 +38,7 @@ def test_the_contracts_name_every_floor_in_order() -> None:
     documented = (ROOT / "docs" / "architecture.md").read_text()
     for floor in ("accord.core", "accord.objectives", "accord.data", "accord.models", "accord.balance",
                   "accord.evaluation", "accord.augment", "accord.features", "accord.config", "accord.training",
-                  "accord.studies", "accord.api", "accord.cli"):
+                  "accord.studies", "accord.api", "accord.cli", "accord.server"):
         assert f"`{floor}`" in documented, floor  # the map names every floor
 
 
@@ -47,7 +48,7 @@ def test_import_contracts_hold() -> None:
 
 
 def test_import_contracts_catch_an_upward_arrow(tmp_path: Path) -> None:
-    """A copy of the package with four upward imports planted: each breaks the contract that forbids it."""
+    """A copy of the package with five upward imports planted: each breaks the contract that forbids it."""
     copy = tmp_path / "src"
     shutil.copytree(SRC, copy / "accord", ignore=shutil.ignore_patterns("__pycache__"))
     plant = {
@@ -55,6 +56,7 @@ def test_import_contracts_catch_an_upward_arrow(tmp_path: Path) -> None:
         "models/tfn.py": "import accord.balance.cp  # planted",
         "data/safe.py": "import accord.models.base  # planted",
         "cli.py": "import accord.training.trainer  # planted",
+        "server.py": "import accord.features.predict  # planted",
     }
     for rel, line in plant.items():
         f = copy / "accord" / rel
@@ -63,7 +65,8 @@ def test_import_contracts_catch_an_upward_arrow(tmp_path: Path) -> None:
     assert res.returncode != 0
     out = res.stdout
     for contract in ("The core floor imports nothing of Accord", "Models never import the trainer",
-                     "Data knows no model", "The CLI calls only the public API"):
+                     "Data knows no model", "The CLI calls only the public API",
+                     "The server (accord serve) calls only the public API"):
         assert f"{contract}" in out and out.split(contract, 1)[1].split("\n", 1)[0].strip().endswith("BROKEN"), \
             (contract, out[-3000:])
 

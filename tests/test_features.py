@@ -238,16 +238,21 @@ def _fake_clip(missing: dict[str, str]) -> Callable[..., Any]:
 
 
 RESULT_KEYS = ["clip", "run", "method", "transcript", "duration_s", "score", "polarity", "modalities", "degraded",
-               "diagnostics", "per_modality", "seconds"]
+               "diagnostics", "per_modality", "attribution", "base", "disagree", "conflict", "conflict_detail",
+               "seconds"]
 
 
 def test_api_predict_clip_composes_the_pure_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import accord.api.media
+    import accord.features.text
     from accord.features.extract import extractor_settings
 
     run = _saved_run(tmp_path, {"text": 384, "audio": 88, "visual": 35}, extractor_settings())
     monkeypatch.setattr(accord.api.media, "extract_clip",
                         _fake_clip({"audio": "no audio track", "visual": "no face found in 5 sampled frames"}))
+    # the transcript is encoded apart from the clip (under the predictor's model lock): a stand-in for MiniLM too
+    monkeypatch.setattr(accord.features.text, "encode", lambda texts, **kw: [
+        (np.ones((len(t.split()), 384), np.float32), np.full(384, 384 ** -0.5, np.float32)) for t in texts])
     clip = tmp_path / "talk[1].mp4"
     res = accord.api.predict_clip(clip, run, text="it was great")
     assert list(res) == RESULT_KEYS

@@ -324,20 +324,64 @@ def extract(
 @app.command()
 @user_errors
 def predict(
-    clip: Annotated[Path, typer.Argument(help="An audio or video file")],
     model: Annotated[Path, typer.Option("--model", help="A run directory trained on extractable features")],
+    clip: Annotated[Path | None, typer.Argument(help="An audio or video file (omit it to score --text alone)")] = None,
     text: Annotated[str | None, typer.Option(help="Transcript (default: sidecar .txt/.srt beside the clip)")] = None,
     seed: Annotated[int | None, typer.Option(help="Which seed's checkpoint (default: the first)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
-    """Score one clip: sentiment score, polarity and per-modality trust/conflict diagnostics."""
+    """Score one clip, or a text alone: sentiment score, polarity, per-modality trust/conflict diagnostics and the
+    Shapley attribution of the prediction over the modalities."""
     from accord import api
 
+    if clip is None and text is None:
+        _error("give a clip (an audio or video file) and/or --text")
     res = api.predict_clip(clip, model, text=text, seed=seed)
     if as_json:
         sys.stdout.write(json.dumps(res, indent=2) + "\n")
     else:
         out_console.print(api.format_prediction(res), soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def attribute(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by accord train")],
+    split: Annotated[str, typer.Option(help="valid or test")] = "test",
+    save: Annotated[bool, typer.Option(help="Save attribution_<split>.json into the run directory")] = True,
+) -> None:
+    """Exact Shapley attribution over the modalities of every sample of a split: mean |phi| per modality and the
+    share of samples whose modalities pull the prediction opposite ways (shown by accord report)."""
+    from accord import api
+
+    res = api.attribution(run_dir, split=split, write=save)
+    out_console.print(f"{run_dir} ({res['method']}, {split}, {res['n']} samples, mean over "
+                      f"{len(res['per_seed'])} seed(s)):", soft_wrap=True)
+    for m, v in res["mean_abs_phi"].items():
+        out_console.print(f"  {m:<7} mean |phi| {v:.4f}  mean phi {res['mean_phi'][m]:+.4f}  present in "
+                          f"{res['present_share'][m]:.0%}", soft_wrap=True)
+    out_console.print(f"  modalities disagree on {res['disagree_share']:.1%} of samples (tau = "
+                      f"{res['disagree_fraction']:g} * sum |phi|)", soft_wrap=True)
+    if res.get("saved"):
+        _say(f"wrote {res['saved']}")
+
+
+@app.command()
+@user_errors
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory trained on extractable features")],
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload, MB")] = 50.0,
+    max_batch: Annotated[int, typer.Option(help="Most items in one POST /predict/batch")] = 64,
+    seed: Annotated[int | None, typer.Option(help="Which seed's checkpoint (default: the first)")] = None,
+) -> None:
+    """Serve a trained run over HTTP (FastAPI + uvicorn): POST /predict, POST /predict/batch, GET /health,
+    GET /model, docs at /docs. The model is loaded once at start-up (docs/serving.md)."""
+    from accord.server import run_server
+
+    run_server(run_dir, host=host, port=port, max_upload_mb=max_upload_mb, max_batch=max_batch, seed=seed,
+               log=_say)
 
 
 @app.command("list")

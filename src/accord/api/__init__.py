@@ -15,7 +15,9 @@ command                  function
 ``robustness``           :func:`robustness`
 ``report``               :func:`report`
 ``probe``                :func:`probe`
-``extract``/``predict``  :func:`extract` / :func:`predict_clip` (printed by :func:`format_prediction`)
+``extract``/``predict``  :func:`extract` / :func:`predict_clip` (printed by :func:`format_prediction`);
+                         :class:`Predictor` (a run loaded once: ``predict``, ``predict_batch``; ``accord serve``)
+``attribute``            :func:`attribution` (Shapley attribution over the modalities of a split)
 ``list``                 :func:`registered`
 ``config show``          :func:`config_show`
 ``plot ...``             :func:`plot_gradients`, :func:`plot_conflict`
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
     from accord.api.datasets import data_build, data_convert, data_info, open_dataset, registered
     from accord.api.importing import data_import
-    from accord.api.media import extract, format_prediction, predict_clip
+    from accord.api.media import Predictor, attribution, extract, format_prediction, predict_clip
     from accord.api.qasa import augment_fit, augment_sample
     from accord.api.runs import (
         TrainRun,
@@ -62,7 +64,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __g
 
 _HOME: dict[str, str] = {
     **dict.fromkeys(["data_build", "data_convert", "data_info", "open_dataset", "registered"], "datasets"),
-    **dict.fromkeys(["extract", "format_prediction", "predict_clip"], "media"),
+    **dict.fromkeys(["Predictor", "attribution", "extract", "format_prediction", "predict_clip"], "media"),
     "data_import": "importing",
     **dict.fromkeys(["augment_fit", "augment_sample"], "qasa"),
     **dict.fromkeys(["TrainRun", "config_show", "evaluate", "find_runs", "load", "load_config", "plot_conflict",
@@ -74,8 +76,10 @@ _HOME: dict[str, str] = {
 
 __all__ = [
     "DEMO_METHODS",
+    "Predictor",
     "TrainRun",
     "ablate",
+    "attribution",
     "augment_fit",
     "augment_sample",
     "benchmark",

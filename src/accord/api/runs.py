@@ -128,6 +128,35 @@ def _evaluated_constant(cfg: Config, info: dict[str, Any], ds: MultimodalDataset
                                seeds)["x"]
 
 
+def _evaluation_dataset(run_dir: str | Path, cfg: Any, info: dict[str, Any], dataset: MultimodalDataset | None,
+                        on: str | None, on_overrides: Sequence[str] | None, on_path: str | None) -> MultimodalDataset:
+    """The dataset ``accord evaluate`` scores: ``dataset``, else ``on`` aligned to the run, else the run's own; its
+    inputs prepared as in training and its dims checked against the run's."""
+    if on:
+        dataset = _other_dataset(run_dir, info, on, on_overrides, on_path)
+    ds = prepare_inputs(dataset or build_dataset(cfg.data.name, cfg.data.path, cfg.data.params), cfg.data,
+                        cfg.model.params)
+    if info and ds.dims != info["dims"]:
+        raise DataError(f"{cfg.data.name}: feature dims {ds.dims} differ from the run's {info['dims']}")
+    return ds
+
+
+def _evaluate_seeds(run_dir: str | Path, cfg: Any, ds: MultimodalDataset, part: Any, n_classes: int
+                    ) -> tuple[dict[str, dict[str, float]], list[Any]]:
+    """Every seed's metrics on ``part`` and, for a classifier (``n_classes`` > 0), its confusion matrix."""
+    dev = resolve_device(cfg.train.device)
+    per_seed: dict[str, dict[str, float]] = {}
+    matrices = []
+    with threads.using(cfg.train.num_threads):  # the thread policy, as in training
+        for sd in seed_dirs(run_dir):
+            model = load_model(run_dir, rundir.seed_of(sd), dev)
+            res = evaluate_split(model, part, cfg, ds, dev)
+            per_seed[sd.name] = res.metrics
+            if n_classes:
+                matrices.append(confusion_matrix(res.predictions, res.labels, n_classes))
+    return per_seed, matrices
+
+
 def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str = "test",
              dataset: MultimodalDataset | None = None, write: bool = True, on: str | None = None,
              on_overrides: Sequence[str] | None = None, on_path: str | None = None) -> dict[str, Any]:
@@ -146,25 +175,11 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
     """
     cfg, info = load_run(run_dir)
     specs = [parse_corruption(c) for c in (corrupt or [])]
-    if on:
-        dataset = _other_dataset(run_dir, info, on, on_overrides, on_path)
-    ds = prepare_inputs(dataset or build_dataset(cfg.data.name, cfg.data.path, cfg.data.params), cfg.data,
-                        cfg.model.params)
-    if info and ds.dims != info["dims"]:
-        raise DataError(f"{cfg.data.name}: feature dims {ds.dims} differ from the run's {info['dims']}")
+    ds = _evaluation_dataset(run_dir, cfg, info, dataset, on, on_overrides, on_path)
     part = apply_corruptions(ds[split], specs) if specs else ds[split]
-    dev = resolve_device(cfg.train.device)
-    per_seed: dict[str, dict[str, float]] = {}
     classification = cfg.task.kind == "classification"
     names = list(ds.class_names or [])
-    matrices = []
-    with threads.using(cfg.train.num_threads):  # the thread policy, as in training
-        for sd in seed_dirs(run_dir):
-            model = load_model(run_dir, rundir.seed_of(sd), dev)
-            res = evaluate_split(model, part, cfg, ds, dev)
-            per_seed[sd.name] = res.metrics
-            if classification:
-                matrices.append(confusion_matrix(res.predictions, res.labels, len(names)))
+    per_seed, matrices = _evaluate_seeds(run_dir, cfg, ds, part, len(names) if classification else 0)
     agg = aggregate(list(per_seed.values()))
     mean_std = aggregate_json(agg)
     constant = _evaluated_constant(cfg, info, ds, part, len(per_seed))
@@ -182,17 +197,27 @@ def evaluate(run_dir: str | Path, corrupt: list[str] | None = None, split: str =
     if write:
         tag = "_".join(f"{s.kind}-{s.modality}-{s.level:g}" for s in specs) or "clean"
         _save_evaluation(result, Path(run_dir) / f"eval_{split}_{f'on-{on}_' if on else ''}{tag}.json")
+    where = f"{on} {split}" if on else split
+    result["markdown"] = _evaluation_markdown(
+        f"**{run_dir}** on {where} ({', '.join(corrupt or []) or 'clean'})", split, where, agg, constant, confusion,
+        names, len(matrices), data_info, "Dataset" + (f" (split {split} as evaluated, after the corruption)"
+                                                      if specs else ""))
+    return result
+
+
+def _evaluation_markdown(title: str, split: str, where: str, agg: dict[str, Any], constant: dict[str, Any],
+                         confusion: Any, names: list[str], n_seeds: int, data_info: dict[str, Any],
+                         heading: str) -> str:
+    """``accord evaluate``'s printout: the metrics with the trivial-baseline row, the confusion matrix (a
+    classifier) and the dataset section."""
     table = markdown_table({split: agg, f"{split}: {CONSTANT_ROW}": constant}, list(agg), first_col="split",
                            bold_best=False)
-    where = f"{on} {split}" if on else split
-    parts = [f"**{run_dir}** on {where} ({', '.join(corrupt or []) or 'clean'})\n\n{table}"]
+    parts = [f"{title}\n\n{table}"]
     if confusion is not None:
         parts.append(confusion_markdown(confusion, names, f"Confusion matrix on {where}, counts summed over "
-                                        f"{len(matrices)} seed(s) (rows: true class, columns: predicted class):"))
-    heading = "Dataset" + (f" (split {split} as evaluated, after the corruption)" if specs else "")
+                                        f"{n_seeds} seed(s) (rows: true class, columns: predicted class):"))
     parts.append(dataset_markdown(data_info, f"**{heading}**"))
-    result["markdown"] = "\n".join(parts) + "\n"
-    return result
+    return "\n".join(parts) + "\n"
 
 
 def find_runs(target: str | Path) -> list[Path]:

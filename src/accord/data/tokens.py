@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,17 @@ def tokenize_texts(texts: list[str], tokenizer_dir: str | os.PathLike[str], max_
     arr = _encode(_load_tokenizer(folder), texts, max_tokens)
     write_npy(file, arr)
     return torch.from_numpy(arr)
+
+
+def tokenizer(tokenizer_dir: str | os.PathLike[str], max_tokens: int = 50) -> Callable[[list[str]], Tensor]:
+    """The local tokenizer in ``tokenizer_dir``, loaded once, as texts → long ``[N, 3, L]`` tokens exactly as
+    :func:`tokenize_texts` makes them, without its disk cache (for prediction: each request's texts differ)."""
+    if max_tokens < 1:
+        raise DataError(f"max_tokens must be at least 1, got {max_tokens}")
+    folder = Path(tokenizer_dir).expanduser()
+    _check_folder(folder)
+    tok = _load_tokenizer(folder)
+    return lambda texts: torch.from_numpy(_encode(tok, list(texts), max_tokens))
 
 
 def check_vocab(tokens: Tensor, vocab_size: int, where: str, encoder: str) -> None:

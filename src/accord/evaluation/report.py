@@ -340,7 +340,8 @@ def run_section(run_dir: Path, split: str = "test") -> RunSection:
     diag = _diagnostics(run_dir, split)
     figures = [training_curves(run_dir, metric), prediction_figure(run_dir, diag, split), gradient_figure(run_dir),
                conflict_figure(run_dir, diag, split), trust_figure(run_dir, diag, split),
-               *other_diagnostic_figures(run_dir, diag, split), robustness_figure(run_dir)]
+               *other_diagnostic_figures(run_dir, diag, split), robustness_figure(run_dir),
+               attribution_figure(run_dir, split)]
     sec.figures += [f for f in figures if f is not None]
     if not diag:
         sec.notes.append("No diagnostics.npz: no per-sample diagnostics to show.")
@@ -530,3 +531,29 @@ def write_report(target: str | Path, out: str | Path | None = None, split: str =
     text = build_report(target, split)
     atomic_write_text(dest, text)
     return dest
+
+
+# ------------------------------------------------------------------------------------------------------ attribution
+
+
+def attribution_figure(run_dir: Path, split: str = "test") -> Figure | None:
+    """Mean |φ_m| per modality of ``attribution_<split>.json`` (``accord attribute``: exact Shapley values of each
+    prediction over the modalities, :mod:`accord.evaluation.attribution`) as bars, the caption giving the numbers
+    and the share of samples whose modalities disagree; None when the run has no such file."""
+    file = run_dir / f"attribution_{split}.json"
+    if not file.is_file():
+        return None
+    att = rundir.read_json(file, "modality attribution")
+    mean_abs = {m: float(att.get("mean_abs_phi", {}).get(m, 0.0)) for m in MODALITIES}
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(list(mean_abs), list(mean_abs.values()), color=["#4c72b0", "#dd8452", "#55a868"])
+    ax.set_ylabel("mean |φ| (Shapley)")
+    ax.set_title(f"Modality attribution on {split}")
+    fig.tight_layout()
+    png = _fig_png(fig)
+    parts = ", ".join(f"{m} {v:.3f}" for m, v in mean_abs.items())
+    return Figure(f"Shapley attribution over the modalities (accord attribute, {split}, {att.get('n', '?')} samples, "
+                  f"mean over seeds): mean |φ| {parts}; the modalities disagree (one pushes up and another down by "
+                  f"more than {att.get('disagree_fraction', 0.1):g}·Σ|φ|) on "
+                  f"{100 * float(att.get('disagree_share', 0.0)):.1f}% of samples.", png)

@@ -116,14 +116,7 @@ class ImportReport:
         lines = [f"read {rec['table']} ({enc}): {rows['read']} rows, {rows['kept']} kept"
                  + (f", dropped {dropped}" if dropped else "")]
         for folder, summary in self.summaries.items():
-            lines.append(f"wrote {folder}: " + ", ".join(f"{s} {summary[s]['n']}" for s in SPLITS))
-            if "classes" in summary["train"]:
-                lines.append("  classes: " + "; ".join(
-                    f"{s} " + ", ".join(f"{c} {n}" for c, n in summary[s]["classes"].items()) for s in SPLITS))
-            absent = ["{} {}".format(s, ", ".join(f"{m} {k}/{summary[s]['n']}" for m, k in summary[s]["missing"].items()
-                                                  if k)) for s in SPLITS if any(summary[s]["missing"].values())]
-            if absent:
-                lines.append("  absent: " + "; ".join(absent))
+            lines.extend(_folder_lines(folder, summary))
         if rec["split"].get("groups_across_splits"):
             across = rec["split"]["groups_across_splits"]
             lines.append(f"note: {across['count']} group(s) of column {rec['columns']['group']!r} are in more than one "
@@ -140,6 +133,19 @@ class ImportReport:
             lines.append(f"train on it: accord train --method late_fusion --dataset saved --set data.path={self.out}"
                          + task)
         return lines
+
+
+def _folder_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
+    """The summary lines of one written dataset folder: n per split, class counts, absent modalities."""
+    lines = [f"wrote {folder}: " + ", ".join(f"{s} {summary[s]['n']}" for s in SPLITS)]
+    if "classes" in summary["train"]:
+        lines.append("  classes: " + "; ".join(
+            f"{s} " + ", ".join(f"{c} {n}" for c, n in summary[s]["classes"].items()) for s in SPLITS))
+    absent = ["{} {}".format(s, ", ".join(f"{m} {k}/{summary[s]['n']}" for m, k in summary[s]["missing"].items()
+                                          if k)) for s in SPLITS if any(summary[s]["missing"].values())]
+    if absent:
+        lines.append("  absent: " + "; ".join(absent))
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------- progress
@@ -340,7 +346,39 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
     _prepare_out(opts.out, k_folds)
     cols = resolve_columns(table, given, required=("label",) if opts.media is not None else ("label", "text"))
     parsed: ParsedRows = parse_rows(table, cols, opts.rule, text_required=opts.media is None)
-    rows = parsed.rows
+    record = _record(opts, table, cols, given, parsed, k_folds)
+    fold_rows = _split_rows(opts, parsed, table, cols, record)
+    settings = extractor_settings(opts.level, opts.fps, opts.audio_pool)
+    rows, views, failed = _features(opts, parsed.rows, cols, settings, record, progress)
+    rows, views, fold_rows = _drop_unusable(rows, views, fold_rows, record)
+    meta = _meta(opts, settings, cols, record)
+    name = opts.name or opts.table.stem
+    label_range = _label_range(opts.rule, parsed)
+    if fold_rows is None:
+        ds = _build(rows, [str(r.split) for r in rows], views, parsed.class_names, label_range, name,
+                    str(opts.table), meta)
+        save_dataset(ds, opts.out, keep=("clips",))
+        return ImportReport(opts.out, {opts.out: ds.summary()}, record, failed=failed)
+    summaries: dict[Path, dict[str, Any]] = {}
+    names = []
+    for i, splits in enumerate(fold_rows):
+        fold_meta = {**meta, "fold": {"index": i, "k": len(fold_rows)}}
+        ds = _build(rows, splits, views, parsed.class_names, label_range, f"{name}_fold{i}", str(opts.table),
+                    fold_meta)
+        folder = save_dataset(ds, opts.out / f"fold_{i}")
+        summaries[folder] = ds.summary()
+        del ds
+        names.append(folder.name)
+    _remove_stale_folds(opts.out, len(names))
+    index = write_folds_index(opts.out, names, {"loader": LOADER, "name": name, "task": opts.rule.task,
+                                                "import": record})
+    return ImportReport(opts.out, summaries, record, folds_index=index, failed=failed)
+
+
+def _record(opts: ImportOptions, table: Table, cols: dict[str, str | None], given: dict[str, str | None],
+            parsed: ParsedRows, k_folds: bool) -> dict[str, Any]:
+    """The ``meta.import`` record of the table, its columns, task, labels, rows and context (the split rule, the
+    text and the media are added as they are applied)."""
     record: dict[str, Any] = {**table.record(), "columns": cols, "task": opts.rule.task,
                               "classes": parsed.class_names or None,
                               "label_range": list(_label_range(opts.rule, parsed)), "rows": parsed.record(),
@@ -349,9 +387,45 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
                                            "raw_text": "the utterance alone"} if cols["context"] else None)}
     if cols["split"] is not None and not given.get("split") and (opts.split or k_folds):
         record["split_column_ignored"] = cols["split"]
+    return record
+
+
+def _drop_unusable(rows: list[ImportRow], views: dict[str, list[np.ndarray]], fold_rows: list[list[str]] | None,
+                   record: dict[str, Any]
+                   ) -> tuple[list[ImportRow], dict[str, list[np.ndarray]], list[list[str]] | None]:
+    """The rows with at least one usable modality (the others counted in ``record`` with their lines)."""
+    keep = [i for i in range(len(rows)) if any(len(views[m][i]) for m in MODALITIES)]
+    if len(keep) == len(rows):
+        return rows, views, fold_rows
+    kept = set(keep)
+    lines = [rows[i].line for i in range(len(rows)) if i not in kept]
+    record["rows"]["dropped"]["no usable modality (empty text, clip failed)"] = {"count": len(lines),
+                                                                                 "lines": lines[:20]}
+    record["rows"]["kept"] = len(keep)
+    return ([rows[i] for i in keep], {m: [v[i] for i in keep] for m, v in views.items()},
+            [[f[i] for i in keep] for f in fold_rows] if fold_rows is not None else None)
+
+
+def _meta(opts: ImportOptions, settings: dict[str, Any], cols: dict[str, str | None], record: dict[str, Any]
+          ) -> dict[str, Any]:
+    """The dataset's ``meta``: loader, extractor settings, task, the import record (and why audio/visual are
+    absent from a text-only import, and the context template)."""
+    meta: dict[str, Any] = {"loader": LOADER, "extractor": settings, "task": opts.rule.task, "import": record}
+    if opts.media is None:  # what `accord predict` names as the reason a clip's audio/visual is not used
+        meta["features"] = {"text": "MiniLM", "audio": "absent: imported from a text-only table",
+                            "visual": "absent: imported from a text-only table"}
+    if cols["context"] is not None:
+        meta["text_input"] = CONTEXT_TEMPLATE
+    return meta
+
+
+def _split_rows(opts: ImportOptions, parsed: ParsedRows, table: Table, cols: dict[str, str | None],
+                record: dict[str, Any]) -> list[list[str]] | None:
+    """The split rule applied (recorded in ``record["split"]``): ``None`` for one dataset (each row's ``split`` is
+    set), else every fold's split per row, all computed before any feature so that a bad rule fails fast."""
     fold: list[int] | None = None
     if opts.folds_file is not None:
-        fold, values = read_folds_file(opts.folds_file, [r.id for r in rows])
+        fold, values = read_folds_file(opts.folds_file, [r.id for r in parsed.rows])
         record["split"] = {"rule": "folds_file", "folds_file": str(opts.folds_file), "fold_values": values,
                            "valid_share": opts.valid_share, "seed": opts.seed, "group_by": cols["group"]}
     elif opts.folds is not None:
@@ -360,11 +434,15 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
                            "valid_share": opts.valid_share}
     else:
         record["split"] = assign_splits(parsed, table, cols, opts.split, opts.seed)
-    fold_rows: list[list[str]] = []
-    if fold is not None:  # every fold's splits before any feature is computed: a bad rule fails fast
-        fold_rows = [fold_splits(parsed, fold, i, opts.valid_share, opts.seed) for i in range(max(fold) + 1)]
+        return None
+    return [fold_splits(parsed, fold, i, opts.valid_share, opts.seed) for i in range(max(fold) + 1)]
 
-    settings = extractor_settings(opts.level, opts.fps, opts.audio_pool)
+
+def _features(opts: ImportOptions, rows: list[ImportRow], cols: dict[str, str | None], settings: dict[str, Any],
+              record: dict[str, Any], progress: bool
+              ) -> tuple[list[ImportRow], dict[str, list[np.ndarray]], dict[str, str]]:
+    """Every row's ``[T, D]`` view per modality (text encoded; clips extracted with ``--media``, else audio and
+    visual absent and ``settings`` naming them ``None``), the clips that failed, and the text/media record."""
     if opts.media is not None and not opts.media.is_dir():  # before the (long) text encoding
         raise DataError(f"{opts.media}: --media: not a folder; expected the folder of the table's clips")
     if opts.media is not None and cols["text"] is None:  # transcripts from sidecar files, as `accord extract`
@@ -380,51 +458,14 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
         record["media"] = {"dir": str(opts.media), "found_by": "column " + repr(cols["media"]) if cols["media"]
                            else "id = file stem", "clips_used": len(rows) - len(failed), "failed": failed,
                            "missing": missing}
-    else:
-        settings["audio"] = settings["visual"] = None
-        for m in ("audio", "visual"):
-            views[m] = [np.zeros((0, 1), np.float32) for _ in rows]
-        record["media"] = None
-        if cols["media"] is not None:
-            record["media_column_ignored"] = f"{cols['media']} (no --media DIR)"
-    keep = [i for i in range(len(rows)) if any(len(views[m][i]) for m in MODALITIES)]
-    if len(keep) < len(rows):
-        kept = set(keep)
-        lines = [rows[i].line for i in range(len(rows)) if i not in kept]
-        record["rows"]["dropped"]["no usable modality (empty text, clip failed)"] = {"count": len(lines),
-                                                                                     "lines": lines[:20]}
-        record["rows"]["kept"] = len(keep)
-        rows = [rows[i] for i in keep]
-        views = {m: [v[i] for i in keep] for m, v in views.items()}
-        fold_rows = [[f[i] for i in keep] for f in fold_rows]
-    meta: dict[str, Any] = {"loader": LOADER, "extractor": settings, "task": opts.rule.task, "import": record}
-    if opts.media is None:  # what `accord predict` names as the reason a clip's audio/visual is not used
-        meta["features"] = {"text": "MiniLM", "audio": "absent: imported from a text-only table",
-                            "visual": "absent: imported from a text-only table"}
-    if cols["context"] is not None:
-        meta["text_input"] = CONTEXT_TEMPLATE
-    name = opts.name or opts.table.stem
-    label_range = _label_range(opts.rule, parsed)
-    summaries: dict[Path, dict[str, Any]] = {}
-    if fold is None:
-        ds = _build(rows, [str(r.split) for r in rows], views, parsed.class_names, label_range, name,
-                    str(opts.table), meta)
-        save_dataset(ds, opts.out, keep=("clips",))
-        summaries[opts.out] = ds.summary()
-        return ImportReport(opts.out, summaries, record, failed=failed)
-    names = []
-    for i, splits in enumerate(fold_rows):
-        fold_meta = {**meta, "fold": {"index": i, "k": len(fold_rows)}}
-        ds = _build(rows, splits, views, parsed.class_names, label_range, f"{name}_fold{i}", str(opts.table),
-                    fold_meta)
-        folder = save_dataset(ds, opts.out / f"fold_{i}")
-        summaries[folder] = ds.summary()
-        del ds
-        names.append(folder.name)
-    _remove_stale_folds(opts.out, len(names))
-    index = write_folds_index(opts.out, names, {"loader": LOADER, "name": name, "task": opts.rule.task,
-                                                "import": record})
-    return ImportReport(opts.out, summaries, record, folds_index=index, failed=failed)
+        return rows, views, failed
+    settings["audio"] = settings["visual"] = None
+    for m in ("audio", "visual"):
+        views[m] = [np.zeros((0, 1), np.float32) for _ in rows]
+    record["media"] = None
+    if cols["media"] is not None:
+        record["media_column_ignored"] = f"{cols['media']} (no --media DIR)"
+    return rows, views, failed
 
 
 def _label_range(rule: LabelRule, parsed: ParsedRows) -> tuple[float, float]:

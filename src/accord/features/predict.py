@@ -15,7 +15,9 @@ one-clip batch (:func:`clip_batch`), the result dict (:func:`prediction_result`)
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,12 @@ import torch
 
 from accord.core.errors import CheckpointError, DataError
 from accord.core.types import MODALITIES, Batch, ModelOutput
+from accord.evaluation.attribution import DISAGREE_FRACTION, Attribution, disagreement
 from accord.features.extract import ClipFeatures, expected_dims
+
+CONFLICT_THRESHOLD = 1.0
+"""A conflict score ``C_m = mean_n (1 − cos(h_m, h_n))`` above 1 means modality ``m``'s representation points, on
+average, away from the others' (mean cosine below 0): the prediction's ``conflict`` flag (CACR, MISA)."""
 
 
 def dataset_meta(name: str, path: str | None, params: dict[str, Any]) -> dict[str, Any]:
@@ -56,9 +63,9 @@ def check_settings(run_dir: str | os.PathLike[str], meta: dict[str, Any], dims: 
     ex = meta.get("extractor")
     if not isinstance(ex, dict):
         raise CheckpointError(
-            f"{run_dir}: its training dataset has no extractor settings (meta.extractor), so raw clips cannot be "
-            "turned into the features it was trained on; train on a dataset made by `accord extract` or on mosi-u "
-            "with --set data.params.text_features=minilm"
+            f"{run_dir}: its training dataset has no extractor settings (meta.extractor), so raw text or clips "
+            "cannot be turned into the features it was trained on; train on a dataset made by `accord data import` "
+            "(text from a CSV) or `accord extract` (clips), or on mosi-u with --set data.params.text_features=minilm"
         )
     current = {"text": text_fx.settings(),
                "audio": audio_fx.settings(ex["audio"]["pool"]) if ex.get("audio") else None,
@@ -155,10 +162,116 @@ def prediction_result(cf: ClipFeatures, out: ModelOutput, absent: dict[str, str]
     return result
 
 
+def model_rows(out: ModelOutput, i: int) -> ModelOutput:
+    """Row ``i`` of a batched model output as a one-sample output: its prediction, auxiliary predictions and
+    diagnostics (per-sample tensors only)."""
+    n = int(out.prediction.shape[0])
+
+    def take(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v[i:i + 1] for k, v in d.items()
+                if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == n}
+
+    return ModelOutput(prediction=out.prediction[i:i + 1], aux_predictions=take(out.aux_predictions),
+                       diagnostics=take(out.diagnostics))
+
+
+def stack_batches(batches: list[Batch]) -> Batch:
+    """One batch of several (one-sample) batches: each modality zero-padded to the longest, masks likewise."""
+    if len(batches) == 1:
+        return batches[0]
+    feats: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor] = {}
+    for m in MODALITIES:
+        t = max(int(b.features[m].shape[1]) for b in batches)
+        feats[m] = torch.cat([torch.nn.functional.pad(b.features[m], (0, 0, 0, t - b.features[m].shape[1]))
+                              for b in batches])
+        masks[m] = torch.cat([torch.nn.functional.pad(b.mask[m], (0, t - b.mask[m].shape[1])) for b in batches])
+    return Batch(features=feats, mask=masks, present=torch.cat([b.present for b in batches]),
+                 label=torch.cat([b.label for b in batches]), ids=[i for b in batches for i in b.ids])
+
+
+def pool_batch(batch: Batch, modalities: Sequence[str]) -> Batch:
+    """``data.pool_time`` at prediction time: each listed modality replaced by its masked time mean ``[B, 1, D]``
+    (as :func:`accord.data.pool_time.pool_split` does to the training data); a missing one stays missing."""
+    if not modalities:
+        return batch
+    feats, masks = dict(batch.features), dict(batch.mask)
+    for m in modalities:
+        x, mask = batch.features[m], batch.mask[m]
+        n = mask.sum(dim=1, keepdim=True)
+        feats[m] = ((x * mask.unsqueeze(-1).to(x.dtype)).sum(dim=1) / n.clamp_min(1).to(x.dtype)).unsqueeze(1)
+        masks[m] = (n > 0)
+    return dataclasses.replace(batch, features=feats, mask=masks)
+
+
+def conflict_result(row: ModelOutput, present: torch.Tensor, task: str,
+                    class_names: list[str] | None = None) -> dict[str, Any] | None:
+    """The ``conflict`` diagnostic of one prediction (``row``: a one-sample output; ``present [3]``), or ``None``
+    when the method has none.
+
+    * ``conflict_scores`` (CACR, MISA: diagnostics ``conflict_<m>`` = ``C_m = mean_n (1 − cos(h_m, h_n))`` of the
+      shared representations): flag when the largest ``C_m`` of a present modality exceeds
+      :data:`CONFLICT_THRESHOLD` (= 1, a mean cosine below 0).
+    * ``unimodal_heads`` (late fusion, EBMC, Self-MM and any model with ``unimodal_<m>`` predictions): flag when two
+      present modalities' own heads point opposite ways: scores of opposite sign (regression) or different
+      classes (classification); never with fewer than two present modalities.
+    """
+    pres = [m for k, m in enumerate(MODALITIES) if bool(present[k])]
+    diag = row.diagnostics
+    if all(f"conflict_{m}" in diag for m in MODALITIES):
+        scores = {m: round(float(diag[f"conflict_{m}"].reshape(-1)[0]), 4) for m in pres}
+        top = max(scores.values(), default=0.0)
+        return {"flag": top > CONFLICT_THRESHOLD, "by": "conflict_scores", "score": top,
+                "threshold": CONFLICT_THRESHOLD, "scores": scores}
+    heads = {m: row.aux_predictions.get(f"unimodal_{m}", diag.get(f"unimodal_{m}")) for m in MODALITIES}
+    if any(h is None for h in heads.values()):
+        return None
+    heads = {m: heads[m] for m in pres}
+    if len(pres) < 2:
+        return {"flag": False, "by": "unimodal_heads", "unimodal": {}}
+    if task == "classification":
+        names = class_names or []
+        idx = {m: int(h[0].argmax()) for m, h in heads.items() if h is not None}
+        return {"flag": len(set(idx.values())) > 1, "by": "unimodal_heads",
+                "unimodal": {m: names[c] if c < len(names) else str(c) for m, c in idx.items()}}
+    vals = {m: round(float(h.reshape(-1)[0]), 4) for m, h in heads.items() if h is not None}
+    return {"flag": max(vals.values()) > 0 > min(vals.values()), "by": "unimodal_heads", "unimodal": vals}
+
+
+def attribution_result(att: Attribution, i: int, row: ModelOutput, present: torch.Tensor, task: str,
+                       class_names: list[str] | None = None) -> dict[str, Any]:
+    """Sample ``i``'s attribution keys of a prediction result: ``attribution`` {modality: φ_m} (the Shapley value
+    of :mod:`accord.evaluation.attribution`; for a classifier the predicted class's probability), ``base`` = v(∅),
+    ``disagree`` (:func:`~accord.evaluation.attribution.disagreement`, τ = 0.1·Σ|φ|), ``conflict`` (bool, or
+    ``None`` when the method has no conflict diagnostic) with ``conflict_detail`` (:func:`conflict_result`); a
+    classifier's ``attribution_per_class`` and ``base_probabilities`` too. ``score − base = Σ_m φ_m``."""
+    out: dict[str, Any] = {}
+    phi = att.phi[i].float()
+    if task == "classification":
+        names = class_names or [str(c) for c in range(phi.shape[-1])]
+        c = int(att.full[i].argmax())
+        main, base = phi[:, c], float(att.base[i, c])
+        out["attribution"] = {m: round(float(main[k]), 6) for k, m in enumerate(MODALITIES)}
+        out["attribution_per_class"] = {m: {n: round(float(phi[k, j]), 6) for j, n in enumerate(names)}
+                                        for k, m in enumerate(MODALITIES)}
+        out["base"] = round(base, 6)
+        out["base_probabilities"] = {n: round(float(att.base[i, j]), 6) for j, n in enumerate(names)}
+    else:
+        main = phi.reshape(len(MODALITIES))
+        out["attribution"] = {m: round(float(main[k]), 6) for k, m in enumerate(MODALITIES)}
+        out["base"] = round(float(att.base[i]), 6)
+    out["disagree"] = bool(disagreement(main.unsqueeze(0), DISAGREE_FRACTION)[0])
+    detail = conflict_result(row, present, task, class_names)
+    out["conflict"] = None if detail is None else bool(detail["flag"])
+    out["conflict_detail"] = detail
+    return out
+
+
 def format_prediction(res: dict[str, Any]) -> str:
     """Human-readable lines of a prediction (:func:`accord.api.predict_clip`)."""
-    head = (f"{res['clip']}: score {res['score']:+.3f} ({res['polarity']})" if "score" in res
-            else f"{res['clip']}: {res['class']}")
+    where = res["clip"] if res["clip"] is not None else "(text only)"
+    head = (f"{where}: score {res['score']:+.3f} ({res['polarity']})" if "score" in res
+            else f"{where}: {res['class']}")
     lines = [head + f"  [model {res['method']} from {res['run']}]"]
     lines.append(f"  transcript: {res['transcript']!r}" if res["transcript"] else "  transcript: (none)")
     for m in MODALITIES:
@@ -168,6 +281,10 @@ def format_prediction(res: dict[str, Any]) -> str:
     other = {k: v for k, v in res["diagnostics"].items() if not any(k.endswith(f"_{m}") for m in MODALITIES)}
     if other:
         lines.append("  diagnostics: " + ", ".join(f"{k} {v}" for k, v in other.items()))
+    if "attribution" in res:
+        flags = [f for f in ("disagree", "conflict") if res.get(f)]
+        lines.append("  attribution (Shapley): " + ", ".join(f"{m} {v:+.3f}" for m, v in res["attribution"].items())
+                     + f"  (base {res['base']:+.3f})" + (f"  [{', '.join(flags)}]" if flags else ""))
     if res["degraded"]:
         lines.append(f"  DEGRADED: prediction made without {', '.join(res['degraded'])}")
     lines.append(f"  time: {res['seconds']['total']:.2f} s")
