@@ -33,7 +33,7 @@ def test_write_refuses_one_fold_and_missing_datasets(tmp_path: Path) -> None:
     _fold_dirs(tmp_path, 2)
     with pytest.raises(DataError, match="at least 2 folds"):
         write_folds_index(tmp_path, ["fold_0"])
-    with pytest.raises(DataError, match="fold_9: not a dataset folder"):
+    with pytest.raises(DataError, match="fold_9 is not a dataset folder"):
         write_folds_index(tmp_path, ["fold_0", "fold_9"])
     with pytest.raises(DataError, match="must be a folder name inside"):
         write_folds_index(tmp_path, ["fold_0", "../x"])

@@ -33,6 +33,14 @@ def is_folds_dir(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and (p / FOLDS_FILE).is_file()
 
 
+def _check_fold(root: Path, name: str, where: str) -> None:
+    """A one-line DataError (starting with ``where``) unless ``name`` is a dataset folder inside ``root``."""
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise DataError(f"{where}: must be a folder name inside {root}")
+    if not (root / name / "manifest.json").is_file():
+        raise DataError(f"{where}: {root / name} is not a dataset folder (no manifest.json)")
+
+
 def write_folds_index(out: str | os.PathLike[str], folds: list[str], meta: dict[str, Any] | None = None) -> Path:
     """Write ``out/folds.json`` (atomically) naming the fold folders ``folds`` (relative to ``out``, in order);
     every one must already be a dataset folder. Returns the index file."""
@@ -40,10 +48,7 @@ def write_folds_index(out: str | os.PathLike[str], folds: list[str], meta: dict[
     if len(folds) < 2:
         raise DataError(f"{root}: a k-fold dataset needs at least 2 folds, got {len(folds)}")
     for name in folds:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise DataError(f"{root}: fold {name!r} must be a folder name inside {root}")
-        if not (root / name / "manifest.json").is_file():
-            raise DataError(f"{root / name}: not a dataset folder (no manifest.json); write the folds first")
+        _check_fold(root, name, f"{root}: fold {name!r}")
     file = root / FOLDS_FILE
     write_json(file, {"format": FOLDS_FORMAT, "version": FOLDS_VERSION, "k": len(folds), "folds": list(folds),
                       "meta": dict(meta or {})})
@@ -73,10 +78,7 @@ def read_folds_index(path: str | os.PathLike[str]) -> dict[str, Any]:
     if index.get("k") != len(folds):
         raise DataError(f"{file}: key 'k' is {index.get('k')!r} but 'folds' lists {len(folds)}")
     for name in folds:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise DataError(f"{file}: fold {name!r} must be a folder name inside {root}")
-        if not (root / name / "manifest.json").is_file():
-            raise DataError(f"{file}: fold {name!r}: {root / name} is not a dataset folder (no manifest.json)")
+        _check_fold(root, name, f"{file}: fold {name!r}")
     return index
 
 
