@@ -364,3 +364,17 @@ def test_mosi_u_minilm_standard_folds_drop_visual(shared_data: Path, tmp_path: P
     assert set(ds["test"].ids) == test_ids
     bc = load_mosi_u(shared_data / "mosi", text_features="minilm")  # their split keeps visual
     assert bc.dims["text"] == 384 and bool((bc["test"].lengths["visual"] == 1).all())
+
+
+def test_extract_csv_with_class_names_points_to_the_import(tmp_path: Path) -> None:
+    """A CSV whose labels are class names is refused in one line that names `accord data import --task
+    classification`, the way to a classification dataset from clips."""
+    from accord.core.errors import DataError
+    from accord.features.extract import read_csv
+
+    csv = tmp_path / "labels.csv"
+    csv.write_text("id,text,label,split\nc1,hi,1.5,train\nc2,oh,true,test\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        read_csv(csv)
+    assert str(err.value) == (f"{csv}: line 3: label 'true' is not a number; for class labels use accord data import "
+                              "TABLE --media DIR --task classification")

@@ -229,7 +229,8 @@ def read_csv(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
                     try:
                         label = float(raw)
                     except ValueError:
-                        raise DataError(f"{file}: line {line}: label {raw!r} is not a number") from None
+                        raise DataError(f"{file}: line {line}: label {raw!r} is not a number; for class labels "
+                                        "use accord data import TABLE --media DIR --task classification") from None
                 split = (row.get("split") or row.get("mode") or "").strip() or None
                 if split is not None and split not in SPLITS:
                     raise DataError(f"{file}: line {line}: split {split!r} is not one of {', '.join(SPLITS)}")
@@ -416,7 +417,8 @@ def extract_folder(source: str | os.PathLike[str], out: str | os.PathLike[str], 
     else:
         report.note = (f"no dataset written: a dataset needs labelled clips in train, valid and test (a CSV with "
                        f"id,text,label,split); found splits {sorted(present_splits) or 'none'}. Per-clip features "
-                       f"are in {cache}")
+                       f"are in {cache}. For class labels, other column names or encodings, or splits made for you: "
+                       f"accord data import TABLE --media {source} (docs/your_data.md)")
     return report
 
 
