@@ -137,8 +137,10 @@ def test_text_only_run_scores_text_alone(text_run: Path) -> None:
     p = Predictor(text_run)
     res = p.predict(text="great fun")
     assert res["clip"] is None and res["transcript"] == "great fun" and res["method"] == "late_fusion"
-    assert res["modalities"]["text"] == "used" and res["degraded"] == ["audio", "visual"]
-    assert res["modalities"]["audio"].startswith("not used")
+    # the model never had audio or visual (a text-only dataset): said, but the prediction is not "degraded"
+    assert res["modalities"]["text"] == "used" and res["degraded"] == []
+    assert res["modalities"]["audio"] == res["modalities"]["visual"] == \
+        "not used: absent from all of the model's training data"
     score, empty = _by_hand(text_run, "great fun")
     assert res["score"] == pytest.approx(score, abs=1e-4)
     # Shapley: only text is present, so φ_text = v({text}) − v(∅) and audio, visual are exactly 0
@@ -229,7 +231,7 @@ def test_cli_predict_text_without_a_clip(text_run: Path) -> None:
     res = runner.invoke(app, ["predict", "--model", str(text_run), "--text", "great fun", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["clip"] is None and out["degraded"] == ["audio", "visual"] and "attribution" in out
+    assert out["clip"] is None and out["degraded"] == [] and "attribution" in out
     res = runner.invoke(app, ["predict", "--model", str(text_run), "--text", "great fun"])
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith("(text only): score ") and "attribution (Shapley): text " in res.stdout

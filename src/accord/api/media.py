@@ -104,6 +104,8 @@ class Predictor:
         self.task = cfg.task.kind
         self.class_names: list[str] | None = info.get("class_names") or None
         self.pool_time = list(cfg.data.pool_time)
+        # modalities absent from every training sample (dataset.json's "present"): said, but never "degraded"
+        self.trained_without = [m for m, has in (info.get("present") or {}).items() if has is False]
         encoder = text_encoder_params(cfg.model.params)  # a pretrained text branch reads transcript tokens
         self._tokenize = None if encoder is None else tokenizer(encoder_folder(encoder.path), encoder.max_tokens)
         self.load_seconds = time.perf_counter() - t0
@@ -177,7 +179,8 @@ class Predictor:
         for i, ((_, absent), cf, clip) in enumerate(zip(pairs, feats, clips, strict=True)):
             row = model_rows(outputs[0], 7 * b + i)  # coalition N = the prediction with every modality it has
             res = prediction_result(cf, row, absent, clip=clip or "", run_dir=self.run_dir, method=self.method,
-                                    task=self.task, class_names=self.class_names)
+                                    task=self.task, class_names=self.class_names,
+                                    trained_without=self.trained_without)
             if clip is None:
                 res["clip"] = None
             res.update(attribution_result(att, i, row, present=batch.present[i], task=self.task,

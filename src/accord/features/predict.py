@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,15 +146,21 @@ def _verdict(pred: torch.Tensor, task: str, class_names: list[str] | None) -> di
 
 def prediction_result(cf: ClipFeatures, out: ModelOutput, absent: dict[str, str], *, clip: str | os.PathLike[str],
                       run_dir: str | os.PathLike[str], method: str, task: str,
-                      class_names: list[str] | None = None) -> dict[str, Any]:
+                      class_names: list[str] | None = None,
+                      trained_without: Collection[str] = ()) -> dict[str, Any]:
     """The JSON-ready result of scoring one clip (see :func:`format_prediction`), without its ``seconds``: the
     clip and run, the score or class and polarity, which modalities were used (or why not), and the model's
-    per-sample diagnostics, also grouped per modality."""
+    per-sample diagnostics, also grouped per modality. ``degraded`` names the absent modalities the model was
+    trained WITH; one absent from all its training data (``trained_without``, e.g. audio and visual of a model
+    trained on a text-only import) is said in ``modalities`` but degrades nothing."""
     result: dict[str, Any] = {"clip": str(clip), "run": str(run_dir), "method": method,
                               "transcript": cf.text, "duration_s": round(cf.duration, 3)}
     result.update(_verdict(out.prediction.detach().float(), task, class_names))
     result["modalities"] = {m: absent.get(m, "used") for m in MODALITIES}
-    result["degraded"] = sorted(absent)
+    for m in trained_without:
+        if m in absent:
+            result["modalities"][m] = "not used: absent from all of the model's training data"
+    result["degraded"] = sorted(m for m in absent if m not in trained_without)
     diag = output_diagnostics(out)
     result["diagnostics"] = diag
     result["per_modality"] = {m: {k.rsplit("_", 1)[0]: v for k, v in diag.items() if k.endswith(f"_{m}")}
