@@ -1,9 +1,9 @@
-"""Start-up cost: the light commands (``accord --help``, ``accord list``, ``accord data info FOLDER``) never import
-torch, scikit-learn or scipy (each is run in a fresh interpreter that reports its ``sys.modules`` at exit), the
-static table ``accord list`` prints stays in sync with the real registries, and ``data info`` read with numpy only
-prints what loading the dataset prints. ``accord config show`` still imports torch (the config's validation
-resolves each model's and hook's parameters from their classes); that case is a strict xfail, to be turned into a
-plain test when it is fixed. Timings: ``benchmarks/startup.py``."""
+"""Start-up cost: the light commands (``accord --help``, ``accord list``, ``accord data info FOLDER``, ``accord config
+show``) never import torch, scikit-learn or scipy (each is run in a fresh interpreter that reports its
+``sys.modules`` at exit), the static tables they read stay in sync with the real registries (``accord list``'s
+catalog; the torch-free declarations a config is resolved from: every built-in method's, dataset's and hook's
+parameters), and ``data info`` read with numpy only prints what loading the dataset prints. Timings:
+``benchmarks/startup.py``."""
 
 from __future__ import annotations
 
@@ -73,14 +73,14 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "data info": ("data", "info", "DATASET"),
     "config show": ("config", "show", "--method", "tfn", "--dataset", "mosi-u"),
 }
-"""The commands measured (``DATASET``: the tiny safe-format folder); the first three are the light ones."""
-LIGHT = ["help", "list", "data info"]
+"""The commands measured (``DATASET``: the tiny safe-format folder); all are light."""
+LIGHT = list(COMMANDS)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Every command of :data:`COMMANDS`, each in its own fresh interpreter, all at once (the slow one, config
-    show, runs beside the light ones); ``folder`` is the dataset ``data info`` read."""
+    """Every command of :data:`COMMANDS`, each in its own fresh interpreter, all at once; ``folder`` is the dataset
+    ``data info`` read."""
     root = tmp_path_factory.mktemp("startup")
     folder = _dataset_dir(root)
     args = {name: tuple(str(folder) if a == "DATASET" else a for a in command) for name, command in COMMANDS.items()}
@@ -110,18 +110,123 @@ def test_the_light_commands_print_what_they_printed(runs: dict[str, dict[str, An
     assert "Usage: accord" in runs["help"]["stdout"]
 
 
-def test_config_show_imports_no_sklearn_or_scipy(runs: dict[str, dict[str, Any]]) -> None:
+def test_config_show_prints_what_it_printed(runs: dict[str, dict[str, Any]]) -> None:
+    """Resolved without torch, ``config show`` prints what this process (every registry imported) prints, and the
+    defaults still name the model class and the loader module."""
+    import accord.balance  # noqa: F401
+    import accord.models  # noqa: F401
+    from accord import api
+    from accord.core.hooks import HOOKS
+    from accord.data.registry import DATASETS
+    from accord.models.base import MODELS
+
+    assert "tfn" in MODELS and "mosi-u" in DATASETS and "ogm_ge" in HOOKS  # the registries are loaded here
     res = runs["config show"]
-    assert res["code"] == 0, res["stderr"]
-    assert "fusion_dim: 16" in res["stdout"]
-    assert not set(res["heavy"]) & {"sklearn", "scipy"}, res["heavy"]
+    assert res["stdout"] == api.config_show("tfn", "mosi-u")
+    assert "fusion_dim: 16" in res["stdout"] and "# default: accord.models.tfn.TFN.Params" in res["stdout"]
+    assert "# default: accord.data.mosi_u.MosiUParams" in res["stdout"]
 
 
-@pytest.mark.xfail(strict=True, reason="config validation resolves models' and hooks' Params through their "
-                                       "torch classes (accord.config.validate); see benchmarks/startup.py")
-def test_config_show_never_imports_torch(runs: dict[str, dict[str, Any]]) -> None:
-    res = runs["config show"]
-    assert res["code"] == 0 and "torch" not in res["heavy"], res["heavy"]
+_RESOLVE = """
+import json, sys
+from accord.balance.params import BUILTIN_HOOKS
+from accord.config import load_config
+from accord.data.params import BUILTIN_DATASETS
+from accord.models.params import BUILTIN_MODELS
+heavy_names, report = sys.argv[1].split(","), sys.argv[2]
+hooks = "[" + ", ".join("{name: %s}" % name for name in BUILTIN_HOOKS) + "]"
+resolved = {}
+for model in BUILTIN_MODELS:
+    for dataset in BUILTIN_DATASETS:
+        cfg = load_config(method=model, dataset=dataset, overrides=[f"train.hooks={hooks}"])
+        resolved[f"{model}/{dataset}"] = cfg.to_dict()
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(heavy_names))
+with open(report, "w") as fh:
+    json.dump({"heavy": heavy, "resolved": resolved}, fh)
+"""
+"""Run as ``python -c _RESOLVE HEAVY,NAMES REPORT.json``: resolve every built-in method on every built-in dataset
+with every built-in hook switched on, then report the heavy packages in ``sys.modules`` and the resolved configs."""
+
+
+def test_every_builtin_method_dataset_and_hook_resolves_without_torch(tmp_path: Path) -> None:
+    """A built-in whose parameters are not findable without torch (its declaration missing from the tables, or
+    importing torch) fails here; and each config resolves to what it resolves to with every registry loaded."""
+    import accord.balance  # noqa: F401
+    import accord.models  # noqa: F401
+    from accord.config import load_config
+
+    report = tmp_path / "resolve.json"
+    proc = subprocess.run([sys.executable, "-c", _RESOLVE, ",".join(HEAVY), str(report)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(report.read_text())
+    assert res["heavy"] == [], f"resolving the built-in configs imported {res['heavy']}"
+    model, dataset = "cpsl", "mosi-u"  # one with a model-named hook, checked here with torch and the registries
+    hooks = json.loads(json.dumps(res["resolved"][f"{model}/{dataset}"]["train"]["hooks"]))
+    cfg = load_config(method=model, dataset=dataset, overrides=[f"train.hooks={json.dumps(hooks)}"])
+    assert res["resolved"][f"{model}/{dataset}"] == cfg.to_dict()
+    assert len(res["resolved"]) == len(catalog.MODELS) * len(catalog.DATASETS)
+
+
+def test_the_declarations_are_what_the_registries_hold() -> None:
+    """The torch-free tables a config is resolved from (:data:`accord.models.params.BUILTIN_MODELS`,
+    :data:`accord.data.params.BUILTIN_DATASETS`, :data:`accord.balance.params.BUILTIN_HOOKS`) name exactly the
+    registered built-ins, each with what its registered class or builder uses: a model class inherits its
+    declaration's ``Params``, ``default_loss_weights``, ``text_pooling`` and ``required_hooks`` unchanged."""
+    import accord.balance  # noqa: F401
+    import accord.models  # noqa: F401
+    from accord.balance.params import BUILTIN_HOOKS
+    from accord.core.hooks import HOOKS
+    from accord.data.params import BUILTIN_DATASETS
+    from accord.data.registry import DATASETS
+    from accord.models.base import MODELS
+    from accord.models.params import BUILTIN_MODELS, declared
+
+    def where(obj: Any) -> str:
+        return f"{obj.__module__}:{obj.__qualname__}"
+
+    def builtin(names: list[str], place: Any) -> list[str]:  # leave out what a test registered
+        return sorted(n for n in names if where(place(n)).startswith("accord."))
+
+    assert sorted(BUILTIN_MODELS) == builtin(MODELS.names(), lambda n: MODELS.get(n).cls)
+    for name, entry in BUILTIN_MODELS.items():
+        spec, decl = MODELS.get(name), declared(name).declaration
+        assert entry.where == where(spec.cls) and entry.fixed == spec.fixed, name
+        assert issubclass(spec.cls, decl), f"{where(spec.cls)} does not inherit {entry.declaration}"
+        for attr in ("Params", "default_loss_weights", "text_pooling"):
+            assert getattr(spec.cls, attr) is getattr(decl, attr), f"{name}: {attr} set in the model class"
+        assert spec.cls.required_hooks.__func__ is decl.required_hooks.__func__, name  # type: ignore[attr-defined]
+    assert sorted(BUILTIN_DATASETS) == builtin(DATASETS.names(), lambda n: DATASETS.get(n).build)
+    for name, data in BUILTIN_DATASETS.items():
+        assert (data.where, data.params) == (where(DATASETS.get(name).build), DATASETS.get(name).params), name
+    assert sorted(BUILTIN_HOOKS) == builtin(HOOKS.names(), lambda n: HOOKS.get(n).cls)
+    for name, hook in BUILTIN_HOOKS.items():
+        spec = HOOKS.get(name)
+        assert (hook.where, hook.params) == (where(spec.cls), spec.params), name
+        assert hook.default_loss_weights == spec.cls.default_loss_weights, name
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps", "xpu", "meta", "cpu:0", "cuda:1", "cuda:12", "mps:0",
+                                    "cuda:01", "cuda:", "CUDA", "gpu", "hpu", "cuda:-1", " cuda", "cuda:1 "])
+def test_a_device_is_checked_as_torch_checks_it(device: str) -> None:
+    """``train.device`` in a common form is taken without importing torch (:data:`accord.config._COMMON_DEVICE`),
+    only where ``torch.device`` takes it; anything else is asked of torch."""
+    from accord.config import _COMMON_DEVICE, TrainConfig
+    from accord.core.errors import ConfigError
+
+    try:
+        torch.device(device)
+        valid = True
+    except (RuntimeError, ValueError):
+        valid = False
+    if _COMMON_DEVICE.fullmatch(device):
+        assert valid, device
+    try:
+        TrainConfig(device=device)
+        accepted = True
+    except (ValueError, ConfigError):
+        accepted = False
+    assert accepted == valid, device
 
 
 def test_the_catalog_names_every_registered_model_dataset_and_hook() -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -47,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from accord.augment.params import AugmentConfig
 from accord.core.errors import ConfigError, config_error
 from accord.core.types import MODALITIES
-from accord.data.corrupt import CorruptionSpec, parse_corruption
+from accord.data.corruption_spec import CorruptionSpec, parse_corruption
 
 
 def packaged_configs() -> Traversable:
@@ -143,6 +144,11 @@ class DistributedConfig(Section):
     """How long a collective may wait for the other ranks before the job fails."""
 
 
+_COMMON_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|meta)(:(0|[1-9][0-9]*))?")
+"""Device strings ``torch.device`` accepts (``tests/test_startup.py`` checks them against it), taken without importing
+torch so that a config is validated without it."""
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -221,7 +227,10 @@ class TrainConfig(Section):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        """The form of a torch device string (whether the device is present is the trainer's check)."""
+        """The form of a torch device string (whether the device is present is the trainer's check). The common
+        forms (:data:`_COMMON_DEVICE`) are taken without importing torch; anything else is asked of torch."""
+        if _COMMON_DEVICE.fullmatch(v):
+            return v
         import torch
 
         try:
@@ -403,15 +412,15 @@ def compose(method: str | None = None, dataset: str | None = None, files: list[s
 def resolve_loss_weights(cfg: Config) -> dict[str, float]:
     """Every term the model and its hooks can emit, with its weight: ``task`` 1, then each hook's and the model's
     ``default_loss_weights``, then the config's ``loss_weights``. A name no term has is a ConfigError naming it."""
-    from accord.core.hooks import hook_loss_weights
-    from accord.models.base import MODELS
+    from accord.balance.params import declared_hook
+    from accord.models.params import declared
 
     weights: dict[str, float] = {"task": 1.0}
     for request in model_hook_requests(cfg):
-        weights.update(hook_loss_weights(request.name))
+        weights.update(declared_hook(request.name)[1])
     for h in cfg.train.hooks:
-        weights.update(hook_loss_weights(h.name))
-    weights.update(MODELS.get(cfg.model.name).cls.default_loss_weights)
+        weights.update(declared_hook(h.name)[1])
+    weights.update(declared(cfg.model.name).declaration.default_loss_weights)
     unknown = sorted(set(cfg.loss_weights) - set(weights))
     if unknown:
         raise ConfigError(f"loss_weights.{unknown[0]}: model {cfg.model.name!r} (and its hooks) emits no prediction "
@@ -421,26 +430,29 @@ def resolve_loss_weights(cfg: Config) -> dict[str, float]:
 
 
 def model_hook_requests(cfg: Config) -> list[Any]:
-    """The hooks the configured model names (:meth:`accord.models.base.AccordModel.required_hooks`)."""
-    from accord.models.base import MODELS, validate_params
+    """The hooks the configured model names (:meth:`accord.models.params.ModelDeclaration.required_hooks`)."""
+    from accord.models.params import declared, validate_params
 
-    return list(MODELS.get(cfg.model.name).cls.required_hooks(validate_params(cfg.model.name, cfg.model.params)))
+    params = validate_params(cfg.model.name, cfg.model.params)
+    return list(declared(cfg.model.name).declaration.required_hooks(params))
 
 
 def _check_hooks(cfg: Config) -> None:
-    """Every hook of ``train.hooks`` and of the model exists and takes its parameters."""
-    from accord.core.hooks import HookRequest, hook_params
+    """Every hook of ``train.hooks`` and of the model exists and takes its parameters (checked against
+    :mod:`accord.balance.params` for the built-in hooks, without torch)."""
+    from accord.balance.params import declared_hook
+    from accord.core.hooks import HookRequest, parse_hook_params
 
     for i, h in enumerate(cfg.train.hooks):
-        hook_params(HookRequest(h.name, h.params), f"train.hooks.{i}")
+        parse_hook_params(HookRequest(h.name, h.params), declared_hook(h.name)[0], f"train.hooks.{i}")
     for request in model_hook_requests(cfg):
-        hook_params(request, f"model {cfg.model.name!r} hook {request.name!r}")
+        parse_hook_params(request, declared_hook(request.name)[0], f"model {cfg.model.name!r} hook {request.name!r}")
 
 
 def _check_metric(cfg: Config) -> None:
     """``train.early_stopping.metric`` is a registered metric (whether the dataset computes it is checked when the
     trainer has built the dataset, before the first epoch)."""
-    from accord.evaluation.metrics import metric_spec
+    from accord.evaluation.metric_specs import metric_spec
 
     name = cfg.train.early_stopping.metric
     if name is not None:
@@ -450,20 +462,16 @@ def _check_metric(cfg: Config) -> None:
             raise ConfigError(f"train.early_stopping.metric: {err}") from None
 
 
-def _register_everything() -> None:
-    """Import the packages whose registries a config names (models, datasets, hooks)."""
-    import accord.balance  # noqa: F401
-    import accord.data  # noqa: F401
-    import accord.models  # noqa: F401
-
-
 def validate(tree: dict[str, Any], source: str = "config") -> Config:
     """Validate a raw tree into the RESOLVED :class:`Config` (every default of the model, the dataset and the
-    loss weights filled in; see the module docstring). Resolving a resolved config changes nothing."""
-    from accord.data.registry import validate_data_params
-    from accord.models.base import MODELS, validate_params
+    loss weights filled in; see the module docstring). Resolving a resolved config changes nothing.
 
-    _register_everything()
+    A config of built-in methods, datasets and hooks is resolved from their torch-free declarations
+    (:mod:`accord.models.params`, :mod:`accord.data.params`, :mod:`accord.balance.params`): validating it imports
+    no torch. Any other name is looked up in its registry (importing the built-ins, hence torch)."""
+    from accord.data.registry import validate_data_params
+    from accord.models.params import declared, validate_params
+
     try:
         cfg = Config(**tree)
     except ValidationError as err:
@@ -471,7 +479,7 @@ def validate(tree: dict[str, Any], source: str = "config") -> Config:
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     try:
-        fixed = MODELS.get(cfg.model.name).fixed
+        fixed = declared(cfg.model.name).fixed
         params = validate_params(cfg.model.name, cfg.model.params).model_dump(mode="json")
         cfg.model.params = {k: v for k, v in params.items() if k not in fixed}
         cfg.data.params = validate_data_params(cfg.data.name, cfg.data.params).model_dump(mode="json")
@@ -508,22 +516,20 @@ def _leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def _default_label(key: str, cfg: Config) -> str:
     """Where the code default of ``key`` lives."""
-    from accord.data.registry import DATASETS
-    from accord.models.base import MODELS
+    from accord.data.registry import declared_data_params
+    from accord.models.params import declared
 
+    model = declared(cfg.model.name)
     if key.startswith("model.params."):
-        cls = MODELS.get(cfg.model.name).cls
-        return f"default: {cls.__module__}.{cls.__qualname__}.Params"
+        return f"default: {model.owner}.Params"
     if key.startswith("data.params."):
-        spec = DATASETS.get(cfg.data.name)
-        return f"default: {spec.params.__module__}.{spec.params.__qualname__}"
+        return f"default: {declared_data_params(cfg.data.name)[1]}"
     if key.startswith("loss_weights."):
         name = key.split(".", 1)[1]
         if name == "task":
             return "default: the task loss"
-        cls = MODELS.get(cfg.model.name).cls
-        if name in cls.default_loss_weights:
-            return f"default: {cls.__module__}.{cls.__qualname__}.default_loss_weights"
+        if name in model.declaration.default_loss_weights:
+            return f"default: {model.owner}.default_loss_weights"
         return "default: a hook's default_loss_weights"
     owner: type[BaseModel] = Config
     for part in key.split(".")[:-1]:

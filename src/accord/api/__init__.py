@@ -25,10 +25,11 @@ command                  function
 ``augment ...``          :func:`augment_fit`, :func:`augment_sample`
 =======================  ==========================================================================================
 
-The functions live in a few modules (:mod:`accord.api.runs`, :mod:`~accord.api.studies`,
-:mod:`~accord.api.datasets`, :mod:`~accord.api.media`, :mod:`~accord.api.qasa`), none named like a function, so
-``accord.api.<name>`` is always the function. Each is imported on first use (a module ``__getattr__``), so
-``accord list`` and ``accord data info FOLDER`` import only the light :mod:`~accord.api.datasets` (no torch) and
+The functions live in a few modules (:mod:`accord.api.runs`, :mod:`~accord.api.configs`,
+:mod:`~accord.api.studies`, :mod:`~accord.api.datasets`, :mod:`~accord.api.media`, :mod:`~accord.api.qasa`), none
+named like a function, so ``accord.api.<name>`` is always the function. Each is imported on first use (a module
+``__getattr__``), so ``accord list`` and ``accord data info FOLDER`` import only the light
+:mod:`~accord.api.datasets` and ``accord config show`` only the light :mod:`~accord.api.configs` (no torch), and
 the other commands only the module of their function.
 """
 
@@ -38,17 +39,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
+    from accord.api.configs import config_show, load_config
     from accord.api.datasets import data_build, data_convert, data_info, open_dataset, registered
     from accord.api.importing import data_import
     from accord.api.media import Predictor, attribution, extract, format_prediction, predict_clip
     from accord.api.qasa import augment_fit, augment_sample
     from accord.api.runs import (
         TrainRun,
-        config_show,
         evaluate,
         find_runs,
         load,
-        load_config,
         plot_conflict,
         plot_gradients,
         predictions,
@@ -67,9 +67,9 @@ _HOME: dict[str, str] = {
     **dict.fromkeys(["Predictor", "attribution", "extract", "format_prediction", "predict_clip"], "media"),
     "data_import": "importing",
     **dict.fromkeys(["augment_fit", "augment_sample"], "qasa"),
-    **dict.fromkeys(["TrainRun", "config_show", "evaluate", "find_runs", "load", "load_config", "plot_conflict",
-                     "plot_gradients", "predictions", "probe", "read_summary", "report", "robustness", "seed_dirs",
-                     "train", "train_run"], "runs"),
+    **dict.fromkeys(["config_show", "load_config"], "configs"),
+    **dict.fromkeys(["TrainRun", "evaluate", "find_runs", "load", "plot_conflict", "plot_gradients", "predictions",
+                     "probe", "read_summary", "report", "robustness", "seed_dirs", "train", "train_run"], "runs"),
     **dict.fromkeys(["DEMO_METHODS", "ablate", "benchmark", "demo", "sweep"], "studies"),
 }
 """Each public name (:data:`__all__`) -> the module of :mod:`accord.api` that defines it."""

@@ -32,17 +32,6 @@ from accord.training.text_tokens import prepare_inputs
 from accord.training.trainer import Trainer, evaluate_split, load_model, load_run, resolve_device
 
 
-# ------------------------------------------------------------------------------------------------------ configs
-def config_show(method: str | None = None, dataset: str | None = None, files: Sequence[str | Path] | None = None,
-                overrides: Sequence[str] | None = None) -> str:
-    """The resolved config as YAML, every value followed by ``# <the layer it came from>`` (``accord config show``).
-
-    Layers, later winning: code defaults, the packaged dataset file, the packaged method file(s), ``files`` in
-    order, ``overrides`` in order (see :mod:`accord.config`).
-    """
-    return _config.show(method, dataset, list(files or []), list(overrides or []))
-
-
 # ------------------------------------------------------------------------------------------------------ training
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, hooks: list[TrainerHook] | None = None,
           dataset: MultimodalDataset | None = None, console: Console | None = None) -> dict[str, Any]:

@@ -29,11 +29,11 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from accord.balance.modality import ResponseSource, modality_responses, present_rows, require_modality_parameters
-from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.balance.modality import modality_responses, present_rows, require_modality_parameters
+from accord.balance.params import AGMParams
+from accord.core.hooks import StepState, TrainerHook, register_hook
 from accord.core.types import Batch, ModelOutput
 from accord.objectives.task import task_loss
 
@@ -50,15 +50,6 @@ def agm_ratios(scores: dict[str, float]) -> dict[str, float]:
 def agm_coefficient(running_ratio: float, ratio: float, alpha: float) -> float:
     """``c = exp(α · min(ρ̄ − ρ, 7))``."""
     return math.exp(alpha * min(running_ratio - ratio, 7.0))
-
-
-class AGMParams(HookParams):
-    """``train.hooks: [{name: agm, params: {alpha: 0.3}}]``."""
-
-    alpha: float = Field(0.3, ge=0, description="α: modulation strength")
-    response: ResponseSource = Field("shapley", description="mono-modal responses: zero padding (paper) or heads")
-    start_epoch: int = Field(1, ge=1, description="first modulated epoch (1-based)")
-    end_epoch: int | None = Field(None, ge=1, description="first epoch no longer modulated (None: never stop)")
 
 
 @register_hook("agm", AGMParams)

@@ -30,14 +30,12 @@ was considered ``cp/cos`` (the cosine before projection).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from accord.balance.monitor import batch_task_loss, feature_grad_norms, flat_cosine, imbalance_ratios
-from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.balance.params import CP_LOSS_WEIGHTS, CPParams
+from accord.core.hooks import StepState, TrainerHook, register_hook
 from accord.core.types import Batch, ModelOutput
 from accord.objectives.task import reduce_per_sample
 
@@ -59,24 +57,12 @@ def project_conflicting(g: list[Tensor], ref: list[Tensor]) -> tuple[list[Tensor
     return [a - (dot / nn2) * b for a, b in zip(g, ref, strict=True)], cos
 
 
-class CPParams(HookParams):
-    """``train.hooks: [{name: conflict_penalty, params: {...}}]`` (CP+SL sets these from its model params); the
-    penalty's weight λ_cp is ``loss_weights.cp``."""
-
-    kappa: float = Field(1.5, gt=0, description="conflict threshold κ on max_m r_m")
-    penalty: bool = Field(True, description="add the penalty loss 'cp' on conflict steps")
-    projection: bool = Field(True, description="project the dominant modality's task gradient off the SL gradient")
-    project_on: Literal["always", "conflict"] = Field(
-        "always", description="steps on which the projection is considered: always (paper) or conflict (old)")
-    sl_loss: str = Field("sl", description="name of the SL loss in output.losses")
-
-
 @register_hook("conflict_penalty", CPParams)
 class ConflictPenalty(TrainerHook):
     """CP's penalty (an extra loss ``cp``) and its projection (an in-place gradient edit)."""
 
     name = "conflict_penalty"
-    default_loss_weights = {"cp": 0.1}
+    default_loss_weights = CP_LOSS_WEIGHTS
     double_backward = True  # the penalty differentiates the feature-gradient norms (create_graph)
 
     def __init__(self, params: CPParams | None = None) -> None:

@@ -26,15 +26,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from accord.balance.params import ResponseSource
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
-
-ResponseSource = Literal["auto", "heads", "shapley"]
 
 
 def _owner(name: str) -> str | None:

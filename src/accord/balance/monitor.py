@@ -30,10 +30,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.balance.params import GradMonitorParams
+from accord.core.hooks import StepState, TrainerHook, register_hook
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.objectives.task import reduce_losses, task_loss
 
@@ -120,16 +120,6 @@ def objective_cosines(model: nn.Module, batch: Batch, output: ModelOutput, task:
         if pairs:
             out[f"cos/{name}"] = flat_cosine([a for a, _ in pairs], [b for _, b in pairs])
     return out
-
-
-class GradMonitorParams(HookParams):
-    """``train.hooks: [{name: grad_monitor, params: {...}}]``."""
-
-    kappa: float | None = Field(None, gt=0, description="conflict threshold κ on max r_m (None: the model's "
-                                                         "params.kappa if it has one, else 1.5)")
-    every: int = Field(1, ge=1, description="write a step line every N steps")
-    cosines: bool = Field(True, description="cosines between the task gradient and other objectives' gradients")
-    write_steps: bool = Field(True, description="append per-step 'grad' lines to log.jsonl")
 
 
 @register_hook("grad_monitor", GradMonitorParams)

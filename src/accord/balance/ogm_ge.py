@@ -29,14 +29,13 @@ Modulation runs for epochs ``start_epoch <= epoch < end_epoch`` (1-based like th
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from accord.balance.modality import ResponseSource, modality_responses, present_rows, require_modality_parameters
-from accord.core.hooks import HookParams, StepState, TrainerHook, register_hook
+from accord.balance.modality import modality_responses, present_rows, require_modality_parameters
+from accord.balance.params import Coefficient, OGMGEParams
+from accord.core.hooks import StepState, TrainerHook, register_hook
 from accord.core.types import Batch, ModelOutput
 
 
@@ -61,7 +60,6 @@ def discrepancy_ratios(scores: dict[str, float]) -> dict[str, float]:
     return out
 
 
-Coefficient = Literal["paper", "continuous"]
 
 
 def ogm_coefficient(ratio: float, alpha: float, form: Coefficient = "paper") -> float:
@@ -71,18 +69,6 @@ def ogm_coefficient(ratio: float, alpha: float, form: Coefficient = "paper") -> 
     if form == "continuous":
         return 1.0 - math.tanh(alpha * max(ratio - 1.0, 0.0))
     return 1.0 - math.tanh(alpha * ratio) if ratio > 1.0 else 1.0
-
-
-class OGMGEParams(HookParams):
-    """``train.hooks: [{name: ogm_ge, params: {alpha: 0.3}}]``."""
-
-    alpha: float = Field(0.3, ge=0, description="α: modulation strength")
-    coefficient: Coefficient = Field("paper", description="paper: Eq. 10, 1 − tanh(α·ρ) when ρ > 1; continuous: "
-                                                          "1 − tanh(α·relu(ρ − 1)) (the pre-issue-17 form)")
-    gaussian: bool = Field(True, description="Generalization Enhancement: add N(0, std(g)^2) to encoder gradients")
-    response: ResponseSource = Field("auto", description="mono-modal responses: unimodal heads or zero padding")
-    start_epoch: int = Field(1, ge=1, description="first modulated epoch (1-based)")
-    end_epoch: int | None = Field(None, ge=1, description="first epoch no longer modulated (None: never stop)")
 
 
 @register_hook("ogm_ge", OGMGEParams)

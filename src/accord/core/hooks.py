@@ -29,15 +29,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
-from torch import Tensor, nn
 
 from accord.core.errors import config_error
 from accord.core.registry import Registry
-from accord.core.types import Batch, ModelOutput
+
+if TYPE_CHECKING:  # the protocol's types; importing this module (a config's hook names) imports no torch
+    import numpy as np
+    from torch import Tensor, nn
+
+    from accord.core.types import Batch, ModelOutput
 
 
 @dataclass
@@ -150,9 +153,14 @@ def register_hook(name: str, params: type[HookParams] = HookParams) -> Callable[
 
 def hook_params(request: HookRequest, where: str) -> HookParams:
     """The validated parameters of ``request``; a bad one is a ConfigError naming ``<where>.params.<key>``."""
-    spec = HOOKS.get(request.name)
+    return parse_hook_params(request, HOOKS.get(request.name).params, where)
+
+
+def parse_hook_params(request: HookRequest, model: type[HookParams], where: str) -> HookParams:
+    """``request.params`` validated by the hook's parameter model ``model``; a bad one is a ConfigError naming
+    ``<where>.params.<key>``."""
     try:
-        return spec.params(**request.params)
+        return model(**request.params)
     except ValidationError as err:
         raise config_error(err, where=f"{where}.params", owner=f"hook {request.name!r}") from None
 

@@ -33,6 +33,20 @@ class Registry(Generic[T]):
                 self._builtins = load
                 raise
 
+    def add_builtins(self, load: Callable[[], None]) -> None:
+        """Have ``load`` register built-in entries on the first look-up (after any given before): for a registry
+        whose built-ins live on a floor above its own (the trainer hooks of :mod:`accord.balance`)."""
+        before = self._builtins
+        if before is None:
+            self._builtins = load
+            return
+
+        def both() -> None:
+            before()
+            load()
+
+        self._builtins = both
+
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
         """Decorator: register ``obj`` under ``name`` (and any aliases); a duplicate name is an error."""
 

@@ -19,71 +19,14 @@ Class labels (for ``task.kind = classification``) are the polarity: negative (s 
 from __future__ import annotations
 
 import math
-from typing import Literal, TypedDict
+from typing import TypedDict
 
 import torch
-from pydantic import Field, model_validator
 
 from accord.core.types import MODALITIES
 from accord.data.dataset import MultimodalDataset, make_split
-from accord.data.registry import DataParams, register_dataset
-
-Mod = Literal["text", "audio", "visual"]
-MODS: tuple[Mod, Mod, Mod] = ("text", "audio", "visual")
-"""MODALITIES (same order) as literals, the key type of the per-modality params."""
-assert MODS == MODALITIES
-
-
-def _default_seq_len() -> dict[Mod, int]:
-    return {"text": 12, "audio": 24, "visual": 16}
-
-
-def _default_dims() -> dict[Mod, int]:
-    return {"text": 32, "audio": 16, "visual": 24}
-
-
-def _default_strength() -> dict[Mod, float]:
-    return {"text": 1.5, "audio": 0.5, "visual": 0.4}
-
-
-def _default_conflict_modalities() -> list[Mod]:
-    return ["audio", "visual"]
-
-
-class ConflictBenchParams(DataParams):
-    n_train: int = Field(800, ge=1)
-    n_valid: int = Field(200, ge=1)
-    n_test: int = Field(200, ge=1)
-    seq_len: dict[Mod, int] = Field(default_factory=_default_seq_len)
-    dims: dict[Mod, int] = Field(default_factory=_default_dims)
-    strength: dict[Mod, float] = Field(default_factory=_default_strength)
-    noise: float = Field(1.0, ge=0)
-    salient_share: float = Field(0.35, gt=0, le=1)
-    """Share of real time steps that carry the sentiment signal (the rest is nuisance + noise)."""
-    variable_length: bool = True
-    """Real lengths drawn uniformly in [T/2, T] per sample and modality (unaligned sequences)."""
-    conflict_rate: float = Field(0.2, ge=0, le=1)
-    conflict_modalities: list[Mod] = Field(default_factory=_default_conflict_modalities)
-    """Which modality is flipped in a conflicting sample: drawn uniformly from this list."""
-    missing_rate: float = Field(0.0, ge=0, lt=1)
-    """Per sample and modality, the probability that the modality is absent (never all three)."""
-    label_noise: float = Field(0.0, ge=0)
-    classes: Literal[2, 3] = 2
-    neutral_band: float = Field(0.5, gt=0)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _check(self) -> ConflictBenchParams:
-        for key in ("seq_len", "dims", "strength"):
-            missing = [m for m in MODS if m not in getattr(self, key)]
-            if missing:
-                raise ValueError(f"{key} misses {missing[0]!r} (needs text, audio and visual)")
-        for m in MODS:
-            if self.seq_len[m] < 1 or self.dims[m] < 2:
-                raise ValueError(f"seq_len/dims of {m} must be >= 1 / >= 2")
-        if self.conflict_rate > 0 and not self.conflict_modalities:
-            raise ValueError("conflict_rate > 0 needs at least one modality in conflict_modalities")
-        return self
+from accord.data.params import MODS, ConflictBenchParams
+from accord.data.registry import register_dataset
 
 
 def _unit(g: torch.Generator, d: int) -> torch.Tensor:

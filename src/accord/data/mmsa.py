@@ -43,15 +43,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import PositiveInt
 
 from accord.core.errors import ConfigError, DataError
 from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, SplitData
-from accord.data.registry import DataParams, register_dataset
-
-Family = Literal["auto", "mosi", "sims"]
-NonFinite = Literal["error", "zero"]
+from accord.data.params import Family, MMSAParams, NonFinite
+from accord.data.registry import register_dataset
 
 #: MMSA key of each modality's features and lengths.
 FEATURE_KEYS: dict[str, str] = {"text": "text", "audio": "audio", "visual": "vision"}
@@ -897,18 +894,6 @@ def write_mmsa_pickle(ds: MultimodalDataset, path: str | os.PathLike[str], align
 # ------------------------------------------------------------------------------------------------------
 # Registry
 # ------------------------------------------------------------------------------------------------------
-
-
-class MMSAParams(DataParams):
-    """``data.params`` of the ``mmsa`` dataset."""
-
-    family: Family = "auto"
-    """``auto`` (sims if labels are in [-1, 1] and ``regression_labels_T`` exists, else mosi), ``mosi`` or
-    ``sims``."""
-    nonfinite: NonFinite = "error"
-    """``error``: NaN/Inf features are an error; ``zero``: replace them by 0 (as MMSA does)."""
-    max_len: dict[Literal["text", "audio", "visual"], PositiveInt] | None = None
-    """Optional per-modality truncation of the padded length."""
 
 
 @register_dataset(

@@ -20,14 +20,14 @@ import csv
 from pathlib import Path
 
 import torch
-from pydantic import Field
 
 from accord.core.errors import DataError
 from accord.data.dataset import MultimodalDataset, make_split
 from accord.data.dataset import standardize as standardize_features
 from accord.data.mosi_u import default_paths as mosi_paths
 from accord.data.mosi_u import parse_score
-from accord.data.registry import DataParams, register_dataset
+from accord.data.params import MoseiTextParams
+from accord.data.registry import register_dataset
 
 COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
 TEXT_DIM = 384
@@ -111,15 +111,6 @@ def load_mosei_text(path: str | None = None, standardize: bool = True, max_rows:
     if standardize:
         standardize_features(ds)
     return ds.validate()
-
-
-class MoseiTextParams(DataParams):
-    """``data.params`` of the ``mosei-text`` dataset."""
-
-    standardize: bool = True
-    """Z-score the text vectors with training statistics."""
-    max_rows: int | None = Field(None, ge=3)
-    """Read only the first rows of label.csv (quick checks); None reads all."""
 
 
 @register_dataset(

@@ -32,12 +32,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from accord.core.errors import ConfigError, DataError, LeakageError
 from accord.data.dataset import MultimodalDataset, SplitData, make_split
 from accord.data.dataset import standardize as standardize_features
-from accord.data.registry import DataParams, register_dataset
+from accord.data.params import MosiUParams
+from accord.data.registry import register_dataset
 
 FEATURE_FILES: dict[str, str] = {
     "text": "text__text_{s}0.csv",
@@ -387,22 +387,6 @@ def _dataset(root: Path, splits: dict[str, SplitData], standardize: bool, meta: 
     if standardize:
         standardize_features(ds)
     return ds.validate()
-
-
-class MosiUParams(DataParams):
-    """``data.params`` of the ``mosi-u`` dataset."""
-
-    split: Literal["bclstm", "standard"] = "bclstm"
-    """``bclstm`` (their split); ``standard`` (CMU SDK folds) is refused with a LeakageError."""
-    valid_videos: int = Field(10, ge=1)
-    """Number of training videos held out for validation."""
-    valid_seed: int = 0
-    """Seed of the validation-video draw."""
-    standardize: bool = True
-    """Z-score features with training-split statistics."""
-    text_features: Literal["bclstm", "minilm"] = "bclstm"
-    """``minilm``: all-MiniLM-L6-v2 vectors of the real transcripts instead of the bc-LSTM text CNN (needs
-    ``accord[media]``); allows ``split=standard`` (text MiniLM + audio openSMILE, no visual)."""
 
 
 @register_dataset(

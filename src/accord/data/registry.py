@@ -1,7 +1,8 @@
 """The dataset registry: a name in ``data.name`` -> a builder returning a validated MultimodalDataset.
 
 The built-in loaders (:data:`BUILTIN_LOADERS`) register themselves when they are imported; :data:`DATASETS`
-imports them on its first look-up, so importing this module (or :mod:`accord.data`) does not import torch.
+imports them on its first look-up, so importing this module (or :mod:`accord.data`) does not import torch; a
+built-in dataset's ``data.params`` are validated from :mod:`accord.data.params` without importing its loader.
 """
 
 from __future__ import annotations
@@ -61,14 +62,31 @@ def register_dataset(
     return deco
 
 
+def data_params_model(name: str) -> type[DataParams]:
+    """The ``data.params`` model of dataset ``name``: a built-in's from :data:`accord.data.params.BUILTIN_DATASETS`
+    (no loader imported, so no torch), any other's from the registry (an unknown name is a ConfigError)."""
+    return declared_data_params(name)[0]
+
+
+def declared_data_params(name: str) -> tuple[type[DataParams], str]:
+    """The ``data.params`` model of dataset ``name`` and its dotted name in the module of the dataset's builder
+    (where ``accord config show`` says its defaults live), without importing a built-in loader."""
+    from accord.data.params import BUILTIN_DATASETS
+
+    builtin = BUILTIN_DATASETS.get(name)
+    if builtin is not None:
+        return builtin.params, f"{builtin.where.partition(':')[0]}.{builtin.params.__qualname__}"
+    params = DATASETS.get(name).params
+    return params, f"{params.__module__}.{params.__qualname__}"
+
+
 def validate_data_params(name: str, params: dict[str, Any]) -> DataParams:
     """Validate ``data.params`` for dataset ``name``; errors name the offending key."""
-    spec = DATASETS.get(name)
+    model = data_params_model(name)
     try:
-        return spec.params(**params)
+        return model(**params)
     except ValidationError as err:
-        raise config_error(err, where="data.params", owner=f"dataset {name!r}",
-                           known=spec.params.model_fields) from None
+        raise config_error(err, where="data.params", owner=f"dataset {name!r}", known=model.model_fields) from None
 
 
 def build_dataset(name: str, path: str | None = None, params: dict[str, Any] | None = None) -> MultimodalDataset:

@@ -34,7 +34,8 @@ from accord.core.io import write_npz
 from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MultimodalDataset, SplitData
 from accord.data.mmsa import load_mmsa_pickle
-from accord.data.registry import DataParams, register_dataset, validate_data_params
+from accord.data.params import SavedParams
+from accord.data.registry import register_dataset, validate_data_params
 from accord.data.safe_files import (
     FORMAT,
     MANIFEST,
@@ -224,10 +225,6 @@ def convert_mmsa(
     ds = load_mmsa_pickle(pkl_path, **_mmsa_options(kw))
     save_dataset(ds, out_dir)
     return ds
-
-
-class SavedParams(DataParams):
-    """``data.params`` of the ``saved`` dataset: none."""
 
 
 @register_dataset(

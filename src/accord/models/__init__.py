@@ -1,13 +1,46 @@
-"""Models: the registry and every method. Importing this package registers all built-in models."""
+"""Models: the registry and every method.
 
-# Registration side effects: one import line per model file.
-import accord.models.cacr  # noqa: F401
-import accord.models.cpsl  # noqa: F401
-import accord.models.ebmc  # noqa: F401
-import accord.models.lmf  # noqa: F401
-import accord.models.misa  # noqa: F401
-import accord.models.self_mm  # noqa: F401
-from accord.models import early_fusion, late_fusion, mult, tfn, unimodal  # noqa: F401
-from accord.models.base import AccordModel, ModelParams, create_model, list_models, register_model
+Importing this package is light (no torch): the names below are bound on first use (a module ``__getattr__``),
+the built-in models register with :data:`~accord.models.base.MODELS` on its first look-up
+(:data:`accord.models.params.BUILTIN_MODELS`), and what a config needs of a built-in method (its ``Params``,
+``default_loss_weights``, hooks) is in :mod:`accord.models.params`, without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
+    from accord.models.base import AccordModel, create_model, list_models, register_model
+    from accord.models.params import ModelParams
+
+#: Each name of :data:`__all__` -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "AccordModel": "accord.models.base",
+    "ModelParams": "accord.models.params",
+    "create_model": "accord.models.base",
+    "list_models": "accord.models.base",
+    "register_model": "accord.models.base",
+}
 
 __all__ = ["AccordModel", "ModelParams", "create_model", "list_models", "register_model"]
+
+
+def __getattr__(name: str) -> Any:
+    """``accord.models.<name>``: an exported name (imported on first use) or a submodule (``accord.models.tfn``)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -8,47 +8,36 @@ mistyped key in ``model.params`` is a one-line :class:`~accord.core.errors.Confi
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from accord.core.errors import ConfigError, config_error
-from accord.core.hooks import HookRequest
 from accord.core.registry import Registry
 from accord.core.types import Batch, ModelOutput
-from accord.models.text_params import TextEncoderParams
+from accord.models.params import (  # noqa: F401  (ModelParams and validate_params are part of this module's API)
+    BUILTIN_MODELS,
+    ModelDeclaration,
+    ModelParams,
+    validate_params,
+)
 
 
-class ModelParams(BaseModel):
-    """Base of every model's ``Params``: unknown keys are rejected. Every model has ``text_encoder`` (where its
-    text branch comes from: the dataset's text features, or a pretrained transformer on the transcript's tokens,
-    see :func:`create_model`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text_encoder: TextEncoderParams = Field(default_factory=TextEncoderParams,
-                                            description="text: precomputed features or a pretrained transformer")
-
-
-class AccordModel(nn.Module):
+class AccordModel(ModelDeclaration, nn.Module):
     """Base class of all Accord models.
 
     Subclasses set ``Params`` and implement ``forward(batch) -> ModelOutput``. ``dims`` maps each modality to its
     input feature size; ``out_dim`` is 1 for regression and the number of classes for classification (the head
     then returns logits ``[B, C]`` instead of scores ``[B]``).
 
-    ``default_loss_weights`` names EVERY auxiliary prediction and loss the model can emit, with the weight each gets
-    when the config's ``loss_weights`` does not name it (the main task loss is ``task``, weight 1). It is the one
-    source of these defaults: the config loader resolves ``loss_weights`` from it (so an unknown name fails at
-    load) and the trainer weights each term once; models return their losses unweighted, each a scalar (batch
-    level) or per sample ``[B]`` (reduced by the trainer with the sample weights; see ``ModelOutput.losses``).
+    What a config resolves of a model (``Params``, ``default_loss_weights``, ``text_pooling``, ``required_hooks``)
+    is its :class:`~accord.models.params.ModelDeclaration`, which this class inherits: a model sets them in its
+    class, or (the built-in methods) inherits them from its torch-free declaration in
+    ``accord/models/params/<method>.py``.
     """
 
-    Params: ClassVar[type[ModelParams]] = ModelParams
-    default_loss_weights: ClassVar[dict[str, float]] = {}
     text_input_form: ClassVar[Literal["sequence", "pooled"]] = "sequence"
     """What the model reads as text when its text branch is a pretrained transformer: its token states
     (``sequence``: models that attend over time, MulT, CACR, ...) or its sentence vector (``pooled``: utterance
@@ -57,8 +46,6 @@ class AccordModel(nn.Module):
     """Why the seeds of this model cannot train as one vmapped model (``train.seed_parallel``), or None when they
     can: a forward that keeps Python-side state across steps (Self-MM's label memory), or whose shapes depend on
     tensor values (boolean indexing; weight rows by 0/1 instead, as MISA's losses do)."""
-    text_pooling: ClassVar[Literal["cls", "mean"]] = "mean"
-    """``text_encoder.pooling`` when the config does not set it: how the model's paper pools its transformer."""
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__()
@@ -90,15 +77,6 @@ class AccordModel(nn.Module):
             groups.insert(0, {"name": "main", "params": rest, "lr": lr, "weight_decay": weight_decay})
         return groups
 
-    @classmethod
-    def required_hooks(cls, params: ModelParams) -> list[HookRequest]:
-        """Trainer hooks this method needs, by registered name (:mod:`accord.core.hooks`); none by default.
-
-        The model names a hook and its parameters; the trainer builds it from the hook registry, runs it before
-        the config's ``train.hooks`` and writes whatever it produces.
-        """
-        return []
-
 
 def squeeze_head(y: Any, out_dim: int) -> Any:
     """``[B, 1] -> [B]`` for regression heads; class logits ``[B, C]`` are returned unchanged."""
@@ -113,7 +91,15 @@ class ModelSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
 
 
-MODELS: Registry[ModelSpec] = Registry("model")
+def _register_builtins() -> None:
+    """Import the built-in models' modules (each registers its model names)."""
+    for module in dict.fromkeys(b.where.partition(":")[0] for b in BUILTIN_MODELS.values()):
+        importlib.import_module(module)
+
+
+MODELS: Registry[ModelSpec] = Registry("model", builtins=_register_builtins)
+"""Every registered model; the built-in ones (:data:`accord.models.params.BUILTIN_MODELS`) are imported on the
+first look-up."""
 M = TypeVar("M", bound=type[AccordModel])
 
 
@@ -132,22 +118,6 @@ def register_model(name: str, *, fixed: dict[str, Any] | None = None) -> Callabl
         return cls
 
     return deco
-
-
-def validate_params(name: str, params: dict[str, Any]) -> ModelParams:
-    """Validate ``params`` for model ``name``; raise a ConfigError naming the offending ``model.params`` key."""
-    spec = MODELS.get(name)
-    clash = sorted(set(params) & set(spec.fixed))
-    if clash:
-        raise ConfigError(f"model.params.{clash[0]}: fixed to {spec.fixed[clash[0]]!r} by model {name!r}")
-    te = params.get("text_encoder")
-    if isinstance(te, dict) and "pooling" not in te:  # the method's own default (AccordModel.text_pooling)
-        params = {**params, "text_encoder": {**te, "pooling": spec.cls.text_pooling}}
-    try:
-        return spec.cls.Params(**{**params, **spec.fixed})
-    except ValidationError as err:
-        raise config_error(err, where="model.params", owner=f"model {name!r}",
-                           known=spec.cls.Params.model_fields) from None
 
 
 def model_class(name: str) -> type[AccordModel]:

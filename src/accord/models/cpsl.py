@@ -37,42 +37,23 @@ nothing to project against); ``no_projection`` (CP's penalty without the project
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from accord.core.errors import ConfigError
-from accord.core.hooks import HookRequest
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, MLPHead, MultiheadAttention, build_encoder, masked_mean
+from accord.models.modules import MLPHead, MultiheadAttention, build_encoder, masked_mean
+from accord.models.params.cpsl import CP_ABLATIONS, CPSLDeclaration
 from accord.objectives.statistical import statistical_loss
 
-Ablation = Literal["full", "no_cp", "no_sl", "no_projection", "backbone"]
-CP_ABLATIONS = ("full", "no_sl", "no_projection")
-"""The ablations that keep CP's penalty."""
 SOURCES = ("audio", "visual")
 """The modalities text queries in the gated cross-modal fusion."""
 
 
 @register_model("cpsl")
-class CPSL(AccordModel):
+class CPSL(CPSLDeclaration, AccordModel):
     """Adaptive encoding, text-query gated cross-modal fusion, unimodal heads; CP via hook, SL as a model loss."""
-
-    default_loss_weights = {"unimodal_text": 0.5, "unimodal_audio": 0.5, "unimodal_visual": 0.5,
-                            "sl": 0.1, "cp": 1.0}
-    """λ_sl = 0.1 and λ_cp = 1.0 were chosen on MOSI-U validation MAE (benchmarks/results/cpsl_mosi_u.md)."""
-
-    class Params(EncoderParams):
-        fusion_heads: int = Field(4, ge=1, description="heads of the text-query cross-attention (divides hidden)")
-        head_hidden: int = Field(64, ge=1, description="hidden width of the fused and unimodal heads")
-        ablation: Ablation = Field("full", description="full, no_cp, no_sl, no_projection or backbone")
-        kappa: float = Field(1.2, gt=0, description="κ: conflict when max_m r_m > κ")
-        sl_correlation: bool = Field(False, description="add 1 − corr(ŷ, y) to SL")
-        project_on: Literal["always", "conflict"] = Field(
-            "always", description="steps on which CP considers the projection: always (paper) or conflict (old)")
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)
@@ -115,16 +96,6 @@ class CPSL(AccordModel):
         """Encoder, gain and unimodal head of each modality (the fusion is shared; see accord.balance.modality)."""
         return {m: [*self.encoders[m].parameters(), *self.gain[m].parameters(), *self.unimodal[m].parameters()]
                 for m in MODALITIES}
-
-    @classmethod
-    def required_hooks(cls, params: ModelParams) -> list[HookRequest]:
-        """CP's penalty and projection (the ``conflict_penalty`` hook) unless the ablation drops CP."""
-        assert isinstance(params, CPSL.Params)
-        if params.ablation not in CP_ABLATIONS:
-            return []
-        return [HookRequest("conflict_penalty", {"kappa": params.kappa, "penalty": True,
-                                                 "projection": params.ablation == "full",
-                                                 "project_on": params.project_on})]
 
     def encode(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor]:
         """Adaptive modality encoding: ``({m: Z_m [B, T_m, d]}, gains [B, 3])``."""

@@ -16,29 +16,20 @@ a gradient monitor can still differentiate with respect to it.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import Dropout, MLPHead, masked_mean, masked_std
+from accord.models.params.early_fusion import EarlyFusionDeclaration
 
 
 @register_model("early_fusion")
-class EarlyFusion(AccordModel):
+class EarlyFusion(EarlyFusionDeclaration, AccordModel):
     """Concatenate masked mean (and std) of each modality's raw features; predict with an MLP."""
 
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
-
-    class Params(ModelParams):
-        stats: Literal["mean", "mean_std"] = Field("mean_std", description="summary statistics per modality")
-        proj_dim: int = Field(32, ge=0, description="per-modality projection width (0: concatenate raw)")
-        hidden: int = Field(128, ge=1, description="MLP hidden width")
-        hidden_layers: int = Field(2, ge=0, description="MLP hidden layers")
-        dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

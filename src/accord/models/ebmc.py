@@ -49,32 +49,29 @@ Diagnostics (per sample): ``trust_<m>`` (``w_m``), ``teacher_<m>`` (``t_m``), ``
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import CrossmodalTransformerLayer, Decoupling, MLPHead, masked_mean
+from accord.models.params.ebmc import EBMCDeclaration
 from accord.objectives.decoupling import cmd
-from accord.objectives.energy import EqForm, equilibrium_loss, trust_kl_per_sample, trust_teacher
+from accord.objectives.energy import equilibrium_loss, trust_kl_per_sample, trust_teacher
 
-Ablation = Literal["full", "no_enhance", "no_energy", "no_trust", "trust_without_distillation", "no_sim"]
 WEAK = ("audio", "visual")
 _NEG = -1e9
 
 
 @register_model("ebmc")
-class EBMC(AccordModel):
+class EBMC(EBMCDeclaration, AccordModel):
     """Enhance-then-Balance Modality Collaboration: decoupling, text→audio/visual enhancement, energy equilibrium,
     trust-weighted fusion distilled from the unimodal heads' errors."""
 
-    default_loss_weights = {"unimodal_text": 1.0, "unimodal_audio": 1.0, "unimodal_visual": 1.0,
-                            "eq": 0.1, "trust": 0.1, "orth": 0.1, "sim": 0.1}
     # `accord ablate --method ebmc` re-runs the ablation table; seed 001 is an abstract, so no paper numbers.
     ablation_param: ClassVar[str] = "ablation"
     ablation_reference: ClassVar[str] = "seed 001 (EBMC) gives only its abstract: no paper numbers to compare"
@@ -86,25 +83,6 @@ class EBMC(AccordModel):
         "trust_without_distillation": {"label": "trust without distillation", "paper": {}},
         "no_sim": {"label": "w/o shared-space CMD (orthogonality only)", "paper": {}},
     }
-
-    class Params(ModelParams):
-        hidden: int = Field(32, ge=2, description="d: width of the shared/private sequences and of z_m")
-        heads: int = Field(4, ge=1, description="attention heads of the enhancement layers (must divide hidden)")
-        kernel_size: int = Field(3, ge=1, description="odd kernel of the temporal projection convolutions")
-        encoder_temporal: Literal["none", "conv", "transformer"] = Field(
-            "conv", description="temporal layer inside the shared/private encoders")
-        encoder_kernel: int = Field(3, ge=1, description="odd kernel of the encoders' temporal convolution")
-        shared_encoder: Literal["common", "separate"] = Field("common", description="shared encoder E_s mode")
-        dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in encoders, enhancement and heads")
-        head_hidden: int = Field(64, ge=1, description="hidden width of the unimodal, fusion and trust MLPs")
-        temperature: float = Field(0.5, gt=0.0, description="T of the trust teacher softmax(-err/T)")
-        downsample_text: int = Field(1, ge=1, description="average every k projected text steps (1: off)")
-        downsample_audio: int = Field(4, ge=1, description="average every k projected audio steps (1: off)")
-        downsample_visual: int = Field(4, ge=1, description="average every k projected visual steps (1: off)")
-        ablation: Ablation = Field("full", description="which EBMC component to remove")
-        eq_form: EqForm = Field("one_sided", description="L_eq: one_sided Σ relu(E_m − sg(mean))² (METHODS §3) or "
-                                                          "two_sided Σ (E_m − mean)² (the old form)")
-        cmd_moments: int = Field(5, ge=1, description="moments of the shared-space CMD term (MISA: 5)")
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

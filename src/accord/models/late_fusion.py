@@ -18,19 +18,15 @@ from torch import Tensor, nn
 
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, MLPHead, build_encoder
+from accord.models.modules import MLPHead, build_encoder
+from accord.models.params.late_fusion import LateFusionDeclaration
 
 
 @register_model("late_fusion")
-class LateFusion(AccordModel):
+class LateFusion(LateFusionDeclaration, AccordModel):
     """Three unimodal branches; prediction = softmax-weighted average of their predictions."""
 
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
-
-    default_loss_weights = {"unimodal_text": 1.0, "unimodal_audio": 1.0, "unimodal_visual": 1.0}
-
-    class Params(EncoderParams):
-        head_hidden: int = 64
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

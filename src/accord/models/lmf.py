@@ -29,27 +29,19 @@ output size); here ``h`` is dropped out and passed to an MLP head (``post_layers
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import Dropout, EncoderParams, MLPHead, build_encoder, encode_pooled
+from accord.models.modules import Dropout, MLPHead, build_encoder, encode_pooled
+from accord.models.params.lmf import LMFDeclaration
 
 
 @register_model("lmf")
-class LMF(AccordModel):
+class LMF(LMFDeclaration, AccordModel):
     """Low-rank Multimodal Fusion (Liu et al., ACL 2018): rank-``r`` modality-specific factors of TFN's tensor."""
 
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
-
-    class Params(EncoderParams):
-        hidden: int = Field(32, ge=1, description="d_m: encoder width = size of each modality embedding z_m")
-        rank: int = Field(4, ge=1, description="r: rank of the decomposed fusion weight tensor (paper: 4 on MOSI)")
-        fusion_dim: int = Field(32, ge=1, description="d_h: size of the fused vector h")
-        post_hidden: int = Field(64, ge=1, description="width of the post-fusion MLP")
-        post_layers: int = Field(1, ge=0, description="hidden layers of the post-fusion MLP (0: linear)")
-        fusion_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the fused vector h")
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

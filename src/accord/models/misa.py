@@ -44,16 +44,15 @@ for comparing how well each shared space exposes planted conflicts).
 from __future__ import annotations
 
 from itertools import combinations
-from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import CrossmodalTransformer, Decoupling, Dropout, masked_mean
+from accord.models.params.misa import MISADeclaration
 from accord.objectives.conflict import conflict_scores
 from accord.objectives.decoupling import cmd, misa_difference
 
@@ -62,25 +61,10 @@ MISA_ORDER: tuple[str, str, str] = ("text", "visual", "audio")
 
 
 @register_model("misa")
-class MISA(AccordModel):
+class MISA(MISADeclaration, AccordModel):
     """MISA (Hazarika et al., 2020): shared/private encoders, CMD similarity, difference and self-reconstruction."""
 
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
-
-    default_loss_weights: ClassVar[dict[str, float]] = {"sim": 1.0, "diff": 0.3, "recon": 1.0}
-
-    class Params(ModelParams):
-        hidden: int = Field(32, ge=2, description="d: width of the utterance, shared and private representations")
-        heads: int = Field(2, ge=1, description="heads of the fusion transformer (MISA: 2; must divide hidden)")
-        layers: int = Field(1, ge=1, description="fusion transformer layers (MISA: 1)")
-        kernel_size: int = Field(3, ge=1, description="odd kernel of the temporal projection convolutions")
-        encoder_temporal: Literal["none", "conv", "transformer"] = Field(
-            "none", description="temporal layer in the encoders (MISA: none, i.e. Linear + Sigmoid)")
-        cmd_moments: int = Field(5, ge=1, description="moments of the CMD similarity loss")
-        dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in encoders, transformer and head")
-        downsample_text: int = Field(1, ge=1)
-        downsample_audio: int = Field(4, ge=1)
-        downsample_visual: int = Field(4, ge=1)
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

@@ -78,26 +78,23 @@ visual 32).
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from accord.core.errors import ConfigError
-from accord.core.hooks import HookRequest
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import Dropout, EncoderParams, build_encoder, encode_pooled
+from accord.models.modules import Dropout, build_encoder, encode_pooled
+from accord.models.params.self_mm import Distance, SelfMMDeclaration
 
 TASKS: tuple[str, str, str, str] = ("fusion", *MODALITIES)
 """ULGM's tasks: the multimodal one (``m`` in the paper) and the three unimodal ones."""
 
 EPS: float = 1e-8
 """The paper's small number in Eqs. 8 and 11 (the released code's ``MIN``)."""
-
-Distance = Literal["squared", "l2"]
 
 
 # --------------------------------------------------------------------------- ULGM (pure functions)
@@ -207,25 +204,12 @@ class LabelMemory:
 
 # --------------------------------------------------------------------------- the model
 @register_model("self_mm")
-class SelfMM(AccordModel):
+class SelfMM(SelfMMDeclaration, AccordModel):
     """Self-MM (Yu et al., AAAI 2021): multimodal task + three unimodal tasks with ULGM-generated labels."""
 
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
-    text_pooling = "cls"  # of [CLS], as the paper reads BERT (Yu et al., 2021; MMSA's BertTextEncoder output [:, 0])
 
-    default_loss_weights: ClassVar[dict[str, float]] = {f"uni_{m}": 1.0 for m in MODALITIES}
     not_vectorisable: ClassVar[str | None] = "its label memory is updated per sample id in Python"
-
-    class Params(EncoderParams):
-        hidden: int = Field(32, ge=1, description="encoder width: size of each F_s")
-        post_fusion_dim: int = Field(64, ge=1, description="size of F_m* (post-fusion layers; MMSA: 128)")
-        post_unimodal_dim: int = Field(32, ge=1, description="size of each F_s* (MMSA: text 32, audio 16, visual 32)")
-        post_fusion_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the post-fusion layer")
-        post_unimodal_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before each unimodal layer")
-        update_start_epoch: int = Field(2, ge=2, description="first (1-based) epoch that updates the labels "
-                                                           "(paper: 2)")
-        label_bound: float = Field(3.0, gt=0.0, description="H: generated labels are clipped to [-H, H] (MOSI: 3)")
-        distance: Distance = Field("l2", description="Eq. 7 distance: l2 (released code) or squared (paper)")
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)
@@ -247,11 +231,6 @@ class SelfMM(AccordModel):
         """Each modality's encoder and unimodal head (for balancing hooks)."""
         return {m: [*self.encoders[m].parameters(), *self.layer1[m].parameters(), *self.layer2[m].parameters(),
                     *self.layer3[m].parameters()] for m in MODALITIES}
-
-    @classmethod
-    def required_hooks(cls, params: ModelParams) -> list[HookRequest]:
-        """ULGM's memory update after every training step (the ``self_mm_ulgm`` hook, :mod:`accord.balance.ulgm`)."""
-        return [HookRequest("self_mm_ulgm")]
 
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``F_s [B, hidden]`` (zero for a missing modality)."""

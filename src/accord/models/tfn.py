@@ -16,26 +16,19 @@ present modalities remain. ``d`` is small by default (16 -> 4913 fused features)
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import Dropout, EncoderParams, MLPHead, build_encoder, encode_pooled
+from accord.models.modules import Dropout, MLPHead, build_encoder, encode_pooled
+from accord.models.params.tfn import TFNDeclaration
 
 
 @register_model("tfn")
-class TFN(AccordModel):
+class TFN(TFNDeclaration, AccordModel):
     """Tensor Fusion Network (Zadeh et al., EMNLP 2017): outer product of ``[z_m; 1]`` over the modalities."""
 
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
-
-    class Params(EncoderParams):
-        hidden: int = Field(32, ge=1, description="encoder width before the embedding layer")
-        fusion_dim: int = Field(16, ge=1, description="d: embedding size per modality; fused size (d+1)^3")
-        post_hidden: int = Field(64, ge=1, description="width of the post-fusion MLP")
-        post_layers: int = Field(2, ge=0, description="hidden layers of the post-fusion MLP")
-        fusion_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout on the fused tensor")
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

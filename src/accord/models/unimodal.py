@@ -8,20 +8,19 @@ text alone reads the transformer's sentence vector (an utterance model).
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import Tensor
 
 from accord.core.types import Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import EncoderParams, MLPHead, build_encoder
+from accord.models.modules import MLPHead, build_encoder
+from accord.models.params.unimodal import UnimodalDeclaration
 
 
 @register_model("visual", fixed={"modality": "visual"})
 @register_model("audio", fixed={"modality": "audio"})
 @register_model("text", fixed={"modality": "text"})
 @register_model("unimodal")
-class Unimodal(AccordModel):
+class Unimodal(UnimodalDeclaration, AccordModel):
     """Encode one modality (projection, light temporal layer, masked mean pooling) and predict with an MLP.
 
     Only the chosen modality's parameters exist; the other modalities in the batch are ignored. A sample whose
@@ -29,10 +28,6 @@ class Unimodal(AccordModel):
     """
 
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
-
-    class Params(EncoderParams):
-        modality: Literal["text", "audio", "visual"] = "text"
-        head_hidden: int = 64
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)

@@ -17,7 +17,6 @@ from accord.models.modules.attention import (
 from accord.models.modules.decoupling import DecoupledSequences, Decoupling
 from accord.models.modules.encoders import (
     EncodedSequence,
-    EncoderParams,
     SequenceEncoder,
     TemporalConv1d,
     build_encoder,
@@ -25,7 +24,6 @@ from accord.models.modules.encoders import (
 )
 from accord.models.modules.heads import MLPHead, ResidualMLPHead
 from accord.models.modules.pooling import (
-    PoolMode,
     downsample_mean,
     last_valid,
     masked_max,
@@ -34,6 +32,7 @@ from accord.models.modules.pooling import (
     pool,
 )
 from accord.models.modules.resample import masked_resample
+from accord.models.params.encoders import EncoderParams, PoolMode
 
 __all__ = [
     "CrossmodalTransformer",

@@ -16,20 +16,16 @@ padding follows it, and a missing modality (length 0) pools to zeros.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-from pydantic import Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch
-from accord.models.base import ModelParams
 from accord.models.modules.attention import CrossmodalTransformerLayer, Dropout, sinusoidal_positions
 from accord.models.modules.pooling import PoolMode, pool
-
-Projection = Literal["linear", "conv"]
-Temporal = Literal["none", "conv", "transformer"]
+from accord.models.params.encoders import EncoderParams, Projection, Temporal
 
 
 class EncodedSequence(NamedTuple):
@@ -112,18 +108,6 @@ class SequenceEncoder(nn.Module):
             h = self.mixer(h, mask) * m
         h = h * m
         return EncodedSequence(h, mask, pool(h, mask, self.pool_mode))
-
-
-class EncoderParams(ModelParams):
-    """:class:`SequenceEncoder` hyper-parameters, for a model's ``Params`` to inherit (see :func:`build_encoder`)."""
-
-    hidden: int = Field(64, ge=1, description="encoder width d")
-    projection: Projection = Field("linear", description="input projection: position-wise linear or 1-D conv")
-    temporal: Temporal = Field("conv", description="temporal layer after the projection")
-    kernel_size: int = Field(3, ge=1, description="odd kernel size of the convolutions")
-    heads: int = Field(4, ge=1, description="heads of the temporal transformer layer (must divide hidden)")
-    pool: PoolMode = Field("mean", description="masked pooling over time")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
 
 def build_encoder(in_dim: int, p: EncoderParams, hidden: int | None = None) -> SequenceEncoder:

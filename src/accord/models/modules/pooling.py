@@ -6,12 +6,10 @@ not change it) and returns zeros for a sample with no valid step at all (a missi
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
-PoolMode = Literal["mean", "max", "last"]
+from accord.models.params.encoders import PoolMode
 
 
 def _check(x: Tensor, mask: Tensor) -> None:

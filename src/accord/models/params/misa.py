@@ -1,0 +1,29 @@
+"""What a config needs of MISA (:class:`accord.models.misa.MISA`), without torch: its ``Params`` and
+defaults (:class:`~accord.models.params.ModelDeclaration`)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from accord.models.params import ModelDeclaration, ModelParams
+
+
+class MISADeclaration(ModelDeclaration):
+    """``model.params`` and the defaults of :class:`accord.models.misa.MISA`."""
+
+    default_loss_weights: ClassVar[dict[str, float]] = {"sim": 1.0, "diff": 0.3, "recon": 1.0}
+
+    class Params(ModelParams):
+        hidden: int = Field(32, ge=2, description="d: width of the utterance, shared and private representations")
+        heads: int = Field(2, ge=1, description="heads of the fusion transformer (MISA: 2; must divide hidden)")
+        layers: int = Field(1, ge=1, description="fusion transformer layers (MISA: 1)")
+        kernel_size: int = Field(3, ge=1, description="odd kernel of the temporal projection convolutions")
+        encoder_temporal: Literal["none", "conv", "transformer"] = Field(
+            "none", description="temporal layer in the encoders (MISA: none, i.e. Linear + Sigmoid)")
+        cmd_moments: int = Field(5, ge=1, description="moments of the CMD similarity loss")
+        dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in encoders, transformer and head")
+        downsample_text: int = Field(1, ge=1)
+        downsample_audio: int = Field(4, ge=1)
+        downsample_visual: int = Field(4, ge=1)
