@@ -82,6 +82,18 @@ def train_runs(specs: dict[str, tuple[str, list[str]]], dataset: str, seeds: lis
     return {r.name: r for r in rows}
 
 
+def without_dataset_section(md: str) -> str:
+    """``md`` without its ``## Dataset`` section (the split sizes :func:`run_ablation` writes into ``ablation.md``,
+    with the machine's data path), up to the next line that is not part of it (the training seconds)."""
+    lines = md.split("\n")
+    if "## Dataset" not in lines:
+        return md
+    start = lines.index("## Dataset")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("Mean training seconds", "## "))),
+               len(lines))
+    return "\n".join(lines[:start] + lines[end:])
+
+
 def ablation_report(folder: Path, command: str) -> dict[str, Any]:
     """What :func:`run_ablation` returns, rebuilt from its ``ablation.{json,md}`` (``--report-only``)."""
     data = json.loads((folder / "ablation.json").read_text())
@@ -113,13 +125,18 @@ FT_WHY = (
 def both_forms_section(forms: dict[str, dict[str, Any]], seeds: list[int],
                        order: tuple[str, ...] = ("full", "no_crm", "no_caw", "gating", "no_fsr", "no_orth",
                                                  "no_private"), where: str = "MOSI-U",
-                       why: str = MOSI_U_WHY) -> str:
+                       why: str = MOSI_U_WHY, constant: dict[str, Aggregate] | None = None) -> str:
     """Every ablation row of ``order`` under both CRM forms side by side, the cost of each removal against its own
-    full row (Non0_acc_2 points), and the H_n-dependence of the full and no_caw rows."""
+    full row (Non0_acc_2 points), and the H_n-dependence of the full and no_caw rows. ``constant``: the
+    trivial-baseline row's test metrics (:data:`CONSTANT_ROW`), shown first and the same under both forms."""
     metric = "Non0_acc_2"
     head = ("| ablation | Non0_acc_2 (drop) | Δ vs full | Non0_acc_2 (paper) | Δ vs full | MAE (drop) | "
             "MAE (paper) |")
     rows = [head, "|:---|---:|---:|---:|---:|---:|---:|"]
+    if constant is not None:
+        acc = format_mean_std(*constant[metric][:2], metric)
+        mae = format_mean_std(*constant["MAE"][:2], "MAE")
+        rows.append(f"| {CONSTANT_ROW} | {acc} | — | {acc} | — | {mae} | {mae} |")
     for k in order:
         cells = []
         for form in ("drop", "paper"):
@@ -174,6 +191,8 @@ def mosi_u(args: argparse.Namespace, command: str) -> None:
     baselines = train_runs({m: (m, []) for m in ("text", "early_fusion", "tfn", "mult", "misa")}, "mosi-u", seeds,
                            out / "baselines", list(args.set_baselines), args.resume)
     base = rows_table(list(baselines.values()))
+    constant = constant_rows(DatasetCache().get(next(iter(baselines.values())).cfg.data), len(seeds),
+                             "regression")["test"]
     rows = res["rows"]
     metric = "Non0_acc_2"
     full_mean, full_std, _ = rows["full"][metric]
@@ -196,18 +215,18 @@ def mosi_u(args: argparse.Namespace, command: str) -> None:
     md = [
         "# CACR ablation on MOSI-U (seed 003's table re-run by configuration)",
         "",
-        res["markdown"].split("\n", 2)[2].rstrip("\n").rsplit("\n", 1)[0].rstrip("\n"),
+        without_dataset_section(res["markdown"].split("\n", 2)[2].rstrip("\n").rsplit("\n", 1)[0].rstrip("\n")),
         "",
         "(Training seconds were measured on a shared 2-core machine with other jobs running: not a speed "
         "comparison; see benchmarks/results/throughput.json for that.)",
         "",
         "## Both CRM forms",
         "",
-        both_forms_section(forms, seeds),
+        both_forms_section(forms, seeds, constant=constant),
         "",
         "## Beside the foundation baselines and MISA (same seeds, data and budget)",
         "",
-        markdown_table({**{f"cacr ({k})": rows[k] for k in ("full",)}, **base},
+        markdown_table({CONSTANT_ROW: constant, **{f"cacr ({k})": rows[k] for k in ("full",)}, **base},
                        ["Has0_acc_2", "Non0_acc_2", "Non0_F1", "Mult_acc_7", "MAE", "Corr"]).rstrip("\n"),
         "",
         verdict,
@@ -468,6 +487,7 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
     accs: dict[str, dict[str, dict[str, Aggregate]]] = {}
     deps: dict[str, dict[str, dict[str, Aggregate]]] = {}
     misa_c = cacr_c = float("nan")
+    datasets = DatasetCache()
     for setting, seeds in (("default", list(range(args.seeds))), ("av1.0", list(range(args.sweep_seeds))),
                            ("equal", list(range(args.sweep_seeds)))):
         desc, extra = SETTINGS[setting]
@@ -479,6 +499,11 @@ def conflictbench(args: argparse.Namespace, command: str) -> None:
         au["reference (unimodal models)"] = reference_aurocs({m: trained[m].run_dir for m in MODALITIES}, seeds)
         acc = conflict_split_rows({k: r.run_dir for k, r in trained.items()}, seeds, "regression")
         rows = rows_table(list(trained.values()))
+        # the trivial baseline (first row of the conflict table, scored there on each subset): train mean of this
+        # setting's dataset, overall test Non0_acc_2 / MAE
+        rows[CONSTANT_ROW] = constant_rows(datasets.get(trained["cacr"].cfg.data), len(seeds), "regression")["test"]
+        acc.setdefault(CONSTANT_ROW, {})
+        acc = {CONSTANT_ROW: acc.pop(CONSTANT_ROW), **acc}
         for k in acc:
             acc[k] = {**acc[k], "Non0_acc_2": rows[k]["Non0_acc_2"], "MAE": rows[k]["MAE"]}
         headline[setting] = au

@@ -29,11 +29,12 @@ import torch
 
 from accord.config import Config, load_config
 from accord.core import rundir
+from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import metric_spec
 from accord.evaluation.robustness import area_under
 from accord.studies.benchmark import run_benchmark
 from accord.studies.robustness import run_robustness
-from accord.studies.runner import DatasetCache, run_configs
+from accord.studies.runner import DatasetCache, constant_rows, run_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -153,6 +154,9 @@ def ablation(seeds: int, train: bool) -> None:
     for name in ABLATIONS:
         rd = out / f"ebmc_{name}"
         rows[name] = {s: rundir.read_results(rundir.seed_dir(rd, s))["test"] for s in finished_seeds(rd)}
+    datasets = DatasetCache()
+    # the trivial baseline (train-mean predictor of MOSI-U's training labels): deterministic, so "± 0.0"
+    const = constant_rows(datasets.get(load_config(method="ebmc", dataset="mosi-u")), 1, "regression")["test"]
     lines = ["# EBMC ablation on MOSI-U", "",
              "Produced by `python benchmarks/ebmc_study.py ablation` from the runs trained by (one per row; "
              "`accord ablate --method ebmc --dataset mosi-u --seeds 5 --out runs/ebmc_ablation_mosi-u "
@@ -160,9 +164,12 @@ def ablation(seeds: int, train: bool) -> None:
              *(_cmd(ablation_train(n, seeds).argv()) for n in ABLATIONS), "```", "",
              "Test split, mean ± std over the seeds listed (checkpoint selected on validation MAE). Δ = the row "
              "minus `full` on the SAME seeds (paired), mean ± std over those seeds. Seed 001 is an abstract only: "
-             "there are no paper numbers to set beside ours.", "",
+             "there are no paper numbers to set beside ours. The first row is the trivial baseline (the mean "
+             "training label predicted for every sample; it needs no training and reads no input).", "",
              "| configuration | " + " | ".join(TABLE_METRICS) + " | Δ Non0_acc_2 vs full | seeds |",
-             "|:---|" + "---:|" * (len(TABLE_METRICS) + 2)]
+             "|:---|" + "---:|" * (len(TABLE_METRICS) + 2),
+             f"| {CONSTANT_ROW} | " + " | ".join(_ms([const[k][0]], metric_spec(k).digits) for k in TABLE_METRICS)
+             + " | — | — |"]
     full = rows["full"]
     for name, per in rows.items():
         if not per:
@@ -174,8 +181,9 @@ def ablation(seeds: int, train: bool) -> None:
             else "—"
         lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {delta} | {','.join(map(str, sorted(per)))} |")
     lines += ["", "## The same runs under test-time corruption (Non0_acc_2, test, mean ± std over seeds)", "",
-              "| configuration | " + " | ".join(ABLATION_PROBES) + " |", "|:---|" + "---:|" * len(ABLATION_PROBES)]
-    datasets = DatasetCache()
+              "The trivial baseline reads no input, so its score is the same under every corruption.", "",
+              "| configuration | " + " | ".join(ABLATION_PROBES) + " |", "|:---|" + "---:|" * len(ABLATION_PROBES),
+              f"| {CONSTANT_ROW} | " + " | ".join(_ms([const["Non0_acc_2"][0]]) for _ in ABLATION_PROBES) + " |"]
     for name in ABLATIONS:
         rd = out / f"ebmc_{name}"
         if not rows[name]:
@@ -205,6 +213,9 @@ def robustness(train: bool) -> None:
                          corruptions=["drop", "noise"], levels=levels, out=dest)
     curves = res["curves"]
     per_panel_pngs = _panel_plots(curves, dest)
+    # the trivial baseline (train-mean predictor): it reads no input, so every corruption level scores the same
+    const = constant_rows(DatasetCache().get(load_config(method="ebmc", dataset="mosi-u")), 1,
+                          "regression")["test"]["Non0_acc_2"][0]
     runs = sorted({c["run"] for c in curves}, key=lambda r: (not r.startswith("ebmc"), r))
     key = {(c["run"], c["kind"], c["modality"]): c for c in curves}
     lines = ["# Robustness on MOSI-U: EBMC vs CACR, late fusion, MulT under dropped and noisy modalities", "",
@@ -221,7 +232,8 @@ def robustness(train: bool) -> None:
               "std (the modality stays flagged present).", "",
               "## Summary: mean Non0_acc_2 over levels 0–0.9 (RR, area under the curve), and the score at 0.9", "",
               "| run | " + " | ".join(f"{k} {m}" for k in ("drop", "noise") for m in ("text", "audio", "visual", "all"))
-              + " |", "|:---|" + "---:|" * 8]
+              + " |", "|:---|" + "---:|" * 8,
+              f"| {CONSTANT_ROW} | " + " | ".join([f"{const:.1f} ({const:.1f})"] * 8) + " |"]
     for r in runs:
         cells = []
         for kind in ("drop", "noise"):
@@ -233,9 +245,22 @@ def robustness(train: bool) -> None:
     lines += _findings(key, runs)
     lines += ["", "Figures: `robustness_mosi_u/robustness.png` (all panels, written by `accord robustness`) and "
               + ", ".join(f"`{p.relative_to(RESULTS)}`" for p in per_panel_pngs) + ".", "",
-              "## Full table (from `accord robustness`)", "", res["markdown"].rstrip("\n"), ""]
+              "## Full table (from `accord robustness`)", "",
+              f"The {CONSTANT_ROW} reads no input, so it scores Non0_acc_2 {const:.1f} at every level of every "
+              f"corruption (RR {const:.1f}); it is the first row of the table below.", "",
+              _with_constant_row(res["markdown"].rstrip("\n"), const, len(levels)), ""]
     (RESULTS / "robustness_mosi_u.md").write_text("\n".join(lines) + "\n")
     print((RESULTS / "robustness_mosi_u.md").read_text())
+
+
+def _with_constant_row(table_md: str, const: float, n_levels: int) -> str:
+    """``accord robustness``'s Markdown with the trivial baseline's row (``const`` at every level, RR ``const``, no
+    ER) inserted first under the header of its table."""
+    lines = table_md.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("|:---")) + 1
+    row = (f"| {CONSTANT_ROW} | any | any | " + " | ".join([f"{const:.1f} ± 0.0"] * n_levels)
+           + f" | {const:.1f} | – |")
+    return "\n".join([*lines[:at], row, *lines[at:]])
 
 
 def finished_view(src: Path, dest: Path) -> Path:
