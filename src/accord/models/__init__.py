@@ -8,8 +8,9 @@ the built-in models register with :data:`~accord.models.base.MODELS` on its firs
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from accord.core.lazy import lazy_attribute
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
     from accord.models.base import AccordModel, create_model, list_models, register_model
@@ -29,17 +30,7 @@ __all__ = ["AccordModel", "ModelParams", "create_model", "list_models", "registe
 
 def __getattr__(name: str) -> Any:
     """``accord.models.<name>``: an exported name (imported on first use) or a submodule (``accord.models.tfn``)."""
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    if not name.startswith("_"):
-        try:
-            return importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, globals(), name)
 
 
 def __dir__() -> list[str]:
