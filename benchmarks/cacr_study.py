@@ -298,7 +298,7 @@ def mosi_ft(args: argparse.Namespace, command: str) -> None:
         "## Both CRM forms",
         "",
         both_forms_section(forms, seeds, order=FT_ROWS, where="MOSI (standard folds, fine-tuned text)",
-                           why=FT_WHY),
+                           why=FT_WHY, constant=constant["test"]),
         "",
         "**Why `no_caw` equals `full` to the last digit.** With two modalities CAW cannot weight anything: "
         "C_text = C_audio = 1 − cos(h_text, h_audio) (each modality's only partner is the other), so "

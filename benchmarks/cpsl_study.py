@@ -18,7 +18,9 @@ Usage (the command that produced the committed results is recorded in the result
     python benchmarks/cpsl_study.py --datasets mosi-u --variants cpsl,cpsl_no_cp --seeds 3 \\
         --set cpsl:model.params.kappa=1.2 --out runs/sweep_k12 --no-report      # a validation sweep
 
-``--set VARIANT:key=value`` (or ``all:key=value``) adds an override to some runs; ``--resume`` keeps finished seeds.
+``--set VARIANT:key=value`` (or ``all:key=value``) adds an override to some runs; ``--resume`` keeps finished seeds;
+``--report-only`` rewrites the results files from the finished runs in ``--out`` (their summaries, logs and
+diagnostics), training nothing and writing nothing there.
 """
 
 from __future__ import annotations
@@ -36,12 +38,20 @@ import numpy as np
 from accord.config import Config, load_config
 from accord.core import rundir
 from accord.core.io import atomic_write_text, write_json
-from accord.evaluation.baselines import CONSTANT_ROW
+from accord.evaluation.baselines import CONSTANT_ROW, constant_value
 from accord.evaluation.metrics import register_metric
 from accord.evaluation.plots import plot_max_ratio
 from accord.evaluation.summary import Aggregate, aggregate, markdown_table
 from accord.studies.benchmark import CONFLICT_COLUMNS, conflict_split_rows
-from accord.studies.runner import DatasetCache, constant_rows, rows_table, run_configs, table_metrics, train_seconds
+from accord.studies.runner import (
+    DatasetCache,
+    constant_rows,
+    finished_rows,
+    rows_table,
+    run_configs,
+    table_metrics,
+    train_seconds,
+)
 
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (registered model, overrides, description)
@@ -132,22 +142,30 @@ def spread_stats(run_dir: Path, seeds: list[int]) -> dict[str, Aggregate]:
 
 
 def run_dataset(dataset: str, variants: list[str], seeds: list[int], out: Path, sets: dict[str, list[str]],
-                hook_params: dict[str, dict[str, Any]], resume: bool) -> dict[str, Any]:
-    """Train every variant on ``dataset``; return rows of test/valid metrics, step and spread statistics."""
+                hook_params: dict[str, dict[str, Any]], resume: bool, report_only: bool = False) -> dict[str, Any]:
+    """Train every variant on ``dataset`` (``report_only``: read the finished runs instead); return rows of
+    test/valid metrics, step and spread statistics."""
     cp_cfg = load_config(method="cpsl", dataset=dataset, overrides=[*sets.get("all", []), *sets.get("cpsl", [])])
     kappa = float(cp_cfg.model.params.get("kappa", 1.2))
     cfgs = {v: variant_config(v, dataset, seeds, out, [*sets.get("all", []), *sets.get(v, [])], hook_params, kappa)
             for v in variants}
     cache = DatasetCache()
-    rows = run_configs(cfgs, resume=resume, overwrite=not resume, progress=False, datasets=cache,
-                       log=lambda m: print(f"[{dataset}] {m}", file=sys.stderr, flush=True))
+    if report_only:
+        rows = finished_rows(cfgs)
+    else:
+        rows = run_configs(cfgs, resume=resume, overwrite=not resume, progress=False, datasets=cache,
+                           log=lambda m: print(f"[{dataset}] {m}", file=sys.stderr, flush=True))
     run_dirs = {r.name: r.run_dir for r in rows}
-    constant = constant_rows(cache.get(cfgs[variants[0]].data), len(seeds), "regression")
+    ds = cache.get(cfgs[variants[0]].data)
+    constant = constant_rows(ds, len(seeds), "regression")
+    # the train mean, scored on the conflicting / consistent subsets too (runs trained before dataset.json recorded
+    # their constant prediction get it from here)
+    train_mean = constant_value(ds.splits["train"].labels.numpy(), "regression")
     return {"test": rows_table(rows), "valid": rows_table(rows, "valid"), "constant": constant,
             "steps": {v: step_stats(rd, seeds) for v, rd in run_dirs.items()},
             "spread": {v: spread_stats(rd, seeds) for v, rd in run_dirs.items()}, "seconds": train_seconds(rows),
             "run_dirs": run_dirs, "metrics": table_metrics(rows), "kappa": kappa,
-            "conflict": conflict_split_rows(run_dirs, seeds, "regression")}
+            "conflict": conflict_split_rows(run_dirs, seeds, "regression", train_mean)}
 
 
 def dataset_section(dataset: str, res: dict[str, Any], seeds: list[int], figure: str | None) -> list[str]:
@@ -173,9 +191,10 @@ def dataset_section(dataset: str, res: dict[str, Any], seeds: list[int], figure:
               markdown_table(relabel(res["spread"]), SPREAD_METRICS,
                              bold_best=False).rstrip("\n"), ""]
     if res["conflict"]:
+        shown = {CONSTANT_ROW if k == CONSTANT_ROW else label[k]: r for k, r in res["conflict"].items()}
         lines += ["Planted conflicts (ConflictBench ground truth): binary accuracy on conflicting vs consistent "
                   "test samples.", "",
-                  markdown_table(relabel(res["conflict"]), CONFLICT_COLUMNS).rstrip("\n"), ""]
+                  markdown_table(shown, CONFLICT_COLUMNS).rstrip("\n"), ""]
     if figure:
         lines += [f"![max r_m over training]({figure})", "",
                   f"`{figure}`: per-epoch mean of the per-step max_m r_m (mean ± std over seeds; a seed stops "
@@ -207,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-report", action="store_true", help="train and print, write no results file")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the results files from the finished runs in --out, training nothing")
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("cpsl_study_notes.md"),
                     help="hand-written discussion appended to the results file (if it exists)")
     args = ap.parse_args(argv)
@@ -221,11 +242,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         hook_params["ogm_ge"] = {"alpha": args.ogm_alpha}
     if args.agm_alpha is not None:
         hook_params["agm"] = {"alpha": args.agm_alpha}
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else
-                                                                           sys.argv[1:])])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *given])
+    if args.report_only:
+        command += "`; this file was then rewritten from the finished runs by the same command with `--report-only"
     results: dict[str, Any] = {}
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        results[dataset] = run_dataset(dataset, variants, seeds, args.out, sets, hook_params, args.resume)
+        results[dataset] = run_dataset(dataset, variants, seeds, args.out, sets, hook_params, args.resume,
+                                       args.report_only)
         res = results[dataset]
         for v in variants:
             mae, std, _ = res["valid"][v]["MAE"]

@@ -41,6 +41,13 @@ def test_conflict_split_has_the_constant_predictor_row(tmp_path: Path) -> None:
     # the constant 0.5 > 0: right on the conflicting labels [1, 1], wrong on the consistent [-1, -1]
     assert rows[CONSTANT_ROW] == {"acc_conflicting": (100.0, 0.0, 1), "acc_consistent": (0.0, 0.0, 1)}
     assert rows["m"]["acc_conflicting"][0] == 50.0 and rows["m"]["acc_consistent"][0] == 50.0
+    # the run's recorded constant wins over a given one; a run that recorded none takes the given one (-0.5 < 0:
+    # wrong on the conflicting [1, 1], right on the consistent [-1, -1]), and has no such row without it
+    assert conflict_split_rows({"m": tmp_path / "m"}, [0], "regression", -0.5)[CONSTANT_ROW] == rows[CONSTANT_ROW]
+    (tmp_path / "m" / "dataset.json").write_text(json.dumps({"dims": {}, "out_dim": 1}))
+    assert list(conflict_split_rows({"m": tmp_path / "m"}, [0], "regression")) == ["m"]
+    assert conflict_split_rows({"m": tmp_path / "m"}, [0], "regression", -0.5)[CONSTANT_ROW] == {
+        "acc_conflicting": (0.0, 0.0, 1), "acc_consistent": (100.0, 0.0, 1)}
 
 
 def test_fusion_verdict_names_winners_and_losers() -> None:

@@ -121,3 +121,59 @@ def test_robustness_run_and_benchmark_folder(tmp_path: Path) -> None:
                          levels=[0, 0.5, 1.0], out=tmp_path / "api")
     assert via_api["rows"] == res["rows"] and via_api["curves"] == res["curves"]
     assert (tmp_path / "api" / "robustness.md").read_text() == (tmp_path / "bench" / "robustness.md").read_text()
+
+
+def _known_labels_dataset(folder: Path) -> Path:
+    """A tiny ConflictBench with hand-set labels: train 8 × +1, 4 × +2 and 4 × −2 (mean 8 / 16 = 0.5); test
+    [2, 1, 0.5, −1, −2, −0.5, 0, 3] (7 non-zero, 4 of them positive)."""
+    from accord.data import build_dataset
+    from accord.data.safe import save_dataset
+
+    ds = build_dataset("conflictbench", params={"n_train": 16, "n_valid": 8, "n_test": 8})
+    ds.splits["train"].labels = torch.tensor([1.0] * 8 + [2.0] * 4 + [-2.0] * 4)
+    ds.splits["test"].labels = torch.tensor([2.0, 1.0, 0.5, -1.0, -2.0, -0.5, 0.0, 3.0])
+    return save_dataset(ds, folder)
+
+
+def test_robustness_has_the_constant_predictor_row_by_hand(tmp_path: Path) -> None:
+    from accord.evaluation.baselines import CONSTANT_ROW
+
+    folder = _known_labels_dataset(tmp_path / "known")
+    for method in ("late_fusion", "text"):
+        cfg = load_config(method=method, dataset="saved",
+                          overrides=["data.name=saved", f"data.path={folder}", "train.batch_size=8", "train.epochs=1",
+                                     "train.seeds=[0]", f"output.dir={tmp_path / 'bench'}", f"name={method}"])
+        Trainer(cfg, progress=False).fit()
+    # the train mean 0.5 is positive: Non0_acc_2 = 4/7 = 57.14...% at every level; MAE = (1.5 + 0.5 + 0 + 1.5 +
+    # 2.5 + 1.0 + 0.5 + 2.5) / 8 = 1.25
+    acc, mae = 100 * 4 / 7, 1.25
+    res = run_robustness([tmp_path / "bench"], modalities=["text", "all"], corruptions=["drop"], levels=[0, 0.5, 1.0])
+    assert res["constant_predictor"] == [{"name": CONSTANT_ROW, "metric": "Non0_acc_2", "value": pytest.approx(acc)}]
+    first, *others = res["rows"]
+    assert (first["run"], first["kind"], first["modality"]) == (CONSTANT_ROW, "any", "any")  # one row for both runs
+    assert first["clean"] == first["relative_robustness"] == pytest.approx(acc)
+    assert [first[f"level_{lv:g}"] for lv in (0, 0.5, 1.0)] == pytest.approx([acc] * 3)
+    assert math.isnan(first["effective_robustness"]) and len(others) == 4
+    assert all(r["run"] != CONSTANT_ROW for r in others)
+    table = (tmp_path / "bench" / "robustness.md").read_text().splitlines()
+    at = next(i for i, line in enumerate(table) if line.startswith("|:---")) + 1
+    assert table[at] == f"| {CONSTANT_ROW} | any | any | 57.1 ± 0.0 | 57.1 ± 0.0 | 57.1 ± 0.0 | 57.1 | – |"
+    assert sum(CONSTANT_ROW in line for line in table) == 1
+    saved = json.loads((tmp_path / "bench" / "robustness.json").read_text())
+    assert saved["rows"][0]["run"] == CONSTANT_ROW and saved["constant_predictor"][0]["value"] == pytest.approx(acc)
+    on_mae = run_robustness([tmp_path / "bench" / "text"], modalities=["audio"], corruptions=["noise"],
+                            levels=[0, 1.0], metric="MAE", out=tmp_path / "mae")
+    assert on_mae["rows"][0]["relative_robustness"] == pytest.approx(mae)
+    assert f"| {CONSTANT_ROW} | any | any | 1.250 ± 0.000 | 1.250 ± 0.000 | 1.250 | – |" in on_mae["markdown"]
+
+
+def test_constant_lines_one_per_dataset() -> None:
+    from accord.evaluation.baselines import CONSTANT_ROW
+    from accord.evaluation.robustness import ConstantLine
+    from accord.studies.robustness import constant_lines
+
+    assert constant_lines([("mosi-u", "Non0_acc_2", 39.6)] * 3) == [ConstantLine(CONSTANT_ROW, "Non0_acc_2", 39.6)]
+    assert constant_lines([("a", "Acc", 50.0), ("b", "Acc", 40.0), ("a", "Acc", 50.0)]) == [
+        ConstantLine(f"{CONSTANT_ROW}, a", "Acc", 50.0), ConstantLine(f"{CONSTANT_ROW}, b", "Acc", 40.0)]
+    assert [c.name for c in constant_lines([("a", "Acc", 50.0), ("a", "F1", 30.0)])] == [
+        f"{CONSTANT_ROW}, a, Acc", f"{CONSTANT_ROW}, a, F1"]

@@ -175,7 +175,7 @@ def robustness(
     out: Annotated[Path | None, typer.Option(help="Folder for robustness.{md,json,png}")] = None,
 ) -> None:
     """Scores under dropped / noisy modalities at increasing levels: a table, curves (PNG), relative and effective
-    robustness (MultiBench-style)."""
+    robustness (MultiBench-style), and the trivial-baseline row (the same at every level)."""
     from accord import api
 
     res = api.robustness(list(targets), modalities=_names(modality), corruptions=_names(corruption), levels=levels,

@@ -10,6 +10,10 @@ modality (or all). From it:
   clean score (MultiBench, Liang et al., NeurIPS 2021 Datasets & Benchmarks, defines it against the trend of
   clean vs corrupted performance; with one reference run that trend is the reference itself).
 
+The tables and the figure also carry the **trivial baseline** (:class:`ConstantLine`: the train-mean / majority-class
+predictor of :mod:`accord.evaluation.baselines`). It reads no input, so it scores the same at every level of every
+corruption: one row (corruption and modality "any") with that value at each level, RR = the value, no ER.
+
 Plotting uses matplotlib's Agg backend (no display needed).
 """
 
@@ -27,6 +31,8 @@ from accord.core.errors import ConfigError
 from accord.evaluation.metrics import metric_spec
 
 KINDS = ("drop", "temporal_drop", "noise")
+ANY = "any"
+"""The corruption kind and modality of a :class:`ConstantLine`'s row: it is the same under all of them."""
 
 
 @dataclass
@@ -50,6 +56,16 @@ class Curve:
     def relative_robustness(self) -> float:
         """Area under the score-vs-level curve over the level range (trapezoid): the mean score across levels."""
         return area_under(self.levels, self.mean)
+
+
+@dataclass(frozen=True)
+class ConstantLine:
+    """The trivial baseline of a robustness table: ``name`` (the table's row), the ``metric`` it is scored on and its
+    ``value``, the same at every corruption level (a constant prediction reads no input)."""
+
+    name: str
+    metric: str
+    value: float
 
 
 def area_under(levels: Sequence[float], scores: Sequence[float]) -> float:
@@ -87,10 +103,20 @@ def parse_levels(text: str) -> list[float]:
     return levels
 
 
-def summary_rows(curves: list[Curve], reference_run: str | None) -> list[dict[str, Any]]:
-    """One row per curve: clean score, relative robustness, and effective robustness vs ``reference_run``."""
+def constant_summary_row(line: ConstantLine, levels: Sequence[float]) -> dict[str, Any]:
+    """The summary row of a trivial baseline: ``value`` clean, at every level and as RR; no ER (NaN)."""
+    return {"run": line.name, "kind": ANY, "modality": ANY, "metric": line.metric, "clean": line.value,
+            "relative_robustness": line.value, "effective_robustness": math.nan,
+            **{f"level_{lv:g}": line.value for lv in levels}}
+
+
+def summary_rows(curves: list[Curve], reference_run: str | None,
+                 constants: Sequence[ConstantLine] = ()) -> list[dict[str, Any]]:
+    """One row per curve: clean score, relative robustness, and effective robustness vs ``reference_run``; the
+    trivial baselines' rows (:func:`constant_summary_row`) first."""
     refs = {(c.kind, c.modality): c for c in curves if c.run == reference_run}
-    rows = []
+    levels = curves[0].levels if curves else []
+    rows = [constant_summary_row(line, levels) for line in constants]
     for c in curves:
         ref = refs.get((c.kind, c.modality))
         rows.append({
@@ -103,8 +129,9 @@ def summary_rows(curves: list[Curve], reference_run: str | None) -> list[dict[st
     return rows
 
 
-def markdown(curves: list[Curve], reference_run: str | None) -> str:
-    """Tables: per run, kind and modality the scores at each level (mean ± std), RR and ER."""
+def markdown(curves: list[Curve], reference_run: str | None, constants: Sequence[ConstantLine] = ()) -> str:
+    """Tables: per run, kind and modality the scores at each level (mean ± std), RR and ER; first the trivial
+    baselines' rows (``constants``: corruption and modality "any", the value at every level, RR the value, ER –)."""
     if not curves:
         return ""
     levels = curves[0].levels
@@ -121,6 +148,10 @@ def markdown(curves: list[Curve], reference_run: str | None) -> str:
     ]
     by_key = {(r["run"], r["kind"], r["modality"]): r for r in summary_rows(curves, reference_run)}
     digits = spec.digits
+    for line in constants:
+        d = metric_spec(line.metric).digits
+        lines.append(f"| {line.name} | {ANY} | {ANY} | " + " | ".join([f"{line.value:.{d}f} ± {0:.{d}f}"] * len(levels))
+                     + f" | {line.value:.{d}f} | – |")
     for c in curves:
         r = by_key[(c.run, c.kind, c.modality)]
         cells = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(c.mean, c.std, strict=True)]
@@ -131,8 +162,10 @@ def markdown(curves: list[Curve], reference_run: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(curves: list[Curve], path: str | Path, title: str = "") -> Path:
-    """One PNG: a panel per (corruption kind, modality), a line per run with a ±std band."""
+def plot_curves(curves: list[Curve], path: str | Path, title: str = "", constants: Sequence[ConstantLine] = ()
+                ) -> Path:
+    """One PNG: a panel per (corruption kind, modality), a line per run with a ±std band, and a dashed grey line per
+    trivial baseline (``constants``) at its value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,6 +184,8 @@ def plot_curves(curves: list[Curve], path: str | Path, title: str = "") -> Path:
             m, s = np.array(c.mean), np.array(c.std)
             ax.plot(c.levels, m, marker="o", ms=3, label=c.run)
             ax.fill_between(c.levels, m - s, m + s, alpha=0.15)
+        for i, line in enumerate(constants):
+            ax.axhline(line.value, color="0.45", ls=(0, (4, 2 + 2 * i)), lw=1, label=line.name)
         ax.set_title(f"{kind} · {mod}", fontsize=9)
         ax.set_xlabel("level", fontsize=8)
         ax.grid(alpha=0.3)

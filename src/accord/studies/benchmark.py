@@ -105,31 +105,33 @@ def _conflict_hits(diag: dict[str, np.ndarray], task: str) -> dict[str, float]:
     }
 
 
-def _constant_conflict_row(run_dir: Path, diag: dict[str, np.ndarray], task: str, seeds: int
-                           ) -> dict[str, Aggregate] | None:
+def _constant_conflict_row(run_dir: Path, diag: dict[str, np.ndarray], task: str, seeds: int,
+                           fallback: float | None = None) -> dict[str, Aggregate] | None:
     """The trivial-baseline row of the conflict table: the run's recorded constant prediction (``dataset.json``'s
-    ``constant_prediction``: train mean or majority class) scored like a seed on ``diag``'s test samples; ``None``
-    for a run that did not record it."""
+    ``constant_prediction``: train mean or majority class), else ``fallback``, scored like a seed on ``diag``'s test
+    samples; ``None`` for a run that did not record it when there is no fallback."""
     info = rundir.read_dataset_info(run_dir) if (run_dir / rundir.DATASET).is_file() else {}
-    value = info.get("constant_prediction")
+    value = info.get("constant_prediction", fallback)
     if value is None:
         return None
     n = len(diag["label"])
     pred: np.ndarray = np.full(n, float(value))
     if task == "classification":
-        pred = np.zeros((n, int(info["out_dim"])))
+        pred = np.zeros((n, int(info.get("out_dim") or diag["prediction"].shape[-1])))
         pred[:, int(value)] = 1.0
     hits = _conflict_hits({**diag, "prediction": pred}, task)
     return {k: (v, 0.0, seeds) for k, v in hits.items()}
 
 
-def conflict_split_rows(run_dirs: dict[str, Path], seeds: list[int], task: str) -> dict[str, dict[str, Aggregate]]:
+def conflict_split_rows(run_dirs: dict[str, Path], seeds: list[int], task: str, constant: float | None = None
+                        ) -> dict[str, dict[str, Aggregate]]:
     """Binary accuracy (%) on conflicting vs consistent test samples, per method, mean ± std over seeds.
 
     Uses the ground truth that ConflictBench stores per sample (``extra_conflict``) beside each prediction in
     ``seed_<s>/diagnostics.npz``; methods whose run lacks it are skipped. Regression: sign agreement on non-zero
     labels; classification: exact class agreement. The first row is the trivial baseline (:data:`CONSTANT_ROW`,
-    the first such run's recorded constant prediction) when the runs recorded it.
+    the first such run's recorded constant prediction, else ``constant``: e.g. the train mean of the dataset, for
+    runs trained before the constant was recorded) when there is one.
     """
     rows: dict[str, dict[str, Aggregate]] = {}
     for name, rd in run_dirs.items():
@@ -142,9 +144,9 @@ def conflict_split_rows(run_dirs: dict[str, Path], seeds: list[int], task: str) 
             if "extra_conflict" in diag:
                 per_seed.append(_conflict_hits(diag, task))
                 if not rows and len(per_seed) == 1:
-                    constant = _constant_conflict_row(rd, diag, task, len(seeds))
-                    if constant is not None:
-                        rows[CONSTANT_ROW] = constant
+                    constant_row = _constant_conflict_row(rd, diag, task, len(seeds), constant)
+                    if constant_row is not None:
+                        rows[CONSTANT_ROW] = constant_row
         if per_seed:
             rows[name] = aggregate(per_seed)
     return rows
