@@ -7,6 +7,9 @@ Three parts (run all with no argument, or name them):
   row, then train ONE fixed fusion model (early_fusion, its MOSI-U config) under each ablation: none, noise
   (Gaussian copies, same budget), uniform, fidelity, consistency, quality (QASA). Checkpoints are selected on the
   validation split (MAE); the table reports test mean ± std over the 5 seeds and paired differences to ``none``.
+  Each share's table starts with the trivial-baseline row (``CONSTANT_ROW``): every test row gets the mean training
+  label of the seed's kept videos; the row is the mean ± std over the seeds of those per-seed predictors (stored in
+  the study JSON under ``constant_predictor``; ``report`` computes it from the data when an older JSON lacks it).
 - ``scorer``: on generated rows of the full-data generator, add Gaussian noise of 0, 0.1, 0.25, 0.5, 1, 2 × the
   per-feature std of the real training features to both generated modalities and measure the Spearman correlation
   between the noise level and each score (q, q_fid, q_con), pooled over rows; plus the consistency score on the
@@ -51,9 +54,10 @@ from accord.core.io import atomic_write_bytes, atomic_write_text, write_json
 from accord.data.dataset import MultimodalDataset, SplitData
 from accord.data.safe import MANIFEST, save_dataset
 from accord.data.subset import apply_train_fraction
+from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.metrics import metric_spec
 from accord.evaluation.summary import aggregate, format_mean_std
-from accord.studies.runner import DatasetCache, run_configs
+from accord.studies.runner import DatasetCache, constant_rows, run_configs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRACTIONS = [0.1, 0.25, 0.5, 1.0]
@@ -84,6 +88,19 @@ def mosi_u() -> MultimodalDataset:
 
 def tag(fraction: float, seed: int) -> str:
     return f"f{int(round(fraction * 100)):03d}_s{seed}"
+
+
+def constant_tests(fractions: list[float], seeds: int) -> dict[str, dict[str, float]]:
+    """``{tag: test metrics}``: the trivial-baseline predictor (train-label mean of the kept videos: the training
+    split the trainer cuts with ``data.train_fraction``, the one the generator is fitted on) of each share × seed,
+    scored on the test split."""
+    base = mosi_u()
+    out: dict[str, dict[str, float]] = {}
+    for fraction in fractions:
+        for seed in range(seeds):
+            cut = apply_train_fraction(base, fraction, seed)
+            out[tag(fraction, seed)] = {m: v[0] for m, v in constant_rows(cut, 1, "regression")["test"].items()}
+    return out
 
 
 def ensure_samples(base: MultimodalDataset, fraction: float, seed: int, k: int, work: Path) -> Path:
@@ -139,6 +156,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
                     f"MAE {r['test']['MAE']:.3f}")
     out = {"method": args.method, "per_sample": args.per_sample, "seeds": args.seeds, "fractions": args.fractions,
            "ablations": args.ablations, "runs": rows, "generators": gen_info,
+           "constant_predictor": constant_tests(args.fractions, args.seeds),
            "command": "python benchmarks/qasa_study.py " + " ".join(sys.argv[1:])}
     write_json(RESULTS / "qasa_mosi_u_study.json", out)
     return out
@@ -263,7 +281,9 @@ def report(study_res: dict[str, Any] | None, scorer_res: dict[str, Any] | None,
             "up to 40 epochs, early stopping on validation MAE, patience 8). For each share of the 52 training "
             f"videos and each seed s = 0..{study_res['seeds'] - 1}, the kept videos are drawn with seed s "
             "(`data.train_fraction_seed=s`), the generator and the quality scorer are fitted on those videos only, "
-            f"and K = {k} generated rows per real row are added (text and label kept). Ablations: **none** (real rows "
+            f"and K = {k} generated rows per real row are added (text and label kept). Each table's first row, "
+            f"*{CONSTANT_ROW}*, is the trivial baseline: every test row gets the mean training label of the seed's "
+            "kept videos, mean ± std over the seeds of those per-seed constants. Ablations: **none** (real rows "
             f"only), **noise** (K Gaussian copies, audio/visual + N(0, (0.5·σ)²), weight 1), **uniform** (generated "
             "rows, weight 1), **fidelity** (weight q_fid), **consistency** (weight q_con), **quality** (QASA, weight "
             "q = q_fid·q_con). Test split (751 rows, 31 videos), mean ± std over the seeds; Acc2 = Non0_acc_2.",
@@ -277,6 +297,11 @@ def report(study_res: dict[str, Any] | None, scorer_res: dict[str, Any] | None,
                       "", "| ablation | " + " | ".join(lbl for _, lbl in METRICS) + " | Δ Acc2 vs none (paired) | "
                       "Δ MAE vs none (paired) |", "|:---|" + "---:|" * (len(METRICS) + 2)]
             none = {r["seed"]: r["test"] for r in sub if r["ablation"] == "none"}
+            const = [v for t, v in study_res.get("constant_predictor", {}).items()
+                     if t.startswith(f"f{round(f * 100):03d}_")]
+            if const:
+                agg = aggregate(const)
+                lines.append(f"| {CONSTANT_ROW} | " + " | ".join(_fmt(agg[m], m) for m, _ in METRICS) + " |  |  |")
             for a in abls:
                 ra = [r for r in sub if r["ablation"] == a]
                 if not ra:
@@ -400,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
                                                             ("scorer", RESULTS / "qasa_mosi_u_scorer.json"),
                                                             ("throughput", RESULTS / "qasa_throughput.json"))
             if f.is_file()}
-    report(load.get("study"), load.get("scorer"), load.get("throughput"))
+    study_res = load.get("study")
+    if study_res and "constant_predictor" not in study_res:  # a study JSON from before the trivial-baseline row
+        study_res["constant_predictor"] = constant_tests(study_res["fractions"], study_res["seeds"])
+        write_json(RESULTS / "qasa_mosi_u_study.json", study_res)
+    report(study_res, load.get("scorer"), load.get("throughput"))
     return 0
 
 
