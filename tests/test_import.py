@@ -436,6 +436,7 @@ def test_media_import_marks_a_missing_clip_absent(tmp_path: Path, fake_minilm: l
     assert list(rep.failed) == ["c"] and "gone.wav: not found" in rep.failed["c"]
     assert sorted(p.name for p in (tmp_path / "out" / "clips").iterdir()) == ["a.npz", "b.npz"]
     assert ds.meta["extractor"]["audio"]["name"] == "egemaps"
+    assert (tmp_path / "out" / "extract.log").is_file()  # native logging captured, as accord extract's; kept by save
     _import(f, tmp_path, media=clips)  # again: the clip cache is kept and reused
     assert sorted(p.name for p in (tmp_path / "out" / "clips").iterdir()) == ["a.npz", "b.npz"]
     # no text column: transcripts from a sidecar .txt beside the clip; a row whose clip is missing has nothing left

@@ -22,8 +22,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -344,19 +344,43 @@ def _to_terminal() -> Iterator[None]:
         sys.stderr = before
 
 
+def extract_each(items: list[tuple[str, Path, str]], settings: dict[str, Any], cache: Path, log: Path,
+                 progress: bool) -> Generator[tuple[str, ClipFeatures | None, bool, str], None, None]:
+    """Extract (or take from ``cache``) each ``(id, clip, transcript)`` of ``items``, behind a progress bar, with
+    everything written to file descriptor 2 (MediaPipe/TFLite/absl C++ logging, Python warnings) appended to ``log``
+    (:func:`accord.core.native_log.capture_native_output`); yields ``(id, features or None, skipped, why it
+    failed or "")``. One clip that fails does not stop the others. What the caller prints inside
+    :func:`_to_terminal` while consuming the items is seen above the bar (``accord extract`` and ``accord data
+    import``)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with capture_native_output(log), _progress_bar(len(items), progress) as advance:
+        for cid, clip, transcript in items:
+            cf: ClipFeatures | None = None
+            skipped, why = False, ""
+            try:
+                cf, skipped = _extract_cached(clip, cid, transcript, settings, cache)
+            except AccordError as err:
+                why = str(err)
+            except Exception as err:  # noqa: BLE001 - one bad clip must not stop the others
+                why = f"{clip}: {type(err).__name__}: {err}"
+            yield cid, cf, skipped, why
+            advance()
+
+
 def _extract_all(clips: list[Path], rows: dict[str, dict[str, Any]], text: str | None, settings: dict[str, Any],
                  report: ExtractReport, progress: bool, on_clip: Callable[[str, str], None] | None
                  ) -> dict[str, ClipFeatures]:
-    """Extract (or take from the cache) every clip, recording done/skipped/failed/missing in ``report``; one clip
-    that fails does not stop the others."""
-    cache = report.out / "clips"
+    """Extract (or take from the cache) every clip (:func:`extract_each`), recording done/skipped/failed/missing
+    in ``report``."""
+    assert report.log is not None
     feats: dict[str, ClipFeatures] = {}
-    with _progress_bar(len(clips), progress) as advance:
-        for clip in clips:
-            cid = clip.stem
-            transcript = _transcript(clip, text, rows.get(cid, {}))
-            try:
-                cf, skipped = _extract_cached(clip, cid, transcript, settings, cache)
+    items = [(clip.stem, clip, _transcript(clip, text, rows.get(clip.stem, {}))) for clip in clips]
+    with closing(extract_each(items, settings, report.out / "clips", report.log, progress)) as each:
+        for cid, cf, skipped, why in each:
+            if cf is None:
+                report.failed[cid] = why
+                status = f"failed: {why}"
+            else:
                 feats[cid] = cf
                 (report.skipped if skipped else report.done).append(cid)
                 status = "skipped" if skipped else "done"
@@ -364,16 +388,9 @@ def _extract_all(clips: list[Path], rows: dict[str, dict[str, Any]], text: str |
                     report.missing[cid] = cf.missing
                 if "visual" in cf.details:
                     report.visual[cid] = cf.details["visual"]
-            except AccordError as err:
-                report.failed[cid] = str(err)
-                status = f"failed: {err}"
-            except Exception as err:  # noqa: BLE001 - one bad clip must not stop the folder
-                report.failed[cid] = f"{clip}: {type(err).__name__}: {err}"
-                status = f"failed: {report.failed[cid]}"
             if on_clip:
                 with _to_terminal():
                     on_clip(cid, status)
-            advance()
     return feats
 
 
@@ -397,10 +414,8 @@ def extract_folder(source: str | os.PathLike[str], out: str | os.PathLike[str], 
     if outp.exists() and not outp.is_dir():
         raise DataError(f"{outp}: exists and is not a directory")
     cache = outp / "clips"
-    cache.mkdir(parents=True, exist_ok=True)
     report = ExtractReport(outp, log=outp / LOG_NAME)
-    with capture_native_output(report.log):
-        feats = _extract_all(clips, rows, text, settings, report, progress, on_clip)
+    feats = _extract_all(clips, rows, text, settings, report, progress, on_clip)
     write_json(outp / "failed.json", report.failed)
     write_json(outp / "extraction.json", {"settings": settings, "done": report.done, "skipped": report.skipped,
                                          "failed": report.failed, "missing": report.missing,

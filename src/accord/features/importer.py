@@ -11,7 +11,8 @@ The table is read, mapped, labelled and split by :mod:`accord.data.table`; here 
   and the encoder's settings), so a re-run, or a run that was interrupted, encodes only what it has not encoded
   before.
 - media (``--media DIR``): each row's clip (the media column, relative to DIR, or the file in DIR whose stem is the
-  row's id) is extracted with :mod:`accord.features.extract`'s per-clip cache in ``OUT/clips`` (resumable); a clip
+  row's id) is extracted with :func:`accord.features.extract.extract_each` (the per-clip cache in ``OUT/clips``,
+  resumable; MediaPipe/TFLite's native logging in ``OUT/extract.log``, as ``accord extract``); a clip
   that fails or is not found is reported and that row's audio and visual are absent.
 - a modality the import has no source for (audio and visual of a text-only table) is ABSENT in every sample
   (length 0, one zero step of width 1) and ``meta.extractor`` names it ``None``, so ``accord predict`` knows the
@@ -29,8 +30,7 @@ import copy
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from accord.core.errors import AccordError, DataError
+from accord.core.errors import DataError
 from accord.core.types import MODALITIES
 from accord.data.dataset import SPLITS, MetricFamily, MultimodalDataset, make_split, standardize
 from accord.data.folds import FOLDS_FILE, write_folds_index
@@ -58,7 +58,14 @@ from accord.data.table import (
     resolve_columns,
 )
 from accord.features import text as text_fx
-from accord.features.extract import Level, _extract_cached, expected_dims, extractor_settings
+from accord.features.extract import (
+    LOG_NAME,
+    ClipFeatures,
+    Level,
+    expected_dims,
+    extract_each,
+    extractor_settings,
+)
 from accord.features.media import MEDIA_EXTS
 
 __all__ = ["CONTEXT_TEMPLATE", "ImportOptions", "ImportReport", "encode_texts", "import_table"]
@@ -148,27 +155,6 @@ def _folder_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-# ------------------------------------------------------------------------------------------------- progress
-@contextmanager
-def _progress(total: int, what: str, show: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr of ``total`` steps while the block runs (none when not ``show`` or nothing to
-    do); yields ``advance(n)``."""
-    if not show or total <= 0:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=False)
-    prog.start()
-    task = prog.add_task(what, total=total)
-    try:
-        yield lambda n: prog.advance(task, n)
-    finally:
-        prog.stop()
-
-
 # ----------------------------------------------------------------------------------------------------- text
 def encode_texts(texts: list[str], level: Level, progress: bool = False) -> list[np.ndarray]:
     """``[T, 384]`` MiniLM features of each text at ``level`` (vector: T = 1; sequence: word pieces; an empty text:
@@ -234,33 +220,28 @@ def _media_views(rows: list[ImportRow], opts: ImportOptions, settings: dict[str,
     modality), the rows whose clip failed or was not found (id -> why) and the modalities clips lack."""
     assert opts.media is not None
     index = _clip_index(opts.media)
-    cache = opts.out / "clips"
     dims = expected_dims(settings)
-    views: dict[str, list[np.ndarray]] = {m: [] for m in ("audio", "visual")}
-    failed: dict[str, str] = {}
-    missing: dict[str, dict[str, str]] = {}
-    with _progress(len(rows), "extracting clips", progress) as advance:
-        for row in rows:
-            clip = _find_clip(row, opts.media, index, cols.get("media") is not None)
-            cf = None
-            if isinstance(clip, str):
-                failed[row.id] = clip
+    clips = {row.id: _find_clip(row, opts.media, index, cols.get("media") is not None) for row in rows}
+    why: dict[str, str] = {rid: clip for rid, clip in clips.items() if isinstance(clip, str)}
+    items = [(_cache_id(row.id), clip, row.text) for row in rows if isinstance(clip := clips[row.id], Path)]
+    ids = {_cache_id(row.id): row.id for row in rows}
+    feats: dict[str, ClipFeatures] = {}
+    with closing(extract_each(items, settings, opts.out / "clips", opts.out / LOG_NAME, progress)) as each:
+        for cache_id, cf, _, reason in each:
+            if cf is None:
+                why[ids[cache_id]] = reason
             else:
-                try:
-                    cache.mkdir(parents=True, exist_ok=True)
-                    cf, _ = _extract_cached(clip, _cache_id(row.id), row.text, settings, cache)
-                except AccordError as err:
-                    failed[row.id] = str(err)
-                except Exception as err:  # noqa: BLE001 - one bad clip must not stop the table
-                    failed[row.id] = f"{clip}: {type(err).__name__}: {err}"
-            for m in ("audio", "visual"):
-                dim = dims[m] or 1
-                views[m].append(np.zeros((0, dim), np.float32) if cf is None else cf.view(m, opts.level))
-            if cf is not None:
-                lack = {m: why for m, why in cf.missing.items() if m != "text"}
-                if lack:
-                    missing[row.id] = lack
-            advance(1)
+                feats[ids[cache_id]] = cf
+    failed = {row.id: why[row.id] for row in rows if row.id in why}  # in the table's order
+    views: dict[str, list[np.ndarray]] = {m: [] for m in ("audio", "visual")}
+    missing: dict[str, dict[str, str]] = {}
+    for row in rows:
+        cf = feats.get(row.id)
+        for m in ("audio", "visual"):
+            views[m].append(np.zeros((0, dims[m] or 1), np.float32) if cf is None else cf.view(m, opts.level))
+        lack = {} if cf is None else {m: r for m, r in cf.missing.items() if m != "text"}
+        if lack:
+            missing[row.id] = lack
     if len(failed) == len(rows):
         first = next(iter(failed.items()))
         raise DataError(f"{opts.media}: no row's clip could be used (e.g. id {first[0]!r}: {first[1]}); clips are "
@@ -357,7 +338,7 @@ def import_table(opts: ImportOptions, progress: bool = True) -> ImportReport:
     if fold_rows is None:
         ds = _build(rows, [str(r.split) for r in rows], views, parsed.class_names, label_range, name,
                     str(opts.table), meta)
-        save_dataset(ds, opts.out, keep=("clips",))
+        save_dataset(ds, opts.out, keep=("clips", LOG_NAME))
         return ImportReport(opts.out, {opts.out: ds.summary()}, record, failed=failed)
     summaries: dict[Path, dict[str, Any]] = {}
     names = []
