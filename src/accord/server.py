@@ -48,10 +48,6 @@ MAX_TEXT_CHARS = 5000
 MAX_JSON_BYTES = 1 << 20
 """Largest JSON body of ``POST /predict`` (bytes); a batch may be ``max_batch`` times that."""
 
-AUDIO_EXTS = (".aac", ".flac", ".m4a", ".mp3", ".ogg", ".opus", ".wav", ".wma")
-VIDEO_EXTS = (".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
-MEDIA_EXTS = AUDIO_EXTS + VIDEO_EXTS
-"""The upload extensions accepted (those ``accord extract`` reads)."""
 
 
 class RequestError(Exception):
@@ -110,9 +106,10 @@ def check_upload(name: str, data: bytes) -> str:
     """The upload's extension after the checks a request can fail without decoding it: a name with a media
     extension, not empty, a known container, a WAV with samples."""
     ext = Path(name).suffix.lower()
-    if ext not in MEDIA_EXTS:
+    exts = api.media_extensions()  # those accord extract reads
+    if ext not in exts:
         raise RequestError(415, f"file: {name!r} is not an audio or video file (expected one of "
-                                f"{', '.join(MEDIA_EXTS)})")
+                                f"{', '.join(exts)})")
     if not data:
         raise RequestError(400, f"file: {name!r} is an empty upload (0 bytes)")
     kind = sniff_media(data)
@@ -279,7 +276,7 @@ def create_app(predictor: api.Predictor, max_upload_mb: float = 50.0, max_batch:
     @app.get("/model", summary="What is served: method, task, classes, training data, test metrics, extractor")
     async def model() -> dict[str, Any]:
         return {**info, "limits": {"max_upload_mb": max_upload_mb, "max_batch": max_batch,
-                                   "max_text_chars": max_text_chars, "media_extensions": list(MEDIA_EXTS)}}
+                                   "max_text_chars": max_text_chars, "media_extensions": list(api.media_extensions())}}
 
     @app.post("/predict", summary="Score a text, or an uploaded clip (with an optional transcript)",
               openapi_extra={"requestBody": PREDICT_BODY})

@@ -42,7 +42,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __g
     from accord.api.configs import config_show, load_config
     from accord.api.datasets import data_build, data_convert, data_info, open_dataset, registered
     from accord.api.importing import data_import
-    from accord.api.media import Predictor, attribution, extract, format_prediction, predict_clip
+    from accord.api.media import (
+        Predictor,
+        attribution,
+        extract,
+        format_prediction,
+        media_extensions,
+        predict_clip,
+    )
     from accord.api.qasa import augment_fit, augment_sample
     from accord.api.runs import (
         TrainRun,
@@ -64,7 +71,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __g
 
 _HOME: dict[str, str] = {
     **dict.fromkeys(["data_build", "data_convert", "data_info", "open_dataset", "registered"], "datasets"),
-    **dict.fromkeys(["Predictor", "attribution", "extract", "format_prediction", "predict_clip"], "media"),
+    **dict.fromkeys(["Predictor", "attribution", "extract", "format_prediction", "media_extensions", "predict_clip"],
+                   "media"),
     "data_import": "importing",
     **dict.fromkeys(["augment_fit", "augment_sample"], "qasa"),
     **dict.fromkeys(["config_show", "load_config"], "configs"),
@@ -95,6 +103,7 @@ __all__ = [
     "format_prediction",
     "load",
     "load_config",
+    "media_extensions",
     "open_dataset",
     "plot_conflict",
     "plot_gradients",

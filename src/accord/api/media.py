@@ -24,6 +24,7 @@ from accord.features import audio as audio_fx
 from accord.features import text as text_fx
 from accord.features import visual as visual_fx
 from accord.features.extract import ClipFeatures, ExtractReport, Level, extract_clip, extract_folder, extractor_settings
+from accord.features.media import AUDIO_EXTS, VIDEO_EXTS
 from accord.features.predict import (
     attribution_result,
     check_settings,
@@ -41,7 +42,13 @@ from accord.models.modules.text_encoder import encoder_folder
 from accord.training.text_tokens import text_encoder_params
 from accord.training.trainer import load_run
 
-__all__ = ["Predictor", "extract", "format_prediction", "predict_clip"]
+__all__ = ["Predictor", "extract", "format_prediction", "media_extensions", "predict_clip"]
+
+
+def media_extensions() -> tuple[str, ...]:
+    """The file extensions of the clips Accord reads (``accord extract``, ``accord predict``, uploads to ``accord
+    serve``): the audio ones sorted, then the video ones sorted."""
+    return (*sorted(AUDIO_EXTS), *sorted(VIDEO_EXTS))
 
 
 def extract(source: str | os.PathLike[str], out: str | os.PathLike[str], csv_path: str | os.PathLike[str] | None = None,
