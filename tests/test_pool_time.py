@@ -37,6 +37,22 @@ def test_pooled_modality_is_one_step_holding_the_mean_of_the_valid_steps() -> No
     assert ds["train"].features["audio"].shape == (3, 3, 2)  # the input split is not changed
 
 
+def test_prediction_time_pooling_equals_the_training_datas() -> None:
+    """``accord predict``/``serve`` pool a batch (features.predict.pool_batch) as the run's data was pooled before
+    training (pool_split): same one-step features, same masks."""
+    from accord.features.predict import pool_batch
+
+    part = three_rows()["train"]
+    rows = torch.arange(3)
+    live = pool_batch(part.batch(rows), ["audio"])
+    trained = pool_split(part, ["audio"]).batch(rows)
+    assert torch.equal(live.features["audio"], trained.features["audio"])
+    assert torch.equal(live.features["audio"], torch.tensor([[[2.0, 4.0]], [[0.0, 0.0]], [[3.0, 1.0]]]))
+    assert torch.equal(live.mask["audio"], trained.mask["audio"]) and live.mask["audio"].tolist() == [[True], [False],
+                                                                                                       [True]]
+    assert torch.equal(live.features["visual"], part.batch(rows).features["visual"])  # other modalities untouched
+
+
 def test_pool_time_records_what_it_did_and_pooling_again_changes_nothing() -> None:
     ds = three_rows()
     once = pool_time(ds, ["audio", "visual"])

@@ -18,7 +18,14 @@ import torch
 from accord.core.types import MODALITIES
 from accord.data.dataset import MultimodalDataset, SplitData
 
-__all__ = ["pool_split", "pool_time"]
+__all__ = ["pool_split", "pool_time", "time_mean"]
+
+
+def time_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, D]``: the mean of ``x [B, T, D]`` over the steps where ``valid [B, T]`` is true (a sample without a
+    valid step gets a zero step)."""
+    n = valid.sum(dim=1, keepdim=True)
+    return ((x * valid.unsqueeze(-1).to(x.dtype)).sum(dim=1) / n.clamp_min(1).to(x.dtype)).unsqueeze(1)
 
 
 def pool_split(part: SplitData, modalities: Sequence[str]) -> SplitData:
@@ -32,8 +39,7 @@ def pool_split(part: SplitData, modalities: Sequence[str]) -> SplitData:
         x, n = part.features[m], part.lengths[m]
         if x.shape[1] == 1:
             continue
-        valid = (n.unsqueeze(1) > torch.arange(x.shape[1]).unsqueeze(0)).unsqueeze(-1).to(x.dtype)
-        feats[m] = ((x * valid).sum(dim=1) / n.clamp_min(1).unsqueeze(1).to(x.dtype)).unsqueeze(1)
+        feats[m] = time_mean(x, n.unsqueeze(1) > torch.arange(x.shape[1]).unsqueeze(0))
         lens[m] = n.clamp_max(1)
     return dataclasses.replace(part, features=feats, lengths=lens)
 

@@ -26,6 +26,7 @@ import torch
 
 from accord.core.errors import CheckpointError, DataError
 from accord.core.types import MODALITIES, Batch, ModelOutput
+from accord.data.pool_time import time_mean
 from accord.evaluation.attribution import DISAGREE_FRACTION, Attribution, disagreement
 from accord.features.extract import ClipFeatures, expected_dims
 
@@ -203,10 +204,8 @@ def pool_batch(batch: Batch, modalities: Sequence[str]) -> Batch:
         return batch
     feats, masks = dict(batch.features), dict(batch.mask)
     for m in modalities:
-        x, mask = batch.features[m], batch.mask[m]
-        n = mask.sum(dim=1, keepdim=True)
-        feats[m] = ((x * mask.unsqueeze(-1).to(x.dtype)).sum(dim=1) / n.clamp_min(1).to(x.dtype)).unsqueeze(1)
-        masks[m] = (n > 0)
+        feats[m] = time_mean(batch.features[m], batch.mask[m])
+        masks[m] = batch.mask[m].any(dim=1, keepdim=True)
     return dataclasses.replace(batch, features=feats, mask=masks)
 
 
