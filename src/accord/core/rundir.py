@@ -38,6 +38,8 @@ DIAGNOSTICS: Final = "diagnostics.npz"
 BEST: Final = "best.safetensors"
 LAST: Final = "last.pt"
 LOCK: Final = ".lock"
+KFOLD_STEM: Final = "kfold"
+"""A k-fold benchmark folder's results: ``kfold.{md,csv,json}`` (``accord benchmark --folds``)."""
 
 PathLike = str | Path
 

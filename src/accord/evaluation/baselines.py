@@ -16,12 +16,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from accord.evaluation.metrics import compute_metrics
+from accord.evaluation.sections import CONSTANT_ROW
 from accord.evaluation.summary import Aggregate
 
 __all__ = ["CONSTANT_ROW", "constant_predictions", "constant_predictor_rows", "constant_value", "constant_value_rows"]
 
-CONSTANT_ROW = "constant predictor (train mean / majority class)"
-"""The row name the tables use for :func:`constant_predictor_rows`."""
 
 
 def constant_value(train_labels: np.ndarray, task: str, num_classes: int = 0) -> float:

@@ -36,7 +36,7 @@ from accord.core import rundir
 from accord.core.errors import AccordError, CheckpointError, ConfigError
 from accord.core.io import atomic_write_text
 from accord.core.types import MODALITIES
-from accord.evaluation.sections import Cells, confusion_cells, dataset_cells, dataset_line, run_confusion
+from accord.evaluation.sections import CONSTANT_ROW, Cells, confusion_cells, dataset_cells, dataset_line, run_confusion
 
 __all__ = ["Figure", "build_report", "metrics_table", "write_report"]
 
@@ -434,10 +434,8 @@ def build_report(target: str | Path, split: str = "test") -> str:
 
 # ------------------------------------- trivial-baseline row, confusion matrix, dataset section, k-fold benchmark
 
-CONSTANT_ROW = "constant predictor (train mean / majority class)"
-"""The trivial-baseline row's name (:data:`accord.evaluation.baselines.CONSTANT_ROW`, which imports torch)."""
-KFOLD_JSON = "kfold.json"
-"""The k-fold benchmark's results (:data:`accord.studies.kfold.KFOLD_STEM`)."""
+KFOLD_JSON = f"{rundir.KFOLD_STEM}.json"
+"""The k-fold benchmark's results (``accord benchmark --folds``)."""
 
 
 def constant_rows(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,11 @@ from accord.core import rundir
 from accord.core.errors import DataError
 from accord.core.types import MODALITIES
 
-__all__ = ["Cells", "cells_markdown", "confusion_cells", "confusion_markdown", "confusion_matrix",
+__all__ = ["CONSTANT_ROW", "Cells", "cells_markdown", "confusion_cells", "confusion_markdown", "confusion_matrix",
            "dataset_cells", "dataset_line", "dataset_markdown", "run_confusion", "seed_confusion", "sum_confusions"]
+
+CONSTANT_ROW = "constant predictor (train mean / majority class)"
+"""The row name of the trivial baseline in every table (:mod:`accord.evaluation.baselines` computes its values)."""
 
 Cells = tuple[list[str], list[list[str]]]
 """A table as text: its header cells and its rows of cells."""

@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from accord.core.io import atomic_write_text, write_json
+from accord.core.rundir import KFOLD_STEM
 from accord.data.folds import read_folds
 from accord.evaluation.baselines import CONSTANT_ROW
 from accord.evaluation.sections import dataset_markdown, sum_confusions
@@ -36,9 +37,8 @@ from accord.evaluation.summary import (
 )
 from accord.studies.benchmark import confusion_lines, run_benchmark
 
-__all__ = ["KFOLD_STEM", "across_folds", "run_fold_benchmark", "summed_confusion"]
+__all__ = ["across_folds", "run_fold_benchmark", "summed_confusion"]
 
-KFOLD_STEM = "kfold"
 """``RUNS/kfold.{md,csv,json}``: the k-fold benchmark's report (``accord report RUNS`` reads the JSON)."""
 
 
