@@ -220,7 +220,6 @@ def _media_views(rows: list[ImportRow], opts: ImportOptions, settings: dict[str,
     modality), the rows whose clip failed or was not found (id -> why) and the modalities clips lack."""
     assert opts.media is not None
     index = _clip_index(opts.media)
-    dims = expected_dims(settings)
     clips = {row.id: _find_clip(row, opts.media, index, cols.get("media") is not None) for row in rows}
     why: dict[str, str] = {rid: clip for rid, clip in clips.items() if isinstance(clip, str)}
     items = [(_cache_id(row.id), clip, row.text) for row in rows if isinstance(clip := clips[row.id], Path)]
@@ -233,20 +232,28 @@ def _media_views(rows: list[ImportRow], opts: ImportOptions, settings: dict[str,
             else:
                 feats[ids[cache_id]] = cf
     failed = {row.id: why[row.id] for row in rows if row.id in why}  # in the table's order
+    if len(failed) == len(rows):
+        first = next(iter(failed.items()))
+        raise DataError(f"{opts.media}: no row's clip could be used (e.g. id {first[0]!r}: {first[1]}); clips are "
+                        "found by the media column (a path relative to --media) or as <id>.<ext> in the folder")
+    views, missing = _clip_views(rows, feats, expected_dims(settings), opts.level)
+    return views, failed, missing
+
+
+def _clip_views(rows: list[ImportRow], feats: dict[str, ClipFeatures], dims: dict[str, int | None], level: Level
+                ) -> tuple[dict[str, list[np.ndarray]], dict[str, dict[str, str]]]:
+    """Audio and visual ``[T, D]`` of every row at ``level`` from its clip's features (absent, ``T = 0``, for a row
+    without), and the modalities each row's clip lacks."""
     views: dict[str, list[np.ndarray]] = {m: [] for m in ("audio", "visual")}
     missing: dict[str, dict[str, str]] = {}
     for row in rows:
         cf = feats.get(row.id)
         for m in ("audio", "visual"):
-            views[m].append(np.zeros((0, dims[m] or 1), np.float32) if cf is None else cf.view(m, opts.level))
+            views[m].append(np.zeros((0, dims[m] or 1), np.float32) if cf is None else cf.view(m, level))
         lack = {} if cf is None else {m: r for m, r in cf.missing.items() if m != "text"}
         if lack:
             missing[row.id] = lack
-    if len(failed) == len(rows):
-        first = next(iter(failed.items()))
-        raise DataError(f"{opts.media}: no row's clip could be used (e.g. id {first[0]!r}: {first[1]}); clips are "
-                        "found by the media column (a path relative to --media) or as <id>.<ext> in the folder")
-    return views, failed, missing
+    return views, missing
 
 
 # ----------------------------------------------------------------------------------------------------- build
