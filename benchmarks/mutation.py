@@ -83,20 +83,26 @@ def snapshot(root: Path, label: str, commit: str, merge: bool = False) -> Path:
     """Save every mutant's status and the survivors' diffs as ``mutation_<label>.json``.
 
     With ``merge``, files of an existing snapshot of that label that this run did not mutate are kept (a run over
-    one folder adds its files to the snapshot of another); each file records the commit it was mutated at.
+    one folder adds its files to the snapshot of another), and a mutant this run did not reach (``not checked``:
+    e.g. ``rerun`` runs only the survivors, and mutmut forgets the other results when its configuration changes)
+    keeps its status from the snapshot; each file records the commit it was mutated at.
     """
     per_file = statuses(root)
-    survivors = show(root, [name for f in per_file.values() for name, st in f.items()
-                            if st in ("survived", "no tests")])
     commits = dict.fromkeys(per_file, commit)
     dest = RESULTS / f"mutation_{label}.json"
+    old_survivors: dict[str, str] = {}
     if merge and dest.is_file():
         old = json.loads(dest.read_text())
+        for f, new in per_file.items():
+            prev = old["files"].get(f, {})
+            per_file[f] = {k: prev.get(k, st) if st == "not checked" else st for k, st in new.items()}
         kept = {f: v for f, v in old["files"].items() if f not in per_file}
-        mods = tuple(module_of(f) + "." for f in per_file)
-        survivors = {**{n: d for n, d in old["survivors"].items() if not n.startswith(mods)}, **survivors}
+        old_survivors = old["survivors"]
         commits = {**{f: old.get("commits", {}).get(f, old["commit"]) for f in kept}, **commits}
         per_file = {**kept, **per_file}
+    alive = [name for f in per_file.values() for name, st in f.items() if st in ("survived", "no tests")]
+    survivors = {n: old_survivors[n] for n in alive if n in old_survivors}
+    survivors.update(show(root, [n for n in alive if n not in survivors]))
     write_json(dest, {"label": label, "commit": ", ".join(dict.fromkeys(commits[f] for f in sorted(commits))),
                       "commits": commits, "files": dict(sorted(per_file.items())), "survivors": survivors,
                       "written": time.strftime("%Y-%m-%d %H:%M")})

@@ -112,3 +112,85 @@ def test_misa_config_and_errors() -> None:
         create_model("misa", TINY_DIMS, 1, encoder_temporal="lstm")
     with pytest.raises(ConfigError, match=r"model\.params\.heads"):
         create_model("misa", TINY_DIMS, 1, hidden=15, heads=2)
+
+
+# ------------------------------------------------- built from its params; Eq. 6-8 composed as the paper writes them
+# (written after the mutation run over models/misa.py, benchmarks/results/mutation.md)
+def test_misa_even_kernel_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"model\.params\.kernel_size: must be odd .*got 4"):
+        create_model("misa", TINY_DIMS, 1, kernel_size=4)
+
+
+def test_misa_blocks_are_built_from_the_params() -> None:
+    model = create_model("misa", TINY_DIMS, 1, hidden=8, heads=2, kernel_size=5, encoder_temporal="transformer",
+                         dropout=0.2, downsample_text=2, downsample_audio=3, downsample_visual=5)
+    dec = model.decoupling
+    assert dec.shared_mode == "common" and dec.activation == "sigmoid"  # one E_c, Linear + Sigmoid (Eq. 3)
+    assert dec.downsample == {"text": 2, "audio": 3, "visual": 5}
+    assert all(dec.proj[m].conv.kernel_size == (5,) for m in MODALITIES)
+    assert dec.private["text"].temporal == "transformer" and dec.private["text"].mixer.attn.heads == 2
+    assert dec.private["text"].drop.p == 0.2
+    fusion = model.fusion  # one transformer over the six vectors: no positions, no embedding scale
+    assert fusion.positions is False and fusion.embed_scale == 1.0
+    assert all(layer.ffn[2].p == 0.2 and layer.drop.p == 0.2 and layer.ln_kv is None for layer in fusion.layers)
+    kinds = [type(m).__name__ for m in model.head]  # Linear(6d, 3d) -> Dropout -> ReLU -> Linear(3d, out)
+    assert kinds == ["Linear", "Dropout", "ReLU", "Linear"] and model.head[1].p == 0.2
+    assert model.head[0].in_features == 48 and model.head[0].out_features == 24
+
+
+def test_misa_similarity_and_difference_are_eq_6_and_7() -> None:
+    """sim = mean over the 3 pairs of CMD_K (K = cmd_moments); diff = Σ_m D(h_p^m, h_c^m) + Σ_pairs D(h_p^a, h_p^b),
+    every term added (a sign flip or a missing term changes the value)."""
+    torch.manual_seed(0)
+    model = create_model("misa", TINY_DIMS, 1, cmd_moments=2)
+    g = torch.Generator().manual_seed(4)
+    hc = {m: torch.rand(6, 32, generator=g) for m in MODALITIES}
+    hp = {m: torch.rand(6, 32, generator=g) for m in MODALITIES}
+    present = {m: torch.ones(6, dtype=torch.bool) for m in MODALITIES}
+    sim, diff = model.similarity_and_difference(hc, hp, present, None)
+    pairs = [("text", "audio"), ("text", "visual"), ("audio", "visual")]
+    assert float(sim) == pytest.approx(sum(float(cmd(hc[a], hc[b], 2)) for a, b in pairs) / 3, rel=1e-5)
+    assert float(sim) != pytest.approx(sum(float(cmd(hc[a], hc[b], 5)) for a, b in pairs) / 3, rel=1e-3)
+    expected = (sum(float(misa_difference(hp[m], hc[m])) for m in MODALITIES)
+                + sum(float(misa_difference(hp[a], hp[b])) for a, b in pairs))
+    assert float(diff) == pytest.approx(expected, rel=1e-5)
+
+
+def test_misa_reconstruction_error_averages_over_the_present_modalities_only() -> None:
+    """Eq. 8 per sample: a row with one present modality has exactly that modality's error (not half of it)."""
+    torch.manual_seed(0)
+    model = create_model("misa", TINY_DIMS, 1)
+    batch = make_batch({"text": [3, 2], "audio": [4, 0], "visual": [2, 0]}, TINY_DIMS)
+    per = {}
+    with torch.no_grad():
+        x, shared, private, mask = model.decoupling(batch.features, batch.mask)
+        present = {m: mask[m].any(dim=1) for m in MODALITIES}
+        err = model.reconstruction_error(x, shared, private, mask, present)
+        for m in MODALITIES:
+            rec = model.recon[m](shared[m] + private[m])
+            w = mask[m].unsqueeze(-1).float()
+            per[m] = ((rec - x[m]) * w).pow(2).sum(dim=(1, 2)) / (w.sum(dim=(1, 2)) * rec.shape[-1]).clamp_min(1.0)
+    assert float(err[0]) == pytest.approx(float(sum(per[m][0] for m in MODALITIES)) / 3, rel=1e-5)
+    assert float(err[1]) == pytest.approx(float(per["text"][1]), rel=1e-5)
+
+
+def test_misa_features_and_conflict_diagnostics_read_the_right_tokens() -> None:
+    """``features[m]`` = [fused private token of m, fused shared token of m] (MISA's order t, v, a); the conflict
+    score of a row with a missing modality compares the present ones only."""
+    torch.manual_seed(0)
+    model = create_model("misa", TINY_DIMS, 1).eval()
+    batch = make_batch({"text": [3, 2], "audio": [4, 0], "visual": [2, 3]}, TINY_DIMS)
+    fused: list[torch.Tensor] = []
+    hook = model.fusion.register_forward_hook(lambda mod, args, out: fused.append(out))
+    with torch.no_grad():
+        out = model(batch)
+    hook.remove()
+    order = {"text": 0, "visual": 1, "audio": 2}
+    for m in MODALITIES:
+        torch.testing.assert_close(out.features[m], torch.cat([fused[0][:, order[m]], fused[0][:, 3 + order[m]]], -1))
+    with torch.no_grad():
+        _, shared, _, mask = model.decoupling(batch.features, batch.mask)
+    hc = {m: (shared[m] * mask[m].unsqueeze(-1)).sum(1) / mask[m].sum(1, keepdim=True).clamp_min(1) for m in MODALITIES}
+    d_tv = 1 - F.cosine_similarity(hc["text"][1], hc["visual"][1], dim=0)
+    assert float(out.diagnostics["conflict_text"][1]) == pytest.approx(float(d_tv), rel=1e-4)  # audio absent
+    assert float(out.diagnostics["conflict_audio"][1]) == 0.0

@@ -19,7 +19,9 @@ from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.data.safe import save_dataset
 from accord.models import create_model, list_models
 from accord.models.self_mm import (
+    EPS,
     TASKS,
+    LabelMemory,
     SelfMM,
     class_centres,
     momentum_update,
@@ -294,3 +296,41 @@ def test_memory_can_no_longer_merge_two_samples_the_dataset_refuses_them(tmp_pat
     for batch in ds.validate()["train"].iter_batches(4):
         memory.rows(batch.ids, batch.label)
     assert len(memory) == 6 and memory.labels["text"][:2].tolist() == [2.0, -2.0]  # each from its own label
+
+
+# ----------------------------------------- Eqs. 6-11 on batches (written after the mutation run over self_mm.py)
+def test_relative_distance_is_per_row_on_a_batch() -> None:
+    """Eqs. 7-8 row by row on ``[B, d]`` with B = 3 != d = 2: each row's own distances (a sum or norm over the
+    whole batch, or over the wrong axis, fails), and a row ON the positive centre (D^p = 0) gets
+    alpha = D^n / eps > 0 (the eps guard keeps the sign)."""
+    centres = (torch.tensor([1.0, 0.0]), torch.tensor([0.0, 4.0]))
+    f = torch.tensor([[1.0, 1.0], [-1.0, 0.0], [1.0, 0.0]])
+    # l2: row 0 d_p 1, d_n sqrt(10); row 1 d_p 2, d_n sqrt(17); row 2 d_p 0, d_n sqrt(17)
+    l2 = relative_distance(f, centres)  # the default is the released code's l2
+    torch.testing.assert_close(l2[:2], torch.tensor([math.sqrt(10.0) - 1.0, (math.sqrt(17.0) - 2.0) / 2.0]))
+    assert float(l2[2]) == pytest.approx(math.sqrt(17.0) / EPS, rel=1e-5)
+    # squared / sqrt(2): row 1 D_p 4/sqrt(2), D_n 17/sqrt(2) -> alpha = 13/4 (a cube instead of a square: 3.5)
+    sq = relative_distance(f, centres, "squared")
+    torch.testing.assert_close(sq[:2], torch.tensor([9.0, 13.0 / 4.0]))
+    assert float(sq[2]) == pytest.approx(17.0 / math.sqrt(2.0) / EPS, rel=1e-5)
+
+
+def test_shifted_label_keeps_its_sign_when_alpha_m_is_zero() -> None:
+    """Eq. 11's eps guard: alpha_m = 0 gives y_m·alpha_s/eps (large, the sign of y_m·alpha_s), not a flip."""
+    y = shifted_label(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([1.0]))
+    assert float(y) == pytest.approx(0.5 * (1.0 / EPS + 2.0), rel=1e-6)
+
+
+def test_label_memory_centres_use_only_the_stored_rows() -> None:
+    """Eq. 6 over the rows whose representation was stored: in the first epoch a sample without the modality has
+    no stored row and must not pull the centres (its placeholder row is zeros)."""
+    mem = LabelMemory({"fusion": 2, "text": 2, "audio": 2, "visual": 2})
+    rows = mem.rows(["a", "b", "c", "d"], torch.tensor([1.0, -1.0, 2.0, -2.0]))
+    mem.features["audio"][rows[:3]] = torch.tensor([[2.0, 0.0], [0.0, 2.0], [4.0, 0.0]])
+    mem.stored["audio"][rows[:3]] = True  # "d" has no audio
+    pos, neg = mem.centres("audio")  # type: ignore[misc]
+    torch.testing.assert_close(pos, torch.tensor([3.0, 0.0]))
+    torch.testing.assert_close(neg, torch.tensor([0.0, 2.0]))  # d's zero row left out: not (0, 1)
+    mem.stored["audio"][rows[3]] = True
+    _, neg_all = mem.centres("audio")  # type: ignore[misc]
+    torch.testing.assert_close(neg_all, torch.tensor([0.0, 1.0]))
