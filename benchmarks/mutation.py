@@ -154,6 +154,12 @@ def report() -> Path:
         lines.append(f"| `{f}` | " + " | ".join(cells) + " |")
     lines.append("| **all** | " + " | ".join(f"**{100 * score(t)[0]:.1f}% of {score(t)[1]}**" for t in totals) + " |")
     last_files = snaps[-1]["files"]
+    late = [f for f in files if len(snaps) > 1 and score(Counter(last_files.get(f, {}).values()))[1]
+            and not score(Counter(snaps[0]["files"].get(f, {}).values()))[1]]
+    if late:
+        lines += ["", f"First mutated in `{snaps[-1]['label']}` (no `{snaps[0]['label']}` column): "
+                  + ", ".join(f"`{f}`" for f in late) + f". Their `{snaps[-1]['label']}` score counts the mutants "
+                  "killed by the tests written from that run's own survivors (`rerun`)."]
     unrun = [f for f in files if not any(v != "not checked" for v in last_files.get(f, {}).values())]
     if unrun:
         lines += ["", "Not run yet (every mutant `not checked`: not reached in the session that made the snapshot): "
@@ -174,7 +180,8 @@ def report() -> Path:
     for name, diff in sorted(last["survivors"].items()):
         why = triage.get(name)
         kind = triage_kind(why)
-        label = {"killed later": why, "equivalent": f"equivalent: {why}", "not an equation line": why,
+        label = {"killed later": why, "equivalent": why if str(why).startswith("equivalent") else f"equivalent: {why}",
+                 "not an equation line": why,
                  "test still to write": f"**{why}**", "not yet triaged": "**not yet triaged**"}[kind]
         lines += [f"- `{name}`: {label}", "",
                   "  ```diff", *("  " + d for d in diff.splitlines()), "  ```", ""]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from accord.cli import app
 from accord.config import load_config
 from accord.core.errors import CheckpointError, ConfigError, DataError
 from accord.data.dataset import MultimodalDataset, SplitData, make_split
+from accord.data.safe import load_dataset_dir, save_dataset
 from accord.data.subset import apply_train_fraction, group_of, keep_fraction
 from accord.training.trainer import Trainer
 from conftest import tiny_dataset
@@ -654,6 +656,27 @@ def test_trainer_with_augment_fit_then_sample_folder(tmp_path: Path) -> None:
                                   "augment.per_sample=3"])
     with pytest.raises(ConfigError, match="augment.per_sample: 3 requested but .* holds 2"):
         Trainer(cfg3, progress=False).augmented_train_split()
+    cfg_all = load_config(method="early_fusion", dataset="conflictbench",  # exactly the variants the folder holds
+                          overrides=[*CB, f"output.dir={tmp_path}", "name=all", f"augment.source={samples}",
+                                     "augment.per_sample=2", "augment.weighting=quality"])
+    split_all = Trainer(cfg_all, progress=False).augmented_train_split()
+    assert len(split_all) == 3 * 48 and torch.equal(split_all.extras["sample_weight"], split.extras["sample_weight"])
+    no_gen = load_dataset_dir(samples)  # a sample folder whose generated rows were removed: holds 0 per real row
+    no_gen.splits["train"] = no_gen.splits["train"].subset(
+        (no_gen.splits["train"].extras["generated"] == 0).nonzero().flatten())
+    save_dataset(no_gen, tmp_path / "no_generated")
+    cfg_none = load_config(method="early_fusion", dataset="conflictbench",
+                           overrides=[*CB, f"output.dir={tmp_path}", "name=none",
+                                      f"augment.source={tmp_path / 'no_generated'}", "augment.per_sample=1"])
+    with pytest.raises(ConfigError, match=r"augment.per_sample: 1 requested but .*no_generated holds 0 generated rows"):
+        Trainer(cfg_none, progress=False).augmented_train_split()
+    half = tmp_path / "generator_only"  # a folder with generator.json but no scorer.json is neither kind of source
+    shutil.copytree(tmp_path / "fit" / "augment" / "generator", half)
+    (half / "scorer.json").unlink()
+    cfg_half = load_config(method="early_fusion", dataset="conflictbench",
+                           overrides=[*CB, f"output.dir={tmp_path}", "name=half", f"augment.source={half}"])
+    with pytest.raises(ConfigError, match=r"generator_only is not none, fit, noise, a generator folder"):
+        Trainer(cfg_half, progress=False).augmented_train_split()
     cfg4 = load_config(method="early_fusion", dataset="conflictbench",
                        overrides=[*CB, f"output.dir={tmp_path}", "name=y", f"augment.source={samples}",
                                   "data.params.n_train=40"])
@@ -729,7 +752,6 @@ def test_cli_augment_fit_and_sample(tmp_path: Path) -> None:
     res = runner.invoke(app, ["augment", "sample", str(tmp_path / "g"), "--per-sample", "2",
                               "--out", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
-    from accord.data.safe import load_dataset_dir
 
     saved = load_dataset_dir(tmp_path / "s")
     assert len(saved["train"]) == 144 and len(saved["valid"]) == 24
