@@ -107,7 +107,8 @@ def test_one_part_concatenates_to_itself() -> None:
 
 def test_the_consistency_regressor_falls_back_to_the_mean_for_a_fold_without_two_training_rows() -> None:
     """q_con's cross-fitting (METHODS.md §4): a fold whose complement holds fewer than 2 rows of the modality gets
-    the constant model (zero coefficients, intercept = the mean label), not a ridge fit on one row."""
+    the constant model of that complement (zero coefficients, intercept = its mean label, never a held-out label),
+    not a ridge fit on one row."""
     train = tiny_dataset(n=4, seed=0)["train"]
     fold_of = group_folds(list(train.ids), 2, seed=0)  # one group ("train"): rows dealt 2 / 2
     absent = int((fold_of == 0).nonzero()[0])  # visual missing in one row of fold 0: fold 0 keeps 1 present row
@@ -118,6 +119,9 @@ def test_the_consistency_regressor_falls_back_to_the_mean_for_a_fold_without_two
     present = train.lengths["visual"] > 0
     assert coef.shape[0] == 3
     assert torch.equal(coef[1, :-1], torch.zeros(coef.shape[1] - 1, dtype=torch.float64))  # fold 1's complement: 1 row
-    assert float(coef[1, -1]) == pytest.approx(float(train.labels[present].double().mean()))
+    complement = present & (fold_of != 1)  # the one present row outside fold 1
+    assert int(complement.sum()) == 1
+    assert float(coef[1, -1]) == pytest.approx(float(train.labels[complement].double().mean()))
+    assert float(coef[1, -1]) != pytest.approx(float(train.labels[present].double().mean()))  # not the held-out rows
     # fold 0's complement (the 2 present rows of fold 1) gets a ridge fit: its intercept is not the fallback's
     assert float(coef[0, -1]) != pytest.approx(float(coef[1, -1]))

@@ -173,3 +173,26 @@ def test_probe_qasa_correlates_the_weights_the_run_used(tmp_path: Path) -> None:
     seed = res["per_seed"]["seed_0"]
     assert seed["generated_rows"] == 96.0  # 48 real rows x 2 variants
     assert -1.0 <= seed["weight_error_corr"] <= 1.0
+
+
+CLEAN = ["data.params.noise=0.3", "data.params.salient_share=1.0",
+         "data.params.strength={text: 1.5, audio: 1.5, visual: 1.5}"]
+
+
+def test_cacr_drop_crm_reads_h_n_where_the_literal_one_does_not(tmp_path: Path) -> None:
+    """METHODS.md §1.3, the shortcut and its fix, on ConflictBench data where most of X_m is the shared sentiment
+    signal (the `clean` setting of cacr_conflictbench.md): after training, permuting the other modalities' shared
+    features H_n raises l_m by >= 20% with P_m dropped from the decoder input (`crm: drop`, the default) and by far
+    less with the literal decoder input [H_n ; P_m] (`crm: paper`), which rebuilds X_m from P_m."""
+    rise = {}
+    for crm in ("drop", "paper"):
+        cfg = load_config(method="cacr", dataset="conflictbench", overrides=[
+            *CLEAN, "data.params.n_train=400", "data.params.n_valid=100", "data.params.n_test=200",
+            "train.epochs=8", "train.num_threads=1", f"model.params.crm={crm}", f"output.dir={tmp_path}",
+            f"name={crm}"])
+        Trainer(cfg, progress=False).fit()
+        seed = probe_run(tmp_path / crm)["per_seed"]["seed_0"]
+        assert seed["ceiling"] > 0.4, seed  # the data let H_n explain X_m
+        rise[crm] = seed["hn_rise"]
+    assert rise["drop"] >= 0.2, rise
+    assert rise["paper"] < 0.5 * rise["drop"], rise

@@ -261,8 +261,10 @@ def fit_scorer(train: SplitData, params: ScorerParams, modalities: list[str], se
                 coefs, oof = [], torch.zeros(len(rows), dtype=torch.float64)
                 for f in range(n_folds):
                     tr_mask = folds != f
-                    if int(tr_mask.sum()) < 2:
-                        w = torch.cat([torch.zeros(x.shape[1], dtype=torch.float64), yy.mean().reshape(1)])
+                    if int(tr_mask.sum()) < 2:  # no ridge on < 2 rows: the constant model of the fold's own
+                        # training rows (never the held-out labels; 0, the scale's centre, when it has none)
+                        centre = yy[tr_mask].mean() if bool(tr_mask.any()) else yy.new_zeros(())
+                        w = torch.cat([torch.zeros(x.shape[1], dtype=torch.float64), centre.reshape(1)])
                     else:
                         w = ridge_fit(x[tr_mask], yy[tr_mask], pen)
                     coefs.append(w)
