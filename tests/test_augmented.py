@@ -125,3 +125,17 @@ def test_the_consistency_regressor_falls_back_to_the_mean_for_a_fold_without_two
     assert float(coef[1, -1]) != pytest.approx(float(train.labels[present].double().mean()))  # not the held-out rows
     # fold 0's complement (the 2 present rows of fold 1) gets a ridge fit: its intercept is not the fallback's
     assert float(coef[0, -1]) != pytest.approx(float(coef[1, -1]))
+
+
+def test_a_fold_with_no_training_rows_of_the_modality_gets_the_scale_centre() -> None:
+    """Every present row of the modality in one fold: that fold's complement has none, so its constant model
+    predicts 0 (the centre of the sentiment scale), finite, never a held-out label."""
+    train = tiny_dataset(n=6, seed=0)["train"]
+    fold_of = group_folds(list(train.ids), 2, seed=0)
+    for i in (fold_of == 1).nonzero().flatten().tolist():  # the modality present only in fold 0's three rows
+        train.lengths["visual"][i] = 0
+        train.features["visual"][i] = 0
+    scorer = fit_scorer(train, ScorerParams(folds=2, k=1, alphas=[1.0]), ["visual"], seed=0)
+    coef = scorer.t["visual/coef"]
+    assert bool(torch.isfinite(coef).all())
+    assert coef[0].abs().sum().item() == 0.0  # fold 0: no training row of visual -> intercept 0, no weights
