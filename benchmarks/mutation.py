@@ -88,6 +88,7 @@ def snapshot(root: Path, label: str, commit: str, merge: bool = False) -> Path:
     keeps its status from the snapshot; each file records the commit it was mutated at.
     """
     per_file = statuses(root)
+    ran = {name for f in per_file.values() for name, st in f.items() if st != "not checked"}  # this run's mutants
     commits = dict.fromkeys(per_file, commit)
     dest = RESULTS / f"mutation_{label}.json"
     old_survivors: dict[str, str] = {}
@@ -101,7 +102,7 @@ def snapshot(root: Path, label: str, commit: str, merge: bool = False) -> Path:
         commits = {**{f: old.get("commits", {}).get(f, old["commit"]) for f in kept}, **commits}
         per_file = {**kept, **per_file}
     alive = [name for f in per_file.values() for name, st in f.items() if st in ("survived", "no tests")]
-    survivors = {n: old_survivors[n] for n in alive if n in old_survivors}
+    survivors = {n: old_survivors[n] for n in alive if n in old_survivors and n not in ran}  # diffs of this run: new
     survivors.update(show(root, [n for n in alive if n not in survivors]))
     write_json(dest, {"label": label, "commit": ", ".join(dict.fromkeys(commits[f] for f in sorted(commits))),
                       "commits": commits, "files": dict(sorted(per_file.items())), "survivors": survivors,
