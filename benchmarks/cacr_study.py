@@ -393,17 +393,23 @@ def dependence(run_dir: Path, split: str = "test") -> dict[str, Aggregate]:
     return {k: (v["mean"], v["std"], v["n"]) for k, v in res["mean_std"].items() if k in HN_COLS}
 
 
+def _pct(agg: Aggregate) -> str:
+    """A share as ``12.3% ± 0.4``."""
+    return f"{100 * agg[0]:.1f}% ± {100 * agg[1]:.1f}"
+
+
+def _auroc(agg: Aggregate) -> str:
+    """An AUROC as mean ± std (the metric's own format)."""
+    return format_mean_std(agg[0], agg[1], "AUROC_planted")
+
+
 def reading(headline: dict[str, dict[str, dict[str, Aggregate]]], accs: dict[str, dict[str, dict[str, Aggregate]]],
             deps: dict[str, dict[str, dict[str, Aggregate]]], misa_c: float, cacr_c: float) -> str:
     """The paragraphs under the headline, from the numbers (so a re-run cannot leave a stale sentence)."""
-    def f(agg: Aggregate) -> str:
-        return format_mean_std(agg[0], agg[1], "AUROC_planted")
+    f, pct = _auroc, _pct
 
     def acc(agg: Aggregate) -> str:
         return format_mean_std(agg[0], agg[1], "acc_conflicting")
-
-    def pct(agg: Aggregate) -> str:
-        return f"{100 * agg[0]:.1f}% ± {100 * agg[1]:.1f}"
 
     dep = "; ".join(
         f"`{s}` {pct(d['cacr_paper']['hn_rise'])} (paper) / {pct(d['cacr']['hn_rise'])} (drop) of a ceiling of "
@@ -467,12 +473,7 @@ def reading(headline: dict[str, dict[str, dict[str, Aggregate]]], accs: dict[str
 def headline_clean(au: dict[str, dict[str, Aggregate]], dep: dict[str, dict[str, Aggregate]], seeds: int) -> str:
     """The headline of the high-ceiling setting: where the data let the shared features explain X_m, does each
     CRM read them, and does the conflict score find the planted conflicts?"""
-    def pct(agg: Aggregate) -> str:
-        return f"{100 * agg[0]:.1f}% ± {100 * agg[1]:.1f}"
-
-    def f(agg: Aggregate) -> str:
-        return format_mean_std(agg[0], agg[1], "AUROC_planted")
-
+    f, pct = _auroc, _pct
     drop, ceiling = dep["cacr"]["hn_rise"], dep["cacr"]["ceiling"]
     main = au["cacr"]["AUROC_planted"]
     return (
