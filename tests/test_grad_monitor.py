@@ -25,32 +25,22 @@ from accord.balance.monitor import (
 from accord.balance.params import GradMonitorParams
 from accord.core.hooks import StepState
 from accord.core.types import MODALITIES, Batch, ModelOutput
+from test_balance import Additive
+from test_balance import make_batch as balance_batch
 
 
 def make_batch(b: int = 4, seed: int = 0, weight: list[float] | None = None) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    feats = {m: torch.randn(b, 1, 2, generator=g) for m in MODALITIES}
-    mask = {m: torch.ones(b, 1, dtype=torch.bool) for m in MODALITIES}
-    extras = {} if weight is None else {"sample_weight": torch.tensor(weight)}
-    return Batch(features=feats, mask=mask, present=torch.ones(b, 3, dtype=torch.bool),
-                 label=torch.randn(b, generator=g), extras=extras)
+    """``test_balance``'s batch (T = 1, two features per modality, all present), with ``sample_weight`` rows."""
+    batch = balance_batch(b, seed=seed)
+    if weight is not None:
+        batch.extras["sample_weight"] = torch.tensor(weight)
+    return batch
 
 
-class Additive(nn.Module):
-    """``ŷ = Σ_m w_m · sum(z_m)``, ``z_m = u_m ⊙ x_m``: ``∂L/∂z_m = w_m · ∂L/∂ŷ`` per element."""
-
-    def __init__(self, w: list[float], kappa: float | None = None) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(w))
-        self.u = nn.ParameterDict({m: nn.Parameter(torch.ones(2)) for m in MODALITIES})
-        if kappa is not None:
-            self.params = SimpleNamespace(kappa=kappa)
-
-    def forward(self, batch: Batch) -> ModelOutput:
-        z = {m: batch.features[m][:, 0] * self.u[m] for m in MODALITIES}
-        pred = sum(self.w[k] * z[m].sum(dim=1) for k, m in enumerate(MODALITIES))
-        assert isinstance(pred, Tensor)
-        return ModelOutput(prediction=pred, features=z)
+def with_kappa(model: nn.Module, kappa: float) -> nn.Module:
+    """``model`` declaring ``params.kappa`` (as CP+SL does), for the monitor's default threshold."""
+    model.params = SimpleNamespace(kappa=kappa)  # type: ignore[assignment]
+    return model
 
 
 def _l1_norms(w: list[float], batch: Batch, rows: list[float]) -> list[float]:
@@ -208,7 +198,7 @@ def test_objective_cosines_without_sample_weights_use_the_heads_own_weights() ->
 
 
 def test_kappa_from_the_params_else_from_the_model_else_1_5() -> None:
-    model = Additive([1.0, 1.0, 1.0], kappa=3.0)
+    model = with_kappa(Additive([1.0, 1.0, 1.0]), 3.0)
     mon = GradMonitor()
     mon.on_fit_start(model, StepState(seed=0, task_loss="mse"))
     assert mon.kappa == 3.0 and mon.loss_name == "mse"
