@@ -74,17 +74,27 @@ def test_only_the_raw_text_is_dropped_out_before_its_projection() -> None:
         assert torch.equal(seen[m], batch.features[m])
 
 
+def _features_and_memory(model: torch.nn.Module, batch: Batch) -> tuple[dict[str, torch.Tensor],
+                                                                       dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """``forward_features`` (no grad) and, per target, the full memory transformer's output and its mask (captured
+    when the model runs the full memory forward, i.e. for ``pool = "mean"``)."""
+    memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [model.memory[t].register_forward_hook(
+        lambda mod, args, out, t=t: memory.__setitem__(t, (out, args[1]))) for t in MODALITIES]
+    try:
+        with torch.no_grad():
+            feats = model.forward_features(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    return feats, memory
+
+
 def test_mean_pooling_averages_the_whole_memory_sequence() -> None:
     torch.manual_seed(0)
     model = create_model("mult", TINY_DIMS, 1, pool="mean", downsample_audio=1, downsample_visual=1).eval()
     batch = make_batch({"text": [4, 2], "audio": [3, 5], "visual": [2, 4]}, TINY_DIMS)
-    memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = [model.memory[t].register_forward_hook(
-        lambda mod, args, out, t=t: memory.__setitem__(t, (out, args[1]))) for t in MODALITIES]
-    with torch.no_grad():
-        feats = model.forward_features(batch)
-    for h in hooks:
-        h.remove()
+    feats, memory = _features_and_memory(model, batch)
     for t in MODALITIES:
         out, mask = memory[t]
         torch.testing.assert_close(feats[t], masked_mean(out, mask))
@@ -98,23 +108,10 @@ def test_last_pooling_runs_the_final_memory_layer_for_the_last_query_only() -> N
     torch.manual_seed(0)
     model = create_model("mult", TINY_DIMS, 1, downsample_audio=1, downsample_visual=1).eval()
     batch = make_batch({"text": [4, 2], "audio": [3, 5], "visual": [2, 4]}, TINY_DIMS)
-    full_calls: list[str] = []
-    hooks = [model.memory[t].register_forward_hook(lambda mod, args, out, t=t: full_calls.append(t))
-             for t in MODALITIES]
-    with torch.no_grad():
-        feats = model.forward_features(batch)
-    for h in hooks:
-        h.remove()
-    assert full_calls == []
-    probe = Batch(features=batch.features, mask=batch.mask, present=batch.present, label=batch.label)
-    with torch.no_grad():
-        model.params.pool = "mean"  # type: ignore[attr-defined]
-        memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        hooks = [model.memory[t].register_forward_hook(
-            lambda mod, args, out, t=t: memory.__setitem__(t, (out, args[1]))) for t in MODALITIES]
-        model.forward_features(probe)
-    for h in hooks:
-        h.remove()
+    feats, full = _features_and_memory(model, batch)
+    assert full == {}  # no memory transformer ran its full forward
+    model.params.pool = "mean"  # type: ignore[attr-defined]
+    _, memory = _features_and_memory(model, batch)  # the full memory forward of the same model
     for t in MODALITIES:
         out, mask = memory[t]
         torch.testing.assert_close(feats[t], out[torch.arange(2), mask.sum(1) - 1], atol=1e-5, rtol=1e-5)
