@@ -832,8 +832,8 @@ def write_report(args: argparse.Namespace, res: dict[str, Any], data: dict[str, 
         "`accord/<run>/`).")
     if rebuilt:
         add("")
-        add(REBUILT_NOTE.format(command=f".venv/bin/python benchmarks/vs_mmsa.py --from-json --models "
-                                        f"{','.join(args.models)} {common}"))
+        add(rebuilt_note(f".venv/bin/python benchmarks/vs_mmsa.py --from-json --models {','.join(args.models)} "
+                         f"{common}"))
     md = "\n".join(lines) + "\n"
     verdict = build_verdict(summary, res)
     md = md.replace(VERDICT_PLACEHOLDER, verdict)
@@ -856,9 +856,11 @@ OPTIMIZER_NOTE = ("**Optimizer (after these runs).** Every Accord row above ran 
                   "-d mosi-u` with the TFN overrides in vs_mmsa.json, `--set train.optimizer_impl=loop|fused`), "
                   "about MMSA's 6.1 CPU s. It is the default since issue 16; the per-epoch comparison of the current "
                   "code with MMSA is [vs_mmsa_speed.md](vs_mmsa_speed.md) (quoted in speed.md).")
-REBUILT_NOTE = ("This file was rewritten on {date} from the runs recorded in its JSON (same runs, data and "
-                "environment; the report code had gained the trivial-baseline row since) by `{{command}}`.").format(
-                    date=time.strftime("%Y-%m-%d", time.gmtime()))
+def rebuilt_note(command: str) -> str:
+    """The line a report rewritten by ``--from-json`` ends with: when, from what, and by which command."""
+    return (f"This file was rewritten on {time.strftime('%Y-%m-%d', time.gmtime())} from the runs recorded in its "
+            "JSON (same runs, data and environment; the report code had gained the trivial-baseline row since) by "
+            f"`{command}`.")
 #: A wall-time ratio is only shown when both runs saw a similar mean load (1-minute load average difference).
 WALL_LOAD_TOLERANCE = 1.5
 #: Models whose MOSI-sized speed-up over MMSA comes from different encoders (Self-MM: MMSA LSTMs vs Accord convs).
@@ -1337,9 +1339,9 @@ def write_finetune_report(args: argparse.Namespace, res: dict[str, Any], data: d
         "`runs/vs_mmsa/accord/ft_<model>/`; the pickle `runs/vs_mmsa/data/mosi_standard_tokens.pkl`.")
     if rebuilt:
         add("")
-        add(REBUILT_NOTE.format(command=f".venv/bin/python benchmarks/vs_mmsa.py --from-json --finetune --models "
-                                        f"{','.join(res)} --finetune-seeds {args.finetune_seeds} --finetune-epochs "
-                                        f"{args.finetune_epochs} --threads {args.threads}"))
+        add(rebuilt_note(f".venv/bin/python benchmarks/vs_mmsa.py --from-json --finetune --models {','.join(res)} "
+                         f"--finetune-seeds {args.finetune_seeds} --finetune-epochs {args.finetune_epochs} "
+                         f"--threads {args.threads}"))
     write_results(FT_RESULTS_MD, FT_RESULTS_JSON, "\n".join(lines) + "\n", {
         "summary": summary, "runs": res, "patches": patches, "data": data, "environment": env,
         "mmsa_overrides": mmsa_over, "accord_overrides": accord_over,
