@@ -79,6 +79,7 @@ from accord.evaluation.summary import aggregate, aggregate_json, markdown_table,
 from accord.models.base import AccordModel, create_model
 from accord.objectives.task import reduce_per_sample, task_loss
 from accord.training import threads
+from accord.training.allocator import tune_malloc
 from accord.training.checkpoint import load_state, load_weights, save_state, save_weights
 from accord.training.distributed import allreduce_step, init_distributed, rank_device, shard_rows
 from accord.training.evaluation import EvalResult, autocast, evaluate_split, predict_split
@@ -446,6 +447,8 @@ class Trainer:
         Rank 0 holds the run directory's lock from the start (:meth:`open_run`) to the end, whatever the exit
         (normal end, an error, KeyboardInterrupt)."""
         lock: RunLock | None = None
+        if self.cfg.train.malloc == "tuned":  # large buffers reused between steps (training/allocator.py)
+            tune_malloc()
         with threads.using(self.cfg.train.num_threads):  # null: the thread policy's default (training/threads.py)
             try:
                 failure: AccordError | None = None
