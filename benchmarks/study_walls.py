@@ -59,7 +59,13 @@ def main() -> None:
             print(key, record[key], flush=True)
     record["load_after"] = os.getloadavg()[0]
     record["command"] = "python benchmarks/study_walls.py"
-    (res / "study_walls.json").write_text(json.dumps(record, indent=2) + "\n")
+    record["made_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    out = res / "study_walls.json"
+    if out.is_file():  # the run this one replaces, kept for comparison (the machine's speed varies over a day)
+        old = json.loads(out.read_text())
+        record["previous"] = {k: (v["wall_s"] if isinstance(v, dict) and "wall_s" in v else v)
+                              for k, v in old.items() if k not in ("command", "previous")}
+    out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
