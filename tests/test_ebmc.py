@@ -420,3 +420,27 @@ def test_shared_term_moments_eq_weight_scale_and_head_widths() -> None:
     assert isinstance(wide, EBMC)
     heads = [wide.fusion_head, wide.trust_net, *wide.unimodal_heads.values()]
     assert all(h.net[0].out_features == 12 for h in heads)  # type: ignore[union-attr]
+
+
+def test_shared_term_weights_each_row_by_its_sample_weight_once() -> None:
+    """L_sim's row weight for a pair (m, n) is present_m * present_n * w_i: a row of sample weight 0.5 counts as
+    half a row in every moment (the weight squared would count it as a quarter)."""
+    batch = make_batch({"text": [2, 3, 1], "audio": [2, 2, 2], "visual": [1, 2, 0]}, TINY_DIMS)
+    sw = torch.tensor([0.5, 1.0, 2.0])
+    model = small_model(cmd_moments=3).eval()
+    assert isinstance(model, EBMC)
+    weighted = Batch(**{**batch.__dict__, "extras": {"sample_weight": sw}})
+    with torch.no_grad():
+        got = model(weighted).losses["sim"]
+        dec = model.decoupling(batch.features, batch.mask)
+    pooled = {m: masked_mean(dec.shared[m], dec.mask[m]) for m in MODALITIES}
+    present = {m: (batch.mask[m].sum(dim=1) > 0).float() for m in MODALITIES}
+    pairs = [("text", "audio"), ("text", "visual"), ("audio", "visual")]
+
+    def sim(power: int) -> float:
+        return float(torch.stack([cmd(pooled[a], pooled[b], 3, weight=present[a] * present[b] * sw**power)
+                                  for a, b in pairs]).mean())
+
+    assert got.item() == pytest.approx(sim(1), rel=1e-5)
+    assert got.item() != pytest.approx(sim(2), rel=1e-3)
+
