@@ -362,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiler top-op lists")
     p.add_argument("--top", type=int, default=8, help="ops listed per profile")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--malloc", choices=["tuned", "system"], default="tuned",
+                   help="glibc's thresholds as the trainer sets them (train.malloc, training/allocator.py) or not")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/mfu.json"))
     args = p.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -370,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         p.error(f"unknown config(s)/mode(s): {bad}")
 
+    if args.malloc == "tuned":  # what every training gets by default (train.malloc)
+        from accord.training.allocator import tune_malloc
+
+        tune_malloc()
     load_before = os.getloadavg()
     started = time.time()
     sizes = [int(s) for s in args.gemm_sizes.split(",")]
@@ -389,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                     "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "load_average_before": load_before,
                     "load_average_after": os.getloadavg()},
-        "setup": {"threads": args.threads, "rounds": args.rounds, "steps_per_round": args.steps,
+        "setup": {"threads": args.threads, "malloc": args.malloc, "rounds": args.rounds, "steps_per_round": args.steps,
                   "warmup": args.warmup, "batches": args.batches, "seed": args.seed,
                   "optimizer": "AdamW(lr=1e-3, fused=True)",
                   "loss": "L1 on prediction + default-weighted aux predictions/losses (throughput.loss_fn)",

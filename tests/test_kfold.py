@@ -113,6 +113,7 @@ def test_absent_shares_of_planted_absent_samples() -> None:
     md = dataset_markdown({"name": "toy", "source": "here", "path": "/d", "class_names": ["x", "y", "z"], **rec})
     assert "| test | 5 | 20.0% | 60.0% | 0.0% | 2 | 2 | 1 |" in md and "data.path `/d`" in md
     assert "not recorded" in dataset_markdown({"name": "old"})
+    assert "source here," in md  # a source that is not a path stays as it is
     # the same numbers from torch tensors (the trainer's dataset)
     ds = build_dataset("conflictbench", None, {"n_train": 8, "n_valid": 4, "n_test": 10})
     ds.splits["test"].lengths["visual"][[1, 5, 6]] = 0
@@ -264,3 +265,16 @@ def test_summed_confusion_over_folds() -> None:
     fold = {"m": {"class_names": ["a", "b"], "matrix": [[1, 2], [3, 4]], "seeds": 2}}
     out = summed_confusion([fold, fold, {}])
     assert out == {"m": {"class_names": ["a", "b"], "matrix": [[2, 4], [6, 8]], "seeds": 4, "folds": 2}}
+
+
+def test_dataset_source_path_is_shown_relative_to_the_working_directory(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "shared" / "data" / "mosi"
+    data.mkdir(parents=True)
+    work = tmp_path / "accord"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    md = dataset_markdown({"name": "mosi-u", "source": str(work / ".." / "shared" / "data" / "mosi")})
+    assert "source ../shared/data/mosi." in md and str(tmp_path) not in md
+    gone = str(tmp_path / "gone")  # not on this machine: shown as recorded
+    assert f"source {gone}." in dataset_markdown({"name": "x", "source": gone})

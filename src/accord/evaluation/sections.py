@@ -15,6 +15,7 @@ numbers read the same everywhere. No torch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,19 @@ def dataset_cells(info: Mapping[str, Any]) -> Cells | None:
     return header, rows
 
 
+def shown_source(source: str) -> str:
+    """A dataset's source as a report shows it: an absolute path to an existing file or folder becomes relative to
+    the working directory (``/home/me/accord/../shared/data/mosi`` -> ``../shared/data/mosi``), so a committed
+    report names no machine's home; anything else (``conflictbench(seed=0)``) as it is."""
+    if os.path.isabs(source) and os.path.exists(source):
+        return os.path.relpath(source)
+    return source
+
+
 def dataset_line(info: Mapping[str, Any]) -> str:
     """The dataset section's first line: name, source and ``data.path``."""
     path = info.get("path")
-    return (f"Dataset `{info.get('name', '?')}`: source {info.get('source') or 'n/a'}"
+    return (f"Dataset `{info.get('name', '?')}`: source {shown_source(str(info.get('source') or 'n/a'))}"
             + (f", data.path `{path}`" if path else "") + ".")
 
 
