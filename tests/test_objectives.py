@@ -18,9 +18,7 @@ from accord.objectives.conflict import (
 )
 from accord.objectives.decoupling import (
     cmd,
-    cmd_stacked,
     misa_difference,
-    misa_difference_stacked,
     private_preservation,
     reconstruction_error,
     soft_orthogonality,
@@ -220,32 +218,4 @@ def test_batch_statistics_edge_cases() -> None:
     assert reduce_per_sample(torch.tensor([2.0, 4.0, 100.0]), w).item() == pytest.approx(3.0)
     with pytest.raises(ValueError, match=r"unknown task loss 'huber' \(expected l1, mse or ce\)"):
         task_loss(torch.zeros(2), torch.zeros(2), "huber")
-
-
-def test_stacked_cmd_and_difference_equal_the_pair_by_pair_values() -> None:
-    """cmd_stacked / misa_difference_stacked on P pairs = cmd / misa_difference of each pair, each with its OWN row
-    weights (a pair's weights must not leak into another's moments or centring); a pair whose weights are all 0
-    gives exactly 0; shapes that do not stack are an error that names them."""
-    g = torch.Generator().manual_seed(3)
-    x, y = torch.rand(3, 6, 4, generator=g), torch.rand(3, 6, 4, generator=g)
-    w = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.5, 2.0], [0.0] * 6, [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]])
-    for moments in (1, 2, 5):
-        got = cmd_stacked(x, y, moments, weight=w)
-        want = torch.stack([cmd(x[p], y[p], moments, weight=w[p]) for p in range(3)])
-        torch.testing.assert_close(got, want)
-        torch.testing.assert_close(cmd_stacked(x, y, moments),
-                                   torch.stack([cmd(x[p], y[p], moments) for p in range(3)]))
-    assert cmd_stacked(x, y, weight=w)[1].item() == 0.0
-    b = torch.rand(3, 6, 2, generator=g)  # the second side may be narrower (a private space of another width)
-    torch.testing.assert_close(misa_difference_stacked(x, b, weight=w),
-                               torch.stack([misa_difference(x[p], b[p], weight=w[p]) for p in range(3)]))
-    torch.testing.assert_close(misa_difference_stacked(x, b),
-                               torch.stack([misa_difference(x[p], b[p]) for p in range(3)]))
-    with pytest.raises(ValueError, match=r"cmd_stacked: expected x and y of one shape \[P, B, d\], got \(3, 6, 4\)"):
-        cmd_stacked(x, y[:, :5])
-    with pytest.raises(ValueError, match=r"row weights \(3, 5\) do not match \(3, 6\)"):
-        cmd_stacked(x, y, weight=w[:, :5])
-    with pytest.raises(ValueError, match=r"misa_difference_stacked: expected"):
-        misa_difference_stacked(x[0], b[0])
-    assert cmd_stacked(x[:, :0], y[:, :0]).tolist() == [0.0, 0.0, 0.0]  # no rows: 0, not NaN
 

@@ -60,7 +60,7 @@ from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import CrossmodalTransformerLayer, Decoupling, MLPHead, masked_mean
 from accord.models.params.ebmc import EBMCDeclaration
-from accord.objectives.decoupling import cmd_stacked
+from accord.objectives.decoupling import cmd
 from accord.objectives.energy import equilibrium_loss, trust_kl_per_sample, trust_teacher
 
 WEAK = ("audio", "visual")
@@ -124,13 +124,11 @@ class EBMC(EBMCDeclaration, AccordModel):
         p = self.params
         assert isinstance(p, EBMC.Params)
         fp = present.to(pooled["text"].dtype)
-        sw = torch.ones_like(fp[:, 0]) if sample_weight is None else sample_weight.to(fp.dtype)
         idx = {m: k for k, m in enumerate(MODALITIES)}
-        pairs = list(combinations(MODALITIES, 2))
-        # row weight of pair (m, n): both present, times the sample weight once
-        weight = torch.stack([fp[:, idx[a]] * fp[:, idx[b]] * sw for a, b in pairs])
-        return cmd_stacked(torch.stack([pooled[a] for a, _ in pairs]), torch.stack([pooled[b] for _, b in pairs]),
-                           p.cmd_moments, weight=weight).mean()
+        both = {(a, b): fp[:, idx[a]] * fp[:, idx[b]] for a, b in combinations(MODALITIES, 2)}
+        if sample_weight is not None:  # the sample weight once per row (not once per modality of the pair)
+            both = {pair: w * sample_weight.to(fp.dtype) for pair, w in both.items()}
+        return torch.stack([cmd(pooled[a], pooled[b], p.cmd_moments, weight=w) for (a, b), w in both.items()]).mean()
 
     def unimodal(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Steps 1-3: ``({m: z_m [B, d]}, L_orth, L_sim)``."""

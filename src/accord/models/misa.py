@@ -54,7 +54,7 @@ from accord.models.base import AccordModel, ModelParams, register_model, squeeze
 from accord.models.modules import CrossmodalTransformer, Decoupling, Dropout, masked_mean
 from accord.models.params.misa import MISADeclaration
 from accord.objectives.conflict import conflict_scores
-from accord.objectives.decoupling import cmd_stacked, misa_difference_stacked
+from accord.objectives.decoupling import cmd, misa_difference
 
 MISA_ORDER: tuple[str, str, str] = ("text", "visual", "audio")
 """MISA stacks its vectors as (t, v, a), privates first."""
@@ -96,13 +96,12 @@ class MISA(MISADeclaration, AccordModel):
         rows = {m: present[m].to(ref.dtype) * (1.0 if sample_weight is None else sample_weight.to(ref.dtype))
                 for m in MODALITIES}
         pairs = list(combinations(MODALITIES, 2))
-        both = [rows[a] * present[b].to(ref.dtype) for a, b in pairs]
-        # the three pairs in one call each (cmd_stacked / misa_difference_stacked: pair by pair, batched)
-        sim = cmd_stacked(torch.stack([hc[a] for a, _ in pairs]), torch.stack([hc[b] for _, b in pairs]),
-                          p.cmd_moments, weight=torch.stack(both)).mean()
-        diff = misa_difference_stacked(torch.stack([*(hp[m] for m in MODALITIES), *(hp[a] for a, _ in pairs)]),
-                                       torch.stack([*(hc[m] for m in MODALITIES), *(hp[b] for _, b in pairs)]),
-                                       weight=torch.stack([*(rows[m] for m in MODALITIES), *both])).sum()
+        both = {(a, b): rows[a] * present[b].to(ref.dtype) for a, b in pairs}
+        sim = torch.stack([cmd(hc[a], hc[b], p.cmd_moments, weight=both[a, b]) for a, b in pairs]).mean()
+        diff = sum((misa_difference(hp[m], hc[m], weight=rows[m]) for m in MODALITIES),
+                   start=torch.zeros((), dtype=ref.dtype, device=ref.device))
+        for a, b in pairs:
+            diff = diff + misa_difference(hp[a], hp[b], weight=both[a, b])
         return sim, diff
 
     def reconstruction_error(self, x: dict[str, Tensor], shared: dict[str, Tensor], private: dict[str, Tensor],

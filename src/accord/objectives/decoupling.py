@@ -33,8 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["cmd", "cmd_stacked", "misa_difference", "misa_difference_stacked", "private_preservation",
-           "reconstruction_error", "soft_orthogonality"]
+__all__ = ["cmd", "misa_difference", "private_preservation", "reconstruction_error", "soft_orthogonality"]
 
 
 def _masked(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -79,6 +78,25 @@ def private_preservation(private_again: Tensor, private: Tensor, mask: Tensor | 
     return sq / _lengths(private, mask).clamp_min(1.0)
 
 
+def _matchnorm(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
+    return ((a - b).pow(2).sum() + eps).sqrt()
+
+
+def _row_mean(x: Tensor, weight: Tensor | None) -> Tensor:
+    """Mean over the rows of ``x [N, ...]``: ``sum_i w_i x_i / max(sum_i w_i, 1e-12)``, or the plain mean."""
+    if weight is None:
+        return x.mean(dim=0)
+    if weight.shape != x.shape[:1]:
+        raise ValueError(f"row weights {tuple(weight.shape)} do not match {x.shape[0]} rows")
+    w = weight.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+    return (w * x).sum(dim=0) / w.sum().clamp_min(1e-12)
+
+
+def _any_weight(total: Tensor, weight: Tensor | None) -> Tensor:
+    """``total``, or exactly 0 when every row weight is 0 (no rows count); no data-dependent control flow."""
+    return total if weight is None else total * (weight.sum() > 0).to(total.dtype)
+
+
 def cmd(x: Tensor, y: Tensor, moments: int = 5, weight: Tensor | None = None) -> Tensor:
     """Central moment discrepancy between two batches of vectors ``[B, d]`` (MISA's similarity loss).
 
@@ -87,54 +105,16 @@ def cmd(x: Tensor, y: Tensor, moments: int = 5, weight: Tensor | None = None) ->
     in [0, 1]), and so do we. ``weight [B]`` (optional) weights the rows of both batches (row ``i`` of ``x`` and
     of ``y`` belong to one sample) in every moment: ``E_w x = sum_i w_i x_i / sum_i w_i``,
     ``c_k = E_w (x - E_w x)^k``; with 0/1 weights this equals ``cmd`` of the rows where ``w = 1`` without indexing
-    by a data-dependent mask (so it runs under ``vmap``). 0 for an empty batch or all weights 0. Unweighted, the
-    batches may differ in size. Several pairs of one size at once: :func:`cmd_stacked`.
+    by a data-dependent mask (so it runs under ``vmap``). 0 for an empty batch or all weights 0.
     """
     if weight is None and (x.shape[0] == 0 or y.shape[0] == 0):
         return x.sum() * 0.0 + y.sum() * 0.0
-    if weight is not None and weight.shape != x.shape[:1]:
-        raise ValueError(f"row weights {tuple(weight.shape)} do not match {x.shape[0]} rows")
-    w = None if weight is None else weight.unsqueeze(0)
-    total = _moment_gaps(_moments(x.unsqueeze(0), w, moments), _moments(y.unsqueeze(0), w, moments))
-    return _any_rows(total, w)[0]
-
-
-def cmd_stacked(x: Tensor, y: Tensor, moments: int = 5, weight: Tensor | None = None) -> Tensor:
-    """:func:`cmd` of ``P`` pairs at once: ``x, y [P, B, d]`` (pair ``p`` compares ``x[p]`` with ``y[p]``), optional
-    row weights ``weight [P, B]`` per pair; returns ``[P]``. The moments of both sides of every pair come from one
-    weighted mean over the rows and their gaps from one norm, so the number of operations does not grow with ``P``
-    or ``moments`` (MISA's and EBMC's three modality pairs: one call instead of three)."""
-    if x.ndim != 3 or x.shape != y.shape:
-        raise ValueError(f"cmd_stacked: expected x and y of one shape [P, B, d], got {tuple(x.shape)} and "
-                         f"{tuple(y.shape)}")
-    if weight is not None and weight.shape != x.shape[:2]:
-        raise ValueError(f"row weights {tuple(weight.shape)} do not match {tuple(x.shape[:2])} (pairs, rows)")
-    if x.shape[1] == 0:  # no rows: 0 (not NaN), still attached to the inputs
-        return x.sum(dim=(1, 2)) * 0.0 + y.sum(dim=(1, 2)) * 0.0
-    n = x.shape[0]
-    stats = _moments(torch.cat([x, y]), None if weight is None else torch.cat([weight, weight]), moments)
-    return _any_rows(_moment_gaps(stats[:, :n], stats[:, n:]), weight)
-
-
-def _moments(z: Tensor, weight: Tensor | None, moments: int) -> Tensor:
-    """CMD's statistics of ``z [P, B, d]`` over its rows: ``[K, P, 1, d]`` holding the (weighted) mean, then the
-    central moments ``c_2 .. c_K`` (``K = moments``)."""
-    mean = _rows_mean(z, weight)
-    if moments < 2:
-        return mean.unsqueeze(0)
-    centred = z - mean
-    central = _rows_mean(torch.stack([centred.pow(k) for k in range(2, moments + 1)]), weight)
-    return torch.cat([mean.unsqueeze(0), central])
-
-
-def _moment_gaps(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
-    """``sum_k sqrt(||a_k - b_k||^2 + eps)`` per pair, for statistics ``[K, P, 1, d]``: ``[P]``."""
-    return ((a - b).pow(2).sum(dim=(2, 3)) + eps).sqrt().sum(dim=0)
-
-
-def _any_rows(total: Tensor, weight: Tensor | None) -> Tensor:
-    """``total [P]``, or exactly 0 for a pair whose row weights ``[P, B]`` are all 0; no data-dependent branch."""
-    return total if weight is None else total * (weight.sum(dim=1) > 0).to(total.dtype)
+    mx, my = _row_mean(x, weight), _row_mean(y, weight)
+    sx, sy = x - mx, y - my
+    total = _matchnorm(mx, my)
+    for k in range(2, moments + 1):
+        total = total + _matchnorm(_row_mean(sx.pow(k), weight), _row_mean(sy.pow(k), weight))
+    return _any_weight(total, weight)
 
 
 def misa_difference(a: Tensor, b: Tensor, eps: float = 1e-6, weight: Tensor | None = None) -> Tensor:
@@ -143,34 +123,13 @@ def misa_difference(a: Tensor, b: Tensor, eps: float = 1e-6, weight: Tensor | No
 
     ``weight [N]`` (optional) weights the rows: centring on the weighted mean ``sum_i w_i a_i / sum_i w_i`` and
     ``mean((A^T diag(w) B)^2)``, i.e. ``A^T B = sum_i w_i a_i b_i^T`` (weights 0/1 select rows). 0 when all
-    weights are 0. One pair of :func:`misa_difference_stacked`."""
+    weights are 0."""
     if a.shape[0] == 0:
         return a.sum() * 0.0 + b.sum() * 0.0
-    return misa_difference_stacked(a.flatten(1).unsqueeze(0), b.flatten(1).unsqueeze(0), eps,
-                                   None if weight is None else weight.unsqueeze(0))[0]
-
-
-def misa_difference_stacked(a: Tensor, b: Tensor, eps: float = 1e-6, weight: Tensor | None = None) -> Tensor:
-    """:func:`misa_difference` of ``P`` pairs at once: ``a [P, N, d]``, ``b [P, N, d']``, optional ``weight [P, N]``;
-    returns ``[P]`` (one batched product instead of one per pair)."""
-    if a.ndim != 3 or b.ndim != 3 or a.shape[:2] != b.shape[:2]:
-        raise ValueError(f"misa_difference_stacked: expected a [P, N, d] and b [P, N, d'], got {tuple(a.shape)} "
-                         f"and {tuple(b.shape)}")
-    if weight is not None and weight.shape != a.shape[:2]:
-        raise ValueError(f"row weights {tuple(weight.shape)} do not match {tuple(a.shape[:2])} (pairs, rows)")
-    a = a - _rows_mean(a, weight)
-    b = b - _rows_mean(b, weight)
-    a = a / (a.norm(dim=2, keepdim=True).detach() + eps)
-    b = b / (b.norm(dim=2, keepdim=True).detach() + eps)
+    a = a.flatten(1) - _row_mean(a.flatten(1), weight).unsqueeze(0)
+    b = b.flatten(1) - _row_mean(b.flatten(1), weight).unsqueeze(0)
+    a = a / (a.norm(dim=1, keepdim=True).detach() + eps)
+    b = b / (b.norm(dim=1, keepdim=True).detach() + eps)
     if weight is not None:
-        a = a * weight.to(a.dtype).unsqueeze(2)
-    return (a.transpose(1, 2) @ b).pow(2).mean(dim=(1, 2))
-
-
-def _rows_mean(x: Tensor, weight: Tensor | None) -> Tensor:
-    """Mean over the rows (dim -2) of ``x [..., P, N, d]``, kept as a dim of 1: ``sum_i w_i x_i / max(sum_i w_i,
-    1e-12)`` with ``weight [P, N]`` (broadcast over any leading dims), or the plain mean."""
-    if weight is None:
-        return x.mean(dim=-2, keepdim=True)
-    w = weight.to(x.dtype).unsqueeze(-1)  # [P, N, 1]
-    return (w * x).sum(dim=-2, keepdim=True) / w.sum(dim=-2, keepdim=True).clamp_min(1e-12)
+        a = a * weight.to(a.dtype).unsqueeze(1)
+    return (a.t() @ b).pow(2).mean()
