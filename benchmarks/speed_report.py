@@ -6,6 +6,7 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
     python benchmarks/startup.py
     python benchmarks/mfu.py
     python benchmarks/seed_parallel.py --methods tfn,mult
+    python benchmarks/seed_parallel.py --methods tfn --threads 2 --out benchmarks/results/seed_parallel_2threads.json
     python benchmarks/study_walls.py
     python benchmarks/vs_mmsa_speed.py
     bash benchmarks/fresh_clone_demo.sh

@@ -5,7 +5,7 @@ kernel on ``free``; below it, freed memory above the trim threshold at the top o
 thresholds adapt upwards only to 32 MiB. A training step allocates and frees the same large buffers every step
 (activations, dropout masks, weight gradients: ``zero_grad(set_to_none=True)`` frees them), so with the defaults
 each step maps them again and the kernel zeroes every page on first touch. For TFN's 140,481-wide fused vector
-(MMSA's MOSI sizes) that is about 40% of an epoch, spent in the kernel (``benchmarks/results/speed.md``: 4.7 s ->
+(MMSA's MOSI sizes) that is about 40% of an epoch, spent in the kernel (``docs/speed.md``: 4.7 s ->
 2.6 s of CPU per epoch, system time 7.1 s -> 0.5 s over a 3-epoch run).
 
 :func:`tune_malloc` sets, through ``mallopt``, a fixed mmap threshold of 32 MiB (glibc's largest; requests up to it
