@@ -198,7 +198,7 @@ class TrainConfig(Section):
     masks differ from a sequential run's (deterministic still)."""
     malloc: Literal["tuned", "system"] = "tuned"
     """tuned: glibc's malloc keeps large freed buffers for the next step instead of mapping fresh pages each step
-    (``training/allocator.py``; TFN at MMSA's sizes 4.7 -> 2.6 CPU s per epoch, up to 256 MiB more resident memory;
+    (``training/allocator.py``; TFN at MMSA's sizes: epochs 4.4 -> 3.0 s, up to 256 MiB more resident memory;
     process-wide, from the first training on). system: the C library's own thresholds. Numerics are the same."""
     log_every_steps: int = Field(0, ge=0)
     """0 logs one JSONL line per epoch; N > 0 also logs every N steps (loss terms and hook values)."""

@@ -5,14 +5,14 @@ kernel on ``free``; below it, freed memory above the trim threshold at the top o
 thresholds adapt upwards only to 32 MiB. A training step allocates and frees the same large buffers every step
 (activations, dropout masks, weight gradients: ``zero_grad(set_to_none=True)`` frees them), so with the defaults
 each step maps them again and the kernel zeroes every page on first touch. For TFN's 140,481-wide fused vector
-(MMSA's MOSI sizes) that is about 40% of an epoch, spent in the kernel (``docs/speed.md``: 4.7 s ->
-2.6 s of CPU per epoch, system time 7.1 s -> 0.5 s over a 3-epoch run).
+(MMSA's MOSI sizes) that is about a third of an epoch, spent in the kernel (``benchmarks/malloc_effect.py``: epochs
+of 4.2-4.9 s -> 2.9-3.0 s, system time 6.5 s -> 1.6 s over a 3-epoch run, identical metrics).
 
 :func:`tune_malloc` sets, through ``mallopt``, a fixed mmap threshold of 32 MiB (glibc's largest; requests up to it
 come from the heap and are reused) and a trim threshold of 256 MiB (up to that much freed memory stays mapped for
-the next step). The cost is resident memory: at most the trim threshold more than the peak (about 100 MB in that
-run). The setting is process-wide and stays for the life of the process (glibc has no way to read back the
-previous values); ``train.malloc=system`` leaves the allocator alone. Numerics are unchanged: where memory comes
+the next step). The cost is resident memory: at most the trim threshold more than the peak (79 MB in that run).
+The setting is process-wide and stays for the life of the process (glibc has no way to read back the previous
+values); ``train.malloc=system`` leaves the allocator alone. Numerics are unchanged: where memory comes
 from does not change a single float. Elsewhere than glibc (macOS, Windows, musl) it does nothing.
 """
 
