@@ -44,7 +44,7 @@ def run(setting: str, out: Path) -> dict[str, object]:
     return {"user_s": round(usage.ru_utime, 2), "sys_s": round(usage.ru_stime, 2), "wall_s": round(wall, 2),
             "peak_rss_mb": round(usage.ru_maxrss / 1024),
             "epoch_seconds": [r["seconds"] for r in epochs], "valid_MAE": [r["valid/MAE"] for r in epochs],
-            "command": " ".join(cmd)}
+            "command": " ".join(["accord", *cmd[1:]]).replace(str(out), "TMP")}
 
 
 def main() -> None:
