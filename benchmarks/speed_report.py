@@ -88,8 +88,9 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
                       f"{r['group_s'] / best:.2f}× the fastest one-seed run ({best:.1f} s, one thread: a single "
                       "small seed gains nothing from a second thread). Against the fastest one-seed run the goal "
                       f"is {verdict(r['group_s'] / best <= 1.5)} either way. The group's cost is the vmapped "
-                      "matrix products (`aten::bmm`, a third of the group's CPU time for TFN, at about a third of "
-                      "the GEMM peak) plus vmap's per-operation overhead.", ""]
+                      "matrix products (`aten::bmm`, a third of the group's CPU time for TFN in a `torch.profiler` "
+                      "run) "
+                      "plus vmap's per-operation overhead.", ""]
     return lines
 
 
