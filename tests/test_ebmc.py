@@ -443,4 +443,3 @@ def test_shared_term_weights_each_row_by_its_sample_weight_once() -> None:
 
     assert got.item() == pytest.approx(sim(1), rel=1e-5)
     assert got.item() != pytest.approx(sim(2), rel=1e-3)
-

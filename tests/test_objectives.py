@@ -218,4 +218,3 @@ def test_batch_statistics_edge_cases() -> None:
     assert reduce_per_sample(torch.tensor([2.0, 4.0, 100.0]), w).item() == pytest.approx(3.0)
     with pytest.raises(ValueError, match=r"unknown task loss 'huber' \(expected l1, mse or ce\)"):
         task_loss(torch.zeros(2), torch.zeros(2), "huber")
-
