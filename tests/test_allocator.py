@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,14 @@ class FakeLibc:
 
 
 @pytest.fixture
-def fresh(monkeypatch: pytest.MonkeyPatch) -> FakeLibc:
-    """A process where tune_malloc has not run yet, talking to a fake C library."""
+def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLibc]:
+    """A process where tune_malloc has not run yet, talking to a fake C library (its cached answer is cleared
+    before and after, so the fake's answer never outlives the test)."""
     fake = FakeLibc()
-    monkeypatch.setattr(allocator, "_done", [])
+    allocator.tune_malloc.cache_clear()
     monkeypatch.setattr(allocator, "_libc", lambda: fake)
-    return fake
+    yield fake
+    allocator.tune_malloc.cache_clear()
 
 
 def test_tune_malloc_sets_glibc_thresholds_once(fresh: FakeLibc) -> None:
@@ -57,10 +60,11 @@ def test_tune_malloc_reports_a_refused_value(fresh: FakeLibc) -> None:
 
 
 def test_tune_malloc_does_nothing_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(allocator, "_done", [])
+    allocator.tune_malloc.cache_clear()
     monkeypatch.setattr(allocator.platform, "system", lambda: "Darwin")
     assert allocator._libc() is None
     assert allocator.tune_malloc() is False
+    allocator.tune_malloc.cache_clear()
 
 
 @pytest.mark.parametrize(("setting", "calls"), [("tuned", 2), ("system", 0)])

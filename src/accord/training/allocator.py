@@ -19,6 +19,7 @@ from does not change a single float. Elsewhere than glibc (macOS, Windows, musl)
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 from typing import Any
 
@@ -33,8 +34,6 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 256 * 1024 * 1024
 """Free memory at the top of the heap kept mapped, up to this size, instead of being given back each step."""
 
-_done: list[bool] = []  # set once per process: whether the thresholds were applied
-
 
 def _libc() -> Any | None:
     """The process's glibc (its ``mallopt``), or ``None`` where the C library is not glibc."""
@@ -46,13 +45,10 @@ def _libc() -> Any | None:
         return None
 
 
+@functools.cache
 def tune_malloc() -> bool:
-    """Apply :data:`MMAP_THRESHOLD` and :data:`TRIM_THRESHOLD` with ``mallopt`` once per process; True when both
-    are in force (glibc), False where the C library is another one or refused a value."""
-    if _done:
-        return _done[0]
+    """Apply :data:`MMAP_THRESHOLD` and :data:`TRIM_THRESHOLD` with ``mallopt`` once per process (the answer is
+    cached); True when both are in force (glibc), False where the C library is another one or refused a value."""
     libc = _libc()
-    ok = libc is not None and all(libc.mallopt(param, value) == 1 for param, value in
-                                  ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
-    _done.append(bool(ok))
-    return bool(ok)
+    return libc is not None and all(libc.mallopt(param, value) == 1 for param, value in
+                                    ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
