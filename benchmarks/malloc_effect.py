@@ -36,7 +36,7 @@ def run(setting: str, out: Path) -> dict[str, object]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own CPU time and peak memory
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen, so it never waits again
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} exited with {proc.returncode}")
     log = [json.loads(x) for x in (out / f"tfn_{setting}" / "seed_0" / "log.jsonl").read_text().splitlines()]

@@ -94,7 +94,22 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
     return lines
 
 
-def walls_section(d: dict[str, Any], fresh: dict[str, Any] | None) -> list[str]:
+def mmsa_spread(equal: dict[str, Any] | None) -> str:
+    """``: MMSA's own TFN epoch on MOSI-U took A CPU s at T1 and B s at T2`` (its slowest and fastest measurement in
+    ``vs_mmsa_speed.json``, earlier runs included), or '' when it was measured once."""
+    if not equal:
+        return ""
+    found = [(r["mmsa_cpu"], r.get("measured_utc", equal["finished_utc"]))
+             for group in [*(e["rows"] for e in equal.get("earlier_runs", [])), equal["rows"]] for r in group
+             if (r["model"], r["data"]) == ("tfn", "mosi_u") and r.get("mmsa_cpu")]
+    if len(found) < 2:
+        return ""
+    slow, fast = max(found), min(found)
+    return (f": MMSA's own TFN epoch on MOSI-U took {slow[0]:.1f} CPU s at {slow[1]} UTC and {fast[0]:.1f} s at "
+            f"{fast[1]} (`earlier_runs` in [vs_mmsa_speed.json](vs_mmsa_speed.json))")
+
+
+def walls_section(d: dict[str, Any], fresh: dict[str, Any] | None, equal: dict[str, Any] | None) -> list[str]:
     mu, demo = d["mosi_u_benchmark"], d["demo"]
     lines = ["## The studies: MOSI-U 7 methods × 5 seeds ≤ 90 s; `make demo` ≤ 3 min from a fresh clone", "",
              f"`benchmarks/results/study_walls.json` (load average {d['load_before']:.2f} before, "
@@ -115,12 +130,10 @@ def walls_section(d: dict[str, Any], fresh: dict[str, Any] | None) -> list[str]:
     if prev.get("mosi_u_benchmark") and prev.get("demo"):
         when = d.get("made_utc", "?")
         lines += ["", f"Measured at {when} UTC; the same code's studies took {prev['mosi_u_benchmark']:.0f} s "
-                  f"(MOSI-U) and {prev['demo']:.0f} s (demo) at {prev.get('made_utc') or 'about 03:00 UTC'}"
+                  f"(MOSI-U) and {prev['demo']:.0f} s (demo) at {prev.get('made_utc', '?')} UTC"
                   + (f", and `make demo` from a fresh clone {fprev['wall_s']:.0f} s" if fprev.get("wall_s") else "")
-                  + ". This machine's speed varies by about 2× over a day, for every program alike: MMSA's own TFN "
-                  "epoch on MOSI-U took 12.8 CPU s at 02:55 UTC and 6.6 s at 15:07 "
-                  "(`earlier_runs` in [vs_mmsa_speed.json](vs_mmsa_speed.json)). The goals are met on the "
-                  "machine at its usual speed, not at its slowest."]
+                  + ". This machine's speed varies over a day, for every program alike" + mmsa_spread(equal)
+                  + ". The goals are met on the machine at its usual speed, not at its slowest."]
     lines.append("")
     return lines
 
@@ -185,23 +198,30 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
                   "| model | data | variant | " + " | ".join(f"ratio at {e.get('label', e['finished_utc'])}"
                                                              for e in earlier if e["rows"]) + " | ratio now |",
                   "|:---|:---|:---|" + "---:|" * (sum(1 for e in earlier if e["rows"]) + 1)]
+        moves: list[tuple[float, str]] = []  # MOSI-U: relative move from the latest earlier ratio to now
         for r in d["rows"]:
             if r["variant"] in ("per_step", "downsample4") or r.get("cpu_ratio") is None:
                 continue
-            cells = []
+            cells, last = [], None
             for e in earlier:
                 if not e["rows"]:
                     continue
                 old = [x for x in e["rows"] if (x["model"], x["data"], x["variant"]) ==
                        (r["model"], r["data"], r["variant"])]
-                cells.append(f"{old[0]['cpu_ratio']:.2f}×" if old and old[0].get("cpu_ratio") else "")
+                ratio = old[0].get("cpu_ratio") if old else None
+                cells.append(f"{ratio:.2f}×" if ratio else "")
+                last = ratio or last
             lines.append(f"| {r['model']} | {names[r['data']]} | {r['variant']} | {' | '.join(cells)} | "
                          f"{r['cpu_ratio']:.2f}× |")
+            if r["data"] == "mosi_u" and last:
+                moves.append((abs(r["cpu_ratio"] / last - 1), f"{r['model']} {last:.2f}× -> {r['cpu_ratio']:.2f}×"))
+        moves.sort(reverse=True)
         lines += ["", "TFN's rise after 02:55 is `train.malloc` (its large buffers no longer mapped afresh every "
                   "step; [docs/speed.md](../../docs/speed.md)), the rest is noise: on MOSI-U an epoch is 0.1-5 CPU s, "
                   "much of it per-operation overhead in both frameworks, and "
-                  "a single 3-epoch run moves a ratio by up to 30% (LMF 2.35× -> 1.60×, TFN 2.12× -> 1.88×): read "
-                  "the verdicts above as this run's, not as settled.", ""]
+                  f"a single 3-epoch run moves a ratio by up to {100 * moves[0][0]:.0f}% "
+                  f"({', '.join(m for _, m in moves[:2])}): read the verdicts above as this run's, not as "
+                  "settled." if moves else "", ""]
     return lines
 
 
@@ -214,8 +234,8 @@ def main() -> None:
         d = load(name)
         parts += section(d) if d else [f"## {name}: not measured in this version", ""]
     walls = load("study_walls.json")
-    parts += walls_section(walls, load("fresh_clone_demo.json")) if walls else ["## studies: not measured", ""]
     equal = load("vs_mmsa_speed.json")
+    parts += walls_section(walls, load("fresh_clone_demo.json"), equal) if walls else ["## studies: not measured", ""]
     parts += equal_models_section(equal) if equal else ["## Equal models vs MMSA: not measured", ""]
     parts += ["## Reproduce", "", "```bash", *textwrap.dedent(__doc__.split("::", 1)[1]).strip().splitlines(), "```",
               "", "The machine was shared while these ran (other benchmarks and the test suite on the same 2 cores at "

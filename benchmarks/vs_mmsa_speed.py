@@ -60,6 +60,22 @@ VARIANTS: dict[str, list[tuple[str, list[str], str]]] = {
 SPEED_DATA = {"mult": "mosi_sized_small"}
 
 
+EARLIER_NOTE = ("rows that later runs of this script replaced, grouped by when they were measured (the first two "
+                "groups were recovered from committed versions of this file): the run-to-run spread")
+
+
+def replaced_runs(old: dict[str, Any], redo: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The rows of ``old`` this run replaces (the ``(model, data)`` pairs in ``redo``), one group per time they were
+    measured (``measured_utc``; rows written before it existed count as measured when ``old`` was finished)."""
+    fields = ("model", "data", "variant", "mmsa_cpu", "accord_cpu", "cpu_ratio")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in old.get("rows", []):
+        if (r["model"], r["data"]) in redo:
+            when = r.get("measured_utc") or old.get("finished_utc", "?")
+            groups.setdefault(when, []).append({**{k: r.get(k) for k in fields}, "measured_utc": when})
+    return [{"finished_utc": when, "label": when[11:] or when, "rows": rows} for when, rows in sorted(groups.items())]
+
+
 def small_pickle() -> dict[str, Any]:
     """``mosi_sized_small``: MOSI shapes with 128/32/32 samples (written once, like vs_mmsa's pickles)."""
     return vm.write_pickle("mosi_sized_small", "conflictbench",
@@ -127,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     keys = [k for k in args.data.split(",") if k]
     redo = {(m, SPEED_DATA.get(m, k) if k == "mosi_sized" else k) for m in models for k in keys}
     keep = [r for r in old["rows"] if (r["model"], r["data"]) not in redo]
+    earlier = [*old.get("earlier_runs", []), *replaced_runs(old, redo)]
     rows: list[dict[str, Any]] = []
     for m in models:
         for key in keys:
@@ -143,10 +160,13 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(row(m, dkey, mm, name, ac, what))
                 vm.log(f"  -> {rows[-1].get('cpu_ratio')}")
     order = {m: i for i, m in enumerate(VARIANTS)}
-    report = {"finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "epochs": args.epochs,
+    now = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    for r in rows:
+        r["measured_utc"] = now
+    report = {"finished_utc": now, "epochs": args.epochs,
               "threads": 1, "rows": sorted(keep + rows, key=lambda r: order[r["model"]]),
-              "runs": [*old.get("runs", []), {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                                              "models": models, "data": keys}]}
+              "runs": [*old.get("runs", []), {"utc": now, "models": models, "data": keys}],
+              "earlier_runs": earlier, "earlier_runs_note": EARLIER_NOTE}
     RESULTS.mkdir(parents=True, exist_ok=True)
     OUT_JSON.write_text(json.dumps(report, indent=1))
     OUT_MD.write_text(markdown(report))
