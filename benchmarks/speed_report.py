@@ -88,9 +88,8 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
                       f"{r['group_s'] / best:.2f}× the fastest one-seed run ({best:.1f} s, one thread: a single "
                       "small seed gains nothing from a second thread). Against the fastest one-seed run the goal "
                       f"is {verdict(r['group_s'] / best <= 1.5)} either way. The group's cost is the vmapped "
-                      "matrix products (`aten::bmm`, a third of the group's CPU time for TFN in a `torch.profiler` "
-                      "run) "
-                      "plus vmap's per-operation overhead.", ""]
+                      "matrix products plus vmap's per-operation overhead (`aten::bmm` was the top op of a "
+                      "`torch.profiler` run of the TFN group, not committed).", ""]
     return lines
 
 
