@@ -332,12 +332,12 @@ def auroc(score: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> floa
     return float(roc_auc_score(positive[sel], score[sel]))
 
 
-def conflict_aurocs(run_dir: Path, seeds: list[int]) -> dict[str, Aggregate]:
+def conflict_aurocs(run_dir: Path, seeds: list[int], split: str = "test") -> dict[str, Aggregate]:
     """Per seed, AUROC of C_audio (audio flipped vs consistent), C_visual (visual flipped vs consistent), their mean,
-    and of max(C_audio, C_visual) for any conflict vs none; aggregated over seeds."""
+    and of max(C_audio, C_visual) for any conflict vs none, on ``split``; aggregated over seeds."""
     per_seed = []
     for s in seeds:
-        z = rundir.read_diagnostics(rundir.seed_dir(run_dir, s), "test")
+        z = rundir.read_diagnostics(rundir.seed_dir(run_dir, s), split)
         which = z["extra_conflict_modality"]
         c = {m: z[f"conflict_{m}"] for m in MODALITIES}
         none = which == -1
