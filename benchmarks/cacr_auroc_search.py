@@ -24,7 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cacr_study as cs  # noqa: E402  (the ConflictBench settings and the AUROC of the conflict score)
 from accord.core.io import atomic_write_text  # noqa: E402
+from accord.evaluation.baselines import CONSTANT_ROW  # noqa: E402
 from accord.evaluation.summary import format_mean_std  # noqa: E402
+from accord.studies.runner import DatasetCache, constant_rows  # noqa: E402
 
 CONFIGS: list[list[str]] = [
     [],
@@ -73,6 +75,10 @@ def main() -> None:
     encoders = {e: ("cacr", [f"model.params.shared_encoder={e}"]) for e in ("common", "separate")}
     mosi = cs.train_runs(encoders, "mosi-u", list(range(args.mosi_seeds)), out / "mosi_u", [], args.resume)
     mosi_rows = {e: {k: mosi[e].test[k][:2] for k in ("Non0_acc_2", "MAE", "Corr")} for e in encoders}
+    # the trivial baselines: the train-mean predictor (accuracy; its conflict "score" is constant: AUROC 0.5)
+    datasets = DatasetCache()
+    const_cb = constant_rows(datasets.get(trained["defaults"].cfg.data), len(seeds), "regression")["test"]
+    const_mosi = constant_rows(datasets.get(mosi["common"].cfg.data), args.mosi_seeds, "regression")["test"]
     command = f"python benchmarks/cacr_auroc_search.py --seeds {args.seeds} --mosi-seeds {args.mosi_seeds}"
     res = Path(args.results)
     atomic_write_text(res / "cacr_auroc_search.json", json.dumps(
@@ -86,7 +92,9 @@ def main() -> None:
              "validation, where the setting is chosen. Goal 0.85.", "",
              "| overrides | valid AUROC planted | AUROC planted | AUROC any conflict | Non0_acc_2 | "
              "train s per seed |",
-             "|:---|---:|---:|---:|---:|---:|"]
+             "|:---|---:|---:|---:|---:|---:|",
+             f"| {CONSTANT_ROW} | 0.500 | 0.500 | 0.500 | "
+             f"{format_mean_std(*const_cb['Non0_acc_2'][:2], 'Non0_acc_2')} | |"]
     for r in rows:
         lines.append(f"| {' '.join(r['overrides']) or '(defaults)'} | {r['valid_AUROC_planted'][0]:.3f} | "
                      f"{r['AUROC_planted'][0]:.3f} ± "
@@ -103,7 +111,9 @@ def main() -> None:
               f"## Accuracy on MOSI-U with each shared encoder ({args.mosi_seeds} seeds)", "",
               "Whether `separate` costs accuracy on real data: CACR on MOSI-U, every other setting the default, test "
               "split, checkpoint selected on validation MAE.", "",
-              "| shared_encoder | Non0_acc_2 | MAE | Corr |", "|:---|---:|---:|---:|"]
+              "| shared_encoder | Non0_acc_2 | MAE | Corr |", "|:---|---:|---:|---:|",
+              f"| {CONSTANT_ROW} | "
+              + " | ".join(format_mean_std(*const_mosi[k][:2], k) for k in ("Non0_acc_2", "MAE", "Corr")) + " |"]
     for e, m in mosi_rows.items():
         lines.append(f"| {e}{' (the default)' if e == 'common' else ''} | "
                      + " | ".join(format_mean_std(*m[k], k) for k in ("Non0_acc_2", "MAE", "Corr")) + " |")
