@@ -33,7 +33,8 @@ class CACRDeclaration(ModelDeclaration):
             "conv", description="temporal layer inside the shared/private encoders")
         encoder_kernel: int = Field(3, ge=1, description="odd kernel of the encoders' temporal convolution")
         shared_encoder: Literal["common", "separate"] = Field(
-            "common", description="one shared encoder for all modalities, or one per modality")
+            "separate", description="one shared encoder E_s^m per modality (METHODS.md 1.1: 'per modality, two "
+            "encoders'), or one common to all modalities (as MISA)")
         decoder_kernel: int = Field(3, ge=1, description="odd kernel of the CRM conv decoders D_nm")
         fsr_kernel: int = Field(3, ge=1, description="odd kernel of the FSR extractors of P'_A, P'_V")
         omega_min: float = Field(0.1, ge=0.0, le=1.0, description="floor of the reconstruction weight w")
