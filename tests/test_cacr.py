@@ -587,15 +587,19 @@ def test_every_param_reaches_its_module() -> None:
     assert all(proj.conv.kernel_size == (5,) for proj in model.decoupling.proj.values())
     assert "text_to_audio" in model.crm.decoders  # type: ignore[operator]  # decoders: pair (the default)
     assert model.private_fusion.modality_embedding.shape == (3, 8)  # one embedding per modality
+    # shared_encoder: one E_s^m per modality by default (METHODS.md 1.1 "per modality, two encoders")
+    assert model.decoupling.shared_mode == "separate"
+    assert model.decoupling.shared_encoder("text") is not model.decoupling.shared_encoder("audio")
     for head in (model.head, model.shared_head, model.private_head):
         assert head.net[0].out_features == 8 and head.net[2].p == 0.3
     other = create_model("cacr", TINY_DIMS, 1, hidden=8, heads=2, head_hidden=8, layers=1, shared_anchor=True,
-                         encoder_temporal="transformer", shared_encoder="separate", encoder_kernel=5,
+                         encoder_temporal="transformer", shared_encoder="common", encoder_kernel=5,
                          downsample_text=2, downsample_audio=3, downsample_visual=5, decoders="target",
                          private_width=3, crm="narrow", private_drop=0.25, dropout=0.3)
     assert isinstance(other, CACR)
     dec = other.decoupling
-    assert dec.downsample == {"text": 2, "audio": 3, "visual": 5} and dec.shared_mode == "separate"
+    assert dec.downsample == {"text": 2, "audio": 3, "visual": 5} and dec.shared_mode == "common"
+    assert dec.shared_encoder("text") is dec.shared_encoder("visual")
     assert dec.private["text"].temporal == "transformer" and dec.private["text"].mixer.attn.heads == 2
     assert all(proj.conv.kernel_size == (3,) for proj in dec.proj.values())  # kernel_size: its default
     assert set(other.crm.decoders) == {"to_text", "to_audio", "to_visual"}  # type: ignore[union-attr]

@@ -8,9 +8,10 @@ modality. This block implements CACR's version (METHODS.md §1.1; seed 003, "Ove
    "projected sequence", which CACR's cross-reconstruction targets); optionally the projected sequence is averaged
    over non-overlapping windows (``downsample``, as MulT's CPU setting) to shorten long audio/visual sequences;
 2. a shared encoder ``E_s`` and a private encoder ``E_p^m`` map ``X^_m`` to ``H_m = E_s(X^_m)`` and
-   ``P_m = E_p^m(X^_m)``. By default ONE shared encoder serves every modality (``shared_encoder="common"``, as in
-   MISA and DLF: the shared subspace is literally the same map, so shared features of different modalities are
-   comparable, which CACR's cosine conflict score relies on); ``"separate"`` gives each modality its own.
+   ``P_m = E_p^m(X^_m)``. The block's default is ONE shared encoder for every modality (``shared_encoder="common"``,
+   as in MISA and DLF: the shared subspace is literally the same map); ``"separate"`` gives each modality its own
+   ``E_s^m``, which is CACR's default (METHODS.md §1.1 "per modality, two encoders"; its conflict score finds
+   planted conflicts better that way, benchmarks/results/cacr_auroc_search.md) and an option of EBMC's.
    Paper leaves the encoder architecture open; we use Accord's :class:`SequenceEncoder` (position-wise linear,
    then an optional residual temporal conv or transformer layer) with an optional output activation
    (``"none"`` by default; MISA uses ``"sigmoid"``);
