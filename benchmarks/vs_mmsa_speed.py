@@ -52,7 +52,10 @@ VARIANTS: dict[str, list[tuple[str, list[str], str]]] = {
             ("per_step", ["model.params.temporal=none"], "before issue 16's pooling: every step projected")],
     "mult": [("exact", vm.FULL_RES, "full resolution (exact model)")],
     "misa": [("exact", vm.FULL_RES, "full resolution (Accord's LSTMs read every step; MMSA's read at most 50)"),
-             ("downsample4", vm.DEFAULT_RES, "audio/visual averaged over windows of 4 steps (Accord's default)")],
+             ("downsample4", vm.DEFAULT_RES, "audio/visual averaged over windows of 4 steps (Accord's default)"),
+             ("text_steps", [*vm.FULL_RES, "data.params.max_len={audio: 50, visual: 50}"],
+              "MMSA's work: audio/visual cut to their first 50 steps (MMSA's MISA packs its audio and visual LSTMs "
+              "with the TEXT lengths, at most 50; Accord reads up to 50 steps of every sample)")],
     "self_mm": [("exact", [], "matched sizes; Accord's audio/visual encoders are temporal convolutions, MMSA's "
                               "LSTMs")],
 }
