@@ -1,15 +1,17 @@
 """Issue 17: does any setting of CACR's own (paper-form) conflict score reach a planted-conflict AUROC of 0.85?
 
 ``cacr_conflictbench.md`` measures the conflict score C_m of METHODS §1 (1 - cos between the modalities' pooled
-shared features, as CACR's CAW reads it) on ConflictBench with planted conflicts; in every setting it stays below the
-issue's goal of 0.85 (0.80 in the ``clean`` setting), and only the ``shared_anchor`` option, which is not in the
-paper, passes it. This script tries the paper's own knobs on the ``clean`` setting (where the goal is most within
-reach): the loss weights of the reconstruction and of the shared branch, CAW's temperature, the shared encoder's
-form, the orthogonality weight, the width, and the CRM's private path. Each configuration: CACR, ``--seeds`` seeds
-(checkpoint selected on validation MAE as always), then the AUROC of C_audio for audio-flipped vs consistent test
-samples and of C_visual for visual-flipped ones, averaged (``AUROC_planted``, ``cacr_study.conflict_aurocs``).
+shared features, as CACR's CAW reads it) on ConflictBench with planted conflicts. With one shared encoder common to
+all modalities (CACR's default when this search ran, pinned here as ``BASE`` so that the search reproduces) it
+stayed below the issue's goal of 0.85 in every setting (0.80 in ``clean``). This script tries the paper's own knobs
+on the ``clean`` setting (where the goal is most within reach): the loss weights of the reconstruction and of the
+shared branch, CAW's temperature, the shared encoder's form, the orthogonality weight, the width, and the CRM's
+private path. Each configuration: CACR, ``--seeds`` seeds (checkpoint selected on validation MAE as always), then
+the AUROC of C_audio for audio-flipped vs consistent test samples and of C_visual for visual-flipped ones, averaged
+(``AUROC_planted``, ``cacr_study.conflict_aurocs``).
 
-Writes ``benchmarks/results/cacr_auroc_search.json`` and ``.md``.
+Its best setting on validation, one shared encoder per modality (``shared_encoder: separate``), is CACR's default
+now. Writes ``benchmarks/results/cacr_auroc_search.json`` and ``.md``.
 
     python benchmarks/cacr_auroc_search.py --seeds 2 --mosi-seeds 5   # --resume keeps finished seeds
 """
@@ -28,6 +30,9 @@ from accord.evaluation.baselines import CONSTANT_ROW  # noqa: E402
 from accord.evaluation.summary import format_mean_std  # noqa: E402
 from accord.studies.runner import DatasetCache, constant_rows  # noqa: E402
 
+BASE = ["model.params.shared_encoder=common"]
+"""CACR's defaults when the search ran (the shared encoder was common to all modalities); every row starts there."""
+
 CONFIGS: list[list[str]] = [
     [],
     ["loss_weights.rec=1.0"],
@@ -42,7 +47,7 @@ CONFIGS: list[list[str]] = [
     ["model.params.private_drop=0.9"],
     ["model.params.crm=narrow"],
 ]
-"""Overrides tried, each on top of the ``clean`` setting and CACR's defaults (the first row)."""
+"""Overrides tried, each on top of the ``clean`` setting and :data:`BASE` (the first row)."""
 
 
 def name_of(overrides: list[str]) -> str:
@@ -60,11 +65,12 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="keep finished seeds")
     args = ap.parse_args()
     seeds, out = list(range(args.seeds)), Path(args.out)
-    specs = {name_of(extra): ("cacr", extra) for extra in CONFIGS}
+    specs = {name_of(extra): ("cacr", [*BASE, *extra]) for extra in CONFIGS}
     trained = cs.train_runs(specs, "conflictbench", seeds, out,
                             ["data.params.n_test=1000", *cs.SETTINGS["clean"][1]], args.resume)
     rows = []
-    for (name, (_, extra)) in specs.items():
+    for extra in CONFIGS:
+        name = name_of(extra)
         au = cs.conflict_aurocs(trained[name].run_dir, seeds)
         valid = cs.conflict_aurocs(trained[name].run_dir, seeds, "valid")
         rows.append({"overrides": extra, "valid_AUROC_planted": valid["AUROC_planted"][:2],
@@ -82,27 +88,30 @@ def main() -> None:
     command = f"python benchmarks/cacr_auroc_search.py --seeds {args.seeds} --mosi-seeds {args.mosi_seeds}"
     res = Path(args.results)
     atomic_write_text(res / "cacr_auroc_search.json", json.dumps(
-        {"command": command, "setting": "clean", "setting_overrides": cs.SETTINGS["clean"][1], "seeds": seeds,
-         "goal": 0.85, "rows": rows, "mosi_u": mosi_rows, "mosi_u_seeds": args.mosi_seeds}, indent=1) + "\n")
+        {"command": command, "setting": "clean", "setting_overrides": cs.SETTINGS["clean"][1], "base": BASE,
+         "seeds": seeds, "goal": 0.85, "rows": rows, "mosi_u": mosi_rows, "mosi_u_seeds": args.mosi_seeds},
+        indent=1) + "\n")
     best = max(rows, key=lambda r: r["valid_AUROC_planted"][0])  # chosen on validation, reported on test
     lines = ["# CACR's own conflict score on planted conflicts: the paper's knobs (issue 17)", "",
-             f"ConflictBench `clean` setting ({cs.SETTINGS['clean'][0]}), test n = 1000, seeds {seeds}; CACR with "
-             "its defaults plus the overrides in each row; AUROC of the paper-form conflict score C_m (mean over the "
-             "audio- and visual-flipped samples, each against the consistent ones) on the test split, and on "
-             "validation, where the setting is chosen. Goal 0.85.", "",
+             f"ConflictBench `clean` setting ({cs.SETTINGS['clean'][0]}), test n = 1000, seeds {seeds}; CACR as "
+             "its defaults were when the search ran (one shared encoder common to all modalities, "
+             "`shared_encoder: common`) plus the overrides in each row; AUROC of the paper-form conflict score "
+             "C_m (mean over the audio- and visual-flipped samples, each against the consistent ones) on the test "
+             "split, and on validation, where the setting is chosen. Goal 0.85.", "",
              "| overrides | valid AUROC planted | AUROC planted | AUROC any conflict | Non0_acc_2 | "
              "train s per seed |",
              "|:---|---:|---:|---:|---:|---:|",
              f"| {CONSTANT_ROW} | 0.500 | 0.500 | 0.500 | "
              f"{format_mean_std(*const_cb['Non0_acc_2'][:2], 'Non0_acc_2')} | |"]
     for r in rows:
-        lines.append(f"| {' '.join(r['overrides']) or '(defaults)'} | {r['valid_AUROC_planted'][0]:.3f} | "
+        lines.append(f"| {' '.join(r['overrides']) or '(base: shared_encoder=common)'} | "
+                     f"{r['valid_AUROC_planted'][0]:.3f} | "
                      f"{r['AUROC_planted'][0]:.3f} ± "
                      f"{r['AUROC_planted'][1]:.3f} | {r['AUROC_any'][0]:.3f} | {r['Non0_acc_2'][0]:.1f} ± "
                      f"{r['Non0_acc_2'][1]:.1f} | {r['train_seconds_per_seed']:.0f} |")
     met = best["AUROC_planted"][0] >= 0.85
     lines += ["", f"Best on VALIDATION (the setting is chosen there; the other columns are the test split): "
-              f"{' '.join(best['overrides']) or '(defaults)'}, valid {best['valid_AUROC_planted'][0]:.3f}, test "
+              f"{' '.join(best['overrides']) or '(base)'}, valid {best['valid_AUROC_planted'][0]:.3f}, test "
               f"{best['AUROC_planted'][0]:.3f}: the goal "
               f"is {'met by it' if met else 'NOT met by any of these settings'} "
               "(2 seeds here: a search; `cacr_conflictbench.md` runs the best setting with 5 seeds). For "
@@ -115,10 +124,11 @@ def main() -> None:
               f"| {CONSTANT_ROW} | "
               + " | ".join(format_mean_std(*const_mosi[k][:2], k) for k in ("Non0_acc_2", "MAE", "Corr")) + " |"]
     for e, m in mosi_rows.items():
-        lines.append(f"| {e}{' (the default)' if e == 'common' else ''} | "
+        lines.append(f"| {e}{' (the default)' if e == 'separate' else ''} | "
                      + " | ".join(format_mean_std(*m[k], k) for k in ("Non0_acc_2", "MAE", "Corr")) + " |")
-    lines += ["", "Making `separate` the default means re-running every CACR table (the MOSI-U and fine-tuned "
-              "ablations, ConflictBench, probes, robustness, the sweep).", "", f"Produced by `{command}`.", ""]
+    lines += ["", "`separate` is CACR's default since this search; every CACR table (the MOSI-U and fine-tuned "
+              "ablations, ConflictBench, probes, robustness, the sweep) was re-made with it.", "",
+              f"Produced by `{command}`.", ""]
     atomic_write_text(res / "cacr_auroc_search.md", "\n".join(lines))
 
 
