@@ -4,7 +4,8 @@ Pipeline (the paper's five steps; equations as numbered in METHODS.md §1):
 
 1. **Decoupling** (§1.1; :class:`~accord.models.modules.Decoupling`): temporal 1-D conv projection of each
    modality to ``d`` (``X_m``), then two encoders per modality, shared ``E_s^m`` and private ``E_p^m``, give
-   ``H_m`` and ``P_m`` ``[B, T_m, d]`` (``shared_encoder: common``: one ``E_s`` for every modality, as MISA); soft orthogonality ``L_o = sum_m |cos(H_m, P_m)|`` (loss ``orth``).
+   ``H_m`` and ``P_m`` ``[B, T_m, d]`` (``shared_encoder: common``: one ``E_s`` for every modality, as MISA);
+   soft orthogonality ``L_o = sum_m |cos(H_m, P_m)|`` (loss ``orth``).
 2. **Conflict-aware weighting, CAW** (§1.2; :mod:`accord.objectives.conflict`): ``h_m`` = masked temporal mean of
    ``H_m``; ``C_m = mean_{n != m} (1 - cos(h_m, h_n))``; ``w_m = w_min + (1 - w_min) exp(-C_m / tau)`` computed
    from the DETACHED conflict; normalised per sample ``w^_m = w_m / sum_n w_n * |M|``.
