@@ -463,11 +463,11 @@ def reading(headline: dict[str, dict[str, dict[str, Aggregate]]], accs: dict[str
         "goal of 0.85 is "
         + (f"reached in {', '.join(f'`{r}`' for r in reached)}" if reached else "not reached in any setting")
         + " by CACR's own score with its default shared encoder per modality (`shared_encoder: separate`, "
-        "METHODS.md §1.1's \"per modality, two encoders\"; the same score, no term outside the paper); with one "
-        "shared encoder common to all modalities (`shared_encoder: common`, as MISA) it is "
-        + (f"reached in {', '.join(f'`{r}`' for r in common)}" if common else "reached in no setting")
-        + (f" (with the shared anchor, not in the paper: in {', '.join(f'`{r}`' for r in anchored)})"
+        "METHODS.md §1.1's \"per modality, two encoders\"; the same score, no term outside the paper)"
+        + (f", and with the shared anchor added (not in the paper) in {', '.join(f'`{r}`' for r in anchored)}"
            if anchored else "")
+        + "; with one shared encoder common to all modalities (`shared_encoder: common`, as MISA) it is "
+        + (f"reached in {', '.join(f'`{r}`' for r in common)}" if common else "reached in no setting")
         + ". Closing the shortcut (P_m dropped vs the literal CRM) changes the score's AUROC by more than a std "
         + ("in no setting" if not (lower or higher) else "; ".join(
             [*([f"upwards in {', '.join(f'`{r}`' for r in higher)}"] if higher else []),
