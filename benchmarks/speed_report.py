@@ -8,6 +8,7 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
     python benchmarks/seed_parallel.py --methods tfn,mult
     python benchmarks/seed_parallel.py --methods tfn --threads 2 --out benchmarks/results/seed_parallel_2threads.json
     python benchmarks/seed_parallel_floor.py --methods tfn,mult --threads 1,2
+    python benchmarks/compile_speed.py --methods tfn,mult --epochs 4
     python benchmarks/study_walls.py
     python benchmarks/vs_mmsa_speed.py
     bash benchmarks/fresh_clone_demo.sh
@@ -126,6 +127,27 @@ def seed_parallel_floor_lines() -> list[str]:
         lines += ["For " + ", ".join(free) + " the products alone fit within 1.5× one seed's step: the rest of the "
                   "group step (see `top_ops_group` in the JSON) is where the goal is lost."]
     return lines + [""]
+
+
+def compile_section(d: dict[str, Any]) -> list[str]:
+    """``train.compile`` (optional, off by default): inductor against eager per epoch (``compile_speed.json``)."""
+    lines = ["## Optional `torch.compile` (`train.compile: inductor`), measured on this CPU", "",
+             f"`benchmarks/results/compile_speed.json` ([compile_speed.md](compile_speed.md), made {d['made_utc']} "
+             f"by `{d['command']}`): one fresh process per row, MOSI-U, seed 0, {d['epochs']} epochs, "
+             f"{d['threads']} thread(s).", "",
+             "| method | compile | first epoch s (compiling) | later epoch s | later / off | graph breaks |",
+             "|:---|:---|---:|---:|---:|---:|"]
+    for method, modes in d["rows"].items():
+        off = modes.get("off", {}).get("later_epoch_s")
+        for mode, r in modes.items():
+            if "error" in r:
+                continue
+            ratio = f"{r['later_epoch_s'] / off:.2f}×" if off else ""
+            lines.append(f"| {method} | {mode} | {r['first_epoch_s']:.1f} | {r['later_epoch_s']:.2f} | {ratio} | "
+                         f"{r['graph_breaks']} |")
+    return lines + ["", "Compiling costs tens of seconds per process and changes a later epoch by the ratio shown: "
+                    "off stays the default on CPU. Not measured on CUDA: no GPU was lent to these sessions; CUDA "
+                    "graphs are not built.", ""]
 
 
 def mmsa_spread(equal: dict[str, Any] | None) -> str:
@@ -265,7 +287,7 @@ def main() -> None:
              "Each section is one benchmark's JSON, made by the command listed at the end; ratios within a section "
              "come from one run. Figures are wall seconds unless a column says CPU.", ""]
     for name, section in (("startup.json", startup_section), ("seed_parallel.json", seed_parallel_section),
-                          ("mfu.json", mfu_section)):
+                          ("mfu.json", mfu_section), ("compile_speed.json", compile_section)):
         d = load(name)
         parts += section(d) if d else [f"## {name}: not measured in this version", ""]
     walls = load("study_walls.json")

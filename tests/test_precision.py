@@ -54,10 +54,12 @@ def test_an_interrupted_fp16_run_resumes_to_the_same_result(tmp_path: Path) -> N
 
 
 def test_compiled_training_matches_eager_and_saves_plain_state_dicts(tmp_path: Path) -> None:
-    """``train.compile=eager`` traces the model with TorchDynamo (the same ops run): the same metrics as an uncompiled
-    run within float tolerance, and a checkpoint whose keys are the model's own (no ``_orig_mod.`` prefix)."""
-    plain = Trainer(tiny_cfg(tmp_path / "plain", method="early_fusion"), progress=False).fit()
-    trainer = Trainer(tiny_cfg(tmp_path / "compiled", "train.compile=eager", method="early_fusion"),
+    """``train.compile=eager`` traces the model with TorchDynamo (the same ops run): without dropout, the same metrics
+    as an uncompiled run within float tolerance, and a checkpoint whose keys are the model's own (no ``_orig_mod.``
+    prefix)."""
+    no_drop = "model.params.dropout=0"
+    plain = Trainer(tiny_cfg(tmp_path / "plain", no_drop, method="early_fusion"), progress=False).fit()
+    trainer = Trainer(tiny_cfg(tmp_path / "compiled", no_drop, "train.compile=eager", method="early_fusion"),
                       progress=False)
     compiled = trainer.fit()
     for metric in ("MAE", "Corr"):
@@ -65,6 +67,27 @@ def test_compiled_training_matches_eager_and_saves_plain_state_dicts(tmp_path: P
     state = torch.load(tmp_path / "compiled" / "run" / "seed_0" / "last.pt", weights_only=True)
     plain_state = torch.load(tmp_path / "plain" / "run" / "seed_0" / "last.pt", weights_only=True)
     assert list(state["model"]) == list(plain_state["model"])
+
+
+def test_compiled_dropout_is_seeded_and_traced_without_graph_breaks(tmp_path: Path) -> None:
+    """Under ``torch.compile`` dropout draws its bits with ``torch.randint`` (the eager path's in-place ``random_``
+    and int16 view break the graph), so a compiled run with dropout is deterministic but its masks are not the
+    eager run's; attention's all-valid-mask shortcut is not taken while tracing (it reads a value)."""
+    from torch import _dynamo
+
+    from accord.models.modules.attention import MultiheadAttention, random_bits15
+
+    runs = [Trainer(tiny_cfg(tmp_path / f"c{i}", "train.compile=eager", method="early_fusion"), progress=False).fit()
+            for i in range(2)]
+    assert runs[0]["test"]["MAE"]["mean"] == runs[1]["test"]["MAE"]["mean"]
+    plain = Trainer(tiny_cfg(tmp_path / "plain", method="early_fusion"), progress=False).fit()
+    assert runs[0]["test"]["MAE"]["mean"] != plain["test"]["MAE"]["mean"]  # another dropout stream
+    bits = _dynamo.explain(lambda x: random_bits15((64,), x))(torch.zeros(1))
+    assert bits.graph_break_count == 0
+    attn = MultiheadAttention(8, 2)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    out = _dynamo.explain(lambda q, kv, m: attn(q, kv, m)[0])(torch.randn(3, 4, 8), torch.randn(3, 5, 8), mask)
+    assert out.graph_break_count == 0
 
 
 def test_compile_is_refused_with_a_double_backward_hook(tmp_path: Path) -> None:

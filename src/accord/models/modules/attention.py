@@ -82,6 +82,13 @@ def is_batched(t: Tensor) -> bool:
     return bool(torch._C._functorch.is_batchedtensor(t))
 
 
+def values_unreadable(t: Tensor) -> bool:
+    """Whether a shortcut may NOT read ``t``'s values in Python: under vmap (:func:`is_batched`) or while
+    ``torch.compile`` traces the model (``train.compile``: reading a value would break the graph there). The general
+    path gives the same values; eager runs keep the shortcut."""
+    return is_batched(t) or torch.compiler.is_compiling()
+
+
 def random_bits15(shape: Sequence[int], like: Tensor) -> Tensor:
     """An int16 tensor of ``shape`` on ``like``'s device, i.i.d. uniform in ``[0, 2^15)``.
 
@@ -90,8 +97,12 @@ def random_bits15(shape: Sequence[int], like: Tensor) -> Tensor:
     the cost of ``torch.rand`` / ``bernoulli_`` on CPU. Under :func:`torch.func.vmap` with
     ``randomness="different"`` the words are drawn per vmapped instance when ``like`` is batched
     (``like.new_empty``); when it is not (an input shared by every instance), in-place randomness is refused there
-    and an out-of-place ``torch.randint`` draws them instead, still per instance.
+    and an out-of-place ``torch.randint`` draws them instead, still per instance. While ``torch.compile`` traces
+    (``train.compile``), ``torch.randint`` draws them too (the int64 -> int16 view breaks the graph, and a compiled
+    graph draws from its own generator anyway).
     """
+    if torch.compiler.is_compiling():
+        return torch.randint(0, 32768, tuple(shape), dtype=torch.int16, device=like.device)
     n = math.prod(shape)
     try:
         words = like.new_empty(((n + 3) // 4,), dtype=torch.int64).random_()
@@ -161,7 +172,7 @@ def safe_key_mask(key_mask: Tensor) -> tuple[Tensor, Tensor]:
     and ``has_key [B]`` says which rows really had one; multiply the attention output by it to zero the others.
     """
     has_key = key_mask.any(dim=1)
-    if not is_batched(has_key) and bool(has_key.all()):
+    if not values_unreadable(has_key) and bool(has_key.all()):
         return key_mask, has_key
     mask = key_mask.clone()
     mask[:, 0] |= ~has_key
@@ -308,7 +319,7 @@ class MultiheadAttention(nn.Module):
         k, v = (self._split(t) for t in self.kv_proj(key_value).chunk(2, dim=-1))
         has_key: Tensor | None = None
         attn_mask: Tensor | None = None
-        if key_mask is not None and (is_batched(key_mask) or not bool(key_mask.all())):
+        if key_mask is not None and (values_unreadable(key_mask) or not bool(key_mask.all())):
             safe, has_key = safe_key_mask(key_mask)
             attn_mask = safe[:, None, None, :]
         p = self.dropout if self.training else 0.0
