@@ -101,14 +101,14 @@ def random_bits15(shape: Sequence[int], like: Tensor) -> Tensor:
     (``train.compile``), ``torch.randint`` draws them too (the int64 -> int16 view breaks the graph, and a compiled
     graph draws from its own generator anyway).
     """
-    if torch.compiler.is_compiling():
-        return torch.randint(0, 32768, tuple(shape), dtype=torch.int16, device=like.device)
-    n = math.prod(shape)
-    try:
-        words = like.new_empty(((n + 3) // 4,), dtype=torch.int64).random_()
-    except RuntimeError:  # vmap(randomness="different"): in-place randomness on an unbatched tensor
-        return torch.randint(0, 32768, tuple(shape), dtype=torch.int16, device=like.device)
-    return words.view(torch.int16)[:n].view(tuple(shape)).bitwise_and_(0x7FFF)
+    if not torch.compiler.is_compiling():
+        n = math.prod(shape)
+        try:
+            words = like.new_empty(((n + 3) // 4,), dtype=torch.int64).random_()
+            return words.view(torch.int16)[:n].view(tuple(shape)).bitwise_and_(0x7FFF)
+        except RuntimeError:  # vmap(randomness="different"): in-place randomness on an unbatched tensor
+            pass
+    return torch.randint(0, 32768, tuple(shape), dtype=torch.int16, device=like.device)
 
 
 def drop_threshold(p: float) -> tuple[int, float]:
