@@ -57,7 +57,8 @@ def run(method: str, mode: str, epochs: int, threads: int, out: Path) -> dict[st
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# `train.compile` on this CPU (issue 16)", "",
              f"Made {report['made_utc']} by `{report['command']}` (load average before: "
-             f"{' '.join(report['load_before'])}): one fresh `accord train` process per row, MOSI-U, seed 0, "
+             f"{' '.join(str(x) for x in report['load_before'])}): one fresh `accord train` process per row, "
+             "MOSI-U, seed 0, "
              f"{report['epochs']} epochs, {report['threads']} thread(s). `later epoch` = median of epochs 2 on "
              "(training + validation); `first epoch` includes compiling; `graph breaks` as TorchDynamo logged them.",
              "", "| method | compile | first epoch s | later epoch s | later / off | process wall s | graph breaks | "
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
-    load_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() else ["?"]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods.split(","):

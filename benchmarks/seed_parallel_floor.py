@@ -4,10 +4,11 @@ products alone: a lower bound on the group's step that no reduction of per-opera
 For each method (TFN and MulT on MOSI-U by default; their default configs, real training batches) and each thread
 count:
 
-* ``one_ms``: median wall time of one seed's training step (forward, the trainer's weighted loss terms, backward,
-  the run's AdamW), as :meth:`Trainer.train_step` does it without hooks;
-* ``group_ms``: median wall time of :meth:`SeedGroup.train_step` for the seeds as one vmapped model (the code
-  ``train.seed_parallel=on`` runs), each seed on its own batch;
+* ``one_ms``: median wall time of one seed's training step, :meth:`Trainer.train_step` itself (forward, the
+  weighted loss terms, backward, clipping where configured, the run's AdamW) on a seed :meth:`Trainer.setup_seed`
+  built;
+* ``group_ms``: median wall time of :meth:`SeedGroup.train_step` for the seeds as one vmapped model, the group
+  :func:`open_group` opens for ``train.seed_parallel=on``, each seed on its own batch;
 * ``group_gemm_ms``: the matrix products of one group step (``mm``, ``bmm``, ``addmm``, ``baddbmm``, forward and
   backward, captured by a dispatch mode with their shapes and strides), replayed in their order on fresh tensors
   of the same layouts (so they touch as much memory as in the step), best of ``--reps`` passes: the cost of the
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -41,11 +43,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from accord.config import load_config
 from accord.core.io import write_json
-from accord.core.types import Batch
 from accord.training.allocator import tune_malloc
-from accord.training.optim import make_optimizer
-from accord.training.seed_parallel import SeedGroup, SeedState
-from accord.training.trainer import Trainer, seed_everything
+from accord.training.seed_parallel import open_group
+from accord.training.trainer import Trainer
 
 aten = torch.ops.aten
 GEMMS = {aten.mm.default, aten.bmm.default, aten.addmm.default, aten.baddbmm.default}
@@ -107,27 +107,6 @@ def top_ops(step: Any, steps: int, n: int = 8) -> list[dict[str, Any]]:
             for e in events[:n]]
 
 
-class OneSeed:
-    """One seed's model and optimiser, stepped as :meth:`Trainer.train_step` steps it (no hooks)."""
-
-    def __init__(self, trainer: Trainer, seed: int) -> None:
-        self.trainer = trainer
-        seed_everything(seed, trainer.cfg.train.deterministic)
-        self.model = trainer.build_model()
-        self.model.train()
-        self.opt, _ = make_optimizer(self.model, trainer.cfg.train, trainer.mode)
-
-    def loss(self, batch: Batch) -> Tensor:
-        out = self.model(batch)
-        terms = self.trainer.prediction_terms(batch, out)
-        return self.trainer.add_loss_terms(terms, out.losses, batch.extras.get("sample_weight"))["total"]
-
-    def step(self, batch: Batch) -> None:
-        self.opt.zero_grad(set_to_none=True)
-        self.loss(batch).backward()
-        self.opt.step()
-
-
 def measure(method: str, threads: int, seeds: list[int], args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(threads)
     cfg = load_config(method=method, dataset="mosi-u", overrides=[
@@ -140,17 +119,14 @@ def measure(method: str, threads: int, seeds: list[int], args: argparse.Namespac
     per_seed = [list(trainer.epoch_batches(split, s, 0)) for s in seeds]
     n = min(len(b) for b in per_seed)
     full = [i for i in range(n) if per_seed[0][i].size == cfg.train.batch_size]  # same-size steps only
-    one = OneSeed(trainer, seeds[0])
-    states = []
-    for s in seeds:
-        seed_everything(s, cfg.train.deterministic)
-        states.append(SeedState(seed=s, model=trainer.build_model(), folder=Path("/tmp")))
-    group = SeedGroup(trainer, states)
-    for st in states:
-        st.model.train()
+    run = trainer.setup_seed(seeds[0])  # one seed, built and stepped as Trainer.fit_seed does
+    run.model.train()
+    _, group, _ = open_group(trainer, resume=False)  # the seeds as Trainer.fit groups them (train.seed_parallel)
+    assert group is not None
 
     def one_step(i: int) -> None:
-        one.step(per_seed[0][full[i % len(full)]])
+        batch = per_seed[0][full[i % len(full)]]
+        trainer.train_step(run, batch, batch.size)
 
     def group_step(i: int) -> None:
         group.train_step([b[full[i % len(full)]] for b in per_seed])
@@ -173,8 +149,7 @@ def measure(method: str, threads: int, seeds: list[int], args: argparse.Namespac
         one_step(0)
     fc = FlopCounterMode(display=False)
     with fc:
-        one.loss(per_seed[0][full[0]]).backward()
-    one.opt.zero_grad(set_to_none=True)
+        one_step(0)
     one_ms, group_ms = 1e3 * statistics.median(times["one"]), 1e3 * statistics.median(times["group"])
     gemm_ms = replay_ms(cap.calls, args.reps)
     one_gemm_ms = replay_ms(one_cap.calls, args.reps)
@@ -201,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=20, help="passes of the replayed products (the best counts)")
     ap.add_argument("--out", default="benchmarks/results/seed_parallel_floor.json")
     args = ap.parse_args(argv)
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     rows: dict[str, list[dict[str, Any]]] = {}
     for method in args.methods.split(","):
         for threads in (int(t) for t in args.threads.split(",")):

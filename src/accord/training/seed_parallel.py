@@ -256,7 +256,7 @@ def fit_seed_group(trainer: Trainer, resume: bool, on_epoch: EpochCallback | Non
     from accord.training.trainer import EpochSums, _unlink
 
     t = trainer.cfg.train
-    results, group, start = _open_group(trainer, resume)
+    results, group, start = open_group(trainer, resume)
     state_file = trainer.run_dir / GROUP_STATE
     if group is None:
         _unlink(state_file)
@@ -292,7 +292,7 @@ def fit_seed_group(trainer: Trainer, resume: bool, on_epoch: EpochCallback | Non
     return [results[s] for s in t.seeds]
 
 
-def _open_group(trainer: Trainer, resume: bool) -> tuple[dict[int, dict[str, Any]], SeedGroup | None, int]:
+def open_group(trainer: Trainer, resume: bool) -> tuple[dict[int, dict[str, Any]], SeedGroup | None, int]:
     """The seeds' results kept from earlier (``resume``: finished seeds, and seeds that had left the group when it
     was saved), the group of the unfinished seeds (None when there is none) and the first epoch to train."""
     from accord.training.checkpoint import GROUP_STATE_KINDS, load_state
