@@ -243,6 +243,39 @@ def test_limits_and_cli_errors(run: Path) -> None:
     assert res.exit_code == 2 and "not a run directory" in res.stderr
 
 
+def test_a_compiled_predictor_scores_as_the_eager_one_with_its_graphs_built_by_the_warm_up(run: Path) -> None:
+    """``Predictor(compile=...)`` (``accord serve --compile``) runs the model under ``torch.compile``: the same
+    scores and attributions as the eager predictor, and after the start-up warm-up a batch of another size compiles
+    nothing new (its graph has dynamic shapes, and the attribution's 8·B rows are never the 1 row torch
+    specialises). A mode that is not one is a one-line error naming ``compile``."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from accord.api import Predictor
+    from accord.core.errors import ConfigError
+
+    texts = ["great fun", "awful dull", "so so"]
+    eager = Predictor(run).predict_batch(texts)
+    torch._dynamo.reset()
+    compiled = Predictor(run, compile="eager")
+    assert compiled.model._compiled_call_impl is not None
+    assert compiled.warm_up() > 0
+    built = counters["frames"]["ok"]
+    assert built >= 1  # the warm-up compiled the model
+    got = compiled.predict_batch(texts)
+    longer = "a much longer sentence than the warm up had"
+    single = compiled.predict(text=longer)
+    assert counters["frames"]["ok"] == built  # three items, then one longer text: no new graph
+    assert single["score"] == pytest.approx(Predictor(run).predict(text=longer)["score"], abs=1e-6)
+    for a, b in zip(got, eager, strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+        assert a["attribution"] == pytest.approx(b["attribution"], abs=1e-6)
+    with pytest.raises(ConfigError, match=r"^compile: expected one of off, inductor, eager \(got 'fast'\)$"):
+        Predictor(run, compile="fast")
+    res = CliRunner().invoke(cli_app, ["serve", str(run), "--compile", "fast"])
+    assert res.exit_code == 2 and "compile: expected one of off, inductor, eager" in res.stderr
+
+
 @pytest.mark.skipif(bool(MISSING), reason=f"media extra not installed (missing {', '.join(MISSING)}): "
                                           "pip install 'accord[media]'")
 def test_media_upload_is_extracted_with_the_run_settings(tmp_path_factory: pytest.TempPathFactory,

@@ -375,13 +375,15 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload, MB")] = 50.0,
     max_batch: Annotated[int, typer.Option(help="Most items in one POST /predict/batch")] = 64,
     seed: Annotated[int | None, typer.Option(help="Which seed's checkpoint (default: the first)")] = None,
+    compile_mode: Annotated[str, typer.Option("--compile", help="torch.compile the model: off, inductor or eager "
+                                              "(graphs built at start-up)")] = "off",
 ) -> None:
     """Serve a trained run over HTTP (FastAPI + uvicorn): POST /predict, POST /predict/batch, GET /health,
     GET /model, docs at /docs. The model is loaded once at start-up (docs/serving.md)."""
     from accord.server import run_server
 
     run_server(run_dir, host=host, port=port, max_upload_mb=max_upload_mb, max_batch=max_batch, seed=seed,
-               log=_say)
+               log=_say, compile=compile_mode)
 
 
 @app.command("list")

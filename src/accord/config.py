@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -149,6 +149,19 @@ _COMMON_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|meta)(:(0|[1-9][0-9]*))?")
 torch so that a config is validated without it."""
 
 
+CompileMode = Literal["off", "inductor", "eager"]
+"""``torch.compile`` settings (``train.compile``; ``compile`` of :func:`accord.api.load`, the predictor and ``accord
+serve``): ``off``, or the TorchDynamo backend."""
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+
+
+def check_compile_mode(value: str, where: str) -> CompileMode:
+    """``value`` as a :data:`CompileMode`; anything else is a one-line ConfigError naming ``where``."""
+    if value not in COMPILE_MODES:
+        raise ConfigError(f"{where}: expected one of {', '.join(COMPILE_MODES)} (got {value!r})")
+    return cast(CompileMode, value)
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -181,7 +194,7 @@ class TrainConfig(Section):
     """Length-bucketed training batches: rows of similar text length batched together (shuffled within chunks and
     in batch order, seeded), so with dynamic padding an epoch costs what the real token counts cost. Off keeps the
     plain shuffled order."""
-    compile: Literal["off", "inductor", "eager"] = "off"
+    compile: CompileMode = "off"
     """``torch.compile`` the model for training and evaluation (``dynamic=True``, so varying batch and token lengths
     do not recompile each step): ``inductor`` generates fused kernels (CUDA, or CPU with a C++ compiler); ``eager``
     only traces (checks that a model compiles, no speed-up). Refused for a run with a hook that needs double backward

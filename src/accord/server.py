@@ -363,8 +363,9 @@ def create_app(predictor: api.Predictor, max_upload_mb: float = 50.0, max_batch:
 
 def run_server(run_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000,
                max_upload_mb: float = 50.0, max_batch: int = 64, seed: int | None = None,
-               log: Callable[[str], None] | None = None) -> None:
-    """Load ``run_dir`` once and serve it with uvicorn on ``host:port`` until stopped (Ctrl-C / SIGTERM)."""
+               log: Callable[[str], None] | None = None, compile: str = "off") -> None:
+    """Load ``run_dir`` once and serve it with uvicorn on ``host:port`` until stopped (Ctrl-C / SIGTERM);
+    ``compile`` (``inductor``, ``eager``): the model under ``torch.compile``, its graphs built by the warm-up."""
     try:
         import uvicorn
     except ImportError as err:  # pragma: no cover - CI installs the serve extra
@@ -374,10 +375,11 @@ def run_server(run_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: i
         raise ConfigError(f"--port: expected 1..65535, got {port}")
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"{run_dir}: not a run directory")
-    predictor = api.Predictor(run_dir, seed=seed)
+    predictor = api.Predictor(run_dir, seed=seed, compile=compile)
     app = create_app(predictor, max_upload_mb=max_upload_mb, max_batch=max_batch)
     warm = predictor.warm_up()
     if log:
+        warmed = "text encoder and compiled model" if compile != "off" else "text encoder"
         log(f"serving {run_dir} ({predictor.method}, {predictor.task}; loaded in {predictor.load_seconds:.1f} s, "
-            f"text encoder warmed up in {warm:.1f} s) at http://{host}:{port} (docs: http://{host}:{port}/docs)")
+            f"{warmed} warmed up in {warm:.1f} s) at http://{host}:{port} (docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -93,7 +93,7 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], seed: int | None = None, device: str = "cpu",
-                 native_log: str | os.PathLike[str] | None = None) -> None:
+                 native_log: str | os.PathLike[str] | None = None, compile: str = "off") -> None:
         t0 = time.perf_counter()
         self.run_dir = Path(run_dir)
         self.native_log = native_log
@@ -105,7 +105,8 @@ class Predictor:
         self.dims = {m: int(info["dims"][m]) for m in MODALITIES}
         self.meta = dataset_meta(cfg.data.name, cfg.data.path, cfg.data.params)
         self.settings = check_settings(run_dir, self.meta, self.dims)
-        self.model = load(self.run_dir, seed=seed, device=device)
+        self.model = load(self.run_dir, seed=seed, device=device, compile=compile)
+        self.compile = compile
         self.device = device
         self.method = cfg.model.name
         self.task = cfg.task.kind
@@ -227,7 +228,9 @@ class Predictor:
 
     def warm_up(self) -> float:
         """One text prediction, so that the text encoder and the model are loaded before the first real request
-        (``accord serve`` calls it at start-up); returns its seconds."""
+        (``accord serve`` calls it at start-up); returns its seconds. A compiled model (``compile``) builds its graph
+        here: its shapes are dynamic and the attribution's forward has ``8·B`` rows, never the 0 or 1 rows torch
+        specialises, so requests of any batch size and text length reuse that graph (tested)."""
         t0 = time.perf_counter()
         if self.settings.get("text") is not None:
             self.predict_batch(["warm up"])

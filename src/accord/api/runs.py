@@ -75,9 +75,11 @@ def seed_dirs(run_dir: str | Path) -> list[Path]:
     return rundir.seed_dirs(run_dir, with_checkpoint=True)
 
 
-def load(run_dir: str | Path, seed: int | None = None, device: str | None = None) -> AccordModel:
-    """The trained model of ``run_dir`` (its first seed, or ``seed``), in eval mode."""
-    return load_model(run_dir, seed, device)
+def load(run_dir: str | Path, seed: int | None = None, device: str | None = None, compile: str = "off"
+         ) -> AccordModel:
+    """The trained model of ``run_dir`` (its first seed, or ``seed``), in eval mode; ``compile`` (``inductor``,
+    ``eager``) wraps it in ``torch.compile`` (:func:`~accord.training.trainer.load_model`)."""
+    return load_model(run_dir, seed, device, compile)
 
 
 def _other_dataset(run_dir: str | Path, info: dict[str, Any], name: str, overrides: Sequence[str] | None,

@@ -53,7 +53,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import accord.balance  # noqa: F401  (registers the trainer hooks: grad_monitor, conflict_penalty, ogm_ge, ...)
 from accord.augment.modality_dropout import modality_dropout
-from accord.config import Config, model_hook_requests, read_yaml, validate
+from accord.config import Config, check_compile_mode, model_hook_requests, read_yaml, validate
 from accord.core import rundir
 from accord.core.errors import AccordError, CheckpointError, ConfigError, storage_error
 from accord.core.hooks import HookRequest, StepState, TrainerHook, build_hook
@@ -131,10 +131,15 @@ def load_run(run_dir: str | Path) -> tuple[Config, dict[str, Any]]:
     return cfg, info
 
 
-def load_model(run_dir: str | Path, seed: int | None = None, device: str | torch.device | None = None
-               ) -> AccordModel:
+def load_model(run_dir: str | Path, seed: int | None = None, device: str | torch.device | None = None,
+               compile: str = "off") -> AccordModel:
     """The selected checkpoint of one seed of a run (the first seed that has one when ``seed`` is None), rebuilt
-    from the run's resolved config and ``dataset.json``, in eval mode on ``device`` (default: ``train.device``)."""
+    from the run's resolved config and ``dataset.json``, in eval mode on ``device`` (default: ``train.device``).
+
+    ``compile`` (``off``, ``inductor``, ``eager``): ``torch.compile`` the loaded model in place, as ``train.compile``
+    does (``dynamic=True``); the graphs are built on the first calls (tens of seconds with inductor), later calls
+    run them (``benchmarks/results/compile_speed.md`` measures both)."""
+    mode = check_compile_mode(compile, "compile")
     cfg, info = load_run(run_dir)
     if not info:
         raise CheckpointError(f"{run_dir}/{rundir.DATASET}: missing (needed to rebuild the model's input sizes)")
@@ -144,7 +149,10 @@ def load_model(run_dir: str | Path, seed: int | None = None, device: str | torch
     dev = resolve_device(str(device) if device is not None else cfg.train.device)
     model = create_model(cfg.model.name, info["dims"], int(info["out_dim"]), **cfg.model.params).to(dev)
     load_weights(model, folder / rundir.BEST, dev)
-    return model.eval()
+    model.eval()
+    if mode != "off":
+        model.compile(backend=mode, dynamic=True)
+    return model
 
 
 @dataclass
