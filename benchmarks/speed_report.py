@@ -8,7 +8,8 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
     python benchmarks/seed_parallel.py --methods tfn,mult
     python benchmarks/seed_parallel.py --methods tfn --threads 2 --out benchmarks/results/seed_parallel_2threads.json
     python benchmarks/seed_parallel_floor.py --methods tfn,mult --threads 1,2
-    python benchmarks/compile_speed.py --methods tfn,mult --epochs 4
+    python benchmarks/compile_speed.py --parts train --methods tfn,mult --epochs 4
+    python benchmarks/compile_speed.py --parts inference --methods tfn,mult
     python benchmarks/study_walls.py
     python benchmarks/vs_mmsa_speed.py
     bash benchmarks/fresh_clone_demo.sh
@@ -21,6 +22,8 @@ import json
 import textwrap
 from pathlib import Path
 from typing import Any
+
+from compile_speed import infer_markdown  # this folder is on sys.path when the script runs
 
 RESULTS = Path("benchmarks/results")
 
@@ -46,6 +49,8 @@ def startup_section(d: dict[str, Any]) -> list[str]:
               f"{verdict(d['help_vs_import_torch'] <= 0.25)}. `accord list`, `accord data info` and `accord config "
               "show` import neither torch nor scikit-learn either (`tests/test_startup.py`; a config of built-in "
               "methods, datasets and hooks is resolved from their torch-free declarations).", ""]
+    if d.get("compiler_stack_note"):
+        lines += [d["compiler_stack_note"], ""]
     return lines
 
 
@@ -145,9 +150,10 @@ def compile_section(d: dict[str, Any]) -> list[str]:
             ratio = f"{r['later_epoch_s'] / off:.2f}×" if off else ""
             lines.append(f"| {method} | {mode} | {r['first_epoch_s']:.1f} | {r['later_epoch_s']:.2f} | {ratio} | "
                          f"{r['graph_breaks']} |")
-    return lines + ["", "Compiling costs tens of seconds per process and changes a later epoch by the ratio shown: "
-                    "off stays the default on CPU. Not measured on CUDA: no GPU was lent to these sessions; CUDA "
-                    "graphs are not built.", ""]
+    lines += ["", "Compiling costs tens of seconds per process and changes a later epoch by the ratio shown: "
+              "off stays the default on CPU for training."]
+    lines += [line.replace("## Inference", "### Inference") for line in infer_markdown(d)]
+    return lines + ["", "Not measured on CUDA: no GPU was lent to these sessions; CUDA graphs are not built.", ""]
 
 
 def mmsa_spread(equal: dict[str, Any] | None) -> str:
