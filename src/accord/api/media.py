@@ -230,7 +230,8 @@ class Predictor:
         """One text prediction, so that the text encoder and the model are loaded before the first real request
         (``accord serve`` calls it at start-up); returns its seconds. A compiled model (``compile``) builds its graph
         here: its shapes are dynamic and the attribution's forward has ``8·B`` rows, never the 0 or 1 rows torch
-        specialises, so requests of any batch size and text length reuse that graph (tested)."""
+        specialises, so requests of any batch size and text length reuse that graph (tested). A run without a text
+        input has nothing to warm up with: its graph is built by the first request."""
         t0 = time.perf_counter()
         if self.settings.get("text") is not None:
             self.predict_batch(["warm up"])
