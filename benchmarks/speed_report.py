@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from compile_speed import infer_markdown  # this folder is on sys.path when the script runs
+from vs_mmsa_speed import runs_note
 
 RESULTS = Path("benchmarks/results")
 
@@ -241,7 +242,7 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
         if r.get("mmsa_error") or r.get("accord_error"):
             lines.append(f"| {r['model']} | {names[r['data']]} | {r['what']} | failed | | |")
             continue
-        lines.append(f"| {r['model']} | {names[r['data']]} | {r['what']} | {r['mmsa_cpu']:.2f} | "
+        lines.append(f"| {r['model']} | {names[r['data']]} | {r['what']}{runs_note(r, d)} | {r['mmsa_cpu']:.2f} | "
                      f"{r['accord_cpu']:.2f} | **{r['cpu_ratio']:.2f}×** |")
         if r["variant"] not in ("per_step", "downsample4"):  # the equal-model rows
             key = "u" if r["data"] == "mosi_u" else "sized"
@@ -253,7 +254,13 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
         sized, utt = b.get("sized", float("nan")), b.get("u", float("nan"))
         lines.append(f"- **{m}**: MOSI-sized {sized:.2f}×, MOSI-U {utt:.2f}× -> ≥ 2× on both {verdict(worst >= 2.0)}")
     lines.append("")
-    earlier = d.get("earlier_runs") or []
+    earlier: list[dict[str, Any]] = []  # one column per time measured (two replacements of rows measured at once)
+    for e in d.get("earlier_runs") or []:
+        same = [x for x in earlier if x["finished_utc"] == e["finished_utc"]]
+        if same:
+            same[0]["rows"] = [*same[0]["rows"], *e["rows"]]
+        else:
+            earlier.append({**e, "rows": list(e["rows"])})
     if earlier:
         lines += ["Run-to-run spread: the equal-model rows as measured by earlier runs of the same script the same "
                   "day (`earlier_runs` in the JSON, from the committed versions of this file; both frameworks were "
@@ -279,12 +286,21 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
             if r["data"] == "mosi_u" and last:
                 moves.append((abs(r["cpu_ratio"] / last - 1), f"{r['model']} {last:.2f}× -> {r['cpu_ratio']:.2f}×"))
         moves.sort(reverse=True)
+        spreads = sorted(((max(x["cpu_ratio"] for x in r["repeats"]) / min(x["cpu_ratio"] for x in r["repeats"]),
+                           f"{r['model']} {min(x['cpu_ratio'] for x in r['repeats']):.2f}-"
+                           f"{max(x['cpu_ratio'] for x in r['repeats']):.2f}×")
+                          for r in d["rows"] if r.get("repeats")), reverse=True)
         lines += ["", "TFN's rise after 02:55 is `train.malloc` (its large buffers no longer mapped afresh every "
                   "step; [docs/speed.md](../../docs/speed.md)), the rest is noise: on MOSI-U an epoch is 0.1-5 CPU s, "
                   "much of it per-operation overhead in both frameworks, and "
-                  f"a single 3-epoch run moves a ratio by up to {100 * moves[0][0]:.0f}% "
-                  f"({', '.join(m for _, m in moves[:2])}): read the verdicts above as this run's, not as "
-                  "settled." if moves else "", ""]
+                  f"one run moves a ratio by up to {100 * moves[0][0]:.0f}% from the run before it "
+                  f"({', '.join(m for _, m in moves[:2])})." if moves else ""]
+        if spreads:
+            lines += ["", "The rows measured with `--repeats` give their median: the repeats of one row (whole rounds, "
+                      "one after another) spread by up to a factor "
+                      f"{spreads[0][0]:.2f} ({', '.join(m for _, m in spreads[:3])}), so a verdict near 2× can "
+                      "flip from one run to the next."]
+        lines.append("")
     return lines
 
 

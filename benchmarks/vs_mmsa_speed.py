@@ -22,12 +22,19 @@ Usage::
     python benchmarks/vs_mmsa_speed.py                    # everything (about 15 minutes on a quiet machine)
     python benchmarks/vs_mmsa_speed.py --models tfn,lmf   # a subset (the JSON keeps the other rows; `runs` lists
                                                           # which command made which rows)
+    python benchmarks/vs_mmsa_speed.py --data mosi_u --epochs 10 --repeats 3
+                                                          # MOSI-U, where a 3-epoch run is noisy: each pair run 3
+                                                          # times (rounds interleaved), the row's ratio the median
+
+A row records its ``epochs`` and, with ``--repeats``, every repeat's seconds and ratio (``repeats``); its CPU
+seconds and ratio are then the medians over the repeats.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -102,6 +109,31 @@ def row(model: str, data_key: str, mm: dict[str, Any], name: str, ac: dict[str, 
     return out
 
 
+def runs_note(r: dict[str, Any], report: dict[str, Any]) -> str:
+    """`` (10 epochs, median of 3 runs: 1.9×, 2.0×, 2.1×)`` where a row differs from the report's epochs or was
+    repeated; '' otherwise."""
+    parts = []
+    if r.get("epochs", report["epochs"]) != report["epochs"]:
+        parts.append(f"{r['epochs']} epochs")
+    if r.get("repeats"):
+        parts.append(f"median of {len(r['repeats'])} runs: " + ", ".join(f"{x['cpu_ratio']:.2f}×"
+                                                                          for x in r["repeats"]))
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def median_row(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the repeats of a comparison: the last repeat's fields, with the CPU seconds and the ratio the
+    medians over the repeats, and every repeat's in ``repeats`` (a failed repeat makes the row failed)."""
+    out = dict(reps[-1])
+    if any(r.get("mmsa_error") or r.get("accord_error") for r in reps):
+        bad = next(r for r in reps if r.get("mmsa_error") or r.get("accord_error"))
+        return {**out, "mmsa_error": bad.get("mmsa_error"), "accord_error": bad.get("accord_error")}
+    keys = ("mmsa_cpu", "accord_cpu", "cpu_ratio")
+    out["repeats"] = [{k: r[k] for k in keys} for r in reps]
+    out.update({k: round(statistics.median(r[k] for r in reps), 3) for k in keys})
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The results as a markdown table per dataset."""
     lines = [
@@ -126,9 +158,9 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {r['model']} | {r['what']} | failed: {r['mmsa_error'] or r['accord_error']} "
                              "| | | | |")
                 continue
-            lines.append(f"| {r['model']} | {r['what']} | {r['mmsa_cpu']:.2f} | {r['accord_cpu']:.2f} | "
-                         f"**{r['cpu_ratio']:.2f}×** | {r['mmsa_params']:,} / {r['accord_params']:,} | "
-                         f"{r['mmsa_load']['mean']} / {r['accord_load']['mean']} |")
+            lines.append(f"| {r['model']} | {r['what']}{runs_note(r, report)} | {r['mmsa_cpu']:.2f} | "
+                         f"{r['accord_cpu']:.2f} | **{r['cpu_ratio']:.2f}×** | {r['mmsa_params']:,} / "
+                         f"{r['accord_params']:,} | {r['mmsa_load']['mean']} / {r['accord_load']['mean']} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -138,35 +170,42 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--data", default="mosi_sized,mosi_u", help="mosi_sized (MulT: the small one) and/or mosi_u")
+    p.add_argument("--repeats", type=int, default=1, help="rounds of every MMSA/Accord pair (median ratio kept)")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats: expected at least 1 (got {args.repeats})")
     models = [m for m in args.models.split(",") if m]
     vm.apply_patches()
     data = {**vm.write_pickles(), "mosi_sized_small": small_pickle()}
     old = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {"rows": []}
     keys = [k for k in args.data.split(",") if k]
     redo = {(m, SPEED_DATA.get(m, k) if k == "mosi_sized" else k) for m in models for k in keys}
-    keep = [r for r in old["rows"] if (r["model"], r["data"]) not in redo]
+    keep = [{**r, "epochs": r.get("epochs", old.get("epochs"))} for r in old["rows"] if (r["model"], r["data"]) not in
+            redo]
     earlier = [*old.get("earlier_runs", []), *replaced_runs(old, redo)]
-    rows: list[dict[str, Any]] = []
-    for m in models:
-        for key in keys:
-            dkey = SPEED_DATA.get(m, key) if key == "mosi_sized" else key
-            tag = f"s16_{m}_{dkey}"
-            vm.log(f"{tag}: MMSA")
-            mm = vm.run_mmsa(m, data[dkey], [0], args.epochs, 1, tag)
-            variants = VARIANTS[m] if dkey != "mosi_u" else [VARIANTS[m][0]]
-            for name, extra, what in variants:
-                if dkey == "mosi_u":  # T = 1: nothing to pool or downsample
-                    extra, what = [e for e in extra if not e.startswith("data.pool_time")], "matched (T = 1)"
-                vm.log(f"{tag}: Accord {name}")
-                ac = vm.run_accord(m, data[dkey], [0], args.epochs, 1, f"{tag}_{name}", extra)
-                rows.append(row(m, dkey, mm, name, ac, what))
-                vm.log(f"  -> {rows[-1].get('cpu_ratio')}")
+    rounds: list[list[dict[str, Any]]] = []
+    for rep in range(args.repeats):  # whole rounds, so a slow spell of the machine hits every model alike
+        rounds.append([])
+        for m in models:
+            for key in keys:
+                dkey = SPEED_DATA.get(m, key) if key == "mosi_sized" else key
+                tag = f"s16_{m}_{dkey}"
+                vm.log(f"{tag}: MMSA (round {rep + 1} of {args.repeats})")
+                mm = vm.run_mmsa(m, data[dkey], [0], args.epochs, 1, tag)
+                variants = VARIANTS[m] if dkey != "mosi_u" else [VARIANTS[m][0]]
+                for name, extra, what in variants:
+                    if dkey == "mosi_u":  # T = 1: nothing to pool or downsample
+                        extra, what = [e for e in extra if not e.startswith("data.pool_time")], "matched (T = 1)"
+                    vm.log(f"{tag}: Accord {name}")
+                    ac = vm.run_accord(m, data[dkey], [0], args.epochs, 1, f"{tag}_{name}", extra)
+                    rounds[-1].append({**row(m, dkey, mm, name, ac, what), "epochs": args.epochs})
+                    vm.log(f"  -> {rounds[-1][-1].get('cpu_ratio')}")
+    rows = [median_row([r[i] for r in rounds]) if args.repeats > 1 else rounds[0][i] for i in range(len(rounds[0]))]
     order = {m: i for i, m in enumerate(VARIANTS)}
     now = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     for r in rows:
         r["measured_utc"] = now
-    report = {"finished_utc": now, "epochs": args.epochs,
+    report = {"finished_utc": now, "epochs": old.get("epochs", args.epochs) if keep else args.epochs,
               "threads": 1, "rows": sorted(keep + rows, key=lambda r: order[r["model"]]),
               "runs": [*old.get("runs", []), {"utc": now, "models": models, "data": keys}],
               "earlier_runs": earlier, "earlier_runs_note": EARLIER_NOTE}
