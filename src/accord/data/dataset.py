@@ -97,7 +97,8 @@ class SplitData:
             t_max = x.shape[1]
             if trim:
                 t_max = max(int(lens.max().item()), 1) if len(lens) else 1
-                x = x[:, :t_max]
+                if t_max < x.shape[1]:  # a copy, not a strided view: a compiled model would recompile per length
+                    x = x[:, :t_max].contiguous()
             steps = torch.arange(t_max).unsqueeze(0)
             mask = steps < lens.unsqueeze(1)
             feats[m] = x
@@ -128,7 +129,7 @@ class SplitData:
             return None
         rows = self.text_tokens[index] if trim else self.text_tokens
         longest = int(rows[:, 1].long().sum(dim=1).max().item()) if len(rows) else 1
-        return self.text_tokens[index].long()[:, :, : max(longest, 1)]
+        return self.text_tokens[index].long()[:, :, : max(longest, 1)].contiguous()
 
     def token_counts(self) -> Tensor:
         """Real token count per row ``[N]``: the attention-mask sums of :attr:`text_tokens`, or the text
