@@ -96,3 +96,75 @@ def test_compile_is_refused_with_a_double_backward_hook(tmp_path: Path) -> None:
     trainer = Trainer(tiny_cfg(tmp_path, "train.compile=eager", method="cpsl"), progress=False)
     with pytest.raises(ConfigError, match=r"^train.compile=eager: hook 'conflict_penalty' needs double backward"):
         trainer.fit()
+
+
+DELIBERATE_BREAKS = {("self_mm", "train"): "labels_so_far"}
+"""Graph breaks a model takes on purpose: Self-MM's training forward reads its label memory (sample ids, a Python
+index) eagerly, so that the compiled graphs are not rebuilt for every batch's ids."""
+
+
+FEWER_LAYERS: dict[str, dict[str, int]] = {"mult": {"layers": 1}, "cacr": {"layers": 1}, "misa": {"cmd_moments": 2},
+                                           "ebmc": {"cmd_moments": 2}}
+"""Fewer repeats of the same code (layers, CMD moments) where tracing takes longest; every code path stays."""
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_every_model_compiles_without_graph_breaks_or_per_batch_recompiles(mode: str) -> None:
+    """Every registered model, compiled as ``train.compile`` and ``api.load(compile=...)`` compile it
+    (``dynamic=True``), on a batch with unaligned lengths and a sample missing a modality: no graph break except
+    the deliberate ones of :data:`DELIBERATE_BREAKS`; a second batch with other sample ids, values and lengths
+    builds no new graph (nothing in a graph depends on ids, values or a batch's length); in eval mode the compiled
+    model predicts what the eager one predicts, diagnostics included."""
+    from torch import _dynamo
+    from torch._dynamo.utils import counters
+
+    from accord.models import create_model, list_models
+    from conftest import tiny_dataset
+
+    dims = {"text": 16, "audio": 12, "visual": 10}  # wider than any length: torch would otherwise give a length
+    data = tiny_dataset(n=8, dims=tuple(dims.values()))  # equal to a width the same symbol, and specialise both
+    batch, other = (data[s].batch(torch.arange(8)) for s in ("train", "valid"))  # other ids, values and lengths
+    for b, row in ((batch, 2), (other, 5)):  # a sample without audio
+        b.features["audio"][row] = 0.0
+        b.mask["audio"][row] = False
+        b.present[row, 1] = False
+    for name in list_models():
+        torch.manual_seed(0)
+        model = getattr(create_model(name, dims, 1, **FEWER_LAYERS.get(name, {})), mode)()
+        with torch.no_grad():
+            eager = model(batch) if mode == "eval" else None
+            _dynamo.reset()
+            counters.clear()
+            model.compile(backend="eager", dynamic=True)
+            compiled = model(batch)
+            built = counters["stats"]["unique_graphs"]
+            model(other)
+        breaks = sorted(counters["graph_break"])
+        expected = DELIBERATE_BREAKS.get((name, mode))
+        if expected is None:
+            assert not breaks, (name, breaks)
+        else:
+            assert len(breaks) == 1 and expected in breaks[0], (name, breaks)
+        assert counters["stats"]["unique_graphs"] == built, (name, "recompiled for other ids / values")
+        if eager is not None:
+            assert torch.allclose(compiled.prediction, eager.prediction, atol=1e-6), name
+            for key, value in eager.diagnostics.items():
+                assert torch.allclose(compiled.diagnostics[key], value, atol=1e-6), (name, key)
+
+
+def test_trimmed_batches_are_contiguous_copies_not_views() -> None:
+    """Dynamic padding cuts each batch to its longest row; the cut is a contiguous copy (no ``_base``): a strided
+    view of the split's padded tensor would make TorchDynamo specialise a batch's length (its guards relate the
+    view's strides to its sizes) and rebuild a compiled model's graph for every new length."""
+    from conftest import tiny_dataset
+
+    split = tiny_dataset(n=8, t=(9, 9, 9))["train"]
+    split.lengths = {m: torch.tensor([2, 3, 1, 2, 3, 2, 1, 2]) for m in split.lengths}
+    tokens = torch.zeros(8, 3, 12, dtype=torch.long)
+    tokens[:, 1, :4] = 1
+    split.text_tokens = tokens
+    batch = split.batch(torch.arange(8))
+    for m, x in batch.features.items():
+        assert x.shape[1] == 3 and x.is_contiguous() and x._base is None, m
+    assert batch.text_tokens is not None and batch.text_tokens.shape[2] == 4
+    assert batch.text_tokens.is_contiguous() and batch.text_tokens._base is None

@@ -250,8 +250,7 @@ class SelfMM(SelfMMDeclaration, AccordModel):
         if self.training:
             # Eq. 13's unimodal terms with the labels generated so far (y_m for samples not yet in memory)
             y_m = batch.label.to(preds["fusion"].dtype)
-            ids = batch.ids if len(batch.ids) == batch.size else []
-            labels = self.memory.lookup(ids, y_m) if ids else {m: y_m.detach().cpu() for m in MODALITIES}
+            labels = self.labels_so_far(batch, y_m)
             for k, m in enumerate(MODALITIES):
                 y_s = labels[m].to(y_m.device, y_m.dtype)
                 w = unimodal_weights(y_s, y_m) * batch.present[:, k].to(y_m.dtype)
@@ -260,6 +259,17 @@ class SelfMM(SelfMMDeclaration, AccordModel):
             diagnostics.update({f"repr_{t}": reps[t].detach() for t in TASKS})
         return ModelOutput(prediction=squeeze_head(preds["fusion"].unsqueeze(-1), self.out_dim), losses=losses,
                            diagnostics=diagnostics, features=feats)
+
+    @torch.compiler.disable
+    def labels_so_far(self, batch: Batch, y_m: Tensor) -> dict[str, Tensor]:
+        """The unimodal labels ULGM has generated so far for the batch's samples, per modality (``[B]``, CPU):
+        ``y_m`` for a sample not yet in memory, and for every sample of a batch without one id per sample.
+
+        Runs eagerly under ``torch.compile`` (``train.compile``): it reads the batch's ids and the memory's Python
+        index, which a traced graph would guard on and be rebuilt for at every batch; the model's tensor work before
+        and after it stays compiled."""
+        ids = batch.ids if len(batch.ids) == batch.size else []
+        return self.memory.lookup(ids, y_m) if ids else {m: y_m.detach().cpu() for m in MODALITIES}
 
     @torch.no_grad()
     def ulgm_step(self, batch: Batch, output: ModelOutput, epoch: int) -> dict[str, float]:

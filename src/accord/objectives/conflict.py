@@ -66,11 +66,15 @@ def conflict_scores(h: Tensor, present: Tensor | None = None, eps: float = 1e-8)
 
 
 def conflict_weights(conflict: Tensor, omega_min: float, tau: float) -> Tensor:
-    """``w = w_min + (1 - w_min) exp(-C / tau)`` elementwise: 1 at ``C = 0``, decreasing towards ``w_min``."""
-    if not 0.0 <= omega_min <= 1.0:
-        raise ValueError(f"omega_min must be in [0, 1], got {omega_min}")
-    if not (tau > 0 and math.isfinite(tau)):
-        raise ValueError(f"tau must be a positive finite number, got {tau}")
+    """``w = w_min + (1 - w_min) exp(-C / tau)`` elementwise: 1 at ``C = 0``, decreasing towards ``w_min``.
+
+    The arguments are checked in eager mode; while ``torch.compile`` traces (``dynamic=True`` makes them symbolic
+    floats, which ``math.isfinite`` cannot read without a graph break) the model's validated params are trusted."""
+    if not torch.compiler.is_compiling():
+        if not 0.0 <= omega_min <= 1.0:
+            raise ValueError(f"omega_min must be in [0, 1], got {omega_min}")
+        if not (tau > 0 and math.isfinite(tau)):
+            raise ValueError(f"tau must be a positive finite number, got {tau}")
     return omega_min + (1.0 - omega_min) * torch.exp(-conflict / tau)
 
 
