@@ -131,6 +131,18 @@ def load_run(run_dir: str | Path) -> tuple[Config, dict[str, Any]]:
     return cfg, info
 
 
+def compile_model(model: AccordModel, backend: str) -> None:
+    """``torch.compile`` ``model`` in place for ``train.compile`` and ``load_model(compile=...)``: dynamic shapes
+    (varying batch sizes and sequence lengths share one graph) and duck shaping off, process-wide (with it, torch
+    gives a length that happens to equal another size, a feature width say, the same symbol, then specialises both
+    when the width is fixed by a weight, and rebuilds the graph at the next length: a 4-epoch TFN on ConflictBench
+    was recompiled three times more, ``tests/test_precision.py``)."""
+    import torch.fx.experimental._config as fx_config
+
+    fx_config.use_duck_shape = False
+    model.compile(backend=backend, dynamic=True)
+
+
 def load_model(run_dir: str | Path, seed: int | None = None, device: str | torch.device | None = None,
                compile: str = "off") -> AccordModel:
     """The selected checkpoint of one seed of a run (the first seed that has one when ``seed`` is None), rebuilt
@@ -151,7 +163,7 @@ def load_model(run_dir: str | Path, seed: int | None = None, device: str | torch
     load_weights(model, folder / rundir.BEST, dev)
     model.eval()
     if mode != "off":
-        model.compile(backend=mode, dynamic=True)
+        compile_model(model, mode)
     return model
 
 
@@ -281,7 +293,7 @@ class Trainer:
         model = create_model(self.cfg.model.name, self.dataset.dims, self.out_dim,
                              **self.cfg.model.params).to(self.device)
         if self.cfg.train.compile != "off":
-            model.compile(backend=self.cfg.train.compile, dynamic=True)
+            compile_model(model, self.cfg.train.compile)
         return model
 
     def build_hooks(self) -> list[TrainerHook]:
