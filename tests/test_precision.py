@@ -113,8 +113,8 @@ def test_every_model_compiles_without_graph_breaks_or_per_batch_recompiles(mode:
     """Every registered model, compiled as ``train.compile`` and ``api.load(compile=...)`` compile it
     (:func:`compile_model`: ``dynamic=True``, duck shaping off), on a batch with unaligned lengths and a sample
     missing a modality: no graph break except the deliberate ones of :data:`DELIBERATE_BREAKS`; a second batch with
-    other sample ids, values and lengths builds no new graph (nothing in a graph depends on ids, values or a batch's
-    length); in eval mode the compiled model predicts what the eager one predicts, diagnostics included."""
+    other sample ids, values, lengths and batch size builds no new graph (nothing in a graph depends on ids, values
+    or a batch's sizes); in eval mode the compiled model predicts what the eager one predicts, diagnostics included."""
     from torch import _dynamo
     from torch._dynamo.utils import counters
 
@@ -127,7 +127,7 @@ def test_every_model_compiles_without_graph_breaks_or_per_batch_recompiles(mode:
     for split, longest in (("train", 9), ("valid", 6)):  # other ids, values and lengths; at least 5 steps, so that
         for lens in data[split].lengths.values():  # a 4-step downsampling leaves 2 or more (torch specialises 1)
             lens.clamp_(max=longest)[0] = longest
-    batch, other = (data[s].batch(torch.arange(8)) for s in ("train", "valid"))
+    batch, other = data["train"].batch(torch.arange(8)), data["valid"].batch(torch.arange(6))  # another batch size
     for b, row in ((batch, 2), (other, 5)):  # a sample without audio
         b.features["audio"][row] = 0.0
         b.mask["audio"][row] = False

@@ -54,6 +54,8 @@ class TFN(TFNDeclaration, AccordModel):
     def tensor_fusion(feats: dict[str, Tensor]) -> Tensor:
         """``[B, (d+1)^3]``: flattened outer product of ``[z_text; 1]``, ``[z_audio; 1]``, ``[z_visual; 1]``."""
         zs = [torch.cat([feats[m], torch.ones_like(feats[m][:, :1])], dim=1) for m in MODALITIES]
+        if torch.compiler.is_compiling():  # einsum's path search reads the batch size: a graph per batch size
+            return (zs[0][:, :, None, None] * zs[1][:, None, :, None] * zs[2][:, None, None, :]).flatten(1)
         return torch.einsum("bi,bj,bk->bijk", *zs).flatten(1)
 
     def forward_head(self, feats: dict[str, Tensor]) -> Tensor:
