@@ -16,7 +16,9 @@ one short training run (seed 0, ``--infer-epochs`` epochs), then per mode a fres
 with :func:`accord.api.load` (``compile=mode``) and scores MOSI-U's test split under ``torch.inference_mode``:
 the first pass at batch size 1 and at 64 (each builds its graph under inductor: torch specialises a batch of one),
 then the best of ``--reps`` passes at each size (the steady state), and the largest prediction difference from
-the uncompiled model. ``--parts`` names what to re-measure; the other part's rows are kept from the JSON.
+the uncompiled model. ``--parts`` names what to re-measure (``train``: MOSI-U; ``sequences``: the same training
+on ``--seq-dataset``, ConflictBench's unaligned sequences by default; ``inference``); the other parts' rows are kept
+from the JSON.
 
 Writes ``benchmarks/results/compile_speed.json`` and ``.md``.
 """
@@ -45,16 +47,16 @@ def cold_cache(folder: Path) -> dict[str, str]:
     return {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(folder), "TRITON_CACHE_DIR": str(folder / "triton")}
 
 
-def run(method: str, mode: str, epochs: int, threads: int, out: Path) -> dict[str, Any]:
+def run(method: str, mode: str, epochs: int, threads: int, out: Path, dataset: str = "mosi-u") -> dict[str, Any]:
     """One ``accord train`` process; its epoch seconds, wall time, graph breaks and test MAE."""
-    name = f"{method}_{mode}"
-    cmd = [sys.executable, "-m", "accord", "train", "-m", method, "-d", "mosi-u", "--seeds", "1", "--overwrite",
+    name = f"{method}_{mode}_{dataset}"
+    cmd = [sys.executable, "-m", "accord", "train", "-m", method, "-d", dataset, "--seeds", "1", "--overwrite",
            "--set", f"train.compile={mode}", "--set", f"train.epochs={epochs}",
            "--set", "train.early_stopping.patience=1000", "--set", f"train.num_threads={threads}",
            "--set", f"name={name}", "--set", f"output.dir={out}"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env={**cold_cache(out / f"cache_{name}"), "TORCH_LOGS": "graph_breaks"})
+                          env={**cold_cache(out / f"cache_{name}"), "TORCH_LOGS": "graph_breaks,recompiles"})
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
@@ -63,8 +65,9 @@ def run(method: str, mode: str, epochs: int, threads: int, out: Path) -> dict[st
                if r.get("type") == "epoch"]
     results = json.loads((seed_dir / "results.json").read_text())
     breaks = sum("[__graph_breaks] Graph break" in line for line in proc.stderr.splitlines())
+    recompiles = sum("[__recompiles] Recompiling" in line for line in proc.stderr.splitlines())
     return {"first_epoch_s": round(seconds[0], 2), "later_epoch_s": round(statistics.median(seconds[1:]), 3),
-            "epochs": len(seconds), "wall_s": round(wall, 1), "graph_breaks": breaks,
+            "epochs": len(seconds), "wall_s": round(wall, 1), "graph_breaks": breaks, "recompiles": recompiles,
             "test_MAE": round(results["test"]["MAE"], 4), "command": " ".join(cmd[1:])}
 
 
@@ -174,24 +177,36 @@ def infer_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = ["# `train.compile` on this CPU (issue 16)", "",
-             f"Made {report['made_utc']} by `{report['command']}` (load average before: "
-             f"{' '.join(str(x) for x in report['load_before'])}): one fresh `accord train` process per row, "
-             "MOSI-U, seed 0, inductor's caches empty, "
-             f"{report['epochs']} epochs, {report['threads']} thread(s). `later epoch` = median of epochs 2 on "
-             "(training + validation); `first epoch` includes compiling; `graph breaks` as TorchDynamo logged them.",
+def train_table(part: dict[str, Any], dataset: str) -> list[str]:
+    """One training part's paragraph and table (per method and mode)."""
+    lines = [f"Made {part['made_utc']} by `{part['command']}` (load average before: "
+             f"{' '.join(str(x) for x in part['load_before'])}): one fresh `accord train` process per row, "
+             f"{dataset}, seed 0, inductor's caches empty, {part['epochs']} epochs, {part['threads']} thread(s). "
+             "`later epoch` = median of epochs 2 on (training + validation); `first epoch` includes compiling; "
+             "`graph breaks` and `recompiles` as TorchDynamo logged them (a recompile: a graph built again because "
+             "a guard failed, e.g. training after evaluation).",
              "", "| method | compile | first epoch s | later epoch s | later / off | process wall s | graph breaks | "
-             "test MAE |", "|:---|:---|---:|---:|---:|---:|---:|---:|"]
-    for method, modes in report["rows"].items():
+             "recompiles | test MAE |", "|:---|:---|---:|---:|---:|---:|---:|---:|---:|"]
+    for method, modes in part["rows"].items():
         off = modes.get("off", {}).get("later_epoch_s")
         for mode, r in modes.items():
             if "error" in r:
-                lines.append(f"| {method} | {mode} | failed: {r['error']} | | | | | |")
+                lines.append(f"| {method} | {mode} | failed: {r['error']} | | | | | | |")
                 continue
             ratio = f"{r['later_epoch_s'] / off:.2f}×" if off else ""
             lines.append(f"| {method} | {mode} | {r['first_epoch_s']:.1f} | {r['later_epoch_s']:.2f} | {ratio} | "
-                         f"{r['wall_s']:.0f} | {r['graph_breaks']} | {r['test_MAE']:.4f} |")
+                         f"{r['wall_s']:.0f} | {r['graph_breaks']} | {r.get('recompiles', '')} | "
+                         f"{r['test_MAE']:.4f} |")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# `train.compile` on this CPU (issue 16)", "", "## Training on MOSI-U (T = 1)", "",
+             *train_table(report, "MOSI-U")]
+    seq = report.get("sequences")
+    if seq:
+        lines += ["", f"## Training on sequences ({seq['dataset']}: unaligned, dynamic padding)", "",
+                  *train_table(seq, seq["dataset"])]
     return "\n".join(lines + infer_markdown(report)) + "\n"
 
 
@@ -199,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--methods", default="tfn,mult")
     ap.add_argument("--modes", default="off,inductor")
-    ap.add_argument("--parts", default="train,inference", help="what to measure: train, inference or both")
+    ap.add_argument("--parts", default="train,sequences,inference",
+                    help="what to measure: train (MOSI-U), sequences (--seq-dataset), inference")
+    ap.add_argument("--seq-dataset", default="conflictbench", help="the sequences part's dataset")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--infer-epochs", type=int, default=2, help="training epochs of the inference part's run")
     ap.add_argument("--reps", type=int, default=3, help="inference: timed passes per batch size (best is kept)")
@@ -211,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         infer_worker(args.infer_worker)
         return 0
     parts = set(args.parts.split(","))
-    if not parts or parts - {"train", "inference"}:
-        raise SystemExit(f"--parts: expected train and/or inference (got {args.parts!r})")
+    if not parts or parts - {"train", "sequences", "inference"}:
+        raise SystemExit(f"--parts: expected some of train, sequences, inference (got {args.parts!r})")
     results = Path(args.results)
     old = json.loads((results / "compile_speed.json").read_text()) if (results / "compile_speed.json").is_file() else {}
-    report = {k: v for k, v in old.items() if k != "inference"} if "train" not in parts else {}
+    report = {k: v for k, v in old.items() if k not in ("inference", "sequences")} if "train" not in parts else {}
     load_before = [round(x, 2) for x in os.getloadavg()]
     methods, modes = args.methods.split(","), args.modes.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,6 +246,21 @@ def main(argv: list[str] | None = None) -> int:
                        f"{args.modes} --epochs {args.epochs} --threads {args.threads}")
             report = {"made_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load_before,
                       "command": command, "epochs": args.epochs, "threads": args.threads, "rows": rows}
+        if "sequences" in parts:
+            seq_rows: dict[str, dict[str, Any]] = {}
+            for method in methods:
+                for mode in modes:
+                    seq_rows.setdefault(method, {})[mode] = run(method, mode, args.epochs, args.threads, Path(tmp),
+                                                                args.seq_dataset)
+                    print(method, mode, args.seq_dataset, seq_rows[method][mode], file=sys.stderr, flush=True)
+            report["sequences"] = {
+                "made_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load_before,
+                "command": (f"python benchmarks/compile_speed.py --parts sequences --seq-dataset {args.seq_dataset} "
+                            f"--methods {args.methods} --modes {args.modes} --epochs {args.epochs} --threads "
+                            f"{args.threads}"),
+                "dataset": args.seq_dataset, "epochs": args.epochs, "threads": args.threads, "rows": seq_rows}
+        elif "sequences" in old:
+            report["sequences"] = old["sequences"]
         if "inference" in parts:
             inf_rows = {}
             for method in methods:

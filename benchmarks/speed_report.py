@@ -9,6 +9,7 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
     python benchmarks/seed_parallel.py --methods tfn --threads 2 --out benchmarks/results/seed_parallel_2threads.json
     python benchmarks/seed_parallel_floor.py --methods tfn,mult --threads 1,2
     python benchmarks/compile_speed.py --parts train --methods tfn,mult --epochs 4
+    python benchmarks/compile_speed.py --parts sequences --methods tfn,mult --epochs 4
     python benchmarks/compile_speed.py --parts inference --methods tfn,mult
     python benchmarks/study_walls.py
     python benchmarks/vs_mmsa_speed.py
@@ -23,7 +24,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from compile_speed import infer_markdown  # this folder is on sys.path when the script runs
+from compile_speed import infer_markdown, train_table  # this folder is on sys.path when the script runs
 from vs_mmsa_speed import runs_note
 
 RESULTS = Path("benchmarks/results")
@@ -136,21 +137,13 @@ def seed_parallel_floor_lines() -> list[str]:
 
 
 def compile_section(d: dict[str, Any]) -> list[str]:
-    """``train.compile`` (optional, off by default): inductor against eager per epoch (``compile_speed.json``)."""
+    """``train.compile`` (optional, off by default) and compiled inference, from ``compile_speed.json``."""
     lines = ["## Optional `torch.compile` (`train.compile: inductor`), measured on this CPU", "",
-             f"`benchmarks/results/compile_speed.json` ([compile_speed.md](compile_speed.md), made {d['made_utc']} "
-             f"by `{d['command']}`): one fresh process per row, MOSI-U, seed 0, {d['epochs']} epochs, "
-             f"{d['threads']} thread(s).", "",
-             "| method | compile | first epoch s (compiling) | later epoch s | later / off | graph breaks |",
-             "|:---|:---|---:|---:|---:|---:|"]
-    for method, modes in d["rows"].items():
-        off = modes.get("off", {}).get("later_epoch_s")
-        for mode, r in modes.items():
-            if "error" in r:
-                continue
-            ratio = f"{r['later_epoch_s'] / off:.2f}×" if off else ""
-            lines.append(f"| {method} | {mode} | {r['first_epoch_s']:.1f} | {r['later_epoch_s']:.2f} | {ratio} | "
-                         f"{r['graph_breaks']} |")
+             "`benchmarks/results/compile_speed.json` ([compile_speed.md](compile_speed.md)).", "",
+             "### Training on MOSI-U (T = 1)", "", *train_table(d, "MOSI-U")]
+    seq = d.get("sequences")
+    if seq:
+        lines += ["", f"### Training on sequences ({seq['dataset']})", "", *train_table(seq, seq["dataset"])]
     lines += ["", "Compiling costs tens of seconds per process and changes a later epoch by the ratio shown: "
               "off stays the default on CPU for training."]
     lines += [line.replace("## Inference", "### Inference") for line in infer_markdown(d)]
