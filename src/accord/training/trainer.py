@@ -135,8 +135,8 @@ def compile_model(model: AccordModel, backend: str) -> None:
     """``torch.compile`` ``model`` in place for ``train.compile`` and ``load_model(compile=...)``: dynamic shapes
     (varying batch sizes and sequence lengths share one graph) and duck shaping off, process-wide (with it, torch
     gives a length that happens to equal another size, a feature width say, the same symbol, then specialises both
-    when the width is fixed by a weight, and rebuilds the graph at the next length: a 4-epoch TFN on ConflictBench
-    was recompiled three times more, ``tests/test_precision.py``)."""
+    when the width is fixed by a weight, and rebuilds the graph at the next length: traced with the ``eager``
+    backend, a 4-epoch TFN on ConflictBench was rebuilt at two new lengths; ``tests/test_precision.py``)."""
     import torch.fx.experimental._config as fx_config
 
     fx_config.use_duck_shape = False
