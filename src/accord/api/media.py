@@ -106,7 +106,6 @@ class Predictor:
         self.meta = dataset_meta(cfg.data.name, cfg.data.path, cfg.data.params)
         self.settings = check_settings(run_dir, self.meta, self.dims)
         self.model = load(self.run_dir, seed=seed, device=device, compile=compile)
-        self.compile = compile
         self.device = device
         self.method = cfg.model.name
         self.task = cfg.task.kind

@@ -132,11 +132,14 @@ def load_run(run_dir: str | Path) -> tuple[Config, dict[str, Any]]:
 
 
 def compile_model(model: AccordModel, backend: str) -> None:
-    """``torch.compile`` ``model`` in place for ``train.compile`` and ``load_model(compile=...)``: dynamic shapes
+    """``torch.compile`` ``model`` in place for ``train.compile`` and ``load_model(compile=...)`` (nothing for
+    ``off``): dynamic shapes
     (varying batch sizes and sequence lengths share one graph) and duck shaping off, process-wide (with it, torch
     gives a length that happens to equal another size, a feature width say, the same symbol, then specialises both
     when the width is fixed by a weight, and rebuilds the graph at the next length: traced with the ``eager``
     backend, a 4-epoch TFN on ConflictBench was rebuilt at two new lengths; ``tests/test_precision.py``)."""
+    if backend == "off":
+        return
     import torch.fx.experimental._config as fx_config
 
     fx_config.use_duck_shape = False
@@ -161,9 +164,7 @@ def load_model(run_dir: str | Path, seed: int | None = None, device: str | torch
     dev = resolve_device(str(device) if device is not None else cfg.train.device)
     model = create_model(cfg.model.name, info["dims"], int(info["out_dim"]), **cfg.model.params).to(dev)
     load_weights(model, folder / rundir.BEST, dev)
-    model.eval()
-    if mode != "off":
-        compile_model(model, mode)
+    compile_model(model.eval(), mode)
     return model
 
 
@@ -292,8 +293,7 @@ class Trainer:
         ``train.compile`` (``nn.Module.compile``: the parameters and state dict keys are the model's own)."""
         model = create_model(self.cfg.model.name, self.dataset.dims, self.out_dim,
                              **self.cfg.model.params).to(self.device)
-        if self.cfg.train.compile != "off":
-            compile_model(model, self.cfg.train.compile)
+        compile_model(model, self.cfg.train.compile)
         return model
 
     def build_hooks(self) -> list[TrainerHook]:
