@@ -247,13 +247,7 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
         sized, utt = b.get("sized", float("nan")), b.get("u", float("nan"))
         lines.append(f"- **{m}**: MOSI-sized {sized:.2f}×, MOSI-U {utt:.2f}× -> ≥ 2× on both {verdict(worst >= 2.0)}")
     lines.append("")
-    earlier: list[dict[str, Any]] = []  # one column per time measured (two replacements of rows measured at once)
-    for e in d.get("earlier_runs") or []:
-        same = [x for x in earlier if x["finished_utc"] == e["finished_utc"]]
-        if same:
-            same[0]["rows"] = [*same[0]["rows"], *e["rows"]]
-        else:
-            earlier.append({**e, "rows": list(e["rows"])})
+    earlier = d.get("earlier_runs") or []  # one group per time measured (vs_mmsa_speed.replaced_runs)
     if earlier:
         lines += ["Run-to-run spread: the equal-model rows as measured by earlier runs of the same script the same "
                   "day (`earlier_runs` in the JSON, from the committed versions of this file; both frameworks were "

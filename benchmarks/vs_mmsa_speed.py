@@ -75,15 +75,24 @@ EARLIER_NOTE = ("rows that later runs of this script replaced, grouped by when t
 
 
 def replaced_runs(old: dict[str, Any], redo: set[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The rows of ``old`` this run replaces (the ``(model, data)`` pairs in ``redo``), one group per time they were
-    measured (``measured_utc``; rows written before it existed count as measured when ``old`` was finished)."""
+    """``old``'s earlier runs plus the rows of ``old`` this run replaces (the ``(model, data)`` pairs in ``redo``),
+    one group per time they were measured (``measured_utc``; rows written before it existed count as measured when
+    ``old`` was finished): rows measured at a time that already has a group join it."""
     fields = ("model", "data", "variant", "mmsa_cpu", "accord_cpu", "cpu_ratio")
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for e in old.get("earlier_runs", []):
+        if e["finished_utc"] in groups:
+            groups[e["finished_utc"]]["rows"] += e["rows"]
+        else:
+            groups[e["finished_utc"]] = {**e, "rows": list(e["rows"])}
+    fresh: dict[str, list[dict[str, Any]]] = {}
     for r in old.get("rows", []):
         if (r["model"], r["data"]) in redo:
             when = r.get("measured_utc") or old.get("finished_utc", "?")
-            groups.setdefault(when, []).append({**{k: r.get(k) for k in fields}, "measured_utc": when})
-    return [{"finished_utc": when, "label": when[11:] or when, "rows": rows} for when, rows in sorted(groups.items())]
+            fresh.setdefault(when, []).append({**{k: r.get(k) for k in fields}, "measured_utc": when})
+    for when, rows in sorted(fresh.items()):
+        groups.setdefault(when, {"finished_utc": when, "label": when[11:] or when, "rows": []})["rows"] += rows
+    return list(groups.values())
 
 
 def small_pickle() -> dict[str, Any]:
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     redo = {(m, SPEED_DATA.get(m, k) if k == "mosi_sized" else k) for m in models for k in keys}
     keep = [{**r, "epochs": r.get("epochs", old.get("epochs"))} for r in old["rows"] if (r["model"], r["data"]) not in
             redo]
-    earlier = [*old.get("earlier_runs", []), *replaced_runs(old, redo)]
+    earlier = replaced_runs(old, redo)
     rounds: list[list[dict[str, Any]]] = []
     for rep in range(args.repeats):  # whole rounds, so a slow spell of the machine hits every model alike
         rounds.append([])
