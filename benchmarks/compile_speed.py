@@ -47,6 +47,11 @@ def cold_cache(folder: Path) -> dict[str, str]:
     return {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(folder), "TRITON_CACHE_DIR": str(folder / "triton")}
 
 
+def failure(proc: subprocess.CompletedProcess[str]) -> str:
+    """What a failed process said last on stderr, else its exit code."""
+    return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+
+
 def run(method: str, mode: str, epochs: int, threads: int, out: Path, dataset: str = "mosi-u") -> dict[str, Any]:
     """One ``accord train`` process; its epoch seconds, wall time, graph breaks and test MAE."""
     name = f"{method}_{mode}_{dataset}"
@@ -59,7 +64,7 @@ def run(method: str, mode: str, epochs: int, threads: int, out: Path, dataset: s
                           env={**cold_cache(out / f"cache_{name}"), "TORCH_LOGS": "graph_breaks,recompiles"})
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        return {"error": failure(proc)}
     seed_dir = out / name / "seed_0"
     seconds = [float(r["seconds"]) for r in map(json.loads, (seed_dir / "log.jsonl").read_text().splitlines())
                if r.get("type") == "epoch"]
@@ -116,7 +121,7 @@ def infer(method: str, modes: list[str], epochs: int, threads: int, reps: int, t
            "--set", f"name={run_dir.name}", "--set", f"output.dir={tmp}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        return {"error": failure(proc)}
     rows: dict[str, Any] = {}
     for mode in modes:
         spec = {"run": str(run_dir), "mode": mode, "threads": threads, "reps": reps,
@@ -127,7 +132,7 @@ def infer(method: str, modes: list[str], epochs: int, threads: int, reps: int, t
                                str(tmp / "spec.json")], capture_output=True, text=True, check=False,
                               env=cold_cache(tmp / f"cache_infer_{method}_{mode}"))
         if proc.returncode != 0:
-            rows[mode] = {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
+            rows[mode] = {"error": failure(proc)}
             continue
         rows[mode] = {**json.loads(Path(spec["out"]).read_text()), "process_wall_s": round(time.perf_counter() - t0, 1)}
     eager = rows.get("off", {})

@@ -121,10 +121,12 @@ def seed_parallel_floor_lines() -> list[str]:
                          f"{r['group_over_one']:.2f}× | {r['group_gemm_ms']:.1f} | {r['group_gemm_over_one']:.2f}× | "
                          f"{r['one_gemm_ms']:.1f} ({100 * r['one_gemm_share']:.0f}%) | `{top['op']}` "
                          f"{shapes} {100 * top['share']:.0f}% |")
-    bound = [f"{m} ({r['threads']} thread{'s' if r['threads'] > 1 else ''})" for m, rows in fl["rows"].items()
-             for r in rows if r["group_gemm_over_one"] > 1.5]
-    free = [f"{m} ({r['threads']} thread{'s' if r['threads'] > 1 else ''})" for m, rows in fl["rows"].items()
-            for r in rows if r["group_gemm_over_one"] <= 1.5]
+    bound: list[str] = []
+    free: list[str] = []
+    for m, rows in fl["rows"].items():
+        for r in rows:
+            (bound if r["group_gemm_over_one"] > 1.5 else free).append(
+                f"{m} ({r['threads']} thread{'s' if r['threads'] > 1 else ''})")
     lines += [""]
     if bound:
         lines += ["The group's matrix products alone take more than 1.5× one seed's whole step for "
@@ -273,10 +275,12 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
             if r["data"] == "mosi_u" and last:
                 moves.append((abs(r["cpu_ratio"] / last - 1), f"{r['model']} {last:.2f}× -> {r['cpu_ratio']:.2f}×"))
         moves.sort(reverse=True)
-        spreads = sorted(((max(x["cpu_ratio"] for x in r["repeats"]) / min(x["cpu_ratio"] for x in r["repeats"]),
-                           f"{r['model']} {min(x['cpu_ratio'] for x in r['repeats']):.2f}-"
-                           f"{max(x['cpu_ratio'] for x in r['repeats']):.2f}×")
-                          for r in d["rows"] if r.get("repeats")), reverse=True)
+        spreads: list[tuple[float, str]] = []  # rows with --repeats: highest / lowest repeat's ratio
+        for r in d["rows"]:
+            if r.get("repeats"):
+                lo, hi = min(x["cpu_ratio"] for x in r["repeats"]), max(x["cpu_ratio"] for x in r["repeats"])
+                spreads.append((hi / lo, f"{r['model']} {lo:.2f}-{hi:.2f}×"))
+        spreads.sort(reverse=True)
         lines += ["", "TFN's rise after 02:55 is `train.malloc` (its large buffers no longer mapped afresh every "
                   "step; [docs/speed.md](../../docs/speed.md)), the rest is noise: on MOSI-U an epoch is 0.1-5 CPU s, "
                   "much of it per-operation overhead in both frameworks, and "
