@@ -165,6 +165,30 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_torchrun_accumulated_windows_reduce_to_the_one_process_gradient(tmp_path: Path) -> None:
+    """``train.accumulate_batches=2`` over 2 ranks: each rank weights a batch by ITS rows' share of the window
+    (counted over both ranks) and the window's gradient is all-reduced once, as a plain sum. Its norm at every
+    window of the first epoch equals one process's (batch 33 -> slices 17 + 16, windows of 66 rows, a last window
+    of one batch of 4 -> 2 + 2)."""
+    common = ["train", "--method", "early_fusion", "--dataset", "conflictbench",
+              "--set", "data.params.n_train=400", "--set", "data.params.n_valid=64", "--set", "data.params.n_test=64",
+              "--set", "train.epochs=1", "--set", "train.batch_size=33", "--set", "train.num_threads=1",
+              "--set", "model.params.dropout=0", "--set", "train.accumulate_batches=2",
+              "--set", "train.log_every_steps=1", "--set", "train.lr=1e-6",
+              "--set", f"output.dir={tmp_path / 'runs'}"]
+    _run([sys.executable, "-m", "accord.cli", *common, "--set", "name=single"], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          "-m", "accord.cli", *common, "--set", "name=ddp"], tmp_path)
+    norms = []
+    for name in ("single", "ddp"):
+        lines = (tmp_path / "runs" / name / "seed_0" / "log.jsonl").read_text().splitlines()
+        norms.append([r["grad_norm"] for r in map(json.loads, lines) if r["type"] == "step" and "grad_norm" in r])
+    assert len(norms[0]) == len(norms[1]) == 7  # 13 batches in windows of 2: one norm per optimiser step
+    for a, b in zip(*norms, strict=True):  # (a learning rate of 1e-6 keeps the runs' weights within float noise)
+        assert b == pytest.approx(a, rel=1e-4)
+
+
+@pytest.mark.slow
 def test_torchrun_interrupted_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     """Kill a 2-rank run after epoch 3 (the whole process group, like a lost job) and resume it: the result equals
     that of the uninterrupted run (every rank's random state is restored)."""

@@ -77,11 +77,14 @@ class Interrupt(TrainerHook):
         return {}
 
 
-@pytest.mark.parametrize("method", ["late_fusion", "mult"])
-def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path, method: str) -> None:
-    full = Trainer(tiny_cfg(tmp_path / "full", "train.scheduler=cosine", method=method), progress=False).fit()
-    cfg = tiny_cfg(tmp_path / "cut", "train.scheduler=cosine", method=method)
-    # 96 samples / batch 16 = 6 steps per epoch: step 14 is in the middle of epoch 3
+@pytest.mark.parametrize(("method", "extra"), [("late_fusion", []), ("mult", []),
+                                               ("late_fusion", ["train.accumulate_batches=4"])])
+def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path, method: str, extra: list[str]) -> None:
+    full = Trainer(tiny_cfg(tmp_path / "full", "train.scheduler=cosine", *extra, method=method),
+                   progress=False).fit()
+    cfg = tiny_cfg(tmp_path / "cut", "train.scheduler=cosine", *extra, method=method)
+    # 96 samples / batch 16 = 6 steps per epoch: step 14 is in the middle of epoch 3 (with accumulate_batches=4,
+    # in the middle of its first window)
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, hooks=[Interrupt(14)], progress=False).fit()
     sd = tmp_path / "cut" / "run" / "seed_0"

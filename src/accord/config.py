@@ -176,6 +176,13 @@ class TrainConfig(Section):
     last float digits differ, so the same seed gives slightly different metrics under each."""
     warmup_epochs: int = Field(0, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
+    accumulate_batches: int = Field(1, ge=1)
+    """Batches per optimiser step (gradient accumulation). The epoch's batches are taken in windows of this many
+    (the last window may be shorter); each batch's loss is weighted by its share of the window's samples, so a
+    window's gradient is the gradient of the mean loss over all its samples, as one batch of them would give
+    (models without batch statistics). Clipping, the optimiser step and, under torchrun, the gradient all-reduce
+    happen once per window; hooks still run after every batch's backward, so a hook that edits gradients (OGM-GE,
+    AGM, CP) is refused. 1 (the default) steps after every batch."""
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     seeds: list[int] = Field(default_factory=lambda: [0])
     device: str = "cpu"
@@ -207,8 +214,8 @@ class TrainConfig(Section):
     """Train the seeds as ONE vectorised model (``torch.func.vmap`` over the stacked seed models; per-seed data
     order, selection, early stopping, checkpoints and metrics as in sequential training; docs/speed.md). ``on``
     refuses, in one line naming the reason, a run that cannot (hooks, QASA, torchrun, a pretrained text branch,
-    mixed precision, compile, the plateau schedule); ``auto`` falls back to sequential there. With dropout on, the
-    masks differ from a sequential run's (deterministic still)."""
+    mixed precision, compile, the plateau schedule, gradient accumulation); ``auto`` falls back to sequential
+    there. With dropout on, the masks differ from a sequential run's (deterministic still)."""
     malloc: Literal["tuned", "system"] = "tuned"
     """tuned: glibc's malloc keeps large freed buffers for the next step instead of mapping fresh pages each step
     (``training/allocator.py``; TFN at MMSA's sizes: epochs 4.4 -> 3.0 s, up to 256 MiB more resident memory;

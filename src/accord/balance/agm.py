@@ -57,6 +57,7 @@ class AGM(TrainerHook):
     """Rescale each modality's branch gradients by AGM's adaptive coefficient."""
 
     name = "agm"
+    edits_gradients = True
 
     def __init__(self, params: AGMParams | None = None) -> None:
         self.p = params or AGMParams()

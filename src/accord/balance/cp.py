@@ -62,6 +62,7 @@ class ConflictPenalty(TrainerHook):
     """CP's penalty (an extra loss ``cp``) and its projection (an in-place gradient edit)."""
 
     name = "conflict_penalty"
+    edits_gradients = True
     default_loss_weights = CP_LOSS_WEIGHTS
     double_backward = True  # the penalty differentiates the feature-gradient norms (create_graph)
 

@@ -76,6 +76,7 @@ class OGMGE(TrainerHook):
     """Slow down the leading modality's encoder by ``k_m``, add gradient noise (GE)."""
 
     name = "ogm_ge"
+    edits_gradients = True
 
     def __init__(self, params: OGMGEParams | None = None) -> None:
         self.p = params or OGMGEParams()

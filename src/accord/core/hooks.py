@@ -86,6 +86,9 @@ class TrainerHook:
     double_backward: ClassVar[bool] = False
     """True when the hook differentiates a gradient (``create_graph``): such a run cannot use ``train.compile``
     (compiled graphs do not support double backward)."""
+    edits_gradients: ClassVar[bool] = False
+    """True when :meth:`after_backward` changes ``.grad`` from what this batch alone gave: such a hook cannot run
+    with ``train.accumulate_batches`` > 1 (it would edit a window's running sum)."""
 
     def __init__(self, params: HookParams | None = None) -> None:
         """Registered hooks are built as ``cls(validated params)``."""

@@ -70,6 +70,8 @@ def seed_parallel_blocker(trainer: Trainer, resume: bool = False) -> str | None:
         (t.precision != "fp32", f"train.precision is {t.precision}"),
         (t.compile != "off", f"train.compile is {t.compile}"),
         (t.scheduler == "plateau", "the plateau schedule's learning rate differs per seed"),
+        (t.accumulate_batches > 1, f"train.accumulate_batches is {t.accumulate_batches} (the group steps after "
+                                   "every batch)"),
     ]
     return next((why for bad, why in reasons if bad), None)
 

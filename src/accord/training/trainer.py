@@ -188,6 +188,8 @@ class SeedRun:
     stopped_early: bool = False
     checked_names: bool = False
     scaler: torch.amp.GradScaler | None = None  # train.precision fp16 only
+    window_loss: torch.Tensor | None = None  # train.accumulate_batches > 1: the window's weighted loss so far
+    window_bad: list[str] = field(default_factory=list)  # ... and its non-finite terms so far
 
 
 @dataclass
@@ -306,7 +308,14 @@ class Trainer:
             if twice:
                 raise ConfigError(f"train.compile={self.cfg.train.compile}: hook {twice[0]!r} needs double backward, "
                                   "which compiled graphs do not support; set train.compile=off")
-        return [*named, *configured, *self.extra_hooks]
+        hooks = [*named, *configured, *self.extra_hooks]
+        if self.cfg.train.accumulate_batches > 1:
+            editing = [h.name for h in hooks if h.edits_gradients]
+            if editing:
+                raise ConfigError(f"train.accumulate_batches={self.cfg.train.accumulate_batches}: hook "
+                                  f"{editing[0]!r} edits each batch's gradients, which accumulation would apply "
+                                  "to a window's running sum; set train.accumulate_batches=1")
+        return hooks
 
     def loss_terms(self, model: AccordModel, batch: Batch, out: ModelOutput,
                    extra_losses: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -619,17 +628,23 @@ class Trainer:
         run.state.epoch = epoch
         run.model.train()
         sums = EpochSums()
-        for batch in self.epoch_batches(train_split, run.seed, epoch):
-            n_global = batch.size
-            if self.dist.enabled:  # this rank's contiguous slice of the global batch
-                batch = batch.select(shard_rows(n_global, self.dist))
-            batch = batch.to(self.device)
-            terms, logged = self.train_step(run, batch, n_global)
-            sums.add_terms(terms, batch.size)
-            sums.add_values(logged)
-            if self.dist.is_main and terms and t.log_every_steps and run.state.step % t.log_every_steps == 0:
-                _append_log(run.folder / rundir.LOG, {"type": "step", "epoch": epoch + 1, "step": run.state.step,
-                                                      **{k: float(v.detach()) for k, v in terms.items()}, **logged})
+        for window in self.epoch_windows(train_split, run.seed, epoch):
+            n_window = sum(b.size for b in window)
+            for i, batch in enumerate(window):
+                n_global = batch.size
+                if self.dist.enabled:  # this rank's contiguous slice of the global batch
+                    batch = batch.select(shard_rows(n_global, self.dist))
+                batch = batch.to(self.device)
+                share = batch.size / n_window if t.accumulate_batches > 1 else None
+                terms, logged = self.train_step(run, batch, n_global, share=share, first=i == 0,
+                                                last=i == len(window) - 1)
+                sums.add_terms(terms, batch.size)
+                sums.add_values(logged)
+                if self.dist.is_main and terms and t.log_every_steps and run.state.step % t.log_every_steps == 0:
+                    _append_log(run.folder / rundir.LOG, {"type": "step", "epoch": epoch + 1,
+                                                          "step": run.state.step,
+                                                          **{k: float(v.detach()) for k, v in terms.items()},
+                                                          **logged})
         if self.dist.enabled:  # epoch means over all ranks' samples (loss) and steps (hook values)
             sums = self._merge_epoch_sums(sums)
         return sums
@@ -645,14 +660,33 @@ class Trainer:
                                         bucket=t.bucket_by_length, trim=t.dynamic_padding):
             yield modality_dropout(batch, t.modality_dropout, drop_gen) if t.modality_dropout else batch
 
-    def train_step(self, run: SeedRun, batch: Batch, n_global: int) -> tuple[dict[str, torch.Tensor],
-                                                                             dict[str, float]]:
+    def epoch_windows(self, split: SplitData, seed: int, epoch: int) -> Iterator[list[Batch]]:
+        """:meth:`epoch_batches` in windows of ``train.accumulate_batches`` consecutive batches (one optimiser step
+        each; the epoch's last window may be shorter, and no window spans two epochs, so resuming at an epoch
+        boundary continues exactly)."""
+        k = self.cfg.train.accumulate_batches
+        window: list[Batch] = []
+        for batch in self.epoch_batches(split, seed, epoch):
+            window.append(batch)
+            if len(window) == k:
+                yield window
+                window = []
+        if window:
+            yield window
+
+    def train_step(self, run: SeedRun, batch: Batch, n_global: int, share: float | None = None,
+                   first: bool = True, last: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Forward, weighted loss, backward, hooks, (distributed) gradient reduce, clipping and the optimiser step.
 
-        Returns the step's weighted loss terms and the values hooks (and clipping) logged.
+        With gradient accumulation (``share``: this batch's fraction of its window's samples, counted over all
+        ranks) the backward pass reads ``share`` · total loss, the gradients are zeroed at the window's ``first``
+        batch only, and the reduce, clipping and optimiser step run after its ``last``. ``share=None`` is one batch
+        per step. Returns the batch's weighted loss terms and the values hooks (and clipping) logged.
         """
         state, seed, epoch = run.state, run.seed, run.state.epoch
-        run.opt.zero_grad(set_to_none=True)
+        if first:
+            run.opt.zero_grad(set_to_none=True)
+            run.window_loss, run.window_bad = None, []
         terms: dict[str, torch.Tensor] = {}
         logged: dict[str, float] = {}
         bad_terms: list[str] = []
@@ -672,17 +706,30 @@ class Trainer:
             if bad_terms and not self.dist.enabled:
                 raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "
                                          f"{', '.join(bad_terms)} (lower train.lr or check inputs)")
+            loss = terms["total"] if share is None else terms["total"] * share
+            if share is not None:
+                run.window_loss = loss.detach() if run.window_loss is None else run.window_loss + loss.detach()
+                run.window_bad += [k for k in bad_terms if k not in run.window_bad]
             if run.scaler is not None:  # fp16: scaled backward, true gradients again before the hooks see them
-                run.scaler.scale(terms["total"]).backward()
-                run.scaler.unscale_(run.opt)
+                run.scaler.scale(loss).backward()
+                if last:  # (once per optimiser step: unscale_ may run once before scaler.step)
+                    run.scaler.unscale_(run.opt)
             else:
-                terms["total"].backward()
+                loss.backward()
             state.loss_terms = {k: v.detach() for k, v in terms.items()}
             for hook in run.hooks:
                 logged.update(hook.after_backward(run.model, batch, out, state))
         self._write_hook_records(run)
+        if not last:  # accumulating: the window's step comes after its last batch
+            state.step += 1
+            return terms, logged
+        if share is not None:
+            bad_terms = run.window_bad
         if self.dist.enabled:  # Σ_r (n_r/N)·g_r after the hooks; the global loss rides along
-            total = allreduce_step(run.params, batch.size / n_global, terms.get("total"), self.dist)
+            if share is None:
+                total = allreduce_step(run.params, batch.size / n_global, terms.get("total"), self.dist)
+            else:  # each rank's gradient already carries its samples' share of the window: a plain sum
+                total = allreduce_step(run.params, 1.0, run.window_loss, self.dist)
             if not math.isfinite(total):
                 where = f"in {', '.join(bad_terms)} on rank {self.dist.rank}" if bad_terms else "on another rank"
                 raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite "
