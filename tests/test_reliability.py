@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ from accord.core.io import atomic_write_bytes, clean_dead_temps, temp_name
 from accord.core.lock import RunLock
 from accord.core.process import proc_start_time
 from accord.core.rundir import LOCK
+from accord.training.checkpoint import save_state
 from accord.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is several times faster
@@ -307,6 +309,43 @@ def test_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         line = one_error_line(res)
         assert line.startswith(f"error: {mnt / 'r'}/") and line.endswith(": cannot write (No space left on device)")
         assert not list(mnt.rglob("*.tmp")) and not (mnt / "r" / LOCK).exists()
+
+
+class _FillsUp:
+    """An open file whose writes fail with ENOSPC once ``room`` bytes are written (a full disk, simulated)."""
+
+    def __init__(self, fh: Any, room: int) -> None:
+        self.fh, self.room = fh, room
+
+    def write(self, data: bytes) -> int:
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return int(self.fh.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fh, name)
+
+    def __enter__(self) -> _FillsUp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+
+def test_a_training_state_larger_than_the_free_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``save_state`` streams ``torch.save`` into its temporary file. torch reports a failed write as an unrelated
+    RuntimeError ("unexpected pos ..."), so the disk-full OSError must still come out as the one-line StorageError
+    naming the file, with no temporary file left (a 64 KiB tmpfs where mounting works, else writes that fail)."""
+    state = {"model": {"w": torch.zeros(256 * 1024)}, "epoch": 0}  # 1 MiB
+    mnt = tmp_path / "small"
+    with tmpfs(mnt, "64k") as mounted:
+        if not mounted:
+            real_fdopen = os.fdopen
+            monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: _FillsUp(real_fdopen(fd, *a, **k), 64 * 1024))
+        with pytest.raises(StorageError, match=r"small/last\.pt: cannot write \(No space left on device\)$"):
+            save_state(state, mnt / "last.pt")
+        assert list(mnt.iterdir()) == []
 
 
 def test_other_os_errors_in_the_cli_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,17 +21,17 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from accord.core.errors import storage_error
 from accord.core.process import pid_alive
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "clean_dead_temps", "npz_bytes", "read_json_file", "temp_name",
-           "write_json", "write_npz"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_with", "clean_dead_temps", "npz_bytes",
+           "read_json_file", "temp_name", "write_json", "write_npz"]
 
 PathLike = str | os.PathLike[str]
 
@@ -49,6 +49,14 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         StorageError: the system refused (disk full, read-only folder, name too long, ...): one line naming
             ``path`` and the cause; the temporary file is removed and ``path`` is left as it was.
     """
+    atomic_write_with(path, lambda fh: fh.write(data))
+
+
+def atomic_write_with(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Atomically write what ``write(fh)`` writes to the open temporary file ``fh`` (then fsync, ``os.replace``):
+    a large payload (a training state) streams to disk without first being built in memory as one bytes object.
+    Errors as :func:`atomic_write_bytes`; an exception ``write`` raises removes the temporary file and propagates.
+    """
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +69,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         raise storage_error(target, err) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
