@@ -66,6 +66,12 @@ VARIANTS: dict[str, list[tuple[str, list[str], str]]] = {
     "self_mm": [("exact", [], "matched sizes; Accord's audio/visual encoders are temporal convolutions, MMSA's "
                               "LSTMs")],
 }
+#: MMSA's gradient accumulation (``update_epochs`` in its regression config): batches per optimiser step.
+MMSA_ACCUMULATION = {"mult": 8, "misa": 2, "self_mm": 4}
+for _m, _k in MMSA_ACCUMULATION.items():  # the matched model, trained with MMSA's optimiser cadence too
+    VARIANTS[_m].append((f"accumulated{_k}", [*VARIANTS[_m][0][1], f"train.accumulate_batches={_k}"],
+                         f"{VARIANTS[_m][0][2]}; one optimiser step per {_k} batches (train.accumulate_batches, "
+                         f"as MMSA's update_epochs={_k})"))
 #: Which pickle each model's MOSI-shaped speed run reads.
 SPEED_DATA = {"mult": "mosi_sized_small"}
 
@@ -201,10 +207,13 @@ def main(argv: list[str] | None = None) -> None:
                 tag = f"s16_{m}_{dkey}"
                 vm.log(f"{tag}: MMSA (round {rep + 1} of {args.repeats})")
                 mm = vm.run_mmsa(m, data[dkey], [0], args.epochs, 1, tag)
-                variants = VARIANTS[m] if dkey != "mosi_u" else [VARIANTS[m][0]]
+                variants = VARIANTS[m] if dkey != "mosi_u" else [v for i, v in enumerate(VARIANTS[m])
+                                                                  if i == 0 or v[0].startswith("accumulated")]
                 for name, extra, what in variants:
                     if dkey == "mosi_u":  # T = 1: nothing to pool or downsample
-                        extra, what = [e for e in extra if not e.startswith("data.pool_time")], "matched (T = 1)"
+                        extra = [e for e in extra if not e.startswith("data.pool_time")]
+                        what = "matched (T = 1)" + (f"; one optimiser step per {name[11:]} batches, as MMSA's"
+                                                    if name.startswith("accumulated") else "")
                     vm.log(f"{tag}: Accord {name}")
                     ac = vm.run_accord(m, data[dkey], [0], args.epochs, 1, f"{tag}_{name}", extra)
                     rounds[-1].append({**row(m, dkey, mm, name, ac, what), "epochs": args.epochs})

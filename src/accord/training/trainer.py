@@ -711,6 +711,7 @@ class Trainer:
                 run.window_loss = loss.detach() if run.window_loss is None else run.window_loss + loss.detach()
                 run.window_bad += [k for k in bad_terms if k not in run.window_bad]
             if run.scaler is not None:  # fp16: scaled backward, true gradients again before the hooks see them
+                # (accumulating: only after the window's last batch; earlier hooks see scaled running sums)
                 run.scaler.scale(loss).backward()
                 if last:  # (once per optimiser step: unscale_ may run once before scaler.step)
                     run.scaler.unscale_(run.opt)

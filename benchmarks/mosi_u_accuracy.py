@@ -1,0 +1,139 @@
+"""Issue 16: the accuracy half of "equal models vs MMSA at equal or better accuracy", on the current code.
+
+``benchmarks/vs_mmsa_speed.py`` times Accord's configs matched to MMSA's (TFN, LMF, MulT, MISA, Self-MM), the last
+three also with ``train.accumulate_batches`` set to MMSA's ``update_epochs`` (8, 2, 4 batches per optimiser step).
+This script trains the same configs to the end on
+MOSI-U (epoch cap 60, early stopping on validation MAE with patience 8, as ``vs_mmsa.py``'s accuracy phase), seeds
+0..N-1, one thread, run by the same worker (``vs_mmsa.run_accord``); every table has the train-mean predictor's
+row. MMSA's rows are read from the committed ``benchmarks/results/vs_mmsa.json``; Accord is run with
+and without accumulation on the current code. Selection is on validation only; the test split is only scored.
+
+Usage::
+
+    python benchmarks/mosi_u_accuracy.py                  # all five, 3 seeds (about 35 CPU minutes)
+    python benchmarks/mosi_u_accuracy.py --models tfn,lmf  # re-run some; the JSON keeps the others
+
+Writes ``benchmarks/results/mosi_u_accuracy.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vs_mmsa as vm  # noqa: E402  (MMSA pickles, the Accord worker, metric helpers)
+from vs_mmsa_speed import MMSA_ACCUMULATION  # noqa: E402
+
+RESULTS = vm.ROOT / "benchmarks" / "results"
+OUT_JSON, OUT_MD = RESULTS / "mosi_u_accuracy.json", RESULTS / "mosi_u_accuracy.md"
+MODELS = ("tfn", "lmf", "mult", "misa", "self_mm")
+METRICS = ("Non0_acc_2", "Has0_acc_2", "Mult_acc_7", "MAE", "Corr")
+EQUAL_WITHIN = 0.5
+"""Accuracy 'equal' as vs_mmsa.md judges it: mean Non0_acc_2 within this many points of MMSA's, or better."""
+
+
+def committed_mmsa(model: str) -> dict[str, Any]:
+    """MMSA's MOSI-U accuracy runs of ``model`` from the committed ``vs_mmsa.json``."""
+    return dict(json.loads((RESULTS / "vs_mmsa.json").read_text())["runs"]["accuracy"][model]["mmsa"])
+
+
+def cell(res: dict[str, Any], key: str) -> str:
+    return vm.mean_std(vm.metric_values(res, key), 3 if key in ("MAE", "Corr") else 1)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    made = ", ".join(f"{m} {r['utc']}" for m, r in report["models"].items())
+    lines = ["# Accord vs MMSA on MOSI-U: accuracy of the speed comparison's configs (issue 16)", "",
+             f"Made by `python benchmarks/mosi_u_accuracy.py --seeds {report['seeds']}` (models run at: "
+             f"{made} UTC): MOSI-U (the MMSA pickle both frameworks read), "
+             f"seeds 0..{report['seeds'] - 1}, "
+             f"epoch cap {report['epochs']}, early stopping on validation MAE (patience {vm.PATIENCE}), 1 thread. "
+             "`MMSA` is the committed run of `vs_mmsa.py` (same pickle, seeds and budget; MMSA's code is unchanged "
+             "since); both Accord rows were run by this script on the current code: `one step per batch` is the "
+             "matched config of `vs_mmsa.py`, `accumulated` the same with `train.accumulate_batches` set to "
+             "MMSA's `update_epochs` (MulT, MISA and Self-MM; MMSA's TFN and LMF step every batch). Mean ± std "
+             "over seeds; accuracies in %.", ""]
+    verdicts = []
+    for m, r in report["models"].items():
+        k = r["accumulate_batches"]
+        lines += [f"## {m}" + (f" (MMSA: one optimiser step per {k} batches)" if k > 1 else ""), "",
+                  "| run | framework | " + " | ".join(METRICS) + " | best epochs | epoch CPU s |",
+                  "|:---|:---|" + "---:|" * (len(METRICS) + 2)]
+        for label, key, fw in [("MMSA", "mmsa", "MMSA"), ("Accord, one step per batch", "accord_per_batch", "Accord"),
+                               ("Accord, accumulated", "accord_accumulated", "Accord")]:
+            if key not in r:
+                continue
+            res = r[key]
+            best = [s.get("best_epoch") for s in res.get("per_seed", [])]
+            cpu = [c for seed in res.get("epoch_cpu_seconds") or [] for c in seed]
+            cpu_cell = f"{statistics.median(cpu):.2f}" if cpu else "—"
+            lines.append(f"| {label} | {fw} | " + " | ".join(cell(res, k) for k in METRICS) +
+                         f" | {', '.join(str(b) for b in best)} | {cpu_cell} |")
+        lines += [vm.constant_row("mosi-u", report["data_params"], framework_col=True), ""]
+        mmsa = statistics.fmean(vm.metric_values(r["mmsa"], "Non0_acc_2"))
+        for label, key in (("one step per batch", "accord_per_batch"), ("accumulated", "accord_accumulated")):
+            if key not in r:
+                continue
+            acc = statistics.fmean(vm.metric_values(r[key], "Non0_acc_2"))
+            ok = acc >= mmsa - EQUAL_WITHIN
+            verdicts.append(f"- **{m}**, Accord {label}: Non0_acc_2 MMSA {mmsa:.1f} vs Accord {acc:.1f} "
+                            f"({acc - mmsa:+.1f}): equal or better {'**met**' if ok else '**NOT met**'}")
+    lines += ["## Equal or better accuracy?", "",
+              f"'Equal' = mean Non0_acc_2 within {EQUAL_WITHIN} points of MMSA's, or better (as vs_mmsa.md).", "",
+              *verdicts, "",
+              "Accord's window is the mean over its rows (a window of 8 batches of 16 steps as one batch of 128); "
+              "MMSA sums the batches' mean-loss gradients and clips gradient VALUES after every batch, Accord clips "
+              "the window's gradient NORM once. MMSA drops an epoch's last unfinished window (the next epoch zeroes "
+              "it); Accord steps it. The epoch CPU column is the median over every epoch of the runs (the speed "
+              "comparison itself is in vs_mmsa_speed.md, measured interleaved with MMSA)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--report-only", action="store_true", help="rewrite the .md from the JSON")
+    args = p.parse_args(argv)
+    if args.report_only:
+        OUT_MD.write_text(markdown(json.loads(OUT_JSON.read_text())))
+        return
+    data = vm.write_pickles()["mosi_u"]
+    models = [x for x in args.models.split(",") if x]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"--models: unknown {unknown}; expected a subset of {','.join(MODELS)}")
+    report: dict[str, Any] = {"seeds": args.seeds, "epochs": args.epochs, "data_params": data["params"],
+                              "models": {}}
+    if OUT_JSON.is_file():  # keep the models this run does not redo (same seeds and budget only)
+        old = json.loads(OUT_JSON.read_text())
+        if (old["seeds"], old["epochs"]) == (args.seeds, args.epochs):
+            report["models"] = {m: r for m, r in old["models"].items() if m not in models}
+    for m in models:
+        k = MMSA_ACCUMULATION.get(m, 1)
+        entry: dict[str, Any] = {"accumulate_batches": k, "mmsa": committed_mmsa(m)}
+        for key, every in (("accord_per_batch", 1), ("accord_accumulated", k))[:2 if k > 1 else 1]:
+            vm.log(f"{m}: Accord matched, accumulate_batches={every}, seeds 0..{args.seeds - 1}")
+            res = vm.run_accord(m, data, list(range(args.seeds)), args.epochs, 1, f"accum{every}_{m}",
+                                [*(vm.FULL_RES if m in vm.DOWNSAMPLED else []), f"train.accumulate_batches={every}"])
+            if "error" in res:
+                raise SystemExit(f"{m}: Accord run failed ({res['error']}):\n{res.get('log_tail', '')}")
+            entry[key] = res
+        entry["utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        report["models"][m] = entry
+    report["models"] = {m: report["models"][m] for m in MODELS if m in report["models"]}
+    report["finished_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    vm.write_results(OUT_MD, OUT_JSON, markdown(report), report)
+    print(OUT_MD.read_text())
+
+
+if __name__ == "__main__":
+    main()
