@@ -10,7 +10,7 @@ write the system refuses (disk full, read-only folder) is a one-line :class:`~ac
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import torch
 from safetensors import SafetensorError
@@ -51,7 +51,7 @@ def save_state(state: dict[str, Any], path: str | Path) -> None:
     def write(fh: BinaryIO) -> None:
         out = _KeepsWriteError(fh)
         try:
-            torch.save(state, out)
+            torch.save(state, cast(IO[bytes], out))  # torch only calls write (and flush)
         except RuntimeError:
             if out.error is not None:  # torch reports a failed write as an unrelated RuntimeError ("unexpected
                 raise out.error from None  # pos ..."): the OSError (disk full) becomes the one-line StorageError
