@@ -683,51 +683,66 @@ class Trainer:
         batch only, and the reduce, clipping and optimiser step run after its ``last``. ``share=None`` is one batch
         per step. Returns the batch's weighted loss terms and the values hooks (and clipping) logged.
         """
-        state, seed, epoch = run.state, run.seed, run.state.epoch
         if first:
             run.opt.zero_grad(set_to_none=True)
             run.window_loss, run.window_bad = None, []
+        terms, logged, bad_terms = self._forward_backward(run, batch, share, last)
+        self._write_hook_records(run)
+        if last:  # (accumulating: the window's step comes after its last batch)
+            self._update(run, batch, n_global, terms, run.window_bad if share is not None else bad_terms,
+                         share is not None, logged)
+        run.state.step += 1
+        return terms, logged
+
+    def _forward_backward(self, run: SeedRun, batch: Batch, share: float | None,
+                          last: bool) -> tuple[dict[str, torch.Tensor], dict[str, float], list[str]]:
+        """:meth:`train_step`'s forward, weighted loss terms, finiteness check, backward (of ``share`` · total when
+        accumulating) and the hooks' ``after_backward``; returns the terms, the hooks' values and the non-finite
+        terms (which only stop the run here in one process: under torchrun the reduce decides, on every rank)."""
+        state, seed, epoch = run.state, run.seed, run.state.epoch
         terms: dict[str, torch.Tensor] = {}
         logged: dict[str, float] = {}
         bad_terms: list[str] = []
-        if batch.size:  # a rank's slice of a tiny last batch can be empty: it only joins the reduce
-            with autocast(self.cfg, self.device):  # train.precision (a no-op for fp32)
-                out = run.model(batch)
-                terms = self.prediction_terms(batch, out)
-                extra: dict[str, torch.Tensor] = {}
-                for hook in run.hooks:  # once per step, after the prediction terms (the graph's order is kept)
-                    extra.update(hook.extra_losses(run.model, batch, out))
-                if not run.checked_names:
-                    for name in [*out.losses, *extra]:
-                        self.weight(name)  # a term nothing declared fails on the first step, naming it
-                    run.checked_names = True
-                self.add_loss_terms(terms, {**out.losses, **extra}, batch.extras.get("sample_weight"))
-            bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
-            if bad_terms and not self.dist.enabled:
-                raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "
-                                         f"{', '.join(bad_terms)} (lower train.lr or check inputs)")
-            loss = terms["total"] if share is None else terms["total"] * share
-            if share is not None:
-                run.window_loss = loss.detach() if run.window_loss is None else run.window_loss + loss.detach()
-                run.window_bad += [k for k in bad_terms if k not in run.window_bad]
-            if run.scaler is not None:  # fp16: scaled backward, true gradients again before the hooks see them
-                # (accumulating: only after the window's last batch; earlier hooks see scaled running sums)
-                run.scaler.scale(loss).backward()
-                if last:  # (once per optimiser step: unscale_ may run once before scaler.step)
-                    run.scaler.unscale_(run.opt)
-            else:
-                loss.backward()
-            state.loss_terms = {k: v.detach() for k, v in terms.items()}
-            for hook in run.hooks:
-                logged.update(hook.after_backward(run.model, batch, out, state))
-        self._write_hook_records(run)
-        if not last:  # accumulating: the window's step comes after its last batch
-            state.step += 1
-            return terms, logged
+        if not batch.size:  # a rank's slice of a tiny last batch can be empty: it only joins the reduce
+            return terms, logged, bad_terms
+        with autocast(self.cfg, self.device):  # train.precision (a no-op for fp32)
+            out = run.model(batch)
+            terms = self.prediction_terms(batch, out)
+            extra: dict[str, torch.Tensor] = {}
+            for hook in run.hooks:  # once per step, after the prediction terms (the graph's order is kept)
+                extra.update(hook.extra_losses(run.model, batch, out))
+            if not run.checked_names:
+                for name in [*out.losses, *extra]:
+                    self.weight(name)  # a term nothing declared fails on the first step, naming it
+                run.checked_names = True
+            self.add_loss_terms(terms, {**out.losses, **extra}, batch.extras.get("sample_weight"))
+        bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
+        if bad_terms and not self.dist.enabled:
+            raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "
+                                     f"{', '.join(bad_terms)} (lower train.lr or check inputs)")
+        loss = terms["total"] if share is None else terms["total"] * share
         if share is not None:
-            bad_terms = run.window_bad
+            run.window_loss = loss.detach() if run.window_loss is None else run.window_loss + loss.detach()
+            run.window_bad += [k for k in bad_terms if k not in run.window_bad]
+        if run.scaler is not None:  # fp16: scaled backward, true gradients again before the hooks see them
+            # (accumulating: only after the window's last batch; earlier hooks see scaled running sums)
+            run.scaler.scale(loss).backward()
+            if last:  # (once per optimiser step: unscale_ may run once before scaler.step)
+                run.scaler.unscale_(run.opt)
+        else:
+            loss.backward()
+        state.loss_terms = {k: v.detach() for k, v in terms.items()}
+        for hook in run.hooks:
+            logged.update(hook.after_backward(run.model, batch, out, state))
+        return terms, logged, bad_terms
+
+    def _update(self, run: SeedRun, batch: Batch, n_global: int, terms: dict[str, torch.Tensor],
+                bad_terms: list[str], accumulated: bool, logged: dict[str, float]) -> None:
+        """:meth:`train_step`'s (distributed) gradient reduce, clipping (its norm into ``logged``) and optimiser
+        step, after a batch or, ``accumulated``, after a window's last batch."""
+        state, seed, epoch = run.state, run.seed, run.state.epoch
         if self.dist.enabled:  # Σ_r (n_r/N)·g_r after the hooks; the global loss rides along
-            if share is None:
+            if not accumulated:
                 total = allreduce_step(run.params, batch.size / n_global, terms.get("total"), self.dist)
             else:  # each rank's gradient already carries its samples' share of the window: a plain sum
                 total = allreduce_step(run.params, 1.0, run.window_loss, self.dist)
@@ -742,8 +757,6 @@ class Trainer:
             run.scaler.update()
         else:
             run.opt.step()
-        state.step += 1
-        return terms, logged
 
     def _write_hook_records(self, run: SeedRun) -> None:
         """Append the log lines hooks emitted this step (rank 0) and clear the step's shared values."""
