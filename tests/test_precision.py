@@ -172,3 +172,55 @@ def test_trimmed_batches_are_contiguous_copies_not_views() -> None:
         assert x.shape[1] == 3 and x.is_contiguous() and x._base is None, m
     assert batch.text_tokens is not None and batch.text_tokens.shape[2] == 4
     assert batch.text_tokens.is_contiguous() and batch.text_tokens._base is None
+
+
+def test_the_convolution_as_taps_equals_the_convolution_in_values_and_gradients() -> None:
+    """``TemporalConv1d.taps`` (the form ``torch.compile`` traces) is the module's convolution: the same outputs
+    and parameter gradients for kernels 3 and 5 on a batch with padding (a wrong tap offset or a flipped kernel
+    fails this)."""
+    from accord.models.modules.encoders import TemporalConv1d
+
+    torch.manual_seed(0)
+    x, mask = torch.randn(4, 9, 5), torch.rand(4, 9) > 0.3
+    m = mask.unsqueeze(-1).float()
+    for k in (3, 5):
+        conv = TemporalConv1d(5, 7, k)
+        out = conv(x, mask)
+        grads = torch.autograd.grad(out.square().sum(), list(conv.parameters()))
+        taps = conv.taps(x * m) * m
+        torch.testing.assert_close(taps, out, rtol=0, atol=1e-6)
+        for a, b in zip(torch.autograd.grad(taps.square().sum(), list(conv.parameters())), grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_inductor_trains_a_conv_encoder_at_new_lengths_without_a_new_graph(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """With inductor (not only the tracing that the every-model test uses), a convolutional sequence encoder
+    trained forward and backward on batches of other lengths and sizes reuses its graph: inductor's lowering of the
+    convolution's backward fixed the length (TFN on ConflictBench was rebuilt at every new length), the taps form
+    keeps it symbolic. The compiled values match the eager ones."""
+    from torch import _dynamo
+    from torch._dynamo.utils import counters
+
+    from accord.models.modules.encoders import SequenceEncoder
+    from accord.training.trainer import compile_model
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # a cached graph would hide the lowering
+    torch.manual_seed(0)
+    enc = SequenceEncoder(5, 8, projection="conv", temporal="conv", dropout=0.0).train()
+    eager = SequenceEncoder(5, 8, projection="conv", temporal="conv", dropout=0.0).train()
+    eager.load_state_dict(enc.state_dict())
+    _dynamo.reset()
+    counters.clear()
+    compile_model(enc, "inductor")
+    for b, t in ((8, 12), (6, 15), (7, 9)):
+        x, mask = torch.randn(b, t, 5), torch.ones(b, t, dtype=torch.bool)
+        mask[0, t // 2:] = False
+        out = enc(x, mask).pooled
+        out.square().sum().backward()
+        torch.testing.assert_close(out, eager(x, mask).pooled, rtol=1e-5, atol=1e-5)
+        if t == 12:
+            built = counters["stats"]["unique_graphs"]
+    assert counters["stats"]["unique_graphs"] == built, "rebuilt for a new length"
+    assert not counters["graph_break"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -57,7 +58,22 @@ class TemporalConv1d(nn.Module):
         k = self.conv.kernel_size[0]
         if k == 1 or x.shape[1] == 1:
             return F.linear(x * m, self.conv.weight[:, :, k // 2], self.conv.bias) * m
+        if torch.compiler.is_compiling():
+            return self.taps(x * m) * m
         return self.conv((x * m).transpose(1, 2)).transpose(1, 2) * m
+
+    def taps(self, x: Tensor) -> Tensor:
+        """The same convolution as one ``F.linear`` per kernel tap over shifted steps, ``out[t] = b + Σ_j W_j ·
+        x[t + j - k//2]`` (zero outside). Used while ``torch.compile`` traces: inductor's lowering of the
+        convolution's backward fixes the sequence length (a new graph for every new length of dynamic padding),
+        matrix products keep it symbolic. Equal to the convolution up to float rounding."""
+        k, t = self.conv.kernel_size[0], x.shape[1]
+        xp = F.pad(x, (0, 0, k // 2, k // 2))
+        w = self.conv.weight
+        out = F.linear(xp[:, :t], w[:, :, 0], self.conv.bias)
+        for j in range(1, k):
+            out = out + F.linear(xp[:, j:j + t], w[:, :, j])
+        return out
 
 
 class SequenceEncoder(nn.Module):
