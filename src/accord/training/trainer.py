@@ -137,7 +137,8 @@ def compile_model(model: AccordModel, backend: str) -> None:
     (varying batch sizes and sequence lengths share one graph) and duck shaping off, process-wide (with it, torch
     gives a length that happens to equal another size, a feature width say, the same symbol, then specialises both
     when the width is fixed by a weight, and rebuilds the graph at the next length: traced with the ``eager``
-    backend, a 4-epoch TFN on ConflictBench was rebuilt at two new lengths; ``tests/test_precision.py``)."""
+    backend, a 4-epoch TFN on ConflictBench was rebuilt at two new lengths; ``tests/test_precision.py``). The
+    models' own length-dependent code takes compile-safe forms while compiling (e.g. ``TemporalConv1d.taps``)."""
     if backend == "off":
         return
     import torch.fx.experimental._config as fx_config
