@@ -22,11 +22,14 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
 from __future__ import annotations
 
 import json
+import statistics
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from compile_speed import infer_markdown, train_table  # this folder is on sys.path when the script runs
+from mosi_u_accuracy import EQUAL_WITHIN
+from vs_mmsa import metric_values
 from vs_mmsa_speed import runs_note
 
 RESULTS = Path("benchmarks/results")
@@ -226,10 +229,8 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
 
 
 def mean_non0(res: dict[str, Any]) -> float:
-    """Mean test Non0_acc_2 (%) over a run's seeds (MMSA reports fractions)."""
-    vals = [float(s["test"]["Non0_acc_2"]) * (100.0 if res.get("framework") == "mmsa" else 1.0)
-            for s in res["per_seed"]]
-    return sum(vals) / len(vals)
+    """Mean test Non0_acc_2 (%) over a run's seeds (``vs_mmsa.metric_values``: MMSA's fractions in %)."""
+    return statistics.fmean(metric_values(res, "Non0_acc_2"))
 
 
 def mosi_u_accuracy_lines() -> list[str]:
@@ -246,10 +247,6 @@ def mosi_u_accuracy_lines() -> list[str]:
     return ["", f"Accuracy of the same configs trained to the end on MOSI-U ({acc['seeds']} seeds, mean "
                 "Non0_acc_2, [mosi_u_accuracy.md](mosi_u_accuracy.md), finished "
                 f"{acc['finished_utc']} UTC): " + "; ".join(cells) + "."]
-
-
-EQUAL_WITHIN = 0.5
-"""Accuracy 'equal': mean Non0_acc_2 within this many points of MMSA's, or better (vs_mmsa.md's rule)."""
 
 
 def mosi_u_accuracy() -> dict[tuple[str, str], tuple[float, float, bool, str]]:
