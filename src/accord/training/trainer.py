@@ -690,8 +690,7 @@ class Trainer:
         terms, logged, bad_terms = self._forward_backward(run, batch, share, last)
         self._write_hook_records(run)
         if last:  # (accumulating: the window's step comes after its last batch)
-            self._update(run, batch, n_global, terms, run.window_bad if share is not None else bad_terms,
-                         share is not None, logged)
+            self._update(run, batch, n_global, terms, bad_terms, share, logged)
         run.state.step += 1
         return terms, logged
 
@@ -738,15 +737,15 @@ class Trainer:
         return terms, logged, bad_terms
 
     def _update(self, run: SeedRun, batch: Batch, n_global: int, terms: dict[str, torch.Tensor],
-                bad_terms: list[str], accumulated: bool, logged: dict[str, float]) -> None:
+                bad_terms: list[str], share: float | None, logged: dict[str, float]) -> None:
         """:meth:`train_step`'s (distributed) gradient reduce, clipping (its norm into ``logged``) and optimiser
-        step, after a batch or, ``accumulated``, after a window's last batch."""
+        step, after a batch or, accumulating (``share`` not None), after a window's last batch."""
         state, seed, epoch = run.state, run.seed, run.state.epoch
         if self.dist.enabled:  # Σ_r (n_r/N)·g_r after the hooks; the global loss rides along
-            if not accumulated:
+            if share is None:
                 total = allreduce_step(run.params, batch.size / n_global, terms.get("total"), self.dist)
             else:  # each rank's gradient already carries its samples' share of the window: a plain sum
-                total = allreduce_step(run.params, 1.0, run.window_loss, self.dist)
+                total, bad_terms = allreduce_step(run.params, 1.0, run.window_loss, self.dist), run.window_bad
             if not math.isfinite(total):
                 where = f"in {', '.join(bad_terms)} on rank {self.dist.rank}" if bad_terms else "on another rank"
                 raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite "
