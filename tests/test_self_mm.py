@@ -64,6 +64,11 @@ def test_class_centres_by_hand() -> None:
     torch.testing.assert_close(centres[0], torch.tensor([1.0, 0.0]))
     torch.testing.assert_close(centres[1], torch.tensor([0.0, 4.0]))
     assert class_centres(feats, torch.tensor([1.0, 2.0, 3.0, 0.0])) is None  # no negative class
+    kept = class_centres(feats, torch.tensor([1.0, 2.0, -1.0, -3.0]), torch.tensor([False, True, True, True]))
+    assert kept is not None  # only the kept rows count: C^p = row 1, C^n = mean of rows 2 and 3
+    torch.testing.assert_close(kept[0], torch.tensor([2.0, 0.0]))
+    torch.testing.assert_close(kept[1], torch.tensor([5.0, 7.0]))
+    assert class_centres(feats, torch.tensor([1.0, 2.0, -1.0, 0.0]), torch.tensor([True, True, False, True])) is None
 
 
 def test_relative_distance_by_hand() -> None:
