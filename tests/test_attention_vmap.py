@@ -143,9 +143,10 @@ def test_vmapped_mult_dropout_differs_per_instance_and_is_seeded(path: str, monk
         torch.testing.assert_close(g1[name], g2[name], atol=0.0, rtol=0.0)
 
 
-def test_dropout_on_an_input_shared_by_every_vmapped_instance_still_differs() -> None:
+@pytest.mark.parametrize("width", [50, 100])  # 3,200 elements: F.dropout; 6,400: random bits (SMALL_DROPOUT_NUMEL)
+def test_dropout_on_an_input_shared_by_every_vmapped_instance_still_differs(width: int) -> None:
     drop = Dropout(0.5).train()
-    shared = torch.ones(64, 50)  # not batched: in-place randomness is refused there, randint draws per instance
+    shared = torch.ones(64, width)  # not batched: in-place randomness is refused there, randint draws per instance
     torch.manual_seed(0)
     out = vmap(lambda s: drop(shared) + s, randomness="different")(torch.zeros(3, 1, 1))
     torch.manual_seed(0)
@@ -241,25 +242,30 @@ def test_attention_paths_agree_for_the_same_random_stream() -> None:
 @pytest.mark.parametrize("p", [0.0, 0.4])
 def test_one_key_shortcut_equals_the_explicit_path(p: float) -> None:
     """With one key (T = 1) the output is v times the dropout mask: exactly the explicit path's values, random
-    draws and gradients, including the zero gradients of the query projection (its parameters keep a gradient,
-    as they do on the full formula); a missing key (masked) gives zeros."""
+    draws and value gradients. The query and key projections are skipped: on the full formula their gradients are
+    exactly zero (the key half of the key/value projection keeps its zero gradient, the query projection and the
+    query itself get none); a missing key (masked) gives zeros."""
     torch.manual_seed(0)
     attn = MultiheadAttention(8, 2, dropout=p).train()
     q, kv = torch.randn(6, 3, 8, requires_grad=True), torch.randn(6, 1, 8, requires_grad=True)
     mask = torch.tensor([[True], [False], [True], [True], [True], [True]])
-    grads = []
-    outs = []
+    grads, outs, q_grads = [], [], []
     for explicit in (False, True):
         torch.manual_seed(1)
         out, _ = attn(q, kv, mask, explicit=explicit)
         attn.zero_grad()
+        q.grad = kv.grad = None
         (out * torch.arange(8.0)).sum().backward()
         outs.append(out.detach())
-        grads.append([attn.q_proj.weight.grad.clone(), attn.kv_proj.weight.grad.clone()])  # type: ignore[union-attr]
+        grads.append([attn.kv_proj.weight.grad.clone(), attn.kv_proj.bias.grad.clone(),  # type: ignore[union-attr]
+                      attn.out_proj.weight.grad.clone(), kv.grad.clone()])  # type: ignore[union-attr]
+        q_grads.append((attn.q_proj.weight.grad, q.grad))
     assert torch.equal(outs[0], outs[1]) and bool((outs[0][1] == 0).all())
     for a, b in zip(grads[0], grads[1], strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
-    assert bool((grads[0][0] == 0).all())  # the query cannot change a softmax over one key
+    assert q_grads[0] == (None, None)  # the shortcut never reads the query
+    assert bool((q_grads[1][0] == 0).all()) and bool((q_grads[1][1] == 0).all())  # the formula: exactly zero
+    assert bool((grads[0][0][:8] == 0).all()) and bool((grads[0][0][8:] != 0).any())  # keys: zero; values: not
     if p > 0:  # some heads/steps dropped, the others scaled by 1 / (1 - p)
         v = attn.kv_proj(kv)[..., 8:].detach()
         assert not torch.allclose(outs[0][0], attn.out_proj(v[0].expand(3, 8)).detach())

@@ -22,6 +22,7 @@ from accord.models.modules import (
     masked_std,
     sinusoidal_positions,
 )
+from accord.models.modules.attention import SMALL_DROPOUT_NUMEL, drop_threshold, random_bits15
 from conftest import tiny_dataset
 
 BASELINES = ["text", "audio", "visual", "early_fusion", "late_fusion", "tfn", "mult"]
@@ -408,9 +409,12 @@ def test_downsample_mean_averages_valid_steps_per_window() -> None:
     assert same is x and same_mask is mask
 
 
-def test_fast_dropout_matches_the_dropout_distribution() -> None:
+@pytest.mark.parametrize("numel", [200_000, SMALL_DROPOUT_NUMEL])
+def test_fast_dropout_matches_the_dropout_distribution(numel: int) -> None:
+    """Random bits above SMALL_DROPOUT_NUMEL elements, torch's F.dropout at and below it: both drop p_eff of the
+    entries and scale the rest by 1 / (1 - p_eff), reproducibly under the global seed."""
     drop = Dropout(0.3)
-    x = torch.ones(200_000)
+    x = torch.ones(numel)
     assert drop.eval()(x) is x
     drop.train()
     torch.manual_seed(0)
@@ -418,12 +422,20 @@ def test_fast_dropout_matches_the_dropout_distribution() -> None:
     torch.manual_seed(0)
     torch.testing.assert_close(drop(x), a)  # reproducible under the global seed
     assert not torch.equal(drop(x), a)  # and fresh on every call
-    assert abs(float((a == 0).float().mean()) - 0.3) < 0.005
-    assert abs(float(a.mean()) - 1.0) < 0.01
-    values = a.unique().tolist()
+    many = torch.cat([a, *(drop(x) for _ in range(200_000 // numel))])
+    assert abs(float((many == 0).float().mean()) - 0.3) < 0.005
+    assert abs(float(many.mean()) - 1.0) < 0.01
+    values = many.unique().tolist()
     assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.7, rel=1e-4)
     kept = (a != 0).view(-1, 4).float().mean(dim=0)  # the 4 slices of each random word are unbiased
-    assert (kept - 0.7).abs().max() < 0.01
+    assert (kept - 0.7).abs().max() < 0.01 + 0.05 * (numel < 10_000)
+    threshold, p_eff = drop_threshold(0.3)
+    torch.manual_seed(0)
+    if numel <= SMALL_DROPOUT_NUMEL:  # which draws: torch's own dropout ...
+        expected = F.dropout(x, p_eff, training=True)
+    else:  # ... or the random bits
+        expected = (random_bits15(x.shape, x) >= threshold).float() / (1 - p_eff)
+    assert torch.equal(a, expected)
 
 
 def test_sinusoidal_positions_layout() -> None:
@@ -432,6 +444,9 @@ def test_sinusoidal_positions_layout() -> None:
     torch.testing.assert_close(pe[0], torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))
     torch.testing.assert_close(pe[2, 0], torch.sin(torch.tensor(2.0)))
     assert sinusoidal_positions(3, 5)[:, -1].abs().sum() == 0  # odd dim: trailing zero channel
+    assert sinusoidal_positions(4, 6) is pe  # cached: one table per length, width, device and dtype
+    assert sinusoidal_positions(4, 6, dtype=torch.float64).dtype == torch.float64
+    torch.testing.assert_close(sinusoidal_positions(4, 6, dtype=torch.float64), pe.double())
 
 
 def test_attention_ignores_masked_keys_and_zeroes_empty_rows() -> None:

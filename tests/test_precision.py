@@ -70,9 +70,10 @@ def test_compiled_training_matches_eager_and_saves_plain_state_dicts(tmp_path: P
 
 
 def test_compiled_dropout_is_seeded_and_traced_without_graph_breaks(tmp_path: Path) -> None:
-    """Under ``torch.compile`` dropout draws its bits with ``torch.randint`` (the eager path's in-place ``random_``
-    and int16 view break the graph), so a compiled run with dropout is deterministic but its masks are not the
-    eager run's; attention's all-valid-mask shortcut is not taken while tracing (it reads a value)."""
+    """Under ``torch.compile`` dropout is torch's ``F.dropout`` at every size (the eager path's random bits, for
+    tensors above ``SMALL_DROPOUT_NUMEL``, use an in-place ``random_`` and an int16 view that break the graph;
+    ``random_bits15`` itself draws with ``torch.randint`` while tracing), so a compiled run with dropout is
+    deterministic; attention's all-valid-mask shortcut is not taken while tracing (it reads a value)."""
     from torch import _dynamo
 
     from accord.models.modules.attention import MultiheadAttention, random_bits15
@@ -80,8 +81,6 @@ def test_compiled_dropout_is_seeded_and_traced_without_graph_breaks(tmp_path: Pa
     runs = [Trainer(tiny_cfg(tmp_path / f"c{i}", "train.compile=eager", method="early_fusion"), progress=False).fit()
             for i in range(2)]
     assert runs[0]["test"]["MAE"]["mean"] == runs[1]["test"]["MAE"]["mean"]
-    plain = Trainer(tiny_cfg(tmp_path / "plain", method="early_fusion"), progress=False).fit()
-    assert runs[0]["test"]["MAE"]["mean"] != plain["test"]["MAE"]["mean"]  # another dropout stream
     bits = _dynamo.explain(lambda x: random_bits15((64,), x))(torch.zeros(1))
     assert bits.graph_break_count == 0
     attn = MultiheadAttention(8, 2)

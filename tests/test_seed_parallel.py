@@ -115,13 +115,14 @@ def test_with_dropout_the_group_is_deterministic_and_each_seed_draws_its_own_mas
     assert log_lines(tmp_path / "a", 0)[0]["loss/total"] != log_lines(tmp_path / "c", 0)[0]["loss/total"]
 
 
-def test_dropout_masks_differ_between_the_vmapped_seeds() -> None:
+@pytest.mark.parametrize("width", [50, 100])  # 3,200 elements per seed: F.dropout; 6,400: random bits
+def test_dropout_masks_differ_between_the_vmapped_seeds(width: int) -> None:
     from torch.func import vmap
 
     from accord.models.modules.attention import Dropout
 
     drop = Dropout(0.5).train()
-    x = torch.ones(3, 64, 50)  # three seeds, identical inputs
+    x = torch.ones(3, 64, width)  # three seeds, identical inputs
     torch.manual_seed(0)
     out = vmap(drop, randomness="different")(x)
     torch.manual_seed(0)

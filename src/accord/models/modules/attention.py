@@ -27,8 +27,12 @@ Which attention path runs (:meth:`MultiheadAttention.forward`):
   ``[B, H, Tq, Tk]`` tensor is the float mask the kernel reads. On other devices ``F.scaled_dot_product_attention``
   with ``dropout_p`` (CUDA's kernels drop out inside).
 - **one key** (``Tk = 1``, utterance-level data): the softmax over one key is exactly 1, so the output is ``v``
-  times the dropout mask; computed without matmuls or a flash call (each flash call costs about 0.1 ms at T = 1),
-  with the explicit path's values, (zero) gradients for ``q`` and ``k`` and random draws.
+  times the dropout mask; computed without matmuls or a flash call (each flash call costs about 0.1 ms at T = 1)
+  and without the query and key projections, whose gradient on the full formula is exactly zero: the explicit
+  path's values, value gradients and random draws. The query projection (and a pre-LN layer's query LayerNorm in
+  cross-modal attention) then gets no gradient (``None``) instead of zeros, so an optimiser leaves it alone for
+  that step (zero gradients would still let Adam's momentum and AdamW's weight decay move it); on data that is
+  T = 1 throughout (MOSI-U) it never reaches the output either way.
 - **explicit** (``q @ k^T``, softmax, dropout, ``@ v``): when the weights are wanted (``return_weights=True``), when
   asked (``explicit=True``), and under :func:`torch.func.vmap` (seed-parallel training) for short sequences
   (``Tq * Tk <= VMAP_EXPLICIT_MAX_SCORES``): the flash ops have no batching rule, so torch loops them over the
@@ -46,6 +50,7 @@ generator state.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -62,7 +67,21 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     Layout as in fairseq/MulT: the first ``dim // 2`` channels are ``sin(pos * w_i)``, the next ``dim // 2`` are
     ``cos(pos * w_i)`` with ``w_i = 10000^(-i / (dim/2 - 1))``; an odd ``dim`` gets a trailing zero channel.
     Positions count from 0 at the first step, so padding appended at the end never shifts a real step's embedding.
+    Eager calls are cached per ``(length, dim, device, dtype)`` (a model asks for the same table in every layer of
+    every step): the result is shared, so never modify it in place.
     """
+    if torch.compiler.is_compiling():  # the length may be symbolic there; the graph computes the table itself
+        return _positions(length, dim, device, dtype)
+    return _cached_positions(length, dim, None if device is None else torch.device(device), dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_positions(length: int, dim: int, device: torch.device | None, dtype: torch.dtype) -> Tensor:
+    return _positions(length, dim, device, dtype)
+
+
+def _positions(length: int, dim: int, device: torch.device | None, dtype: torch.dtype) -> Tensor:
+    """:func:`sinusoidal_positions`, computed."""
     half = dim // 2
     pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
     if half == 0:
@@ -125,17 +144,34 @@ def bernoulli_keep_mask(x: Tensor, p: float) -> tuple[Tensor, float]:
     return random_bits15(x.shape, x) >= threshold, p_eff
 
 
+SMALL_DROPOUT_NUMEL = 4096
+"""Dropout on at most this many elements runs as torch's ``F.dropout`` (one fused op forward, one backward): there
+the per-op overhead of the random-bits path (about nine small ops) costs more than ``bernoulli_``'s slower draws.
+Forward + backward, one thread, this CPU: [16, 1, 32] 49 µs vs 127 µs with random bits, [16, 1, 50] 61 vs 105,
+[64, 1, 128] (8192 elements) even, [64, 1, 1000] 862 vs 324. Utterance-level data (T = 1) is mostly below it."""
+
+
+def uses_torch_dropout(numel: int) -> bool:
+    """Whether dropout over ``numel`` elements runs as torch's ``F.dropout``: at most :data:`SMALL_DROPOUT_NUMEL`
+    elements, and always while ``torch.compile`` traces (a compiled graph draws from its own generator anyway, and a
+    size test would make it guard on the batch's size and be rebuilt when a batch crosses it)."""
+    return torch.compiler.is_compiling() or numel <= SMALL_DROPOUT_NUMEL  # tracing first: no guard on the size
+
+
 def dropout_scale_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor | None:
     """Inverted-dropout multiplier of ``shape`` in ``like``'s dtype: ``1 / (1 - p_eff)`` where kept, 0 where dropped
     (``p_eff`` of :func:`drop_threshold`, so ``E[mask] = 1`` exactly up to the dtype's rounding of the scale).
     None when ``p_eff == 0``. Multiplying by it is ONE pass over the activations forward and one backward (the
     mask is what autograd saves), where ``torch.where(keep, x * scale, 0)`` took two each way, and ``F.dropout``'s
-    ``bernoulli_`` costs about four times these random bits on CPU."""
+    ``bernoulli_`` costs about four times these random bits on CPU. A mask of at most :data:`SMALL_DROPOUT_NUMEL`
+    elements is ``F.dropout`` of ones (same values, fewer ops)."""
     threshold, p_eff = drop_threshold(p)
     if threshold == 0:
         return None
     if threshold >= 32768:
         return like.new_zeros(tuple(shape))
+    if uses_torch_dropout(math.prod(shape)):
+        return F.dropout(torch.ones(tuple(shape), dtype=like.dtype, device=like.device), p_eff, training=True)
     keep = random_bits15(shape, like) >= threshold
     return keep.to(like.dtype).mul_(1.0 / (1.0 - p_eff))
 
@@ -143,13 +179,17 @@ def dropout_scale_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor |
 class Dropout(nn.Dropout):
     """Inverted dropout: ``x * dropout_scale_mask(...)`` (:func:`dropout_scale_mask`); otherwise the same as
     :class:`torch.nn.Dropout`. The drop probability is ``p_eff = round(p * 2^15) / 2^15`` (within ``2^-16`` of
-    ``p``) and kept values are scaled by ``1 / (1 - p_eff)``, so the expectation is preserved. Works under
-    :func:`torch.func.vmap` (``randomness="different"`` draws each instance's own mask, see
+    ``p``) and kept values are scaled by ``1 / (1 - p_eff)``, so the expectation is preserved. A tensor of at most
+    :data:`SMALL_DROPOUT_NUMEL` elements goes through torch's ``F.dropout`` with ``p_eff`` instead (fewer ops). Works
+    under :func:`torch.func.vmap` (``randomness="different"`` draws each instance's own mask, see
     :func:`random_bits15`)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
+        if uses_torch_dropout(x.numel()):
+            threshold, p_eff = drop_threshold(self.p)
+            return x if threshold == 0 else F.dropout(x, p_eff, training=True)
         mask = dropout_scale_mask(x.shape, self.p, x)
         return x if mask is None else x * mask
 
@@ -259,19 +299,24 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | 
     neg = _neg_big(q.dtype)
     pad_bias = None if attn_mask is None else torch.where(attn_mask, 0.0, float("-inf")).to(q.dtype)
     # 0 where kept, `neg` where dropped, plus the padding's -inf (a little faster than one torch.where)
-    drop_bias = random_bits15((b, h, tq, k.shape[-2]), q).lt(threshold).to(q.dtype).mul_(neg)
+    shape = (b, h, tq, k.shape[-2])
+    # the explicit path's draws (dropout_scale_mask): F.dropout's on a small mask, random bits on a larger one
+    scale = dropout_scale_mask(shape, p, q) if uses_torch_dropout(math.prod(shape)) else None
+    dropped = random_bits15(shape, q).lt(threshold) if scale is None else scale.eq(0)
+    drop_bias = dropped.to(q.dtype).mul_(neg)
     if pad_bias is not None:
         drop_bias = drop_bias.add_(pad_bias)
     return _DropoutAttention.apply(q, k, v, drop_bias, pad_bias, 1.0 / (1.0 - p_eff))[0]
 
 
-def one_key_attention(q: Tensor, k: Tensor, v: Tensor, p: float) -> Tensor:
-    """Attention over ONE key (utterance-level data, T = 1): the softmax over it is exactly 1, so the output is ``v``
-    times the dropout mask. Written with the scores so that ``q`` and ``k`` keep their exact (zero) gradients; the
-    same values, gradients and random draws as :func:`explicit_attention`, without its matmuls or a flash call."""
-    w = (q * k).sum(dim=-1, keepdim=True).softmax(dim=-1)
-    drop = dropout_scale_mask(w.shape, p, w) if p > 0.0 else None
-    return (w if drop is None else w * drop) * v
+def one_key_attention(v: Tensor, tq: int, p: float) -> Tensor:
+    """Attention over ONE key (utterance-level data, T = 1) for ``tq`` queries: the softmax over one key is exactly
+    1, so the output is ``v [B, H, 1, d]`` times the dropout mask ``[B, H, tq, 1]`` (the mask the explicit path draws
+    for its weights, with the same random draws), ``[B, H, tq, d]``. Neither the queries nor the keys are read:
+    their gradient on the full formula is exactly zero."""
+    b, h = v.shape[0], v.shape[1]
+    drop = dropout_scale_mask((b, h, tq, 1), p, v) if p > 0.0 else None
+    return v.expand(b, h, tq, v.shape[-1]) if drop is None else drop * v
 
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, has_key: Tensor | None,
@@ -314,9 +359,7 @@ class MultiheadAttention(nn.Module):
 
     def forward(self, query: Tensor, key_value: Tensor, key_mask: Tensor | None = None,
                 return_weights: bool = False, explicit: bool = False) -> tuple[Tensor, Tensor | None]:
-        b, tq, _ = query.shape
-        q = self._split(self.q_proj(query))
-        k, v = (self._split(t) for t in self.kv_proj(key_value).chunk(2, dim=-1))
+        tq = query.shape[1]
         has_key: Tensor | None = None
         attn_mask: Tensor | None = None
         if key_mask is not None and (values_unreadable(key_mask) or not bool(key_mask.all())):
@@ -324,20 +367,28 @@ class MultiheadAttention(nn.Module):
             attn_mask = safe[:, None, None, :]
         p = self.dropout if self.training else 0.0
         weights: Tensor | None = None
+        if key_value.shape[1] == 1 and not (return_weights or explicit):
+            # one key: no query projection (see one_key_attention); the key/value projection stays one product, so
+            # values (and their rounding) are the full formula's
+            v = self._split(self.kv_proj(key_value)[..., self.dim:])
+            return self._output(one_key_attention(v, tq, p), has_key), None
+        q = self._split(self.q_proj(query))
+        k, v = (self._split(t) for t in self.kv_proj(key_value).chunk(2, dim=-1))
         # under vmap (seed-parallel training) the flash ops have no batching rule (torch loops them over the
         # seeds) while the explicit matmuls batch: explicit for short sequences, fused (looped) for long ones
-        if k.shape[-2] == 1 and not (return_weights or explicit):
-            out = one_key_attention(q, k, v, p)
-        elif return_weights or explicit or (is_batched(q) and tq * k.shape[-2] <= VMAP_EXPLICIT_MAX_SCORES):
+        if return_weights or explicit or (is_batched(q) and tq * k.shape[-2] <= VMAP_EXPLICIT_MAX_SCORES):
             out, weights = explicit_attention(q, k, v, attn_mask, has_key, p)
         elif p > 0.0 and q.device.type == "cpu" and q.dtype in _FLASH_DTYPES:
             out = attention_with_dropout(q, k, v, attn_mask, p)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        return self._output(out, has_key), weights
+
+    def _output(self, out: Tensor, has_key: Tensor | None) -> Tensor:
+        """The heads' ``[B, H, Tq, d]`` merged and projected, zero for a sample without any key."""
+        b, _, tq, _ = out.shape
         out = self.out_proj(out.transpose(1, 2).reshape(b, tq, self.dim))
-        if has_key is not None:
-            out = out * has_key.to(out.dtype)[:, None, None]
-        return out, weights
+        return out if has_key is None else out * has_key.to(out.dtype)[:, None, None]
 
 
 class FeedForward(nn.Sequential):

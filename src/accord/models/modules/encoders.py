@@ -57,7 +57,10 @@ class TemporalConv1d(nn.Module):
         m = mask.unsqueeze(-1).to(x.dtype)
         k = self.conv.kernel_size[0]
         if k == 1 or x.shape[1] == 1:
-            return F.linear(x * m, self.conv.weight[:, :, k // 2], self.conv.bias) * m
+            # a kernel of 1 as a view (its gradient is the weight's, no copy); the centre tap of a longer kernel is
+            # a select, whose backward writes into zeros of the whole kernel
+            w = self.conv.weight.squeeze(-1) if k == 1 else self.conv.weight[:, :, k // 2]
+            return F.linear(x * m, w, self.conv.bias) * m
         if torch.compiler.is_compiling():
             return self.taps(x * m) * m
         return self.conv((x * m).transpose(1, 2)).transpose(1, 2) * m
