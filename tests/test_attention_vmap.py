@@ -269,3 +269,29 @@ def test_one_key_shortcut_equals_the_explicit_path(p: float) -> None:
     if p > 0:  # some heads/steps dropped, the others scaled by 1 / (1 - p)
         v = attn.kv_proj(kv)[..., 8:].detach()
         assert not torch.allclose(outs[0][0], attn.out_proj(v[0].expand(3, 8)).detach())
+
+
+def test_a_crossmodal_layer_over_a_one_step_source_is_the_pre_ln_formula() -> None:
+    """``x + Attn(LN_q(x), LN_kv(s)) + FFN(...)`` with a one-step source, computed without the query LayerNorm (the
+    one-key attention does not read the query): the same output and source gradients as the formula on the explicit
+    path; the query LayerNorm is not even computed."""
+    torch.manual_seed(0)
+    layer = attention.CrossmodalTransformerLayer(8, 2, attn_dropout=0.3, source_dim=6).train()
+    x, src = torch.randn(5, 3, 8), torch.randn(5, 1, 6, requires_grad=True)
+    mask = torch.tensor([[True], [True], [False], [True], [True]])
+    torch.manual_seed(1)
+    got = layer(x, None, src, mask)
+    torch.manual_seed(1)
+    h = x + layer.drop(layer.attn(layer.ln_q(x), layer.ln_kv(src), mask, explicit=True)[0])
+    want = h + layer.drop(layer.ffn(layer.ln_ffn(h)))
+    assert torch.equal(got, want)
+    g = torch.randn_like(got)
+    (g_got,) = torch.autograd.grad(got, src, g)
+    (g_want,) = torch.autograd.grad(want, src, g)
+    torch.testing.assert_close(g_got, g_want, atol=1e-6, rtol=1e-6)
+    calls: list[int] = []
+    layer.ln_q.register_forward_hook(lambda *_: calls.append(1))
+    layer(x, None, src, mask)
+    assert not calls  # not computed for a one-step source ...
+    layer(x, None, torch.randn(5, 2, 6), torch.ones(5, 2, dtype=torch.bool))
+    assert calls == [1]  # ... and computed for a longer one

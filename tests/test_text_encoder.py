@@ -301,9 +301,12 @@ def test_the_pretrained_text_replaces_the_text_features(tiny_bert: Path) -> None
         assert got.features["text"][1].abs().sum() == 0
 
 
-def test_the_gradient_monitor_counts_the_transformer_as_text(tiny_bert_with_tokenizer: Path, tmp_path: Path) -> None:
-    """The premise of CP+SL, measurable: with a fine-tuned transformer the monitor's g/text includes the
-    transformer's gradient (a frozen one contributes none), so text's ratio r/text is what the trainer logs."""
+def test_the_gradient_monitor_measures_text_with_a_transformer_fine_tuned_or_frozen(tiny_bert_with_tokenizer: Path,
+                                                                                     tmp_path: Path) -> None:
+    """The premise of CP+SL, measurable with a pretrained text encoder: the monitor's g/text is the task loss's
+    gradient at text's representation (the fusion input, whatever produced it), logged with every modality's
+    ratio at every monitored step, fine-tuned or frozen. (It is not the encoder's parameter gradient: the two runs'
+    g/text differ only through their trajectories, in either direction.)"""
     from accord.training.trainer import Trainer
 
     ds = sentiment_dataset(64)
@@ -319,7 +322,7 @@ def test_the_gradient_monitor_counts_the_transformer_as_text(tiny_bert_with_toke
         grads = [r for r in lines if r["type"] == "grad"]
         assert grads and all({"g/text", "r/text", "r/audio", "r/visual"} <= set(r) for r in grads)
         ratios[finetune] = sum(r["g/text"] for r in grads) / len(grads)
-    assert ratios[True] > ratios[False] > 0  # the transformer's own gradient adds to text's
+    assert ratios[True] > 0 and ratios[False] > 0
 
 
 def test_self_mm_pools_the_cls_token_as_its_paper() -> None:

@@ -424,7 +424,9 @@ class CrossmodalTransformerLayer(nn.Module):
         """``x [B, Tq, D]`` -> ``[B, Tq, D]``; with ``query_index [B]`` only the output at step
         ``query_index[b]`` of each sample is computed (``[B, 1, D]``; exactly that row of the full output, since
         a row depends only on its own query, and much cheaper in self-attention over a long sequence)."""
-        h = self.ln_q(x)
+        # a source of one step: the attention's one-key path reads only the query's length, not its values (so the
+        # query LayerNorm, whose output would not reach the result, is not computed)
+        h = x if source is not None and source.shape[1] == 1 else self.ln_q(x)
         if source is None:
             kv, kv_mask = h, x_mask
         else:
