@@ -12,6 +12,7 @@ Usage::
 
     python benchmarks/mosi_u_accuracy.py                  # all five, 3 seeds (about 35 CPU minutes)
     python benchmarks/mosi_u_accuracy.py --models tfn,lmf  # re-run some; the JSON keeps the others
+    python benchmarks/mosi_u_accuracy.py --models tfn,misa --seeds 10  # more seeds: MMSA is run for seeds 3..9
 
 Writes ``benchmarks/results/mosi_u_accuracy.json`` and ``.md``.
 """
@@ -43,26 +44,61 @@ def committed_mmsa(model: str) -> dict[str, Any]:
     return dict(json.loads((RESULTS / "vs_mmsa.json").read_text())["runs"]["accuracy"][model]["mmsa"])
 
 
+def mmsa_seeds(model: str, data: dict[str, Any], seeds: int, epochs: int) -> dict[str, Any]:
+    """MMSA's runs of ``model`` for seeds ``0..seeds-1``: the committed ones (``vs_mmsa.json``, seeds 0..2) and, for
+    more seeds, MMSA run here on the same pickle and budget for the others (its code is the same); per-seed results
+    and epoch times are concatenated in seed order."""
+    res = committed_mmsa(model)
+    have = [int(s["seed"]) for s in res["per_seed"]]
+    extra = [s for s in range(seeds) if s not in have]
+    if not extra:
+        return res
+    vm.log(f"{model}: MMSA, seeds {extra[0]}..{extra[-1]} (the committed run has {have})")
+    more = vm.run_mmsa(model, data, extra, epochs, 1, f"acc_{model}_seeds{extra[0]}_{extra[-1]}")
+    if "error" in more:
+        raise SystemExit(f"{model}: MMSA run failed ({more['error']}):\n{more.get('log_tail', '')}")
+    return {**res, "per_seed": [*res["per_seed"], *more["per_seed"]],
+            "epoch_seconds": [*res.get("epoch_seconds", []), *more.get("epoch_seconds", [])],
+            "epoch_cpu_seconds": [*res.get("epoch_cpu_seconds", []), *more.get("epoch_cpu_seconds", [])],
+            "extra_seeds_run": {"seeds": extra, "load": more.get("load"), "wall_seconds": more.get("wall_seconds"),
+                                "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}}
+
+
+def difference_interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """``mean(a) - mean(b)`` and its 95 % Welch interval ``(diff, low, high)`` (two independent samples of seeds)."""
+    from scipy import stats
+
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = (va + vb) ** 0.5
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else 1.0
+    half = float(stats.t.ppf(0.975, dof)) * se
+    return diff, diff - half, diff + half
+
+
 def cell(res: dict[str, Any], key: str) -> str:
     return vm.mean_std(vm.metric_values(res, key), 3 if key in ("MAE", "Corr") else 1)
 
 
 def markdown(report: dict[str, Any]) -> str:
-    made = ", ".join(f"{m} {r['utc']}" for m, r in report["models"].items())
+    made = ", ".join(f"{m} {r['utc']} (`--models {m} --seeds {seeds_of(report, m)}`)"
+                     for m, r in report["models"].items())
     lines = ["# Accord vs MMSA on MOSI-U: accuracy of the speed comparison's configs (issue 16)", "",
-             f"Made by `python benchmarks/mosi_u_accuracy.py --seeds {report['seeds']}` (models run at: "
+             f"Made by `python benchmarks/mosi_u_accuracy.py` (models run at: "
              f"{made} UTC): MOSI-U (the MMSA pickle both frameworks read), "
-             f"seeds 0..{report['seeds'] - 1}, "
+             "seeds 0..N-1 (N in each model's heading), "
              f"epoch cap {report['epochs']}, early stopping on validation MAE (patience {vm.PATIENCE}), 1 thread. "
-             "`MMSA` is the committed run of `vs_mmsa.py` (same pickle, seeds and budget; MMSA's code is unchanged "
-             "since); both Accord rows were run by this script on the current code: `one step per batch` is the "
+             "`MMSA` is the committed run of `vs_mmsa.py` for seeds 0..2 (same pickle, seeds and budget; MMSA's code "
+             "is unchanged since), and for more seeds MMSA run by this script for the others; "
+             "both Accord rows were run by this script on the current code: `one step per batch` is the "
              "matched config of `vs_mmsa.py`, `accumulated` the same with `train.accumulate_batches` set to "
              "MMSA's `update_epochs` (MulT, MISA and Self-MM; MMSA's TFN and LMF step every batch). Mean ± std "
              "over seeds; accuracies in %.", ""]
     verdicts = []
     for m, r in report["models"].items():
         k = r["accumulate_batches"]
-        lines += [f"## {m}" + (f" (MMSA: one optimiser step per {k} batches)" if k > 1 else ""), "",
+        lines += [f"## {m}, {seeds_of(report, m)} seeds" +
+                  (f" (MMSA: one optimiser step per {k} batches)" if k > 1 else ""), "",
                   "| run | framework | " + " | ".join(METRICS) + " | best epochs | epoch CPU s |",
                   "|:---|:---|" + "---:|" * (len(METRICS) + 2)]
         for label, key, fw in [("MMSA", "mmsa", "MMSA"), ("Accord, one step per batch", "accord_per_batch", "Accord"),
@@ -76,16 +112,23 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {label} | {fw} | " + " | ".join(cell(res, k) for k in METRICS) +
                          f" | {', '.join(str(b) for b in best)} | {cpu_cell} |")
         lines += [vm.constant_row("mosi-u", report["data_params"], framework_col=True), ""]
-        mmsa = statistics.fmean(vm.metric_values(r["mmsa"], "Non0_acc_2"))
+        mmsa_vals = vm.metric_values(r["mmsa"], "Non0_acc_2")
+        mmsa = statistics.fmean(mmsa_vals)
         for label, key in (("one step per batch", "accord_per_batch"), ("accumulated", "accord_accumulated")):
             if key not in r:
                 continue
-            acc = statistics.fmean(vm.metric_values(r[key], "Non0_acc_2"))
+            vals = vm.metric_values(r[key], "Non0_acc_2")
+            acc = statistics.fmean(vals)
             ok = acc >= mmsa - EQUAL_WITHIN
+            diff, low, high = difference_interval(vals, mmsa_vals)
             verdicts.append(f"- **{m}**, Accord {label}: Non0_acc_2 MMSA {mmsa:.1f} vs Accord {acc:.1f} "
-                            f"({acc - mmsa:+.1f}): equal or better {'**met**' if ok else '**NOT met**'}")
+                            f"({acc - mmsa:+.1f}; 95% interval of the difference {low:+.1f} to {high:+.1f}, "
+                            f"{len(vals)} seeds each): equal or better {'**met**' if ok else '**NOT met**'}")
     lines += ["## Equal or better accuracy?", "",
-              f"'Equal' = mean Non0_acc_2 within {EQUAL_WITHIN} points of MMSA's, or better (as vs_mmsa.md).", "",
+              f"'Equal' = mean Non0_acc_2 within {EQUAL_WITHIN} points of MMSA's, or better (as vs_mmsa.md). The "
+              "interval (Welch, over seeds) says how far the seeds let the difference be pinned down: where it "
+              f"spans both -{EQUAL_WITHIN} and 0, these seeds cannot tell 'equal' from 'worse', and the verdict can "
+              "flip with the random streams (this stop's new dropout draws moved TFN's mean by half a point).", "",
               *verdicts, "",
               "Accord's window is the mean over its rows (a window of 8 batches of 16 steps as one batch of 128); "
               "MMSA sums the batches' mean-loss gradients and clips gradient VALUES after every batch, Accord clips "
@@ -93,6 +136,11 @@ def markdown(report: dict[str, Any]) -> str:
               "it); Accord steps it. The epoch CPU column is the median over every epoch of the runs (the speed "
               "comparison itself is in vs_mmsa_speed.md, measured interleaved with MMSA)."]
     return "\n".join(lines) + "\n"
+
+
+def seeds_of(report: dict[str, Any], model: str) -> int:
+    """Seeds of ``model``'s runs (a report from before per-model seeds has one count for all)."""
+    return int(report["models"][model].get("seeds", report.get("seeds", 3)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,15 +158,16 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise SystemExit(f"--models: unknown {unknown}; expected a subset of {','.join(MODELS)}")
-    report: dict[str, Any] = {"seeds": args.seeds, "epochs": args.epochs, "data_params": data["params"],
-                              "models": {}}
-    if OUT_JSON.is_file():  # keep the models this run does not redo (same seeds and budget only)
+    report: dict[str, Any] = {"epochs": args.epochs, "data_params": data["params"], "models": {}}
+    if OUT_JSON.is_file():  # keep the models this run does not redo (same budget; each keeps its seed count)
         old = json.loads(OUT_JSON.read_text())
-        if (old["seeds"], old["epochs"]) == (args.seeds, args.epochs):
-            report["models"] = {m: r for m, r in old["models"].items() if m not in models}
+        if old["epochs"] == args.epochs:
+            report["models"] = {m: {"seeds": seeds_of(old, m), **r} for m, r in old["models"].items()
+                                if m not in models}
     for m in models:
         k = MMSA_ACCUMULATION.get(m, 1)
-        entry: dict[str, Any] = {"accumulate_batches": k, "mmsa": committed_mmsa(m)}
+        entry: dict[str, Any] = {"accumulate_batches": k, "seeds": args.seeds,
+                                 "mmsa": mmsa_seeds(m, data, args.seeds, args.epochs)}
         for key, every in (("accord_per_batch", 1), ("accord_accumulated", k))[:2 if k > 1 else 1]:
             vm.log(f"{m}: Accord matched, accumulate_batches={every}, seeds 0..{args.seeds - 1}")
             res = vm.run_accord(m, data, list(range(args.seeds)), args.epochs, 1, f"accum{every}_{m}",
