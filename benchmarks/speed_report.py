@@ -240,11 +240,12 @@ def mosi_u_accuracy_lines() -> list[str]:
         return []
     cells = []
     for m, r in acc["models"].items():
-        cell = f"{m} MMSA {mean_non0(r['mmsa']):.1f} / Accord {mean_non0(r['accord_per_batch']):.1f}"
+        seeds = r.get("seeds", acc.get("seeds", 3))
+        cell = f"{m} ({seeds} seeds) MMSA {mean_non0(r['mmsa']):.1f} / Accord {mean_non0(r['accord_per_batch']):.1f}"
         if "accord_accumulated" in r:
             cell += f" one step per batch / {mean_non0(r['accord_accumulated']):.1f} accumulated"
         cells.append(cell)
-    return ["", f"Accuracy of the same configs trained to the end on MOSI-U ({acc['seeds']} seeds, mean "
+    return ["", "Accuracy of the same configs trained to the end on MOSI-U (mean "
                 "Non0_acc_2, [mosi_u_accuracy.md](mosi_u_accuracy.md), finished "
                 f"{acc['finished_utc']} UTC): " + "; ".join(cells) + "."]
 
