@@ -143,7 +143,7 @@ def test_vmapped_mult_dropout_differs_per_instance_and_is_seeded(path: str, monk
         torch.testing.assert_close(g1[name], g2[name], atol=0.0, rtol=0.0)
 
 
-@pytest.mark.parametrize("width", [50, 100])  # 3,200 elements: F.dropout; 6,400: random bits (SMALL_DROPOUT_NUMEL)
+@pytest.mark.parametrize("width", [50, 100])  # unbatched input: 3,200 elements F.dropout, 6,400 random bits
 def test_dropout_on_an_input_shared_by_every_vmapped_instance_still_differs(width: int) -> None:
     drop = Dropout(0.5).train()
     shared = torch.ones(64, width)  # not batched: in-place randomness is refused there, randint draws per instance

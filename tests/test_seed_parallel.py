@@ -115,7 +115,7 @@ def test_with_dropout_the_group_is_deterministic_and_each_seed_draws_its_own_mas
     assert log_lines(tmp_path / "a", 0)[0]["loss/total"] != log_lines(tmp_path / "c", 0)[0]["loss/total"]
 
 
-@pytest.mark.parametrize("width", [50, 100])  # 3,200 elements per seed: F.dropout; 6,400: random bits
+@pytest.mark.parametrize("width", [50, 100])  # below and above SMALL_DROPOUT_NUMEL (vmapped: random bits at both)
 def test_dropout_masks_differ_between_the_vmapped_seeds(width: int) -> None:
     from torch.func import vmap
 
