@@ -133,6 +133,23 @@ def test_dropout_masks_differ_between_the_vmapped_seeds(width: int) -> None:
     assert set(out.unique().tolist()) == {0.0, 2.0}  # inverted scaling by 1 / (1 - p)
 
 
+def test_vmapped_dropout_keeps_the_random_bits_at_every_size() -> None:
+    """A vmapped tensor far below SMALL_DROPOUT_NUMEL still draws its masks as random bits (one call for every seed;
+    torch's dropout is for small unbatched tensors only)."""
+    from torch.func import vmap
+
+    from accord.models.modules.attention import SMALL_DROPOUT_NUMEL, Dropout, drop_threshold, random_bits15
+
+    x = torch.ones(3, 4, 5)  # 20 elements per seed
+    assert x[0].numel() <= SMALL_DROPOUT_NUMEL
+    threshold, p_eff = drop_threshold(0.5)
+    torch.manual_seed(0)
+    out = vmap(Dropout(0.5).train(), randomness="different")(x)
+    torch.manual_seed(0)
+    bits = vmap(lambda t: (random_bits15(t.shape, t) >= threshold).float() / (1 - p_eff), randomness="different")(x)
+    assert torch.equal(out, bits)
+
+
 def test_an_interrupted_group_resumes_to_the_same_results(tmp_path: Path) -> None:
     extra = ["train.epochs=6", "train.early_stopping.patience=2", "train.seeds=[0, 1, 2]",
              "model.params.fusion_dropout=0.3"]
