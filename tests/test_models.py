@@ -20,6 +20,7 @@ from accord.models.modules import (
     masked_max,
     masked_mean,
     masked_std,
+    shared_positions,
     sinusoidal_positions,
 )
 from accord.models.modules.attention import SMALL_DROPOUT_NUMEL, drop_threshold, random_bits15
@@ -444,9 +445,12 @@ def test_sinusoidal_positions_layout() -> None:
     torch.testing.assert_close(pe[0], torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))
     torch.testing.assert_close(pe[2, 0], torch.sin(torch.tensor(2.0)))
     assert sinusoidal_positions(3, 5)[:, -1].abs().sum() == 0  # odd dim: trailing zero channel
-    assert sinusoidal_positions(4, 6) is pe  # cached: one table per length, width, device and dtype
-    assert sinusoidal_positions(4, 6, dtype=torch.float64).dtype == torch.float64
-    torch.testing.assert_close(sinusoidal_positions(4, 6, dtype=torch.float64), pe.double())
+    assert sinusoidal_positions(4, 6) is not pe  # a new tensor each call (a module may keep it as a buffer)
+    shared = shared_positions(4, 6)
+    assert shared_positions(4, 6) is shared  # cached: one table per length, width, device and dtype
+    torch.testing.assert_close(shared, pe, atol=0.0, rtol=0.0)
+    assert shared_positions(4, 6, dtype=torch.float64).dtype == torch.float64
+    torch.testing.assert_close(shared_positions(4, 6, dtype=torch.float64), pe.double())
 
 
 def test_attention_ignores_masked_keys_and_zeroes_empty_rows() -> None:

@@ -103,7 +103,7 @@ from accord.models.modules import (
     TemporalConv1d,
     masked_mean,
     masked_resample,
-    sinusoidal_positions,
+    shared_positions,
 )
 from accord.models.params.cacr import CACRDeclaration, CRMForm
 from accord.objectives.conflict import (
@@ -223,7 +223,7 @@ class ConcatTransformer(nn.Module):
     def forward(self, seqs: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
         parts = []
         for k, (x, m) in enumerate(zip(seqs, masks, strict=True)):
-            pos = sinusoidal_positions(x.shape[1], x.shape[2], device=x.device, dtype=x.dtype).unsqueeze(0)
+            pos = shared_positions(x.shape[1], x.shape[2], device=x.device, dtype=x.dtype).unsqueeze(0)
             parts.append((self.scale * x + pos + self.modality_embedding[k]) * m.unsqueeze(-1).to(x.dtype))
         out = self.transformer(torch.cat(parts, dim=1), torch.cat(masks, dim=1))
         return list(out.split([x.shape[1] for x in seqs], dim=1))

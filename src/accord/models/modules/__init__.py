@@ -12,6 +12,7 @@ from accord.models.modules.attention import (
     MultiheadAttention,
     SinusoidalPositionalEmbedding,
     safe_key_mask,
+    shared_positions,
     sinusoidal_positions,
 )
 from accord.models.modules.decoupling import DecoupledSequences, Decoupling
@@ -60,5 +61,6 @@ __all__ = [
     "masked_std",
     "pool",
     "safe_key_mask",
+    "shared_positions",
     "sinusoidal_positions",
 ]

@@ -62,26 +62,12 @@ from torch import Tensor, nn
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None,
                          dtype: torch.dtype = torch.float32) -> Tensor:
-    """Fixed sinusoidal position embeddings ``[length, dim]`` (Vaswani et al., 2017, Sec. 3.5).
+    """Fixed sinusoidal position embeddings ``[length, dim]`` (Vaswani et al., 2017, Sec. 3.5), a new tensor.
 
     Layout as in fairseq/MulT: the first ``dim // 2`` channels are ``sin(pos * w_i)``, the next ``dim // 2`` are
     ``cos(pos * w_i)`` with ``w_i = 10000^(-i / (dim/2 - 1))``; an odd ``dim`` gets a trailing zero channel.
     Positions count from 0 at the first step, so padding appended at the end never shifts a real step's embedding.
-    Eager calls are cached per ``(length, dim, device, dtype)`` (a model asks for the same table in every layer of
-    every step): the result is shared, so never modify it in place.
     """
-    if torch.compiler.is_compiling():  # the length may be symbolic there; the graph computes the table itself
-        return _positions(length, dim, device, dtype)
-    return _cached_positions(length, dim, None if device is None else torch.device(device), dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_positions(length: int, dim: int, device: torch.device | None, dtype: torch.dtype) -> Tensor:
-    return _positions(length, dim, device, dtype)
-
-
-def _positions(length: int, dim: int, device: torch.device | None, dtype: torch.dtype) -> Tensor:
-    """:func:`sinusoidal_positions`, computed."""
     half = dim // 2
     pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
     if half == 0:
@@ -93,6 +79,22 @@ def _positions(length: int, dim: int, device: torch.device | None, dtype: torch.
     if dim % 2:
         emb = F.pad(emb, (0, 1))
     return emb.to(dtype)
+
+
+def shared_positions(length: int, dim: int, device: torch.device | None = None,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
+    """:func:`sinusoidal_positions` for a forward pass: one table per ``(length, dim, device, dtype)``, cached and
+    SHARED between calls (a model asks for the same table in every layer of every step), so it must never be
+    modified in place or kept as a buffer (take :func:`sinusoidal_positions` for that). While ``torch.compile``
+    traces, the table is computed in the graph (the length may be symbolic there)."""
+    if torch.compiler.is_compiling():
+        return sinusoidal_positions(length, dim, device, dtype)
+    return _cached_positions(length, dim, None if device is None else torch.device(device), dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_positions(length: int, dim: int, device: torch.device | None, dtype: torch.dtype) -> Tensor:
+    return sinusoidal_positions(length, dim, device, dtype)
 
 
 def is_batched(t: Tensor) -> bool:
@@ -207,7 +209,7 @@ class SinusoidalPositionalEmbedding(nn.Module):
         self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return sinusoidal_positions(x.shape[1], self.dim, device=x.device, dtype=x.dtype).unsqueeze(0)
+        return shared_positions(x.shape[1], self.dim, device=x.device, dtype=x.dtype).unsqueeze(0)
 
 
 def safe_key_mask(key_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -475,7 +477,7 @@ class CrossmodalTransformer(nn.Module):
     def _embed(self, x: Tensor) -> Tensor:
         x = self.embed_scale * x
         if self.positions:
-            x = x + sinusoidal_positions(x.shape[1], x.shape[2], device=x.device, dtype=x.dtype).unsqueeze(0)
+            x = x + shared_positions(x.shape[1], x.shape[2], device=x.device, dtype=x.dtype).unsqueeze(0)
         return self.embed_drop(x)
 
     def forward(self, x: Tensor, x_mask: Tensor, source: Tensor | None = None,

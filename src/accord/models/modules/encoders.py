@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch
-from accord.models.modules.attention import CrossmodalTransformerLayer, Dropout, sinusoidal_positions
+from accord.models.modules.attention import CrossmodalTransformerLayer, Dropout, shared_positions
 from accord.models.modules.pooling import PoolMode, pool
 from accord.models.params.encoders import EncoderParams, Projection, Temporal
 
@@ -123,7 +123,7 @@ class SequenceEncoder(nn.Module):
             h = h + self.drop(self.act(self.mixer(h, mask)))
         elif self.temporal == "transformer":
             assert self.mixer is not None
-            h = h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype).unsqueeze(0)
+            h = h + shared_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype).unsqueeze(0)
             h = self.mixer(h, mask) * m
         h = h * m
         return EncodedSequence(h, mask, pool(h, mask, self.pool_mode))
