@@ -165,11 +165,6 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"--models: unknown {unknown}; expected a subset of {','.join(MODELS)}")
     report: dict[str, Any] = {"epochs": args.epochs, "data_params": data["params"], "models": {}}
-    if OUT_JSON.is_file():  # keep the models this run does not redo (same budget; each keeps its seed count)
-        old = json.loads(OUT_JSON.read_text())
-        if old["epochs"] == args.epochs:
-            report["models"] = {m: {"seeds": seeds_of(old, m), **r} for m, r in old["models"].items()
-                                if m not in models}
     for m in models:
         k = MMSA_ACCUMULATION.get(m, 1)
         entry: dict[str, Any] = {"accumulate_batches": k, "seeds": args.seeds,
@@ -185,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         report["models"][m] = entry
     while args.after_pid is not None and Path(f"/proc/{args.after_pid}").exists():
         time.sleep(5)
-    if OUT_JSON.is_file():  # what another run wrote meanwhile, for the models this one did not redo
+    if OUT_JSON.is_file():  # keep the models this run did not redo, as the file holds them now (another run may
+        # have written it meanwhile); same budget only, each with its own seed count
         now = json.loads(OUT_JSON.read_text())
         if now["epochs"] == args.epochs:
             report["models"].update({m: {"seeds": seeds_of(now, m), **r} for m, r in now["models"].items()
