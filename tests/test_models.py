@@ -494,6 +494,35 @@ def test_sequence_encoder_pools_zeros_for_a_missing_modality() -> None:
     assert out.pooled[0].abs().sum() > 0
 
 
+@pytest.mark.parametrize(("projection", "temporal", "pool_mode"),
+                         [("conv", "conv", "mean"), ("linear", "conv", "max"), ("conv", "none", "last"),
+                          ("linear", "none", "mean")])
+def test_sequence_encoder_one_step_path_equals_the_general_path(projection: str, temporal: str,
+                                                                pool_mode: str) -> None:
+    """At T = 1 the encoder takes its one-step path (every layer position-wise, masked once at the end). The same
+    encoder on a copy padded to two steps (the second masked, so the general path runs and its convolutions read
+    the same zeros) gives the same sequence, pooled vector and parameter gradients, with a missing modality's row
+    zero in both, and no gradient reaching the parameters from that row."""
+    torch.manual_seed(0)
+    enc = SequenceEncoder(4, 8, projection=projection, temporal=temporal, pool=pool_mode, dropout=0.0)  # type: ignore[arg-type]
+    x = torch.randn(3, 1, 4) + 3.0
+    mask = torch.tensor([[True], [False], [True]])  # row 1: the modality is missing (its features are not zero)
+    x2 = torch.cat([x, torch.randn(3, 1, 4)], dim=1)
+    mask2 = torch.cat([mask, torch.zeros(3, 1, dtype=torch.bool)], dim=1)
+    one, two = enc(x, mask), enc(x2, mask2)
+    torch.testing.assert_close(one.seq, two.seq[:, :1])
+    torch.testing.assert_close(one.pooled, two.pooled)
+    assert bool((one.pooled[1] == 0).all()) and bool((one.pooled[0] != 0).any())
+    weight = torch.arange(8.0) - 3.0
+    params = list(enc.parameters())
+    g_one = torch.autograd.grad((one.pooled * weight).sum(), params)
+    g_two = torch.autograd.grad((two.pooled * weight).sum(), params)
+    for a, b in zip(g_one, g_two, strict=True):
+        torch.testing.assert_close(a, b)
+    only_missing = torch.autograd.grad((enc(x[1:2], mask[1:2]).pooled * weight).sum(), params, allow_unused=True)
+    assert all(g is None or bool((g == 0).all()) for g in only_missing)
+
+
 @pytest.mark.parametrize(("kernel", "steps"), [(1, 7), (3, 1), (5, 1)])
 def test_temporal_conv_linear_fast_path_equals_the_convolution(kernel: int, steps: int) -> None:
     """A kernel-1 convolution, or any kernel over one step, runs as F.linear by the centre tap: the same outputs

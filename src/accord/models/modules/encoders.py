@@ -55,15 +55,19 @@ class TemporalConv1d(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         m = mask.unsqueeze(-1).to(x.dtype)
-        k = self.conv.kernel_size[0]
-        if k == 1 or x.shape[1] == 1:
-            # a kernel of 1 as a view (its gradient is the weight's, no copy); the centre tap of a longer kernel is
-            # a select, whose backward writes into zeros of the whole kernel
-            w = self.conv.weight.squeeze(-1) if k == 1 else self.conv.weight[:, :, k // 2]
-            return F.linear(x * m, w, self.conv.bias) * m
+        if self.conv.kernel_size[0] == 1 or x.shape[1] == 1:
+            return self.pointwise(x * m) * m
         if torch.compiler.is_compiling():
             return self.taps(x * m) * m
         return self.conv((x * m).transpose(1, 2)).transpose(1, 2) * m
+
+    def pointwise(self, x: Tensor) -> Tensor:
+        """The convolution where it is position-wise (a kernel of 1, or one step): ``F.linear`` by the centre tap,
+        without masking (the caller masks). A kernel of 1 is taken as a view (its gradient is the weight's, no
+        copy); the centre tap of a longer kernel is a select, whose backward writes into zeros of the whole kernel."""
+        k = self.conv.kernel_size[0]
+        w = self.conv.weight.squeeze(-1) if k == 1 else self.conv.weight[:, :, k // 2]
+        return F.linear(x, w, self.conv.bias)
 
     def taps(self, x: Tensor) -> Tensor:
         """The same convolution as one ``F.linear`` per kernel tap over shifted steps, ``out[t] = b + Σ_j W_j ·
@@ -116,6 +120,8 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> EncodedSequence:
         m = mask.unsqueeze(-1).to(x.dtype)
+        if x.shape[1] == 1 and self.temporal != "transformer":
+            return self.one_step(x, mask, m)
         h = self.proj(x, mask) if self.projection == "conv" else self.proj(x * m) * m
         h = self.drop(h)
         if self.temporal == "conv":
@@ -127,6 +133,20 @@ class SequenceEncoder(nn.Module):
             h = self.mixer(h, mask) * m
         h = h * m
         return EncodedSequence(h, mask, pool(h, mask, self.pool_mode))
+
+
+    def one_step(self, x: Tensor, mask: Tensor, m: Tensor) -> EncodedSequence:
+        """:meth:`forward` on one step (utterance-level data, T = 1), in fewer operations: every layer is then
+        position-wise, so only the result is masked (a valid row never reads a masked one, and a masked row's
+        result, and its gradient, is the zero of that one mask), and pooling one step is that step (zero where it is
+        masked, as every pooling gives there). The same values as the general path; a per-operation cost is most of
+        a T = 1 step."""
+        h = self.drop(self.proj.pointwise(x) if isinstance(self.proj, TemporalConv1d) else self.proj(x))
+        if self.mixer is not None:
+            assert isinstance(self.mixer, TemporalConv1d)
+            h = h + self.drop(self.act(self.mixer.pointwise(h)))
+        h = h * m
+        return EncodedSequence(h, mask, h.squeeze(1))
 
 
 def build_encoder(in_dim: int, p: EncoderParams, hidden: int | None = None) -> SequenceEncoder:
