@@ -72,11 +72,13 @@ class LMF(LMFDeclaration, AccordModel):
         """``h [B, d_h] = sum_i w_i prod_m ([z_m; 1] W_m^(i)) + b`` (the low-rank fusion equation, Sec. 3.3)."""
         prod: Tensor | None = None
         for m in MODALITIES:
-            z1 = torch.cat([feats[m], torch.ones_like(feats[m][:, :1])], dim=1)  # [B, d_m + 1]
-            proj = torch.einsum("bd,rdh->rbh", z1, self.factors[m])  # [r, B, d_h]
+            w = self.factors[m]  # [r, d_m + 1, d_h]; its last row multiplies the appended 1
+            z = feats[m]
+            proj = torch.baddbmm(w[:, -1:], z.expand(w.shape[0], *z.shape), w[:, :-1])  # [r, B, d_h]
             prod = proj if prod is None else prod * proj
         assert prod is not None
-        return torch.einsum("or,rbh->bh", self.rank_weights, prod) + self.fusion_bias
+        b, d_h = prod.shape[1], prod.shape[2]
+        return (self.rank_weights @ prod.flatten(1)).view(b, d_h) + self.fusion_bias
 
     def forward_head(self, feats: dict[str, Tensor]) -> Tensor:
         return squeeze_head(self.head(self.fusion_drop(self.low_rank_fusion(feats))), self.out_dim)
