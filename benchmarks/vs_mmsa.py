@@ -99,14 +99,16 @@ ACCORD_T1: dict[str, list[str]] = {"mult": ["model.params.conv_kernel=1"]}
 #: Accord ``--set`` overrides matching MMSA's MOSI config as closely as the architecture allows (``exact`` rows).
 ACCORD_MATCHED: dict[str, list[str]] = {
     # MMSA TFN: text LSTM 128 -> 32, audio/video mean + MLP 32 / 128, fused 33x33x129, post-fusion 64, dropout
-    # 0.3 (subnets) / 0.5 (fused), batch 32, lr 1e-3, Adam (no weight decay).
+    # 0.3 (subnets) / 0.5 (fused), batch 32, lr 1e-3, Adam (no weight decay), no gradient clipping (MMSA's TFN,
+    # LMF and Self-MM trainers clip nothing; Accord's default clips the norm at 1.0).
     "tfn": ["model.params.hidden=128", "model.params.fusion_dim=51", "model.params.post_hidden=64",
             "model.params.dropout=0.3", "model.params.fusion_dropout=0.5",
-            "train.batch_size=32", "train.lr=0.001", "train.weight_decay=0"],
-    # MMSA LMF: hidden 128/16/128, rank 3, dropout 0.3, batch 64, lr 1e-3 (factors 1e-3), weight decay 0.005.
+            "train.batch_size=32", "train.lr=0.001", "train.weight_decay=0", "train.grad_clip=null"],
+    # MMSA LMF: hidden 128/16/128, rank 3, dropout 0.3, batch 64, lr 1e-3 (factors 1e-3), weight decay 0.005, no
+    # gradient clipping.
     "lmf": ["model.params.hidden=128", "model.params.rank=3", "model.params.dropout=0.3",
             "model.params.fusion_dropout=0.3", "model.params.post_layers=0",
-            "train.batch_size=64", "train.lr=0.001", "train.weight_decay=0.005"],
+            "train.batch_size=64", "train.lr=0.001", "train.weight_decay=0.005", "train.grad_clip=null"],
     # MMSA MulT: d = 50, 10 heads, 4 crossmodal layers (memory max(4, 3) = 4), conv kernel 5, dropouts as below,
     # batch 16 (gradients accumulated over 8 batches), lr 2e-3, Adam (its weight_decay is not used by the trainer),
     # gradient VALUE clipping 0.6, plateau scheduler (factor 0.1, patience 5).
@@ -122,10 +124,10 @@ ACCORD_MATCHED: dict[str, list[str]] = {
              "loss_weights.sim=0.3", "loss_weights.diff=0.1", "loss_weights.recon=1.0", "task.loss=mse",
              "train.batch_size=16", "train.lr=0.0001", "train.weight_decay=0", "train.grad_clip=0.8"],
     # MMSA Self-MM: audio LSTM 16 -> 16, video LSTM 32 -> 32, post-fusion 128, batch 16, lr 1e-3 (other),
-    # 5e-3 (audio/video), weight decay 1e-3.
+    # 5e-3 (audio/video), weight decay 1e-3, no gradient clipping.
     "self_mm": ["model.params.hidden=32", "model.params.post_fusion_dim=128", "model.params.post_unimodal_dim=32",
                 "model.params.post_fusion_dropout=0.0", "model.params.post_unimodal_dropout=0.1",
-                "train.batch_size=16", "train.lr=0.001", "train.weight_decay=0.001"],
+                "train.batch_size=16", "train.lr=0.001", "train.weight_decay=0.001", "train.grad_clip=null"],
 }
 #: Models whose Accord default averages audio/visual over windows of 4 steps; timed both ways.
 DOWNSAMPLED = {"mult", "misa"}
@@ -1064,12 +1066,15 @@ def ft_mmsa_overrides(model: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def ft_accord_sets(model: str) -> list[str]:
     """Accord ``--set`` overrides of the fine-tuning phase on top of :data:`ACCORD_MATCHED`: the packaged MiniLM as a
-    fine-tuned text branch with MMSA's BERT learning rate and weight decay, length-bucketed batches."""
+    fine-tuned text branch with MMSA's BERT learning rate and weight decay, length-bucketed batches. Self-MM keeps
+    Accord's default norm clipping at 1.0 here, as the committed fine-tuning run had it (listed among the
+    differences; the utterance-level rows of ACCORD_MATCHED clip nothing, as MMSA's trainer)."""
     opt = mmsa_text_optim(model)
     return ["model.params.text_encoder.source=pretrained", "model.params.text_encoder.finetune=true",
             f"model.params.text_encoder.lr={opt['lr']}",
             f"model.params.text_encoder.weight_decay={opt['weight_decay']}",
-            "train.bucket_by_length=true", *(FULL_RES if model in DOWNSAMPLED else [])]
+            "train.bucket_by_length=true", *(FULL_RES if model in DOWNSAMPLED else []),
+            *(["train.grad_clip=1.0"] if model == "self_mm" else [])]
 
 
 def write_finetune_pickle() -> dict[str, Any]:
