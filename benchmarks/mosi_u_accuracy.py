@@ -6,7 +6,8 @@ This script trains the same configs to the end on
 MOSI-U (epoch cap 60, early stopping on validation MAE with patience 8, as ``vs_mmsa.py``'s accuracy phase), seeds
 0..N-1, one thread, run by the same worker (``vs_mmsa.run_accord``); every table has the train-mean predictor's
 row. MMSA's seeds 0..2 are read from the committed ``benchmarks/results/vs_mmsa.json`` and MMSA is run here for the
-others (same pickle and budget); Accord is run with and without accumulation on the current code. Each verdict gives
+others (same pickle and budget) unless the results file already holds them for the same budget (MMSA's code and the
+pickle do not change); Accord is run with and without accumulation on the current code. Each verdict gives
 the 95 % Welch interval of the difference over seeds. Selection is on validation only; the test split is only
 scored.
 
@@ -56,6 +57,11 @@ def mmsa_seeds(model: str, data: dict[str, Any], seeds: int, epochs: int) -> dic
     extra = [s for s in range(seeds) if s not in have]
     if not extra:
         return res
+    earlier = earlier_mmsa(model, epochs)
+    if earlier is not None and all(s in earlier for s in extra):  # MMSA's code and pickle are unchanged: its runs
+        # of these seeds from an earlier run of this script stand (Accord is what is re-run)
+        vm.log(f"{model}: MMSA seeds {extra[0]}..{extra[-1]} from the earlier run in {OUT_JSON.name}")
+        return {**earlier["__all__"], "per_seed": [*res["per_seed"], *(earlier[s] for s in extra)]}
     vm.log(f"{model}: MMSA, seeds {extra[0]}..{extra[-1]} (the committed run has {have})")
     more = vm.run_mmsa(model, data, extra, epochs, 1, f"acc_{model}_seeds{extra[0]}_{extra[-1]}")
     if "error" in more:
@@ -65,6 +71,18 @@ def mmsa_seeds(model: str, data: dict[str, Any], seeds: int, epochs: int) -> dic
             "epoch_cpu_seconds": [*res.get("epoch_cpu_seconds", []), *more.get("epoch_cpu_seconds", [])],
             "extra_seeds_run": {"seeds": extra, "load": more.get("load"), "wall_seconds": more.get("wall_seconds"),
                                 "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}}
+
+
+def earlier_mmsa(model: str, epochs: int) -> dict[Any, Any] | None:
+    """MMSA's per-seed runs of ``model`` in the results file (seed -> run, and ``"__all__"`` -> the whole entry), or
+    None when it has none for this epoch budget."""
+    if not OUT_JSON.is_file():
+        return None
+    old = json.loads(OUT_JSON.read_text())
+    entry = old.get("models", {}).get(model, {}).get("mmsa")
+    if old.get("epochs") != epochs or not entry:
+        return None
+    return {"__all__": entry, **{int(s["seed"]): s for s in entry["per_seed"]}}
 
 
 def difference_interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
