@@ -194,3 +194,43 @@ def test_misa_features_and_conflict_diagnostics_read_the_right_tokens() -> None:
     d_tv = 1 - F.cosine_similarity(hc["text"][1], hc["visual"][1], dim=0)
     assert float(out.diagnostics["conflict_text"][1]) == pytest.approx(float(d_tv), rel=1e-4)  # audio absent
     assert float(out.diagnostics["conflict_audio"][1]) == 0.0
+
+
+def test_misa_released_code_options_build_what_they_say() -> None:
+    """The options the MMSA comparison sets to MISA's released code: encoder dropout apart from the head's, the
+    fusion transformer's dropouts (attention included) and FFN width, and a LayerNorm per modality."""
+    model = create_model("misa", TINY_DIMS, 1, hidden=8, heads=2, dropout=0.3, encoder_dropout=0.0,
+                         fusion_dropout=0.1, ffn_mult=16, projection_norm=True)
+    dec = model.decoupling
+    assert dec.private["audio"].drop.p == 0.0 and dec.shared_encoder("text").drop.p == 0.0
+    assert model.head[1].p == 0.3
+    for layer in model.fusion.layers:
+        assert layer.attn.dropout == 0.1 and layer.ffn[2].p == 0.1 and layer.drop.p == 0.1
+        assert layer.ffn[0].out_features == 128 and layer.ffn[3].in_features == 128
+    assert set(model.project_norm) == set(MODALITIES) and model.project_norm["visual"].normalized_shape == (8,)
+    plain = create_model("misa", TINY_DIMS, 1, hidden=8, heads=2, dropout=0.3)
+    assert plain.project_norm is None and plain.decoupling.private["audio"].drop.p == 0.3
+    assert all(layer.attn.dropout == 0.0 and layer.ffn[2].p == 0.3 for layer in plain.fusion.layers)
+
+
+def test_misa_projection_norm_is_layernorm_of_relu_and_is_what_is_decoupled_and_rebuilt() -> None:
+    """``projection_norm``: ``X_m = LayerNorm_m(ReLU(Conv(X_m)))`` (zero at padding) feeds the shared and private
+    encoders AND is the self-reconstruction's target (the released code rebuilds ``utt_m_orig``)."""
+    torch.manual_seed(0)
+    model = create_model("misa", TINY_DIMS, 1, hidden=8, heads=2, projection_norm=True).eval()
+    with torch.no_grad():
+        for ln in model.project_norm.values():  # not the identity affine, so a missing LayerNorm shows
+            ln.weight.uniform_(0.5, 1.5)
+            ln.bias.uniform_(-0.5, 0.5)
+    batch = make_batch(LENGTHS, TINY_DIMS)
+    raw, mask = model.decoupling.project(batch.features, batch.mask)
+    want = {m: F.layer_norm(raw[m].clamp_min(0.0), (8,), model.project_norm[m].weight, model.project_norm[m].bias)
+            * mask[m].unsqueeze(-1).float() for m in MODALITIES}
+    x, shared, private, _ = model.utterances(batch)
+    for m in MODALITIES:
+        torch.testing.assert_close(x[m], want[m])
+        h = torch.sigmoid(model.decoupling.shared_encoder(m)(want[m], mask[m]).seq) * mask[m].unsqueeze(-1).float()
+        torch.testing.assert_close(shared[m], h)
+    present = {m: mask[m].any(dim=1) for m in MODALITIES}
+    torch.testing.assert_close(model(batch).losses["recon"],
+                               model.reconstruction_error(want, shared, private, mask, present))

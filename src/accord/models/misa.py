@@ -35,7 +35,10 @@ Differences from the released code (for CPU and for unaligned sequences): the ut
 projection + masked mean instead of BERT / bidirectional LSTMs; the encoders run per step before pooling (the
 same thing at T = 1, as on MOSI-U); the self-reconstruction targets the projected sequence per valid step; a
 pre-LN transformer layer (Accord's) instead of ``nn.TransformerEncoderLayer``; missing modalities are masked
-out of the fusion tokens and of the pairwise losses; default ``d = 32`` (MISA: 128).
+out of the fusion tokens and of the pairwise losses; default ``d = 32`` (MISA: 128). By default the projection is
+linear, the shared/private encoders use ``dropout`` and the fusion FFN is ``4d`` wide; ``projection_norm``,
+``encoder_dropout``, ``fusion_dropout`` and ``ffn_mult`` give the released code's ReLU + LayerNorm projections, no
+encoder dropout, 0.1 dropout in the fusion layer and its 2048-wide FFN (the MMSA comparison sets them).
 
 Diagnostics: ``conflict_<m>``, CACR's conflict score computed in MISA's shared space (never used in training;
 for comparing how well each shared space exposes planted conflicts).
@@ -76,12 +79,15 @@ class MISA(MISADeclaration, AccordModel):
             raise ConfigError(f"model.params.kernel_size: must be odd ('same' padding), got {p.kernel_size}")
         d = p.hidden
         self.decoupling = Decoupling(
-            dims, d, kernel_size=p.kernel_size, shared_encoder="common",
-            temporal=p.encoder_temporal, heads=p.heads, dropout=p.dropout, activation="sigmoid",
+            dims, d, kernel_size=p.kernel_size, shared_encoder="common", temporal=p.encoder_temporal, heads=p.heads,
+            dropout=p.dropout if p.encoder_dropout is None else p.encoder_dropout, activation="sigmoid",
             downsample={"text": p.downsample_text, "audio": p.downsample_audio, "visual": p.downsample_visual})
+        self.project_norm = nn.ModuleDict({m: nn.LayerNorm(d) for m in MODALITIES}) if p.projection_norm else None
         self.recon = nn.ModuleDict({m: nn.Linear(d, d) for m in MODALITIES})
-        self.fusion = CrossmodalTransformer(d, p.heads, p.layers, relu_dropout=p.dropout, res_dropout=p.dropout,
-                                            positions=False, scale_embedding=False, self_attention=True)
+        fusion_drop = p.dropout if p.fusion_dropout is None else p.fusion_dropout
+        self.fusion = CrossmodalTransformer(d, p.heads, p.layers, attn_dropout=p.fusion_dropout or 0.0,
+                                            relu_dropout=fusion_drop, res_dropout=fusion_drop, positions=False,
+                                            scale_embedding=False, self_attention=True, ffn_mult=p.ffn_mult)
         self.head = nn.Sequential(nn.Linear(6 * d, 3 * d), Dropout(p.dropout), nn.ReLU(),
                                   nn.Linear(3 * d, out_dim))
 
@@ -117,8 +123,20 @@ class MISA(MISADeclaration, AccordModel):
         n_present = torch.stack([present[m] for m in MODALITIES], dim=1).to(errors[0].dtype).sum(dim=1)
         return torch.stack(errors, dim=1).sum(dim=1) / n_present.clamp_min(1.0)
 
+    def utterances(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor],
+                                                 dict[str, Tensor]]:
+        """Steps 1-2: the projected sequences ``X_m`` (with ``projection_norm``: ``LayerNorm(ReLU(X_m))``, the
+        released code's ``project_m``, zero at padding), the shared and private sequences and the masks."""
+        if self.project_norm is None:
+            out = self.decoupling(batch.features, batch.mask)
+            return out.projected, out.shared, out.private, out.mask
+        x, mask = self.decoupling.project(batch.features, batch.mask)
+        x = {m: self.project_norm[m](torch.relu(x[m])) * mask[m].unsqueeze(-1).to(x[m].dtype) for m in x}
+        shared, private = self.decoupling.decouple(x, mask)
+        return x, shared, private, mask
+
     def forward(self, batch: Batch) -> ModelOutput:
-        x, shared, private, mask = self.decoupling(batch.features, batch.mask)
+        x, shared, private, mask = self.utterances(batch)
         present = {m: mask[m].any(dim=1) for m in MODALITIES}
         hc = {m: masked_mean(shared[m], mask[m]) for m in MODALITIES}
         hp = {m: masked_mean(private[m], mask[m]) for m in MODALITIES}

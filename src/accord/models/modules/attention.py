@@ -461,15 +461,16 @@ class CrossmodalTransformer(nn.Module):
 
     def __init__(self, dim: int, heads: int, layers: int, attn_dropout: float = 0.0, relu_dropout: float = 0.0,
                  res_dropout: float = 0.0, embed_dropout: float = 0.0, source_dim: int | None = None,
-                 positions: bool = True, scale_embedding: bool = True, self_attention: bool = False) -> None:
+                 positions: bool = True, scale_embedding: bool = True, self_attention: bool = False,
+                 ffn_mult: int = 4) -> None:
         super().__init__()
         self.dim, self.positions = dim, positions
         self.source_dim = source_dim or dim
         self.embed_scale = math.sqrt(dim) if scale_embedding else 1.0
         self.embed_drop = Dropout(embed_dropout)
         self.layers = nn.ModuleList(
-            CrossmodalTransformerLayer(dim, heads, attn_dropout, relu_dropout, res_dropout, source_dim=source_dim,
-                                       self_attention=self_attention)
+            CrossmodalTransformerLayer(dim, heads, attn_dropout, relu_dropout, res_dropout, ffn_mult=ffn_mult,
+                                       source_dim=source_dim, self_attention=self_attention)
             for _ in range(layers)
         )
         self.ln_out = nn.LayerNorm(dim)

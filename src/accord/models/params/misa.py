@@ -24,6 +24,20 @@ class MISADeclaration(ModelDeclaration):
             "none", description="temporal layer in the encoders (MISA: none, i.e. Linear + Sigmoid)")
         cmd_moments: int = Field(5, ge=1, description="moments of the CMD similarity loss")
         dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in encoders, transformer and head")
+        projection_norm: bool = Field(
+            False, description="ReLU + LayerNorm after each modality's projection (MISA's released code: project_m "
+                               "= Linear, ReLU, LayerNorm); the self-reconstruction then targets the normalised "
+                               "projection")
+        encoder_dropout: float | None = Field(
+            None, ge=0.0, lt=1.0, description="dropout inside the shared and private encoders (None: dropout; "
+                                              "MISA's released code: none there)")
+        fusion_dropout: float | None = Field(
+            None, ge=0.0, lt=1.0, description="dropout on the fusion transformer's attention weights, FFN and "
+                                              "residual branches (MISA's code: nn.TransformerEncoderLayer's 0.1 on "
+                                              "all three); None: dropout on the FFN and residual branches only")
+        ffn_mult: int = Field(4, ge=1, description="FFN width of the fusion transformer in multiples of hidden "
+                                                   "(MISA's code: nn.TransformerEncoderLayer's 2048, i.e. 16 at "
+                                                   "hidden 128)")
         downsample_text: int = Field(1, ge=1)
         downsample_audio: int = Field(4, ge=1)
         downsample_visual: int = Field(4, ge=1)
