@@ -119,8 +119,13 @@ ACCORD_MATCHED: dict[str, list[str]] = {
              "model.params.out_dropout=0.5",
              "train.batch_size=16", "train.lr=0.002", "train.weight_decay=0", "train.grad_clip=0.6"],
     # MMSA MISA: hidden 128, dropout 0.2, weights sim 0.3 / diff 0.1 / recon 1.0, MSE task loss, batch 16 (gradients
-    # accumulated over 2 batches), lr 1e-4, no weight decay, gradient value clipping 0.8.
+    # accumulated over 2 batches), lr 1e-4, no weight decay, gradient value clipping 0.8; its projections are Linear,
+    # ReLU, LayerNorm, its shared/private encoders have no dropout, and its fusion layer is
+    # nn.TransformerEncoderLayer(128, 2): FFN 2048, dropout 0.1 (attention, FFN, residual), post-LN (Accord's is
+    # pre-LN: the one difference left in the fusion).
     "misa": ["model.params.hidden=128", "model.params.heads=2", "model.params.layers=1", "model.params.dropout=0.2",
+             "model.params.projection_norm=true", "model.params.encoder_dropout=0", "model.params.fusion_dropout=0.1",
+             "model.params.ffn_mult=16",
              "loss_weights.sim=0.3", "loss_weights.diff=0.1", "loss_weights.recon=1.0", "task.loss=mse",
              "train.batch_size=16", "train.lr=0.0001", "train.weight_decay=0", "train.grad_clip=0.8"],
     # MMSA Self-MM: audio LSTM 16 -> 16, video LSTM 32 -> 32, post-fusion 128, batch 16, lr 1e-3 (other),
