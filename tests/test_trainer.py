@@ -15,7 +15,7 @@ from accord.config import Config, load_config
 from accord.core.errors import CheckpointError, ConfigError
 from accord.core.hooks import StepState, TrainerHook
 from accord.data import build_dataset
-from accord.training.optim import make_optimizer
+from accord.training.optim import FusedAdamW, make_optimizer
 from accord.training.trainer import Trainer, seed_everything
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is several times faster
@@ -333,7 +333,7 @@ def test_resume_accepts_a_run_made_before_a_config_key_existed(tmp_path: Path) -
 def test_optimizer_impl_selects_the_adamw_kernel(tmp_path: Path, impl: str, flag: str | None) -> None:
     tr = Trainer(tiny_cfg(tmp_path, f"train.optimizer_impl={impl}"), progress=False)
     opt, _ = make_optimizer(tr.build_model(), tr.cfg.train, tr.mode)
-    assert isinstance(opt, torch.optim.AdamW)
+    assert isinstance(opt, torch.optim.AdamW) and isinstance(opt, FusedAdamW) == (impl == "fused")
     for name in ("fused", "foreach"):
         assert bool(opt.defaults[name]) == (name == flag)
 

@@ -170,10 +170,12 @@ class TrainConfig(Section):
     weight_decay: float = Field(1e-4, ge=0)
     scheduler: Literal["none", "cosine", "plateau"] = "none"
     optimizer_impl: Literal["auto", "fused", "foreach", "loop"] = "fused"
-    """AdamW kernel. fused (the default since issue 16): one kernel over all parameters (CPU, CUDA, MPS); on CPU the
-    per-parameter step of ``auto`` was 35% of a fine-tuning epoch. auto: torch's choice (a per-parameter loop on
-    CPU, foreach on CUDA; the committed results before issue 16 were made with it). Same algorithm either way; the
-    last float digits differ, so the same seed gives slightly different metrics under each."""
+    """AdamW kernel. fused (the default since issue 16): one kernel over all parameters (CPU, CUDA, MPS), called
+    directly by :class:`accord.training.optim.FusedAdamW` (torch's fused AdamW bit for bit, without its per-step
+    Python overhead); on CPU the per-parameter step of ``auto`` was 35% of a fine-tuning epoch. auto: torch's
+    choice (a per-parameter loop on CPU, foreach on CUDA; the committed results before issue 16 were made with it).
+    Same algorithm either way; the last float digits differ, so the same seed gives slightly different metrics
+    under each."""
     warmup_epochs: int = Field(0, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
     accumulate_batches: int = Field(1, ge=1)
