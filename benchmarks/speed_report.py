@@ -298,7 +298,14 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
         if r["variant"] not in ("per_step", "downsample4"):  # the equal-model rows
             key = "u" if r["data"] == "mosi_u" else "sized"
             best.setdefault(r["model"], {})[key] = max(best.get(r["model"], {}).get(key, 0.0), r["cpu_ratio"])
-    lines += ["", "The `one optimiser step per k batches` rows train the same model with MMSA's optimiser cadence "
+    lines += ["", "The matched configs changed on 2026-12-02 (`ACCORD_MATCHED` in vs_mmsa.py): TFN, LMF and Self-MM "
+              "no longer clip gradients (MMSA's trainers for them clip nothing; Accord's default clipped the norm at "
+              "1.0), and MISA has MMSA's architecture where Accord allows it (ReLU + LayerNorm projections, no "
+              "dropout in the shared/private encoders, fusion dropout 0.1 and a 2048-wide fusion FFN, as "
+              "`nn.TransformerEncoderLayer(128, 2)`, where it had a 512-wide one: MMSA's MISA has 1,727,121 "
+              "parameters, 526k of them that FFN). Rows measured before then (the spread table below) are of the "
+              "earlier configs; for MISA a smaller model.", "",
+              "The `one optimiser step per k batches` rows train the same model with MMSA's optimiser cadence "
               "too: MMSA accumulates gradients over `update_epochs` batches (MulT 8, MISA 2, Self-MM 4), Accord "
               "with `train.accumulate_batches` (a window steps as one batch of its rows; docs/speed.md). TFN and LMF "
               "step every batch in both.", *mosi_u_accuracy_lines(), "",
