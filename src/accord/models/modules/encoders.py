@@ -134,7 +134,6 @@ class SequenceEncoder(nn.Module):
         h = h * m
         return EncodedSequence(h, mask, pool(h, mask, self.pool_mode))
 
-
     def one_step(self, x: Tensor, mask: Tensor, m: Tensor) -> EncodedSequence:
         """:meth:`forward` on one step (utterance-level data, T = 1), in fewer operations: every layer is then
         position-wise, so only the result is masked (a valid row never reads a masked one, and a masked row's
