@@ -58,7 +58,8 @@ VARIANTS: dict[str, list[tuple[str, list[str], str]]] = {
              "audio/visual averaged once, temporal=none (per-step linear text projection + mean)"),
             ("per_step", ["model.params.temporal=none"], "before issue 16's pooling: every step projected")],
     "mult": [("exact", vm.FULL_RES, "full resolution (exact model)")],
-    "misa": [("exact", vm.FULL_RES, "full resolution (Accord's encoders read every audio/visual step; MMSA's LSTMs at most 50)"),
+    "misa": [("exact", vm.FULL_RES,
+              "full resolution (Accord's encoders read every audio/visual step; MMSA's LSTMs at most 50)"),
              ("downsample4", vm.DEFAULT_RES, "audio/visual averaged over windows of 4 steps (Accord's default)"),
              ("text_steps", [*vm.FULL_RES, "data.params.max_len={audio: 50, visual: 50}"],
               "MMSA's work: audio/visual cut to their first 50 steps (MMSA's MISA packs its audio and visual LSTMs "
