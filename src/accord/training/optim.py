@@ -57,35 +57,27 @@ class FusedAdamW(torch.optim.AdamW):
 
         if (getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
                 or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
-                or torch_optimizer._global_optimizer_pre_hooks or torch_optimizer._global_optimizer_post_hooks):
+                or torch_optimizer._global_optimizer_pre_hooks or torch_optimizer._global_optimizer_post_hooks
+                or not all(map(_lean_group, self.param_groups))):
             return None
         out = []
-        kind: tuple[torch.device, torch.dtype] | None = None
+        kinds: set[tuple[torch.device, torch.dtype]] = set()
         for group in self.param_groups:
-            if (group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]
-                    or not group["fused"] or not group.get("decoupled_weight_decay", True)
-                    or any(isinstance(group[k], torch.Tensor) for k in ("lr", "weight_decay", "eps"))
-                    or any(isinstance(b, torch.Tensor) for b in group["betas"])):
-                return None
             params, grads, avgs, sqs, steps = [], [], [], [], []
             for p in group["params"]:
-                g = p.grad
-                if g is None:
+                if p.grad is None:
                     continue
                 state = self.state.get(p)
-                if not state or g.is_sparse or p.is_complex():
+                if not state or p.grad.is_sparse or p.is_complex():
                     return None
-                if kind is None:
-                    kind = (p.device, p.dtype)
-                elif (p.device, p.dtype) != kind:
-                    return None
+                kinds.add((p.device, p.dtype))
                 params.append(p)
-                grads.append(g)
+                grads.append(p.grad)
                 avgs.append(state["exp_avg"])
                 sqs.append(state["exp_avg_sq"])
                 steps.append(state["step"])
             out.append((group, params, grads, avgs, sqs, steps))
-        return out
+        return out if len(kinds) <= 1 else None
 
     def step(self, closure: Any = None) -> Any:
         """One AdamW step (see the class): the fused kernel called directly, or torch's ``step``."""
@@ -105,6 +97,15 @@ class FusedAdamW(torch.optim.AdamW):
                                     beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                                     maximize=False, grad_scale=None, found_inf=None)
         return None
+
+
+def _lean_group(group: dict[str, Any]) -> bool:
+    """Whether :class:`FusedAdamW`'s direct kernel call covers ``group``'s options: plain fused AdamW with number
+    hyper-parameters."""
+    return not (group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]
+                or not group["fused"] or not group.get("decoupled_weight_decay", True)
+                or any(isinstance(group[k], torch.Tensor) for k in ("lr", "weight_decay", "eps"))
+                or any(isinstance(b, torch.Tensor) for b in group["betas"]))
 
 
 def make_optimizer_for(params: Any, t: TrainConfig, mode: Literal["min", "max"]
