@@ -1071,15 +1071,18 @@ def ft_mmsa_overrides(model: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def ft_accord_sets(model: str) -> list[str]:
     """Accord ``--set`` overrides of the fine-tuning phase on top of :data:`ACCORD_MATCHED`: the packaged MiniLM as a
-    fine-tuned text branch with MMSA's BERT learning rate and weight decay, length-bucketed batches. Self-MM keeps
-    Accord's default norm clipping at 1.0 here, as the committed fine-tuning run had it (listed among the
-    differences; the utterance-level rows of ACCORD_MATCHED clip nothing, as MMSA's trainer)."""
+    fine-tuned text branch with MMSA's BERT learning rate and weight decay, length-bucketed batches. The phase keeps
+    the settings its committed run had (vs_mmsa_finetune.md describes them): Self-MM Accord's default norm clipping
+    at 1.0, MISA the 512-wide fusion FFN, linear projections and encoder dropout (ACCORD_MATCHED has matched both to
+    MMSA since 2026-12-02; a fine-tuning run with those is a new comparison, not yet made)."""
     opt = mmsa_text_optim(model)
     return ["model.params.text_encoder.source=pretrained", "model.params.text_encoder.finetune=true",
             f"model.params.text_encoder.lr={opt['lr']}",
             f"model.params.text_encoder.weight_decay={opt['weight_decay']}",
             "train.bucket_by_length=true", *(FULL_RES if model in DOWNSAMPLED else []),
-            *(["train.grad_clip=1.0"] if model == "self_mm" else [])]
+            *(["train.grad_clip=1.0"] if model == "self_mm" else []),
+            *(["model.params.projection_norm=false", "model.params.encoder_dropout=null",
+               "model.params.fusion_dropout=null", "model.params.ffn_mult=4"] if model == "misa" else [])]
 
 
 def write_finetune_pickle() -> dict[str, Any]:
