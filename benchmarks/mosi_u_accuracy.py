@@ -58,10 +58,11 @@ def mmsa_seeds(model: str, data: dict[str, Any], seeds: int, epochs: int) -> dic
     if not extra:
         return res
     earlier = earlier_mmsa(model, epochs)
-    if earlier is not None and all(s in earlier for s in extra):  # MMSA's code and pickle are unchanged: its runs
-        # of these seeds from an earlier run of this script stand (Accord is what is re-run)
+    by_seed = {int(s["seed"]): s for s in earlier["per_seed"]} if earlier else {}
+    if all(s in by_seed for s in extra):  # MMSA's code and pickle are unchanged: its runs of these seeds from an
+        # earlier run of this script stand (Accord is what is re-run)
         vm.log(f"{model}: MMSA seeds {extra[0]}..{extra[-1]} from the earlier run in {OUT_JSON.name}")
-        return {**earlier["__all__"], "per_seed": [*res["per_seed"], *(earlier[s] for s in extra)]}
+        return {**earlier, "per_seed": [*res["per_seed"], *(by_seed[s] for s in extra)]}
     vm.log(f"{model}: MMSA, seeds {extra[0]}..{extra[-1]} (the committed run has {have})")
     more = vm.run_mmsa(model, data, extra, epochs, 1, f"acc_{model}_seeds{extra[0]}_{extra[-1]}")
     if "error" in more:
@@ -73,16 +74,14 @@ def mmsa_seeds(model: str, data: dict[str, Any], seeds: int, epochs: int) -> dic
                                 "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}}
 
 
-def earlier_mmsa(model: str, epochs: int) -> dict[Any, Any] | None:
-    """MMSA's per-seed runs of ``model`` in the results file (seed -> run, and ``"__all__"`` -> the whole entry), or
-    None when it has none for this epoch budget."""
+def earlier_mmsa(model: str, epochs: int) -> dict[str, Any] | None:
+    """MMSA's entry for ``model`` in the results file (its ``per_seed`` runs included), or None when the file has
+    none for this epoch budget."""
     if not OUT_JSON.is_file():
         return None
     old = json.loads(OUT_JSON.read_text())
     entry = old.get("models", {}).get(model, {}).get("mmsa")
-    if old.get("epochs") != epochs or not entry:
-        return None
-    return {"__all__": entry, **{int(s["seed"]): s for s in entry["per_seed"]}}
+    return dict(entry) if entry and old.get("epochs") == epochs else None
 
 
 def difference_interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
