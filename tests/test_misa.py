@@ -208,6 +208,9 @@ def test_misa_released_code_options_build_what_they_say() -> None:
         assert layer.attn.dropout == 0.1 and layer.ffn[2].p == 0.1 and layer.drop.p == 0.1
         assert layer.ffn[0].out_features == 128 and layer.ffn[3].in_features == 128
     assert set(model.project_norm) == set(MODALITIES) and model.project_norm["visual"].normalized_shape == (8,)
+    for key, bad in (("ffn_mult", 0), ("fusion_dropout", 1.0), ("encoder_dropout", -0.1)):
+        with pytest.raises(ConfigError, match=rf"model\.params\.{key}"):
+            create_model("misa", TINY_DIMS, 1, **{key: bad})
     plain = create_model("misa", TINY_DIMS, 1, hidden=8, heads=2, dropout=0.3)
     assert plain.project_norm is None and plain.decoupling.private["audio"].drop.p == 0.3
     assert all(layer.attn.dropout == 0.0 and layer.ffn[2].p == 0.3 for layer in plain.fusion.layers)
