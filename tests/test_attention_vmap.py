@@ -221,8 +221,9 @@ def test_fused_dropout_attention_under_vmap_and_func_grad() -> None:
     assert qs.grad is not None and torch.isfinite(qs.grad).all() and torch.isfinite(drawn).all()
 
 
-def test_attention_paths_agree_for_the_same_random_stream() -> None:
+def test_attention_paths_agree_for_the_same_random_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fused dropout path draws its keep mask exactly as the explicit path does (same shape, same bits)."""
+    monkeypatch.setattr(attention, "CPU_DROPOUT_EXPLICIT_MAX_SCORES", 0)  # these small tiles: fused, not explicit
     torch.manual_seed(0)
     attn = MultiheadAttention(8, 2, dropout=0.4).train()
     q, kv = torch.randn(4, 5, 8, requires_grad=True), torch.randn(4, 7, 8, requires_grad=True)
@@ -237,6 +238,34 @@ def test_attention_paths_agree_for_the_same_random_stream() -> None:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     bits = random_bits15((1000, 64), torch.empty(0))
     assert bits.dtype == torch.int16 and int(bits.min()) >= 0 and int(bits.max()) < 32768
+
+
+@pytest.mark.parametrize(("p", "cap", "path"), [(0.4, None, "explicit"), (0.4, 4 * 2 * 5 * 7 - 1, "fused_dropout"),
+                                              (0.4, 4 * 2 * 5 * 7, "explicit"), (0.0, None, "sdpa")])
+def test_cpu_attention_path_follows_dropout_and_the_score_count(p: float, cap: int | None, path: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With dropout on CPU, attention of at most ``CPU_DROPOUT_EXPLICIT_MAX_SCORES`` scores ``B * H * Tq * Tk`` runs
+    explicitly (no flash call), above it on the two-pass flash kernel; without dropout always on the fused kernel.
+    The explicit run returns no weights unless asked, and equals the forced explicit path bit for bit."""
+    if cap is not None:
+        monkeypatch.setattr(attention, "CPU_DROPOUT_EXPLICIT_MAX_SCORES", cap)
+    calls: list[str] = []
+    for name in ("explicit_attention", "attention_with_dropout"):
+        monkeypatch.setattr(attention, name, (lambda f, n: lambda *a, **k: calls.append(n) or f(*a, **k))(
+            getattr(attention, name), name))
+    torch.manual_seed(0)
+    attn = MultiheadAttention(8, 2, dropout=p).train()
+    q, kv = torch.randn(4, 5, 8), torch.randn(4, 7, 8)  # 4 * 2 * 5 * 7 scores
+    torch.manual_seed(1)
+    out, weights = attn(q, kv, None)
+    assert weights is None
+    assert calls == {"explicit": ["explicit_attention"], "fused_dropout": ["attention_with_dropout"], "sdpa": []}[path]
+    torch.manual_seed(1)
+    forced, _ = attn(q, kv, None, explicit=True)
+    if path == "explicit":
+        assert torch.equal(out, forced)
+    else:
+        torch.testing.assert_close(out, forced, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("p", [0.0, 0.4])

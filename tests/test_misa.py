@@ -62,6 +62,32 @@ def test_misa_difference_by_hand() -> None:
     assert misa_difference(a, -b[[0, 2, 1, 3]]).item() == pytest.approx(4.0, abs=1e-4)  # anti-correlated too
 
 
+def test_cmd_and_difference_take_pairs_along_leading_dimensions() -> None:
+    """``[P, N, d]`` inputs are P independent pairs: each entry equals the function on that pair alone (weighted,
+    unweighted, with a pair whose weights are all 0), gradients included; a weight of the wrong shape is refused."""
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(3, 6, 4, generator=g), torch.randn(3, 6, 4, generator=g) * 1.5 + 0.5
+    w = (torch.rand(3, 6, generator=g) > 0.3).float() * 2.0
+    w[2] = 0.0
+    xr = x.clone().requires_grad_(True)
+    for k in (1, 2, 5):
+        got = cmd(xr, y, k, weight=w)
+        assert got.shape == (3,)
+        torch.testing.assert_close(got, torch.stack([cmd(x[i], y[i], k, weight=w[i]) for i in range(3)]))
+        torch.testing.assert_close(cmd(x, y, k), torch.stack([cmd(x[i], y[i], k) for i in range(3)]))
+    assert float(cmd(x, y, weight=w)[2]) == 0.0
+    (grad,) = torch.autograd.grad(cmd(xr, y, weight=w)[0], [xr])
+    assert grad[1:].abs().sum() == 0 and grad[0].abs().sum() > 0  # pair 0's value reads pair 0 only
+    d = misa_difference(x, y, weight=w)
+    assert d.shape == (3,) and float(d[2]) == 0.0
+    torch.testing.assert_close(d, torch.stack([misa_difference(x[i], y[i], weight=w[i]) for i in range(3)]))
+    torch.testing.assert_close(misa_difference(x, y), torch.stack([misa_difference(x[i], y[i]) for i in range(3)]))
+    with pytest.raises(ValueError, match="row weights"):
+        cmd(x, y, weight=w[0])
+    with pytest.raises(ValueError, match="row weights"):
+        misa_difference(x, y, weight=w[:, :5])
+
+
 def test_misa_contract_losses_and_gradients() -> None:
     torch.manual_seed(0)
     model = create_model("misa", TINY_DIMS, 1).train()

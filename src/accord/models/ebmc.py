@@ -128,7 +128,8 @@ class EBMC(EBMCDeclaration, AccordModel):
         both = {(a, b): fp[:, idx[a]] * fp[:, idx[b]] for a, b in combinations(MODALITIES, 2)}
         if sample_weight is not None:  # the sample weight once per row (not once per modality of the pair)
             both = {pair: w * sample_weight.to(fp.dtype) for pair, w in both.items()}
-        return torch.stack([cmd(pooled[a], pooled[b], p.cmd_moments, weight=w) for (a, b), w in both.items()]).mean()
+        return cmd(torch.stack([pooled[a] for a, _ in both]), torch.stack([pooled[b] for _, b in both]),
+                   p.cmd_moments, weight=torch.stack(list(both.values()))).mean()  # the three pairs at once
 
     def unimodal(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Steps 1-3: ``({m: z_m [B, d]}, L_orth, L_sim)``."""

@@ -102,12 +102,14 @@ class MISA(MISADeclaration, AccordModel):
         rows = {m: present[m].to(ref.dtype) * (1.0 if sample_weight is None else sample_weight.to(ref.dtype))
                 for m in MODALITIES}
         pairs = list(combinations(MODALITIES, 2))
-        both = {(a, b): rows[a] * present[b].to(ref.dtype) for a, b in pairs}
-        sim = torch.stack([cmd(hc[a], hc[b], p.cmd_moments, weight=both[a, b]) for a, b in pairs]).mean()
-        diff = sum((misa_difference(hp[m], hc[m], weight=rows[m]) for m in MODALITIES),
-                   start=torch.zeros((), dtype=ref.dtype, device=ref.device))
-        for a, b in pairs:
-            diff = diff + misa_difference(hp[a], hp[b], weight=both[a, b])
+        both = [rows[a] * present[b].to(ref.dtype) for a, b in pairs]
+        # every pair at once ([pairs, B, d]): the CMD of the three shared pairs, the difference of the three
+        # private/shared pairs and of the three private pairs
+        sim = cmd(torch.stack([hc[a] for a, _ in pairs]), torch.stack([hc[b] for _, b in pairs]), p.cmd_moments,
+                  weight=torch.stack(both)).mean()
+        diff = misa_difference(torch.stack([hp[m] for m in MODALITIES] + [hp[a] for a, _ in pairs]),
+                               torch.stack([hc[m] for m in MODALITIES] + [hp[b] for _, b in pairs]),
+                               weight=torch.stack([rows[m] for m in MODALITIES] + both)).sum()
         return sim, diff
 
     def reconstruction_error(self, x: dict[str, Tensor], shared: dict[str, Tensor], private: dict[str, Tensor],

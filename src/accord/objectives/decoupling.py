@@ -78,43 +78,52 @@ def private_preservation(private_again: Tensor, private: Tensor, mask: Tensor | 
     return sq / _lengths(private, mask).clamp_min(1.0)
 
 
-def _matchnorm(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
-    return ((a - b).pow(2).sum() + eps).sqrt()
-
-
 def _row_mean(x: Tensor, weight: Tensor | None) -> Tensor:
-    """Mean over the rows of ``x [N, ...]``: ``sum_i w_i x_i / max(sum_i w_i, 1e-12)``, or the plain mean."""
+    """Mean over the rows (dim -2) of ``x [..., N, d]``: ``sum_i w_i x_i / max(sum_i w_i, 1e-12)`` with ``weight
+    [..., N]`` (broadcast against ``x``'s leading dimensions), or the plain mean."""
     if weight is None:
-        return x.mean(dim=0)
-    if weight.shape != x.shape[:1]:
-        raise ValueError(f"row weights {tuple(weight.shape)} do not match {x.shape[0]} rows")
-    w = weight.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-    return (w * x).sum(dim=0) / w.sum().clamp_min(1e-12)
+        return x.mean(dim=-2)
+    w = weight.to(x.dtype).unsqueeze(-1)
+    return (w * x).sum(dim=-2) / w.sum(dim=-2).clamp_min(1e-12)
 
 
-def _any_weight(total: Tensor, weight: Tensor | None) -> Tensor:
-    """``total``, or exactly 0 when every row weight is 0 (no rows count); no data-dependent control flow."""
-    return total if weight is None else total * (weight.sum() > 0).to(total.dtype)
+def _check_weight(weight: Tensor | None, *xs: Tensor) -> None:
+    for x in xs:
+        if weight is not None and weight.shape != x.shape[:-1]:
+            raise ValueError(f"row weights {tuple(weight.shape)} do not match the rows {tuple(x.shape[:-1])}")
+
+
+def _moments(x: Tensor, moments: int, weight: Tensor | None) -> Tensor:
+    """``[moments, ..., d]``: the (weighted) mean of ``x [..., N, d]`` over its rows, then its central moments of
+    order 2..``moments``."""
+    mean = _row_mean(x, weight)
+    if moments < 2:
+        return mean.unsqueeze(0)
+    centred = x - mean.unsqueeze(-2)
+    powers = torch.stack([centred.pow(k) for k in range(2, moments + 1)])  # [moments - 1, ..., N, d]
+    return torch.cat([mean.unsqueeze(0), _row_mean(powers, weight)])
 
 
 def cmd(x: Tensor, y: Tensor, moments: int = 5, weight: Tensor | None = None) -> Tensor:
-    """Central moment discrepancy between two batches of vectors ``[B, d]`` (MISA's similarity loss).
+    """Central moment discrepancy between two batches of vectors ``[N, d]`` (MISA's similarity loss).
 
     ``||E x - E y||_2 + sum_{k=2..moments} ||c_k(x) - c_k(y)||_2`` with ``c_k`` the k-th central moment per
     dimension; MISA uses ``moments = 5`` and omits CMD's ``1/|b-a|^k`` scaling (its features are sigmoid outputs
-    in [0, 1]), and so do we. ``weight [B]`` (optional) weights the rows of both batches (row ``i`` of ``x`` and
+    in [0, 1]), and so do we. ``weight [N]`` (optional) weights the rows of both batches (row ``i`` of ``x`` and
     of ``y`` belong to one sample) in every moment: ``E_w x = sum_i w_i x_i / sum_i w_i``,
     ``c_k = E_w (x - E_w x)^k``; with 0/1 weights this equals ``cmd`` of the rows where ``w = 1`` without indexing
     by a data-dependent mask (so it runs under ``vmap``). 0 for an empty batch or all weights 0.
+
+    Leading dimensions are independent pairs: ``x, y [..., N, d]`` (``weight [..., N]``) give ``[...]``, each entry
+    the CMD of its own pair, all moments of all pairs in a few tensor operations (MISA and EBMC take the three
+    modality pairs at once; one pair at a time cost about a hundred small operations each, forward).
     """
-    if weight is None and (x.shape[0] == 0 or y.shape[0] == 0):
-        return x.sum() * 0.0 + y.sum() * 0.0
-    mx, my = _row_mean(x, weight), _row_mean(y, weight)
-    sx, sy = x - mx, y - my
-    total = _matchnorm(mx, my)
-    for k in range(2, moments + 1):
-        total = total + _matchnorm(_row_mean(sx.pow(k), weight), _row_mean(sy.pow(k), weight))
-    return _any_weight(total, weight)
+    _check_weight(weight, x, y)
+    if weight is None and (x.shape[-2] == 0 or y.shape[-2] == 0):
+        return x.sum(dim=(-2, -1)) * 0.0 + y.sum(dim=(-2, -1)) * 0.0
+    gap = _moments(x, moments, weight) - _moments(y, moments, weight)  # [moments, ..., d]
+    total = (gap.pow(2).sum(dim=-1) + 1e-12).sqrt().sum(dim=0)
+    return total if weight is None else total * (weight.sum(dim=-1) > 0).to(total.dtype)
 
 
 def misa_difference(a: Tensor, b: Tensor, eps: float = 1e-6, weight: Tensor | None = None) -> Tensor:
@@ -123,13 +132,15 @@ def misa_difference(a: Tensor, b: Tensor, eps: float = 1e-6, weight: Tensor | No
 
     ``weight [N]`` (optional) weights the rows: centring on the weighted mean ``sum_i w_i a_i / sum_i w_i`` and
     ``mean((A^T diag(w) B)^2)``, i.e. ``A^T B = sum_i w_i a_i b_i^T`` (weights 0/1 select rows). 0 when all
-    weights are 0."""
-    if a.shape[0] == 0:
-        return a.sum() * 0.0 + b.sum() * 0.0
-    a = a.flatten(1) - _row_mean(a.flatten(1), weight).unsqueeze(0)
-    b = b.flatten(1) - _row_mean(b.flatten(1), weight).unsqueeze(0)
-    a = a / (a.norm(dim=1, keepdim=True).detach() + eps)
-    b = b / (b.norm(dim=1, keepdim=True).detach() + eps)
+    weights are 0. Leading dimensions are independent pairs: ``a, b [..., N, d]`` (``weight [..., N]``) give
+    ``[...]`` (one batched product for all of them)."""
+    _check_weight(weight, a, b)
+    if a.shape[-2] == 0:
+        return a.sum(dim=(-2, -1)) * 0.0 + b.sum(dim=(-2, -1)) * 0.0
+    a = a - _row_mean(a, weight).unsqueeze(-2)
+    b = b - _row_mean(b, weight).unsqueeze(-2)
+    a = a / (a.norm(dim=-1, keepdim=True).detach() + eps)
+    b = b / (b.norm(dim=-1, keepdim=True).detach() + eps)
     if weight is not None:
-        a = a * weight.to(a.dtype).unsqueeze(1)
-    return (a.t() @ b).pow(2).mean()
+        a = a * weight.to(a.dtype).unsqueeze(-1)
+    return (a.transpose(-1, -2) @ b).pow(2).mean(dim=(-2, -1))

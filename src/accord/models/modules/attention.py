@@ -18,7 +18,8 @@ Which attention path runs (:meth:`MultiheadAttention.forward`):
   :func:`torch.nn.functional.scaled_dot_product_attention`, on CPU
   ``aten::_scaled_dot_product_flash_attention_for_cpu`` and its backward. No ``[B, H, Tq, Tk]`` tensor is made;
   the key padding mask goes in as ``[B, 1, 1, Tk]``.
-- **fused with dropout** (training with ``dropout > 0`` on CPU): torch 2.13's CPU flash kernel refuses
+- **fused with dropout** (training with ``dropout > 0`` on CPU, more than :data:`CPU_DROPOUT_EXPLICIT_MAX_SCORES`
+  scores): torch 2.13's CPU flash kernel refuses
   ``dropout_p > 0`` (``F.scaled_dot_product_attention`` then runs ``_scaled_dot_product_attention_math``: explicit
   scores, softmax, a ``bernoulli_`` mask and their gradients, all ``[B, H, Tq, Tk]``, three to four times the fused
   cost on long sequences). :func:`attention_with_dropout` keeps the flash kernel and stays exact: one pass with the
@@ -34,7 +35,9 @@ Which attention path runs (:meth:`MultiheadAttention.forward`):
   that step (zero gradients would still let Adam's momentum and AdamW's weight decay move it); on data that is
   T = 1 throughout (MOSI-U) it never reaches the output either way.
 - **explicit** (``q @ k^T``, softmax, dropout, ``@ v``): when the weights are wanted (``return_weights=True``), when
-  asked (``explicit=True``), and under :func:`torch.func.vmap` (seed-parallel training) for short sequences
+  asked (``explicit=True``), for attention with dropout on CPU of at most :data:`CPU_DROPOUT_EXPLICIT_MAX_SCORES`
+  scores ``B * H * Tq * Tk`` (there the two flash passes above cost more than the explicit products; same keep
+  mask), and under :func:`torch.func.vmap` (seed-parallel training) for short sequences
   (``Tq * Tk <= VMAP_EXPLICIT_MAX_SCORES``): the flash ops have no batching rule, so torch loops them over the
   vmapped instances, while the matmuls batch; longer sequences take the fused paths under vmap too, looped, which
   is still faster than the explicit path there (:data:`VMAP_EXPLICIT_MAX_SCORES`). It is the only path that supports
@@ -245,6 +248,17 @@ VMAP_EXPLICIT_MAX_SCORES = 128 * 128
 """Under vmap, attention whose ``Tq * Tk`` is at most this runs on the explicit path, longer on the fused kernels
 (looped over the vmapped instances by torch). Measured on MulT, 3 seeds vmapped, one thread: default MulT (at most
 125 x 125 per head) 2.4 s/step explicit vs 2.6 s fused; full resolution (50 to 500 steps) 27.6 s vs 11.6 s."""
+CPU_DROPOUT_EXPLICIT_MAX_SCORES = 2**23
+"""Attention WITH dropout on CPU (training) runs on the explicit path when it has at most this many scores
+``B * H * Tq * Tk`` (8.4 M; the explicit path holds two or three tensors of that size for the backward, 32 MB each
+in fp32, where the fused dropout path holds one) and on :func:`attention_with_dropout` above it. The two-pass flash
+kernel costs more than the explicit matrix products there: forward + backward, drop 0.1, a key padding mask, one
+thread (two threads in brackets), ms fused vs explicit: [16, 2, 6, 6] x 64 0.86 vs 0.45; [16, 10, 50, 50] x 5 11.4
+vs 4.8; [32, 6, 50, 500] x 5 94 vs 50 (71 vs 50); [16, 10, 200, 200] x 5 (6.4 M scores) 121 vs 70 (80 vs 58);
+[16, 2, 400, 400] x 64 134 vs 87; [16, 10, 250, 250] x 5 (10 M) 202 vs 241 (133 vs 143); [16, 10, 375, 375] x 5 462
+vs 573. The two paths draw the same keep mask from the same random stream (:func:`dropout_scale_mask`), so the
+choice changes only the float rounding. Without dropout the fused kernel is as fast or faster at every size
+measured, and is always used."""
 _FLASH_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 """dtypes of the CPU flash kernel (:func:`attention_with_dropout` needs it)."""
 
@@ -401,6 +415,9 @@ class MultiheadAttention(nn.Module):
         # seeds) while the explicit matmuls batch: explicit for short sequences, fused (looped) for long ones
         if return_weights or explicit or (is_batched(q) and tq * k.shape[-2] <= VMAP_EXPLICIT_MAX_SCORES):
             out, weights = explicit_attention(q, k, v, attn_mask, has_key, p)
+        elif p > 0.0 and q.device.type == "cpu" and q.numel() // q.shape[-1] * k.shape[-2] \
+                <= CPU_DROPOUT_EXPLICIT_MAX_SCORES:  # B * H * Tq * Tk: small tiles are cheaper explicit
+            out = explicit_attention(q, k, v, attn_mask, has_key, p)[0]
         elif p > 0.0 and q.device.type == "cpu" and q.dtype in _FLASH_DTYPES:
             out = attention_with_dropout(q, k, v, attn_mask, p)
         else:
