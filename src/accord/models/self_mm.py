@@ -98,23 +98,31 @@ EPS: float = 1e-8
 
 
 # --------------------------------------------------------------------------- ULGM (pure functions)
-def class_centres(feats: Tensor, labels: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
-    """Eq. 6: the positive and negative class centres ``(C^p, C^n)`` of ``feats [N, d]`` under ``labels [N]``,
-    over the rows where ``keep [N]`` (bool) is True (all rows when None).
+def stacked_class_centres(feats: Tensor, labels: Tensor, keep: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. 6 for one or more tasks at once: ``feats [..., N, d]`` under ``labels [..., N]`` over the rows where
+    ``keep [..., N]`` (bool) is True (all rows when None) give ``(C^p [..., d], C^n [..., d], defined [...])``,
+    ``defined`` False where a class is empty (its centre is then 0 and must not be used).
 
-    Samples labelled 0 belong to neither class. ``None`` when one of the classes is empty (no centre). Computed as
-    one ``[2, N] @ [N, d]`` product of the class indicators (ULGM runs this four times per training step, over the
-    whole memory: a boolean gather of the rows cost several times more).
+    Samples labelled 0 belong to neither class. Computed as one ``[..., 2, N] @ [..., N, d]`` product of the class
+    indicators (ULGM runs this over the whole memory every training step: a boolean gather of the rows cost several
+    times more), for the three unimodal tasks in one batched product.
     """
     pos, neg = labels > 0, labels < 0
     if keep is not None:
         pos, neg = pos & keep, neg & keep
-    member = torch.stack([pos, neg]).to(feats.dtype)
-    counts = member.sum(dim=1)
-    if not bool(counts.all()):
-        return None
-    centres = (member @ feats) / counts.unsqueeze(1)
-    return centres[0], centres[1]
+    member = torch.stack([pos, neg], dim=-2).to(feats.dtype)
+    counts = member.sum(dim=-1)
+    centres = (member @ feats) / counts.clamp_min(1.0).unsqueeze(-1)
+    return centres[..., 0, :], centres[..., 1, :], counts.all(dim=-1)
+
+
+def class_centres(feats: Tensor, labels: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
+    """Eq. 6: the positive and negative class centres ``(C^p, C^n)`` of ``feats [N, d]`` under ``labels [N]``,
+    over the rows where ``keep [N]`` (bool) is True (all rows when None); ``None`` when one of the classes is empty
+    (no centre). :func:`stacked_class_centres` for one task."""
+    pos, neg, defined = stacked_class_centres(feats, labels, keep)
+    return (pos, neg) if bool(defined) else None
 
 
 def relative_distance(feats: Tensor, centres: tuple[Tensor, Tensor], distance: Distance = "l2") -> Tensor:
@@ -157,16 +165,31 @@ class LabelMemory:
     Rows are added lazily the first time an id is seen; a new row's labels start at ``y_m`` for every task (the
     paper's ``y_s^(1) = y_m``). ``features[t]`` holds the last stored representation ``F_t*`` of each row
     (``stored[t]`` False until one is), ``labels["fusion"]`` the multimodal labels, ``labels[m]`` the generated
-    unimodal labels. Everything lives on the CPU and is never part of the model's ``state_dict``.
+    unimodal labels. The three unimodal tasks (one width) live in stacked tensors, ``uni_features [3, N, d]``,
+    ``uni_stored [3, N]`` and ``uni_labels [3, N]`` (in :data:`MODALITIES` order), of which ``features[m]``,
+    ``stored[m]`` and ``labels[m]`` are views, so ULGM updates them in one pass. Everything lives on the CPU and is
+    never part of the model's ``state_dict``.
     """
 
     def __init__(self, dims: dict[str, int]) -> None:
+        widths = {dims[m] for m in MODALITIES}
+        if len(widths) != 1:
+            raise ValueError(f"the unimodal tasks share one width in the label memory, got {dims}")
         self.dims = dict(dims)
         self.index: dict[str, int] = {}
-        self.features = {t: torch.zeros(0, d) for t, d in dims.items()}
-        self.stored = {t: torch.zeros(0, dtype=torch.bool) for t in dims}
-        self.labels = {t: torch.zeros(0) for t in dims}
+        self.features = {"fusion": torch.zeros(0, dims["fusion"])}
+        self.stored = {"fusion": torch.zeros(0, dtype=torch.bool)}
+        self.labels = {"fusion": torch.zeros(0)}
+        self.uni_features = torch.zeros(len(MODALITIES), 0, widths.pop())
+        self.uni_stored = torch.zeros(len(MODALITIES), 0, dtype=torch.bool)
+        self.uni_labels = torch.zeros(len(MODALITIES), 0)
+        self._views()
         self.first_epoch: int | None = None
+
+    def _views(self) -> None:
+        for k, m in enumerate(MODALITIES):
+            self.features[m], self.stored[m], self.labels[m] = (self.uni_features[k], self.uni_stored[k],
+                                                                self.uni_labels[k])
 
     def __len__(self) -> int:
         return len(self.index)
@@ -183,24 +206,27 @@ class LabelMemory:
             for k, (i, _) in enumerate(new):
                 self.index[i] = start + k
             y0 = torch.tensor([y for _, y in new], dtype=torch.float32)
-            for t, d in self.dims.items():
-                self.features[t] = torch.cat([self.features[t], torch.zeros(len(new), d)])
-                self.stored[t] = torch.cat([self.stored[t], torch.zeros(len(new), dtype=torch.bool)])
-                self.labels[t] = torch.cat([self.labels[t], y0])
+            n, u = len(new), len(MODALITIES)
+            self.features["fusion"] = torch.cat([self.features["fusion"], torch.zeros(n, self.dims["fusion"])])
+            self.stored["fusion"] = torch.cat([self.stored["fusion"], torch.zeros(n, dtype=torch.bool)])
+            self.labels["fusion"] = torch.cat([self.labels["fusion"], y0])
+            self.uni_features = torch.cat([self.uni_features, self.uni_features.new_zeros(u, n,
+                                                                                          self.uni_features.shape[2])],
+                                          dim=1)
+            self.uni_stored = torch.cat([self.uni_stored, torch.zeros(u, n, dtype=torch.bool)], dim=1)
+            self.uni_labels = torch.cat([self.uni_labels, y0.expand(u, n)], dim=1)
+            self._views()
         return torch.tensor([self.index[i] for i in ids], dtype=torch.long)
 
     def lookup(self, ids: list[str], y_m: Tensor) -> dict[str, Tensor]:
         """Generated labels of ``ids`` per modality (``[B]``, CPU); an id not in memory gets its ``y_m``."""
         y = y_m.detach().float().cpu()
         known = torch.tensor([i in self.index for i in ids], dtype=torch.bool)
+        if not known.any():
+            return {m: y.clone() for m in MODALITIES}
         rows = torch.tensor([self.index.get(i, 0) for i in ids], dtype=torch.long)
-        out: dict[str, Tensor] = {}
-        for m in MODALITIES:
-            if not known.any():
-                out[m] = y.clone()
-            else:
-                out[m] = torch.where(known, self.labels[m][rows.clamp_max(len(self) - 1)], y)
-        return out
+        found = torch.where(known, self.uni_labels[:, rows.clamp_max(len(self) - 1)], y)
+        return dict(zip(MODALITIES, found.unbind(0), strict=True))
 
     def centres(self, task: str) -> tuple[Tensor, Tensor] | None:
         """Eq. 6 for ``task`` over the rows with a stored representation."""
@@ -295,28 +321,25 @@ class SelfMM(SelfMMDeclaration, AccordModel):
         y_m = batch.label.detach().float().cpu()
         rows = mem.rows(batch.ids, y_m)
         reps = {t: output.diagnostics[f"repr_{t}"].detach().float().cpu() for t in TASKS}
-        present = {m: batch.present[:, k].detach().cpu() for k, m in enumerate(MODALITIES)}
+        uni_reps = torch.stack([reps[m] for m in MODALITIES])  # [3, B, d]
+        present = batch.present.detach().cpu().t()  # [3, B]: which rows each unimodal task stores / updates
         if epoch >= p.update_start_epoch and epoch > mem.first_epoch:
             fusion_centres = mem.centres("fusion")
             if fusion_centres is not None:
                 alpha_m = relative_distance(reps["fusion"], fusion_centres, p.distance)
                 y_mem = mem.labels["fusion"][rows]
-                for m in MODALITIES:
-                    centres = mem.centres(m)
-                    if centres is None:
-                        continue
-                    alpha_s = relative_distance(reps[m], centres, p.distance)
-                    generated = shifted_label(y_mem, alpha_m, alpha_s, p.label_bound)
-                    updated = momentum_update(mem.labels[m][rows], generated, epoch)
-                    keep = present[m]
-                    mem.labels[m][rows[keep]] = updated[keep]
+                # the three unimodal tasks at once ([3, B]); a task whose class is empty keeps its labels
+                pos, neg, defined = stacked_class_centres(mem.uni_features, mem.uni_labels, mem.uni_stored)
+                alpha_s = relative_distance(uni_reps, (pos.unsqueeze(1), neg.unsqueeze(1)), p.distance)
+                generated = shifted_label(y_mem, alpha_m, alpha_s, p.label_bound)
+                current = mem.uni_labels[:, rows]
+                updated = momentum_update(current, generated, epoch)
+                mem.uni_labels[:, rows] = torch.where(present & defined.unsqueeze(1), updated, current)
         mem.features["fusion"][rows] = reps["fusion"]
         mem.stored["fusion"][rows] = True
-        for m in MODALITIES:
-            keep = present[m]
-            mem.features[m][rows[keep]] = reps[m][keep]
-            mem.stored[m][rows[keep]] = True
-        drift = (torch.stack([mem.labels[m] for m in MODALITIES]) - mem.labels["fusion"]).abs().mean(dim=1)
+        mem.uni_features[:, rows] = torch.where(present.unsqueeze(-1), uni_reps, mem.uni_features[:, rows])
+        mem.uni_stored[:, rows] |= present
+        drift = (mem.uni_labels - mem.labels["fusion"]).abs().mean(dim=1)
         return {f"ulgm_drift_{m}": d for m, d in zip(MODALITIES, drift.tolist(), strict=True)}
 
     def generated_labels(self) -> dict[str, np.ndarray]:
