@@ -27,6 +27,7 @@ from accord.models.self_mm import (
     momentum_update,
     relative_distance,
     shifted_label,
+    stacked_class_centres,
     unimodal_weights,
 )
 from accord.objectives.task import reduce_losses
@@ -137,6 +138,42 @@ def test_ulgm_step_generates_the_hand_computed_label() -> None:
     torch.testing.assert_close(mem.features["audio"][0], torch.tensor([0.0, 0.0]))
     assert logs["ulgm_drift_text"] == pytest.approx((1.0 - expected) / 3, abs=1e-6)
     assert logs["ulgm_drift_audio"] == 0.0
+
+
+def test_stacked_class_centres_equal_each_tasks_own() -> None:
+    """Tasks along a leading dimension: each task's centres are its own rows' (Eq. 6), ``defined`` False where a class
+    is empty (then ``class_centres`` gives None)."""
+    feats = torch.tensor([[[1.0, 0.0], [0.0, 4.0], [3.0, 2.0]], [[2.0, 2.0], [5.0, 1.0], [1.0, 1.0]]])
+    labels = torch.tensor([[1.0, -2.0, 3.0], [1.0, 0.0, 2.0]])  # task 1 has no negative row
+    keep = torch.tensor([[True, True, False], [True, True, True]])
+    pos, neg, defined = stacked_class_centres(feats, labels, keep)
+    assert defined.tolist() == [True, False]
+    torch.testing.assert_close(pos[0], torch.tensor([1.0, 0.0]))  # row 2 is not kept
+    torch.testing.assert_close(neg[0], torch.tensor([0.0, 4.0]))
+    torch.testing.assert_close(pos[1], torch.tensor([1.5, 1.5]))
+    single = class_centres(feats[0], labels[0], keep[0])
+    assert single is not None and torch.equal(single[0], pos[0]) and torch.equal(single[1], neg[0])
+    assert class_centres(feats[1], labels[1], keep[1]) is None
+
+
+def test_a_unimodal_task_without_both_classes_keeps_its_labels_while_the_others_update() -> None:
+    """Visual is missing for the only negative sample in epoch 1, so its stored rows have no negative class: in
+    epoch 2 its labels stay (no centre), while text's label is regenerated as in the hand-computed test."""
+    model = tiny_model().train()
+    first = {"fusion": [[0, 0], [1, 4], [2, 0]], "text": [[0, 0], [3, 1], [0, 2]],
+             "audio": [[0, 0], [3, 1], [0, 2]], "visual": [[0, 0], [3, 1], [0, 2]]}
+    model.ulgm_step(*fake_step(["a", "b", "c"], [1.0, -1.0, 2.0], first,
+                               present=[[True, True, True], [True, True, False], [True, True, True]]), epoch=1)
+    mem = model.memory
+    assert mem.stored["visual"].tolist() == [True, False, True]
+    second = {"fusion": [[1, 1]], "text": [[0, 4]], "audio": [[0, 4]], "visual": [[0, 4]]}
+    model.ulgm_step(*fake_step(["a"], [1.0], second), epoch=2)
+    expected = (math.sqrt(2.0) - 1.0) / 2.0
+    for m in ("text", "audio"):
+        torch.testing.assert_close(mem.labels[m], torch.tensor([expected, -1.0, 2.0]))
+    torch.testing.assert_close(mem.labels["visual"], torch.tensor([1.0, -1.0, 2.0]))
+    torch.testing.assert_close(mem.features["visual"][0], torch.tensor([0.0, 4.0]))  # its features are stored
+    assert mem.uni_labels.data_ptr() == mem.labels["text"].data_ptr()  # the per-task entries are views
 
 
 def test_labels_wait_for_update_start_and_a_full_epoch_of_memory() -> None:

@@ -342,3 +342,20 @@ def test_fused_optimizer_trains_to_nearly_the_same_result(tmp_path: Path) -> Non
     a = Trainer(tiny_cfg(tmp_path / "a"), progress=False).fit()
     b = Trainer(tiny_cfg(tmp_path / "b", "train.optimizer_impl=fused"), progress=False).fit()
     assert b["test"]["MAE"]["mean"] == pytest.approx(a["test"]["MAE"]["mean"], abs=0.02)
+
+
+def test_seeding_asks_for_deterministic_kernels_without_nan_filling_new_memory() -> None:
+    """``seed_everything(deterministic=True)`` turns torch's deterministic mode on but not its NaN filling of new
+    uninitialised tensors (a pass over memory no Accord op needs: each writes what it reads)."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
+    try:
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+        a = torch.rand(3)
+        seed_everything(0, deterministic=True)
+        assert torch.equal(a, torch.rand(3))
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = before[1]
