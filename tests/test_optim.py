@@ -97,3 +97,31 @@ def test_the_lean_step_runs_once_every_parameter_has_its_state(monkeypatch: pyte
         _grads(k, ps)
         opt.step()
     assert len(calls) == 4
+
+
+def test_lean_step_counters_are_packed_and_survive_a_saved_state(tmp_path: Any) -> None:
+    """After a lean step a group's step counters are 0-d views of one tensor (incremented by one op); a parameter
+    leaving the set repacks them with the right counts; the state saved with ``torch.save`` loads with
+    ``weights_only=True`` and continues bit for bit torch's."""
+    ps, opt = _run(lambda g: FusedAdamW(g), steps=6)
+    steps = [opt.state[p]["step"] for p in ps[2:]]  # group 1: both parameters stepped at step 5
+    assert steps[0].untyped_storage().data_ptr() == steps[1].untyped_storage().data_ptr()
+    assert [float(s) for s in steps] == [6.0, 4.0]
+    path = tmp_path / "opt.pt"
+    torch.save(opt.state_dict(), path)
+    ps2 = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    opt2 = FusedAdamW(_groups(ps2))
+    opt2.load_state_dict(torch.load(path, weights_only=True))
+    ref_ps = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    ref = torch.optim.AdamW(_groups(ref_ps), fused=True)
+    ref.load_state_dict(torch.load(path, weights_only=True))
+    for k in range(6, 9):
+        for params, o in ((ps2, opt2), (ref_ps, ref)):
+            _grads(k, params)
+            if k == 7:
+                params[0].grad = None  # leaves the set for one step: its counter stays
+            o.step()
+    for a, b in zip(ps2, ref_ps, strict=True):
+        assert torch.equal(a, b)
+    _same_state(opt2, ref)
+    assert float(opt2.state[ps2[0]]["step"]) == 8.0 and float(opt2.state[ps2[1]]["step"]) == 8.0
