@@ -218,8 +218,10 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
     mmsa = d["configs"].get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("mfu", 0.0)
     lines += ["", f"MulT full resolution ≥ 40%: {verdict(full >= 0.40)} ({100 * full:.1f}%). MMSA-sized MulT with "
               f"attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} ({100 * mmsa:.1f}%). Attention dropout now runs "
-              "inside the fused kernel (no explicit [B, heads, T, T] scores) except where a method needs second "
-              "derivatives (CP); the remaining time is in the many small operations around the attention "
+              "inside the fused kernel (no explicit [B, heads, T, T] scores) above 2^23 scores B·H·Tq·Tk, and "
+              "explicitly below, where that is cheaper on this CPU (`CPU_DROPOUT_EXPLICIT_MAX_SCORES`, same keep "
+              "mask), and where a method needs second derivatives (CP); the remaining time is in the many small "
+              "operations around the attention "
               "(projections, layer norms, masks) and in the attention kernels' work per score, which model FLOPs "
               "do not count: MMSA's MulT has 10 heads of width 5, so a score costs 4·5 = 20 counted FLOPs in "
               "QK^T and PV beside its exp, max and rescaling in the flash kernels, whose forward and backward take "
