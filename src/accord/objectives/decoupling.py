@@ -90,7 +90,8 @@ def _row_mean(x: Tensor, weight: Tensor | None) -> Tensor:
 def _check_weight(weight: Tensor | None, *xs: Tensor) -> None:
     for x in xs:
         if weight is not None and weight.shape != x.shape[:-1]:
-            raise ValueError(f"row weights {tuple(weight.shape)} do not match the rows {tuple(x.shape[:-1])}")
+            rows = f"{x.shape[-2]} rows" if x.dim() == 2 else f"the rows {tuple(x.shape[:-1])} (pairs x rows)"
+            raise ValueError(f"row weights {tuple(weight.shape)} do not match {rows}")
 
 
 def _moments(x: Tensor, moments: int, weight: Tensor | None) -> Tensor:
