@@ -413,12 +413,12 @@ class MultiheadAttention(nn.Module):
         k, v = (self._split(t) for t in self.kv_proj(key_value).chunk(2, dim=-1))
         # under vmap (seed-parallel training) the flash ops have no batching rule (torch loops them over the
         # seeds) while the explicit matmuls batch: explicit for short sequences, fused (looped) for long ones
+        cpu_dropout = p > 0.0 and q.device.type == "cpu"
         if return_weights or explicit or (is_batched(q) and tq * k.shape[-2] <= VMAP_EXPLICIT_MAX_SCORES):
             out, weights = explicit_attention(q, k, v, attn_mask, has_key, p)
-        elif p > 0.0 and q.device.type == "cpu" and q.numel() // q.shape[-1] * k.shape[-2] \
-                <= CPU_DROPOUT_EXPLICIT_MAX_SCORES:  # B * H * Tq * Tk: small tiles are cheaper explicit
-            out = explicit_attention(q, k, v, attn_mask, has_key, p)[0]
-        elif p > 0.0 and q.device.type == "cpu" and q.dtype in _FLASH_DTYPES:
+        elif cpu_dropout and q.numel() // q.shape[-1] * k.shape[-2] <= CPU_DROPOUT_EXPLICIT_MAX_SCORES:
+            out = explicit_attention(q, k, v, attn_mask, has_key, p)[0]  # B * H * Tq * Tk: cheaper explicit
+        elif cpu_dropout and q.dtype in _FLASH_DTYPES:
             out = attention_with_dropout(q, k, v, attn_mask, p)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
