@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from accord.config import TrainConfig
+from accord.models.modules.attention import scalar_operand
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 
@@ -48,7 +49,6 @@ class FusedAdamW(torch.optim.AdamW):
 
     def __init__(self, params: Any, **kwargs: Any) -> None:
         super().__init__(params, fused=True, **kwargs)
-        self._ones: dict[torch.device, torch.Tensor] = {}
         self._packed: dict[int, tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]] = {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -67,7 +67,7 @@ class FusedAdamW(torch.optim.AdamW):
         if (packed is None or len(packed[0]) != len(params) or not all(map(operator.is_, packed[0], params))
                 or not all(map(operator.is_, packed[1], steps))):
             if any(s.dim() != 0 for s in steps):
-                torch._foreach_add_(steps, self._one(steps[0]))
+                torch._foreach_add_(steps, scalar_operand(1.0, steps[0].dtype, steps[0].device))
                 return
             buf = torch.stack(steps)
             views = list(buf.unbind(0))
@@ -75,13 +75,7 @@ class FusedAdamW(torch.optim.AdamW):
                 self.state[p]["step"] = v
             steps[:] = views
             self._packed[index] = packed = (list(params), views, buf)
-        packed[2].add_(self._one(packed[2]))
-
-    def _one(self, like: torch.Tensor) -> torch.Tensor:
-        one = self._ones.get(like.device)
-        if one is None:
-            one = self._ones[like.device] = torch.ones((), dtype=like.dtype, device=like.device)
-        return one
+        packed[2].add_(scalar_operand(1.0, packed[2].dtype, packed[2].device))
 
     def _lean(self) -> list[tuple[dict[str, Any], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
                                   list[torch.Tensor], list[torch.Tensor]]] | None:
