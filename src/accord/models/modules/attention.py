@@ -253,12 +253,13 @@ CPU_DROPOUT_EXPLICIT_MAX_SCORES = 2**23
 ``B * H * Tq * Tk`` (8.4 M; the explicit path holds two or three tensors of that size for the backward, 32 MB each
 in fp32, where the fused dropout path holds one) and on :func:`attention_with_dropout` above it. The two-pass flash
 kernel costs more than the explicit matrix products there: forward + backward, drop 0.1, a key padding mask, one
-thread (two threads in brackets), ms fused vs explicit: [16, 2, 6, 6] x 64 0.86 vs 0.45; [16, 10, 50, 50] x 5 11.4
-vs 4.8; [32, 6, 50, 500] x 5 94 vs 50 (71 vs 50); [16, 10, 200, 200] x 5 (6.4 M scores) 121 vs 70 (80 vs 58);
-[16, 2, 400, 400] x 64 134 vs 87; [16, 10, 250, 250] x 5 (10 M) 202 vs 241 (133 vs 143); [16, 10, 375, 375] x 5 462
-vs 573. The two paths draw the same keep mask from the same random stream (:func:`dropout_scale_mask`), so the
-choice changes only the float rounding. Without dropout the fused kernel is as fast or faster at every size
-measured, and is always used."""
+thread, ms fused vs explicit (``benchmarks/results/step_costs.json``, ``python benchmarks/step_costs.py --parts
+attention``): [16, 2, 6, 6] x 64 0.63 vs 0.33; [16, 10, 50, 50] x 5 10.6 vs 5.1; [32, 6, 50, 500] x 5 93 vs 52;
+[16, 10, 200, 200] x 5 (6.4 M scores) 122 vs 74; [16, 2, 400, 400] x 64 136 vs 81; [16, 10, 375, 375] x 5 (22.5 M)
+436 vs 485. Between them the crossover moves from run to run: [16, 10, 250, 250] x 5 (10 M) was 191 vs 124 in
+that file and 202 vs 241 in an earlier ad hoc run, so the cap stays below it. The two paths draw the same keep mask
+from the same random stream (:func:`dropout_scale_mask`), so the choice changes only the float rounding. Without
+dropout the fused kernel was as fast or faster at every size measured (ad hoc), and is always used."""
 _FLASH_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 """dtypes of the CPU flash kernel (:func:`attention_with_dropout` needs it)."""
 
