@@ -284,7 +284,7 @@ def test_sample_weight_zero_changes_nothing(tmp_path: Path) -> None:
         assert float(full[k].detach()) == pytest.approx(float(part[k].detach()), rel=1e-5), k
 
 
-def test_hook_plugins_from_config(tmp_path: Path) -> None:
+def test_hook_plugins_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from accord.core.hooks import HOOKS, HookParams, register_hook
 
     class CountParams(HookParams):
@@ -300,8 +300,11 @@ def test_hook_plugins_from_config(tmp_path: Path) -> None:
             seen.append(self.p.scale)
             return {"count": self.p.scale}
 
-    if "test_count" not in HOOKS:
-        register_hook("test_count", CountParams)(Count)
+    assert "test_count" not in HOOKS
+    # registered for this test only: a hook left in the global registry would show up in every later listing
+    # (``accord list`` in tests/test_startup.py)
+    monkeypatch.setattr(HOOKS, "_items", dict(HOOKS._items))
+    register_hook("test_count", CountParams)(Count)
     cfg = tiny_cfg(tmp_path, "train.epochs=1", 'train.hooks=[{name: test_count, params: {scale: 2.5}}]')
     Trainer(cfg, progress=False).fit()
     assert seen == [2.5] * 6
