@@ -65,6 +65,15 @@ class Batch:
         """Number of real steps per sample for ``modality`` (``[B]`` long)."""
         return self.mask[modality].sum(dim=1)
 
+    def _all_on(self, device: torch.device) -> bool:
+        """Whether every tensor of the batch is on ``device`` exactly (a device without an index, such as
+        ``cuda``, never matches one with an index: such a batch goes through :meth:`to`'s copy)."""
+        tensors = [*self.features.values(), *self.mask.values(), self.present, self.label,
+                   *self.unimodal_labels.values(), *self.extras.values()]
+        if self.text_tokens is not None:
+            tensors.append(self.text_tokens)
+        return all(t.device == device for t in tensors)
+
     def select(self, rows: slice) -> Batch:
         """The rows ``rows`` of this batch (padding kept as is); used to give each distributed rank its slice."""
         return Batch(
@@ -79,8 +88,14 @@ class Batch:
         )
 
     def to(self, device: torch.device | str) -> Batch:
-        """Return a copy with every tensor on ``device`` (a ``torch.device`` or its string, e.g. ``"cuda:1"``)."""
+        """Return a copy with every tensor on ``device`` (a ``torch.device`` or its string, e.g. ``"cuda:1"``), or
+        this batch itself when every tensor is already there (the usual case on CPU: no per-step copy of its
+        containers)."""
+        import torch  # loaded already (the batch holds tensors); this module does not import it at load time
+
         dev = device  # Tensor.to takes either form
+        if self._all_on(torch.device(device)):
+            return self
         return Batch(
             features={k: v.to(dev) for k, v in self.features.items()},
             mask={k: v.to(dev) for k, v in self.mask.items()},

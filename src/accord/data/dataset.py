@@ -53,6 +53,9 @@ class SplitData:
     unimodal_labels: dict[str, Tensor] = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
     text_tokens: Tensor | None = None
+    #: the lengths tensors (with their versions and padded lengths) and the masks and ``present`` built from them
+    _row_cache: tuple[list[tuple[Tensor, int, int]], dict[str, Tensor], Tensor] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -90,20 +93,19 @@ class SplitData:
         """
         feats: dict[str, Tensor] = {}
         masks: dict[str, Tensor] = {}
-        present = torch.zeros(len(index), len(MODALITIES), dtype=torch.bool)
-        for k, m in enumerate(MODALITIES):
+        full_masks, full_present = self._rows()
+        for m in MODALITIES:
             x = self.features[m][index]
-            lens = self.lengths[m][index]
-            t_max = x.shape[1]
-            if trim:
+            mask = full_masks[m][index]
+            if trim and x.shape[1] > 1:
+                lens = self.lengths[m][index]
                 t_max = max(int(lens.max().item()), 1) if len(lens) else 1
                 if t_max < x.shape[1]:  # a copy, not a strided view: a compiled model would recompile per length
                     x = x[:, :t_max].contiguous()
-            steps = torch.arange(t_max).unsqueeze(0)
-            mask = steps < lens.unsqueeze(1)
+                    mask = mask[:, :t_max].contiguous()
             feats[m] = x
             masks[m] = mask
-            present[:, k] = lens > 0
+        present = full_present[index]
         if task == "classification":
             if self.class_labels is None:
                 raise DataError("task.kind is 'classification' but this dataset has no class labels")
@@ -120,6 +122,22 @@ class SplitData:
             extras={k: v[index] for k, v in self.extras.items()},
             text_tokens=self._batch_tokens(index, trim),
         )
+
+    def _rows(self) -> tuple[dict[str, Tensor], Tensor]:
+        """Every row's step mask per modality (``[N, T_m]``, ``step < length``) and ``present`` (``[N, 3]``,
+        ``length > 0``), built once from :attr:`lengths` (again when a lengths tensor is replaced or changed in
+        place), so that :meth:`batch` gathers its rows of them instead of computing them per batch: the same values
+        in fewer operations."""
+        key = [(self.lengths[m], self.lengths[m]._version, int(self.features[m].shape[1])) for m in MODALITIES]
+        hit = self._row_cache
+        if hit is not None and all(a is b and va == vb and ta == tb
+                                   for (a, va, ta), (b, vb, tb) in zip(hit[0], key, strict=True)):
+            return hit[1], hit[2]
+        masks = {m: torch.arange(t).unsqueeze(0) < lens.unsqueeze(1) for m, (lens, _, t) in zip(MODALITIES, key,
+                                                                                               strict=True)}
+        present = torch.stack([self.lengths[m] > 0 for m in MODALITIES], dim=1)
+        self._row_cache = (key, masks, present)
+        return masks, present
 
     def _batch_tokens(self, index: Tensor, trim: bool) -> Tensor | None:
         """Rows ``index`` of :attr:`text_tokens` as long ``[B, 3, L]``; with ``trim``, ``L`` is the longest
