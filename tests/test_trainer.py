@@ -362,3 +362,24 @@ def test_seeding_asks_for_deterministic_kernels_without_nan_filling_new_memory()
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=True)
         torch.utils.deterministic.fill_uninitialized_memory = before[1]
+
+
+def test_terms_are_read_and_checked_in_one_conversion_with_the_same_answers() -> None:
+    """``scalar_values`` / ``non_finite_terms`` (one stacked op for a step's 0-d terms) give what reading and checking
+    each term alone gives: the numbers in order, and the names of the NaN / infinite terms."""
+    from accord.training.trainer import EpochSums, non_finite_terms, scalar_values
+
+    terms = {"task": torch.tensor(0.25), "total": torch.tensor(1.0 / 3.0), "aux": torch.tensor(-2.5)}
+    assert scalar_values(terms) == [0.25, float(torch.tensor(1.0 / 3.0)), -2.5]
+    assert non_finite_terms(terms) == []
+    bad = {"a": torch.tensor(1.0), "b": torch.tensor(float("nan")), "c": torch.tensor(float("-inf"))}
+    assert non_finite_terms(bad) == ["b", "c"]
+    mixed = {"a": torch.tensor(1.5, dtype=torch.float64), "b": torch.tensor([2.0, float("inf")])}  # no one stack
+    assert scalar_values({"a": mixed["a"], "c": torch.tensor(0.5)}) == [1.5, 0.5]
+    assert non_finite_terms(mixed) == ["b"]
+    assert scalar_values({}) == [] and non_finite_terms({}) == []
+    w = torch.tensor(2.0, requires_grad=True)
+    sums = EpochSums()
+    sums.add_terms({"total": w * 3.0, "task": w + 0.5}, n=4)
+    sums.add_terms({"total": torch.tensor(1.0), "task": torch.tensor(0.0)}, n=2)
+    assert sums.means() == {"loss/total": (6.0 * 4 + 1.0 * 2) / 6, "loss/task": (2.5 * 4) / 6}

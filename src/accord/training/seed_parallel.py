@@ -386,15 +386,18 @@ def _train_epoch(trainer: Trainer, group: SeedGroup, epoch: int, split: Any, sum
         batches = tuple(b.to(trainer.device) for b in batches)
         terms, norms = group.train_step(list(batches))
         n = batches[0].size
+        names = list(terms)
+        # every seed's terms (and gradient norms) read as numbers in one conversion each: [seed][term]
+        values: list[list[float]] = torch.stack([terms[k] for k in names], dim=1).tolist()
+        norm_values: list[float] | None = norms.tolist() if norms is not None else None
         for i, s in enumerate(group.seeds):
-            mine = {k: v[i] for k, v in terms.items()}
-            sums[i].add_terms(mine, n)
-            logged = {"grad_norm": float(norms[i])} if norms is not None else {}
+            sums[i].add_term_values(names, values[i], n)
+            logged = {"grad_norm": norm_values[i]} if norm_values is not None else {}
             sums[i].add_values(logged)
             s.step += 1
             if t.log_every_steps and s.step % t.log_every_steps == 0:  # as a sequential seed logs its steps
                 trainer.append_log(s.folder / rundir.LOG, {"type": "step", "epoch": epoch + 1, "step": s.step,
-                                                           **{k: float(v) for k, v in mine.items()}, **logged})
+                                                           **dict(zip(names, values[i], strict=True)), **logged})
 
 
 def check_seed_parallel(trainer: Trainer, resume: bool = False) -> bool:

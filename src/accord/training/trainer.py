@@ -202,6 +202,33 @@ class SeedRun:
     window_bad: list[str] = field(default_factory=list)  # ... and its non-finite terms so far
 
 
+def _stackable(values: list[torch.Tensor]) -> bool:
+    """Whether ``values`` are 0-d tensors of one dtype (the loss terms are), so one stack holds them all."""
+    return bool(values) and all(v.dim() == 0 and v.dtype == values[0].dtype for v in values)
+
+
+def scalar_values(terms: dict[str, torch.Tensor]) -> list[float]:
+    """``float(v)`` of every term, in order: read in ONE conversion of the stacked terms where they are 0-d tensors
+    of one dtype (one op where each ``float`` is one: the same numbers)."""
+    values = list(terms.values())
+    if _stackable(values):
+        with torch.no_grad():
+            out: list[float] = torch.stack(values).tolist()
+        return out
+    return [float(v.detach()) for v in values]
+
+
+def non_finite_terms(terms: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the terms that are NaN or infinite, in order: one check of the stacked terms where they are 0-d
+    tensors of one dtype (a training step's usual case: all finite), term by term otherwise or when one is not."""
+    values = list(terms.values())
+    if _stackable(values):
+        with torch.no_grad():
+            if bool(torch.isfinite(torch.stack(values)).all()):
+                return []
+    return [k for k, v in terms.items() if not bool(torch.isfinite(v).all())]
+
+
 @dataclass
 class EpochSums:
     """Running sums of one epoch: loss terms (weighted by batch size) and hook values (one count per step)."""
@@ -210,8 +237,12 @@ class EpochSums:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add_terms(self, terms: dict[str, torch.Tensor], n: int) -> None:
-        for k, v in terms.items():
-            self.sums[f"loss/{k}"] += float(v.detach()) * n
+        self.add_term_values(list(terms), scalar_values(terms), n)
+
+    def add_term_values(self, names: list[str], values: list[float], n: int) -> None:
+        """:meth:`add_terms` for terms already read as numbers (``values[i]`` of term ``names[i]``)."""
+        for k, x in zip(names, values, strict=True):
+            self.sums[f"loss/{k}"] += x * n
             self.counts[f"loss/{k}"] += n
 
     def add_values(self, values: dict[str, float]) -> None:
@@ -725,7 +756,7 @@ class Trainer:
                     self.weight(name)  # a term nothing declared fails on the first step, naming it
                 run.checked_names = True
             self.add_loss_terms(terms, {**out.losses, **extra}, batch.extras.get("sample_weight"))
-        bad_terms = [k for k, v in terms.items() if not torch.isfinite(v)]
+        bad_terms = non_finite_terms(terms)
         if bad_terms and not self.dist.enabled:
             raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "
                                      f"{', '.join(bad_terms)} (lower train.lr or check inputs)")
