@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Any
 
 import pytest
@@ -324,3 +325,51 @@ def test_a_crossmodal_layer_over_a_one_step_source_is_the_pre_ln_formula() -> No
     assert not calls  # not computed for a one-step source ...
     layer(x, None, torch.randn(5, 2, 6), torch.ones(5, 2, dtype=torch.bool))
     assert calls == [1]  # ... and computed for a longer one
+
+
+def _reference_gelu(x: Tensor, aten: bool) -> tuple[Tensor, Tensor]:
+    """GELU of ``x`` and its gradient for an all-ones upstream gradient, by ATen's own kernel (oneDNN switched off)
+    or by torch's default dispatch (oneDNN for a contiguous fp32 CPU tensor)."""
+    x = x.detach().clone().requires_grad_(True)
+    with warnings.catch_warnings():  # the flags context also sets oneDNN's TF32 switch, and warns about Intel GPUs
+        warnings.simplefilter("ignore", UserWarning)
+        with torch.backends.mkldnn.flags(enabled=not aten):
+            y = F.gelu(x)
+            y.backward(torch.ones_like(y))
+    assert x.grad is not None
+    return y.detach(), x.grad
+
+
+@pytest.mark.parametrize("shape, aten", [((16, 1, 32), True), ((64, 1, 128), True), ((32, 4, 128), True),
+                                         ((32, 8, 128), False), ((1, 1, 64), False), ((7,), False)])
+def test_gelu_runs_small_cpu_tensors_through_aten_and_keeps_the_function(shape: tuple[int, ...], aten: bool) -> None:
+    """attention.GELU: at most GELU_ATEN_MAX_NUMEL elements (with two dimensions of more than one element to
+    transpose) ATen's kernel, bit for bit, else torch's default; values, gradients and the layout are those of
+    exact GELU either way (the two kernels differ by float rounding only)."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3)) * 3
+    assert (math.prod(shape) <= attention.GELU_ATEN_MAX_NUMEL) == aten or shape[0] == 1 or len(shape) == 1
+    xg = x.clone().requires_grad_(True)
+    y = attention.GELU()(xg)
+    y.backward(torch.ones_like(y))
+    assert xg.grad is not None
+    want_y, want_g = _reference_gelu(x, aten)
+    assert torch.equal(y, want_y) and torch.equal(xg.grad, want_g)
+    assert y.shape == x.shape and y.stride() == x.stride()
+    other_y, other_g = _reference_gelu(x, not aten)  # the other kernel: the same function up to rounding
+    torch.testing.assert_close(y, other_y, rtol=1e-5, atol=3e-6)
+    torch.testing.assert_close(xg.grad, other_g, rtol=1e-5, atol=3e-6)
+    tanh = attention.GELU(approximate="tanh")
+    assert torch.equal(tanh(x), F.gelu(x, approximate="tanh"))
+
+
+def test_gelu_kernels_differ_so_the_routing_is_observable() -> None:
+    """The two kernels do round differently on this machine (otherwise the test above could not tell the paths
+    apart), and the encoders' temporal layer uses attention.GELU."""
+    from accord.models.modules import build_encoder
+    from accord.models.modules.encoders import SequenceEncoder
+    from accord.models.params.encoders import EncoderParams
+
+    x = torch.randn(64, 1, 128, generator=torch.Generator().manual_seed(0)) * 3
+    assert not torch.equal(_reference_gelu(x, True)[0], _reference_gelu(x, False)[0])
+    enc = build_encoder(5, EncoderParams(hidden=8))
+    assert isinstance(enc, SequenceEncoder) and isinstance(enc.act, attention.GELU)

@@ -95,6 +95,7 @@ from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
 from accord.models.modules import (
+    GELU,
     CrossmodalTransformer,
     Decoupling,
     Dropout,
@@ -139,7 +140,7 @@ class CrossReconstruction(nn.Module):
             k: nn.ModuleList([TemporalConv1d(dim + width, dim, kernel_size), TemporalConv1d(dim, dim, kernel_size)])
             for k in keys
         })
-        self.act = nn.GELU()
+        self.act = GELU()
         self.fuse = nn.ModuleDict({m: nn.Linear((len(modalities) - 1) * dim, dim) for m in modalities})
 
     def private_input(self, modality: str, private: Tensor) -> Tensor:
@@ -184,7 +185,7 @@ class SentimentRefinement(nn.Module):
                  attn_dropout: float = 0.0) -> None:
         super().__init__()
         self.extract = nn.ModuleDict({m: TemporalConv1d(dim, dim, kernel_size) for m in ("audio", "visual")})
-        self.act = nn.GELU()
+        self.act = GELU()
         self.drop = Dropout(dropout)
         self.ln_q = nn.LayerNorm(dim)
         self.ln_kv = nn.LayerNorm(dim)

@@ -5,6 +5,7 @@ padding exactly and never produces NaN for an empty (missing) modality.
 """
 
 from accord.models.modules.attention import (
+    GELU,
     CrossmodalTransformer,
     CrossmodalTransformerLayer,
     Dropout,
@@ -44,6 +45,7 @@ __all__ = [
     "EncoderParams",
     "Dropout",
     "FeedForward",
+    "GELU",
     "MLPHead",
     "MultiheadAttention",
     "PoolMode",

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch
-from accord.models.modules.attention import CrossmodalTransformerLayer, Dropout, shared_positions
+from accord.models.modules.attention import GELU, CrossmodalTransformerLayer, Dropout, shared_positions
 from accord.models.modules.pooling import PoolMode, pool
 from accord.models.params.encoders import EncoderParams, Projection, Temporal
 
@@ -108,7 +108,7 @@ class SequenceEncoder(nn.Module):
         )
         self.projection = projection
         self.drop = Dropout(dropout)
-        self.act = nn.GELU()
+        self.act = GELU()
         self.mixer: nn.Module | None = None
         if temporal == "conv":
             self.mixer = TemporalConv1d(dim, dim, kernel_size)
