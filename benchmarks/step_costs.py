@@ -1,4 +1,5 @@
-"""The measurements behind stop 33's step-cost choices, each A/B switchable at run time, interleaved in one process.
+"""The measurements behind the step-cost choices of stops 33 and 34, each A/B switchable at run time, interleaved in
+one process.
 
 * ``attention``: forward + backward of attention with dropout 0.1 and a key padding mask, the two-pass flash path
   (:func:`accord.models.modules.attention.attention_with_dropout`) against the explicit one (``explicit_attention``)
@@ -9,13 +10,23 @@
 * ``optimizer``: MulT's AdamW step on its MOSI-U gradients (matched config): :class:`FusedAdamW` (its step counters
   packed, one increment), the same with the counters incremented by ``_foreach_add_`` per tensor (the previous
   code), and torch's ``AdamW(fused=True).step``; best of ``--reps`` passes, in ms.
+* ``gelu``: ``kernels``: forward + backward of exact GELU by oneDNN (torch's default) and by ATen's kernel at the
+  shapes of ``GELU_SHAPES``, best of ``--reps`` passes, in µs; ``steps``: one training step as in ``fill`` with the
+  encoders' exact GELU run by ATen's kernel on small tensors (:class:`accord.models.modules.attention.GELU`, the
+  code) and by torch's default dispatch (``nn.GELU``: oneDNN), the model's activation modules swapped between
+  rounds; median ms.
+* ``batches``: assembling one training batch of MOSI-U (Self-MM's matched batch size) and moving it to the CPU, as
+  the trainer does: :meth:`SplitData.batch` + :meth:`Batch.to` (masks and ``present`` gathered from per-split tables;
+  ``to`` returns the batch itself on its own device) against the previous per-batch computation (:func:`old_batch`,
+  a copy of the code before stop 34: each mask and ``present`` computed per batch, every tensor passed through
+  ``.to``); median µs per batch over whole epochs.
 
 Usage::
 
-    python benchmarks/step_costs.py                     # all three, one thread
-    python benchmarks/step_costs.py --parts attention
+    python benchmarks/step_costs.py                     # every part, one thread
+    python benchmarks/step_costs.py --parts gelu,batches  # some; the JSON keeps the others' last results
 
-Writes ``benchmarks/results/step_costs.json`` (atomically).
+Writes ``benchmarks/results/step_costs.json`` (atomically); each part records when it was made in ``made_utc``.
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_mmsa as vm  # noqa: E402  (the MOSI-U pickle and the matched configs)
 from accord.config import load_config  # noqa: E402
 from accord.core.io import write_json  # noqa: E402
+from accord.core.types import MODALITIES, Batch  # noqa: E402
+from accord.data.dataset import SplitData  # noqa: E402
 from accord.models.modules import attention as attn_mod  # noqa: E402
 from accord.training import optim  # noqa: E402
 from accord.training.trainer import Trainer  # noqa: E402
@@ -152,10 +165,138 @@ def optimizer_part(reps: int, out: str) -> dict[str, Any]:
     return result
 
 
+def swap_gelu(model: torch.nn.Module, aten: bool) -> int:
+    """Set every exact-GELU module of ``model`` to Accord's (``aten``: small tensors through ATen's kernel) or to
+    torch's ``nn.GELU`` (default dispatch: oneDNN on CPU); returns how many were set."""
+    n = 0
+    for mod in list(model.modules()):
+        for name, child in list(mod.named_children()):
+            if isinstance(child, torch.nn.GELU) and child.approximate == "none":
+                setattr(mod, name, attn_mod.GELU() if aten else torch.nn.GELU())
+                n += 1
+    return n
+
+
+def gelu_row(model: str, rounds: int, steps: int, out: str) -> dict[str, Any]:
+    """Median training step of ``model`` with its GELUs on ATen's kernel (the code) and on torch's default, in
+    alternating rounds."""
+    trainer, run, batches = trainer_for(model, out)
+
+    def step(i: int) -> float:
+        b = batches[i % len(batches)]
+        t0 = time.perf_counter()
+        trainer.train_step(run, b, b.size)
+        return time.perf_counter() - t0
+
+    for i in range(5):
+        step(i)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    count = 0
+    for _ in range(rounds):
+        for aten in (True, False):
+            count = swap_gelu(run.model, aten)
+            times[aten] += [step(i) for i in range(steps)]
+    swap_gelu(run.model, True)
+    return {"model": model, "gelu_modules": count, "steps_each": rounds * steps,
+            "aten_ms": round(1e3 * statistics.median(times[True]), 3),
+            "onednn_ms": round(1e3 * statistics.median(times[False]), 3)}
+
+
+GELU_SHAPES = [(16, 1, 32), (64, 1, 128), (32, 4, 128), (64, 4, 128), (32, 16, 128), (32, 50, 128)]
+"""Activation shapes of the ``gelu`` part's kernel comparison (``GELU_ATEN_MAX_NUMEL`` = 16,384 lies between the
+third and the fourth)."""
+
+
+def gelu_kernel_row(shape: tuple[int, ...], reps: int) -> dict[str, Any]:
+    """Forward + backward of exact GELU on ``shape`` by oneDNN (torch's default for a contiguous fp32 CPU tensor)
+    and by ATen's kernel (the transposed view :class:`~accord.models.modules.attention.GELU` uses); best of ``reps``
+    passes, in µs."""
+    x, g = torch.randn(*shape), torch.randn(*shape)
+    xt, gt = x.transpose(0, -1), g.transpose(0, -1)
+    n = max(50, int(2e6 / x.numel()))
+
+    def onednn() -> None:
+        torch.nn.functional.gelu(x)
+        torch.ops.aten.gelu_backward(g, x)
+
+    def aten() -> None:
+        torch.nn.functional.gelu(xt)
+        torch.ops.aten.gelu_backward(gt, xt)
+
+    best = {k: 1e6 * min(timeit.repeat(f, number=n, repeat=reps)) / n for k, f in (("onednn", onednn),
+                                                                                   ("aten", aten))}
+    return {"shape": list(shape), "numel": x.numel(), "onednn_us": round(best["onednn"], 1),
+            "aten_us": round(best["aten"], 1)}
+
+
+def old_batch(split: SplitData, index: torch.Tensor, task: str = "regression", trim: bool = True) -> Batch:
+    """:meth:`SplitData.batch` as it was before stop 34 (every mask and ``present`` computed per batch), for the
+    ``batches`` part's comparison; the same batch."""
+    feats: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor] = {}
+    present = torch.zeros(len(index), len(MODALITIES), dtype=torch.bool)
+    for k, m in enumerate(MODALITIES):
+        x = split.features[m][index]
+        lens = split.lengths[m][index]
+        t_max = x.shape[1]
+        if trim:
+            t_max = max(int(lens.max().item()), 1) if len(lens) else 1
+            if t_max < x.shape[1]:
+                x = x[:, :t_max].contiguous()
+        masks[m] = torch.arange(t_max).unsqueeze(0) < lens.unsqueeze(1)
+        feats[m] = x
+        present[:, k] = lens > 0
+    label = split.class_labels[index] if task == "classification" and split.class_labels is not None \
+        else split.labels[index]
+    return Batch(features=feats, mask=masks, present=present, label=label,
+                 unimodal_labels={m: v[index] for m, v in split.unimodal_labels.items()},
+                 ids=[split.ids[i] for i in index.tolist()], extras={k: v[index] for k, v in split.extras.items()},
+                 text_tokens=split._batch_tokens(index, trim))
+
+
+def old_to(b: Batch, dev: str) -> Batch:
+    """:meth:`Batch.to` before stop 34: a new batch with every tensor passed through ``.to``."""
+    return Batch(features={k: v.to(dev) for k, v in b.features.items()}, mask={k: v.to(dev) for k, v in b.mask.items()},
+                 present=b.present.to(dev), label=b.label.to(dev),
+                 unimodal_labels={k: v.to(dev) for k, v in b.unimodal_labels.items()}, ids=list(b.ids),
+                 extras={k: v.to(dev) for k, v in b.extras.items()},
+                 text_tokens=None if b.text_tokens is None else b.text_tokens.to(dev))
+
+
+def batches_part(rounds: int, out: str) -> dict[str, Any]:
+    """Median µs per batch of assembling and moving an epoch of Self-MM's training batches, new and old code."""
+    trainer, _, _ = trainer_for("self_mm", out)
+    split = trainer.dataset["train"]
+    size = trainer.cfg.train.batch_size
+    orders = [torch.randperm(len(split), generator=torch.Generator().manual_seed(e)) for e in range(rounds)]
+    chunks = [[o[i:i + size] for i in range(0, len(split), size)] for o in orders]
+    same = all(torch.equal(a, b) for c in chunks[0]
+               for x, y in [(split.batch(c).to("cpu"), old_to(old_batch(split, c), "cpu"))]
+               for a, b in [*zip(x.features.values(), y.features.values(), strict=True),
+                            *zip(x.mask.values(), y.mask.values(), strict=True), (x.present, y.present),
+                            (x.label, y.label)])
+    times: dict[str, list[float]] = {"new": [], "old": []}
+    for c in chunks:
+        for key in ("new", "old"):
+            t0 = time.perf_counter()
+            for index in c:
+                if key == "new":
+                    split.batch(index).to("cpu")
+                else:
+                    old_to(old_batch(split, index), "cpu")
+            times[key].append((time.perf_counter() - t0) / len(c))
+    result = {"model": "self_mm", "batch_size": size, "epochs_each": rounds, "same_batches": same,
+              "new_us": round(1e6 * statistics.median(times["new"]), 1),
+              "old_us": round(1e6 * statistics.median(times["old"]), 1)}
+    vm.log(f"batches {result}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="attention,fill,optimizer")
+    ap.add_argument("--parts", default="attention,fill,optimizer,gelu,batches")
     ap.add_argument("--models", default="lmf,self_mm,misa,mult", help="models of the fill part")
+    ap.add_argument("--gelu-models", default="lmf,self_mm,tfn", help="models of the gelu part")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--reps", type=int, default=5)
@@ -165,15 +306,25 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     parts = args.parts.split(",")
     work = "/tmp/accord-step-costs"
-    report: dict[str, Any] = {"made_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "threads": args.threads,
-                              "torch": torch.__version__, "command": "python benchmarks/step_costs.py "
-                              + " ".join(argv if argv is not None else sys.argv[1:])}
-    if "attention" in parts:
-        report["attention"] = attention_part(args.reps)
-    if "fill" in parts:
-        report["fill"] = fill_part(args.models.split(","), args.rounds, args.steps, work)
-    if "optimizer" in parts:
-        report["optimizer"] = optimizer_part(args.reps, work)
+    now = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    command = "python benchmarks/step_costs.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    made = report.setdefault("parts_made", {})
+    for part in ("attention", "fill", "optimizer"):  # parts made before the file recorded each part's run
+        if part in report and part not in made:
+            made[part] = {"made_utc": report.get("made_utc"), "command": report.get("command")}
+    report.update({"threads": args.threads, "torch": torch.__version__})
+    runs = {"attention": lambda: attention_part(args.reps),
+            "fill": lambda: fill_part(args.models.split(","), args.rounds, args.steps, work),
+            "optimizer": lambda: optimizer_part(args.reps, work),
+            "gelu": lambda: {"kernels": [gelu_kernel_row(sh, args.reps) for sh in GELU_SHAPES],
+                             "steps": [gelu_row(m, args.rounds, args.steps, work)
+                                       for m in args.gelu_models.split(",")]},
+            "batches": lambda: batches_part(args.rounds * 5, work)}
+    for part in parts:
+        report[part] = runs[part]()
+        made[part] = {"made_utc": now, "command": command}
+    report["made_utc"], report["command"] = now, command
     write_json(args.out, report)
     print(json.dumps(report, indent=1))
 

@@ -221,9 +221,10 @@ class Dropout(nn.Dropout):
 
 GELU_ATEN_MAX_NUMEL = 16384
 """Exact GELU on a CPU tensor of at most this many elements runs ATen's own kernel, not oneDNN's (:class:`GELU`).
-torch sends every contiguous fp32 CPU tensor to oneDNN, whose per-call cost dominates small ones: forward + backward,
-one thread, this CPU: [16, 1, 32] 35 µs vs 8 µs, [64, 1, 128] 35 vs 20, [32, 4, 128] 46 vs 36; from about 32k
-elements the two are even or oneDNN is faster, and it keeps those."""
+torch sends every contiguous fp32 CPU tensor to oneDNN, whose per-call cost dominates small ones. Forward + backward,
+one thread, oneDNN vs ATen (``benchmarks/results/step_costs.json``, ``python benchmarks/step_costs.py --parts
+gelu``): [16, 1, 32] 24.5 vs 5.2 µs, [64, 1, 128] 33.3 vs 18.1, [32, 4, 128] 54.4 vs 34.3; [64, 4, 128] (32,768
+elements) 67.1 vs 67.0; [32, 50, 128] 324 vs 458, where oneDNN keeps them."""
 
 
 class GELU(nn.GELU):
