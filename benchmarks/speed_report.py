@@ -361,8 +361,10 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
                 spreads.append((hi / lo, f"{r['model']} {lo:.2f}-{hi:.2f}×"))
         spreads.sort(reverse=True)
         lines += ["", "TFN's rise after 02:55 is `train.malloc` (its large buffers no longer mapped afresh every "
-                  "step; [docs/speed.md](../../docs/speed.md)), the rest is noise: on MOSI-U an epoch is 0.1-5 CPU s, "
-                  "much of it per-operation overhead in both frameworks, and "
+                  "step; [docs/speed.md](../../docs/speed.md)); the LMF and Self-MM rows of 2026-12-02 06:37 are of "
+                  "stop 34's code (exact GELU on small tensors through ATen's kernel, leaner batches: a Self-MM "
+                  "step 2.66 -> 2.32 ms, LMF 3.02 -> 3.00 ms in `step_costs.json`); the rest is noise: on MOSI-U "
+                  "an epoch is 0.1-5 CPU s, much of it per-operation overhead in both frameworks, and "
                   f"one run moves a ratio by up to {100 * moves[0][0]:.0f}% from the run before it "
                   f"({', '.join(m for _, m in moves[:2])})." if moves else ""]
         if spreads:
