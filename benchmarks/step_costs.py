@@ -104,8 +104,10 @@ def trainer_for(model: str, out: str) -> tuple[Trainer, Any, list[Any]]:
     return trainer, run, batches
 
 
-def fill_row(model: str, rounds: int, steps: int, out: str) -> dict[str, Any]:
-    """Median training step of ``model`` with torch's NaN fill of new tensors on and off, alternating in rounds."""
+def ab_steps(model: str, rounds: int, steps: int, out: str, switch: Any) -> tuple[dict[bool, list[float]], Any]:
+    """Training steps of ``model`` (matched config, MOSI-U) in alternating rounds: ``switch(True)`` before each
+    round's first half and ``switch(False)`` before its second, ``steps`` steps each, after 5 warm-up steps; returns
+    each setting's step times (s) and the seed's run."""
     trainer, run, batches = trainer_for(model, out)
 
     def step(i: int) -> float:
@@ -114,13 +116,23 @@ def fill_row(model: str, rounds: int, steps: int, out: str) -> dict[str, Any]:
         trainer.train_step(run, b, b.size)
         return time.perf_counter() - t0
 
-    times: dict[bool, list[float]] = {True: [], False: []}
     for i in range(5):
         step(i)
+    times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(rounds):
         for flag in (True, False):
-            torch.utils.deterministic.fill_uninitialized_memory = flag  # type: ignore[attr-defined]
+            switch(run, flag)
             times[flag] += [step(i) for i in range(steps)]
+    return times, run
+
+
+def fill_row(model: str, rounds: int, steps: int, out: str) -> dict[str, Any]:
+    """Median training step of ``model`` with torch's NaN fill of new tensors on and off, alternating in rounds."""
+
+    def fill(run: Any, flag: bool) -> None:
+        torch.utils.deterministic.fill_uninitialized_memory = flag  # type: ignore[attr-defined]
+
+    times, _ = ab_steps(model, rounds, steps, out, fill)
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     return {"model": model, "deterministic": torch.are_deterministic_algorithms_enabled(),
             "steps_each": rounds * steps, "fill_on_ms": round(1e3 * statistics.median(times[True]), 3),
@@ -180,24 +192,10 @@ def swap_gelu(model: torch.nn.Module, aten: bool) -> int:
 def gelu_row(model: str, rounds: int, steps: int, out: str) -> dict[str, Any]:
     """Median training step of ``model`` with its GELUs on ATen's kernel (the code) and on torch's default, in
     alternating rounds."""
-    trainer, run, batches = trainer_for(model, out)
-
-    def step(i: int) -> float:
-        b = batches[i % len(batches)]
-        t0 = time.perf_counter()
-        trainer.train_step(run, b, b.size)
-        return time.perf_counter() - t0
-
-    for i in range(5):
-        step(i)
-    times: dict[bool, list[float]] = {True: [], False: []}
-    count = 0
-    for _ in range(rounds):
-        for aten in (True, False):
-            count = swap_gelu(run.model, aten)
-            times[aten] += [step(i) for i in range(steps)]
+    count: list[int] = []
+    times, run = ab_steps(model, rounds, steps, out, lambda r, aten: count.append(swap_gelu(r.model, aten)))
     swap_gelu(run.model, True)
-    return {"model": model, "gelu_modules": count, "steps_each": rounds * steps,
+    return {"model": model, "gelu_modules": count[-1], "steps_each": rounds * steps,
             "aten_ms": round(1e3 * statistics.median(times[True]), 3),
             "onednn_ms": round(1e3 * statistics.median(times[False]), 3)}
 
