@@ -281,6 +281,15 @@ def accuracy_cell(accuracy: dict[tuple[str, str], tuple[float, float, bool, str]
     return f"Non0_acc_2 MMSA {mm:.1f} / Accord {ac:.1f} ({ac - mm:+.1f}, {src})"
 
 
+def gelu_steps() -> str:
+    """The median MOSI-U training steps of Self-MM and LMF with oneDNN's and with ATen's GELU, as
+    ``step_costs.json`` (its ``gelu`` part) has them."""
+    rows = {r["model"]: r for r in ((load("step_costs.json") or {}).get("gelu") or {}).get("steps", [])}
+    steps = [f"{name} step {rows[m]['onednn_ms']} -> {rows[m]['aten_ms']} ms"
+             for m, name in (("self_mm", "a Self-MM"), ("lmf", "LMF")) if m in rows]
+    return ", ".join(steps) or "no step times"
+
+
 def equal_models_section(d: dict[str, Any]) -> list[str]:
     names = {"mosi_sized": "MOSI-sized", "mosi_sized_small": "MOSI-sized, 128 samples", "mosi_u": "MOSI-U (T = 1)"}
     lines = ["## Equal models vs MMSA 2.2.1: ≥ 2× per epoch at equal or better accuracy", "",
@@ -362,8 +371,8 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
         spreads.sort(reverse=True)
         lines += ["", "TFN's rise after 02:55 is `train.malloc` (its large buffers no longer mapped afresh every "
                   "step; [docs/speed.md](../../docs/speed.md)); the LMF and Self-MM rows of 2026-12-02 06:37 are of "
-                  "stop 34's code (exact GELU on small tensors through ATen's kernel, leaner batches: a Self-MM "
-                  "step 2.66 -> 2.32 ms, LMF 3.02 -> 3.00 ms in `step_costs.json`); the rest is noise: on MOSI-U "
+                  "stop 34's code (exact GELU on small tensors through ATen's kernel, leaner batches: "
+                  f"{gelu_steps()} in `step_costs.json`); the rest is noise: on MOSI-U "
                   "an epoch is 0.1-5 CPU s, much of it per-operation overhead in both frameworks, and "
                   f"one run moves a ratio by up to {100 * moves[0][0]:.0f}% from the run before it "
                   f"({', '.join(m for _, m in moves[:2])})." if moves else ""]
