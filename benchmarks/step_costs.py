@@ -261,6 +261,13 @@ def old_to(b: Batch, dev: str) -> Batch:
                  text_tokens=None if b.text_tokens is None else b.text_tokens.to(dev))
 
 
+def same_batch(x: Batch, y: Batch) -> bool:
+    """Whether two batches hold equal features, masks, ``present`` and labels."""
+    pairs = [*zip(x.features.values(), y.features.values(), strict=True),
+             *zip(x.mask.values(), y.mask.values(), strict=True), (x.present, y.present), (x.label, y.label)]
+    return all(torch.equal(a, b) for a, b in pairs)
+
+
 def batches_part(rounds: int, out: str) -> dict[str, Any]:
     """Median µs per batch of assembling and moving an epoch of Self-MM's training batches, new and old code."""
     trainer, _, _ = trainer_for("self_mm", out)
@@ -268,11 +275,7 @@ def batches_part(rounds: int, out: str) -> dict[str, Any]:
     size = trainer.cfg.train.batch_size
     orders = [torch.randperm(len(split), generator=torch.Generator().manual_seed(e)) for e in range(rounds)]
     chunks = [[o[i:i + size] for i in range(0, len(split), size)] for o in orders]
-    same = all(torch.equal(a, b) for c in chunks[0]
-               for x, y in [(split.batch(c).to("cpu"), old_to(old_batch(split, c), "cpu"))]
-               for a, b in [*zip(x.features.values(), y.features.values(), strict=True),
-                            *zip(x.mask.values(), y.mask.values(), strict=True), (x.present, y.present),
-                            (x.label, y.label)])
+    same = all(same_batch(split.batch(c).to("cpu"), old_to(old_batch(split, c), "cpu")) for c in chunks[0])
     times: dict[str, list[float]] = {"new": [], "old": []}
     for c in chunks:
         for key in ("new", "old"):
