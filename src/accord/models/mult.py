@@ -32,6 +32,11 @@ Choices that differ from the released code (all switchable, defaults picked for 
   runs the fused kernel twice, see :mod:`accord.models.modules.attention`, which is costly on the long
   audio/visual memories).
 
+On utterance-level data (every modality one step after the projections) ``batch_streams`` (default on) runs the
+six crossmodal transformers as one batched computation and the three memory transformers as another
+(:func:`~accord.models.modules.grouped.one_step_transformers`): per-op overhead dominates there, and the batched
+path has about a sixth of the crossmodal ops.
+
 With ``pool = "last"`` the final memory layer is evaluated for the last valid query only
 (:meth:`CrossmodalTransformer.forward_last`), an exact shortcut. ``features[m]`` is target ``m``'s pooled memory
 output ``[B, 2d]``: the input of the final concatenation head (MulT's fusion of the three target streams).
@@ -55,6 +60,7 @@ from accord.models.modules import (
     downsample_mean,
     pool,
 )
+from accord.models.modules.grouped import one_step_transformers
 from accord.models.params.mult import MulTDeclaration
 
 
@@ -107,6 +113,8 @@ class MulT(MulTDeclaration, AccordModel):
             if m == "text":  # MulT drops out the raw text features before projecting them
                 x = self.text_drop(x)
             proj[m], mask[m] = downsample_mean(self.proj[m](x, batch.mask[m]), batch.mask[m], stride[m])
+        if p.batch_streams and all(proj[m].shape[1] == 1 for m in MODALITIES):
+            return self._one_step_features(proj, mask)
         feats: dict[str, Tensor] = {}
         for t in MODALITIES:
             h = torch.cat([
@@ -118,6 +126,25 @@ class MulT(MulTDeclaration, AccordModel):
             else:
                 feats[t] = pool(self.memory[t](h, mask[t]), mask[t], p.pool)
         return feats
+
+    def _one_step_features(self, proj: dict[str, Tensor], mask: dict[str, Tensor]) -> dict[str, Tensor]:
+        """:meth:`forward_features` when every modality has one step (``batch_streams``): the six crossmodal
+        transformers run as one batched computation, then the three memory transformers as another
+        (:func:`~accord.models.modules.grouped.one_step_transformers`). The same function of the same parameters;
+        without dropout the same outputs and gradients to float rounding (tested)."""
+        p = self.params
+        assert isinstance(p, MulT.Params)
+        pairs = [(t, s) for t in MODALITIES for s in MODALITIES if s != t]  # target-major: (t, s1), (t, s2), ...
+        cross = one_step_transformers(
+            [cast(CrossmodalTransformer, self.cross[f"{t}_from_{s}"]) for t, s in pairs],
+            torch.stack([proj[t][:, 0] for t, _ in pairs]), torch.stack([mask[t][:, 0] for t, _ in pairs]),
+            torch.stack([proj[s][:, 0] for _, s in pairs]), torch.stack([mask[s][:, 0] for _, s in pairs]))
+        memory = one_step_transformers(
+            [cast(CrossmodalTransformer, self.memory[t]) for t in MODALITIES],
+            torch.cat([cross[0::2], cross[1::2]], dim=-1), torch.stack([mask[t][:, 0] for t in MODALITIES]))
+        if p.pool == "last":
+            return {t: memory[i] for i, t in enumerate(MODALITIES)}
+        return {t: pool(memory[i].unsqueeze(1), mask[t], p.pool) for i, t in enumerate(MODALITIES)}
 
     def forward_head(self, feats: dict[str, Tensor]) -> Tensor:
         return squeeze_head(self.head(torch.cat([feats[m] for m in MODALITIES], dim=-1)), self.out_dim)

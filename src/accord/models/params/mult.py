@@ -32,3 +32,6 @@ class MulTDeclaration(ModelDeclaration):
         downsample_text: int = Field(1, ge=1, description="average every k projected text steps (1: off)")
         downsample_audio: int = Field(4, ge=1, description="average every k projected audio steps (1: off)")
         downsample_visual: int = Field(4, ge=1, description="average every k projected visual steps (1: off)")
+        batch_streams: bool = Field(
+            True, description="one step per modality (utterance-level data): run the six crossmodal and the three "
+                              "memory transformers as one batched computation each (same model, fewer ops)")
