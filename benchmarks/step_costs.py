@@ -20,6 +20,10 @@ one process.
   ``to`` returns the batch itself on its own device) against the previous per-batch computation (:func:`old_batch`,
   a copy of the code before stop 34: each mask and ``present`` computed per batch, every tensor passed through
   ``.to``); median µs per batch over whole epochs.
+* ``streams``: one training step of MulT as in ``fill`` with ``model.params.batch_streams`` on (the six crossmodal
+  and the three memory transformers as one batched computation each, :mod:`accord.models.modules.grouped`) and off
+  (one transformer at a time), switched between rounds; median ms, and the aten operations one step runs in each
+  setting (counted with a dispatch mode).
 
 Usage::
 
@@ -200,6 +204,43 @@ def gelu_row(model: str, rounds: int, steps: int, out: str) -> dict[str, Any]:
             "onednn_ms": round(1e3 * statistics.median(times[False]), 3)}
 
 
+def count_step_ops(trainer: Trainer, run: Any, batch: Any) -> int:
+    """The aten operations one training step runs (forward, backward, optimiser), counted by a dispatch mode."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        trainer.train_step(run, batch, batch.size)
+    return Count.n
+
+
+def streams_part(rounds: int, steps: int, out: str) -> dict[str, Any]:
+    """Median MulT training step (matched config, MOSI-U) with ``batch_streams`` on and off, alternating in
+    rounds, and the aten operations of one step in each setting."""
+
+    def switch(run: Any, flag: bool) -> None:
+        run.model.params.batch_streams = flag
+
+    times, run = ab_steps("mult", rounds, steps, out, switch)
+    trainer, run2, batches = trainer_for("mult", out)
+    ops = {}
+    for flag in (True, False):
+        switch(run2, flag)
+        ops[flag] = count_step_ops(trainer, run2, batches[0])
+    result = {"model": "mult", "steps_each": rounds * steps,
+              "batched_ms": round(1e3 * statistics.median(times[True]), 3),
+              "one_by_one_ms": round(1e3 * statistics.median(times[False]), 3),
+              "batched_ops": ops[True], "one_by_one_ops": ops[False]}
+    vm.log(f"streams {result}")
+    return result
+
+
 GELU_SHAPES = [(16, 1, 32), (64, 1, 128), (32, 4, 128), (64, 4, 128), (32, 16, 128), (32, 50, 128)]
 """Activation shapes of the ``gelu`` part's kernel comparison (``GELU_ATEN_MAX_NUMEL`` = 16,384 lies between the
 third and the fourth)."""
@@ -295,7 +336,7 @@ def batches_part(rounds: int, out: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="attention,fill,optimizer,gelu,batches")
+    ap.add_argument("--parts", default="attention,fill,optimizer,gelu,batches,streams")
     ap.add_argument("--models", default="lmf,self_mm,misa,mult", help="models of the fill part")
     ap.add_argument("--gelu-models", default="lmf,self_mm,tfn", help="models of the gelu part")
     ap.add_argument("--rounds", type=int, default=6)
@@ -321,7 +362,8 @@ def main(argv: list[str] | None = None) -> None:
             "gelu": lambda: {"kernels": [gelu_kernel_row(sh, args.reps) for sh in GELU_SHAPES],
                              "steps": [gelu_row(m, args.rounds, args.steps, work)
                                        for m in args.gelu_models.split(",")]},
-            "batches": lambda: batches_part(args.rounds * 5, work)}
+            "batches": lambda: batches_part(args.rounds * 5, work),
+            "streams": lambda: streams_part(args.rounds, args.steps, work)}
     for part in parts:
         report[part] = runs[part]()
         made[part] = {"made_utc": now, "command": command}

@@ -204,7 +204,7 @@ def test_mult_batch_streams_is_the_same_model_on_one_step_data(pool: str) -> Non
     for (name, p), q in zip(batched.named_parameters(), alone.parameters(), strict=True):
         assert (p.grad is None) == (q.grad is None), name
         if p.grad is not None:
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
     sequences = make_batch({"text": [3, 2, 1, 3], "audio": [2, 1, 2, 2], "visual": [1, 3, 2, 1]}, TINY_DIMS)
     assert torch.equal(batched(sequences).prediction, alone(sequences).prediction)
 

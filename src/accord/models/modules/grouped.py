@@ -40,12 +40,18 @@ from accord.models.modules.attention import (
 
 def grouped_linear(x: Tensor, layers: Sequence[nn.Linear], rows: slice | None = None) -> Tensor:
     """``x [G, B, in]`` through ``layers[g]`` for each g, ``[G, B, out]``: one ``baddbmm`` on the stacked weights
-    (``rows`` picks output rows of every layer, e.g. the value half of a key/value projection)."""
+    (``rows`` picks output rows of every layer, e.g. the value half of a key/value projection).
+
+    Computed transposed, ``(W x^T + b)^T``: the weights are the product's first operand, so their gradient
+    ``dout^T x`` comes out in the weights' own layout and each layer's slice is handed to its ``.grad`` as it is,
+    where ``x W^T`` gives transposed weight gradients that the accumulation copies (forward + backward of MulT's
+    six crossmodal FFN products, [6, 16, 50] x [50, 200]: 440 -> 370 µs, ad hoc). The result is a transposed view
+    (``[G, B, out]`` with the batch innermost); the next grouped product reads it without a copy."""
     weight = torch.stack([layer.weight for layer in layers])
     bias = torch.stack([_bias(layer) for layer in layers])
     if rows is not None:
         weight, bias = weight[:, rows], bias[:, rows]
-    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+    return torch.baddbmm(bias.unsqueeze(2), weight, x.transpose(1, 2)).transpose(1, 2)
 
 
 def _bias(layer: nn.Linear) -> Tensor:
