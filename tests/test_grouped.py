@@ -183,6 +183,13 @@ def test_stacks_of_different_shapes_are_refused_naming_what_differs() -> None:
                               torch.ones(2, 3, dtype=torch.bool))
 
 
+def test_a_source_for_self_attention_stacks_is_refused() -> None:
+    stacks = _stacks(2, self_attention=True)
+    ones = torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="one_step_transformers: a source was given to self-attention stacks"):
+        one_step_transformers(stacks, torch.randn(2, 3, 8), ones, torch.randn(2, 3, 8), ones)
+
+
 @pytest.mark.parametrize("pool", ["last", "mean"])
 def test_mult_batch_streams_is_the_same_model_on_one_step_data(pool: str) -> None:
     """MulT on utterance-level data (one step per modality, one sample missing audio, one missing text): the

@@ -11,7 +11,7 @@ The computation is the one-key path of :class:`~accord.models.modules.attention.
 over a single key is 1, so attention is ``out_proj(dropout(v))`` with ``v`` the value half of ``kv_proj``) inside
 :meth:`CrossmodalTransformer.forward`. Without dropout the outputs and gradients equal the stacks' own to float
 rounding (a batched product may round differently from a single one: within 1e-6 in the tests; MulT's MOSI-U
-outputs matched bit for bit in an ad hoc check, its gradients within 3e-7 relative). With dropout
+predictions matched bit for bit in an ad hoc check). With dropout
 the masks are drawn differently (one draw for all stacks), with the same probabilities: the same model, other
 random numbers.
 """
@@ -165,7 +165,8 @@ def _one_step_layer(layers: Sequence[CrossmodalTransformerLayer], h: Tensor, src
     v = grouped_linear(kv, [layer.attn.kv_proj for layer in layers], rows=slice(dim, 2 * dim))
     scale = group_scale_mask((g, b, heads, 1), [layer.attn.dropout for layer in layers], v) if training else None
     if scale is not None:
-        v = (v.view(g, b, heads, dim // heads) * scale).view(g, b, dim)
+        v = (v.view(g, b, heads, dim // heads) * scale).reshape(g, b, dim)  # a view unless the product's layout
+        # cannot merge the heads back (it can for the transposed layout grouped_linear returns)
     out = grouped_linear(v, [layer.attn.out_proj for layer in layers])
     if has_key is not None:
         out = out * has_key
