@@ -231,11 +231,14 @@ def test_mult_batch_streams_trains_with_dropout_and_runs_fewer_ops() -> None:
 
     params = dict(hidden=8, heads=2, layers=2, attn_dropout=0.2)
     batch = make_batch({m: [1, 1, 1, 1] for m in MODALITIES}, TINY_DIMS)
-    counts = []
+    counts, predictions = [], []
     for streams in (True, False):
-        torch.manual_seed(0)
+        torch.manual_seed(0)  # the same initial weights and random stream for both paths
         model = create_model("mult", TINY_DIMS, 1, batch_streams=streams, **params).train()
         with Count() as count:
-            model(batch).prediction.sum().backward()
+            prediction = model(batch).prediction
+            prediction.sum().backward()
         counts.append(count.n)
+        predictions.append(prediction.detach())
     assert counts[0] < 0.6 * counts[1], counts
+    assert not torch.allclose(predictions[0], predictions[1])
