@@ -212,11 +212,18 @@ class Dropout(nn.Dropout):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if uses_torch_dropout(x.numel(), x):
-            threshold, p_eff = drop_threshold(self.p)
-            return x if threshold == 0 else F.dropout(x, p_eff, training=True)
-        mask = dropout_scale_mask(x.shape, self.p, x)
-        return x if mask is None else x * mask
+        return dropout(x, self.p)
+
+
+def dropout(x: Tensor, p: float) -> Tensor:
+    """What :class:`Dropout` does in training: ``x`` times :func:`dropout_scale_mask`, or torch's ``F.dropout`` with
+    ``p_eff`` on a tensor of at most :data:`SMALL_DROPOUT_NUMEL` elements (:func:`uses_torch_dropout`); ``x`` itself
+    when ``p_eff`` is 0."""
+    if uses_torch_dropout(x.numel(), x):
+        threshold, p_eff = drop_threshold(p)
+        return x if threshold == 0 else F.dropout(x, p_eff, training=True)
+    mask = dropout_scale_mask(x.shape, p, x)
+    return x if mask is None else x * mask
 
 
 GELU_ATEN_MAX_NUMEL = 16384

@@ -30,10 +30,10 @@ from accord.models.modules.attention import (
     CrossmodalTransformer,
     CrossmodalTransformerLayer,
     drop_threshold,
+    dropout,
     dropout_scale_mask,
     random_bits15,
     shared_positions,
-    uses_torch_dropout,
     values_unreadable,
 )
 
@@ -97,14 +97,13 @@ def group_scale_mask(shape: Sequence[int], ps: Sequence[float], like: Tensor) ->
 
 
 def group_dropout(x: Tensor, ps: Sequence[float], training: bool) -> Tensor:
-    """Inverted dropout on ``x [G, ...]`` with probability ``ps[g]`` in slice g (as each stack's own
-    :class:`~accord.models.modules.attention.Dropout`, including its small-tensor ``F.dropout`` path when every slice
-    shares one probability)."""
+    """Inverted dropout on ``x [G, ...]`` with probability ``ps[g]`` in slice g: the dropout of each stack's own
+    :class:`~accord.models.modules.attention.Dropout` (:func:`~accord.models.modules.attention.dropout`) when every
+    slice shares one probability, a per-slice mask (:func:`group_scale_mask`) otherwise."""
     if not training:
         return x
-    if len(set(ps)) == 1 and uses_torch_dropout(x.numel(), x):
-        threshold, p_eff = drop_threshold(ps[0])
-        return x if threshold == 0 else F.dropout(x, p_eff, training=True)
+    if len(set(ps)) == 1:
+        return dropout(x, ps[0])
     mask = group_scale_mask(x.shape, ps, x)
     return x if mask is None else x * mask
 
