@@ -66,7 +66,9 @@ class LMF(LMFDeclaration, AccordModel):
 
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``z_m [B, d_m]`` (zero for a missing modality)."""
-        return encode_pooled(self.encoders, batch)
+        p = self.params
+        assert isinstance(p, LMF.Params)
+        return encode_pooled(self.encoders, batch, grouped=p.batch_modalities)
 
     def low_rank_fusion(self, feats: dict[str, Tensor]) -> Tensor:
         """``h [B, d_h] = sum_i w_i prod_m ([z_m; 1] W_m^(i)) + b`` (the low-rank fusion equation, Sec. 3.3)."""

@@ -78,7 +78,7 @@ visual 32).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -87,7 +87,8 @@ from torch import Tensor, nn
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import Dropout, build_encoder, encode_pooled
+from accord.models.modules import Dropout, build_encoder, encode_pooled, encode_pooled_stacked
+from accord.models.modules.grouped import grouped_linear
 from accord.models.params.self_mm import Distance, SelfMMDeclaration
 
 TASKS: tuple[str, str, str, str] = ("fusion", *MODALITIES)
@@ -265,27 +266,57 @@ class SelfMM(SelfMMDeclaration, AccordModel):
 
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``F_s [B, hidden]`` (zero for a missing modality)."""
-        return encode_pooled(self.encoders, batch)
+        p = self.params
+        assert isinstance(p, SelfMM.Params)
+        return encode_pooled(self.encoders, batch, grouped=p.batch_modalities)
 
     def representations(self, feats: dict[str, Tensor]) -> dict[str, Tensor]:
         """Task -> ``F_t* [B, width]``, the post-layer-1 representations ULGM works on."""
         inputs = {"fusion": torch.cat([feats[m] for m in MODALITIES], dim=1), **feats}
         return {t: torch.relu(self.layer1[t](self.drop[t](inputs[t]))) for t in TASKS}
 
+    def task_outputs(self, feats: dict[str, Tensor], stacked: Tensor | None = None
+                     ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+        """``(F_t*, y^_t, y^_s)``: per task ``t`` the representations (``[B, width]``) and predictions (``[B]``),
+        and the three unimodal predictions as one ``[3, B]`` tensor (modalities in :data:`MODALITIES` order).
+
+        With ``batch_modalities`` the three unimodal tasks (layers of one shape) run as one batched computation on
+        ``stacked`` = ``[F_t; F_a; F_v]`` as ``[3, B, hidden]`` (stacked from ``feats`` when not given): one dropout
+        draw and one ``baddbmm`` per layer for the three; the same function, other dropout draws."""
+        p = self.params
+        assert isinstance(p, SelfMM.Params)
+        if not p.batch_modalities:
+            reps = self.representations(feats)
+            preds = {t: self.layer3[t](torch.relu(self.layer2[t](reps[t]))).squeeze(-1) for t in TASKS}
+            return reps, preds, torch.stack([preds[m] for m in MODALITIES])
+        fused = torch.relu(self.layer1["fusion"](self.drop["fusion"](torch.cat([feats[m] for m in MODALITIES],
+                                                                                dim=1))))
+        x = torch.stack([feats[m] for m in MODALITIES]) if stacked is None else stacked
+        heads = [[cast(nn.Linear, layer[m]) for m in MODALITIES] for layer in (self.layer1, self.layer2, self.layer3)]
+        uni = torch.relu(grouped_linear(self.drop[MODALITIES[0]](x), heads[0]))  # [3, B, width]
+        uni_pred = grouped_linear(torch.relu(grouped_linear(uni, heads[1])), heads[2]).squeeze(-1)  # [3, B]
+        reps = {"fusion": fused, **dict(zip(MODALITIES, uni.unbind(0), strict=True))}
+        preds = {"fusion": self.layer3["fusion"](torch.relu(self.layer2["fusion"](fused))).squeeze(-1),
+                 **dict(zip(MODALITIES, uni_pred.unbind(0), strict=True))}
+        return reps, preds, uni_pred
+
     def forward(self, batch: Batch) -> ModelOutput:
-        feats = self.forward_features(batch)
-        reps = self.representations(feats)
-        preds = {t: self.layer3[t](torch.relu(self.layer2[t](reps[t]))).squeeze(-1) for t in TASKS}
+        p = self.params
+        assert isinstance(p, SelfMM.Params)
+        stacked = encode_pooled_stacked(self.encoders, batch) if p.batch_modalities else None
+        feats = self.forward_features(batch) if stacked is None else dict(zip(MODALITIES, stacked.unbind(0),
+                                                                                strict=True))
+        reps, preds, uni_pred = self.task_outputs(feats, stacked)
         diagnostics = {f"unimodal_{m}": preds[m].detach() for m in MODALITIES}
         losses: dict[str, Tensor] = {}
         if self.training:
             # Eq. 13's unimodal terms with the labels generated so far (y_m for samples not yet in memory)
             y_m = batch.label.to(preds["fusion"].dtype)
             labels = self.labels_so_far(batch, y_m)
-            for k, m in enumerate(MODALITIES):
-                y_s = labels[m].to(y_m.device, y_m.dtype)
-                w = unimodal_weights(y_s, y_m) * batch.present[:, k].to(y_m.dtype)
-                losses[f"uni_{m}"] = w * (preds[m] - y_s).abs()  # per sample [B]; the trainer takes the mean
+            y_s = torch.stack([labels[m] for m in MODALITIES]).to(y_m.device, y_m.dtype)  # [3, B]
+            w = unimodal_weights(y_s, y_m) * batch.present.t().to(y_m.dtype)
+            uni = w * (uni_pred - y_s).abs()  # [3, B]: per sample; the trainer takes each task's mean
+            losses.update({f"uni_{m}": uni[k] for k, m in enumerate(MODALITIES)})
             # the representations, for the hook's memory update (training only; never saved)
             diagnostics.update({f"repr_{t}": reps[t].detach() for t in TASKS})
         return ModelOutput(prediction=squeeze_head(preds["fusion"].unsqueeze(-1), self.out_dim), losses=losses,

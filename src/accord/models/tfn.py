@@ -46,7 +46,10 @@ class TFN(TFNDeclaration, AccordModel):
 
     def forward_features(self, batch: Batch) -> dict[str, Tensor]:
         """Modality -> ``z_m [B, d]`` (zero for a missing modality)."""
-        pooled = encode_pooled(self.encoders, batch)  # ReLU(W·0 + b) of a missing modality: masked below
+        p = self.params
+        assert isinstance(p, TFN.Params)
+        # ReLU(W·0 + b) of a missing modality: masked below
+        pooled = encode_pooled(self.encoders, batch, grouped=p.batch_modalities)
         return {m: torch.relu(self.embed[m](pooled[m])) * batch.present[:, k].to(pooled[m].dtype).unsqueeze(1)
                 for k, m in enumerate(MODALITIES)}
 

@@ -23,6 +23,8 @@ from accord.models.modules.encoders import (
     TemporalConv1d,
     build_encoder,
     encode_pooled,
+    encode_pooled_stacked,
+    one_step_encoders,
 )
 from accord.models.modules.heads import MLPHead, ResidualMLPHead
 from accord.models.modules.pooling import (
@@ -55,6 +57,8 @@ __all__ = [
     "TemporalConv1d",
     "build_encoder",
     "encode_pooled",
+    "encode_pooled_stacked",
+    "one_step_encoders",
     "downsample_mean",
     "last_valid",
     "masked_max",

@@ -16,7 +16,8 @@ padding follows it, and a missing modality (length 0) pools to zeros.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -63,11 +64,16 @@ class TemporalConv1d(nn.Module):
 
     def pointwise(self, x: Tensor) -> Tensor:
         """The convolution where it is position-wise (a kernel of 1, or one step): ``F.linear`` by the centre tap,
-        without masking (the caller masks). A kernel of 1 is taken as a view (its gradient is the weight's, no
-        copy); the centre tap of a longer kernel is a select, whose backward writes into zeros of the whole kernel."""
+        without masking (the caller masks)."""
+        w, b = self.centre_tap()
+        return F.linear(x, w, b)
+
+    def centre_tap(self) -> tuple[Tensor, Tensor | None]:
+        """``(W [out, in], b)``: the kernel's centre tap and the bias, what the convolution is on one step. A kernel
+        of 1 is taken as a view (its gradient is the weight's, no copy); the centre tap of a longer kernel is a
+        select, whose backward writes into zeros of the whole kernel."""
         k = self.conv.kernel_size[0]
-        w = self.conv.weight.squeeze(-1) if k == 1 else self.conv.weight[:, :, k // 2]
-        return F.linear(x, w, self.conv.bias)
+        return (self.conv.weight.squeeze(-1) if k == 1 else self.conv.weight[:, :, k // 2]), self.conv.bias
 
     def taps(self, x: Tensor) -> Tensor:
         """The same convolution as one ``F.linear`` per kernel tap over shifted steps, ``out[t] = b + Σ_j W_j ·
@@ -140,12 +146,17 @@ class SequenceEncoder(nn.Module):
         result, and its gradient, is the zero of that one mask), and pooling one step is that step (zero where it is
         masked, as every pooling gives there). The same values as the general path; a per-operation cost is most of
         a T = 1 step."""
-        h = self.drop(self.proj.pointwise(x) if isinstance(self.proj, TemporalConv1d) else self.proj(x))
+        h = self.drop(self.project_step(x))
         if self.mixer is not None:
             assert isinstance(self.mixer, TemporalConv1d)
             h = h + self.drop(self.act(self.mixer.pointwise(h)))
         h = h * m
         return EncodedSequence(h, mask, h.squeeze(1))
+
+    def project_step(self, x: Tensor) -> Tensor:
+        """The input projection where it is position-wise on ``x [..., D_m]`` (any leading shape; a convolution by
+        its centre tap: one step), without masking."""
+        return self.proj.pointwise(x) if isinstance(self.proj, TemporalConv1d) else self.proj(x)
 
 
 def build_encoder(in_dim: int, p: EncoderParams, hidden: int | None = None) -> SequenceEncoder:
@@ -159,10 +170,70 @@ def build_encoder(in_dim: int, p: EncoderParams, hidden: int | None = None) -> S
                            kernel_size=p.kernel_size, heads=p.heads, dropout=p.dropout, pool=p.pool)
 
 
-def encode_pooled(encoders: nn.ModuleDict, batch: Batch) -> dict[str, Tensor]:
-    """Modality -> pooled encoding ``[B, d]`` of ``batch`` by ``encoders[m]``, zero where the modality is missing."""
+def encode_pooled(encoders: nn.ModuleDict, batch: Batch, grouped: bool = True) -> dict[str, Tensor]:
+    """Modality -> pooled encoding ``[B, d]`` of ``batch`` by ``encoders[m]``, zero where the modality is missing.
+
+    ``grouped`` (a model's ``batch_modalities``): where :func:`one_step_encoders` can, the three encoders run as one
+    batched computation (utterance-level data); the same values, other dropout draws."""
+    stacked = encode_pooled_stacked(encoders, batch) if grouped else None
+    if stacked is not None:
+        return dict(zip(MODALITIES, stacked.unbind(0), strict=True))
     feats: dict[str, Tensor] = {}
     for k, m in enumerate(MODALITIES):
         pooled = encoders[m](batch.features[m], batch.mask[m]).pooled
         feats[m] = pooled * batch.present[:, k].to(pooled.dtype).unsqueeze(1)
     return feats
+
+
+def encode_pooled_stacked(encoders: nn.ModuleDict, batch: Batch) -> Tensor | None:
+    """:func:`encode_pooled` as ONE ``[3, B, d]`` tensor (modalities in :data:`MODALITIES` order) computed by
+    :func:`one_step_encoders`, or None where that cannot run (the caller takes the per-encoder path)."""
+    encs = [encoders[m] for m in MODALITIES]
+    xs = [batch.features[m] for m in MODALITIES]
+    if not all(isinstance(e, SequenceEncoder) for e in encs):
+        return None
+    h = one_step_encoders(cast(list[SequenceEncoder], encs), xs)
+    if h is None:
+        return None
+    keep = torch.stack([batch.mask[m][:, 0] for m in MODALITIES]).to(h.dtype) * batch.present.t().to(h.dtype)
+    return h * keep.unsqueeze(2)
+
+
+def one_step_encoders(encoders: Sequence[SequenceEncoder], xs: Sequence[Tensor]) -> Tensor | None:
+    """:meth:`SequenceEncoder.one_step` of G encoders on their one-step inputs ``xs[g] [B, 1, D_g]`` as one batched
+    computation: ``[G, B, d]`` before masking, or None where the encoders cannot be grouped (an input of more than
+    one step, a transformer layer, or encoders that differ in width, temporal layer, dropout, activation or mode).
+
+    Each input is projected by its own layer (the input widths differ) and the projections are stacked; the
+    dropouts, the centre taps of the temporal convolutions (one ``baddbmm`` on the stacked taps) and the activation
+    then run once for all. The same function of the same parameters as the encoders one by one (equal outputs and
+    gradients without dropout, to float rounding); with dropout one draw covers every encoder, so the masks differ
+    from the per-encoder path's. On MOSI-U this halves the encoders' operations (``benchmarks/step_costs.py
+    --parts encoders``)."""
+    first = encoders[0]
+    if not _groupable(encoders, xs):
+        return None
+    h = torch.stack([e.project_step(x.squeeze(1)) for e, x in zip(encoders, xs, strict=True)])
+    h = first.drop(h)
+    if first.mixer is not None:
+        taps = [cast(TemporalConv1d, e.mixer).centre_tap() for e in encoders]
+        weight = torch.stack([w for w, _ in taps])
+        bias = torch.stack([cast(Tensor, b) for _, b in taps])
+        h = h + first.drop(first.act(torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))))
+    return h
+
+
+def _groupable(encoders: Sequence[SequenceEncoder], xs: Sequence[Tensor]) -> bool:
+    """Whether :func:`one_step_encoders` may run ``encoders`` on ``xs`` as one computation."""
+    first = encoders[0]
+    if len(encoders) != len(xs) or any(x.dim() != 3 or x.shape[1] != 1 or x.shape[0] != xs[0].shape[0]
+                                       for x in xs):
+        return False
+    for e in encoders:
+        if (e.temporal not in ("none", "conv") or e.temporal != first.temporal or e.dim != first.dim
+                or e.drop.p != first.drop.p or e.training != first.training
+                or e.act.approximate != first.act.approximate):
+            return False
+        if isinstance(e.mixer, TemporalConv1d) and e.mixer.conv.bias is None:
+            return False
+    return True

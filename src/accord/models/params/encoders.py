@@ -25,3 +25,7 @@ class EncoderParams(ModelParams):
     heads: int = Field(4, ge=1, description="heads of the temporal transformer layer (must divide hidden)")
     pool: PoolMode = Field("mean", description="masked pooling over time")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    batch_modalities: bool = Field(
+        True, description="one step per modality (utterance-level data): run the three modality encoders (and a "
+                          "model's per-modality layers of one shape) as one batched computation (same model, fewer "
+                          "ops, other dropout draws)")
