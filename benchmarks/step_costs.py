@@ -24,6 +24,9 @@ one process.
   and the three memory transformers as one batched computation each, :mod:`accord.models.modules.grouped`) and off
   (one transformer at a time), switched between rounds; median ms, and the aten operations one step runs in each
   setting (counted with a dispatch mode, after a step that created the optimiser's state).
+* ``encoders``: the same for ``model.params.batch_modalities`` of LMF, Self-MM and TFN (the three modality encoders,
+  and Self-MM's three unimodal heads, as one batched computation each, :func:`accord.models.modules.encoders.
+  one_step_encoders`).
 
 Usage::
 
@@ -220,26 +223,31 @@ def count_step_ops(trainer: Trainer, run: Any, batch: Any) -> int:
     return Count.n
 
 
-def streams_part(rounds: int, steps: int, out: str) -> dict[str, Any]:
-    """Median MulT training step (matched config, MOSI-U) with ``batch_streams`` on and off, alternating in
-    rounds, and the aten operations of one step in each setting."""
+def switch_row(model: str, attr: str, rounds: int, steps: int, out: str) -> dict[str, Any]:
+    """Median training step of ``model`` (matched config, MOSI-U) with the boolean ``model.params.<attr>`` on and
+    off, alternating in rounds, and the aten operations of one step in each setting."""
 
     def switch(run: Any, flag: bool) -> None:
-        run.model.params.batch_streams = flag
+        setattr(run.model.params, attr, flag)
 
-    times, run = ab_steps("mult", rounds, steps, out, switch)
-    trainer, run2, batches = trainer_for("mult", out)
+    times, run = ab_steps(model, rounds, steps, out, switch)
+    trainer, run2, batches = trainer_for(model, out)
     ops = {}
     for flag in (True, False):
         switch(run2, flag)
         trainer.train_step(run2, batches[0], batches[0].size)  # not counted: the first step creates AdamW's state
         ops[flag] = count_step_ops(trainer, run2, batches[1])
-    result = {"model": "mult", "steps_each": rounds * steps,
+    result = {"model": model, "switch": attr, "steps_each": rounds * steps,
               "batched_ms": round(1e3 * statistics.median(times[True]), 3),
               "one_by_one_ms": round(1e3 * statistics.median(times[False]), 3),
               "batched_ops": ops[True], "one_by_one_ops": ops[False]}
-    vm.log(f"streams {result}")
+    vm.log(f"{attr} {result}")
     return result
+
+
+def streams_part(rounds: int, steps: int, out: str) -> dict[str, Any]:
+    """MulT's ``batch_streams`` (:func:`switch_row`)."""
+    return switch_row("mult", "batch_streams", rounds, steps, out)
 
 
 GELU_SHAPES = [(16, 1, 32), (64, 1, 128), (32, 4, 128), (64, 4, 128), (32, 16, 128), (32, 50, 128)]
@@ -337,9 +345,10 @@ def batches_part(rounds: int, out: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="attention,fill,optimizer,gelu,batches,streams")
+    ap.add_argument("--parts", default="attention,fill,optimizer,gelu,batches,streams,encoders")
     ap.add_argument("--models", default="lmf,self_mm,misa,mult", help="models of the fill part")
     ap.add_argument("--gelu-models", default="lmf,self_mm,tfn", help="models of the gelu part")
+    ap.add_argument("--encoder-models", default="lmf,self_mm,tfn", help="models of the encoders part")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--reps", type=int, default=5)
@@ -364,7 +373,9 @@ def main(argv: list[str] | None = None) -> None:
                              "steps": [gelu_row(m, args.rounds, args.steps, work)
                                        for m in args.gelu_models.split(",")]},
             "batches": lambda: batches_part(args.rounds * 5, work),
-            "streams": lambda: streams_part(args.rounds, args.steps, work)}
+            "streams": lambda: streams_part(args.rounds, args.steps, work),
+            "encoders": lambda: [switch_row(m, "batch_modalities", args.rounds, args.steps, work)
+                                 for m in args.encoder_models.split(",")]}
     for part in parts:
         report[part] = runs[part]()
         made[part] = {"made_utc": now, "command": command}
