@@ -111,15 +111,18 @@ ACCORD_MATCHED: dict[str, list[str]] = {
             "train.batch_size=64", "train.lr=0.001", "train.weight_decay=0.005", "train.grad_clip=null"],
     # MMSA MulT: d = 50, 10 heads, 4 crossmodal layers (memory max(4, 3) = 4), conv kernel 5, dropouts as below,
     # batch 16 (gradients accumulated over 8 batches), lr 2e-3, Adam (its weight_decay is not used by the trainer),
-    # gradient VALUE clipping 0.6, plateau scheduler (factor 0.1, patience 5).
+    # gradient VALUE clipping 0.6 (train.grad_clip_mode=value since 2026-12-02; before, Accord clipped the norm at
+    # 0.6), plateau scheduler (factor 0.1, patience 5).
     "mult": ["model.params.hidden=50", "model.params.heads=10", "model.params.layers=4",
              "model.params.conv_kernel=5", "model.params.attn_dropout=0.3", "model.params.attn_dropout_audio=0.2",
              "model.params.attn_dropout_visual=0.0", "model.params.attn_dropout_mem=0.3",
              "model.params.relu_dropout=0.0", "model.params.res_dropout=0.0", "model.params.embed_dropout=0.2",
              "model.params.out_dropout=0.5",
-             "train.batch_size=16", "train.lr=0.002", "train.weight_decay=0", "train.grad_clip=0.6"],
+             "train.batch_size=16", "train.lr=0.002", "train.weight_decay=0", "train.grad_clip=0.6",
+             "train.grad_clip_mode=value"],
     # MMSA MISA: hidden 128, dropout 0.2, weights sim 0.3 / diff 0.1 / recon 1.0, MSE task loss, batch 16 (gradients
-    # accumulated over 2 batches), lr 1e-4, no weight decay, gradient value clipping 0.8; its projections are Linear,
+    # accumulated over 2 batches), lr 1e-4, no weight decay, gradient value clipping 0.8 (train.grad_clip_mode=value
+    # since 2026-12-02; before, Accord clipped the norm at 0.8); its projections are Linear,
     # ReLU, LayerNorm, its shared/private encoders have no dropout, and its fusion layer is
     # nn.TransformerEncoderLayer(128, 2): FFN 2048, dropout 0.1 (attention, FFN, residual), post-LN (Accord's is
     # pre-LN: the one difference left in the fusion).
@@ -127,7 +130,8 @@ ACCORD_MATCHED: dict[str, list[str]] = {
              "model.params.projection_norm=true", "model.params.encoder_dropout=0", "model.params.fusion_dropout=0.1",
              "model.params.ffn_mult=16",
              "loss_weights.sim=0.3", "loss_weights.diff=0.1", "loss_weights.recon=1.0", "task.loss=mse",
-             "train.batch_size=16", "train.lr=0.0001", "train.weight_decay=0", "train.grad_clip=0.8"],
+             "train.batch_size=16", "train.lr=0.0001", "train.weight_decay=0", "train.grad_clip=0.8",
+             "train.grad_clip_mode=value"],
     # MMSA Self-MM: audio LSTM 16 -> 16, video LSTM 32 -> 32, post-fusion 128, batch 16, lr 1e-3 (other),
     # 5e-3 (audio/video), weight decay 1e-3, no gradient clipping.
     "self_mm": ["model.params.hidden=32", "model.params.post_fusion_dim=128", "model.params.post_unimodal_dim=32",

@@ -410,6 +410,47 @@ def test_downsample_mean_averages_valid_steps_per_window() -> None:
     assert same is x and same_mask is mask
 
 
+def test_one_step_pooling_is_the_step_times_its_mask_in_few_ops() -> None:
+    """On one step (utterance-level data) masked_mean and downsample_mean (stride > 1) are the step times its mask:
+    the values and gradients of the general formulas (checked against a second, padded step, which takes them), a
+    masked row gives zeros, and at most three ops run (select, cast, multiply)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    x = torch.tensor([[[1.0, -2.0]], [[3.0, 4.0]], [[5.0, 6.0]]], requires_grad=True)
+    mask = torch.tensor([[True], [False], [True]])
+    padded = torch.cat([x, torch.full((3, 1, 2), 9.0)], dim=1)  # a second, masked step: the general path
+    padded_mask = torch.cat([mask, torch.zeros(3, 1, dtype=torch.bool)], dim=1)
+    want = torch.tensor([[1.0, -2.0], [0.0, 0.0], [5.0, 6.0]])
+    weights = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    with Count() as count:
+        got = masked_mean(x, mask)
+    assert count.n <= 3
+    torch.testing.assert_close(got, want)
+    general = masked_mean(padded, padded_mask)
+    torch.testing.assert_close(general, want)
+    g_got, = torch.autograd.grad((got * weights).sum(), x)
+    g_general, = torch.autograd.grad((general * weights).sum(), x)
+    torch.testing.assert_close(g_got, g_general)
+    with Count() as count:
+        down, down_mask = downsample_mean(x, mask, 4)
+    assert count.n <= 3 and down_mask is mask
+    torch.testing.assert_close(down, want.unsqueeze(1))
+    general_down, general_mask = downsample_mean(padded, padded_mask, 4)
+    torch.testing.assert_close(general_down, down)
+    assert torch.equal(general_mask, mask)
+    g_down, = torch.autograd.grad((down.squeeze(1) * weights).sum(), x)
+    torch.testing.assert_close(g_down, g_general)
+
+
 @pytest.mark.parametrize("numel", [200_000, SMALL_DROPOUT_NUMEL])
 def test_fast_dropout_matches_the_dropout_distribution(numel: int) -> None:
     """Random bits above SMALL_DROPOUT_NUMEL elements, torch's F.dropout at and below it: both drop p_eff of the

@@ -192,6 +192,21 @@ def test_gradient_clipping_is_each_seeds_own_clip_grad_norm(tmp_path: Path) -> N
     assert float(norms.max()) > 1.0 > float(norms.min())  # one seed clipped, one not: the test covers both
 
 
+def test_value_clipping_clamps_every_seeds_gradients(tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path, "late_fusion", "on", "train.seeds=[0, 1]")
+    trainer = Trainer(cfg, progress=False)
+    from accord.training.seed_parallel import SeedState
+
+    group = SeedGroup(trainer, [SeedState(seed=s, model=trainer.build_model(), folder=tmp_path) for s in (0, 1)])
+    g = torch.Generator().manual_seed(0)
+    for p in group.params.values():
+        p.grad = torch.randn(p.shape, generator=g)
+    before = {n: p.grad.clone() for n, p in group.params.items()}  # type: ignore[union-attr]
+    assert group.clip(0.5, "value") is None
+    for n, p in group.params.items():
+        torch.testing.assert_close(p.grad, before[n].clamp(-0.5, 0.5))
+
+
 @pytest.mark.parametrize(("extra", "reason"), [
     (["train.hooks=[{name: grad_monitor}]"], "trainer hooks (grad_monitor)"),
     (["train.scheduler=plateau"], "plateau schedule"),

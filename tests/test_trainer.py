@@ -228,6 +228,43 @@ def test_after_backward_hook_edits_gradients(tmp_path: Path) -> None:
     assert [s["step"] for s in steps] == [3, 6, 9, 12] and all(s["edited"] == 1.0 for s in steps)
 
 
+@pytest.mark.parametrize("mode", ["norm", "value"])
+def test_gradient_clipping_by_norm_or_by_value(tmp_path: Path, mode: str) -> None:
+    """``grad_clip_mode``: norm scales the global gradient norm down to ``grad_clip`` and logs the norm before;
+    value clamps every element to ``[-grad_clip, grad_clip]`` (clip_grad_value_) and logs nothing."""
+    clip = 1e-3
+    cfg = tiny_cfg(tmp_path, "model.params.dropout=0", f"train.grad_clip={clip}", f"train.grad_clip_mode={mode}")
+    tr = Trainer(cfg, progress=False)
+    run = tr.setup_seed(0)
+    run.model.train()
+    batch = next(iter(tr.epoch_batches(tr.dataset["train"], 0, 0)))
+    out = run.model(batch)  # the step's gradients before clipping (no dropout: the step computes the same)
+    terms = tr.prediction_terms(batch, out)
+    tr.add_loss_terms(terms, dict(out.losses), None)
+    before = [g for g in torch.autograd.grad(terms["total"], run.params, allow_unused=True) if g is not None]
+    seen: list[torch.Tensor] = []
+    step = run.opt.step
+
+    def record(*args: Any, **kwargs: Any) -> Any:
+        seen.extend(p.grad.clone() for p in run.params if p.grad is not None)
+        return step(*args, **kwargs)
+
+    run.opt.step = record  # type: ignore[method-assign]
+    _, logged = tr.train_step(run, batch, batch.size)
+    assert len(before) == len(seen) > 0
+    if mode == "value":
+        assert "grad_norm" not in logged
+        for b, a in zip(before, seen, strict=True):
+            torch.testing.assert_close(a, b.clamp(-clip, clip), rtol=1e-5, atol=1e-9)
+        flat = torch.cat([b.flatten() for b in before]).abs()
+        assert bool((flat > clip).any()) and bool((flat < clip).any())  # both kinds of element occur
+    else:
+        total = float(torch.linalg.vector_norm(torch.cat([b.flatten() for b in before])))
+        assert logged["grad_norm"] == pytest.approx(total, rel=1e-4) and total > clip
+        for b, a in zip(before, seen, strict=True):
+            torch.testing.assert_close(a, b * (clip / (total + 1e-6)), rtol=1e-4, atol=1e-9)
+
+
 def test_evaluate_with_corruption(tmp_path: Path) -> None:
     cfg = tiny_cfg(tmp_path)
     Trainer(cfg, progress=False).fit()

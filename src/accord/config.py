@@ -178,6 +178,13 @@ class TrainConfig(Section):
     under each."""
     warmup_epochs: int = Field(0, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
+    """Gradient clipping after each optimiser window's backward (null: none); what it bounds is
+    ``grad_clip_mode``."""
+    grad_clip_mode: Literal["norm", "value"] = "norm"
+    """norm: the global L2 norm of all gradients is scaled down to at most ``grad_clip`` (``clip_grad_norm_``;
+    the norm before clipping is logged as ``grad_norm``). value: every gradient element is clamped to
+    ``[-grad_clip, grad_clip]`` (``clip_grad_value_``, as MMSA's MulT and MISA trainers clip; no norm is computed or
+    logged, one pass over the gradients instead of two)."""
     accumulate_batches: int = Field(1, ge=1)
     """Batches per optimiser step (gradient accumulation). The epoch's batches are taken in windows of this many
     (the last window may be shorter); each batch's loss is weighted by its share of the window's samples, so a

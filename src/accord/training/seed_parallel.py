@@ -154,7 +154,7 @@ class SeedGroup:
         """Forward and backward of every active seed on its batch, per-seed clipping and one optimiser step.
 
         Returns the weighted loss terms (``[S]`` each) and the per-seed gradient norms before clipping (None
-        without ``train.grad_clip``)."""
+        without ``train.grad_clip`` or with ``grad_clip_mode: value``)."""
         # gradients zeroed in place, not set to None: a vmapped Linear's weight gradient arrives transposed, and
         # accumulating it into an existing buffer is an add, where a fresh .grad is a slow transposing copy
         self.opt.zero_grad(set_to_none=False)
@@ -166,17 +166,22 @@ class SeedGroup:
             raise FloatingPointError(f"seed {self.seeds[i].seed} step {self.seeds[i].step}: non-finite loss in "
                                      f"{', '.join(names)} (lower train.lr or check inputs)")
         terms["total"].sum().backward()
-        norms = self.clip(self.trainer.cfg.train.grad_clip)
+        norms = self.clip(self.trainer.cfg.train.grad_clip, self.trainer.cfg.train.grad_clip_mode)
         self.opt.step()
         return {k: v.detach() for k, v in terms.items()}, norms
 
     @torch.no_grad()
-    def clip(self, max_norm: float | None) -> Tensor | None:
-        """Per-seed ``clip_grad_norm_``: each seed's gradients scaled by ``min(1, max_norm / (‖g_s‖ + 1e-6))``."""
+    def clip(self, max_norm: float | None, mode: str = "norm") -> Tensor | None:
+        """Per-seed ``clip_grad_norm_``: each seed's gradients scaled by ``min(1, max_norm / (‖g_s‖ + 1e-6))``;
+        returns the norms before clipping. ``mode="value"``: every element clamped to ``[-max_norm, max_norm]``
+        (``clip_grad_value_``, element-wise, hence per seed as it is), and None."""
         if not max_norm:
             return None
         grads = [p.grad for p in self.params.values() if p.grad is not None]
         if not grads:
+            return None
+        if mode == "value":  # (reads each parameter's .grad)
+            torch.nn.utils.clip_grad_value_(list(self.params.values()), max_norm)
             return None
         per_param = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
         norms = torch.linalg.vector_norm(per_param, dim=1)

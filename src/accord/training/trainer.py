@@ -790,8 +790,11 @@ class Trainer:
                 where = f"in {', '.join(bad_terms)} on rank {self.dist.rank}" if bad_terms else "on another rank"
                 raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite "
                                          f"loss {where} (lower train.lr or check inputs)")
-        if self.cfg.train.grad_clip:
-            logged["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.params, self.cfg.train.grad_clip))
+        t = self.cfg.train
+        if t.grad_clip and t.grad_clip_mode == "value":
+            torch.nn.utils.clip_grad_value_(run.params, t.grad_clip)
+        elif t.grad_clip:
+            logged["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.params, t.grad_clip))
         if run.scaler is not None:  # skips the step when a gradient overflowed, and adapts the scale
             run.scaler.step(run.opt)
             run.scaler.update()
