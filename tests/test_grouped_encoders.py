@@ -121,6 +121,34 @@ def test_encoders_that_differ_are_not_grouped(case: str) -> None:
     assert one_step_encoders(encoders, xs) is None
 
 
+def test_misa_takes_the_per_modality_path_on_sequences() -> None:
+    grouped, alone = _pair("misa", projection_norm=True)
+    batch = make_batch({"text": [3, 2, 1], "audio": [2, 1, 2], "visual": [1, 3, 2]}, TINY_DIMS)
+    assert grouped.one_step_utterances(batch) is None
+    assert torch.equal(grouped.eval()(batch).prediction, alone.eval()(batch).prediction)
+
+
+def test_misa_one_step_dropout_reaches_the_shared_and_private_encoders() -> None:
+    """Encoder dropout that drops everything (the projection and its bias) leaves sigmoid(0) = 1/2 everywhere, in both
+    paths: the grouped shared and private encoders apply their dropouts."""
+    batch = make_batch({m: [1, 1, 1] for m in MODALITIES}, TINY_DIMS)
+    for model in _pair("misa", dropout=0.0):
+        dec = model.decoupling
+        encoders = [dec.shared_common, *dec.private.values()]
+        for e in encoders:
+            e.drop.p = 1.0
+        model.train()
+        one = model.one_step_utterances(batch)
+        _, shared, private = one[:3] if one is not None else (None, *_alone_decoupled(model, batch))
+        torch.testing.assert_close(shared, torch.full_like(shared, 0.5))
+        torch.testing.assert_close(private, torch.full_like(private, 0.5))
+
+
+def _alone_decoupled(model: Any, batch: Any) -> tuple[Tensor, Tensor]:
+    _, shared, private, _ = model.utterances(batch)
+    return (torch.stack([shared[m][:, 0] for m in MODALITIES]), torch.stack([private[m][:, 0] for m in MODALITIES]))
+
+
 def test_encode_pooled_falls_back_to_one_by_one_on_sequences() -> None:
     torch.manual_seed(0)
     model = create_model("lmf", TINY_DIMS, 1).eval()
@@ -147,18 +175,21 @@ def _with_labels(model: Any, batch: Any) -> None:
             model.memory.labels[m] += torch.linspace(-1.0, 1.0, batch.size)
 
 
-NO_DROPOUT: dict[str, dict[str, float]] = {
+NO_DROPOUT: dict[str, dict[str, Any]] = {
     "tfn": {"dropout": 0.0, "fusion_dropout": 0.0},
     "lmf": {"dropout": 0.0, "fusion_dropout": 0.0},
     "self_mm": {"dropout": 0.0, "post_fusion_dropout": 0.0, "post_unimodal_dropout": 0.0},
+    "misa": {"dropout": 0.0},
+    "misa_norm": {"dropout": 0.0, "projection_norm": True},  # MISA with the released code's projection norms
 }
+MODELS = ["tfn", "lmf", "self_mm", "misa", "misa_norm"]
 
 
-@pytest.mark.parametrize("name", ["tfn", "lmf", "self_mm"])
+@pytest.mark.parametrize("name", MODELS)
 def test_batch_modalities_is_the_same_model(name: str) -> None:
     """On one-step data with missing modalities: the grouped model's prediction, features, diagnostics, losses and
     every gradient equal the per-encoder model's to float rounding."""
-    grouped, alone = _pair(name, **NO_DROPOUT[name])
+    grouped, alone = _pair(name.split("_norm")[0], **NO_DROPOUT[name])
     batch = make_batch({"text": [1, 1, 0, 1, 1], "audio": [1, 0, 1, 1, 1], "visual": [1, 1, 1, 0, 1]}, TINY_DIMS)
     outs = []
     for model in (grouped, alone):
@@ -211,7 +242,7 @@ def test_self_mm_grouped_heads_apply_the_unimodal_dropout() -> None:
         assert not torch.allclose(fused, torch.relu(model.layer1["fusion"].bias).expand_as(fused))
 
 
-@pytest.mark.parametrize("name", ["tfn", "lmf", "self_mm"])
+@pytest.mark.parametrize("name", ["tfn", "lmf", "self_mm", "misa"])
 def test_batch_modalities_draws_other_masks_and_runs_fewer_ops(name: str) -> None:
     from torch.utils._python_dispatch import TorchDispatchMode
 

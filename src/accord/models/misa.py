@@ -47,6 +47,7 @@ for comparing how well each shared space exposes planted conflicts).
 from __future__ import annotations
 
 from itertools import combinations
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,15 @@ from torch import Tensor, nn
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
 from accord.models.base import AccordModel, ModelParams, register_model, squeeze_head
-from accord.models.modules import CrossmodalTransformer, Decoupling, Dropout, masked_mean
+from accord.models.modules import (
+    CrossmodalTransformer,
+    Decoupling,
+    Dropout,
+    SequenceEncoder,
+    masked_mean,
+    one_step_encoders,
+)
+from accord.models.modules.grouped import grouped_layer_norm, grouped_linear
 from accord.models.params.misa import MISADeclaration
 from accord.objectives.conflict import conflict_scores
 from accord.objectives.decoupling import cmd, misa_difference
@@ -137,14 +146,60 @@ class MISA(MISADeclaration, AccordModel):
         shared, private = self.decoupling.decouple(x, mask)
         return x, shared, private, mask
 
+    def one_step_utterances(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """:meth:`utterances` when every modality has one step (utterance-level data) and ``batch_modalities``:
+        ``(X, H, P [3, B, d], keep [3, B])`` (modalities in :data:`MODALITIES` order; ``keep``: the step is valid),
+        or None (the per-modality path then runs).
+
+        Each modality is projected by its own layer; then the projection norms (one normalisation, each norm's
+        affine), the shared encoder (one pass over the three modalities' ``3 B`` rows), the private encoders
+        (:func:`~accord.models.modules.encoders.one_step_encoders`) and the output activation run once for the
+        three. The same function as the per-modality path (equal without dropout, to float rounding); one dropout
+        draw covers the three modalities at each site."""
+        p = self.params
+        assert isinstance(p, MISA.Params)
+        dec = self.decoupling
+        shared_enc = dec.shared_common
+        if (not p.batch_modalities or shared_enc is None or p.encoder_temporal == "transformer"
+                or any(batch.features[m].shape[1] != 1 for m in MODALITIES)):
+            return None
+        projected, _ = dec.project(batch.features, batch.mask)  # one step stays one step (window of one)
+        keep = torch.stack([batch.mask[m][:, 0] for m in MODALITIES])
+        w = keep.to(projected["text"].dtype).unsqueeze(-1)
+        x = torch.stack([projected[m][:, 0] for m in MODALITIES])
+        if self.project_norm is not None:
+            x = grouped_layer_norm(torch.relu(x), [cast(nn.LayerNorm, self.project_norm[m]) for m in MODALITIES]) * w
+        g, b, d = x.shape
+        shared = shared_enc.one_step(x.reshape(g * b, 1, d), keep.reshape(g * b, 1), w.reshape(g * b, 1, 1))
+        private = one_step_encoders([cast(SequenceEncoder, dec.private[m]) for m in MODALITIES],
+                                    list(x.unsqueeze(2).unbind(0)))
+        assert private is not None  # the private encoders are built alike
+        return x, dec.activate(shared.seq.view(g, b, d), keep), dec.activate(private, keep), keep
+
+    def one_step_reconstruction_error(self, x: Tensor, shared: Tensor, private: Tensor, keep: Tensor) -> Tensor:
+        """:meth:`reconstruction_error` on :meth:`one_step_utterances`'s ``[3, B, d]`` tensors: the three
+        reconstructions as one batched product, the errors as one ``[3, B]`` computation."""
+        rec = grouped_linear(shared + private, [cast(nn.Linear, self.recon[m]) for m in MODALITIES])
+        w = keep.to(rec.dtype)
+        errors = ((rec - x) * w.unsqueeze(-1)).pow(2).sum(dim=-1) / (w * rec.shape[-1]).clamp_min(1.0)
+        return errors.sum(dim=0) / w.sum(dim=0).clamp_min(1.0)
+
     def forward(self, batch: Batch) -> ModelOutput:
-        x, shared, private, mask = self.utterances(batch)
-        present = {m: mask[m].any(dim=1) for m in MODALITIES}
-        hc = {m: masked_mean(shared[m], mask[m]) for m in MODALITIES}
-        hp = {m: masked_mean(private[m], mask[m]) for m in MODALITIES}
+        one_step = self.one_step_utterances(batch)
+        if one_step is None:
+            x, shared, private, mask = self.utterances(batch)
+            present = {m: mask[m].any(dim=1) for m in MODALITIES}
+            hc = {m: masked_mean(shared[m], mask[m]) for m in MODALITIES}
+            hp = {m: masked_mean(private[m], mask[m]) for m in MODALITIES}
+            recon = self.reconstruction_error(x, shared, private, mask, present)
+        else:  # one step: the pooled vectors are the (masked) steps themselves
+            x_s, shared_s, private_s, keep = one_step
+            present = dict(zip(MODALITIES, keep.unbind(0), strict=True))
+            hc = dict(zip(MODALITIES, shared_s.unbind(0), strict=True))
+            hp = dict(zip(MODALITIES, private_s.unbind(0), strict=True))
+            recon = self.one_step_reconstruction_error(x_s, shared_s, private_s, keep)
 
         sim, diff = self.similarity_and_difference(hc, hp, present, batch.extras.get("sample_weight"))
-        recon = self.reconstruction_error(x, shared, private, mask, present)
 
         tokens = torch.stack([hp[m] for m in MISA_ORDER] + [hc[m] for m in MISA_ORDER], dim=1)  # [B, 6, d]
         token_mask = torch.stack([present[m] for m in MISA_ORDER] * 2, dim=1)

@@ -112,7 +112,8 @@ class Decoupling(nn.Module):
         assert self.shared_separate is not None
         return cast(SequenceEncoder, self.shared_separate[modality])  # a ModuleDict item is typed as Module
 
-    def _act(self, x: Tensor, mask: Tensor) -> Tensor:
+    def activate(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The block's output activation (``activation``), then zero where ``mask`` is False."""
         if self.activation == "tanh":
             x = torch.tanh(x)
         elif self.activation == "sigmoid":
@@ -135,8 +136,8 @@ class Decoupling(nn.Module):
         shared: dict[str, Tensor] = {}
         private: dict[str, Tensor] = {}
         for m in projected:
-            shared[m] = self._act(self.shared_encoder(m)(projected[m], mask[m]).seq, mask[m])
-            private[m] = self._act(self.private[m](projected[m], mask[m]).seq, mask[m])
+            shared[m] = self.activate(self.shared_encoder(m)(projected[m], mask[m]).seq, mask[m])
+            private[m] = self.activate(self.private[m](projected[m], mask[m]).seq, mask[m])
         return shared, private
 
     def forward(self, features: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> DecoupledSequences:

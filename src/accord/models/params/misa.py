@@ -41,3 +41,7 @@ class MISADeclaration(ModelDeclaration):
         downsample_text: int = Field(1, ge=1)
         downsample_audio: int = Field(4, ge=1)
         downsample_visual: int = Field(4, ge=1)
+        batch_modalities: bool = Field(
+            True, description="one step per modality (utterance-level data): the three modalities' projection norms, "
+                              "shared and private encoders and reconstructions as batched computations (same "
+                              "model, fewer ops, other dropout draws)")
