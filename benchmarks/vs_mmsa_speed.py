@@ -63,7 +63,11 @@ VARIANTS: dict[str, list[tuple[str, list[str], str]]] = {
              ("downsample4", vm.DEFAULT_RES, "audio/visual averaged over windows of 4 steps (Accord's default)"),
              ("text_steps", [*vm.FULL_RES, "data.params.max_len={audio: 50, visual: 50}"],
               "MMSA's work: audio/visual cut to their first 50 steps (MMSA's MISA packs its audio and visual LSTMs "
-              "with the TEXT lengths, at most 50; Accord reads up to 50 steps of every sample)")],
+              "with the TEXT lengths, at most 50; Accord reads up to 50 steps of every sample)"),
+             ("text_pooled", [*vm.FULL_RES, "data.params.max_len={audio: 50, visual: 50}", "data.pool_time=[text]"],
+              "MMSA's work and text path: audio/visual cut to their first 50 steps, text averaged over time once "
+              "(data.pool_time; MMSA's MISA, patched to run without BERT, projects the masked mean of the text "
+              "features: the same function as Accord's text projection of the mean)")],
     "self_mm": [("exact", [], "matched sizes; Accord's audio/visual encoders are temporal convolutions, MMSA's "
                               "LSTMs")],
 }
