@@ -152,7 +152,8 @@ def markdown(report: dict[str, Any]) -> str:
               *verdicts, "",
               "Accord's window is the mean over its rows (a window of 8 batches of 16 steps as one batch of 128); "
               "MMSA sums the batches' mean-loss gradients and clips gradient VALUES after every batch, Accord clips "
-              "the window's gradient NORM once. MMSA drops an epoch's last unfinished window (the next epoch zeroes "
+              "the window's gradient once (MulT and MISA: by value, as MMSA, since 2026-12-02 10:41 UTC; by norm "
+              "before). MMSA drops an epoch's last unfinished window (the next epoch zeroes "
               "it); Accord steps it. The epoch CPU column is the median over every epoch of the runs (the speed "
               "comparison itself is in vs_mmsa_speed.md, measured interleaved with MMSA)."]
     return "\n".join(lines) + "\n"

@@ -298,9 +298,19 @@ def streams_step() -> str:
             f"{row['batched_ops']:,} aten operations" if row else "no step times")
 
 
-CODE_MOVES = {"mult"}
-"""Models whose latest MOSI-U move comes from a change of their code (stop 35: MulT's transformers batched on
-one-step data), not counted as run-to-run noise."""
+def encoders_steps() -> str:
+    """The median MOSI-U training steps with each model's per-modality layers one at a time and batched
+    (``model.params.batch_modalities``), as ``step_costs.json`` (its ``encoders`` part) has them."""
+    names = {"lmf": "LMF", "self_mm": "Self-MM", "tfn": "TFN", "misa": "MISA"}
+    rows = (load("step_costs.json") or {}).get("encoders") or []
+    return ", ".join(f"{names.get(r['model'], r['model'])} {r['one_by_one_ms']} -> {r['batched_ms']} ms "
+                     f"({r['one_by_one_ops']:,} -> {r['batched_ops']:,} ops)" for r in rows) or "no step times"
+
+
+CODE_MOVES = {"tfn", "lmf", "mult", "misa", "self_mm"}
+"""Models whose latest MOSI-U move comes from a change of their code or matched config (stop 35: MulT's
+transformers batched on one-step data; stop 36: every model's per-modality layers batched on one-step data, MulT's
+and MISA's gradients clipped by value), not counted as run-to-run noise."""
 
 
 def equal_models_section(d: dict[str, Any]) -> list[str]:
@@ -328,7 +338,10 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
               "dropout in the shared/private encoders, fusion dropout 0.1 and a 2048-wide fusion FFN, as "
               "`nn.TransformerEncoderLayer(128, 2)`, where it had a 512-wide one: MMSA's MISA has 1,727,121 "
               "parameters, 526k of them that FFN). Rows measured before then (the spread table below) are of the "
-              "earlier configs; for MISA a smaller model.", "",
+              "earlier configs; for MISA a smaller model. From 2026-12-02 10:41 UTC MulT and MISA clip gradients "
+              "by value, as MMSA's trainers for them do (`train.grad_clip_mode: value`, `clip_grad_value_` at 0.6 / "
+              "0.8 after every step; Accord clipped the global norm at those values before): the MulT and MISA rows "
+              "measured before then, the MulT MOSI-sized row included, are of the norm-clipping configs.", "",
               "The `one optimiser step per k batches` rows train the same model with MMSA's optimiser cadence "
               "too: MMSA accumulates gradients over `update_epochs` batches (MulT 8, MISA 2, Self-MM 4), Accord "
               "with `train.accumulate_batches` (a window steps as one batch of its rows; docs/speed.md). TFN and LMF "
@@ -387,10 +400,13 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
                   "stop 34's code (exact GELU on small tensors through ATen's kernel, leaner batches: "
                   f"{gelu_steps()} in `step_costs.json`); the MulT rows of 2026-12-02 08:05 are of stop 35's code "
                   "(its six crossmodal and three memory transformers batched on one-step data, "
-                  f"`model.params.batch_streams`: {streams_step()} in `step_costs.json`); the rest is noise: on MOSI-U "
-                  "an epoch is 0.1-5 CPU s, much of it per-operation overhead in both frameworks, and "
-                  f"one run moves a ratio by up to {100 * moves[0][0]:.0f}% from the run before it "
-                  f"({', '.join(m for _, m in moves[:2])})." if moves else ""]
+                  f"`model.params.batch_streams`: {streams_step()} in `step_costs.json`); the rows of 2026-12-02 10:25 "
+                  "and later are of stop 36's code (each model's per-modality layers batched on one-step data, "
+                  f"`model.params.batch_modalities`: {encoders_steps()} in `step_costs.json`; LMF's 10:08 row is "
+                  "the code before it) and, for MulT and MISA, of value clipping as above."
+                  + (" The rest is noise: on MOSI-U an epoch is 0.1-5 CPU s, much of it per-operation overhead in both "
+                     f"frameworks, and one run moves a ratio by up to {100 * moves[0][0]:.0f}% from the run before "
+                     f"it ({', '.join(m for _, m in moves[:2])})." if moves else "")]
         if spreads:
             lines += ["", "The rows measured with `--repeats` give their median: the repeats of one row (whole rounds, "
                       "one after another) spread by up to a factor "
