@@ -11,7 +11,7 @@ The hook knows the model only by these two methods (duck typing), so this floor 
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 from torch import nn
@@ -46,9 +46,8 @@ class ULGMHook(TrainerHook):
         self.model = model
 
     def after_backward(self, model: nn.Module, batch: Batch, output: ModelOutput, state: StepState) -> dict[str, float]:
-        assert isinstance(model, LabelGenerating)
-        self.model = model
-        return model.ulgm_step(batch, output, state.epoch + 1)
+        self.model = cast(LabelGenerating, model)  # checked once, in on_fit_start (a protocol check costs per step)
+        return self.model.ulgm_step(batch, output, state.epoch + 1)
 
     def artifacts(self) -> dict[str, dict[str, np.ndarray]]:
         if self.model is None:

@@ -221,13 +221,19 @@ class LabelMemory:
 
     def lookup(self, ids: list[str], y_m: Tensor) -> dict[str, Tensor]:
         """Generated labels of ``ids`` per modality (``[B]``, CPU); an id not in memory gets its ``y_m``."""
+        return dict(zip(MODALITIES, self.lookup_stacked(ids, y_m).unbind(0), strict=True))
+
+    def lookup_stacked(self, ids: list[str], y_m: Tensor) -> Tensor:
+        """:meth:`lookup` as one ``[3, B]`` tensor (modalities in :data:`MODALITIES` order)."""
         y = y_m.detach().float().cpu()
-        known = torch.tensor([i in self.index for i in ids], dtype=torch.bool)
-        if not known.any():
-            return {m: y.clone() for m in MODALITIES}
-        rows = torch.tensor([self.index.get(i, 0) for i in ids], dtype=torch.long)
-        found = torch.where(known, self.uni_labels[:, rows.clamp_max(len(self) - 1)], y)
-        return dict(zip(MODALITIES, found.unbind(0), strict=True))
+        rows = [self.index.get(i, -1) for i in ids]
+        if all(r >= 0 for r in rows):  # every id seen (every step after the first epoch): a plain gather
+            return self.uni_labels[:, torch.tensor(rows, dtype=torch.long)]
+        if all(r < 0 for r in rows):
+            return y.expand(len(MODALITIES), -1).clone()
+        known = torch.tensor([r >= 0 for r in rows], dtype=torch.bool)
+        found = self.uni_labels[:, torch.tensor([max(r, 0) for r in rows], dtype=torch.long)]
+        return torch.where(known, found, y)
 
     def centres(self, task: str) -> tuple[Tensor, Tensor] | None:
         """Eq. 6 for ``task`` over the rows with a stored representation."""
@@ -312,8 +318,7 @@ class SelfMM(SelfMMDeclaration, AccordModel):
         if self.training:
             # Eq. 13's unimodal terms with the labels generated so far (y_m for samples not yet in memory)
             y_m = batch.label.to(preds["fusion"].dtype)
-            labels = self.labels_so_far(batch, y_m)
-            y_s = torch.stack([labels[m] for m in MODALITIES]).to(y_m.device, y_m.dtype)  # [3, B]
+            y_s = self.labels_so_far(batch, y_m).to(y_m.device, y_m.dtype)  # [3, B]
             w = unimodal_weights(y_s, y_m) * batch.present.t().to(y_m.dtype)
             uni = w * (uni_pred - y_s).abs()  # [3, B]: per sample; the trainer takes each task's mean
             losses.update({f"uni_{m}": uni[k] for k, m in enumerate(MODALITIES)})
@@ -323,15 +328,18 @@ class SelfMM(SelfMMDeclaration, AccordModel):
                            diagnostics=diagnostics, features=feats)
 
     @torch.compiler.disable
-    def labels_so_far(self, batch: Batch, y_m: Tensor) -> dict[str, Tensor]:
-        """The unimodal labels ULGM has generated so far for the batch's samples, per modality (``[B]``, CPU):
-        ``y_m`` for a sample not yet in memory, and for every sample of a batch without one id per sample.
+    def labels_so_far(self, batch: Batch, y_m: Tensor) -> Tensor:
+        """The unimodal labels ULGM has generated so far for the batch's samples, ``[3, B]`` (CPU, modalities in
+        :data:`MODALITIES` order): ``y_m`` for a sample not yet in memory, and for every sample of a batch without one
+        id per sample.
 
         Runs eagerly under ``torch.compile`` (``train.compile``): it reads the batch's ids and the memory's Python
         index, which a traced graph would guard on and be rebuilt for at every batch; the model's tensor work before
         and after it stays compiled."""
         ids = batch.ids if len(batch.ids) == batch.size else []
-        return self.memory.lookup(ids, y_m) if ids else {m: y_m.detach().cpu() for m in MODALITIES}
+        if ids:
+            return self.memory.lookup_stacked(ids, y_m)
+        return y_m.detach().cpu().expand(len(MODALITIES), -1)
 
     @torch.no_grad()
     def ulgm_step(self, batch: Batch, output: ModelOutput, epoch: int) -> dict[str, float]:
