@@ -14,7 +14,7 @@ from accord.models import create_model
 from accord.models.modules import CrossmodalTransformer
 from accord.models.modules.attention import drop_threshold
 from accord.models.modules.grouped import group_scale_mask, grouped_linear, one_step_transformers
-from test_models import TINY_DIMS, make_batch
+from test_models import TINY_DIMS, make_batch, training_ops
 
 
 def _stacks(n: int, self_attention: bool = False, seed: int = 0, **kw: float) -> list[CrossmodalTransformer]:
@@ -218,27 +218,14 @@ def test_mult_batch_streams_is_the_same_model_on_one_step_data(pool: str) -> Non
 
 def test_mult_batch_streams_trains_with_dropout_and_runs_fewer_ops() -> None:
     """In training the batched path draws other dropout masks (so the outputs differ) and runs far fewer ops."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            self.n += 1
-            return func(*args, **(kwargs or {}))
-
     params = dict(hidden=8, heads=2, layers=2, attn_dropout=0.2)
     batch = make_batch({m: [1, 1, 1, 1] for m in MODALITIES}, TINY_DIMS)
     counts, predictions = [], []
     for streams in (True, False):
         torch.manual_seed(0)  # the same initial weights and random stream for both paths
         model = create_model("mult", TINY_DIMS, 1, batch_streams=streams, **params).train()
-        with Count() as count:
-            prediction = model(batch).prediction
-            prediction.sum().backward()
-        counts.append(count.n)
-        predictions.append(prediction.detach())
+        n, prediction = training_ops(model, batch)
+        counts.append(n)
+        predictions.append(prediction)
     assert counts[0] < 0.6 * counts[1], counts
     assert not torch.allclose(predictions[0], predictions[1])

@@ -16,7 +16,7 @@ from accord.core.types import MODALITIES
 from accord.models import create_model
 from accord.models.modules import SequenceEncoder, encode_pooled, one_step_encoders
 from accord.models.self_mm import SelfMM
-from test_models import TINY_DIMS, make_batch
+from test_models import TINY_DIMS, make_batch, training_ops
 
 IN_DIMS = [6, 4, 5]
 
@@ -244,27 +244,14 @@ def test_self_mm_grouped_heads_apply_the_unimodal_dropout() -> None:
 
 @pytest.mark.parametrize("name", ["tfn", "lmf", "self_mm", "misa"])
 def test_batch_modalities_draws_other_masks_and_runs_fewer_ops(name: str) -> None:
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            self.n += 1
-            return func(*args, **(kwargs or {}))
-
     batch = make_batch({m: [1, 1, 1, 1] for m in MODALITIES}, TINY_DIMS)
     counts, predictions = [], []
     for model in _pair(name, dropout=0.3):
         torch.manual_seed(5)
         model.train()
         _with_labels(model, batch)
-        with Count() as count:
-            prediction = model(batch).prediction
-            prediction.sum().backward()
-        counts.append(count.n)
-        predictions.append(prediction.detach())
+        n, prediction = training_ops(model, batch)
+        counts.append(n)
+        predictions.append(prediction)
     assert counts[0] < 0.85 * counts[1], counts
     assert not torch.allclose(predictions[0], predictions[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from accord.core.errors import ConfigError
 from accord.core.types import MODALITIES, Batch, ModelOutput
@@ -31,6 +32,26 @@ UNIMODAL = {"text", "audio", "visual"}
 TINY_DIMS = {"text": 6, "audio": 4, "visual": 5}
 MOSI_DIMS = {"text": 768, "audio": 5, "visual": 20}
 MOSI_T = {"text": 50, "audio": 375, "visual": 500}
+
+
+class OpCount(TorchDispatchMode):
+    """Counts the aten operations run inside it (``with OpCount() as count: ...; count.n``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def training_ops(model: torch.nn.Module, batch: Batch) -> tuple[int, torch.Tensor]:
+    """The aten operations of one forward + backward of ``model`` on ``batch``, and its prediction."""
+    with OpCount() as count:
+        prediction = model(batch).prediction
+        prediction.sum().backward()
+    return count.n, prediction.detach()
 
 
 def make_batch(lengths: dict[str, list[int]], dims: dict[str, int], t: dict[str, int] | None = None,
@@ -414,24 +435,13 @@ def test_one_step_pooling_is_the_step_times_its_mask_in_few_ops() -> None:
     """On one step (utterance-level data) masked_mean and downsample_mean (stride > 1) are the step times its mask:
     the values and gradients of the general formulas (checked against a second, padded step, which takes them), a
     masked row gives zeros, and at most three ops run (select, cast, multiply)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            self.n += 1
-            return func(*args, **(kwargs or {}))
-
     x = torch.tensor([[[1.0, -2.0]], [[3.0, 4.0]], [[5.0, 6.0]]], requires_grad=True)
     mask = torch.tensor([[True], [False], [True]])
     padded = torch.cat([x, torch.full((3, 1, 2), 9.0)], dim=1)  # a second, masked step: the general path
     padded_mask = torch.cat([mask, torch.zeros(3, 1, dtype=torch.bool)], dim=1)
     want = torch.tensor([[1.0, -2.0], [0.0, 0.0], [5.0, 6.0]])
     weights = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
-    with Count() as count:
+    with OpCount() as count:
         got = masked_mean(x, mask)
     assert count.n <= 3
     torch.testing.assert_close(got, want)
@@ -440,7 +450,7 @@ def test_one_step_pooling_is_the_step_times_its_mask_in_few_ops() -> None:
     g_got, = torch.autograd.grad((got * weights).sum(), x)
     g_general, = torch.autograd.grad((general * weights).sum(), x)
     torch.testing.assert_close(g_got, g_general)
-    with Count() as count:
+    with OpCount() as count:
         down, down_mask = downsample_mean(x, mask, 4)
     assert count.n <= 3 and down_mask is mask
     torch.testing.assert_close(down, want.unsqueeze(1))
