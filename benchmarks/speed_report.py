@@ -13,8 +13,9 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
     python benchmarks/compile_speed.py --parts inference --methods tfn,mult
     python benchmarks/study_walls.py
     python benchmarks/vs_mmsa_speed.py
-    python benchmarks/vs_mmsa_speed.py --data mosi_u --epochs 10 --repeats 3
+    python benchmarks/vs_mmsa_speed.py --data mosi_u --epochs 10 --repeats 5
     python benchmarks/mosi_u_accuracy.py
+    python benchmarks/step_costs.py --parts encoders --encoder-models lmf,self_mm,tfn,misa
     bash benchmarks/fresh_clone_demo.sh
     python benchmarks/speed_report.py
 """
