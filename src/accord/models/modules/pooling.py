@@ -21,7 +21,7 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``x [B, T, D]`` over the steps where ``mask [B, T]`` is True; zeros where no step is valid.
 
     On one step (utterance-level data) the mean is that step times its mask: the same values and gradients (a sum
-    of one term, divided by a count of 1) in one op instead of five."""
+    of one term, divided by a count of 1) in three ops instead of seven."""
     _check(x, mask)
     if x.shape[1] == 1:
         return x[:, 0] * mask.to(x.dtype)
