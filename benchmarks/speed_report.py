@@ -342,7 +342,7 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
               "earlier configs; for MISA a smaller model. From 2026-12-02 10:41 UTC MulT and MISA clip gradients "
               "by value, as MMSA's trainers for them do (`train.grad_clip_mode: value`, `clip_grad_value_` at 0.6 / "
               "0.8 after every step; Accord clipped the global norm at those values before): the MulT and MISA rows "
-              "measured before then, the MulT MOSI-sized row included, are of the norm-clipping configs.", "",
+              "measured before then (the spread table below) are of the norm-clipping configs.", "",
               "The `one optimiser step per k batches` rows train the same model with MMSA's optimiser cadence "
               "too: MMSA accumulates gradients over `update_epochs` batches (MulT 8, MISA 2, Self-MM 4), Accord "
               "with `train.accumulate_batches` (a window steps as one batch of its rows; docs/speed.md). TFN and LMF "
