@@ -310,8 +310,9 @@ class SelfMM(SelfMMDeclaration, AccordModel):
         p = self.params
         assert isinstance(p, SelfMM.Params)
         stacked = encode_pooled_stacked(self.encoders, batch) if p.batch_modalities else None
-        feats = self.forward_features(batch) if stacked is None else dict(zip(MODALITIES, stacked.unbind(0),
-                                                                                strict=True))
+        # (the grouping was decided once, here: where it cannot run, the encoders run one by one)
+        feats = encode_pooled(self.encoders, batch, grouped=False) if stacked is None else dict(
+            zip(MODALITIES, stacked.unbind(0), strict=True))
         reps, preds, uni_pred = self.task_outputs(feats, stacked)
         diagnostics = {f"unimodal_{m}": preds[m].detach() for m in MODALITIES}
         losses: dict[str, Tensor] = {}
