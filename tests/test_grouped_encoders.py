@@ -218,13 +218,15 @@ def test_self_mm_unimodal_heads_are_grouped_on_sequences_too() -> None:
     grouped, alone = _pair("self_mm", **NO_DROPOUT["self_mm"])
     batch = make_batch({"text": [3, 2, 1], "audio": [2, 1, 2], "visual": [1, 3, 2]}, TINY_DIMS)
     feats = alone.eval().forward_features(batch)
-    reps_g, preds_g, uni_g = grouped.eval().task_outputs(feats)
-    reps_a, preds_a, uni_a = alone.task_outputs(feats)
+    reps_g, preds_g, uni_reps_g, uni_g = grouped.eval().task_outputs(feats)
+    reps_a, preds_a, uni_reps_a, uni_a = alone.task_outputs(feats)
     for t in reps_a:
         torch.testing.assert_close(reps_g[t], reps_a[t], rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(preds_g[t], preds_a[t], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(uni_g, uni_a, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(uni_g, torch.stack([preds_g[m] for m in MODALITIES]))
+    torch.testing.assert_close(uni_reps_g, uni_reps_a, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(uni_reps_g, torch.stack([reps_g[m] for m in MODALITIES]))
 
 
 def test_self_mm_grouped_heads_apply_the_unimodal_dropout() -> None:
@@ -235,9 +237,9 @@ def test_self_mm_grouped_heads_apply_the_unimodal_dropout() -> None:
         for m in MODALITIES:
             model.drop[m].p = 1.0
         out = model.train()(batch)
-        for m in MODALITIES:
+        for k, m in enumerate(MODALITIES):
             want = torch.relu(model.layer1[m].bias).expand(3, -1)
-            torch.testing.assert_close(out.diagnostics[f"repr_{m}"], want)
+            torch.testing.assert_close(out.diagnostics["repr_unimodal"][:, k], want)
         fused = out.diagnostics["repr_fusion"]
         assert not torch.allclose(fused, torch.relu(model.layer1["fusion"].bias).expand_as(fused))
 

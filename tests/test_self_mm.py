@@ -51,8 +51,9 @@ def fake_step(ids: list[str], y_m: list[float], reps: dict[str, list[list[float]
     batch.ids, batch.label = list(ids), torch.tensor(y_m)
     if present is not None:
         batch.present = torch.tensor(present)
-    out = ModelOutput(prediction=torch.zeros(b),
-                      diagnostics={f"repr_{t}": torch.tensor(reps[t], dtype=torch.float32) for t in TASKS})
+    out = ModelOutput(prediction=torch.zeros(b), diagnostics={
+        "repr_fusion": torch.tensor(reps["fusion"], dtype=torch.float32),
+        "repr_unimodal": torch.tensor([reps[m] for m in MODALITIES], dtype=torch.float32).transpose(0, 1)})
     return batch, out
 
 
@@ -376,3 +377,25 @@ def test_label_memory_centres_use_only_the_stored_rows() -> None:
     mem.stored["audio"][rows[3]] = True
     _, neg_all = mem.centres("audio")  # type: ignore[misc]
     torch.testing.assert_close(neg_all, torch.tensor([0.0, 1.0]))
+
+
+def test_fusion_centres_from_the_kept_indicators_equal_eq6_over_the_stored_rows() -> None:
+    """The multimodal centres ULGM reads every step come from class indicators kept since each row was added
+    (``fusion_member``): equal to Eq. 6 recomputed over the stored rows (a zero label in neither class, an unstored
+    row left out, rows added later appended in order), bit for bit; None while a class is empty."""
+    mem = LabelMemory({"fusion": 3, "text": 2, "audio": 2, "visual": 2})
+    rows = mem.rows(["a", "b", "c", "d"], torch.tensor([1.5, 0.0, -2.0, 3.0]))
+    assert mem.fusion_centres() is None  # nothing stored yet
+    mem.features["fusion"][rows] = torch.tensor([[1.0, 2.0, 3.0], [9.0, 9.0, 9.0], [0.5, -1.0, 2.0],
+                                                 [3.0, 0.0, -1.0]])
+    mem.stored["fusion"][rows[:3]] = True  # "d" not stored: it must not pull the positive centre
+    pos, neg = mem.fusion_centres()  # type: ignore[misc]
+    torch.testing.assert_close(pos, torch.tensor([1.0, 2.0, 3.0]))  # "b" (label 0) in neither class
+    torch.testing.assert_close(neg, torch.tensor([0.5, -1.0, 2.0]))
+    more = mem.rows(["e", "a"], torch.tensor([-1.0, 1.5]))
+    mem.features["fusion"][more[0]] = torch.tensor([1.5, 1.0, 0.0])
+    mem.stored["fusion"][more[0]] = True
+    mem.stored["fusion"][rows[3]] = True
+    for got, want in zip(mem.fusion_centres(), mem.centres("fusion"), strict=True):  # type: ignore[arg-type]
+        assert torch.equal(got, want)
+    torch.testing.assert_close(mem.fusion_centres()[1], torch.tensor([1.0, 0.0, 1.0]))  # type: ignore[index]

@@ -168,6 +168,30 @@ def test_every_builtin_method_dataset_and_hook_resolves_without_torch(tmp_path: 
     assert len(res["resolved"]) == len(catalog.MODELS) * len(catalog.DATASETS)
 
 
+_MODELS_ONLY = """
+import sys, torch
+from accord.models import create_model, list_models
+from conftest import tiny_dataset
+batch = tiny_dataset(n=4, dims=(6, 4, 5))["train"].batch(torch.arange(4))
+for name in list_models():
+    model = create_model(name, {"text": 6, "audio": 4, "visual": 5}, 1).eval()
+    with torch.no_grad():
+        model(batch)
+print(sorted(m for m in ("torch._dynamo", "torch._inductor") if m in sys.modules))
+"""
+
+
+def test_building_and_running_every_model_never_imports_the_compiler_stack() -> None:
+    """Importing, building and running every registered model (what ``accord evaluate``, ``predict`` and the server
+    do before any optimiser exists) imports neither TorchDynamo nor inductor: about a second of start-up. A model's
+    deliberate graph breaks are named in ``eager_methods`` and wrapped only when a model is compiled; a
+    ``@torch.compiler.disable`` on a method imports the stack with the model's module."""
+    proc = subprocess.run([sys.executable, "-c", _MODELS_ONLY], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_the_declarations_are_what_the_registries_hold() -> None:
     """The torch-free tables a config is resolved from (:data:`accord.models.params.BUILTIN_MODELS`,
     :data:`accord.data.params.BUILTIN_DATASETS`, :data:`accord.balance.params.BUILTIN_HOOKS`) name exactly the

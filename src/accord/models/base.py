@@ -47,6 +47,12 @@ class AccordModel(ModelDeclaration, nn.Module):
     can: a forward that keeps Python-side state across steps (Self-MM's label memory), or whose shapes depend on
     tensor values (boolean indexing; weight rows by 0/1 instead, as MISA's losses do)."""
 
+    eager_methods: ClassVar[tuple[str, ...]] = ()
+    """Methods that run eagerly while ``torch.compile`` traces the model (a deliberate graph break, e.g. one that reads
+    Python-side state a graph would guard on): :func:`~accord.training.trainer.compile_model` wraps them with
+    ``torch.compiler.disable`` on the instance it compiles; uncompiled, they are plain methods (importing the compiler
+    stack, which ``torch.compiler.disable`` does, costs about a second)."""
+
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__()
         self.dims = dict(dims)

@@ -99,23 +99,32 @@ EPS: float = 1e-8
 
 
 # --------------------------------------------------------------------------- ULGM (pure functions)
-def stacked_class_centres(feats: Tensor, labels: Tensor, keep: Tensor | None = None
-                          ) -> tuple[Tensor, Tensor, Tensor]:
-    """Eq. 6 for one or more tasks at once: ``feats [..., N, d]`` under ``labels [..., N]`` over the rows where
-    ``keep [..., N]`` (bool) is True (all rows when None) give ``(C^p [..., d], C^n [..., d], defined [...])``,
-    ``defined`` False where a class is empty (its centre is then 0 and must not be used).
-
-    Samples labelled 0 belong to neither class. Computed as one ``[..., 2, N] @ [..., N, d]`` product of the class
-    indicators (ULGM runs this over the whole memory every training step: a boolean gather of the rows cost several
-    times more), for the three unimodal tasks in one batched product.
-    """
+def class_members(labels: Tensor, keep: Tensor | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Eq. 6's class indicators ``[..., 2, N]`` of ``labels [..., N]`` as ``dtype`` (row 0: ``I(y > 0)``, row 1:
+    ``I(y < 0)``) over the rows where ``keep [..., N]`` (bool) is True (all rows when None): samples labelled 0
+    belong to neither class."""
     pos, neg = labels > 0, labels < 0
     if keep is not None:
         pos, neg = pos & keep, neg & keep
-    member = torch.stack([pos, neg], dim=-2).to(feats.dtype)
+    return torch.stack([pos, neg], dim=-2).to(dtype)
+
+
+def member_centres(member: Tensor, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. 6 from the class indicators ``member [..., 2, N]`` (:func:`class_members`) of ``feats [..., N, d]``:
+    ``(C^p [..., d], C^n [..., d], defined [...])``, ``defined`` False where a class is empty (its centre is then 0
+    and must not be used). One ``[..., 2, N] @ [..., N, d]`` product of the indicators (ULGM runs this over the whole
+    memory every training step: a boolean gather of the rows cost several times more)."""
     counts = member.sum(dim=-1)
     centres = (member @ feats) / counts.clamp_min(1.0).unsqueeze(-1)
     return centres[..., 0, :], centres[..., 1, :], counts.all(dim=-1)
+
+
+def stacked_class_centres(feats: Tensor, labels: Tensor, keep: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. 6 for one or more tasks at once: ``feats [..., N, d]`` under ``labels [..., N]`` over the rows where
+    ``keep [..., N]`` (bool) is True (all rows when None) give ``(C^p [..., d], C^n [..., d], defined [...])``
+    (:func:`member_centres` of :func:`class_members`); for the three unimodal tasks one batched product."""
+    return member_centres(class_members(labels, keep, feats.dtype), feats)
 
 
 def class_centres(feats: Tensor, labels: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
@@ -168,8 +177,9 @@ class LabelMemory:
     (``stored[t]`` False until one is), ``labels["fusion"]`` the multimodal labels, ``labels[m]`` the generated
     unimodal labels. The three unimodal tasks (one width) live in stacked tensors, ``uni_features [3, N, d]``,
     ``uni_stored [3, N]`` and ``uni_labels [3, N]`` (in :data:`MODALITIES` order), of which ``features[m]``,
-    ``stored[m]`` and ``labels[m]`` are views, so ULGM updates them in one pass. Everything lives on the CPU and is
-    never part of the model's ``state_dict``.
+    ``stored[m]`` and ``labels[m]`` are views, so ULGM updates them in one pass. The multimodal labels never change,
+    so their class indicators (:func:`class_members`, ``fusion_member [2, N]``) are kept from when a row is added.
+    Everything lives on the CPU and is never part of the model's ``state_dict``.
     """
 
     def __init__(self, dims: dict[str, int]) -> None:
@@ -181,6 +191,7 @@ class LabelMemory:
         self.features = {"fusion": torch.zeros(0, dims["fusion"])}
         self.stored = {"fusion": torch.zeros(0, dtype=torch.bool)}
         self.labels = {"fusion": torch.zeros(0)}
+        self.fusion_member = torch.zeros(2, 0)
         self.uni_features = torch.zeros(len(MODALITIES), 0, widths.pop())
         self.uni_stored = torch.zeros(len(MODALITIES), 0, dtype=torch.bool)
         self.uni_labels = torch.zeros(len(MODALITIES), 0)
@@ -211,6 +222,7 @@ class LabelMemory:
             self.features["fusion"] = torch.cat([self.features["fusion"], torch.zeros(n, self.dims["fusion"])])
             self.stored["fusion"] = torch.cat([self.stored["fusion"], torch.zeros(n, dtype=torch.bool)])
             self.labels["fusion"] = torch.cat([self.labels["fusion"], y0])
+            self.fusion_member = torch.cat([self.fusion_member, class_members(y0)], dim=1)
             self.uni_features = torch.cat([self.uni_features, self.uni_features.new_zeros(u, n,
                                                                                           self.uni_features.shape[2])],
                                           dim=1)
@@ -239,6 +251,12 @@ class LabelMemory:
         """Eq. 6 for ``task`` over the rows with a stored representation."""
         return class_centres(self.features[task], self.labels[task], self.stored[task])
 
+    def fusion_centres(self) -> tuple[Tensor, Tensor] | None:
+        """:meth:`centres` of the multimodal task from the kept class indicators of its fixed labels (the same
+        numbers: one product fewer ops per training step)."""
+        pos, neg, defined = member_centres(self.fusion_member * self.stored["fusion"], self.features["fusion"])
+        return (pos, neg) if bool(defined) else None
+
 
 # --------------------------------------------------------------------------- the model
 @register_model("self_mm")
@@ -248,6 +266,7 @@ class SelfMM(SelfMMDeclaration, AccordModel):
     text_input_form = "pooled"  # an utterance model: a pretrained text branch gives it the sentence vector
 
     not_vectorisable: ClassVar[str | None] = "its label memory is updated per sample id in Python"
+    eager_methods: ClassVar[tuple[str, ...]] = ("labels_so_far",)
 
     def __init__(self, dims: dict[str, int], out_dim: int, params: ModelParams) -> None:
         super().__init__(dims, out_dim, params)
@@ -282,9 +301,10 @@ class SelfMM(SelfMMDeclaration, AccordModel):
         return {t: torch.relu(self.layer1[t](self.drop[t](inputs[t]))) for t in TASKS}
 
     def task_outputs(self, feats: dict[str, Tensor], stacked: Tensor | None = None
-                     ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
-        """``(F_t*, y^_t, y^_s)``: per task ``t`` the representations (``[B, width]``) and predictions (``[B]``),
-        and the three unimodal predictions as one ``[3, B]`` tensor (modalities in :data:`MODALITIES` order).
+                     ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor, Tensor]:
+        """``(F_t*, y^_t, F_s*, y^_s)``: per task ``t`` the representations (``[B, width]``) and predictions
+        (``[B]``), and the three unimodal representations and predictions as one ``[3, B, width]`` and one ``[3, B]``
+        tensor (modalities in :data:`MODALITIES` order).
 
         With ``batch_modalities`` the three unimodal tasks (layers of one shape) run as one batched computation on
         ``stacked`` = ``[F_t; F_a; F_v]`` as ``[3, B, hidden]`` (stacked from ``feats`` when not given): one dropout
@@ -294,7 +314,8 @@ class SelfMM(SelfMMDeclaration, AccordModel):
         if not p.batch_modalities:
             reps = self.representations(feats)
             preds = {t: self.layer3[t](torch.relu(self.layer2[t](reps[t]))).squeeze(-1) for t in TASKS}
-            return reps, preds, torch.stack([preds[m] for m in MODALITIES])
+            return (reps, preds, torch.stack([reps[m] for m in MODALITIES]),
+                    torch.stack([preds[m] for m in MODALITIES]))
         fused = torch.relu(self.layer1["fusion"](self.drop["fusion"](torch.cat([feats[m] for m in MODALITIES],
                                                                                 dim=1))))
         x = torch.stack([feats[m] for m in MODALITIES]) if stacked is None else stacked
@@ -304,7 +325,7 @@ class SelfMM(SelfMMDeclaration, AccordModel):
         reps = {"fusion": fused, **dict(zip(MODALITIES, uni.unbind(0), strict=True))}
         preds = {"fusion": self.layer3["fusion"](torch.relu(self.layer2["fusion"](fused))).squeeze(-1),
                  **dict(zip(MODALITIES, uni_pred.unbind(0), strict=True))}
-        return reps, preds, uni_pred
+        return reps, preds, uni, uni_pred
 
     def forward(self, batch: Batch) -> ModelOutput:
         p = self.params
@@ -313,8 +334,8 @@ class SelfMM(SelfMMDeclaration, AccordModel):
         # (the grouping was decided once, here: where it cannot run, the encoders run one by one)
         feats = encode_pooled(self.encoders, batch, grouped=False) if stacked is None else dict(
             zip(MODALITIES, stacked.unbind(0), strict=True))
-        reps, preds, uni_pred = self.task_outputs(feats, stacked)
-        diagnostics = {f"unimodal_{m}": preds[m].detach() for m in MODALITIES}
+        reps, preds, uni_reps, uni_pred = self.task_outputs(feats, stacked)
+        diagnostics = dict(zip((f"unimodal_{m}" for m in MODALITIES), uni_pred.detach().unbind(0), strict=True))
         losses: dict[str, Tensor] = {}
         if self.training:
             # Eq. 13's unimodal terms with the labels generated so far (y_m for samples not yet in memory)
@@ -323,20 +344,21 @@ class SelfMM(SelfMMDeclaration, AccordModel):
             w = unimodal_weights(y_s, y_m) * batch.present.t().to(y_m.dtype)
             uni = w * (uni_pred - y_s).abs()  # [3, B]: per sample; the trainer takes each task's mean
             losses.update({f"uni_{m}": uni[k] for k, m in enumerate(MODALITIES)})
-            # the representations, for the hook's memory update (training only; never saved)
-            diagnostics.update({f"repr_{t}": reps[t].detach() for t in TASKS})
+            # the representations, for the hook's memory update (training only; never saved): F_m* [B, d_m] and
+            # the unimodal F_s* as one [B, 3, d] (per sample, modalities in MODALITIES order)
+            diagnostics["repr_fusion"] = reps["fusion"].detach()
+            diagnostics["repr_unimodal"] = uni_reps.detach().transpose(0, 1)
         return ModelOutput(prediction=squeeze_head(preds["fusion"].unsqueeze(-1), self.out_dim), losses=losses,
                            diagnostics=diagnostics, features=feats)
 
-    @torch.compiler.disable
     def labels_so_far(self, batch: Batch, y_m: Tensor) -> Tensor:
         """The unimodal labels ULGM has generated so far for the batch's samples, ``[3, B]`` (CPU, modalities in
         :data:`MODALITIES` order): ``y_m`` for a sample not yet in memory, and for every sample of a batch without one
         id per sample.
 
-        Runs eagerly under ``torch.compile`` (``train.compile``): it reads the batch's ids and the memory's Python
-        index, which a traced graph would guard on and be rebuilt for at every batch; the model's tensor work before
-        and after it stays compiled."""
+        Runs eagerly under ``torch.compile`` (``train.compile``; one of :attr:`eager_methods`): it reads the batch's
+        ids and the memory's Python index, which a traced graph would guard on and be rebuilt for at every batch; the
+        model's tensor work before and after it stays compiled."""
         ids = batch.ids if len(batch.ids) == batch.size else []
         if ids:
             return self.memory.lookup_stacked(ids, y_m)
@@ -360,25 +382,31 @@ class SelfMM(SelfMMDeclaration, AccordModel):
             mem.first_epoch = epoch
         y_m = batch.label.detach().float().cpu()
         rows = mem.rows(batch.ids, y_m)
-        reps = {t: output.diagnostics[f"repr_{t}"].detach().float().cpu() for t in TASKS}
-        uni_reps = torch.stack([reps[m] for m in MODALITIES])  # [3, B, d]
+        fused = output.diagnostics["repr_fusion"].float().cpu()  # F_m* [B, d_m] (detached by forward)
+        # F_s* as [3, B, d]; contiguous, so each row's distance sums in one order whatever layout the heads gave
+        uni_reps = output.diagnostics["repr_unimodal"].float().cpu().transpose(0, 1).contiguous()
         present = batch.present.detach().cpu().t()  # [3, B]: which rows each unimodal task stores / updates
+        everywhere = bool(present.all())  # (the usual case: every modality of every sample)
         if epoch >= p.update_start_epoch and epoch > mem.first_epoch:
-            fusion_centres = mem.centres("fusion")
+            fusion_centres = mem.fusion_centres()
             if fusion_centres is not None:
-                alpha_m = relative_distance(reps["fusion"], fusion_centres, p.distance)
-                y_mem = mem.labels["fusion"][rows]
+                alpha_m = relative_distance(fused, fusion_centres, p.distance)
                 # the three unimodal tasks at once ([3, B]); a task whose class is empty keeps its labels
                 pos, neg, defined = stacked_class_centres(mem.uni_features, mem.uni_labels, mem.uni_stored)
                 alpha_s = relative_distance(uni_reps, (pos.unsqueeze(1), neg.unsqueeze(1)), p.distance)
-                generated = shifted_label(y_mem, alpha_m, alpha_s, p.label_bound)
+                generated = shifted_label(mem.labels["fusion"][rows], alpha_m, alpha_s, p.label_bound)
                 current = mem.uni_labels[:, rows]
                 updated = momentum_update(current, generated, epoch)
-                mem.uni_labels[:, rows] = torch.where(present & defined.unsqueeze(1), updated, current)
-        mem.features["fusion"][rows] = reps["fusion"]
-        mem.stored["fusion"][rows] = True
-        mem.uni_features[:, rows] = torch.where(present.unsqueeze(-1), uni_reps, mem.uni_features[:, rows])
-        mem.uni_stored[:, rows] |= present
+                keep = defined.unsqueeze(1) if everywhere else present & defined.unsqueeze(1)
+                mem.uni_labels[:, rows] = torch.where(keep, updated, current)
+        mem.features["fusion"][rows] = fused
+        mem.stored["fusion"].index_fill_(0, rows, True)
+        if everywhere:
+            mem.uni_features[:, rows] = uni_reps
+            mem.uni_stored.index_fill_(1, rows, True)
+        else:
+            mem.uni_features[:, rows] = torch.where(present.unsqueeze(-1), uni_reps, mem.uni_features[:, rows])
+            mem.uni_stored[:, rows] |= present
         drift = (mem.uni_labels - mem.labels["fusion"]).abs().mean(dim=1)
         return {f"ulgm_drift_{m}": d for m, d in zip(MODALITIES, drift.tolist(), strict=True)}
 

@@ -147,12 +147,15 @@ def compile_model(model: AccordModel, backend: str) -> None:
     gives a length that happens to equal another size, a feature width say, the same symbol, then specialises both
     when the width is fixed by a weight, and rebuilds the graph at the next length: traced with the ``eager``
     backend, a 4-epoch TFN on ConflictBench was rebuilt at two new lengths; ``tests/test_precision.py``). The
-    models' own length-dependent code takes compile-safe forms while compiling (e.g. ``TemporalConv1d.taps``)."""
+    models' own length-dependent code takes compile-safe forms while compiling (e.g. ``TemporalConv1d.taps``), and
+    the methods a model names in ``eager_methods`` run eagerly."""
     if backend == "off":
         return
     import torch.fx.experimental._config as fx_config
 
     fx_config.use_duck_shape = False
+    for name in getattr(model, "eager_methods", ()):  # the model's deliberate graph breaks (this instance only)
+        setattr(model, name, torch.compiler.disable(getattr(model, name)))
     model.compile(backend=backend, dynamic=True)
 
 
