@@ -112,10 +112,17 @@ def _why_not(case: str) -> tuple[list[SequenceEncoder], list[Tensor]]:
         encoders[2].act.approximate = "tanh"
     elif case == "temporal":
         encoders[1] = SequenceEncoder(IN_DIMS[1], 8, dropout=0.1, temporal="none")
+    elif case == "batch size":
+        xs[1] = xs[1][:2]
+    elif case == "no tap bias":  # a convolution without its bias: the grouped taps read every bias
+        mixer = encoders[2].mixer
+        assert mixer is not None
+        mixer.conv.register_parameter("bias", None)
     return encoders, xs
 
 
-@pytest.mark.parametrize("case", ["two steps", "transformer", "width", "dropout", "mode", "activation", "temporal"])
+@pytest.mark.parametrize("case", ["two steps", "transformer", "width", "dropout", "mode", "activation", "temporal",
+                                  "batch size", "no tap bias"])
 def test_encoders_that_differ_are_not_grouped(case: str) -> None:
     encoders, xs = _why_not(case)
     assert one_step_encoders(encoders, xs) is None

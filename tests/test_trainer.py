@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +251,7 @@ def test_gradient_clipping_by_norm_or_by_value(tmp_path: Path, mode: str) -> Non
         return step(*args, **kwargs)
 
     run.opt.step = record  # type: ignore[method-assign]
-    _, logged = tr.train_step(run, batch, batch.size)
+    _, _, logged = tr.train_step(run, batch, batch.size)
     assert len(before) == len(seen) > 0
     if mode == "value":
         assert "grad_norm" not in logged
@@ -403,8 +404,9 @@ def test_seeding_asks_for_deterministic_kernels_without_nan_filling_new_memory()
 
 def test_terms_are_read_and_checked_in_one_conversion_with_the_same_answers() -> None:
     """``scalar_values`` / ``non_finite_terms`` (one stacked op for a step's 0-d terms) give what reading and checking
-    each term alone gives: the numbers in order, and the names of the NaN / infinite terms."""
-    from accord.training.trainer import EpochSums, non_finite_terms, scalar_values
+    each term alone gives: the numbers in order, and the names of the NaN / infinite terms; ``read_terms`` (a
+    training step's one read) gives both."""
+    from accord.training.trainer import EpochSums, non_finite_terms, read_terms, scalar_values
 
     terms = {"task": torch.tensor(0.25), "total": torch.tensor(1.0 / 3.0), "aux": torch.tensor(-2.5)}
     assert scalar_values(terms) == [0.25, float(torch.tensor(1.0 / 3.0)), -2.5]
@@ -420,3 +422,11 @@ def test_terms_are_read_and_checked_in_one_conversion_with_the_same_answers() ->
     sums.add_terms({"total": w * 3.0, "task": w + 0.5}, n=4)
     sums.add_terms({"total": torch.tensor(1.0), "task": torch.tensor(0.0)}, n=2)
     assert sums.means() == {"loss/total": (6.0 * 4 + 1.0 * 2) / 6, "loss/task": (2.5 * 4) / 6}
+    # a training step reads its terms once for both: the same numbers and the same non-finite names
+    assert read_terms(terms) == (scalar_values(terms), [])
+    values, names = read_terms(bad)
+    assert values[0] == 1.0 and math.isnan(values[1]) and values[2] == float("-inf") and names == ["b", "c"]
+    assert read_terms({"a": mixed["a"], "c": torch.tensor(0.5)}) == ([1.5, 0.5], [])  # two dtypes: each alone
+    with pytest.raises((TypeError, RuntimeError, ValueError)):
+        read_terms(mixed)  # a term that is not one number cannot be read as one (as scalar_values refuses)
+    assert read_terms({}) == ([], [])

@@ -341,7 +341,7 @@ class SelfMM(SelfMMDeclaration, AccordModel):
             # Eq. 13's unimodal terms with the labels generated so far (y_m for samples not yet in memory)
             y_m = batch.label.to(preds["fusion"].dtype)
             y_s = self.labels_so_far(batch, y_m).to(y_m.device, y_m.dtype)  # [3, B]
-            w = unimodal_weights(y_s, y_m) * batch.present.t().to(y_m.dtype)
+            w = unimodal_weights(y_s, y_m) * batch.present.t()  # (a bool factor: 0 where s is missing)
             uni = w * (uni_pred - y_s).abs()  # [3, B]: per sample; the trainer takes each task's mean
             losses.update({f"uni_{m}": uni[k] for k, m in enumerate(MODALITIES)})
             # the representations, for the hook's memory update (training only; never saved): F_m* [B, d_m] and

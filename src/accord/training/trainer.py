@@ -221,6 +221,18 @@ def scalar_values(terms: dict[str, torch.Tensor]) -> list[float]:
     return [float(v.detach()) for v in values]
 
 
+def read_terms(terms: dict[str, torch.Tensor]) -> tuple[list[float], list[str]]:
+    """``(scalar_values(terms), non_finite_terms(terms))`` from ONE read of the stacked terms where they are 0-d
+    tensors of one dtype (a training step's terms: the finiteness check and the epoch's sums read the same numbers,
+    one op and one synchronisation for both); each function on its own otherwise."""
+    values = list(terms.values())
+    if _stackable(values):
+        with torch.no_grad():
+            read: list[float] = torch.stack(values).tolist()
+        return read, [k for k, x in zip(terms, read, strict=True) if not math.isfinite(x)]
+    return scalar_values(terms), non_finite_terms(terms)
+
+
 def non_finite_terms(terms: dict[str, torch.Tensor]) -> list[str]:
     """The names of the terms that are NaN or infinite, in order: one check of the stacked terms where they are 0-d
     tensors of one dtype (a training step's usual case: all finite), term by term otherwise or when one is not."""
@@ -680,9 +692,9 @@ class Trainer:
                     batch = batch.select(shard_rows(n_global, self.dist))
                 batch = batch.to(self.device)
                 share = batch.size / n_window if t.accumulate_batches > 1 else None
-                terms, logged = self.train_step(run, batch, n_global, share=share, first=i == 0,
-                                                last=i == len(window) - 1)
-                sums.add_terms(terms, batch.size)
+                terms, values, logged = self.train_step(run, batch, n_global, share=share, first=i == 0,
+                                                        last=i == len(window) - 1)
+                sums.add_term_values(list(terms), values, batch.size)
                 sums.add_values(logged)
                 if self.dist.is_main and terms and t.log_every_steps and run.state.step % t.log_every_steps == 0:
                     _append_log(run.folder / rundir.LOG, {"type": "step", "epoch": epoch + 1,
@@ -719,35 +731,38 @@ class Trainer:
             yield window
 
     def train_step(self, run: SeedRun, batch: Batch, n_global: int, share: float | None = None,
-                   first: bool = True, last: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+                   first: bool = True, last: bool = True
+                   ) -> tuple[dict[str, torch.Tensor], list[float], dict[str, float]]:
         """Forward, weighted loss, backward, hooks, (distributed) gradient reduce, clipping and the optimiser step.
 
         With gradient accumulation (``share``: this batch's fraction of its window's samples, counted over all
         ranks) the backward pass reads ``share`` · total loss, the gradients are zeroed at the window's ``first``
         batch only, and the reduce, clipping and optimiser step run after its ``last``. ``share=None`` is one batch
-        per step. Returns the batch's weighted loss terms and the values hooks (and clipping) logged.
+        per step. Returns the batch's weighted loss terms, their values as numbers (read once, for the finiteness
+        check and the epoch's sums) and the values hooks (and clipping) logged.
         """
         if first:
             run.opt.zero_grad(set_to_none=True)
             run.window_loss, run.window_bad = None, []
-        terms, logged, bad_terms = self._forward_backward(run, batch, share, last)
+        terms, values, logged, bad_terms = self._forward_backward(run, batch, share, last)
         self._write_hook_records(run)
         if last:  # (accumulating: the window's step comes after its last batch)
             self._update(run, batch, n_global, terms, bad_terms, share, logged)
         run.state.step += 1
-        return terms, logged
+        return terms, values, logged
 
     def _forward_backward(self, run: SeedRun, batch: Batch, share: float | None,
-                          last: bool) -> tuple[dict[str, torch.Tensor], dict[str, float], list[str]]:
+                          last: bool) -> tuple[dict[str, torch.Tensor], list[float], dict[str, float], list[str]]:
         """:meth:`train_step`'s forward, weighted loss terms, finiteness check, backward (of ``share`` · total when
-        accumulating) and the hooks' ``after_backward``; returns the terms, the hooks' values and the non-finite
-        terms (which only stop the run here in one process: under torchrun the reduce decides, on every rank)."""
+        accumulating) and the hooks' ``after_backward``; returns the terms, their values, the hooks' values and the
+        non-finite terms (which only stop the run here in one process: under torchrun the reduce decides, on every
+        rank)."""
         state, seed, epoch = run.state, run.seed, run.state.epoch
         terms: dict[str, torch.Tensor] = {}
         logged: dict[str, float] = {}
         bad_terms: list[str] = []
         if not batch.size:  # a rank's slice of a tiny last batch can be empty: it only joins the reduce
-            return terms, logged, bad_terms
+            return terms, [], logged, bad_terms
         with autocast(self.cfg, self.device):  # train.precision (a no-op for fp32)
             out = run.model(batch)
             terms = self.prediction_terms(batch, out)
@@ -759,7 +774,7 @@ class Trainer:
                     self.weight(name)  # a term nothing declared fails on the first step, naming it
                 run.checked_names = True
             self.add_loss_terms(terms, {**out.losses, **extra}, batch.extras.get("sample_weight"))
-        bad_terms = non_finite_terms(terms)
+        values, bad_terms = read_terms(terms)
         if bad_terms and not self.dist.enabled:
             raise FloatingPointError(f"seed {seed} epoch {epoch + 1} step {state.step}: non-finite loss in "
                                      f"{', '.join(bad_terms)} (lower train.lr or check inputs)")
@@ -777,7 +792,7 @@ class Trainer:
         state.loss_terms = {k: v.detach() for k, v in terms.items()}
         for hook in run.hooks:
             logged.update(hook.after_backward(run.model, batch, out, state))
-        return terms, logged, bad_terms
+        return terms, values, logged, bad_terms
 
     def _update(self, run: SeedRun, batch: Batch, n_global: int, terms: dict[str, torch.Tensor],
                 bad_terms: list[str], share: float | None, logged: dict[str, float]) -> None:

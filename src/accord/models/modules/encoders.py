@@ -195,8 +195,8 @@ def encode_pooled_stacked(encoders: nn.ModuleDict, batch: Batch) -> Tensor | Non
     h = one_step_encoders(cast(list[SequenceEncoder], encs), xs)
     if h is None:
         return None
-    keep = torch.stack([batch.mask[m][:, 0] for m in MODALITIES]).to(h.dtype) * batch.present.t().to(h.dtype)
-    return h * keep.unsqueeze(2)
+    keep = torch.stack([batch.mask[m][:, 0] for m in MODALITIES]) & batch.present.t()  # [3, B] bool
+    return h * keep.unsqueeze(2)  # (a bool factor: the same values as a 0/1 float one, two conversions fewer)
 
 
 def one_step_encoders(encoders: Sequence[SequenceEncoder], xs: Sequence[Tensor]) -> Tensor | None:
@@ -224,16 +224,23 @@ def one_step_encoders(encoders: Sequence[SequenceEncoder], xs: Sequence[Tensor])
 
 
 def _groupable(encoders: Sequence[SequenceEncoder], xs: Sequence[Tensor]) -> bool:
-    """Whether :func:`one_step_encoders` may run ``encoders`` on ``xs`` as one computation."""
-    first = encoders[0]
-    if len(encoders) != len(xs) or any(x.dim() != 3 or x.shape[1] != 1 or x.shape[0] != xs[0].shape[0]
-                                       for x in xs):
+    """Whether :func:`one_step_encoders` may run ``encoders`` on ``xs`` as one computation: one-step inputs of one
+    batch size, and encoders alike in everything :func:`_group_signature` reads (checked on every call: a few
+    microseconds, as its submodules are read from ``_modules`` directly rather than through ``nn.Module``'s
+    attribute fallback)."""
+    if len(encoders) != len(xs):
         return False
-    for e in encoders:
-        if (e.temporal not in ("none", "conv") or e.temporal != first.temporal or e.dim != first.dim
-                or e.drop.p != first.drop.p or e.training != first.training
-                or e.act.approximate != first.act.approximate):
-            return False
-        if isinstance(e.mixer, TemporalConv1d) and e.mixer.conv.bias is None:
-            return False
-    return True
+    b = xs[0].shape[0]
+    if any(x.dim() != 3 or x.shape[1] != 1 or x.shape[0] != b for x in xs):
+        return False
+    first = _group_signature(encoders[0])
+    return first[0] in ("none", "conv") and first[-1] and all(_group_signature(e) == first for e in encoders[1:])
+
+
+def _group_signature(e: SequenceEncoder) -> tuple[object, ...]:
+    """What encoders run as one group must share: temporal layer, width, dropout, mode, activation, and (last)
+    whether a temporal convolution has its bias (False stops the grouping)."""
+    mods = e._modules
+    drop, act, mixer = cast(Dropout, mods["drop"]), cast(GELU, mods["act"]), mods.get("mixer")
+    with_bias = not isinstance(mixer, TemporalConv1d) or mixer.conv.bias is not None
+    return e.temporal, e.dim, drop.p, e.training, act.approximate, with_bias
