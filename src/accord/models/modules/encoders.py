@@ -234,7 +234,8 @@ def _groupable(encoders: Sequence[SequenceEncoder], xs: Sequence[Tensor]) -> boo
     if any(x.dim() != 3 or x.shape[1] != 1 or x.shape[0] != b for x in xs):
         return False
     first = _group_signature(encoders[0])
-    return first[0] in ("none", "conv") and first[-1] and all(_group_signature(e) == first for e in encoders[1:])
+    return first[0] in ("none", "conv") and first[-1] is True and all(_group_signature(e) == first
+                                                                      for e in encoders[1:])
 
 
 def _group_signature(e: SequenceEncoder) -> tuple[object, ...]:
