@@ -315,7 +315,8 @@ def encoders_steps() -> str:
 CODE_MOVES = {"tfn", "lmf", "mult", "misa", "self_mm"}
 """Models whose latest MOSI-U move comes from a change of their code or matched config (stop 35: MulT's
 transformers batched on one-step data; stop 36: every model's per-modality layers batched on one-step data, MulT's
-and MISA's gradients clipped by value), not counted as run-to-run noise."""
+and MISA's gradients clipped by value; stop 37: Self-MM's label generation in fewer operations), not counted as
+run-to-run noise."""
 
 
 def equal_models_section(d: dict[str, Any]) -> list[str]:
@@ -408,7 +409,9 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
                   f"`model.params.batch_streams`: {streams_step()} in `step_costs.json`); the rows of 2026-12-02 10:25 "
                   "and later are of stop 36's code (each model's per-modality layers batched on one-step data, "
                   f"`model.params.batch_modalities`: {encoders_steps()} in `step_costs.json`; LMF's 10:08 row is "
-                  "the code before it) and, for MulT and MISA, of value clipping as above."
+                  "the code before it) and, for MulT and MISA, of value clipping as above; the rows of 2026-12-02 "
+                  "13:30 and later are of stop 37's code (Self-MM's label generation in fewer operations, a step's "
+                  "loss terms read once, the encoders' grouping check cheaper; the same numbers: docs/speed.md)."
                   + (" The rest is noise: on MOSI-U an epoch is 0.1-5 CPU s, much of it per-operation overhead in both "
                      f"frameworks, and one run moves a ratio by up to {100 * moves[0][0]:.0f}% from the run before "
                      f"it ({', '.join(m for _, m in moves[:2])})." if moves else "")]

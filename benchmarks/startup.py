@@ -39,7 +39,11 @@ COMPILER_STACK_NOTE = (
     "so a training process pays it once, whichever comes first. Setting only the eager flag "
     "(`torch._C._set_deterministic_algorithms`) was tried: an `accord train` still imported the stack, from its "
     "AdamW a moment later, so it was not kept. The commands that do not train (`--help`, `list`, `config show`, "
-    "`data info`) import neither torch nor the stack.")
+    "`data info`) import neither torch nor the stack. Nor does loading a trained run (`accord.api.load`, what "
+    "`accord evaluate`, `predict` and the server do first; the row `load(RUN)`): building and running any model "
+    "leaves the stack alone (a model's deliberate graph breaks under `torch.compile` are wrapped only when it is "
+    "compiled, `tests/test_startup.py`), where Self-MM's `@torch.compiler.disable` imported it with every model "
+    "until 2026-12-02, about a second of such a start on this machine.")
 
 
 def accord_command() -> list[str]:
@@ -48,8 +52,8 @@ def accord_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "accord"]
 
 
-def commands(dataset: Path) -> dict[str, list[str]]:
-    """The measured commands, by the label the table shows."""
+def commands(dataset: Path, run: Path) -> dict[str, list[str]]:
+    """The measured commands, by the label the table shows (``run``: a trained run for ``load(RUN)``)."""
     accord = accord_command()
     return {
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
@@ -63,6 +67,9 @@ def commands(dataset: Path) -> dict[str, list[str]]:
             sys.executable, "-c", "import torch; torch.use_deterministic_algorithms(True, warn_only=True)"],
         "python -c 'import torch; torch.optim.AdamW(...)'": [
             sys.executable, "-c", "import torch; torch.optim.AdamW([torch.zeros(1, requires_grad=True)])"],
+        # what `accord evaluate`, `predict` and the server pay before their first prediction
+        "python -c 'from accord.api import load; load(RUN)'": [
+            sys.executable, "-c", f"from accord.api import load; load({str(run)!r})"],
     }
 
 
@@ -87,6 +94,14 @@ def build_dataset(folder: Path) -> Path:
     subprocess.run([*accord_command(), "data", "build", "conflictbench", "--out", str(folder)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return folder
+
+
+def train_run(folder: Path) -> Path:
+    """A one-epoch TFN run on ConflictBench under ``folder`` (untimed), for the ``load(RUN)`` row."""
+    subprocess.run([*accord_command(), "train", "--method", "tfn", "--dataset", "conflictbench", "--set",
+                    "train.epochs=1", "--set", "train.seeds=[0]", "--set", f"output.dir={folder}", "--set",
+                    "name=run"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return folder / "run"
 
 
 def measure(cmds: dict[str, list[str]], repeats: int) -> dict[str, dict[str, list[float]]]:
@@ -125,7 +140,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="accord-startup-"))
     try:
         dataset = args.dataset or build_dataset(tmp / "conflictbench")
-        cmds = commands(dataset)
+        cmds = commands(dataset, train_run(tmp / "runs"))
         load_before = os.getloadavg()
         samples = measure(cmds, args.repeats)
         load_after = os.getloadavg()

@@ -430,3 +430,17 @@ def test_terms_are_read_and_checked_in_one_conversion_with_the_same_answers() ->
     with pytest.raises((TypeError, RuntimeError, ValueError)):
         read_terms(mixed)  # a term that is not one number cannot be read as one (as scalar_values refuses)
     assert read_terms({}) == ([], [])
+
+
+def test_a_loss_weight_of_one_adds_no_operation_and_changes_no_number() -> None:
+    """``weighted``: at weight 1 the term is the loss itself (``1.0 * x`` is ``x`` bit for bit, NaN and infinities
+    included, and so is its gradient); any other weight multiplies."""
+    from accord.training.trainer import weighted
+
+    x = torch.tensor([0.3, float("nan"), float("inf"), -0.0], requires_grad=True)
+    assert weighted(1.0, x) is x
+    for w in (0.5, 2.0, 0.0):
+        torch.testing.assert_close(weighted(w, x), w * x, equal_nan=True)
+    y = torch.tensor(0.7, requires_grad=True)
+    weighted(3.0, y).backward()
+    assert y.grad is not None and float(y.grad) == 3.0

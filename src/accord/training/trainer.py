@@ -221,6 +221,13 @@ def scalar_values(terms: dict[str, torch.Tensor]) -> list[float]:
     return [float(v.detach()) for v in values]
 
 
+def weighted(weight: float, loss: torch.Tensor) -> torch.Tensor:
+    """``weight · loss``; ``loss`` itself at weight 1 (the usual weight: ``1.0 * x`` is ``x`` bit for bit, NaN and
+    infinities included, and so is its gradient, so the multiplication and its backward would be two ops for
+    nothing)."""
+    return loss if weight == 1.0 else weight * loss
+
+
 def read_terms(terms: dict[str, torch.Tensor]) -> tuple[list[float], list[str]]:
     """``(scalar_values(terms), non_finite_terms(terms))`` from ONE read of the stacked terms where they are 0-d
     tensors of one dtype (a training step's terms: the finiteness check and the epoch's sums read the same numbers,
@@ -388,13 +395,13 @@ class Trainer:
         loss_name = self.cfg.task.loss_name
         sw = batch.extras.get("sample_weight")
         terms: dict[str, torch.Tensor] = {
-            "task": self.weight("task") * task_loss(out.prediction, batch.label, loss_name, sw)}
+            "task": weighted(self.weight("task"), task_loss(out.prediction, batch.label, loss_name, sw))}
         for name, aux in out.aux_predictions.items():
             w = self.weight(name)
             if w:
                 aw = out.aux_weights.get(name)
                 both = aw if sw is None else (sw if aw is None else sw * aw)
-                terms[name] = w * task_loss(aux, batch.label, loss_name, both)
+                terms[name] = weighted(w, task_loss(aux, batch.label, loss_name, both))
         return terms
 
     def add_loss_terms(self, terms: dict[str, torch.Tensor], losses: dict[str, torch.Tensor],
@@ -406,7 +413,7 @@ class Trainer:
         for name, value in losses.items():
             w = self.weight(name)
             if w:
-                terms[name] = w * reduce_per_sample(value, sample_weight)
+                terms[name] = weighted(w, reduce_per_sample(value, sample_weight))
         terms["total"] = torch.stack([v for v in terms.values()]).sum()
         return terms
 
