@@ -18,7 +18,7 @@ import torch
 
 from accord.config import Config, load_config
 from accord.core.errors import ConfigError
-from accord.training.seed_parallel import GROUP_STATE, SeedGroup
+from accord.training.seed_parallel import GROUP_STATE, SeedGroup, stack_batches
 from accord.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -310,3 +310,22 @@ def test_a_run_made_before_seed_parallel_resumes_one_seed_at_a_time(tmp_path: Pa
     Trainer(cfg_for(tmp_path, "late_fusion", "auto", *extra, name="old"), progress=False).fit(resume=True)
     assert_same_metrics(seed_results(tmp_path / "old", [0, 1]), seed_results(tmp_path / "whole", [0, 1]), 0.0)
     assert "seed_parallel" not in log_lines(tmp_path / "old", 1)[0]
+
+
+def test_the_seeds_batches_stack_padded_to_the_longest_of_the_step() -> None:
+    """``stack_batches``: each modality padded with zeros (features) and False (mask) to the longest batch of the
+    step; batches already that long go in as they are."""
+    from conftest import tiny_dataset
+
+    split = tiny_dataset(n=6, t=(5, 5, 5))["train"]
+    split.lengths = {m: torch.tensor([5, 3, 2, 4, 1, 2]) for m in split.lengths}
+    long, short = split.batch(torch.tensor([0, 1, 2])), split.batch(torch.tensor([4, 5, 1]))  # text 5 / 3 steps
+    tree = stack_batches([long, short])
+    for m in long.features:
+        x, mask = tree["features"][m], tree["mask"][m]
+        assert x.shape[:3] == (2, 3, 5) and mask.shape == (2, 3, 5)
+        assert torch.equal(x[0], long.features[m]) and torch.equal(mask[0], long.mask[m])
+        t = short.features[m].shape[1]
+        assert torch.equal(x[1, :, :t], short.features[m]) and bool((x[1, :, t:] == 0).all())
+        assert torch.equal(mask[1, :, :t], short.mask[m]) and not bool(mask[1, :, t:].any())
+    assert torch.equal(tree["label"], torch.stack([long.label, short.label]))

@@ -82,9 +82,12 @@ def stack_batches(batches: list[Batch]) -> dict[str, Any]:
     out: dict[str, Any] = {"features": {}, "mask": {}}
     for m in batches[0].features:
         t_max = max(b.features[m].shape[1] for b in batches)
-        out["features"][m] = torch.stack([F.pad(b.features[m], (0, 0, 0, t_max - b.features[m].shape[1]))
+        # (a batch already t_max long is stacked as it is: a padding of 0 would only copy it)
+        out["features"][m] = torch.stack([b.features[m] if b.features[m].shape[1] == t_max else
+                                          F.pad(b.features[m], (0, 0, 0, t_max - b.features[m].shape[1]))
                                           for b in batches])
-        out["mask"][m] = torch.stack([F.pad(b.mask[m], (0, t_max - b.mask[m].shape[1])) for b in batches])
+        out["mask"][m] = torch.stack([b.mask[m] if b.mask[m].shape[1] == t_max else
+                                      F.pad(b.mask[m], (0, t_max - b.mask[m].shape[1])) for b in batches])
     out["present"] = torch.stack([b.present for b in batches])
     out["label"] = torch.stack([b.label for b in batches])
     out["unimodal_labels"] = {k: torch.stack([b.unimodal_labels[k] for b in batches])
