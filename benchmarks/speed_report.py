@@ -93,7 +93,12 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
               "is 0.13). "
               "`tests/test_seed_parallel.py` shows the equality to 1e-5 where the training is short enough not to "
               "amplify it (TFN and late fusion 8 epochs, MulT 2, every epoch's loss and validation MAE). With "
-              "dropout on, the group is deterministic (tested) and its masks differ from a sequential run's.", ""]
+              "dropout on, the group is deterministic (tested) and its masks differ from a sequential run's.", "",
+              "The run of 2026-12-02 11:26 (stop 36, the machine before) gave TFN 1.74× with one thread and 1.39× "
+              "with two, MulT 3.40×: one seed's run has since got faster (TFN 4.2 -> 2.9 s, MulT 8.2 -> 6.0 s: the "
+              "one-step batching of the per-modality layers and a faster machine), the group's much less (TFN "
+              "7.4 -> 7.3 s, MulT 27.9 -> 21.6 s): the vmapped step does not take the one-step shortcuts' savings "
+              "with it in proportion (the floor table below), so the ratio went up.", ""]
     two = load("seed_parallel_2threads.json")
     if two:
         for m, r in two["rows"].items():
@@ -214,11 +219,18 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
              "`FlopCounterMode` with the CPU fused-attention ops counted; `before` = the attention and dropout code "
              "before issue 16, patched in by the script, interleaved with `after` in one run.", "",
              "| config | step ms before | step ms after | MFU before | MFU after |", "|:---|---:|---:|---:|---:|"]
+    again: list[str] = []
     for name, c in d["configs"].items():
         m = c["modes"]
         if "before" in m and "after" in m:
-            lines.append(f"| {name} | {m['before']['step_ms_median']:.0f} | {m['after']['step_ms_median']:.0f} | "
+            mark = "¹" if c.get("remeasured") else ""
+            lines.append(f"| {name}{mark} | {m['before']['step_ms_median']:.1f} | {m['after']['step_ms_median']:.1f} | "
                          f"{100 * m['before']['mfu']:.1f}% | **{100 * m['after']['mfu']:.1f}%** |")
+            if c.get("remeasured"):
+                r = c["remeasured"]
+                again.append(f"¹ {name}: re-measured alone at {r['utc']} UTC (`{r['command']}`), its MFU against "
+                             f"that run's GEMM peak of {r['peak_gflops']:.1f} GFLOP/s: {r['why']}.")
+    lines += ["", *again] if again else []
     full = d["configs"].get("mult_full", {}).get("modes", {}).get("after", {}).get("mfu", 0.0)
     mmsa = d["configs"].get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("mfu", 0.0)
     lines += ["", f"MulT full resolution ≥ 40%: {verdict(full >= 0.40)} ({100 * full:.1f}%). MMSA-sized MulT with "
