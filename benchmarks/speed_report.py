@@ -203,7 +203,8 @@ def walls_section(d: dict[str, Any], fresh: dict[str, Any] | None, equal: dict[s
     if prev.get("mosi_u_benchmark") and prev.get("demo"):
         when = d.get("made_utc", "?")
         lines += ["", f"Measured at {when} UTC; the previous run of these studies took "
-                  f"{prev['mosi_u_benchmark']:.0f} s (MOSI-U) and {prev['demo']:.0f} s (demo) at {prev.get('made_utc', '?')} UTC"
+                  f"{prev['mosi_u_benchmark']:.0f} s (MOSI-U) and {prev['demo']:.0f} s (demo) at "
+                  f"{prev.get('made_utc', '?')} UTC"
                   + (f", and `make demo` from a fresh clone {fprev['wall_s']:.0f} s" if fprev.get("wall_s") else "")
                   + " (on the code and machine of then). This machine's speed varies over a day, for every program "
                   "alike" + mmsa_spread(equal)
