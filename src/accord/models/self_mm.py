@@ -253,7 +253,7 @@ class LabelMemory:
 
     def fusion_centres(self) -> tuple[Tensor, Tensor] | None:
         """:meth:`centres` of the multimodal task from the kept class indicators of its fixed labels (the same
-        numbers: one product fewer ops per training step)."""
+        numbers in fewer operations per training step)."""
         pos, neg, defined = member_centres(self.fusion_member * self.stored["fusion"], self.features["fusion"])
         return (pos, neg) if bool(defined) else None
 
