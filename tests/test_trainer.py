@@ -403,9 +403,9 @@ def test_seeding_asks_for_deterministic_kernels_without_nan_filling_new_memory()
 
 
 def test_terms_are_read_and_checked_in_one_conversion_with_the_same_answers() -> None:
-    """``scalar_values`` / ``non_finite_terms`` (one stacked op for a step's 0-d terms) give what reading and checking
-    each term alone gives: the numbers in order, and the names of the NaN / infinite terms; ``read_terms`` (a
-    training step's one read) gives both."""
+    """``read_terms`` (a training step's one stacked read of its 0-d terms) gives what reading and checking each term
+    alone gives (``scalar_values`` / ``non_finite_terms``): the numbers in order, and the names of the NaN / infinite
+    terms."""
     from accord.training.trainer import EpochSums, non_finite_terms, read_terms, scalar_values
 
     terms = {"task": torch.tensor(0.25), "total": torch.tensor(1.0 / 3.0), "aux": torch.tensor(-2.5)}
@@ -419,8 +419,9 @@ def test_terms_are_read_and_checked_in_one_conversion_with_the_same_answers() ->
     assert scalar_values({}) == [] and non_finite_terms({}) == []
     w = torch.tensor(2.0, requires_grad=True)
     sums = EpochSums()
-    sums.add_terms({"total": w * 3.0, "task": w + 0.5}, n=4)
-    sums.add_terms({"total": torch.tensor(1.0), "task": torch.tensor(0.0)}, n=2)
+    steps = (({"total": w * 3.0, "task": w + 0.5}, 4), ({"total": torch.tensor(1.0), "task": torch.tensor(0.0)}, 2))
+    for step, n in steps:
+        sums.add_term_values(list(step), read_terms(step)[0], n=n)
     assert sums.means() == {"loss/total": (6.0 * 4 + 1.0 * 2) / 6, "loss/task": (2.5 * 4) / 6}
     # a training step reads its terms once for both: the same numbers and the same non-finite names
     assert read_terms(terms) == (scalar_values(terms), [])

@@ -211,14 +211,9 @@ def _stackable(values: list[torch.Tensor]) -> bool:
 
 
 def scalar_values(terms: dict[str, torch.Tensor]) -> list[float]:
-    """``float(v)`` of every term, in order: read in ONE conversion of the stacked terms where they are 0-d tensors
-    of one dtype (one op where each ``float`` is one: the same numbers)."""
-    values = list(terms.values())
-    if _stackable(values):
-        with torch.no_grad():
-            out: list[float] = torch.stack(values).tolist()
-        return out
-    return [float(v.detach()) for v in values]
+    """``float(v)`` of every term, in order, term by term (a term that is not one number is refused, as ``float``
+    refuses it); :func:`read_terms` reads a training step's terms in one conversion instead."""
+    return [float(v.detach()) for v in terms.values()]
 
 
 def weighted(weight: float, loss: torch.Tensor) -> torch.Tensor:
@@ -231,7 +226,7 @@ def weighted(weight: float, loss: torch.Tensor) -> torch.Tensor:
 def read_terms(terms: dict[str, torch.Tensor]) -> tuple[list[float], list[str]]:
     """``(scalar_values(terms), non_finite_terms(terms))`` from ONE read of the stacked terms where they are 0-d
     tensors of one dtype (a training step's terms: the finiteness check and the epoch's sums read the same numbers,
-    one op and one synchronisation for both); each function on its own otherwise."""
+    one op and one synchronisation for both); term by term, by those two functions, otherwise."""
     values = list(terms.values())
     if _stackable(values):
         with torch.no_grad():
@@ -241,13 +236,8 @@ def read_terms(terms: dict[str, torch.Tensor]) -> tuple[list[float], list[str]]:
 
 
 def non_finite_terms(terms: dict[str, torch.Tensor]) -> list[str]:
-    """The names of the terms that are NaN or infinite, in order: one check of the stacked terms where they are 0-d
-    tensors of one dtype (a training step's usual case: all finite), term by term otherwise or when one is not."""
-    values = list(terms.values())
-    if _stackable(values):
-        with torch.no_grad():
-            if bool(torch.isfinite(torch.stack(values)).all()):
-                return []
+    """The names of the terms that are NaN or infinite (any element, for a term of more than one), in order, term by
+    term; :func:`read_terms` checks a training step's terms in one read instead."""
     return [k for k, v in terms.items() if not bool(torch.isfinite(v).all())]
 
 
@@ -258,11 +248,9 @@ class EpochSums:
     sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def add_terms(self, terms: dict[str, torch.Tensor], n: int) -> None:
-        self.add_term_values(list(terms), scalar_values(terms), n)
-
     def add_term_values(self, names: list[str], values: list[float], n: int) -> None:
-        """:meth:`add_terms` for terms already read as numbers (``values[i]`` of term ``names[i]``)."""
+        """Add a batch of ``n`` samples' loss terms, already read as numbers (``values[i]`` of term ``names[i]``:
+        :func:`read_terms`)."""
         for k, x in zip(names, values, strict=True):
             self.sums[f"loss/{k}"] += x * n
             self.counts[f"loss/{k}"] += n
