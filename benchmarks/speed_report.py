@@ -93,12 +93,8 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
               "is 0.13). "
               "`tests/test_seed_parallel.py` shows the equality to 1e-5 where the training is short enough not to "
               "amplify it (TFN and late fusion 8 epochs, MulT 2, every epoch's loss and validation MAE). With "
-              "dropout on, the group is deterministic (tested) and its masks differ from a sequential run's.", "",
-              "The run of 2026-12-02 11:26 (stop 36, the machine before) gave TFN 1.74× with one thread and 1.39× "
-              "with two, MulT 3.40×: one seed's run has since got faster (TFN 4.2 -> 2.9 s, MulT 8.2 -> 6.0 s: the "
-              "one-step batching of the per-modality layers and a faster machine), the group's much less (TFN "
-              "7.4 -> 7.3 s, MulT 27.9 -> 21.6 s): the vmapped step does not take the one-step shortcuts' savings "
-              "with it in proportion (the floor table below), so the ratio went up.", ""]
+              "dropout on, the group is deterministic (tested) and its masks differ from a sequential run's.", ""]
+    lines += earlier_seed_parallel_lines(d)
     two = load("seed_parallel_2threads.json")
     if two:
         for m, r in two["rows"].items():
@@ -113,6 +109,28 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
                       f"{which}). For {m} with both cores the goal is {verdict(ok)} against either one-seed run; "
                       "the issue's goal needs MulT too.", ""]
     return lines + seed_parallel_floor_lines()
+
+
+EARLIER_SEED_PARALLEL = {"when": "2026-12-02 11:26 (stop 36, the machine before)",
+                         "tfn": {"one_seed_s": 4.23, "group_s": 7.37, "group_over_one": 1.741, "two_threads": 1.39},
+                         "mult": {"one_seed_s": 8.19, "group_s": 27.87, "group_over_one": 3.403}}
+"""The committed ``seed_parallel.json`` (and ``seed_parallel_2threads.json``'s ratio) of the run before stop 37's."""
+
+
+def earlier_seed_parallel_lines(d: dict[str, Any]) -> list[str]:
+    """How the whole-run ratios moved from :data:`EARLIER_SEED_PARALLEL` to ``d``, and why (one seed's run and the
+    group's, each from the two files)."""
+    e = EARLIER_SEED_PARALLEL
+    now = {m: r for m, r in d["rows"].items() if m in e}
+    if not now:
+        return []
+    moves = ", ".join(f"{m} {e[m]['group_over_one']:.2f}× -> {r['group_over_one']:.2f}× (one seed "
+                      f"{e[m]['one_seed_s']:.1f} -> {r['one_seed_s']:.1f} s, the group {e[m]['group_s']:.1f} -> "
+                      f"{r['group_s']:.1f} s)" for m, r in now.items())
+    return [f"Against the run of {e['when']}: {moves}; TFN with two threads was {e['tfn']['two_threads']:.2f}×. "
+            "Where one seed's run got faster (the one-step batching of the per-modality layers, a faster machine) "
+            "and the group's much less, the vmapped step did not take the one-step shortcuts' savings with it in "
+            "proportion (the floor table below), and the ratio went up.", ""]
 
 
 def seed_parallel_floor_lines() -> list[str]:
