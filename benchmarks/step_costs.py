@@ -24,6 +24,13 @@ one process.
   and the three memory transformers as one batched computation each, :mod:`accord.models.modules.grouped`) and off
   (one transformer at a time), switched between rounds; median ms, and the aten operations one step runs in each
   setting (counted with a dispatch mode, after a step that created the optimiser's state).
+* ``blocked``: forward + backward of attention with a key padding mask on the blocked path
+  (:func:`accord.models.modules.attention.blocked_attention`) against the path that ran before it (with dropout:
+  explicit at most ``CPU_DROPOUT_EXPLICIT_MAX_SCORES`` scores, the two-pass flash kernel above; without: the flash
+  kernel), and the forward alone without gradients (inference), at the shapes of ``BLOCKED_SHAPES`` (MMSA-sized
+  MulT's, default MulT's, and both sides of ``BLOCKED_MAX_HEAD_WIDTH`` / ``BLOCKED_MIN_SCORES``: the blocked path
+  is called directly there). ``spread`` scales the queries so that many scores lie more than 87 below their row's
+  maximum (as a trained model's do); best of ``--reps`` passes, in ms.
 * ``encoders``: the same for ``model.params.batch_modalities`` of LMF, Self-MM and TFN (the three modality encoders,
   and Self-MM's three unimodal heads, as one batched computation each, :func:`accord.models.modules.encoders.
   one_step_encoders`).
@@ -48,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_mmsa as vm  # noqa: E402  (the MOSI-U pickle and the matched configs)
@@ -88,6 +96,58 @@ def attention_row(shape: tuple[int, int, int, int, int], reps: int) -> dict[str,
     return {"shape": list(shape), "scores": scores, "fused_ms": round(ms["fused"], 2),
             "explicit_ms": round(ms["explicit"], 2),
             "path_now": "explicit" if scores <= attn_mod.CPU_DROPOUT_EXPLICIT_MAX_SCORES else "fused"}
+
+
+BLOCKED_SHAPES = [(16, 10, 375, 500, 5, 0.2, 1.0), (16, 10, 375, 500, 5, 0.2, 10.0), (16, 10, 500, 375, 5, 0.0, 1.0),
+                  (16, 10, 500, 375, 5, 0.0, 10.0), (16, 10, 500, 500, 10, 0.3, 1.0), (16, 10, 375, 375, 10, 0.3, 1.0),
+                  (16, 10, 50, 375, 5, 0.3, 1.0), (32, 4, 375, 500, 8, 0.0, 1.0), (16, 4, 200, 200, 8, 0.1, 1.0),
+                  (16, 4, 200, 200, 8, 0.0, 1.0), (16, 4, 200, 200, 16, 0.1, 1.0), (16, 4, 200, 200, 16, 0.0, 1.0),
+                  (32, 8, 20, 20, 8, 0.1, 1.0), (32, 8, 20, 20, 8, 0.0, 1.0)]
+"""(B, H, Tq, Tk, head width, dropout, spread) of the ``blocked`` part."""
+
+
+def blocked_row(shape: tuple[int, int, int, int, int, float, float], reps: int) -> dict[str, Any]:
+    """The blocked path against the one before it at one shape (forward + backward; and forward alone)."""
+    b, h, tq, tk, d, p, spread = shape
+    g = torch.Generator().manual_seed(0)
+    q = (torch.randn(b, h, tq, d, generator=g) * spread).requires_grad_()
+    k, v = (torch.randn(b, h, tk, d, generator=g, requires_grad=True) for _ in range(2))
+    mask = torch.ones(b, 1, 1, tk, dtype=torch.bool)
+    mask[::3, ..., tk - tk // 10:] = False
+    grad = torch.randn(b, h, tq, d, generator=g)
+    scores = b * h * tq * tk
+    before_name = ("flash" if p == 0 else "explicit" if scores <= attn_mod.CPU_DROPOUT_EXPLICIT_MAX_SCORES
+                   else "flash, two passes")
+
+    def before(p_: float) -> torch.Tensor:
+        if p_ == 0:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if scores <= attn_mod.CPU_DROPOUT_EXPLICIT_MAX_SCORES:
+            return attn_mod.explicit_attention(q, k, v, mask, None, p_)[0]
+        return attn_mod.attention_with_dropout(q, k, v, mask, p_)
+
+    def timed(f: Any) -> float:
+        f()
+        n = max(1, min(30, int(0.3 / max(1e-4, timeit.timeit(f, number=1)))))
+        return round(1e3 * min(timeit.repeat(f, number=n, repeat=reps)) / n, 2)
+
+    with torch.no_grad():
+        fwd = {"blocked": timed(lambda: attn_mod.blocked_attention(q, k, v, mask, 0.0)),
+               "before": timed(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask))}
+    both = {"blocked": timed(lambda: attn_mod.blocked_attention(q, k, v, mask, p).backward(grad)),
+            "before": timed(lambda: before(p).backward(grad))}
+    return {"shape": [b, h, tq, tk, d], "dropout": p, "spread": spread, "scores": scores, "path_before": before_name,
+            "taken_now": attn_mod.blocked_applies(q, k), "train_blocked_ms": both["blocked"],
+            "train_before_ms": both["before"], "train_ratio": round(both["before"] / both["blocked"], 2),
+            "inference_blocked_ms": fwd["blocked"], "inference_flash_ms": fwd["before"]}
+
+
+def blocked_part(reps: int) -> list[dict[str, Any]]:
+    rows = []
+    for shape in BLOCKED_SHAPES:
+        rows.append(blocked_row(shape, reps))
+        vm.log(f"blocked {rows[-1]}")
+    return rows
 
 
 def attention_part(reps: int) -> list[dict[str, Any]]:
@@ -375,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
             "batches": lambda: batches_part(args.rounds * 5, work),
             "streams": lambda: streams_part(args.rounds, args.steps, work),
             "encoders": lambda: [switch_row(m, "batch_modalities", args.rounds, args.steps, work)
-                                 for m in args.encoder_models.split(",")]}
+                                 for m in args.encoder_models.split(",")],
+            "blocked": lambda: blocked_part(args.reps)}
     for part in parts:
         report[part] = runs[part]()
         made[part] = {"made_utc": now, "command": command}
