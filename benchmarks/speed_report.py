@@ -254,15 +254,35 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
     full = d["configs"].get("mult_full", {}).get("modes", {}).get("after", {}).get("mfu", 0.0)
     mmsa = d["configs"].get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("mfu", 0.0)
     lines += ["", f"MulT full resolution ≥ 40%: {verdict(full >= 0.40)} ({100 * full:.1f}%). MMSA-sized MulT with "
-              f"attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} ({100 * mmsa:.1f}%). Attention dropout now runs "
-              "inside the fused kernel (no explicit [B, heads, T, T] scores) above 2^23 scores B·H·Tq·Tk, and "
-              "explicitly below, where that is cheaper on this CPU (`CPU_DROPOUT_EXPLICIT_MAX_SCORES`, same keep "
-              "mask), and where a method needs second derivatives (CP); the remaining time is in the many small "
-              "operations around the attention "
-              "(projections, layer norms, masks) and in the attention kernels' work per score, which model FLOPs "
-              "do not count: MMSA's MulT has 10 heads of width 5, so a score costs 4·5 = 20 counted FLOPs in "
-              "QK^T and PV beside its exp, max and rescaling in the flash kernels, whose forward and backward take "
-              "about two thirds of the mult_mmsa step (the profile in mfu.json). "
+              f"attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} ({100 * mmsa:.1f}%)."]
+    one = load("mfu_1thread.json")
+    if one is not None:
+        cells = [f"{name} {c['modes']['after']['step_ms_median']:.0f} ms, **{100 * c['modes']['after']['mfu']:.1f}%**"
+                 for name, c in one["configs"].items() if "after" in c["modes"]]
+        full1 = one["configs"].get("mult_full", {}).get("modes", {}).get("after", {}).get("mfu")
+        mmsa1 = one["configs"].get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("mfu")
+        lines += ["", f"With one thread (`benchmarks/results/mfu_1thread.json`, `{one.get('command', '')}`, made "
+                  f"{one.get('made_utc', '?')} UTC; GEMM peak {one['peak']['1']['gflops']:.1f} GFLOP/s): "
+                  + "; ".join(cells) + "."
+                  + (f" MulT full resolution ≥ 40% with one thread: {verdict(full1 >= 0.40)}." if full1 else "")
+                  + (f" MMSA-sized MulT ≥ 25% with one thread: {verdict(mmsa1 >= 0.25)}." if mmsa1 else "")]
+    tops = []
+    for name in ("mult_full", "mult_mmsa"):
+        ops = d["configs"].get(name, {}).get("modes", {}).get("after", {}).get("top_ops", [])[:5]
+        if ops:
+            tops.append(f"{name}: " + ", ".join(f"`{o['op'].replace('aten::', '')}` {100 * o['share']:.0f}%"
+                                                 for o in ops))
+    lines += ["", "On CPU, attention whose heads are at most 10 wide over at least 2^20 scores B·H·Tq·Tk "
+              "(MMSA-sized MulT's 5- and 10-wide heads; default MulT's 8-wide crossmodal heads) runs on the blocked "
+              "path (`blocked_attention`: explicit products over cache-sized blocks of (batch × head) slices, the "
+              "scores recomputed in the backward, the head width as each product's short side), with or without "
+              "dropout; wider heads on the flash kernel without dropout, with dropout on the two-pass flash kernel "
+              "above 2^23 scores and explicitly below (`CPU_DROPOUT_EXPLICIT_MAX_SCORES`, the same keep mask); and "
+              "where a method needs second derivatives (CP) explicitly. What the `after` steps spend their time on "
+              "(share of the profiled step): " + "; ".join(tops) + ". Model FLOPs count 4·d per score for QK^T and "
+              "PV (20 at MMSA's width 5); the exp, max and rescaling of every score, the dropout masks (their random "
+              "bits come from one serial generator, so a second thread does not shorten them) and the operations "
+              "around the attention (projections, layer norms) are not counted. "
               f"Allocator: {d['setup'].get('malloc', 'system')} (`train.malloc`, as the trainer sets it).", ""]
     return lines
 

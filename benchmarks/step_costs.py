@@ -30,7 +30,8 @@ one process.
   kernel), and the forward alone without gradients (inference), at the shapes of ``BLOCKED_SHAPES`` (MMSA-sized
   MulT's, default MulT's, and both sides of ``BLOCKED_MAX_HEAD_WIDTH`` / ``BLOCKED_MIN_SCORES``: the blocked path
   is called directly there). ``spread`` scales the queries so that many scores lie more than 87 below their row's
-  maximum (as a trained model's do); best of ``--reps`` passes, in ms.
+  maximum (as a trained model's do; ``score_std`` is their spread); ``train_blocked_no_exp_floor_ms`` is the blocked
+  path with ``exp`` given every input as it is (no floor, ``_exp_floor``); best of ``--reps`` passes, in ms.
 * ``encoders``: the same for ``model.params.batch_modalities`` of LMF, Self-MM and TFN (the three modality encoders,
   and Self-MM's three unimodal heads, as one batched computation each, :func:`accord.models.modules.encoders.
   one_step_encoders`).
@@ -98,8 +99,8 @@ def attention_row(shape: tuple[int, int, int, int, int], reps: int) -> dict[str,
             "path_now": "explicit" if scores <= attn_mod.CPU_DROPOUT_EXPLICIT_MAX_SCORES else "fused"}
 
 
-BLOCKED_SHAPES = [(16, 10, 375, 500, 5, 0.2, 1.0), (16, 10, 375, 500, 5, 0.2, 10.0), (16, 10, 500, 375, 5, 0.0, 1.0),
-                  (16, 10, 500, 375, 5, 0.0, 10.0), (16, 10, 500, 500, 10, 0.3, 1.0), (16, 10, 375, 375, 10, 0.3, 1.0),
+BLOCKED_SHAPES = [(16, 10, 375, 500, 5, 0.2, 1.0), (16, 10, 375, 500, 5, 0.2, 40.0), (16, 10, 500, 375, 5, 0.0, 1.0),
+                  (16, 10, 500, 375, 5, 0.0, 40.0), (16, 10, 500, 500, 10, 0.3, 1.0), (16, 10, 375, 375, 10, 0.3, 1.0),
                   (16, 10, 50, 375, 5, 0.3, 1.0), (32, 4, 375, 500, 8, 0.0, 1.0), (16, 4, 200, 200, 8, 0.1, 1.0),
                   (16, 4, 200, 200, 8, 0.0, 1.0), (16, 4, 200, 200, 16, 0.1, 1.0), (16, 4, 200, 200, 16, 0.0, 1.0),
                   (32, 8, 20, 20, 8, 0.1, 1.0), (32, 8, 20, 20, 8, 0.0, 1.0)]
@@ -136,9 +137,17 @@ def blocked_row(shape: tuple[int, int, int, int, int, float, float], reps: int) 
                "before": timed(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask))}
     both = {"blocked": timed(lambda: attn_mod.blocked_attention(q, k, v, mask, p).backward(grad)),
             "before": timed(lambda: before(p).backward(grad))}
+    floor = attn_mod._exp_floor
+    attn_mod._exp_floor = lambda dtype: float("-inf")  # type: ignore[assignment]  # exp of every input as it is
+    try:
+        no_floor = timed(lambda: attn_mod.blocked_attention(q, k, v, mask, p).backward(grad))
+    finally:
+        attn_mod._exp_floor = floor  # type: ignore[assignment]
+    below = float(((q @ k.transpose(-1, -2)) * d ** -0.5).detach().flatten(0, 2)[:2000].std())
     return {"shape": [b, h, tq, tk, d], "dropout": p, "spread": spread, "scores": scores, "path_before": before_name,
             "taken_now": attn_mod.blocked_applies(q, k), "train_blocked_ms": both["blocked"],
             "train_before_ms": both["before"], "train_ratio": round(both["before"] / both["blocked"], 2),
+            "train_blocked_no_exp_floor_ms": no_floor, "score_std": round(below, 1),
             "inference_blocked_ms": fwd["blocked"], "inference_flash_ms": fwd["before"]}
 
 
