@@ -33,37 +33,44 @@ def every_size(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_blocked_attention_by_hand() -> None:
     """One query, two keys (d = 1): scores 0 and ln 3 give weights 1/4 and 3/4; values 4 and 8 give 7. A dropout
-    scale mask (0, 2) gives 3/4 * 2 * 8 = 12; masking the second key gives 4."""
+    scale mask (0, 2), or the keep mask (0, 1) with scale 2, gives 3/4 * 2 * 8 = 12; masking the second key gives
+    4."""
     q = torch.tensor([[[1.0]]])
     k = torch.tensor([[[0.0], [math.log(3.0)]]])
     v = torch.tensor([[[4.0], [8.0]]])
-    out = _BlockedAttention.apply(q, k, v, None, None, None)
+    out = _BlockedAttention.apply(q, k, v, None, None, None, 1.0)
     torch.testing.assert_close(out, torch.tensor([[[7.0]]]))
-    dropped = _BlockedAttention.apply(q, k, v, None, None, torch.tensor([[[0.0, 2.0]]]))
+    dropped = _BlockedAttention.apply(q, k, v, None, None, torch.tensor([[[0.0, 2.0]]]), 1.0)
     torch.testing.assert_close(dropped, torch.tensor([[[12.0]]]))
+    # the same as a 0/1 mask with its scale 2 applied per row
+    scaled = _BlockedAttention.apply(q, k, v, None, None, torch.tensor([[[0.0, 1.0]]]), 2.0)
+    torch.testing.assert_close(scaled, torch.tensor([[[12.0]]]))
     masked = blocked_attention(q[None], k[None], v[None], torch.tensor([True, False]).view(1, 1, 1, 2), 0.0)
     torch.testing.assert_close(masked, torch.tensor([[[[4.0]]]]))
 
 
-@pytest.mark.parametrize(("dropout", "padded"), [(False, False), (True, False), (False, True), (True, True)])
-def test_blocked_backward_equals_the_numerical_gradient(dropout: bool, padded: bool,
+@pytest.mark.parametrize(("dropout", "padded"), [(None, False), ("scale", False), ("keep", False), (None, True),
+                                                 ("scale", True), ("keep", True)])
+def test_blocked_backward_equals_the_numerical_gradient(dropout: str | None, padded: bool,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """``gradcheck`` (float64) of q, k and v through several blocks (``BLOCK_SCORES`` = two slices' scores and a
-    shorter last block), with a dropout scale mask and a padding bias (a key masked in some slices)."""
+    shorter last block), with a dropout mask (the scale mask, or a 0/1 keep mask and its scale) and a padding bias
+    (a key masked in some slices)."""
     monkeypatch.setattr(attention, "BLOCK_SCORES", 2 * 4 * 6)
     g = torch.Generator().manual_seed(0)
     n, tq, tk, d = 5, 4, 6, 3
     q, k, v = (torch.randn(n, t, d, generator=g, dtype=torch.float64, requires_grad=True) for t in (tq, tk, tk))
-    scale = ((torch.rand(n, tq, tk, generator=g) > 0.3).double() / 0.7) if dropout else None
+    keep = (torch.rand(n, tq, tk, generator=g) > 0.3).double()
+    mask, mask_scale = {None: (None, 1.0), "scale": (keep / 0.7, 1.0), "keep": (keep, 1 / 0.7)}[dropout]
     bias = key_keep = None
     if padded:
-        keep = torch.ones(n, 1, tk, dtype=torch.bool)
-        keep[1, 0, 3:] = False
-        keep[4, 0, :5] = False
-        bias = torch.where(keep, 0.0, float("-inf")).double()
-        key_keep = keep.double()
-    assert torch.autograd.gradcheck(lambda a, b, c: _BlockedAttention.apply(a, b, c, bias, key_keep, scale),
-                                    (q, k, v))
+        keys = torch.ones(n, 1, tk, dtype=torch.bool)
+        keys[1, 0, 3:] = False
+        keys[4, 0, :5] = False
+        bias = torch.where(keys, 0.0, float("-inf")).double()
+        key_keep = keys.double()
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: _BlockedAttention.apply(a, b, c, bias, key_keep, mask, mask_scale), (q, k, v))
 
 
 def _attn_pair(p: float, dim: int, heads: int) -> tuple[MultiheadAttention, torch.Tensor, torch.Tensor, torch.Tensor]:

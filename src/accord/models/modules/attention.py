@@ -205,8 +205,31 @@ def dropout_scale_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor |
         return like.new_zeros(tuple(shape))
     if uses_torch_dropout(math.prod(shape), like):
         return F.dropout(torch.ones(tuple(shape), dtype=like.dtype, device=like.device), p_eff, training=True)
-    keep = random_bits15(shape, like) >= scalar_operand(threshold, torch.int16, like.device)
-    return keep.to(like.dtype).mul_(scalar_operand(1.0 / (1.0 - p_eff), like.dtype, like.device))
+    return _keep01(shape, threshold, like).mul_(scalar_operand(1.0 / (1.0 - p_eff), like.dtype, like.device))
+
+
+def _keep01(shape: Sequence[int], threshold: int, like: Tensor) -> Tensor:
+    """The 0/1 keep mask of :func:`random_bits15` (kept where the bits are at least ``threshold``) in ``like``'s dtype,
+    written by the comparison itself: one pass, where a boolean mask and its conversion took two (the same values).
+    Under vmap (no ``out=`` there) the boolean mask, converted."""
+    bits = random_bits15(shape, like)
+    limit = scalar_operand(threshold, torch.int16, like.device)
+    if is_batched(bits):
+        return bits.ge(limit).to(like.dtype)
+    return torch.ge(bits, limit, out=like.new_empty(tuple(shape)))
+
+
+def keep_mask01(shape: Sequence[int], p: float, like: Tensor) -> tuple[Tensor | None, float]:
+    """``(mask, scale)`` whose product is :func:`dropout_scale_mask` ``(shape, p, like)`` drawn from the same random
+    stream: the 0/1 keep mask in ``like``'s dtype and ``1 / (1 - p_eff)``, so a kernel can apply the scale to a
+    smaller tensor than the mask. Where :func:`dropout_scale_mask` uses torch's dropout (small masks), drops
+    everything, or runs under vmap, its own mask and scale 1; ``(None, 1.0)`` when ``p_eff`` is 0."""
+    threshold, p_eff = drop_threshold(p)
+    if threshold == 0:
+        return None, 1.0
+    if threshold >= 32768 or uses_torch_dropout(math.prod(shape), like) or is_batched(like):
+        return dropout_scale_mask(shape, p, like), 1.0
+    return _keep01(shape, threshold, like), 1.0 / (1.0 - p_eff)
 
 
 class Dropout(nn.Dropout):
@@ -406,22 +429,24 @@ through the softmax, the dropout and both products)."""
 
 
 class _BlockedAttention(torch.autograd.Function):
-    """``O = (softmax(q k^T / sqrt(d) + b) * M) v`` (``M`` the inverted-dropout scale mask, or none) with explicit
-    products over blocks of (batch x head) slices, recomputing the scores in the backward (as the flash kernels do)
-    instead of saving them; ``q [N, Tq, d]``, ``k, v [N, Tk, d]``, ``b [N, 1, Tk]`` (0 or ``-inf``, every row with
-    a finite entry) or None, ``M [N, Tq, Tk]`` or None.
+    """``O = (softmax(q k^T / sqrt(d) + b) * M * c) v`` (``M`` a dropout mask with scale ``c``: 0/1 and ``1 / (1 -
+    p)``, or the inverted-dropout multiplier and 1; or none) with explicit products over blocks of (batch x head)
+    slices, recomputing the scores in the backward (as the flash kernels do) instead of saving them; ``q [N, Tq,
+    d]``, ``k, v [N, Tk, d]``, ``b [N, 1, Tk]`` (0 or ``-inf``, every row with a finite entry) and ``key_keep`` (its
+    0/1 form) or None, ``M [N, Tq, Tk]`` or None.
 
-    Forward per block: ``S = q k^T / sqrt(d) + b``, ``P = exp(S - max) / z`` (``lse = max + log z`` kept per row),
-    ``O^T = v^T (P * M)^T``. Backward with ``G = dL/dO`` and ``delta_i = G_i . O_i`` (``= sum_j P_ij dP_ij`` for
-    ``dP = (G v^T) * M``): ``P = exp(S - lse)``, ``dS = P * (dP - delta)``, ``dq^T = k^T dS^T / sqrt(d)``,
-    ``dk^T = q^T dS / sqrt(d)``, ``dv^T = G^T (P * M)``. Every product is taken with the head width as its FIRST
+    Forward per block: ``S = q k^T / sqrt(d) + b``, ``E = exp(S - max)``, ``z`` its row sums (``lse = max + log z``
+    kept per row), ``O^T = v^T (E * M)^T`` times ``c / z`` per row (the normalisation on the ``[d, Tq]`` product,
+    not the ``[Tq, Tk]`` block). Backward with ``G = dL/dO`` and ``delta_i = G_i . O_i`` (``= sum_j P_ij dP_ij``
+    for ``dP = (c G v^T) * M``): ``P = exp(S - lse)``, ``dS = P * (dP - delta)``, ``dq^T = k^T dS^T / sqrt(d)``,
+    ``dk^T = q^T dS / sqrt(d)``, ``dv^T = (c G)^T (P * M)``. Every product is taken with the head width as its FIRST
     (short) dimension (:data:`BLOCKED_MAX_HEAD_WIDTH`), so outputs and gradients come back as transposed views.
     Once differentiable: double backward needs the explicit path.
     """
 
     @staticmethod
     def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, key_keep: Tensor | None,
-                scale_mask: Tensor | None) -> Tensor:
+                mask: Tensor | None, mask_scale: float = 1.0) -> Tensor:
         n, tq, d = q.shape
         step = max(1, BLOCK_SCORES // (tq * k.shape[1]))
         alpha, floor = 1.0 / math.sqrt(d), _exp_floor(q.dtype)
@@ -435,38 +460,40 @@ class _BlockedAttention(torch.autograd.Function):
             p = _block_exp(scores.sub_(top), floor, key_keep, s, e)
             z = p.sum(dim=-1, keepdim=True)
             torch.add(top, z.log(), out=lse[s:e])
-            p.div_(z)
-            if scale_mask is not None:
-                p.mul_(scale_mask[s:e])
+            if mask is not None:
+                p.mul_(mask[s:e])
             torch.bmm(v_t[s:e], p.transpose(1, 2), out=out_t[s:e])
+            out_t[s:e].mul_(z.reciprocal_().mul_(mask_scale).transpose(1, 2))
         out = out_t.transpose(1, 2)
-        ctx.save_for_backward(q, k, v, bias, key_keep, scale_mask, out, lse)
-        ctx.step, ctx.floor = step, floor
+        ctx.save_for_backward(q, k, v, bias, key_keep, mask, out, lse)
+        ctx.step, ctx.floor, ctx.mask_scale = step, floor, mask_scale
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        q, k, v, bias, key_keep, scale_mask, out, lse = ctx.saved_tensors
+        q, k, v, bias, key_keep, mask, out, lse = ctx.saved_tensors
         n, tq, d = q.shape
         alpha = 1.0 / math.sqrt(d)
         dq_t, dk_t, dv_t = q.new_empty(n, d, tq), k.new_empty(n, d, k.shape[1]), v.new_empty(n, d, v.shape[1])
         delta = (grad * out).sum(dim=-1, keepdim=True)
-        k_t, v_t, q_t, grad_t = k.transpose(1, 2), v.transpose(1, 2), q.transpose(1, 2), grad.transpose(1, 2)
+        scaled = grad if ctx.mask_scale == 1.0 else grad * ctx.mask_scale
+        k_t, v_t, q_t, scaled_t = k.transpose(1, 2), v.transpose(1, 2), q.transpose(1, 2), scaled.transpose(1, 2)
         for s in range(0, n, ctx.step):
             e = min(n, s + ctx.step)
-            p = _block_exp(_block_scores(q[s:e], k_t[s:e], bias, s, e, alpha).sub_(lse[s:e]), ctx.floor, key_keep, s, e)
-            d_s = torch.bmm(grad[s:e], v_t[s:e])
-            if scale_mask is not None:
-                d_s.mul_(scale_mask[s:e])
+            p = _block_exp(_block_scores(q[s:e], k_t[s:e], bias, s, e, alpha).sub_(lse[s:e]), ctx.floor, key_keep,
+                           s, e)
+            d_s = torch.bmm(scaled[s:e], v_t[s:e])
+            if mask is not None:
+                d_s.mul_(mask[s:e])
             d_s.sub_(delta[s:e]).mul_(p)
             torch.bmm(k_t[s:e], d_s.transpose(1, 2), out=dq_t[s:e])
             torch.bmm(q_t[s:e], d_s, out=dk_t[s:e])
-            if scale_mask is not None:
-                p.mul_(scale_mask[s:e])
-            torch.bmm(grad_t[s:e], p, out=dv_t[s:e])
+            if mask is not None:
+                p.mul_(mask[s:e])
+            torch.bmm(scaled_t[s:e], p, out=dv_t[s:e])
         return (dq_t.transpose(1, 2).mul_(alpha), dk_t.transpose(1, 2).mul_(alpha), dv_t.transpose(1, 2), None, None,
-                None)
+                None, None)
 
 
 def _block_scores(q: Tensor, k_t: Tensor, bias: Tensor | None, s: int, e: int, alpha: float) -> Tensor:
@@ -504,9 +531,9 @@ def blocked_applies(q: Tensor, k: Tensor) -> bool:
 def blocked_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, p: float) -> Tensor:
     """``dropout(softmax(q k^T / sqrt(d) + mask)) @ v`` on :class:`_BlockedAttention`: ``q [B, H, Tq, d]``, ``k, v
     [B, H, Tk, d]``, ``attn_mask`` a boolean key mask ``[B, 1, 1, Tk]`` (True = attend, at least one True per row) or
-    None. The keep mask is :func:`dropout_scale_mask`'s, drawn exactly as the explicit path draws it, so both
-    paths give the same function of the same random stream (up to float rounding). No ``[B, H, Tq, Tk]`` tensor is
-    saved beyond that mask."""
+    None. The keep mask is :func:`dropout_scale_mask`'s (as :func:`keep_mask01`: 0/1, its scale applied per row),
+    drawn exactly as the explicit path draws it, so both paths give the same function of the same random stream (up
+    to float rounding). No ``[B, H, Tq, Tk]`` tensor is saved beyond that mask."""
     b, h, tq, d = q.shape
     tk = k.shape[-2]
     bias = key_keep = None
@@ -516,9 +543,9 @@ def blocked_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None,
                              f"{(b, 1, 1, tk)}")
         key_keep = attn_mask.to(q.dtype).expand(b, h, 1, tk).reshape(b * h, 1, tk)
         bias = torch.where(attn_mask, 0.0, float("-inf")).to(q.dtype).expand(b, h, 1, tk).reshape(b * h, 1, tk)
-    scale = dropout_scale_mask((b, h, tq, tk), p, q) if p > 0.0 else None
+    mask, mask_scale = keep_mask01((b, h, tq, tk), p, q) if p > 0.0 else (None, 1.0)
     out = _BlockedAttention.apply(q.reshape(b * h, tq, d), k.reshape(b * h, tk, d), v.reshape(b * h, tk, d), bias,
-                                  key_keep, None if scale is None else scale.view(b * h, tq, tk))
+                                  key_keep, None if mask is None else mask.view(b * h, tq, tk), mask_scale)
     return out.view(b, h, tq, d)
 
 
