@@ -261,8 +261,9 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
                  for name, c in one["configs"].items() if "after" in c["modes"]]
         full1 = one["configs"].get("mult_full", {}).get("modes", {}).get("after", {}).get("mfu")
         mmsa1 = one["configs"].get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("mfu")
-        lines += ["", f"With one thread (`benchmarks/results/mfu_1thread.json`, `{one.get('command', '')}`, made "
-                  f"{one.get('made_utc', '?')} UTC; GEMM peak {one['peak']['1']['gflops']:.1f} GFLOP/s): "
+        lines += ["", "With one thread (`benchmarks/results/mfu_1thread.json`, `python benchmarks/mfu.py --threads 1 "
+                  "--configs mult_full,mult_mmsa --modes after --out benchmarks/results/mfu_1thread.json`, a separate "
+                  f"run; GEMM peak {one['peak']['1']['gflops']:.1f} GFLOP/s): "
                   + "; ".join(cells) + "."
                   + (f" MulT full resolution ≥ 40% with one thread: {verdict(full1 >= 0.40)}." if full1 else "")
                   + (f" MMSA-sized MulT ≥ 25% with one thread: {verdict(mmsa1 >= 0.25)}." if mmsa1 else "")]
@@ -281,10 +282,23 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
               "where a method needs second derivatives (CP) explicitly. What the `after` steps spend their time on "
               "(share of the profiled step): " + "; ".join(tops) + ". Model FLOPs count 4·d per score for QK^T and "
               "PV (20 at MMSA's width 5); the exp, max and rescaling of every score, the dropout masks (their random "
-              "bits come from one serial generator, so a second thread does not shorten them) and the operations "
-              "around the attention (projections, layer norms) are not counted. "
+              "bits come from one serial generator, so a second thread does not shorten them" + serial_note(d, one)
+              + ") and the operations around the attention (projections, layer norms) are not counted. "
               f"Allocator: {d['setup'].get('malloc', 'system')} (`train.malloc`, as the trainer sets it).", ""]
     return lines
+
+
+def serial_note(two: dict[str, Any], one: dict[str, Any] | None) -> str:
+    """``random_`` against ``exp_`` of the mult_mmsa step at one and two threads, from the two MFU profiles."""
+    def op_ms(d: dict[str, Any] | None, op: str) -> float | None:
+        ops = (d or {}).get("configs", {}).get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("top_ops", [])
+        return next((o["self_ms_per_step"] for o in ops if o["op"] == op), None)
+
+    r1, r2, e1, e2 = (op_ms(d, op) for op in ("aten::random_", "aten::exp_") for d in (one, two))
+    if None in (r1, r2, e1, e2):
+        return ""
+    return (f": `random_` {r1:.0f} ms of a one-thread mult_mmsa step and {r2:.0f} ms of a two-thread one, where "
+            f"`exp_` goes from {e1:.0f} to {e2:.0f} ms")
 
 
 def mean_non0(res: dict[str, Any]) -> float:
@@ -463,7 +477,10 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
                   f"`model.params.batch_modalities`: {encoders_steps()} in `step_costs.json`; LMF's 10:08 row is "
                   "the code before it) and, for MulT and MISA, of value clipping as above; the rows of 2026-12-02 "
                   "13:30 and later are of stop 37's code (Self-MM's label generation in fewer operations, a step's "
-                  "loss terms read once, the encoders' grouping check cheaper; the same numbers: docs/speed.md)."
+                  "loss terms read once, the encoders' grouping check cheaper; the same numbers: docs/speed.md); "
+                  "MulT's MOSI-sized rows of 2026-12-02 15:55 and later are of stop 38's code (attention with heads "
+                  "at most 10 wide on the blocked path, docs/speed.md; MOSI-U's one-step attention does not take "
+                  "it)."
                   + (" The rest is noise: on MOSI-U an epoch is 0.1-5 CPU s, much of it per-operation overhead in both "
                      f"frameworks, and one run moves a ratio by up to {100 * moves[0][0]:.0f}% from the run before "
                      f"it ({', '.join(m for _, m in moves[:2])})." if moves else "")]

@@ -412,17 +412,19 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | 
 
 BLOCKED_MAX_HEAD_WIDTH = 10
 """On CPU, attention whose heads are at most this wide (and that has at least :data:`BLOCKED_MIN_SCORES` scores)
-runs on :func:`blocked_attention`, with or without dropout. Its products with a 5- to 10-wide inner or outer
-dimension are arranged so that the long dimension is the GEMM's last (``v^T P^T``, not ``P v``: about 3x faster
-on this CPU), where the flash kernel's blocks at such widths spend their time on the same thin products.
-Forward + backward, key padding mask, one thread, ms, blocked vs the path before (``python
-benchmarks/step_costs.py --parts blocked``): MMSA-sized MulT's [16, 10, 375, 500] x 5 with dropout 0.2 192 vs 394
-(two-pass flash), without dropout 98 vs 154 (flash); [16, 10, 500, 500] x 10 with dropout 0.3 284 vs 540
-(explicit); [16, 4, 200, 200] x 8 without dropout 9.8 vs 12.6. At width 16 the flash kernel is ahead again
-([16, 4, 200, 200] x 16 without dropout 13.0 vs 9.4)."""
+runs on :func:`blocked_attention`, with or without dropout, in training and inference: at such widths the flash
+kernels' blocks spend their time on products with a 5- to 10-wide side, which the blocked path takes with the
+narrow side first. Forward + backward, a key padding mask, one thread, ms, blocked vs the path it replaces
+(``benchmarks/results/step_costs.json`` ``blocked``, ``python benchmarks/step_costs.py --parts blocked``):
+MMSA-sized MulT's [16, 10, 375, 500] x 5 with dropout 0.2 199 vs 394 (two-pass flash), 193 vs 593 with scores
+spread as a trained model's; [16, 10, 500, 375] x 5 without dropout 100 vs 153 (flash); [16, 10, 500, 500] x 10
+with dropout 0.3 275 vs 572; default MulT's [32, 4, 375, 500] x 8 without dropout 84 vs 109. At width 16 the flash
+kernel is ahead ([16, 4, 200, 200] x 16 without dropout 12.7 vs 9.3)."""
 BLOCKED_MIN_SCORES = 2**20
-"""Below this many scores ``B * H * Tq * Tk`` the other paths are kept: there the blocked path's Python loop and
-extra ops cost about what they save (e.g. [32, 8, 20, 20] x 8 with dropout 1.1 vs 0.9 ms explicit)."""
+"""Below this many scores ``B * H * Tq * Tk`` the other paths are kept. There the blocked path loses with dropout
+([32, 8, 20, 20] x 8: 1.11 vs 0.86 ms explicit) and wins without (0.96 vs 1.33 flash; ``step_costs.json``); the
+gain is small, and the threshold leaves short sequences (ConflictBench, the demo, the committed tables made on
+them) on the paths, and so the rounding, that made them."""
 BLOCK_SCORES = 2**20
 """Scores per block of :class:`_BlockedAttention` (4 MB in fp32: each block's scores stay in this CPU's cache
 through the softmax, the dropout and both products)."""
@@ -512,9 +514,10 @@ def _exp_floor(dtype: torch.dtype) -> float:
 def _block_exp(shifted: Tensor, floor: float, key_keep: Tensor | None, s: int, e: int) -> Tensor:
     """``exp`` of a block's shifted scores (every entry <= 0), in place, with entries below ``floor`` raised to it
     and masked keys (``key_keep`` 0) set to exactly 0. On this CPU ``exp`` of a vector with any input below about
-    -87 (float32) takes a slow path, 5 to 13 times the time (an ad hoc timing: 4 M values in [-100, 0] 16.4 ms, in
-    [-86, 0] 2.9 ms), and a masked key's ``-inf`` is such an input. A weight so raised is ``exp(floor)`` (1.6e-38 in
-    float32) instead of a smaller one, relative to a row sum of at least 1: below the dtype's rounding."""
+    -87 (float32) takes a slow path, and a masked key's ``-inf`` is such an input: with scores spread as a trained
+    model's, [16, 10, 375, 500] x 5 with dropout took 707 ms without the floor against 193 with it
+    (``step_costs.json`` ``blocked``, ``train_blocked_no_exp_floor_ms``). A weight so raised is ``exp(floor)``
+    (1.6e-38 in float32) instead of a smaller one, relative to a row sum of at least 1: below the dtype's rounding."""
     p = shifted.clamp_(min=floor).exp_()
     return p if key_keep is None else p.mul_(key_keep[s:e])
 
