@@ -151,19 +151,12 @@ def blocked_row(shape: tuple[int, int, int, int, int, float, float], reps: int) 
             "inference_blocked_ms": fwd["blocked"], "inference_flash_ms": fwd["before"]}
 
 
-def blocked_part(reps: int) -> list[dict[str, Any]]:
+def shape_rows(part: str, shapes: list[Any], row: Any, reps: int) -> list[dict[str, Any]]:
+    """``row(shape, reps)`` for every shape, each logged as it is made."""
     rows = []
-    for shape in BLOCKED_SHAPES:
-        rows.append(blocked_row(shape, reps))
-        vm.log(f"blocked {rows[-1]}")
-    return rows
-
-
-def attention_part(reps: int) -> list[dict[str, Any]]:
-    rows = []
-    for shape in ATTENTION_SHAPES:
-        rows.append(attention_row(shape, reps))
-        vm.log(f"attention {rows[-1]}")
+    for shape in shapes:
+        rows.append(row(shape, reps))
+        vm.log(f"{part} {rows[-1]}")
     return rows
 
 
@@ -435,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         if part in report and part not in made:
             made[part] = {"made_utc": report.get("made_utc"), "command": report.get("command")}
     report.update({"threads": args.threads, "torch": torch.__version__})
-    runs = {"attention": lambda: attention_part(args.reps),
+    runs = {"attention": lambda: shape_rows("attention", ATTENTION_SHAPES, attention_row, args.reps),
             "fill": lambda: fill_part(args.models.split(","), args.rounds, args.steps, work),
             "optimizer": lambda: optimizer_part(args.reps, work),
             "gelu": lambda: {"kernels": [gelu_kernel_row(sh, args.reps) for sh in GELU_SHAPES],
@@ -445,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
             "streams": lambda: streams_part(args.rounds, args.steps, work),
             "encoders": lambda: [switch_row(m, "batch_modalities", args.rounds, args.steps, work)
                                  for m in args.encoder_models.split(",")],
-            "blocked": lambda: blocked_part(args.reps)}
+            "blocked": lambda: shape_rows("blocked", BLOCKED_SHAPES, blocked_row, args.reps)}
     for part in parts:
         report[part] = runs[part]()
         made[part] = {"made_utc": now, "command": command}

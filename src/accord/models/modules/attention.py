@@ -210,7 +210,7 @@ def dropout_scale_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor |
 
 def _keep01(shape: Sequence[int], threshold: int, like: Tensor) -> Tensor:
     """The 0/1 keep mask of :func:`random_bits15` (kept where the bits are at least ``threshold``) in ``like``'s dtype,
-    written by the comparison itself: one pass, where a boolean mask and its conversion took two (the same values).
+    written by the comparison itself: one op, where a boolean mask and its conversion took two (the same values).
     Under vmap (no ``out=`` there) the boolean mask, converted."""
     bits = random_bits15(shape, like)
     limit = scalar_operand(threshold, torch.int16, like.device)
@@ -426,8 +426,9 @@ BLOCKED_MIN_SCORES = 2**20
 gain is small, and the threshold leaves short sequences (ConflictBench, the demo, the committed tables made on
 them) on the paths, and so the rounding, that made them."""
 BLOCK_SCORES = 2**20
-"""Scores per block of :class:`_BlockedAttention` (4 MB in fp32: each block's scores stay in this CPU's cache
-through the softmax, the dropout and both products)."""
+"""Scores per block of :class:`_BlockedAttention` and per thread (4 MB in fp32 for each of torch's intra-op threads,
+which share a block's elementwise ops: each thread's part of a block stays in this CPU's cache through the
+softmax, the dropout and both products). The block size changes no value (each slice is computed on its own)."""
 
 
 class _BlockedAttention(torch.autograd.Function):
@@ -450,7 +451,7 @@ class _BlockedAttention(torch.autograd.Function):
     def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, key_keep: Tensor | None,
                 mask: Tensor | None, mask_scale: float = 1.0) -> Tensor:
         n, tq, d = q.shape
-        step = max(1, BLOCK_SCORES // (tq * k.shape[1]))
+        step = max(1, BLOCK_SCORES * torch.get_num_threads() // (tq * k.shape[1]))
         alpha, floor = 1.0 / math.sqrt(d), _exp_floor(q.dtype)
         out_t = q.new_empty(n, d, tq)
         lse = q.new_empty(n, tq, 1)
