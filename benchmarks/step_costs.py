@@ -96,7 +96,8 @@ def attention_row(shape: tuple[int, int, int, int, int], reps: int) -> dict[str,
     scores = b * h * tq * tk
     return {"shape": list(shape), "scores": scores, "fused_ms": round(ms["fused"], 2),
             "explicit_ms": round(ms["explicit"], 2),
-            "path_now": "explicit" if scores <= attn_mod.CPU_DROPOUT_EXPLICIT_MAX_SCORES else "fused"}
+            "path_now": ("blocked" if attn_mod.blocked_applies(q, k)
+                         else "explicit" if scores <= attn_mod.CPU_DROPOUT_EXPLICIT_MAX_SCORES else "fused")}
 
 
 BLOCKED_SHAPES = [(16, 10, 375, 500, 5, 0.2, 1.0), (16, 10, 375, 500, 5, 0.2, 40.0), (16, 10, 500, 375, 5, 0.0, 1.0),
