@@ -26,7 +26,7 @@ import json
 import statistics
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from compile_speed import infer_markdown, train_table  # this folder is on sys.path when the script runs
 from mosi_u_accuracy import EQUAL_WITHIN
@@ -231,6 +231,11 @@ def walls_section(d: dict[str, Any], fresh: dict[str, Any] | None, equal: dict[s
     return lines
 
 
+def after_mode(d: dict[str, Any] | None, config: str) -> dict[str, Any]:
+    """An MFU file's ``after`` measurement of ``config`` (empty where the file, the config or the mode is absent)."""
+    return cast(dict[str, Any], (d or {}).get("configs", {}).get(config, {}).get("modes", {}).get("after", {}))
+
+
 def mfu_section(d: dict[str, Any]) -> list[str]:
     peak = d["peak"][str(d["setup"]["threads"])]["gflops"]
     lines = ["## Model FLOP utilisation vs the measured GEMM peak (before → after)", "",
@@ -251,16 +256,16 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
                 again.append(f"¹ {name}: re-measured alone at {r['utc']} UTC (`{r['command']}`), its MFU against "
                              f"that run's GEMM peak of {r['peak_gflops']:.1f} GFLOP/s: {r['why']}.")
     lines += ["", *again] if again else []
-    full = d["configs"].get("mult_full", {}).get("modes", {}).get("after", {}).get("mfu", 0.0)
-    mmsa = d["configs"].get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("mfu", 0.0)
+    full = after_mode(d, "mult_full").get("mfu", 0.0)
+    mmsa = after_mode(d, "mult_mmsa").get("mfu", 0.0)
     lines += ["", f"MulT full resolution ≥ 40%: {verdict(full >= 0.40)} ({100 * full:.1f}%). MMSA-sized MulT with "
               f"attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} ({100 * mmsa:.1f}%)."]
     one = load("mfu_1thread.json")
     if one is not None:
         cells = [f"{name} {c['modes']['after']['step_ms_median']:.0f} ms, **{100 * c['modes']['after']['mfu']:.1f}%**"
                  for name, c in one["configs"].items() if "after" in c["modes"]]
-        full1 = one["configs"].get("mult_full", {}).get("modes", {}).get("after", {}).get("mfu")
-        mmsa1 = one["configs"].get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("mfu")
+        full1 = after_mode(one, "mult_full").get("mfu")
+        mmsa1 = after_mode(one, "mult_mmsa").get("mfu")
         lines += ["", "With one thread (`benchmarks/results/mfu_1thread.json`, `python benchmarks/mfu.py --threads 1 "
                   "--configs mult_full,mult_mmsa --modes after --out benchmarks/results/mfu_1thread.json`, a separate "
                   f"run; GEMM peak {one['peak']['1']['gflops']:.1f} GFLOP/s): "
@@ -269,7 +274,7 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
                   + (f" MMSA-sized MulT ≥ 25% with one thread: {verdict(mmsa1 >= 0.25)}." if mmsa1 else "")]
     tops = []
     for name in ("mult_full", "mult_mmsa"):
-        ops = d["configs"].get(name, {}).get("modes", {}).get("after", {}).get("top_ops", [])[:5]
+        ops = after_mode(d, name).get("top_ops", [])[:5]
         if ops:
             tops.append(f"{name}: " + ", ".join(f"`{o['op'].replace('aten::', '')}` {100 * o['share']:.0f}%"
                                                  for o in ops))
@@ -291,7 +296,7 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
 def serial_note(two: dict[str, Any], one: dict[str, Any] | None) -> str:
     """``random_`` against ``exp_`` of the mult_mmsa step at one and two threads, from the two MFU profiles."""
     def op_ms(d: dict[str, Any] | None, op: str) -> float | None:
-        ops = (d or {}).get("configs", {}).get("mult_mmsa", {}).get("modes", {}).get("after", {}).get("top_ops", [])
+        ops = after_mode(d, "mult_mmsa").get("top_ops", [])
         return next((o["self_ms_per_step"] for o in ops if o["op"] == op), None)
 
     r1, r2, e1, e2 = (op_ms(d, op) for op in ("aten::random_", "aten::exp_") for d in (one, two))

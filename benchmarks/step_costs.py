@@ -120,13 +120,9 @@ def blocked_row(shape: tuple[int, int, int, int, int, float, float], reps: int) 
     scores = b * h * tq * tk
     before_name = ("flash" if p == 0 else "explicit" if scores <= attn_mod.CPU_DROPOUT_EXPLICIT_MAX_SCORES
                    else "flash, two passes")
-
-    def before(p_: float) -> torch.Tensor:
-        if p_ == 0:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        if scores <= attn_mod.CPU_DROPOUT_EXPLICIT_MAX_SCORES:
-            return attn_mod.explicit_attention(q, k, v, mask, None, p_)[0]
-        return attn_mod.attention_with_dropout(q, k, v, mask, p_)
+    before = {"flash": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+              "explicit": lambda: attn_mod.explicit_attention(q, k, v, mask, None, p)[0],
+              "flash, two passes": lambda: attn_mod.attention_with_dropout(q, k, v, mask, p)}[before_name]
 
     def timed(f: Any) -> float:
         f()
@@ -137,7 +133,7 @@ def blocked_row(shape: tuple[int, int, int, int, int, float, float], reps: int) 
         fwd = {"blocked": timed(lambda: attn_mod.blocked_attention(q, k, v, mask, 0.0)),
                "before": timed(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask))}
     both = {"blocked": timed(lambda: attn_mod.blocked_attention(q, k, v, mask, p).backward(grad)),
-            "before": timed(lambda: before(p).backward(grad))}
+            "before": timed(lambda: before().backward(grad))}
     floor = attn_mod._exp_floor
     attn_mod._exp_floor = lambda dtype: float("-inf")  # type: ignore[assignment]  # exp of every input as it is
     try:

@@ -21,6 +21,7 @@ from torch.func import vmap
 
 from accord.models.modules import attention
 from accord.models.modules.attention import MultiheadAttention, _BlockedAttention, blocked_applies, blocked_attention
+from test_attention_vmap import spy_attention_paths
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,11 +86,7 @@ def _attn_pair(p: float, dim: int, heads: int) -> tuple[MultiheadAttention, torc
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    for name in ("blocked_attention", "explicit_attention", "attention_with_dropout"):
-        monkeypatch.setattr(attention, name, (lambda f, n: lambda *a, **k: calls.append(n) or f(*a, **k))(
-            getattr(attention, name), name))
-    return calls
+    return spy_attention_paths(monkeypatch, ("blocked_attention", "explicit_attention", "attention_with_dropout"))
 
 
 @pytest.mark.parametrize("p", [0.0, 0.4])

@@ -241,6 +241,16 @@ def test_attention_paths_agree_for_the_same_random_stream(monkeypatch: pytest.Mo
     assert bits.dtype == torch.int16 and int(bits.min()) >= 0 and int(bits.max()) < 32768
 
 
+def spy_attention_paths(monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...]) -> list[str]:
+    """Wrap the attention functions ``names`` of :mod:`accord.models.modules.attention` so that each call appends
+    its name to the returned list (and still runs)."""
+    calls: list[str] = []
+    for name in names:
+        monkeypatch.setattr(attention, name, (lambda f, n: lambda *a, **k: calls.append(n) or f(*a, **k))(
+            getattr(attention, name), name))
+    return calls
+
+
 @pytest.mark.parametrize(("p", "cap", "path"), [(0.4, None, "explicit"), (0.4, 4 * 2 * 5 * 7 - 1, "fused_dropout"),
                                               (0.4, 4 * 2 * 5 * 7, "explicit"), (0.0, None, "sdpa")])
 def test_cpu_attention_path_follows_dropout_and_the_score_count(p: float, cap: int | None, path: str,
@@ -250,10 +260,7 @@ def test_cpu_attention_path_follows_dropout_and_the_score_count(p: float, cap: i
     The explicit run returns no weights unless asked, and equals the forced explicit path bit for bit."""
     if cap is not None:
         monkeypatch.setattr(attention, "CPU_DROPOUT_EXPLICIT_MAX_SCORES", cap)
-    calls: list[str] = []
-    for name in ("explicit_attention", "attention_with_dropout"):
-        monkeypatch.setattr(attention, name, (lambda f, n: lambda *a, **k: calls.append(n) or f(*a, **k))(
-            getattr(attention, name), name))
+    calls = spy_attention_paths(monkeypatch, ("explicit_attention", "attention_with_dropout"))
     torch.manual_seed(0)
     attn = MultiheadAttention(8, 2, dropout=p).train()
     q, kv = torch.randn(4, 5, 8), torch.randn(4, 7, 8)  # 4 * 2 * 5 * 7 scores

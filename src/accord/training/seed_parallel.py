@@ -76,18 +76,21 @@ def seed_parallel_blocker(trainer: Trainer, resume: bool = False) -> str | None:
     return next((why for bad, why in reasons if bad), None)
 
 
+def _to_steps(t: Tensor, t_max: int) -> Tensor:
+    """``t [B, T, ...]`` zero-padded along its steps to ``t_max``; ``t`` itself when it is that long already (a
+    padding of 0 would only copy it)."""
+    missing = t_max - t.shape[1]
+    return t if missing == 0 else F.pad(t, (0, 0) * (t.dim() - 2) + (0, missing))
+
+
 def stack_batches(batches: list[Batch]) -> dict[str, Any]:
     """The seeds' batches (same size) as one pytree of tensors with a leading seed dimension; sequences are padded
     to the longest of the step (the padding is masked, as within a batch)."""
     out: dict[str, Any] = {"features": {}, "mask": {}}
     for m in batches[0].features:
         t_max = max(b.features[m].shape[1] for b in batches)
-        # (a batch already t_max long is stacked as it is: a padding of 0 would only copy it)
-        out["features"][m] = torch.stack([b.features[m] if b.features[m].shape[1] == t_max else
-                                          F.pad(b.features[m], (0, 0, 0, t_max - b.features[m].shape[1]))
-                                          for b in batches])
-        out["mask"][m] = torch.stack([b.mask[m] if b.mask[m].shape[1] == t_max else
-                                      F.pad(b.mask[m], (0, t_max - b.mask[m].shape[1])) for b in batches])
+        out["features"][m] = torch.stack([_to_steps(b.features[m], t_max) for b in batches])
+        out["mask"][m] = torch.stack([_to_steps(b.mask[m], t_max) for b in batches])
     out["present"] = torch.stack([b.present for b in batches])
     out["label"] = torch.stack([b.label for b in batches])
     out["unimodal_labels"] = {k: torch.stack([b.unimodal_labels[k] for b in batches])

@@ -165,13 +165,6 @@ def drop_threshold(p: float) -> tuple[int, float]:
     return threshold, threshold / 32768
 
 
-def bernoulli_keep_mask(x: Tensor, p: float) -> tuple[Tensor, float]:
-    """A boolean keep-mask shaped like ``x`` with each entry dropped with probability ``p_eff``; returns
-    ``(keep, p_eff)`` where ``p_eff = round(p * 2^15) / 2^15`` (within 2e-5 of ``p``; :func:`random_bits15`)."""
-    threshold, p_eff = drop_threshold(p)
-    return random_bits15(x.shape, x) >= threshold, p_eff
-
-
 SMALL_DROPOUT_NUMEL = 4096
 """Dropout on at most this many elements runs as torch's ``F.dropout`` (one fused op forward, one backward): there
 the per-op overhead of the random-bits path (about nine small ops) costs more than ``bernoulli_``'s slower draws.
@@ -222,12 +215,12 @@ def _keep01(shape: Sequence[int], threshold: int, like: Tensor) -> Tensor:
 def keep_mask01(shape: Sequence[int], p: float, like: Tensor) -> tuple[Tensor | None, float]:
     """``(mask, scale)`` whose product is :func:`dropout_scale_mask` ``(shape, p, like)`` drawn from the same random
     stream: the 0/1 keep mask in ``like``'s dtype and ``1 / (1 - p_eff)``, so a kernel can apply the scale to a
-    smaller tensor than the mask. Where :func:`dropout_scale_mask` uses torch's dropout (small masks), drops
-    everything, or runs under vmap, its own mask and scale 1; ``(None, 1.0)`` when ``p_eff`` is 0."""
+    smaller tensor than the mask. Where :func:`dropout_scale_mask` uses torch's dropout (small masks) or drops
+    everything, its own mask and scale 1; ``(None, 1.0)`` when ``p_eff`` is 0."""
     threshold, p_eff = drop_threshold(p)
     if threshold == 0:
         return None, 1.0
-    if threshold >= 32768 or uses_torch_dropout(math.prod(shape), like) or is_batched(like):
+    if threshold >= 32768 or uses_torch_dropout(math.prod(shape), like):
         return dropout_scale_mask(shape, p, like), 1.0
     return _keep01(shape, threshold, like), 1.0 / (1.0 - p_eff)
 
@@ -449,7 +442,7 @@ class _BlockedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, key_keep: Tensor | None,
-                mask: Tensor | None, mask_scale: float = 1.0) -> Tensor:
+                mask: Tensor | None, mask_scale: float) -> Tensor:
         n, tq, d = q.shape
         step = max(1, BLOCK_SCORES * torch.get_num_threads() // (tq * k.shape[1]))
         alpha, floor = 1.0 / math.sqrt(d), _exp_floor(q.dtype)
@@ -529,7 +522,12 @@ def blocked_applies(q: Tensor, k: Tensor) -> bool:
     :data:`BLOCKED_MAX_HEAD_WIDTH` wide, at least :data:`BLOCKED_MIN_SCORES` scores."""
     return (q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64) and not values_unreadable(q)
             and q.shape[-1] <= BLOCKED_MAX_HEAD_WIDTH
-            and q.numel() // q.shape[-1] * k.shape[-2] >= BLOCKED_MIN_SCORES)
+            and score_count(q, k) >= BLOCKED_MIN_SCORES)
+
+
+def score_count(q: Tensor, k: Tensor) -> int:
+    """``B * H * Tq * Tk``: the scores of ``q [..., Tq, d]`` against ``k [..., Tk, d]``."""
+    return q.numel() // q.shape[-1] * k.shape[-2]
 
 
 def blocked_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, p: float) -> Tensor:
@@ -625,7 +623,7 @@ class MultiheadAttention(nn.Module):
             out, weights = explicit_attention(q, k, v, attn_mask, has_key, p)
         elif blocked_applies(q, k):
             out = blocked_attention(q, k, v, attn_mask, p)
-        elif cpu_dropout and q.numel() // q.shape[-1] * k.shape[-2] <= CPU_DROPOUT_EXPLICIT_MAX_SCORES:
+        elif cpu_dropout and score_count(q, k) <= CPU_DROPOUT_EXPLICIT_MAX_SCORES:
             out = explicit_attention(q, k, v, attn_mask, has_key, p)[0]  # B * H * Tq * Tk: cheaper explicit
         elif cpu_dropout and q.dtype in _FLASH_DTYPES:
             out = attention_with_dropout(q, k, v, attn_mask, p)
