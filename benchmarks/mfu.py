@@ -34,6 +34,7 @@ Usage::
     python benchmarks/mfu.py                          # every config, before and after, 2 threads
     python benchmarks/mfu.py --configs mult_full --modes after --rounds 2
     python benchmarks/mfu.py --modes before,after,after_explicit   # also: dropout attention on the explicit path
+    python benchmarks/mfu.py --modes before,float_masks,after       # also: the dropout masks of commit bc816f5
 
 Writes ``--out`` (default ``benchmarks/results/mfu.json``, atomically) and prints a Markdown table.
 """
@@ -63,7 +64,7 @@ from accord.core.types import MODALITIES, Batch  # noqa: E402
 from accord.data.dataset import make_split  # noqa: E402
 from accord.models import create_model  # noqa: E402
 from accord.models.modules import attention as attn_mod  # noqa: E402
-from throughput import DIMS, loss_fn, mosi_shaped_split  # noqa: E402
+from throughput import DIMS, cpu_model, loss_fn, mosi_shaped_split  # noqa: E402
 from vs_mmsa import ACCORD_MATCHED, FULL_RES  # noqa: E402
 
 aten = torch.ops.aten
@@ -176,24 +177,54 @@ def explicit_dropout_forward(self: Any, query: Tensor, key_value: Tensor, key_ma
     return out
 
 
+def float_keep01(shape: Any, threshold: int, like: Tensor) -> Tensor:
+    """``_keep01`` as of commit bc816f5: every random word drawn at once, the comparison written into a float mask."""
+    bits = attn_mod.random_bits15(shape, like)
+    limit = attn_mod.scalar_operand(threshold, torch.int16, like.device)
+    if attn_mod.is_batched(bits):
+        return bits.ge(limit).to(like.dtype)
+    return torch.ge(bits, limit, out=like.new_empty(tuple(shape)))
+
+
+def float_keep_mask01(shape: Any, p: float, like: Tensor) -> tuple[Tensor | None, float]:
+    """``keep_mask01`` as of commit bc816f5: the blocked path's keep mask in the activations' dtype (float)."""
+    threshold, p_eff = attn_mod.drop_threshold(p)
+    if threshold == 0:
+        return None, 1.0
+    if threshold >= 32768 or attn_mod.uses_torch_dropout(math.prod(shape), like):
+        return attn_mod.dropout_scale_mask(shape, p, like), 1.0
+    return float_keep01(shape, threshold, like), 1.0 / (1.0 - p_eff)
+
+
 MODES: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "before": (legacy_dropout_forward, legacy_attention_forward),
     "after": (CURRENT["dropout"], CURRENT["attention"]),
     "after_explicit": (CURRENT["dropout"], explicit_dropout_forward),
+    "float_masks": (CURRENT["dropout"], CURRENT["attention"]),
 }
+PATCHES: dict[str, dict[str, Callable[..., Any]]] = {
+    "float_masks": {"_keep01": float_keep01, "keep_mask01": float_keep_mask01},
+}
+"""Module functions a mode replaces: ``float_masks`` is the current code with the dropout masks of commit bc816f5
+(float keep masks, the random words drawn all at once), to show what the byte masks drawn in chunks changed."""
 
 
 @contextmanager
 def code_path(mode: str) -> Iterator[None]:
-    """Run the block with ``mode``'s Dropout.forward and MultiheadAttention.forward."""
+    """Run the block with ``mode``'s Dropout.forward and MultiheadAttention.forward (and module functions)."""
     drop, att = MODES[mode]
     attn_mod.Dropout.forward = drop  # type: ignore[method-assign]
     attn_mod.MultiheadAttention.forward = att  # type: ignore[method-assign]
+    saved = {name: getattr(attn_mod, name) for name in PATCHES.get(mode, {})}
+    for name, fn in PATCHES.get(mode, {}).items():
+        setattr(attn_mod, name, fn)
     try:
         yield
     finally:
         attn_mod.Dropout.forward = CURRENT["dropout"]  # type: ignore[method-assign]
         attn_mod.MultiheadAttention.forward = CURRENT["attention"]  # type: ignore[method-assign]
+        for name, fn in saved.items():
+            setattr(attn_mod, name, fn)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -393,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": {"cpu_count": os.cpu_count(), "torch_version": torch.__version__, "threads": args.threads,
                     "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_model": cpu_model(), "made_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                     "python": platform.python_version(), "load_average_before": load_before,
                     "load_average_after": os.getloadavg()},
         "setup": {"threads": args.threads, "malloc": args.malloc, "rounds": args.rounds, "steps_per_round": args.steps,
@@ -405,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                   "modes": {"before": "Dropout/MultiheadAttention.forward of commit 5173a02 (torch.where dropout; "
                                       "attention dropout through F.scaled_dot_product_attention's math path)",
                             "after": "the current accord.models.modules.attention",
-                            "after_explicit": "current code, attention with dropout on the explicit path"},
+                            "after_explicit": "current code, attention with dropout on the explicit path",
+                            "float_masks": "current code with the dropout masks of commit bc816f5 (float keep "
+                                           "masks, random words drawn all at once)"},
                   "wall_seconds": round(time.time() - started, 1)},
         "peak": peak,
         "configs": results,

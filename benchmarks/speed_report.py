@@ -5,6 +5,9 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
 
     python benchmarks/startup.py
     python benchmarks/mfu.py
+    python benchmarks/mfu.py --threads 1 --configs mult_full,mult_mmsa --modes after \\
+        --out benchmarks/results/mfu_1thread.json
+    python benchmarks/mfu.py --modes before,float_masks,after --out benchmarks/results/mfu_masks.json
     python benchmarks/seed_parallel.py --methods tfn,mult
     python benchmarks/seed_parallel.py --methods tfn --threads 2 --out benchmarks/results/seed_parallel_2threads.json
     python benchmarks/seed_parallel_floor.py --methods tfn,mult --threads 1,2
@@ -238,18 +241,28 @@ def after_mode(d: dict[str, Any] | None, config: str) -> dict[str, Any]:
 
 def mfu_section(d: dict[str, Any]) -> list[str]:
     peak = d["peak"][str(d["setup"]["threads"])]["gflops"]
+    floats = any("float_masks" in c["modes"] for c in d["configs"].values())
     lines = ["## Model FLOP utilisation vs the measured GEMM peak (before → after)", "",
              f"`benchmarks/results/mfu.json`: {d['setup']['threads']} thread(s), measured fp32 GEMM peak "
              f"{peak:.1f} GFLOP/s (`torch.mm`, best square size); model FLOPs of forward + backward from "
              "`FlopCounterMode` with the CPU fused-attention ops counted; `before` = the attention and dropout code "
-             "before issue 16, patched in by the script, interleaved with `after` in one run.", "",
-             "| config | step ms before | step ms after | MFU before | MFU after |", "|:---|---:|---:|---:|---:|"]
+             "before issue 16, patched in by the script, interleaved with `after` in one run"
+             + ("; `float masks` = the code of `after` with the dropout masks of commit bc816f5 (float keep masks, "
+                "the random words drawn all at once), interleaved too" if floats else "")
+             + f". CPU: {d['machine'].get('cpu_model', d['machine'].get('processor', '?'))}"
+             + (f", written {d['machine']['made_utc']} UTC" if d["machine"].get("made_utc") else "") + ".", "",
+             "| config | step ms before |" + (" step ms float masks |" if floats else "")
+             + " step ms after | MFU before | MFU after |",
+             "|:---|---:|" + ("---:|" if floats else "") + "---:|---:|---:|"]
     again: list[str] = []
     for name, c in d["configs"].items():
         m = c["modes"]
         if "before" in m and "after" in m:
             mark = "¹" if c.get("remeasured") else ""
-            lines.append(f"| {name}{mark} | {m['before']['step_ms_median']:.1f} | {m['after']['step_ms_median']:.1f} | "
+            mid = f" {m['float_masks']['step_ms_median']:.1f} |" if floats and "float_masks" in m else \
+                (" |" if floats else "")
+            lines.append(f"| {name}{mark} | {m['before']['step_ms_median']:.1f} |{mid} "
+                         f"{m['after']['step_ms_median']:.1f} | "
                          f"{100 * m['before']['mfu']:.1f}% | **{100 * m['after']['mfu']:.1f}%** |")
             if c.get("remeasured"):
                 r = c["remeasured"]
@@ -290,6 +303,46 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
               "bits come from one serial generator, so a second thread does not shorten them" + serial_note(d, one)
               + ") and the operations around the attention (projections, layer norms) are not counted. "
               f"Allocator: {d['setup'].get('malloc', 'system')} (`train.malloc`, as the trainer sets it).", ""]
+    masks = load("mfu_masks.json")
+    return lines + (masks_section(masks) if masks else [])
+
+
+def masks_section(d: dict[str, Any]) -> list[str]:
+    """The dropout masks as bytes drawn in chunks against bc816f5's float masks (``mfu_masks.json``: another
+    machine and a later code than ``mfu.json``)."""
+    threads = d["setup"]["threads"]
+    lines = ["### Dropout masks as bytes, drawn in chunks", "",
+             f"`benchmarks/results/mfu_masks.json` (`python benchmarks/mfu.py --modes before,float_masks,after --out "
+             f"benchmarks/results/mfu_masks.json`; written {d['machine'].get('made_utc', '?')} UTC, on another "
+             f"machine than the table above: {d['machine'].get('cpu_model', '?')}, {threads} threads, GEMM peak "
+             f"{d['peak'][str(threads)]['gflops']:.1f} GFLOP/s). `float masks` is the code of `after` with the "
+             "dropout masks of commit bc816f5, the last code of the table above: float keep masks, every random word "
+             "of a mask drawn at once. `after` draws the words in 2 MiB chunks into one reused buffer (the same "
+             "random stream, `tests/test_attention_blocked.py`) and gives the blocked path its keep mask as bytes. "
+             "Both were interleaved in one run, with `before` (the code before issue 16). Where a config's masks "
+             "are small (mult_mosi_u: T = 1) or few, the two do the same work and the column shows the run's noise.",
+             "",
+             "| config | step ms before | step ms float masks | step ms after | after / float masks | MFU after |",
+             "|:---|---:|---:|---:|---:|---:|"]
+    for name, c in d["configs"].items():
+        m = c["modes"]
+        if {"before", "float_masks", "after"} <= set(m):
+            f, a = m["float_masks"]["step_ms_median"], m["after"]["step_ms_median"]
+            lines.append(f"| {name} | {m['before']['step_ms_median']:.1f} | {f:.1f} | {a:.1f} | {a / f:.2f} | "
+                         f"{100 * m['after']['mfu']:.1f}% |")
+    again = load("mfu_masks_mult_full.json")
+    if again is not None:
+        m = again["configs"]["mult_full"]["modes"]
+        lines += ["", f"mult_full again, {m['after']['steps']} interleaved steps per mode (`python benchmarks/mfu.py "
+                  "--configs mult_full --modes float_masks,after --rounds 5 --steps 4 --no-profile --out "
+                  f"benchmarks/results/mfu_masks_mult_full.json`, written {again['machine'].get('made_utc', '?')} "
+                  f"UTC): float masks {m['float_masks']['step_ms_median']:.0f} ms, after "
+                  f"{m['after']['step_ms_median']:.0f} ms per step."]
+    full = after_mode(d, "mult_full").get("mfu", 0.0)
+    mmsa = after_mode(d, "mult_mmsa").get("mfu", 0.0)
+    lines += ["", f"On this machine, with the current code: MulT full resolution ≥ 40%: {verdict(full >= 0.40)} "
+              f"({100 * full:.1f}%); MMSA-sized MulT with attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} "
+              f"({100 * mmsa:.1f}%).", ""]
     return lines
 
 

@@ -67,6 +67,7 @@ from accord.data.dataset import SplitData  # noqa: E402
 from accord.models.modules import attention as attn_mod  # noqa: E402
 from accord.training import optim  # noqa: E402
 from accord.training.trainer import Trainer  # noqa: E402
+from throughput import cpu_model  # noqa: E402
 
 ATTENTION_SHAPES = [(16, 2, 6, 6, 64), (16, 10, 50, 50, 5), (32, 6, 50, 500, 5), (16, 10, 200, 200, 5),
                     (16, 2, 400, 400, 64), (16, 10, 250, 250, 5), (16, 10, 375, 375, 5)]
@@ -438,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
             "blocked": lambda: shape_rows("blocked", BLOCKED_SHAPES, blocked_row, args.reps)}
     for part in parts:
         report[part] = runs[part]()
-        made[part] = {"made_utc": now, "command": command}
+        made[part] = {"made_utc": now, "command": command, "cpu_model": cpu_model(), "threads": args.threads}
     report["made_utc"], report["command"] = now, command
     write_json(args.out, report)
     print(json.dumps(report, indent=1))

@@ -48,6 +48,18 @@ MOSI_TRAIN_SAMPLES = 1284
 POOL_SAMPLES = 256  # distinct random samples the batches are drawn from
 
 
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``: machines lent to this
+    project differ, and so do their figures."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def mosi_shaped_split(n: int, seed: int) -> SplitData:
     """``n`` random samples with MOSI's unaligned shapes; lengths uniform in ``[1, T_m]``, zero padding
     after."""

@@ -184,6 +184,42 @@ def test_the_block_size_changes_nothing(every_size: None, monkeypatch: pytest.Mo
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("chunk_words", [1, 3, 2**18])
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(5, 7, 3), (4, 4)])
+def test_keep_masks_drawn_in_chunks_are_the_one_shot_draw(chunk_words: int, dtype: torch.dtype,
+                                                         shape: tuple[int, ...],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``draw_keep`` draws its words a chunk at a time (one word, three: a chunk boundary inside the mask, its last
+    chunk partial; or one chunk for all): the mask equals ``random_bits15(shape) >= threshold`` drawn at once, and
+    the generator is left where that draw leaves it (the next draw agrees too). 105 values (not a multiple of 4)
+    and 16 (a last chunk of one word, where three fit)."""
+    monkeypatch.setattr(attention, "KEEP_CHUNK_WORDS", chunk_words)
+    torch.manual_seed(3)
+    want = attention.random_bits15(shape, torch.empty(0)) >= 9830
+    after = torch.rand(4)
+    torch.manual_seed(3)
+    got = attention.draw_keep(torch.empty(shape, dtype=dtype), 9830)
+    assert got.dtype == dtype and torch.equal(got, want.to(dtype)) and torch.equal(torch.rand(4), after)
+    assert want.any() and not want.all()  # both kept and dropped values compared
+
+
+def test_the_blocked_paths_keep_mask_is_bytes_of_the_scale_masks_pattern() -> None:
+    """``keep_mask01`` (the blocked path's mask): uint8 0/1, kept exactly where :func:`dropout_scale_mask` of the
+    same random stream is non-zero, with that mask's scale ``1 / (1 - p_eff)``; the same under vmap (one mask per
+    instance, drawn the one-shot way there)."""
+    like = torch.empty(0)
+    torch.manual_seed(5)
+    scale_mask = attention.dropout_scale_mask((3, 2, 40, 50), 0.3, like)
+    torch.manual_seed(5)
+    keep, scale = attention.keep_mask01((3, 2, 40, 50), 0.3, like)
+    assert scale_mask is not None and keep is not None
+    assert keep.dtype == torch.uint8 and scale == pytest.approx(1 / (1 - round(0.3 * 32768) / 32768))
+    assert torch.equal(keep.bool(), scale_mask != 0) and torch.equal(scale_mask, keep * torch.tensor(scale))
+    masks = vmap(lambda x: attention.keep_mask01((40, 50), 0.3, x)[0], randomness="different")(torch.ones(2, 1))
+    assert masks.dtype == torch.uint8 and masks.shape == (2, 40, 50) and not torch.equal(masks[0], masks[1])
+
+
 def test_blocked_path_refuses_a_mask_that_is_not_a_key_mask() -> None:
     q = torch.randn(2, 3, 4, 5)
     with pytest.raises(ValueError, match=r"key mask of shape \(2, 1, 4, 6\), expected \(2, 1, 1, 6\)"):

@@ -203,26 +203,68 @@ def dropout_scale_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor |
 
 def _keep01(shape: Sequence[int], threshold: int, like: Tensor) -> Tensor:
     """The 0/1 keep mask of :func:`random_bits15` (kept where the bits are at least ``threshold``) in ``like``'s dtype,
-    written by the comparison itself: one op, where a boolean mask and its conversion took two (the same values).
-    Under vmap (no ``out=`` there) the boolean mask, converted."""
-    bits = random_bits15(shape, like)
-    limit = scalar_operand(threshold, torch.int16, like.device)
-    if is_batched(bits):
-        return bits.ge(limit).to(like.dtype)
-    return torch.ge(bits, limit, out=like.new_empty(tuple(shape)))
+    written by the comparison itself (:func:`draw_keep`). Under a transform (:func:`in_transform`: no ``out=`` nor
+    in-place randomness there) the boolean mask, converted."""
+    if in_transform():
+        return random_bits15(shape, like).ge(scalar_operand(threshold, torch.int16, like.device)).to(like.dtype)
+    return draw_keep(like.new_empty(tuple(shape)), threshold)
+
+
+def in_transform() -> bool:
+    """Whether the code runs under a :mod:`torch.func` transform (vmap: seed-parallel training) or while
+    ``torch.compile`` traces: in-place randomness and ``out=`` are refused or traced differently there."""
+    return torch._C._functorch.maybe_current_level() is not None or torch.compiler.is_compiling()
+
+
+KEEP_CHUNK_WORDS = 2**18
+"""Random 64-bit words :func:`draw_keep` draws at a time on CPU (2 MiB, four mask values each)."""
+
+
+def draw_keep(out: Tensor, threshold: int) -> Tensor:
+    """``out`` (contiguous; not under a transform, :func:`in_transform`) filled with the keep mask of
+    :func:`random_bits15`: 1 (True) where the bits are at least ``threshold``, else 0. The values, and the
+    generator's state after, are those of ``random_bits15(out.shape, out) >= threshold``.
+
+    On CPU the words are drawn :data:`KEEP_CHUNK_WORDS` at a time into one reused buffer and each chunk is compared
+    while in cache. Drawing them all at once wrote a buffer of 2 bytes per mask value: above glibc's 32 MiB mmap
+    threshold that is a fresh mapping every step, whose every page the kernel zeroes on first touch. The stream is
+    the same: CPU ``random_`` fills a tensor serially in element order (``tests/test_attention_blocked.py``)."""
+    n = out.numel()
+    limit = scalar_operand(threshold, torch.int16, out.device)
+    low15 = scalar_operand(0x7FFF, torch.int16, out.device)
+    flat = out.view(-1)
+    if out.device.type != "cpu":
+        return torch.ge(random_bits15((n,), out), limit, out=flat).view(out.shape)
+    words = out.new_empty(min(KEEP_CHUNK_WORDS, (n + 3) // 4), dtype=torch.int64)
+    step = 4 * words.numel()
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        bits = words[:(m + 3) // 4].random_().view(torch.int16)[:m]
+        torch.ge(bits.bitwise_and_(low15), limit, out=flat[s:s + m])
+    return out
 
 
 def keep_mask01(shape: Sequence[int], p: float, like: Tensor) -> tuple[Tensor | None, float]:
     """``(mask, scale)`` whose product is :func:`dropout_scale_mask` ``(shape, p, like)`` drawn from the same random
-    stream: the 0/1 keep mask in ``like``'s dtype and ``1 / (1 - p_eff)``, so a kernel can apply the scale to a
+    stream: the 0/1 keep mask as bytes (``uint8``) and ``1 / (1 - p_eff)``, so a kernel can apply the scale to a
     smaller tensor than the mask. Where :func:`dropout_scale_mask` uses torch's dropout (small masks) or drops
-    everything, its own mask and scale 1; ``(None, 1.0)`` when ``p_eff`` is 0."""
+    everything, its own mask (in ``like``'s dtype) and scale 1; ``(None, 1.0)`` when ``p_eff`` is 0.
+
+    Bytes, not ``like``'s dtype: the comparison writes them in one pass (:func:`draw_keep`), where a float mask
+    adds a conversion into a buffer four times the size, saved for the backward (for MMSA-sized MulT's
+    [16, 10, 474, 474] scores, 144 MB against 36 MB). ``benchmarks/mfu.py``'s ``float_masks`` mode runs the
+    float masks beside these (``benchmarks/results/mfu_masks.json``: MMSA-sized MulT 5696 -> 4816 ms per training
+    step, two threads, on a machine where fresh pages are dear)."""
     threshold, p_eff = drop_threshold(p)
     if threshold == 0:
         return None, 1.0
     if threshold >= 32768 or uses_torch_dropout(math.prod(shape), like):
         return dropout_scale_mask(shape, p, like), 1.0
-    return _keep01(shape, threshold, like), 1.0 / (1.0 - p_eff)
+    if in_transform():
+        keep = random_bits15(shape, like).ge(scalar_operand(threshold, torch.int16, like.device))
+    else:
+        keep = draw_keep(torch.empty(tuple(shape), dtype=torch.bool, device=like.device), threshold)
+    return keep.view(torch.uint8), 1.0 / (1.0 - p_eff)
 
 
 class Dropout(nn.Dropout):
@@ -429,7 +471,7 @@ class _BlockedAttention(torch.autograd.Function):
     p)``, or the inverted-dropout multiplier and 1; or none) with explicit products over blocks of (batch x head)
     slices, recomputing the scores in the backward (as the flash kernels do) instead of saving them; ``q [N, Tq,
     d]``, ``k, v [N, Tk, d]``, ``b [N, 1, Tk]`` (0 or ``-inf``, every row with a finite entry) and ``key_keep`` (its
-    0/1 form) or None, ``M [N, Tq, Tk]`` or None.
+    0/1 form) or None, ``M [N, Tq, Tk]`` (float, or uint8 0/1) or None.
 
     Forward per block: ``S = q k^T / sqrt(d) + b``, ``E = exp(S - max)``, ``z`` its row sums (``lse = max + log z``
     kept per row), ``O^T = v^T (E * M)^T`` times ``c / z`` per row (the normalisation on the ``[d, Tq]`` product,
