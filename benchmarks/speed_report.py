@@ -538,7 +538,9 @@ def equal_models_section(d: dict[str, Any]) -> list[str]:
                   "loss terms read once, the encoders' grouping check cheaper; the same numbers: docs/speed.md); "
                   "MulT's MOSI-sized rows of 2026-12-02 15:55 and later are of stop 38's code (attention with heads "
                   "at most 10 wide on the blocked path, docs/speed.md; MOSI-U's one-step attention does not take "
-                  "it)."
+                  "it); MulT's MOSI-sized rows of 2026-12-02 19:42 are of stop 39's code (dropout masks drawn in "
+                  "chunks, the blocked path's mask as bytes) on a second machine, an AMD EPYC where fresh memory "
+                  "pages cost far more, for MMSA's MulT too (212.7 CPU s per epoch there, 85.9 at 16:22)."
                   + (" The rest is noise: on MOSI-U an epoch is 0.1-5 CPU s, much of it per-operation overhead in both "
                      f"frameworks, and one run moves a ratio by up to {100 * moves[0][0]:.0f}% from the run before "
                      f"it ({', '.join(m for _, m in moves[:2])})." if moves else "")]
