@@ -269,10 +269,7 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
                 again.append(f"¹ {name}: re-measured alone at {r['utc']} UTC (`{r['command']}`), its MFU against "
                              f"that run's GEMM peak of {r['peak_gflops']:.1f} GFLOP/s: {r['why']}.")
     lines += ["", *again] if again else []
-    full = after_mode(d, "mult_full").get("mfu", 0.0)
-    mmsa = after_mode(d, "mult_mmsa").get("mfu", 0.0)
-    lines += ["", f"MulT full resolution ≥ 40%: {verdict(full >= 0.40)} ({100 * full:.1f}%). MMSA-sized MulT with "
-              f"attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} ({100 * mmsa:.1f}%)."]
+    lines += ["", mfu_goals(d)]
     one = load("mfu_1thread.json")
     if one is not None:
         cells = [f"{name} {c['modes']['after']['step_ms_median']:.0f} ms, **{100 * c['modes']['after']['mfu']:.1f}%**"
@@ -338,12 +335,16 @@ def masks_section(d: dict[str, Any]) -> list[str]:
                   f"benchmarks/results/mfu_masks_mult_full.json`, written {again['machine'].get('made_utc', '?')} "
                   f"UTC): float masks {m['float_masks']['step_ms_median']:.0f} ms, after "
                   f"{m['after']['step_ms_median']:.0f} ms per step."]
+    lines += ["", f"On this machine, with the current code: {mfu_goals(d)}", ""]
+    return lines
+
+
+def mfu_goals(d: dict[str, Any]) -> str:
+    """The two MFU goals' verdicts on an MFU file's ``after`` mode."""
     full = after_mode(d, "mult_full").get("mfu", 0.0)
     mmsa = after_mode(d, "mult_mmsa").get("mfu", 0.0)
-    lines += ["", f"On this machine, with the current code: MulT full resolution ≥ 40%: {verdict(full >= 0.40)} "
-              f"({100 * full:.1f}%); MMSA-sized MulT with attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} "
-              f"({100 * mmsa:.1f}%).", ""]
-    return lines
+    return (f"MulT full resolution ≥ 40%: {verdict(full >= 0.40)} ({100 * full:.1f}%). MMSA-sized MulT with "
+            f"attention dropout ≥ 25%: {verdict(mmsa >= 0.25)} ({100 * mmsa:.1f}%).")
 
 
 def serial_note(two: dict[str, Any], one: dict[str, Any] | None) -> str:

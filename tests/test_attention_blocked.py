@@ -199,7 +199,7 @@ def test_keep_masks_drawn_in_chunks_are_the_one_shot_draw(chunk_words: int, dtyp
     want = attention.random_bits15(shape, torch.empty(0)) >= 9830
     after = torch.rand(4)
     torch.manual_seed(3)
-    got = attention.draw_keep(torch.empty(shape, dtype=dtype), 9830)
+    got = attention.draw_keep(shape, 9830, torch.empty(0), dtype)
     assert got.dtype == dtype and torch.equal(got, want.to(dtype)) and torch.equal(torch.rand(4), after)
     assert want.any() and not want.all()  # both kept and dropped values compared
 

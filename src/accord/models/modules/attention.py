@@ -203,11 +203,8 @@ def dropout_scale_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor |
 
 def _keep01(shape: Sequence[int], threshold: int, like: Tensor) -> Tensor:
     """The 0/1 keep mask of :func:`random_bits15` (kept where the bits are at least ``threshold``) in ``like``'s dtype,
-    written by the comparison itself (:func:`draw_keep`). Under a transform (:func:`in_transform`: no ``out=`` nor
-    in-place randomness there) the boolean mask, converted."""
-    if in_transform():
-        return random_bits15(shape, like).ge(scalar_operand(threshold, torch.int16, like.device)).to(like.dtype)
-    return draw_keep(like.new_empty(tuple(shape)), threshold)
+    written by the comparison itself (:func:`draw_keep`)."""
+    return draw_keep(shape, threshold, like, like.dtype)
 
 
 def in_transform() -> bool:
@@ -220,22 +217,24 @@ KEEP_CHUNK_WORDS = 2**18
 """Random 64-bit words :func:`draw_keep` draws at a time on CPU (2 MiB, four mask values each)."""
 
 
-def draw_keep(out: Tensor, threshold: int) -> Tensor:
-    """``out`` (contiguous; not under a transform, :func:`in_transform`) filled with the keep mask of
-    :func:`random_bits15`: 1 (True) where the bits are at least ``threshold``, else 0. The values, and the
-    generator's state after, are those of ``random_bits15(out.shape, out) >= threshold``.
+def draw_keep(shape: Sequence[int], threshold: int, like: Tensor, dtype: torch.dtype) -> Tensor:
+    """The keep mask of :func:`random_bits15` of ``shape`` on ``like``'s device, in ``dtype`` (bool, or 0/1 in a
+    float dtype): kept (1) where the bits are at least ``threshold``. The values, and the generator's state after,
+    are those of ``random_bits15(shape, like) >= threshold``, which is what runs under a transform
+    (:func:`in_transform`: vmap draws per instance there) and off the CPU.
 
     On CPU the words are drawn :data:`KEEP_CHUNK_WORDS` at a time into one reused buffer and each chunk is compared
-    while in cache. Drawing them all at once wrote a buffer of 2 bytes per mask value: above glibc's 32 MiB mmap
-    threshold that is a fresh mapping every step, whose every page the kernel zeroes on first touch. The stream is
-    the same: CPU ``random_`` fills a tensor serially in element order (``tests/test_attention_blocked.py``)."""
-    n = out.numel()
-    limit = scalar_operand(threshold, torch.int16, out.device)
-    low15 = scalar_operand(0x7FFF, torch.int16, out.device)
-    flat = out.view(-1)
-    if out.device.type != "cpu":
-        return torch.ge(random_bits15((n,), out), limit, out=flat).view(out.shape)
-    words = out.new_empty(min(KEEP_CHUNK_WORDS, (n + 3) // 4), dtype=torch.int64)
+    into the mask while in cache. Drawing them all at once wrote a buffer of 2 bytes per mask value: above glibc's
+    32 MiB mmap threshold that is a fresh mapping every step, whose every page the kernel zeroes on first touch. The
+    stream is the same: CPU ``random_`` fills a tensor serially in element order (``tests/test_attention_blocked.py``).
+    """
+    limit = scalar_operand(threshold, torch.int16, like.device)
+    if in_transform() or like.device.type != "cpu":
+        return random_bits15(shape, like).ge(limit).to(dtype)
+    out = torch.empty(tuple(shape), dtype=dtype, device=like.device)
+    flat, n = out.view(-1), out.numel()
+    low15 = scalar_operand(0x7FFF, torch.int16, like.device)
+    words = like.new_empty(min(KEEP_CHUNK_WORDS, max(1, (n + 3) // 4)), dtype=torch.int64)  # (an empty mask: none)
     step = 4 * words.numel()
     for s in range(0, n, step):
         m = min(step, n - s)
@@ -260,11 +259,7 @@ def keep_mask01(shape: Sequence[int], p: float, like: Tensor) -> tuple[Tensor | 
         return None, 1.0
     if threshold >= 32768 or uses_torch_dropout(math.prod(shape), like):
         return dropout_scale_mask(shape, p, like), 1.0
-    if in_transform():
-        keep = random_bits15(shape, like).ge(scalar_operand(threshold, torch.int16, like.device))
-    else:
-        keep = draw_keep(torch.empty(tuple(shape), dtype=torch.bool, device=like.device), threshold)
-    return keep.view(torch.uint8), 1.0 / (1.0 - p_eff)
+    return draw_keep(shape, threshold, like, torch.bool).view(torch.uint8), 1.0 / (1.0 - p_eff)
 
 
 class Dropout(nn.Dropout):
