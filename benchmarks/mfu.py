@@ -16,7 +16,11 @@
    from the copies below; ``after``: the code as it is) run interleaved, ``--rounds`` rounds of ``--steps`` steps each,
    so a busy machine slows both alike. MFU = Σ model FLOPs / Σ step time over the timed steps; the median step's MFU
    is reported too.
-4. **Where the time goes**: ``torch.profiler`` over two steps per mode, the top ops by self CPU time.
+4. **Where the time goes**: ``torch.profiler`` over two steps per mode, the top ops by self CPU time, and the time
+   of the ops that carry the model FLOPs (``products_ms_per_step``: matrix products, convolutions, attention kernels;
+   :data:`PRODUCT_OPS`), with the two profiled batches' model FLOPs and mean timed (unprofiled) step
+   (``profiled_batches``). ``mfu_ceiling`` = model FLOPs / products' time / peak: the MFU the step would reach if
+   every other op (softmax, dropout masks, elementwise, optimiser) took no time, the products running as they do.
 
 Configurations (``--configs``):
 
@@ -56,7 +60,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accord.core.io import write_json  # noqa: E402
@@ -291,7 +295,40 @@ class Runner:
         return time.perf_counter() - t0
 
 
-def top_ops(runner: Runner, batches: list[Batch], n: int) -> list[dict[str, Any]]:
+PRODUCT_OPS: frozenset[str] = frozenset(
+    {"aten::" + str(op).removeprefix("aten.") for op in flop_registry}
+    | {"aten::" + op.__name__ for op in FLOP_FORMULAS})
+"""The ops that carry model FLOPs: those ``FlopCounterMode`` counts (matrix products, convolutions, attention
+kernels) and the CPU flash-attention ops counted here."""
+
+
+def split_products(events: Any, steps: int, n: int) -> tuple[float, list[dict[str, Any]]]:
+    """Wall ms per step (inclusive) of the profiled ops in :data:`PRODUCT_OPS`, each counted once (an op inside
+    another such op, ``convolution`` -> ``_convolution``, or a copy inside ``baddbmm``, is part of its parent's
+    time), and the ``n`` other ops with the most self time outside them (``op``, ``self_ms_per_step``)."""
+    def inside_product(e: Any) -> bool:
+        parent = e.cpu_parent
+        while parent is not None:
+            if parent.name in PRODUCT_OPS:
+                return True
+            parent = parent.cpu_parent
+        return False
+    products = 0.0
+    rest: dict[str, float] = {}
+    for e in events:
+        if inside_product(e):
+            continue
+        if e.name in PRODUCT_OPS:
+            products += e.cpu_time_total
+        else:
+            rest[e.name] = rest.get(e.name, 0.0) + e.self_cpu_time_total
+    top = sorted(rest.items(), key=lambda kv: -kv[1])[:n]
+    return products / 1e3 / steps, [{"op": k, "self_ms_per_step": round(v / 1e3 / steps, 1)} for k, v in top]
+
+
+def profile_steps(runner: Runner, batches: list[Batch], n: int) -> dict[str, Any]:
+    """``torch.profiler`` over two steps: the ``n`` top ops by self CPU time, and the time per step of the ops
+    that carry model FLOPs and the top other ops (:func:`split_products`)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -299,9 +336,11 @@ def top_ops(runner: Runner, batches: list[Batch], n: int) -> list[dict[str, Any]
             runner.step(b)
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
-    return [{"op": e.key, "self_ms_per_step": round(e.self_cpu_time_total / 1e3 / 2, 1),
-             "share": round(e.self_cpu_time_total / total, 3), "calls_per_step": e.count // 2}
-            for e in events[:n]]
+    products, rest = split_products(prof.events(), 2, n)
+    return {"top_ops": [{"op": e.key, "self_ms_per_step": round(e.self_cpu_time_total / 1e3 / 2, 1),
+                         "share": round(e.self_cpu_time_total / total, 3), "calls_per_step": e.count // 2}
+                        for e in events[:n]],
+            "products_ms_per_step": round(products, 1), "top_other_ops": rest}
 
 
 def measure_config(name: str, cfg: dict[str, Any], modes: list[str], args: argparse.Namespace,
@@ -350,7 +389,15 @@ def measure_config(name: str, cfg: dict[str, Any], modes: list[str], args: argpa
         }
         if args.profile:
             with code_path(m):
-                out["modes"][m]["top_ops"] = top_ops(runners[m], batches, args.top)
+                prof = profile_steps(runners[m], batches, args.top)
+            # the profiled batches (0 and 1): their model FLOPs, their timed (unprofiled) steps, and the MFU were
+            # every op but the products free
+            gflop = statistics.mean(flops[:2]) / 1e9
+            step_ms = 1e3 * statistics.mean(t for t, j in times[m] if j < 2)
+            prof.update({"model_gflop_per_step": round(gflop, 3), "step_ms_mean": round(step_ms, 1),
+                         "mfu_ceiling": round(gflop / (prof["products_ms_per_step"] / 1e3) / peak, 4)})
+            out["modes"][m]["top_ops"] = prof.pop("top_ops")
+            out["modes"][m]["profiled_batches"] = prof
     return out
 
 

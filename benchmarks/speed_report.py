@@ -8,9 +8,14 @@ is met; the commands that made them are listed at the end. Run the benchmarks fi
     python benchmarks/mfu.py --threads 1 --configs mult_full,mult_mmsa --modes after \\
         --out benchmarks/results/mfu_1thread.json
     python benchmarks/mfu.py --modes before,float_masks,after --out benchmarks/results/mfu_masks.json
+    python benchmarks/mfu.py --configs mult_full,mult_mmsa --modes after --rounds 3 --steps 3 \\
+        --out benchmarks/results/mfu_ceiling.json
+    python benchmarks/mfu.py --threads 1 --configs mult_full,mult_mmsa --modes after --rounds 3 --steps 3 \\
+        --out benchmarks/results/mfu_ceiling_1thread.json
     python benchmarks/seed_parallel.py --methods tfn,mult
     python benchmarks/seed_parallel.py --methods tfn --threads 2 --out benchmarks/results/seed_parallel_2threads.json
     python benchmarks/seed_parallel_floor.py --methods tfn,mult --threads 1,2
+    python benchmarks/seed_divergence.py --methods tfn,mult --epochs 12 --whole-runs 2
     python benchmarks/compile_speed.py --parts train --methods tfn,mult --epochs 4
     python benchmarks/compile_speed.py --parts sequences --methods tfn,mult --epochs 4
     python benchmarks/compile_speed.py --parts inference --methods tfn,mult
@@ -89,14 +94,11 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
     lines += ["", "The whole-run ratio also depends on when each seed stops (early stopping, patience 8): the "
               "epoch column is the cost of training 5 seeds for one epoch against one seed's epoch.", "",
               f"Goal ≤ 1.5× {verdict(met)}. Per-seed metrics equal to sequential training within 1e-5 without "
-              f"dropout, for every method: {verdict(exact)} over these full runs ({gaps}): batched matrix products "
-              "round differently from single ones (about 1e-7 in one forward), and 40 epochs of training can amplify "
-              "that (or not: it depends on the run and this machine's kernels) into a "
-              "different selected epoch and different predictions (an accuracy point on MOSI-U's 751 test samples "
-              "is 0.13). "
-              "`tests/test_seed_parallel.py` shows the equality to 1e-5 where the training is short enough not to "
-              "amplify it (TFN and late fusion 8 epochs, MulT 2, every epoch's loss and validation MAE). With "
-              "dropout on, the group is deterministic (tested) and its masks differ from a sequential run's.", ""]
+              f"dropout, for every method: {verdict(exact)} over these full runs ({gaps}): "
+              + divergence_text() + "`tests/test_seed_parallel.py` shows the equality to 1e-5 where the training is "
+              "short enough not to amplify it (TFN and late fusion 8 epochs, MulT 2, every epoch's loss and "
+              "validation MAE). With dropout on, the group is deterministic (tested) and its masks differ from a "
+              "sequential run's.", ""]
     lines += earlier_seed_parallel_lines(d)
     two = load("seed_parallel_2threads.json")
     if two:
@@ -112,6 +114,57 @@ def seed_parallel_section(d: dict[str, Any]) -> list[str]:
                       f"{which}). For {m} with both cores the goal is {verdict(ok)} against either one-seed run; "
                       "the issue's goal needs MulT too.", ""]
     return lines + seed_parallel_floor_lines()
+
+
+def divergence_text() -> str:
+    """Why the group's per-seed metrics part from sequential training's, from ``seed_divergence.json`` (one step's
+    rounding, then its growth over the epochs)."""
+    d = load("seed_divergence.json")
+    if d is None:
+        return ("batched matrix products round differently from single ones, and 40 epochs of training can amplify "
+                "that into a different selected epoch and different predictions. ")
+    steps, growth = [], []
+    for m, r in d["methods"].items():
+        o = r["one_step"]
+        same = "bit-identical" if all(o["loss_bit_identical"]) else "not bit-identical"
+        steps.append(f"{m}: the first step's losses {same}, {o['gradients_that_differ']} of "
+                     f"{o['parameters_with_gradients']} parameters' gradients differ (largest "
+                     f"{o['largest_gradient_gap']:.1e}; {', '.join(list(o['gradient_gaps'])[:2])})")
+        mae = [e["valid_mae"] for e in r["epochs"]]
+        growth.append(f"{m} " + ", ".join(f"{x:.0e}" for x in mae[:4]) + f" … {mae[-1]:.0e} (epoch {len(mae)})")
+    return ("the group's forward results are bit-identical to one seed's, its gradients are not: the vmapped "
+            "backward runs other kernels than one seed's (batched products and reductions over the stacked seeds; "
+            "for TFN's last layer an ad hoc profile shows `bmm` [3, 64, 32]×[3, 32, 1] in a group of 3 where one "
+            "seed runs `mm` [1, 32]×[32, 64]), and a sum taken in another order rounds differently. Which op first "
+            "differs is not traced: in an ad hoc check a vmapped linear layer alone gave bit-identical gradients "
+            f"({'; '.join(steps)}). Without dropout, over "
+            f"{len(d['methods'][next(iter(d['methods']))]['epochs'])} epochs the largest validation-MAE gap per "
+            f"epoch grows as {'; '.join(growth)} ([seed_divergence.json](seed_divergence.json), `{d['command']}`, "
+            f"seeds {d['seeds']}, {d['made_utc']} UTC): TFN's stays at float rounding while MulT's training "
+            "amplifies it about a hundredfold per epoch until the runs are different runs, with other selected "
+            "epochs (an accuracy point on MOSI-U's 751 test samples is 0.13). " + whole_runs_text(d))
+
+
+def whole_runs_text(d: dict[str, Any]) -> str:
+    """The whole runs without dropout of ``seed_divergence.json``: an epoch of every seed as a group and one by one,
+    and where each way's seeds stopped."""
+    parts = []
+    for m, r in d["methods"].items():
+        runs = r.get("whole_runs", [])
+        if not runs:
+            continue
+        cells = "; ".join(
+            f"seeds {w['seeds'][0]}-{w['seeds'][-1]}: {w['group']['epoch_of_every_seed_s']:.2f} s per epoch of every "
+            f"seed as a group, {w['one_by_one']['epoch_of_every_seed_s']:.2f} s one by one; epochs trained "
+            f"{w['group']['epochs_trained']} and {w['one_by_one']['epochs_trained']}, whole runs "
+            f"{w['group']['wall_s']:.1f} and {w['one_by_one']['wall_s']:.1f} s" for w in runs)
+        parts.append(f"{m} ({cells})")
+    if not parts:
+        return ""
+    return ("Whole runs without dropout (MOSI-U's defaults, patience 8, the same file): " + "; ".join(parts)
+            + ". Where the runs part (MulT), early stopping ends them at other epochs, and that, more than the "
+            "cost of an epoch, decides whether the group or the seeds one by one finish first; where they do not "
+            "(TFN), each seed trains as many epochs both ways. ")
 
 
 EARLIER_SEED_PARALLEL = {"when": "2026-12-02 11:26 (stop 36, the machine before)",
@@ -301,7 +354,60 @@ def mfu_section(d: dict[str, Any]) -> list[str]:
               + ") and the operations around the attention (projections, layer norms) are not counted. "
               f"Allocator: {d['setup'].get('malloc', 'system')} (`train.malloc`, as the trainer sets it).", ""]
     masks = load("mfu_masks.json")
-    return lines + (masks_section(masks) if masks else [])
+    lines += masks_section(masks) if masks else []
+    files = [f for f in (load("mfu_ceiling.json"), load("mfu_ceiling_1thread.json")) if f is not None]
+    return lines + (ceiling_section(files) if files else [])
+
+
+def ceiling_section(files: list[dict[str, Any]]) -> list[str]:
+    """What the MFU goals leave for everything but the matrix products (``mfu_ceiling*.json``: the products' own
+    time in the profiled steps, and the MFU were every other op free)."""
+    lines = ["### What the goals leave for everything but the products", "",
+             "`products` = the wall time of the ops that carry the model FLOPs (matrix products, convolutions, "
+             "attention kernels: what `FlopCounterMode` counts, the CPU flash kernels included; `mfu.PRODUCT_OPS`), "
+             "profiled over two steps (two batches); `step ms` and `MFU` = the same two batches' timed steps "
+             "(unprofiled); `ceiling` = model FLOPs / products / peak, the MFU were every other op (softmax, "
+             "dropout masks, layer norms, elementwise work, the optimiser) free and the products as they run; "
+             "`rest allowed` = the step time at the goal's MFU minus the products. One run per thread count:", ""]
+    for d in files:
+        threads = d["setup"]["threads"]
+        lines.append(f"- {threads} thread{'s' if threads > 1 else ''}: `python benchmarks/mfu.py"
+                     + (f" --threads {threads}" if threads != 2 else "") + " --configs mult_full,mult_mmsa --modes "
+                     f"after --rounds 3 --steps 3 --out benchmarks/results/{ceiling_file(threads)}`, written "
+                     f"{d['machine'].get('made_utc', '?')} UTC, {d['machine'].get('cpu_model', '?')}, GEMM peak "
+                     f"{d['peak'][str(threads)]['gflops']:.1f} GFLOP/s")
+    lines += ["", "| config | threads | step ms | MFU | products ms | ceiling | goal | rest now ms | rest allowed ms "
+              "| largest other ops (ms per step) |", "|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|"]
+    verdicts = []
+    for d in files:
+        threads = d["setup"]["threads"]
+        peak = d["peak"][str(threads)]["gflops"]
+        for name, c in d["configs"].items():
+            a = c["modes"].get("after", {}).get("profiled_batches")
+            if a is None or not c.get("target_mfu"):
+                continue
+            goal = c["target_mfu"]
+            step, products = a["step_ms_mean"], a["products_ms_per_step"]
+            allowed = a["model_gflop_per_step"] / (goal * peak) * 1e3 - products
+            mfu = a["model_gflop_per_step"] / step / peak * 1e3
+            others = ", ".join(f"`{o['op'].removeprefix('aten::')}` {o['self_ms_per_step']:.0f}"
+                               for o in a["top_other_ops"][:4])
+            lines.append(f"| {name} | {threads} | {step:.0f} | {100 * mfu:.1f}% | {products:.0f} | "
+                         f"{100 * a['mfu_ceiling']:.1f}% | {100 * goal:.0f}% | {step - products:.0f} | "
+                         f"{allowed:.0f} | {others} |")
+            if threads > 1:
+                verdicts.append(f"{name}: the products alone reach {100 * a['mfu_ceiling']:.1f}% "
+                                + (f"(< {100 * goal:.0f}%: the goal cannot be met with the products as they run)"
+                                   if allowed <= 0 else
+                                   f"and everything else would have to fit in {allowed:.0f} ms where it takes "
+                                   f"{step - products:.0f} ms ({(step - products) / allowed:.0f}×)"))
+    if verdicts:
+        lines += ["", "With two threads, " + "; ".join(verdicts) + "."]
+    return lines + [""]
+
+
+def ceiling_file(threads: int) -> str:
+    return "mfu_ceiling.json" if threads == 2 else f"mfu_ceiling_{threads}thread.json"
 
 
 def masks_section(d: dict[str, Any]) -> list[str]:
