@@ -6,7 +6,8 @@ every dropout at 0, seeds 0-2):
 
 * ``one_step``: the seeds' first training batch, once through :meth:`Trainer.train_step` per seed and once through
   the vmapped :meth:`SeedGroup.train_step` (the same initial weights and batches). Whether each seed's total loss
-  is bit-identical, and which parameters' gradients are not, by how much (largest absolute difference);
+  is bit-identical, and which parameters' gradients (after clipping) are not, by how much (largest absolute
+  difference);
 * ``epochs``: ``--epochs`` epochs (early stopping off) as one group and one by one; per epoch, the largest
   difference over the seeds of the training loss and of the validation MAE (the selection metric);
 * ``whole_runs``: ``--whole-runs`` groups of 5 seeds (0-4, 5-9, ...) with MOSI-U's defaults (40 epochs, patience 8),
@@ -40,7 +41,8 @@ from seed_parallel import NO_DROPOUT, timed_run  # noqa: E402
 
 
 def one_step(method: str, seeds: list[int], out: Path) -> dict[str, Any]:
-    """The first batch of each seed, sequentially and as one vmapped group: loss equality and gradient gaps."""
+    """The first batch of each seed, sequentially and as one vmapped group: loss equality and gradient gaps (the
+    gradients as the optimiser sees them, after the run's clipping: ``train.grad_clip``)."""
     cfg = load_config(method=method, dataset="mosi-u", overrides=[
         f"train.seeds={json.dumps(seeds)}", "train.seed_parallel=on", f"output.dir={out}", *NO_DROPOUT[method]])
     trainer = Trainer(cfg, progress=False)
@@ -64,7 +66,7 @@ def one_step(method: str, seeds: list[int], out: Path) -> dict[str, Any]:
                 gap = float(stacked.grad[i].abs().max()) if stacked.grad is not None else 0.0
             else:
                 assert stacked.grad is not None, name
-                compared += i == 0
+                compared += 1 if i == 0 else 0
                 gap = float((stacked.grad[i] - grad).abs().max())
             if gap > 0:
                 differ[name] = max(differ.get(name, 0.0), gap)
