@@ -326,9 +326,9 @@ def split_products(events: Any, steps: int, n: int) -> tuple[float, list[dict[st
     return products / 1e3 / steps, [{"op": k, "self_ms_per_step": round(v / 1e3 / steps, 1)} for k, v in top]
 
 
-def profile_steps(runner: Runner, batches: list[Batch], n: int) -> dict[str, Any]:
+def profile_steps(runner: Runner, batches: list[Batch], n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``torch.profiler`` over two steps: the ``n`` top ops by self CPU time, and the time per step of the ops
-    that carry model FLOPs and the top other ops (:func:`split_products`)."""
+    that carry model FLOPs with the top other ops (:func:`split_products`)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -337,10 +337,9 @@ def profile_steps(runner: Runner, batches: list[Batch], n: int) -> dict[str, Any
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     products, rest = split_products(prof.events(), 2, n)
-    return {"top_ops": [{"op": e.key, "self_ms_per_step": round(e.self_cpu_time_total / 1e3 / 2, 1),
-                         "share": round(e.self_cpu_time_total / total, 3), "calls_per_step": e.count // 2}
-                        for e in events[:n]],
-            "products_ms_per_step": round(products, 1), "top_other_ops": rest}
+    return ([{"op": e.key, "self_ms_per_step": round(e.self_cpu_time_total / 1e3 / 2, 1),
+              "share": round(e.self_cpu_time_total / total, 3), "calls_per_step": e.count // 2} for e in events[:n]],
+            {"products_ms_per_step": round(products, 1), "top_other_ops": rest})
 
 
 def measure_config(name: str, cfg: dict[str, Any], modes: list[str], args: argparse.Namespace,
@@ -389,15 +388,14 @@ def measure_config(name: str, cfg: dict[str, Any], modes: list[str], args: argpa
         }
         if args.profile:
             with code_path(m):
-                prof = profile_steps(runners[m], batches, args.top)
+                top, prof = profile_steps(runners[m], batches, args.top)
             # the profiled batches (0 and 1): their model FLOPs, their timed (unprofiled) steps, and the MFU were
             # every op but the products free
             gflop = statistics.mean(flops[:2]) / 1e9
             step_ms = 1e3 * statistics.mean(t for t, j in times[m] if j < 2)
             prof.update({"model_gflop_per_step": round(gflop, 3), "step_ms_mean": round(step_ms, 1),
                          "mfu_ceiling": round(gflop / (prof["products_ms_per_step"] / 1e3) / peak, 4)})
-            out["modes"][m]["top_ops"] = prof.pop("top_ops")
-            out["modes"][m]["profiled_batches"] = prof
+            out["modes"][m].update({"top_ops": top, "profiled_batches": prof})
     return out
 
 

@@ -37,7 +37,7 @@ from accord.config import load_config  # noqa: E402
 from accord.core.io import write_json  # noqa: E402
 from accord.training.seed_parallel import open_group  # noqa: E402
 from accord.training.trainer import Trainer  # noqa: E402
-from seed_parallel import NO_DROPOUT, timed_run  # noqa: E402
+from seed_parallel import NO_DROPOUT, epoch_seconds, timed_run  # noqa: E402
 
 
 def one_step(method: str, seeds: list[int], out: Path) -> dict[str, Any]:
@@ -59,14 +59,15 @@ def one_step(method: str, seeds: list[int], out: Path) -> dict[str, Any]:
     group_terms, _ = group.train_step(batches)
     differ: dict[str, float] = {}
     compared = 0
+    sequential = [dict(run.model.named_parameters()) for run in runs]
     for name, stacked in group.params.items():
-        for i, run in enumerate(runs):
-            grad = dict(run.model.named_parameters())[name].grad
+        grads = [params[name].grad for params in sequential]
+        compared += grads[0] is not None
+        for i, grad in enumerate(grads):
             if grad is None:  # unused by this batch (T = 1 skips some): the group's gradient is zero there
                 gap = float(stacked.grad[i].abs().max()) if stacked.grad is not None else 0.0
             else:
                 assert stacked.grad is not None, name
-                compared += 1 if i == 0 else 0
                 gap = float((stacked.grad[i] - grad).abs().max())
             if gap > 0:
                 differ[name] = max(differ.get(name, 0.0), gap)
@@ -85,11 +86,12 @@ def epochs(method: str, seeds: list[int], n: int, out: Path) -> list[dict[str, A
     """Per epoch, the largest gap over the seeds between the group and the seeds one by one."""
     extra = [*NO_DROPOUT[method], f"train.epochs={n}", f"train.early_stopping.patience={n + 1}"]
     dirs = {mode: timed_run(method, seeds, mode, out / mode, extra)[1] for mode in ("on", "off")}
+    records = {(mode, s): epoch_records(dirs[mode], s) for mode in dirs for s in seeds}
     rows = []
     for e in range(n):
         gaps = {"loss": 0.0, "valid_mae": 0.0}
         for s in seeds:
-            a, b = (epoch_records(dirs[mode], s)[e] for mode in ("on", "off"))
+            a, b = (records[mode, s][e] for mode in ("on", "off"))
             gaps["loss"] = max(gaps["loss"], abs(a["loss/total"] - b["loss/total"]))
             gaps["valid_mae"] = max(gaps["valid_mae"], abs(a["valid/MAE"] - b["valid/MAE"]))
         rows.append({"epoch": e + 1, **gaps})
@@ -99,20 +101,14 @@ def epochs(method: str, seeds: list[int], n: int, out: Path) -> list[dict[str, A
 def whole_runs(method: str, seeds: list[int], out: Path) -> dict[str, Any]:
     """The MOSI-U defaults (40 epochs, patience 8) without dropout, as one group and one by one: wall seconds, each
     seed's epochs trained and selected epoch, and the cost of an epoch of every seed (the group's epochs with every
-    seed in it; the sequential seeds' median epoch times the number of seeds)."""
-    import statistics
-
+    seed in it; the sequential seeds' median epoch times the number of seeds: :func:`seed_parallel.epoch_seconds`)."""
     out_runs: dict[str, Any] = {}
     for mode in ("on", "off"):
         wall, run_dir = timed_run(method, seeds, mode, out / mode, NO_DROPOUT[method])
-        records = {s: epoch_records(run_dir, s) for s in seeds}
-        if mode == "on":
-            full = [float(r["seconds"]) for r in records[seeds[0]] if r.get("seed_parallel") == len(seeds)]
-            epoch_all = statistics.median(full)
-        else:
-            epoch_all = len(seeds) * statistics.median(float(r["seconds"]) for s in seeds for r in records[s])
+        epoch_all = (epoch_seconds(run_dir, seeds, active=len(seeds)) if mode == "on"
+                     else len(seeds) * epoch_seconds(run_dir, seeds))
         out_runs["group" if mode == "on" else "one_by_one"] = {
-            "wall_s": round(wall, 2), "epochs_trained": [len(records[s]) for s in seeds],
+            "wall_s": round(wall, 2), "epochs_trained": [len(epoch_records(run_dir, s)) for s in seeds],
             "selected_epochs": [int(json.loads((run_dir / f"seed_{s}" / "results.json").read_text())["best_epoch"])
                                 for s in seeds],
             "epoch_of_every_seed_s": round(epoch_all, 3)}
